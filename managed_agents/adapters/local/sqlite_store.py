@@ -1,0 +1,315 @@
+"""SQLite adapters: the embedded default for the resource store and the event log (one real file, WAL mode).
+
+Appends run in `BEGIN IMMEDIATE` transactions, so the sequence stays gapless with concurrent writers in any
+number of threads or processes; reads are keyset slices on the (session_id, seq) primary key, so a page costs
+the same at event 100 and at event 100,000.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from managed_agents.domain.clock import Clock, SystemClock, parse_rfc3339, rfc3339
+from managed_agents.domain.errors import Conflict, DuplicateEvent, StaleRevision
+from managed_agents.domain.events import JsonObject, NewEvent, Order, StoredEvent, TimeRange
+from managed_agents.ports import ListQuery, Record
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS resources (
+    kind TEXT NOT NULL,
+    id TEXT NOT NULL,
+    workspace_id TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    rev INTEGER NOT NULL,
+    archived INTEGER NOT NULL DEFAULT 0,
+    attrs TEXT NOT NULL,
+    doc TEXT NOT NULL,
+    PRIMARY KEY (kind, id)
+);
+CREATE INDEX IF NOT EXISTS resources_by_time ON resources (kind, workspace_id, created_at, id);
+CREATE TABLE IF NOT EXISTS events (
+    session_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    id TEXT NOT NULL,
+    type TEXT NOT NULL,
+    processed_at TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    internal TEXT,
+    PRIMARY KEY (session_id, seq)
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX IF NOT EXISTS events_by_id ON events (session_id, id);
+CREATE INDEX IF NOT EXISTS events_by_type ON events (session_id, type, seq);
+"""
+
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+class SqliteDatabase:
+    """One database file; a connection per thread (WAL lets readers run beside the single writer)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self._local = threading.local()
+        self._conn().executescript(_SCHEMA)
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA busy_timeout=30000")
+            self._local.conn = conn
+        return conn
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def query(self, sql: str, params: Sequence[object] = ()) -> list[sqlite3.Row]:
+        conn = self._conn()
+        cur = conn.execute(sql, tuple(params))
+        return list(cur.fetchall())
+
+
+def _range_sql(column: str, rng: TimeRange | None, params: list[object]) -> str:
+    if rng is None:
+        return ""
+    sql = ""
+    for op, value in ((">", rng.gt), (">=", rng.gte), ("<", rng.lt), ("<=", rng.lte)):
+        if value is not None:
+            sql += f" AND {column} {op} ?"
+            params.append(rfc3339(value))
+    return sql
+
+
+class SqliteEventStore:
+    def __init__(self, db: SqliteDatabase, clock: Clock | None = None) -> None:
+        self.db = db
+        self.clock = clock or SystemClock()
+
+    def append(self, session_id: str, events: Sequence[NewEvent]) -> list[StoredEvent]:
+        if not events:
+            return []
+        ids = [e.id for e in events]
+        with self.db.transaction() as conn:
+            marks = ",".join("?" * len(ids))
+            dup = conn.execute(
+                f"SELECT id FROM events WHERE session_id = ? AND id IN ({marks})", (session_id, *ids)
+            ).fetchall()
+            if dup:
+                raise DuplicateEvent([row[0] for row in dup])
+            (last,) = conn.execute(
+                "SELECT COALESCE(MAX(seq), 0) FROM events WHERE session_id = ?", (session_id,)
+            ).fetchone()
+            now = self.clock.now()
+            stored = [
+                StoredEvent(session_id, last + i + 1, e.id, e.type, now, dict(e.payload), e.internal)
+                for i, e in enumerate(events)
+            ]
+            conn.executemany(
+                "INSERT INTO events (session_id, seq, id, type, processed_at, payload, internal)"
+                " VALUES (?,?,?,?,?,?,?)",
+                [
+                    (
+                        session_id,
+                        s.seq,
+                        s.id,
+                        s.type,
+                        rfc3339(now),
+                        _dumps(s.payload),
+                        None if s.internal is None else _dumps(s.internal),
+                    )
+                    for s in stored
+                ],
+            )
+        return stored
+
+    def read(
+        self,
+        session_id: str,
+        *,
+        after_seq: int = 0,
+        before_seq: int | None = None,
+        limit: int = 1000,
+        order: Order = "asc",
+        types: Sequence[str] | None = None,
+        processed: TimeRange | None = None,
+    ) -> list[StoredEvent]:
+        params: list[object] = [session_id, after_seq]
+        sql = "SELECT seq, id, type, processed_at, payload, internal FROM events WHERE session_id = ? AND seq > ?"
+        if before_seq is not None:
+            sql += " AND seq < ?"
+            params.append(before_seq)
+        if types:
+            sql += f" AND type IN ({','.join('?' * len(types))})"
+            params.extend(types)
+        sql += _range_sql("processed_at", processed, params)
+        sql += f" ORDER BY seq {'DESC' if order == 'desc' else 'ASC'} LIMIT ?"
+        params.append(limit)
+        return [self._row(session_id, row) for row in self.db.query(sql, params)]
+
+    def get(self, session_id: str, event_id: str) -> StoredEvent | None:
+        rows = self.db.query(
+            "SELECT seq, id, type, processed_at, payload, internal FROM events WHERE session_id = ? AND id = ?",
+            (session_id, event_id),
+        )
+        return self._row(session_id, rows[0]) if rows else None
+
+    def last_seq(self, session_id: str) -> int:
+        rows = self.db.query("SELECT COALESCE(MAX(seq), 0) FROM events WHERE session_id = ?", (session_id,))
+        return int(rows[0][0])
+
+    def delete_session(self, session_id: str) -> None:
+        with self.db.transaction() as conn:
+            conn.execute("DELETE FROM events WHERE session_id = ?", (session_id,))
+
+    @staticmethod
+    def _row(session_id: str, row: Sequence[object]) -> StoredEvent:
+        seq, id_, type_, processed_at, payload, internal = row
+        return StoredEvent(
+            session_id=session_id,
+            seq=int(str(seq)),
+            id=str(id_),
+            type=str(type_),
+            processed_at=parse_rfc3339(str(processed_at)),
+            payload=json.loads(str(payload)),
+            internal=None if internal is None else json.loads(str(internal)),
+        )
+
+
+class SqliteResourceStore:
+    def __init__(self, db: SqliteDatabase) -> None:
+        self.db = db
+
+    def insert(self, rec: Record) -> None:
+        try:
+            with self.db.transaction() as conn:
+                conn.execute(
+                    "INSERT INTO resources (kind, id, workspace_id, created_at, rev, archived, attrs, doc)"
+                    " VALUES (?,?,?,?,?,?,?,?)",
+                    self._values(rec),
+                )
+        except sqlite3.IntegrityError as exc:
+            raise Conflict(f"{rec.kind} {rec.id} already exists") from exc
+
+    def get(self, kind: str, workspace_id: str, id_: str) -> Record | None:
+        rows = self.db.query(
+            "SELECT kind, id, workspace_id, created_at, rev, archived, attrs, doc FROM resources"
+            " WHERE kind = ? AND id = ? AND workspace_id = ?",
+            (kind, id_, workspace_id),
+        )
+        return self._record(rows[0]) if rows else None
+
+    def get_by_id(self, kind: str, id_: str) -> Record | None:
+        rows = self.db.query(
+            "SELECT kind, id, workspace_id, created_at, rev, archived, attrs, doc FROM resources"
+            " WHERE kind = ? AND id = ?",
+            (kind, id_),
+        )
+        return self._record(rows[0]) if rows else None
+
+    def replace(self, rec: Record, *, expected_rev: int) -> Record:
+        new = Record(
+            rec.kind, rec.workspace_id, rec.id, rec.doc, rec.created_at, expected_rev + 1, rec.archived, rec.attrs
+        )
+        with self.db.transaction() as conn:
+            cur = conn.execute(
+                "UPDATE resources SET rev = ?, archived = ?, attrs = ?, doc = ?"
+                " WHERE kind = ? AND id = ? AND workspace_id = ? AND rev = ?",
+                (
+                    new.rev,
+                    int(new.archived),
+                    _dumps(new.attrs),
+                    _dumps(new.doc),
+                    rec.kind,
+                    rec.id,
+                    rec.workspace_id,
+                    expected_rev,
+                ),
+            )
+            if cur.rowcount != 1:
+                raise StaleRevision(f"{rec.kind} {rec.id} changed since revision {expected_rev}")
+        return new
+
+    def delete(self, kind: str, workspace_id: str, id_: str) -> bool:
+        with self.db.transaction() as conn:
+            cur = conn.execute(
+                "DELETE FROM resources WHERE kind = ? AND id = ? AND workspace_id = ?", (kind, id_, workspace_id)
+            )
+            return cur.rowcount == 1
+
+    def list(self, kind: str, workspace_id: str, query: ListQuery) -> tuple[list[Record], bool]:
+        params: list[object] = [kind, workspace_id]
+        sql = (
+            "SELECT kind, id, workspace_id, created_at, rev, archived, attrs, doc FROM resources"
+            " WHERE kind = ? AND workspace_id = ?"
+        )
+        if not query.include_archived:
+            sql += " AND archived = 0"
+        sql += _range_sql("created_at", query.created, params)
+        for attr, value in query.equals.items():
+            sql += " AND json_extract(attrs, ?) = ?"
+            params.extend([f"$.{attr}", value])
+        for attr, values in query.any_of.items():
+            sql += f" AND json_extract(attrs, ?) IN ({','.join('?' * len(values))})"
+            params.extend([f"$.{attr}", *values])
+        desc = query.order == "desc"
+        if query.cursor is not None:
+            sql += f" AND (created_at, id) {'<' if desc else '>'} (?, ?)"
+            params.extend(query.cursor)
+        direction = "DESC" if desc else "ASC"
+        sql += f" ORDER BY created_at {direction}, id {direction} LIMIT ?"
+        params.append(query.limit + 1)
+        rows = [self._record(r) for r in self.db.query(sql, params)]
+        return rows[: query.limit], len(rows) > query.limit
+
+    def find(self, kind: str, attr: str, values: Sequence[str]) -> list[Record]:
+        if not values:
+            return []
+        rows = self.db.query(
+            "SELECT kind, id, workspace_id, created_at, rev, archived, attrs, doc FROM resources"
+            f" WHERE kind = ? AND json_extract(attrs, ?) IN ({','.join('?' * len(values))})",
+            (kind, f"$.{attr}", *values),
+        )
+        return [self._record(r) for r in rows]
+
+    @staticmethod
+    def _values(rec: Record) -> tuple[object, ...]:
+        return (
+            rec.kind,
+            rec.id,
+            rec.workspace_id,
+            rfc3339(rec.created_at),
+            rec.rev,
+            int(rec.archived),
+            _dumps(rec.attrs),
+            _dumps(rec.doc),
+        )
+
+    @staticmethod
+    def _record(row: Sequence[object]) -> Record:
+        kind, id_, ws, created_at, rev, archived, attrs, doc = row
+        loaded_doc: JsonObject = json.loads(str(doc))
+        return Record(
+            kind=str(kind),
+            workspace_id=str(ws),
+            id=str(id_),
+            doc=loaded_doc,
+            created_at=parse_rfc3339(str(created_at)),
+            rev=int(str(rev)),
+            archived=bool(archived),
+            attrs=json.loads(str(attrs)),
+        )

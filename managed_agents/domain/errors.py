@@ -1,0 +1,94 @@
+"""One error hierarchy for the whole platform.
+
+Each class carries the HTTP status and the `error.type` of the wire envelope (api-reference §1.4); an optional
+`error_code` goes to `error.details.error_code`, which the SDK maps to its specific exception classes.
+Adapters translate their own failures (sqlite3, botocore) into these at the boundary.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class ApiError(Exception):
+    status: ClassVar[int] = 500
+    error_type: ClassVar[str] = "api_error"
+    retryable: ClassVar[bool] = True
+
+    def __init__(self, message: str, *, error_code: str | None = None, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.error_code = error_code
+        self.details = dict(details or {})
+
+    def envelope_details(self) -> dict[str, Any] | None:
+        details = dict(self.details)
+        if self.error_code:
+            details["error_code"] = self.error_code
+        return details or None
+
+
+class InvalidRequest(ApiError):
+    status = 400
+    error_type = "invalid_request_error"
+    retryable = False
+
+
+class AuthenticationFailed(ApiError):
+    status = 401
+    error_type = "authentication_error"
+    retryable = False
+
+
+class PermissionDenied(ApiError):
+    status = 403
+    error_type = "permission_error"
+    retryable = False
+
+
+class NotFound(ApiError):
+    status = 404
+    error_type = "not_found_error"
+    retryable = False
+
+
+class Conflict(ApiError):
+    """A semantic conflict (stale version, wrong state): retrying the same request cannot succeed."""
+
+    status = 409
+    error_type = "conflict_error"
+    retryable = False
+
+
+class PreconditionFailed(ApiError):
+    status = 412
+    error_type = "invalid_request_error"
+    retryable = False
+
+
+class RequestTooLarge(ApiError):
+    status = 413
+    error_type = "invalid_request_error"
+    retryable = False
+
+
+class RateLimited(ApiError):
+    status = 429
+    error_type = "rate_limit_error"
+
+
+class ServiceUnavailable(ApiError):
+    status = 503
+    error_type = "api_error"
+
+
+class DuplicateEvent(Exception):
+    """An append whose event ids are already in the log: the batch was written before (a re-run turn)."""
+
+    def __init__(self, event_ids: list[str]) -> None:
+        super().__init__(f"events already appended: {event_ids[:3]}")
+        self.event_ids = event_ids
+
+
+class StaleRevision(Exception):
+    """A conditional resource write lost a race (optimistic concurrency on the stored revision)."""

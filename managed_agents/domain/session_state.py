@@ -1,0 +1,233 @@
+"""Session state, rebuilt by folding the event log (architecture: the log is the only session state).
+
+Both the harness (what to do next) and the API (is this tool result answering an open call?) read it.
+The fold also rebuilds the Messages API transcript from the `internal` parts the harness logged.
+
+Transcript rules:
+* user input (`user.message`, `system.message`) collects in `pending` until a `span.model_request_start`,
+  where it is flushed into the transcript as the user turn that request saw (a request re-run after a crash
+  therefore sees exactly what the first attempt saw);
+* the user turn after an assistant turn with tool calls starts with one `tool_result` per call, in call order;
+* `span.model_request_end` without error appends the assistant turn (its raw content, thinking signatures
+  included);
+* `agent.thread_context_compacted` replaces the transcript with its summary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal, cast
+
+from managed_agents.domain.events import STATUS_BY_EVENT, JsonObject, StoredEvent
+
+ToolKind = Literal["builtin", "custom", "mcp", "server"]
+
+
+@dataclass
+class ToolCall:
+    event_id: str
+    kind: ToolKind
+    name: str
+    model_tool_use_id: str
+    input: JsonObject
+    permission: str  # allow | ask | deny
+    logged_at: datetime
+    confirmation: str | None = None  # allow | deny
+    result_content: list[JsonObject] | None = None
+    result_is_error: bool = False
+
+    @property
+    def resolved(self) -> bool:
+        return self.result_content is not None
+
+    @property
+    def needs_user(self) -> bool:
+        """The client must act: run a custom tool, or confirm an ask-gated call."""
+        if self.resolved:
+            return False
+        return self.kind == "custom" or (self.permission == "ask" and self.confirmation is None)
+
+    def resolve(self, content: list[JsonObject], is_error: bool) -> None:
+        self.result_content = content
+        self.result_is_error = is_error
+
+    def tool_result_block(self) -> JsonObject:
+        block: JsonObject = {"type": "tool_result", "tool_use_id": self.model_tool_use_id}
+        block["content"] = [_tool_result_content(b) for b in (self.result_content or [])]
+        if self.result_is_error:
+            block["is_error"] = True
+        return block
+
+
+@dataclass
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_input_tokens: int = 0
+    cache_creation_input_tokens: int = 0
+
+    def add(self, usage: JsonObject) -> None:
+        self.input_tokens += _int(usage.get("input_tokens"))
+        self.output_tokens += _int(usage.get("output_tokens"))
+        self.cache_read_input_tokens += _int(usage.get("cache_read_input_tokens"))
+        self.cache_creation_input_tokens += _int(usage.get("cache_creation_input_tokens"))
+
+
+@dataclass
+class SessionState:
+    status: str = "idle"
+    last_seq: int = 0
+    transcript: list[JsonObject] = field(default_factory=list)
+    pending: list[JsonObject] = field(default_factory=list)
+    calls: list[ToolCall] = field(default_factory=list)  # calls of the last assistant turn
+    requests_started: int = 0
+    inflight: StoredEvent | None = None
+    consecutive_errors: int = 0
+    last_error_retry: str | None = None  # retry_status.type of the latest session.error
+    interrupt_seq: int | None = None  # a user.interrupt not yet answered by an idle/terminated status
+    idle_requires_action: tuple[str, ...] | None = None  # event ids of the current requires_action idle
+    usage: Usage = field(default_factory=Usage)
+    last_request_input_tokens: int = 0
+    running_since: datetime | None = None
+    active_seconds: float = 0.0
+
+    @property
+    def unresolved(self) -> list[ToolCall]:
+        return [c for c in self.calls if not c.resolved]
+
+    @property
+    def has_unsent_input(self) -> bool:
+        return bool(self.pending)
+
+    def call(self, event_id: str) -> ToolCall | None:
+        for c in self.calls:
+            if c.event_id == event_id:
+                return c
+        return None
+
+
+def fold(events: Iterable[StoredEvent], state: SessionState | None = None) -> SessionState:
+    st = state or SessionState()
+    for ev in events:
+        _apply(st, ev)
+        st.last_seq = ev.seq
+    return st
+
+
+def _apply(st: SessionState, ev: StoredEvent) -> None:
+    t, p, internal = ev.type, ev.payload, ev.internal or {}
+    if t == "user.message":
+        st.pending.extend(_message_content(cast(list[JsonObject], p.get("content") or [])))
+    elif t == "system.message":
+        texts = [str(b.get("text", "")) for b in cast(list[JsonObject], p.get("content") or [])]
+        st.pending.append({"type": "text", "text": "<system-message>\n" + "\n".join(texts) + "\n</system-message>"})
+    elif t == "span.model_request_start":
+        st.requests_started += 1
+        st.inflight = ev
+        _flush_user_turn(st)
+    elif t == "span.model_request_end":
+        st.inflight = None
+        st.usage.add(cast(JsonObject, p.get("model_usage") or {}))
+        if p.get("is_error"):
+            st.consecutive_errors += 1 if not internal.get("interrupted") else 0
+        else:
+            st.consecutive_errors = 0
+            st.last_error_retry = None
+            mu = cast(JsonObject, p.get("model_usage") or {})
+            st.last_request_input_tokens = (
+                _int(mu.get("input_tokens"))
+                + _int(mu.get("cache_read_input_tokens"))
+                + _int(mu.get("cache_creation_input_tokens"))
+                + _int(mu.get("output_tokens"))
+            )
+            content = cast(list[JsonObject] | None, internal.get("content"))
+            if content:
+                st.transcript.append({"role": "assistant", "content": content})
+    elif t in ("agent.tool_use", "agent.custom_tool_use", "agent.mcp_tool_use"):
+        kind = cast(
+            ToolKind,
+            internal.get("kind") or {"agent.custom_tool_use": "custom", "agent.mcp_tool_use": "mcp"}.get(t, "builtin"),
+        )
+        st.calls.append(
+            ToolCall(
+                event_id=ev.id,
+                kind=kind,
+                name=str(p.get("name", "")),
+                model_tool_use_id=str(internal.get("tool_use_id") or ev.id),
+                input=cast(JsonObject, p.get("input") or {}),
+                permission=str(p.get("evaluated_permission") or "allow"),
+                logged_at=ev.processed_at,
+            )
+        )
+    elif t == "user.tool_confirmation":
+        c = st.call(str(p.get("tool_use_id")))
+        if c is not None and c.confirmation is None:
+            c.confirmation = str(p.get("result"))
+            if c.confirmation == "deny":
+                msg = p.get("deny_message") or "The user denied permission to run this tool."
+                c.resolve([{"type": "text", "text": str(msg)}], True)
+    elif t in ("user.custom_tool_result", "user.tool_result", "agent.tool_result", "agent.mcp_tool_result"):
+        ref = p.get("custom_tool_use_id") or p.get("tool_use_id") or p.get("mcp_tool_use_id")
+        c = st.call(str(ref))
+        if c is not None and not c.resolved:
+            c.resolve(cast(list[JsonObject], p.get("content") or []), bool(p.get("is_error")))
+    elif t == "user.interrupt":
+        st.interrupt_seq = ev.seq
+    elif t == "session.error":
+        err = cast(JsonObject, p.get("error") or {})
+        st.last_error_retry = str(cast(JsonObject, err.get("retry_status") or {}).get("type") or "")
+    elif t == "agent.thread_context_compacted":
+        summary = str(internal.get("summary") or "")
+        st.transcript = [{"role": "user", "content": [{"type": "text", "text": summary}]}]
+        st.calls = []
+    elif t in STATUS_BY_EVENT:
+        new_status = STATUS_BY_EVENT[t]
+        if new_status == "running" and st.running_since is None:
+            st.running_since = ev.processed_at
+        elif new_status in ("idle", "terminated") and st.running_since is not None:
+            st.active_seconds += (ev.processed_at - st.running_since).total_seconds()
+            st.running_since = None
+        st.status = new_status
+        if new_status in ("idle", "terminated"):
+            st.interrupt_seq = None
+        stop = cast(JsonObject, p.get("stop_reason") or {})
+        if new_status == "idle" and stop.get("type") == "requires_action":
+            st.idle_requires_action = tuple(str(i) for i in cast(list[object], stop.get("event_ids") or []))
+        else:
+            st.idle_requires_action = None
+
+
+def _flush_user_turn(st: SessionState) -> None:
+    blocks: list[JsonObject] = []
+    if st.calls and all(c.resolved for c in st.calls):
+        blocks.extend(c.tool_result_block() for c in st.calls)
+        st.calls = []
+    blocks.extend(st.pending)
+    st.pending = []
+    if not blocks:
+        return
+    if st.transcript and st.transcript[-1]["role"] == "user":
+        prev = cast(list[JsonObject], st.transcript[-1]["content"])
+        st.transcript[-1] = {"role": "user", "content": [*prev, *blocks]}
+    else:
+        st.transcript.append({"role": "user", "content": blocks})
+
+
+def _message_content(blocks: list[JsonObject]) -> list[JsonObject]:
+    """User message blocks in Messages API form (file sources need the Files API; refused at the edge)."""
+    out: list[JsonObject] = []
+    for b in blocks:
+        if b.get("type") == "redacted":
+            continue
+        out.append({k: v for k, v in b.items() if v is not None})
+    return out
+
+
+def _tool_result_content(block: JsonObject) -> JsonObject:
+    return {k: v for k, v in block.items() if v is not None}
+
+
+def _int(value: object) -> int:
+    return int(value) if isinstance(value, int | float) else 0

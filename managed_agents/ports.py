@@ -1,0 +1,189 @@
+"""The seams between the platform core and what runs it (architecture: "Ports and adapters").
+
+Ports are synchronous: boto3, sqlite3 and Lambda are. The ASGI edge reaches them through a worker thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal, Protocol
+
+from managed_agents.domain.events import JsonObject, NewEvent, Order, StoredEvent, TimeRange
+
+
+class EventStore(Protocol):
+    """Append-only per-session log with a gapless sequence starting at 1."""
+
+    def append(self, session_id: str, events: Sequence[NewEvent]) -> list[StoredEvent]:
+        """Append atomically, assigning the next sequence numbers and `processed_at`.
+
+        Raises DuplicateEvent, appending nothing, when any of the event ids is already in the session's log.
+        """
+        ...
+
+    def read(
+        self,
+        session_id: str,
+        *,
+        after_seq: int = 0,
+        before_seq: int | None = None,
+        limit: int = 1000,
+        order: Order = "asc",
+        types: Sequence[str] | None = None,
+        processed: TimeRange | None = None,
+    ) -> list[StoredEvent]:
+        """A positional slice: events with after_seq < seq < before_seq, in `order`, at most `limit`."""
+        ...
+
+    def get(self, session_id: str, event_id: str) -> StoredEvent | None: ...
+
+    def last_seq(self, session_id: str) -> int: ...
+
+    def delete_session(self, session_id: str) -> None: ...
+
+
+@dataclass
+class Record:
+    """A stored resource document with the attributes lists filter on."""
+
+    kind: str
+    workspace_id: str
+    id: str
+    doc: JsonObject
+    created_at: datetime
+    rev: int = 1
+    archived: bool = False
+    attrs: dict[str, str | int | None] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    limit: int = 20
+    order: Order = "desc"
+    cursor: tuple[str, str] | None = None  # (created_at as RFC 3339, id) of the last row already returned
+    include_archived: bool = False
+    created: TimeRange = field(default_factory=TimeRange)
+    equals: dict[str, str | int] = field(default_factory=dict)
+    any_of: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+class ResourceStore(Protocol):
+    """Agents, agent versions, environments, sessions, API keys: documents keyed by (kind, id) in a workspace."""
+
+    def insert(self, rec: Record) -> None: ...
+
+    def get(self, kind: str, workspace_id: str, id_: str) -> Record | None: ...
+
+    def get_by_id(self, kind: str, id_: str) -> Record | None:
+        """Internal lookup without a workspace (the harness knows only the session id)."""
+        ...
+
+    def replace(self, rec: Record, *, expected_rev: int) -> Record:
+        """Write rec with rev = expected_rev + 1 if the stored rev is still expected_rev, else StaleRevision."""
+        ...
+
+    def delete(self, kind: str, workspace_id: str, id_: str) -> bool: ...
+
+    def list(self, kind: str, workspace_id: str, query: ListQuery) -> tuple[list[Record], bool]:
+        """One page in (created_at, id) order and whether more rows follow."""
+        ...
+
+    def find(self, kind: str, attr: str, values: Sequence[str]) -> list[Record]:
+        """Records of any workspace whose attribute is one of values (key lookup, crash recovery)."""
+        ...
+
+
+class Subscription(Protocol):
+    """A stream reader's interest in one session. Subscribe before reading the log so no append is missed."""
+
+    deleted: bool
+
+    async def wait(self, seconds: float) -> None:
+        """Return when the log may have grown (or the session was deleted), or after `seconds`."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class EventNotifier(Protocol):
+    """Tells stream readers that a session's log grew. Embedded: in-process; AWS: store polling."""
+
+    def publish(self, session_id: str, seq: int) -> None: ...
+
+    def publish_deleted(self, session_id: str) -> None: ...
+
+    def subscribe(self, session_id: str) -> Subscription: ...
+
+
+@dataclass(frozen=True)
+class ModelUsage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_input_tokens: int = 0
+    cache_creation_input_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class ModelResponse:
+    content: list[JsonObject]
+    stop_reason: str | None
+    usage: ModelUsage
+    model: str = ""
+    stop_details: JsonObject | None = None
+
+
+ModelErrorKind = Literal["rate_limited", "overloaded", "server", "timeout", "connection", "invalid", "auth"]
+
+
+class ModelError(Exception):
+    def __init__(self, kind: ModelErrorKind, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.status = status
+
+    @property
+    def retryable(self) -> bool:
+        return self.kind in ("rate_limited", "overloaded", "server", "timeout", "connection")
+
+
+class Cancelled(Exception):
+    """The model request was stopped on purpose (user.interrupt, session deleted)."""
+
+
+class CancelToken(Protocol):
+    @property
+    def cancelled(self) -> bool: ...
+
+    def on_cancel(self, callback: object) -> None: ...
+
+    def wait(self, timeout: float) -> bool: ...
+
+
+class ModelClient(Protocol):
+    def stream_message(self, request: JsonObject, *, cancel: CancelToken | None = None) -> ModelResponse:
+        """Run one streaming Messages API request to completion; ModelError or Cancelled on failure."""
+        ...
+
+
+class Orchestrator(Protocol):
+    """Runs the harness for a session until it parks. Embedded: threads; AWS: Step Functions."""
+
+    def wake(self, session_id: str) -> None: ...
+
+    def interrupt(self, session_id: str) -> None: ...
+
+    def forget(self, session_id: str) -> None: ...
+
+
+def iter_all(store: EventStore, session_id: str, *, page: int = 1000) -> Iterator[StoredEvent]:
+    """Every event of a session in order, a page at a time."""
+    after = 0
+    while True:
+        batch = store.read(session_id, after_seq=after, limit=page)
+        yield from batch
+        if len(batch) < page:
+            return
+        after = batch[-1].seq
