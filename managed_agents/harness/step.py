@@ -1,0 +1,75 @@
+"""The pure part of the harness: given the folded session state, what happens next.
+
+No I/O, no SDK, no clock except the `now` passed in (style: `step()` is pure so both orchestrators, the
+in-process loop and Step Functions, drive the same decisions).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from managed_agents.domain.session_state import SessionState, ToolCall
+
+
+@dataclass(frozen=True)
+class RunModel:
+    request_no: int
+    rerun: bool = False  # a request whose start is logged but whose end is not (crash recovery)
+
+
+@dataclass(frozen=True)
+class HandleInterrupt:
+    close_request: bool  # a model request was in flight when the interrupt came
+
+
+@dataclass(frozen=True)
+class GoIdle:
+    stop_reason: dict[str, object]
+
+
+@dataclass(frozen=True)
+class TimeOutTools:
+    calls: tuple[ToolCall, ...]
+
+
+@dataclass(frozen=True)
+class WaitForTools:
+    deadline: datetime
+
+
+@dataclass(frozen=True)
+class Park:
+    reason: str
+
+
+Action = RunModel | HandleInterrupt | GoIdle | TimeOutTools | WaitForTools | Park
+
+
+def decide(st: SessionState, *, now: datetime, tool_timeout: timedelta) -> Action:
+    if st.status == "terminated":
+        return Park("terminated")
+    if st.inflight is not None:
+        if st.interrupt_seq is not None and st.interrupt_seq > st.inflight.seq:
+            return HandleInterrupt(close_request=True)
+        return RunModel(st.requests_started, rerun=True)
+    if st.interrupt_seq is not None:
+        return HandleInterrupt(close_request=False)
+    if st.consecutive_errors and st.last_error_retry == "retrying":
+        return RunModel(st.requests_started + 1)
+    unresolved = st.unresolved
+    if unresolved:
+        needs_user = tuple(c.event_id for c in unresolved if c.needs_user)
+        if needs_user:
+            if st.status == "idle" and st.idle_requires_action == needs_user:
+                return Park("requires_action")
+            return GoIdle({"type": "requires_action", "event_ids": list(needs_user)})
+        expired = tuple(c for c in unresolved if now - c.logged_at >= tool_timeout)
+        if expired:
+            return TimeOutTools(expired)
+        return WaitForTools(min(c.logged_at for c in unresolved) + tool_timeout)
+    if st.calls or st.has_unsent_input:
+        return RunModel(st.requests_started + 1)
+    if st.status != "idle":
+        return GoIdle({"type": "end_turn"})
+    return Park("idle")

@@ -1,0 +1,359 @@
+"""The harness: `advance(session_id)` does the next thing a session needs, at most one model request.
+
+Stateless between calls: every call folds the log, decides (step.py), performs the action and appends the
+result. Every batch gets deterministic event ids derived from the log position or the request number, and
+appends are conditional, so a call re-run after a crash (or run twice) writes nothing twice
+(architecture: "a turn must be safe to re-run").
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import cast
+
+from managed_agents.domain.clock import Clock, rfc3339
+from managed_agents.domain.errors import DuplicateEvent
+from managed_agents.domain.events import STATUS_BY_EVENT, JsonObject, NewEvent, StoredEvent
+from managed_agents.domain.ids import deterministic_event_id
+from managed_agents.domain.session_state import SessionState, fold
+from managed_agents.harness import step
+from managed_agents.harness.context import build_request, compaction_request
+from managed_agents.harness.tools import Toolbox
+from managed_agents.ports import (
+    Cancelled,
+    CancelToken,
+    EventNotifier,
+    EventStore,
+    ModelClient,
+    ModelError,
+    ModelResponse,
+    Record,
+    ResourceStore,
+    iter_all,
+)
+from managed_agents.services.records import mutate
+from managed_agents.settings import HarnessSettings
+
+log = logging.getLogger("managed_agents.harness")
+
+
+@dataclass(frozen=True)
+class RunAgain:
+    pass
+
+
+@dataclass(frozen=True)
+class RetryAfter:
+    seconds: float
+
+
+@dataclass(frozen=True)
+class WaitForTools:
+    deadline: datetime
+
+
+@dataclass(frozen=True)
+class Parked:
+    reason: str
+
+
+Outcome = RunAgain | RetryAfter | WaitForTools | Parked
+
+ERROR_TYPES = {
+    "rate_limited": "model_rate_limited_error",
+    "overloaded": "model_overloaded_error",
+}
+
+
+@dataclass
+class HarnessDeps:
+    events: EventStore
+    resources: ResourceStore
+    model: ModelClient
+    clock: Clock
+    settings: HarnessSettings = field(default_factory=HarnessSettings)
+    notifier: EventNotifier | None = None
+
+
+class _Turn:
+    """One `advance` call: the session, its folded state and helpers to append."""
+
+    def __init__(self, deps: HarnessDeps, rec: Record, state: SessionState) -> None:
+        self.deps = deps
+        self.rec = rec
+        self.state = state
+        self.agent = cast(JsonObject, rec.doc["agent"])
+        self.toolbox = Toolbox(self.agent)
+
+    @property
+    def sid(self) -> str:
+        return self.rec.id
+
+    def append(self, key: str, events: Sequence[tuple[str, JsonObject, JsonObject | None]]) -> list[StoredEvent]:
+        batch = [
+            NewEvent(deterministic_event_id(self.sid, key, i), type_, payload, internal)
+            for i, (type_, payload, internal) in enumerate(events)
+        ]
+        try:
+            stored = self.deps.events.append(self.sid, batch)
+        except DuplicateEvent:
+            log.info("batch already in the log", extra={"session_id": self.sid, "key": key})
+            return []
+        if stored and self.deps.notifier is not None:
+            self.deps.notifier.publish(self.sid, stored[-1].seq)
+        fold(stored, self.state)
+        if any(e.type in STATUS_BY_EVENT or e.type == "span.model_request_end" for e in stored):
+            self.sync_record()
+        return stored
+
+    def sync_record(self) -> None:
+        """Cache the log-derived status, usage and stats on the session record (idempotent)."""
+        st = self.state
+
+        def change(r: Record) -> None:
+            u = st.usage
+            r.doc["status"] = st.status
+            r.attrs["status"] = st.status
+            r.doc["usage"] = {
+                "input_tokens": u.input_tokens,
+                "output_tokens": u.output_tokens,
+                "cache_read_input_tokens": u.cache_read_input_tokens,
+                "cache_creation": {"ephemeral_5m_input_tokens": u.cache_creation_input_tokens},
+            }
+            r.doc["_active_seconds"] = st.active_seconds
+            r.doc["_running_since"] = rfc3339(st.running_since) if st.running_since else None
+            r.doc["updated_at"] = rfc3339(self.deps.clock.now())
+
+        self.rec = mutate(self.deps.resources, self.rec, change)
+
+
+def advance(session_id: str, deps: HarnessDeps, cancel: CancelToken | None = None) -> Outcome:
+    rec = deps.resources.get_by_id("session", session_id)
+    if rec is None or rec.doc.get("_deleted"):
+        return Parked("deleted")
+    turn = _Turn(deps, rec, fold(iter_all(deps.events, session_id)))
+    st = turn.state
+    tool_timeout = timedelta(seconds=deps.settings.tool_timeout_seconds)
+    action = step.decide(st, now=deps.clock.now(), tool_timeout=tool_timeout)
+
+    if isinstance(action, step.Park):
+        if rec.doc.get("status") != st.status:
+            turn.sync_record()
+        return Parked(action.reason)
+    if isinstance(action, step.GoIdle):
+        turn.append(f"idle@{st.last_seq}", [("session.status_idle", {"stop_reason": action.stop_reason}, None)])
+        return RunAgain()
+    if isinstance(action, step.WaitForTools):
+        if st.status != "running":
+            turn.append(f"running@{st.last_seq}", [("session.status_running", {}, None)])
+        return WaitForTools(action.deadline)
+    if isinstance(action, step.TimeOutTools):
+        batch: list[tuple[str, JsonObject, JsonObject | None]] = []
+        for call in action.calls:
+            message = (
+                f"The {call.name} tool call got no result within {deps.settings.tool_timeout_seconds:g} s: "
+                "the sandbox that should run it is unavailable."
+            )
+            batch.append(_tool_error(call.event_id, message))
+            batch.append(_session_error("unknown_error", message, "retrying"))
+        turn.append(f"timeout@{st.last_seq}", batch)
+        return RunAgain()
+    if isinstance(action, step.HandleInterrupt):
+        return _handle_interrupt(turn, action)
+    return _run_model(turn, action, cancel)
+
+
+def _handle_interrupt(turn: _Turn, action: step.HandleInterrupt) -> Outcome:
+    st = turn.state
+    batch: list[tuple[str, JsonObject, JsonObject | None]] = []
+    if action.close_request and st.inflight is not None:
+        batch.append(_request_end(st.inflight.id, None, is_error=False, internal={"interrupted": True}))
+    for call in st.unresolved:
+        batch.append(_tool_error(call.event_id, "The user interrupted the session before this tool call finished."))
+    batch.append(("session.status_idle", {"stop_reason": {"type": "end_turn"}}, None))
+    turn.append(f"interrupt@{st.last_seq}", batch)
+    return RunAgain()
+
+
+def _run_model(turn: _Turn, action: step.RunModel, cancel: CancelToken | None) -> Outcome:
+    deps, st = turn.deps, turn.state
+    settings = deps.settings
+    if not action.rerun:
+        if _needs_compaction(st, settings):
+            return _compact(turn, cancel)
+        start: list[tuple[str, JsonObject, JsonObject | None]] = []
+        if st.status != "running":
+            start.append(("session.status_running", {}, None))
+        start.append(("span.model_request_start", {}, None))
+        turn.append(f"req{action.request_no}:start", start)
+        if st.inflight is None:  # someone else ran this request meanwhile
+            return RunAgain()
+    assert st.inflight is not None
+    start_id = st.inflight.id
+    effort = cast(str | None, turn.rec.doc.get("_effort"))
+    request = build_request(turn.agent, turn.toolbox, st.transcript, max_tokens=settings.max_tokens, effort=effort)
+    try:
+        response = deps.model.stream_message(request, cancel=cancel)
+    except Cancelled:
+        return RunAgain()
+    except ModelError as exc:
+        return _model_failed(turn, action.request_no, start_id, exc)
+    key = f"req{action.request_no}:end"
+    turn.append(key, _response_events(turn, key, start_id, response))
+    return RunAgain()
+
+
+def _response_events(
+    turn: _Turn, key: str, start_id: str, response: ModelResponse
+) -> list[tuple[str, JsonObject, JsonObject | None]]:
+    batch: list[tuple[str, JsonObject, JsonObject | None]] = []
+    text: list[JsonObject] = []
+    calls = 0
+
+    def flush_text() -> None:
+        if text:
+            batch.append(("agent.message", {"content": list(text)}, None))
+            text.clear()
+
+    for block in response.content:
+        btype = block.get("type")
+        if btype in ("thinking", "redacted_thinking"):
+            flush_text()
+            batch.append(("agent.thinking", {}, None))
+        elif btype == "text":
+            text.append({"type": "text", "text": block.get("text", "")})
+        elif btype == "tool_use":
+            flush_text()
+            calls += 1
+            batch.extend(_tool_use_events(turn, block, deterministic_event_id(turn.sid, key, len(batch))))
+    flush_text()
+    batch.append(
+        _request_end(
+            start_id,
+            response,
+            is_error=False,
+            internal={"content": response.content, "stop_reason": response.stop_reason},
+        )
+    )
+    if response.stop_reason == "refusal":
+        idle: JsonObject = {"stop_reason": {"type": "refusal"}}
+        idle["stop_details"] = response.stop_details or {"type": "refusal", "category": None, "explanation": None}
+        batch.append(("session.status_idle", idle, None))
+    elif calls == 0 and response.stop_reason != "pause_turn" and not turn.state.pending:
+        batch.append(("session.status_idle", {"stop_reason": {"type": "end_turn"}}, None))
+    return batch
+
+
+def _tool_use_events(turn: _Turn, block: JsonObject, event_id: str) -> list[tuple[str, JsonObject, JsonObject | None]]:
+    """The events of one tool_use block; `event_id` is the id its agent.tool_use will get in the batch."""
+    name = str(block.get("name", ""))
+    route = turn.toolbox.route(name)
+    internal: JsonObject = {"tool_use_id": block.get("id"), "kind": route.kind}
+    payload: JsonObject = {"name": name, "input": block.get("input") or {}}
+    if route.kind == "custom":
+        return [("agent.custom_tool_use", payload, internal)]
+    payload["evaluated_permission"] = route.permission
+    if route.evaluation is not None:
+        payload["evaluation"] = route.evaluation
+    events: list[tuple[str, JsonObject, JsonObject | None]] = [("agent.tool_use", payload, internal)]
+    if route.permission == "deny":
+        events.append(_tool_error(event_id, f"Tool {name!r} is not enabled for this agent."))
+    elif route.kind == "server":
+        events.append(_tool_error(event_id, f"Tool {name!r} is not available: no provider is configured."))
+    return events
+
+
+def _model_failed(turn: _Turn, request_no: int, start_id: str, exc: ModelError) -> Outcome:
+    settings = turn.deps.settings
+    attempt = turn.state.consecutive_errors + 1
+    error_type = ERROR_TYPES.get(exc.kind, "model_request_failed_error")
+    status = f"HTTP {exc.status}" if exc.status else exc.kind
+    retry = exc.retryable and attempt < settings.model_max_attempts
+    batch: list[tuple[str, JsonObject, JsonObject | None]] = [_request_end(start_id, None, is_error=True)]
+    if retry:
+        delay = min(settings.retry_base_seconds * 2 ** (attempt - 1), settings.retry_max_seconds)
+        message = (
+            f"Model request failed ({status}): {exc.message}. "
+            f"Retrying in {delay:g} s (attempt {attempt + 1} of {settings.model_max_attempts})."
+        )
+        batch.append(_session_error(error_type, message, "retrying"))
+        batch.append(("session.status_rescheduled", {}, None))
+        turn.append(f"req{request_no}:end", batch)
+        return RetryAfter(delay)
+    if exc.retryable:
+        message = f"Model request failed ({status}): {exc.message}. Gave up after {attempt} attempts."
+    else:
+        message = f"Model request failed ({status}): {exc.message}. The request cannot succeed as sent."
+    batch.append(_session_error(error_type, message, "exhausted"))
+    batch.append(("session.status_idle", {"stop_reason": {"type": "retries_exhausted"}}, None))
+    turn.append(f"req{request_no}:end", batch)
+    return RunAgain()
+
+
+def _needs_compaction(st: SessionState, settings: HarnessSettings) -> bool:
+    if not st.transcript or st.last_request_input_tokens == 0:
+        return False
+    pending_chars = sum(len(str(b)) for b in st.pending) + sum(len(str(c.result_content)) for c in st.calls)
+    return st.last_request_input_tokens + pending_chars // 4 > settings.compaction_threshold_tokens
+
+
+def _compact(turn: _Turn, cancel: CancelToken | None) -> Outcome:
+    st = turn.state
+    pending = [c.tool_result_block() for c in st.calls] + list(st.pending)
+    request = compaction_request(turn.agent, st.transcript, pending)
+    if turn.toolbox.definitions:
+        request["tools"] = turn.toolbox.definitions
+        request["tool_choice"] = {"type": "none"}
+    try:
+        response = turn.deps.model.stream_message(request, cancel=cancel)
+    except Cancelled:
+        return RunAgain()
+    except ModelError as exc:
+        message = f"Context compaction failed: {exc.message}"
+        turn.append(
+            f"compact@{st.last_seq}",
+            [
+                _session_error("compaction_limit_reached_error", message, "exhausted"),
+                ("session.status_idle", {"stop_reason": {"type": "retries_exhausted"}}, None),
+            ],
+        )
+        return Parked("compaction_failed")
+    summary = "\n".join(str(b.get("text", "")) for b in response.content if b.get("type") == "text")
+    text = (
+        "This session's earlier context was compacted. Summary of the conversation so far:\n\n"
+        f"{summary}\n\nContinue the task from here."
+    )
+    turn.append(f"compact@{st.last_seq}", [("agent.thread_context_compacted", {}, {"summary": text})])
+    return RunAgain()
+
+
+def _request_end(
+    start_id: str, response: ModelResponse | None, *, is_error: bool, internal: JsonObject | None = None
+) -> tuple[str, JsonObject, JsonObject | None]:
+    u = response.usage if response is not None else None
+    usage: JsonObject = {
+        "input_tokens": u.input_tokens if u else 0,
+        "output_tokens": u.output_tokens if u else 0,
+        "cache_read_input_tokens": u.cache_read_input_tokens if u else 0,
+        "cache_creation_input_tokens": u.cache_creation_input_tokens if u else 0,
+    }
+    return (
+        "span.model_request_end",
+        {"model_request_start_id": start_id, "is_error": is_error, "model_usage": usage},
+        internal,
+    )
+
+
+def _tool_error(tool_use_event_id: str, message: str) -> tuple[str, JsonObject, JsonObject | None]:
+    return (
+        "agent.tool_result",
+        {"tool_use_id": tool_use_event_id, "content": [{"type": "text", "text": message}], "is_error": True},
+        None,
+    )
+
+
+def _session_error(error_type: str, message: str, retry: str) -> tuple[str, JsonObject, JsonObject | None]:
+    return ("session.error", {"error": {"type": error_type, "message": message, "retry_status": {"type": retry}}}, None)

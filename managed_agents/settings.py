@@ -1,0 +1,34 @@
+"""Every environment variable the platform reads, declared once (style: settings.py).
+
+The model endpoint and key are the official SDK's own variables, `ANTHROPIC_API_KEY` and `ANTHROPIC_BASE_URL`
+(any Anthropic-compatible endpoint); the SDK reads them itself. Everything else is `MANAGED_AGENTS_*`.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "MANAGED_AGENTS_"
+
+
+class HarnessSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
+
+    max_tokens: int = Field(8192, description="max_tokens of each model request")
+    model_max_attempts: int = Field(4, ge=1, description="attempts per model request before retries_exhausted")
+    retry_base_seconds: float = Field(1.0, ge=0, description="first backoff after a retryable model error")
+    retry_max_seconds: float = Field(30.0, ge=0, description="cap of the exponential backoff")
+    model_timeout_seconds: float = Field(600.0, gt=0, description="read timeout of one model request")
+    tool_timeout_seconds: float = Field(300.0, gt=0, description="how long a sandbox tool call may wait for its result")
+    compaction_threshold_tokens: int = Field(
+        160_000, ge=1000, description="compact the context when a request would exceed this many tokens"
+    )
+
+
+class ServerSettings(HarnessSettings):
+    data_dir: str = Field(".data", description="embedded runtime: where the SQLite file and admin key live")
+    sse_ping_seconds: float = Field(15.0, gt=0, description="keep-alive interval of event streams")
+    sse_max_seconds: float = Field(0.0, ge=0, description="close streams cleanly after this long (0 = never)")
+    max_concurrent_sessions: int = Field(256, ge=1, description="harness worker threads of the embedded runtime")
+    log_level: str = Field("INFO")
