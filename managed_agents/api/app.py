@@ -1,0 +1,35 @@
+"""The ASGI app: one app for the embedded server and the API Lambda (behind Lambda Web Adapter)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from fastapi import FastAPI
+
+from managed_agents import __version__
+from managed_agents.api.errors import RequestIdMiddleware, install_error_handlers
+from managed_agents.api.routes import agents, environments, sessions
+
+if TYPE_CHECKING:
+    from managed_agents.wiring import Runtime
+
+
+def create_app(rt: Runtime) -> FastAPI:
+    app = FastAPI(
+        title="Managed Agents (self-hosted)",
+        version=__version__,
+        description="The Anthropic Managed Agents API, served by your own deployment.",
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.runtime = rt
+    install_error_handlers(app)
+    app.add_middleware(RequestIdMiddleware)
+    for r in (agents.router, environments.router, sessions.router):
+        app.include_router(r)
+
+    @app.get("/health", tags=["health"])
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app

@@ -1,0 +1,67 @@
+"""`client.beta.agents` and `client.beta.agents.versions` (api-reference §2.1)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request
+
+from managed_agents.api.deps import call, principal, runtime, time_range
+from managed_agents.api.models.agents import AgentCreateParams, AgentUpdateParams
+from managed_agents.domain.events import JsonObject
+from managed_agents.ports import ListQuery
+from managed_agents.services.common import check_limit, decode_cursor
+from managed_agents.services.keys import Principal
+
+router = APIRouter(prefix="/v1/agents", tags=["agents"])
+Auth = Annotated[Principal, Depends(principal)]
+CreatedRange = Annotated[str | None, Query(alias="created_at[gte]")]
+
+
+@router.post("")
+async def create_agent(body: AgentCreateParams, request: Request, p: Auth) -> JsonObject:
+    return await call(runtime(request).agents.create, p.workspace_id, body)
+
+
+@router.get("")
+async def list_agents(
+    request: Request,
+    p: Auth,
+    limit: int | None = None,
+    page: str | None = None,
+    include_archived: bool = False,
+    created_gte: CreatedRange = None,
+    created_lte: Annotated[str | None, Query(alias="created_at[lte]")] = None,
+) -> JsonObject:
+    query = ListQuery(
+        limit=check_limit(limit),
+        cursor=decode_cursor(page),
+        include_archived=include_archived,
+        created=time_range(request),
+    )
+    data, nxt = await call(runtime(request).agents.list, p.workspace_id, query)
+    return {"data": data, "next_page": nxt}
+
+
+@router.get("/{agent_id}")
+async def retrieve_agent(agent_id: str, request: Request, p: Auth, version: int | None = None) -> JsonObject:
+    return await call(runtime(request).agents.get, p.workspace_id, agent_id, version)
+
+
+@router.post("/{agent_id}")
+async def update_agent(agent_id: str, body: AgentUpdateParams, request: Request, p: Auth) -> JsonObject:
+    return await call(runtime(request).agents.update, p.workspace_id, agent_id, body)
+
+
+@router.post("/{agent_id}/archive")
+async def archive_agent(agent_id: str, request: Request, p: Auth) -> JsonObject:
+    return await call(runtime(request).agents.archive, p.workspace_id, agent_id)
+
+
+@router.get("/{agent_id}/versions")
+async def list_agent_versions(
+    agent_id: str, request: Request, p: Auth, limit: int | None = None, page: str | None = None
+) -> JsonObject:
+    query = ListQuery(limit=check_limit(limit), cursor=decode_cursor(page))
+    data, nxt = await call(runtime(request).agents.versions, p.workspace_id, agent_id, query)
+    return {"data": data, "next_page": nxt}

@@ -1,0 +1,53 @@
+"""`client.beta.environments` (api-reference §2.2)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+
+from managed_agents.api.deps import call, principal, runtime
+from managed_agents.api.models.environments import EnvironmentCreateParams, EnvironmentUpdateParams
+from managed_agents.domain.events import JsonObject
+from managed_agents.ports import ListQuery
+from managed_agents.services.common import check_limit, decode_cursor
+from managed_agents.services.keys import Principal
+
+router = APIRouter(prefix="/v1/environments", tags=["environments"])
+Auth = Annotated[Principal, Depends(principal)]
+
+
+@router.post("")
+async def create_environment(body: EnvironmentCreateParams, request: Request, p: Auth) -> JsonObject:
+    return await call(runtime(request).environments.create, p.workspace_id, body)
+
+
+@router.get("")
+async def list_environments(
+    request: Request, p: Auth, limit: int | None = None, page: str | None = None, include_archived: bool = False
+) -> JsonObject:
+    query = ListQuery(limit=check_limit(limit), cursor=decode_cursor(page), include_archived=include_archived)
+    data, nxt = await call(runtime(request).environments.list, p.workspace_id, query)
+    return {"data": data, "next_page": nxt}
+
+
+@router.get("/{environment_id}")
+async def retrieve_environment(environment_id: str, request: Request, p: Auth) -> JsonObject:
+    return await call(runtime(request).environments.get, p.workspace_id, environment_id)
+
+
+@router.post("/{environment_id}")
+async def update_environment(
+    environment_id: str, body: EnvironmentUpdateParams, request: Request, p: Auth
+) -> JsonObject:
+    return await call(runtime(request).environments.update, p.workspace_id, environment_id, body)
+
+
+@router.post("/{environment_id}/archive")
+async def archive_environment(environment_id: str, request: Request, p: Auth) -> JsonObject:
+    return await call(runtime(request).environments.archive, p.workspace_id, environment_id)
+
+
+@router.delete("/{environment_id}")
+async def delete_environment(environment_id: str, request: Request, p: Auth) -> JsonObject:
+    return await call(runtime(request).environments.delete, p.workspace_id, environment_id)

@@ -1,0 +1,174 @@
+"""`client.beta.sessions` and `client.beta.sessions.events` (api-reference §2.3, §5)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.responses import StreamingResponse
+
+from managed_agents.api.deps import call, multi, principal, runtime, time_range
+from managed_agents.api.errors import envelope, request_id
+from managed_agents.api.models.sessions import EventSendParams, SessionCreateParams, SessionUpdateParams
+from managed_agents.api.sse import event_stream
+from managed_agents.domain.errors import ApiError, InvalidRequest, NotFound
+from managed_agents.domain.events import JsonObject
+from managed_agents.ports import ListQuery
+from managed_agents.services.common import check_limit, decode_cursor
+from managed_agents.services.keys import Principal
+
+router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
+Auth = Annotated[Principal, Depends(principal)]
+STATUSES = ("rescheduling", "running", "idle", "terminated")
+
+
+@router.post("")
+async def create_session(body: SessionCreateParams, request: Request, p: Auth) -> JsonObject:
+    return await call(runtime(request).sessions.create, p.workspace_id, body)
+
+
+@router.get("")
+async def list_sessions(
+    request: Request,
+    p: Auth,
+    limit: int | None = None,
+    page: str | None = None,
+    order: Literal["asc", "desc"] = "desc",
+    include_archived: bool = False,
+    agent_id: str | None = None,
+    agent_version: int | None = None,
+    deployment_id: str | None = None,
+    memory_store_id: str | None = None,
+    statuses: Annotated[list[str] | None, Query(alias="statuses[]")] = None,
+    created_gt: Annotated[str | None, Query(alias="created_at[gt]")] = None,
+    created_gte: Annotated[str | None, Query(alias="created_at[gte]")] = None,
+    created_lt: Annotated[str | None, Query(alias="created_at[lt]")] = None,
+    created_lte: Annotated[str | None, Query(alias="created_at[lte]")] = None,
+) -> JsonObject:
+    wanted = multi(request, "statuses")
+    for s in wanted:
+        if s not in STATUSES:
+            raise InvalidRequest(f"statuses: {s!r} is not one of {', '.join(STATUSES)}")
+    if agent_version is not None and agent_id is None:
+        raise InvalidRequest("agent_version: requires agent_id")
+    query = ListQuery(
+        limit=check_limit(limit),
+        order=order,
+        cursor=decode_cursor(page),
+        include_archived=include_archived,
+        created=time_range(request),
+    )
+    if agent_id is not None:
+        query.equals["agent_id"] = agent_id
+    if agent_version is not None:
+        query.equals["agent_version"] = agent_version
+    if deployment_id is not None or memory_store_id is not None:
+        return {"data": [], "next_page": None, "prev_page": None}  # no deployments or memory stores exist yet
+    if wanted:
+        query.any_of["status"] = tuple(wanted)
+    data, nxt, prev = await call(runtime(request).sessions.list, p.workspace_id, query)
+    return {"data": data, "next_page": nxt, "prev_page": prev}
+
+
+@router.get("/{session_id}")
+async def retrieve_session(session_id: str, request: Request, p: Auth) -> JsonObject:
+    return await call(runtime(request).sessions.get, p.workspace_id, session_id)
+
+
+@router.post("/{session_id}")
+async def update_session(session_id: str, body: SessionUpdateParams, request: Request, p: Auth) -> JsonObject:
+    return await call(runtime(request).sessions.update, p.workspace_id, session_id, body)
+
+
+@router.post("/{session_id}/archive")
+async def archive_session(session_id: str, request: Request, p: Auth) -> JsonObject:
+    return await call(runtime(request).sessions.archive, p.workspace_id, session_id)
+
+
+@router.delete("/{session_id}")
+async def delete_session(session_id: str, request: Request, p: Auth) -> JsonObject:
+    return await call(runtime(request).sessions.delete, p.workspace_id, session_id)
+
+
+@router.post("/{session_id}/events")
+async def send_events(session_id: str, body: EventSendParams, request: Request, p: Auth) -> JsonObject:
+    data = await call(runtime(request).sessions.send, p.workspace_id, session_id, body.events)
+    return {"data": data}
+
+
+@router.get("/{session_id}/events")
+async def list_events(
+    session_id: str,
+    request: Request,
+    p: Auth,
+    limit: int | None = None,
+    page: str | None = None,
+    order: Literal["asc", "desc"] = "asc",
+    types: Annotated[list[str] | None, Query(alias="types[]")] = None,
+    created_gt: Annotated[str | None, Query(alias="created_at[gt]")] = None,
+    created_gte: Annotated[str | None, Query(alias="created_at[gte]")] = None,
+    created_lt: Annotated[str | None, Query(alias="created_at[lt]")] = None,
+    created_lte: Annotated[str | None, Query(alias="created_at[lte]")] = None,
+) -> JsonObject:
+    data, nxt = await call(
+        runtime(request).sessions.list_events,
+        p.workspace_id,
+        session_id,
+        limit=check_limit(limit, default=1000, maximum=1000),
+        order=order,
+        page=page,
+        types=multi(request, "types"),
+        processed=time_range(request),
+    )
+    return {"data": data, "next_page": nxt}
+
+
+@router.get("/{session_id}/events/stream")
+async def stream_events(
+    session_id: str,
+    request: Request,
+    p: Auth,
+    event_deltas: Annotated[list[str] | None, Query(alias="event_deltas[]")] = None,
+    last_event_id: Annotated[str | None, Header()] = None,
+) -> StreamingResponse:
+    rt = runtime(request)
+    for d in multi(request, "event_deltas"):
+        if d not in ("agent.message", "agent.thinking"):
+            raise InvalidRequest(f"event_deltas: {d!r} is not one of agent.message, agent.thinking")
+    await call(rt.sessions.record, p.workspace_id, session_id)
+    subscription = rt.notifier.subscribe(session_id)  # before reading the log: no append can be missed
+    if last_event_id:
+        ev = await call(rt.events.get, session_id, last_event_id)
+        if ev is None:
+            subscription.close()
+            raise InvalidRequest(f"Last-Event-ID: {last_event_id!r} is not an event of session {session_id!r}")
+        after = ev.seq
+    else:
+        after = await call(rt.events.last_seq, session_id)
+    req_id = request_id(request)
+
+    async def still_exists() -> bool:
+        try:
+            await call(rt.sessions.record, p.workspace_id, session_id)
+            return True
+        except NotFound:
+            return False
+
+    def error_body(exc: Exception) -> dict[str, Any]:
+        if isinstance(exc, ApiError):
+            return envelope(exc.error_type, exc.message, req_id, exc.envelope_details())
+        return envelope("api_error", "the event stream failed; re-open it and re-list events", req_id)
+
+    body = event_stream(
+        store=rt.events,
+        session_id=session_id,
+        subscription=subscription,
+        after_seq=after,
+        ping_seconds=rt.settings.sse_ping_seconds,
+        max_seconds=rt.settings.sse_max_seconds,
+        deleted_event=lambda: rt.sessions.deleted_event(session_id),
+        still_exists=still_exists,
+        error_body=error_body,
+    )
+    headers = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+    return StreamingResponse(body, media_type="text/event-stream", headers=headers)

@@ -1,0 +1,83 @@
+"""Server-sent events exactly as the official SDK parses them (api-reference §5).
+
+Every message has an `event:` line (the SDK drops messages without one), `ping` keep-alives, failures as
+`event: error` with the error envelope, never a `[DONE]` sentinel. The stream carries live events; history is
+`events.list` (the SDK's reconnect recipe re-lists and dedupes by id). `Last-Event-ID` resumes for other
+clients. The stream ends cleanly after `sse_max_seconds` (API Gateway cuts streams at 15 minutes).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+from anyio import to_thread
+
+from managed_agents.domain.events import JsonObject, StoredEvent
+from managed_agents.ports import EventStore, Subscription
+
+log = logging.getLogger("managed_agents.sse")
+PING = b"event: ping\ndata: {}\n\n"
+CLOSING_TYPES = frozenset({"session.deleted", "session.status_terminated"})
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+def _read(store: EventStore, session_id: str, after_seq: int, page: int) -> list[StoredEvent]:
+    return store.read(session_id, after_seq=after_seq, limit=page)
+
+
+def frame(event: JsonObject) -> bytes:
+    return f"id: {event['id']}\nevent: {event['type']}\ndata: {_encode(event)}\n\n".encode()
+
+
+def error_frame(body: dict[str, Any]) -> bytes:
+    return f"event: error\ndata: {_encode(body)}\n\n".encode()
+
+
+async def event_stream(
+    *,
+    store: EventStore,
+    session_id: str,
+    subscription: Subscription,
+    after_seq: int,
+    ping_seconds: float,
+    max_seconds: float,
+    deleted_event: Callable[[], JsonObject],
+    still_exists: Callable[[], Awaitable[bool]],
+    error_body: Callable[[Exception], dict[str, Any]],
+    page: int = 500,
+) -> AsyncIterator[bytes]:
+    started = last_sent = time.monotonic()
+    try:
+        while True:
+            if max_seconds and time.monotonic() - started >= max_seconds:
+                return
+            events: list[StoredEvent] = await to_thread.run_sync(_read, store, session_id, after_seq, page)
+            for ev in events:
+                yield frame(ev.wire())
+                after_seq = ev.seq
+                if ev.type in CLOSING_TYPES:
+                    return
+            if events:
+                last_sent = time.monotonic()
+                if len(events) == page:
+                    continue
+            if subscription.deleted or (not events and not await still_exists()):
+                yield frame(deleted_event())
+                return
+            now = time.monotonic()
+            if now - last_sent >= ping_seconds:
+                yield PING
+                last_sent = now
+            wait = ping_seconds - (now - last_sent)
+            if max_seconds:
+                wait = min(wait, max_seconds - (now - started))
+            await subscription.wait(max(0.0, wait))
+    except Exception as exc:  # the stream is already 200: report in-band
+        log.exception("event stream failed", extra={"session_id": session_id})
+        yield error_frame(error_body(exc))
+    finally:
+        subscription.close()

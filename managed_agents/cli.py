@@ -1,0 +1,111 @@
+"""`managed-agents`: serve the embedded runtime, manage API keys, run the scripted model."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from typing import Annotated
+
+import typer
+
+from managed_agents.settings import ServerSettings
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+keys_app = typer.Typer(no_args_is_help=True, help="Create, list and revoke API keys.")
+app.add_typer(keys_app, name="keys")
+
+DataDir = Annotated[
+    str, typer.Option("--data-dir", envvar="MANAGED_AGENTS_DATA_DIR", help="Where the SQLite file and admin key live")
+]
+
+
+def _runtime(data_dir: str, *, orchestrator: bool = False):  # type: ignore[no-untyped-def]
+    from managed_agents.wiring import build_local_runtime
+
+    return build_local_runtime(ServerSettings(data_dir=data_dir), start_orchestrator=orchestrator)
+
+
+@app.command()
+def serve(
+    data_dir: DataDir = ".data",
+    host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on")] = 8787,
+) -> None:
+    """Run the API on this machine: SQLite event log, in-process harness."""
+    import uvicorn
+
+    from managed_agents.api.app import create_app
+    from managed_agents.wiring import bootstrap_admin_key, build_local_runtime
+
+    settings = ServerSettings(data_dir=data_dir)
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    rt = build_local_runtime(settings)
+    secret = bootstrap_admin_key(rt)
+    if secret:
+        typer.echo(f"Created an admin API key (also in {os.path.join(data_dir, 'admin.key')}, mode 0600):")
+        typer.echo(f"  {secret}")
+    if not os.environ.get("ANTHROPIC_API_KEY") and not os.environ.get("ANTHROPIC_BASE_URL"):
+        typer.echo("warning: ANTHROPIC_API_KEY is not set: model turns will fail until it is.", err=True)
+    woken = rt.recover()
+    if woken:
+        typer.echo(f"Resuming {woken} session(s) that were running when the server last stopped.")
+    typer.echo(f"Serving on http://{host}:{port}  (SDK: Anthropic(base_url='http://{host}:{port}', api_key=KEY))")
+    try:
+        uvicorn.run(create_app(rt), host=host, port=port, log_level="warning", timeout_graceful_shutdown=2)
+    finally:
+        rt.close()
+
+
+@keys_app.command("create")
+def keys_create(
+    data_dir: DataDir = ".data",
+    name: Annotated[str, typer.Option(help="A label for the key")] = "",
+    workspace: Annotated[str | None, typer.Option(help="Workspace id (default: the first workspace)")] = None,
+    new_workspace: Annotated[str | None, typer.Option(help="Create a new workspace with this name")] = None,
+) -> None:
+    """Create an API key; the secret is printed once."""
+    rt = _runtime(data_dir)
+    if new_workspace:
+        ws = rt.keys.create_workspace(new_workspace)
+    elif workspace:
+        ws = workspace
+    else:
+        spaces = rt.keys.workspaces()
+        ws = str(spaces[0]["id"]) if spaces else rt.keys.create_workspace("default")
+    doc, secret = rt.keys.create_key(ws, name=name)
+    typer.echo(json.dumps({**doc, "secret": secret}, indent=2))
+
+
+@keys_app.command("list")
+def keys_list(data_dir: DataDir = ".data") -> None:
+    """List keys (hints only; secrets are never stored)."""
+    rt = _runtime(data_dir)
+    typer.echo(json.dumps(rt.keys.list_keys(), indent=2))
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: str, data_dir: DataDir = ".data") -> None:
+    """Revoke a key by id (apikey_...); it stops working at once."""
+    from managed_agents.domain.errors import ApiError
+
+    rt = _runtime(data_dir)
+    try:
+        typer.echo(json.dumps(rt.keys.revoke(key_id), indent=2))
+    except ApiError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(1) from exc
+
+
+@app.command("scripted-model")
+def scripted_model(
+    host: str = "127.0.0.1",
+    port: int = 8788,
+    script: Annotated[str | None, typer.Option(help="JSON file with the scripted turns")] = None,
+    latency_ms: Annotated[int, typer.Option(help="Delay before each reply")] = 0,
+    fallback: Annotated[str, typer.Option(help="When the script is exhausted: echo or error")] = "echo",
+) -> None:
+    """Serve a scripted fake of the Messages API, so a session runs without an API key."""
+    from managed_agents.testing.scripted_model import serve as serve_model
+
+    serve_model(host, port, script, latency_ms, fallback)

@@ -1,0 +1,439 @@
+"""Sessions and their events (api-reference §2.3, §3).
+
+A session snapshots its agent at creation. Sending events validates them against the folded log (a result
+must answer an open call, a confirmation an ask-gated call), appends them, marks the session running before
+the append (so a crash between append and wake is recovered at start-up) and wakes the orchestrator.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Sequence
+from datetime import datetime
+from typing import cast
+
+from pydantic import BaseModel
+
+from managed_agents.api.models.agents import AgentCreateParams, ModelConfigParams
+from managed_agents.api.models.sessions import (
+    AgentRefParams,
+    AgentWithOverridesParams,
+    EventParams,
+    SessionCreateParams,
+    SessionUpdateParams,
+    SystemMessageParams,
+    UserCustomToolResultParams,
+    UserDefineOutcomeParams,
+    UserInterruptParams,
+    UserMessageParams,
+    UserToolConfirmationParams,
+    UserToolResultParams,
+)
+from managed_agents.domain.clock import parse_rfc3339, rfc3339
+from managed_agents.domain.errors import Conflict, InvalidRequest, NotFound
+from managed_agents.domain.events import EVENT_TYPES, JsonObject, NewEvent, Order, StoredEvent, TimeRange
+from managed_agents.domain.ids import deterministic_event_id, new_id
+from managed_agents.domain.session_state import SessionState, fold
+from managed_agents.ports import EventNotifier, EventStore, ListQuery, Record, iter_all
+from managed_agents.services.agents import AgentService, check_tools, resolve_model, resolve_tools
+from managed_agents.services.common import Services, check_metadata, list_page, patch_metadata, render
+from managed_agents.services.environments import EnvironmentService
+from managed_agents.services.records import mutate
+
+SESSION_AGENT_FIELDS = (
+    "id",
+    "type",
+    "name",
+    "description",
+    "system",
+    "model",
+    "tools",
+    "mcp_servers",
+    "skills",
+    "multiagent",
+    "execution_identity",
+    "version",
+)
+ACTIVE = ("running", "rescheduling")
+
+
+def _usage_zero() -> JsonObject:
+    return {
+        "input_tokens": 0,
+        "output_tokens": 0,
+        "cache_read_input_tokens": 0,
+        "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 0},
+    }
+
+
+def _dump(m: BaseModel) -> JsonObject:
+    return cast(JsonObject, m.model_dump(mode="json", exclude_none=True))
+
+
+def render_session(doc: JsonObject, now: datetime) -> JsonObject:
+    out = render(doc)
+    created = parse_rfc3339(str(doc["created_at"]))
+    active = float(cast(float, doc.get("_active_seconds") or 0.0))
+    running_since = doc.get("_running_since")
+    if running_since:
+        active += max(0.0, (now - parse_rfc3339(str(running_since))).total_seconds())
+    out["stats"] = {"active_seconds": round(active, 3), "duration_seconds": round((now - created).total_seconds(), 3)}
+    usage = dict(cast(JsonObject, doc.get("usage") or _usage_zero()))
+    usage["active_seconds"] = round(active, 3)
+    out["usage"] = usage
+    return out
+
+
+def encode_seq_cursor(seq: int) -> str:
+    return "page_" + base64.urlsafe_b64encode(f"seq:{seq}".encode()).decode().rstrip("=")
+
+
+def decode_seq_cursor(page: str | None) -> int | None:
+    if not page:
+        return None
+    try:
+        raw = page.removeprefix("page_")
+        text = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
+        if not page.startswith("page_") or not text.startswith("seq:"):
+            raise ValueError
+        return int(text[4:])
+    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+        raise InvalidRequest(f"page: {page[:100]!r} is not a page cursor returned by this endpoint") from exc
+
+
+class SessionService:
+    def __init__(self, svc: Services, events: EventStore, notifier: EventNotifier) -> None:
+        self.svc = svc
+        self.events = events
+        self.notifier = notifier
+        self.agents = AgentService(svc)
+        self.environments = EnvironmentService(svc)
+
+    # -- sessions -------------------------------------------------------------------------------------------
+
+    def _resolve_agent(self, ws: str, ref: str | AgentRefParams | AgentWithOverridesParams) -> JsonObject:
+        if isinstance(ref, str):
+            agent_id, version = ref, None
+        else:
+            agent_id, version = ref.id, ref.version
+        doc = self.agents.snapshot(ws, agent_id, version)
+        if doc.get("archived_at"):
+            raise InvalidRequest(f"agent: agent {agent_id!r} is archived and cannot start sessions")
+        if isinstance(ref, AgentWithOverridesParams):
+            fields = ref.model_fields_set
+            if "model" in fields and ref.model is not None:
+                doc["model"], doc["_explicit_effort"] = resolve_model(cast(str | ModelConfigParams, ref.model))
+            if "system" in fields:
+                doc["system"] = ref.system
+            if "skills" in fields:
+                doc["skills"] = [{**_dump(s), "version": s.version or "latest"} for s in ref.skills or []]
+            if "tools" in fields or "mcp_servers" in fields:
+                parsed = AgentCreateParams.model_validate(
+                    {"name": "x", "model": "x", "tools": doc["tools"], "mcp_servers": doc["mcp_servers"]}
+                )
+                tools = ref.tools if "tools" in fields and ref.tools is not None else parsed.tools
+                servers = (
+                    ref.mcp_servers if "mcp_servers" in fields and ref.mcp_servers is not None else parsed.mcp_servers
+                )
+                check_tools(list(tools), list(servers))
+                doc["tools"] = resolve_tools(list(tools))
+                doc["mcp_servers"] = [_dump(s) for s in servers]
+        return doc
+
+    def create(self, ws: str, params: SessionCreateParams) -> JsonObject:
+        if params.resources:
+            raise InvalidRequest(
+                "resources: session resources (files, repositories, memory stores) are not supported yet"
+            )
+        if params.budget is not None:
+            raise InvalidRequest("budget: session budgets are not supported yet", error_code="model_not_budgetable")
+        for i, ev in enumerate(params.initial_events):
+            if isinstance(ev, UserDefineOutcomeParams):
+                raise InvalidRequest(f"initial_events[{i}]: user.define_outcome (outcomes) is not supported yet")
+        agent = self._resolve_agent(ws, params.agent)
+        env = self.environments.record(ws, params.environment_id)
+        if env.archived:
+            raise InvalidRequest(
+                f"environment_id: environment {params.environment_id!r} is archived", error_code="environment_archived"
+            )
+        now = self.svc.clock.now()
+        sid = new_id("session")
+        doc: JsonObject = {
+            "id": sid,
+            "type": "session",
+            "status": "idle",
+            "agent": {k: agent.get(k) for k in SESSION_AGENT_FIELDS},
+            "environment_id": params.environment_id,
+            "title": params.title,
+            "metadata": check_metadata(dict(params.metadata)),
+            "resources": [],
+            "vault_ids": list(params.vault_ids),
+            "deployment_id": None,
+            "budget": None,
+            "outcome_evaluations": [],
+            "usage": _usage_zero(),
+            "created_at": rfc3339(now),
+            "updated_at": rfc3339(now),
+            "archived_at": None,
+            "_environment_type": cast(JsonObject, env.doc["config"])["type"],
+            "_effort": agent.get("_explicit_effort"),
+        }
+        attrs: dict[str, str | int | None] = {
+            "status": "idle",
+            "agent_id": str(agent["id"]),
+            "agent_version": int(cast(int, agent["version"])),
+            "environment_id": params.environment_id,
+        }
+        rec = Record("session", ws, sid, doc, now, attrs=attrs)
+        self.svc.resources.insert(rec)
+        if params.initial_events:
+            self._append_user_events(rec, SessionState(), list(params.initial_events))
+            rec = self.record(ws, sid)
+        return render_session(rec.doc, self.svc.clock.now())
+
+    def record(self, ws: str, sid: str) -> Record:
+        rec = self.svc.resources.get("session", ws, sid)
+        if rec is None or rec.doc.get("_deleted"):
+            raise NotFound(f"session {sid!r} not found")
+        return rec
+
+    def get(self, ws: str, sid: str) -> JsonObject:
+        return render_session(self.record(ws, sid).doc, self.svc.clock.now())
+
+    def list(self, ws: str, query: ListQuery) -> tuple[list[JsonObject], str | None, str | None]:
+        rows, nxt = list_page(self.svc.resources, "session", ws, query)
+        now = self.svc.clock.now()
+        return [render_session(r.doc, now) for r in rows], nxt, None
+
+    def update(self, ws: str, sid: str, params: SessionUpdateParams) -> JsonObject:
+        fields = params.model_fields_set
+        rec = self.record(ws, sid)
+        if "vault_ids" in fields:
+            raise InvalidRequest("vault_ids: cannot be changed after a session is created")
+        if "budget" in fields:
+            raise InvalidRequest("budget: can only be set when the session is created", error_code="budget_create_only")
+        changed: JsonObject = {}
+        if "agent" in fields and params.agent is not None:
+            if rec.doc["status"] in ACTIVE:
+                raise Conflict(f"agent: session {sid!r} is running; update its agent when it is idle")
+            agent = dict(cast(JsonObject, rec.doc["agent"]))
+            parsed = AgentCreateParams.model_validate(
+                {"name": "x", "model": "x", "tools": agent["tools"], "mcp_servers": agent["mcp_servers"]}
+            )
+            af = params.agent.model_fields_set
+            tools = params.agent.tools if "tools" in af and params.agent.tools is not None else parsed.tools
+            servers = (
+                params.agent.mcp_servers
+                if "mcp_servers" in af and params.agent.mcp_servers is not None
+                else parsed.mcp_servers
+            )
+            check_tools(list(tools), list(servers))
+            agent["tools"] = resolve_tools(list(tools))
+            agent["mcp_servers"] = [_dump(s) for s in servers]
+            changed["agent"] = agent
+        if "title" in fields:
+            changed["title"] = params.title
+        if "metadata" in fields:
+            changed["metadata"] = (
+                {}
+                if params.metadata is None
+                else patch_metadata(cast(dict[str, str], rec.doc["metadata"]), params.metadata)
+            )
+
+        def change(r: Record) -> None:
+            r.doc.update(changed)
+            if changed:
+                r.doc["updated_at"] = rfc3339(self.svc.clock.now())
+
+        new = mutate(self.svc.resources, rec, change)
+        if changed:
+            payload = dict(changed)
+            ev = NewEvent(new_id("event"), "session.updated", payload)
+            stored = self.events.append(sid, [ev])
+            self.notifier.publish(sid, stored[-1].seq)
+        return render_session(new.doc, self.svc.clock.now())
+
+    def archive(self, ws: str, sid: str) -> JsonObject:
+        rec = self.record(ws, sid)
+
+        def change(r: Record) -> None:
+            if not r.archived:
+                now = rfc3339(self.svc.clock.now())
+                r.archived = True
+                r.doc["archived_at"] = now
+                r.doc["updated_at"] = now
+
+        return render_session(mutate(self.svc.resources, rec, change).doc, self.svc.clock.now())
+
+    def delete(self, ws: str, sid: str) -> JsonObject:
+        rec = self.record(ws, sid)
+        if rec.doc["status"] in ACTIVE:
+            raise Conflict(
+                f"session {sid!r} is {rec.doc['status']}; send user.interrupt and wait for idle before deleting it"
+            )
+
+        def change(r: Record) -> None:
+            r.doc["_deleted"] = True
+
+        mutate(self.svc.resources, rec, change)
+        if self.svc.orchestrator is not None:
+            self.svc.orchestrator.forget(sid)
+        self.notifier.publish_deleted(sid)
+        self.events.delete_session(sid)
+        self.svc.resources.delete("session", ws, sid)
+        return {"id": sid, "type": "session_deleted"}
+
+    def deleted_event(self, sid: str) -> JsonObject:
+        return {
+            "id": deterministic_event_id(sid, "deleted"),
+            "type": "session.deleted",
+            "processed_at": rfc3339(self.svc.clock.now()),
+        }
+
+    # -- events ---------------------------------------------------------------------------------------------
+
+    def state(self, sid: str) -> SessionState:
+        return fold(iter_all(self.events, sid))
+
+    def send(self, ws: str, sid: str, events: Sequence[EventParams]) -> list[JsonObject]:
+        rec = self.record(ws, sid)
+        if rec.archived:
+            raise InvalidRequest(f"session {sid!r} is archived and accepts no new events")
+        if rec.doc["status"] == "terminated":
+            raise Conflict(f"session {sid!r} is terminated and accepts no new events")
+        stored = self._append_user_events(rec, self.state(sid), list(events))
+        return [e.wire() for e in stored]
+
+    def _append_user_events(self, rec: Record, st: SessionState, events: list[EventParams]) -> list[StoredEvent]:
+        sid = rec.id
+        answered: set[str] = set()
+        batch: list[NewEvent] = []
+        for i, ev in enumerate(events):
+            where = f"events[{i}]"
+            self._check_event(rec, st, ev, where, answered, i == len(events) - 1, events[i - 1] if i else None)
+            payload = _dump(ev)
+            payload.pop("type")
+            batch.append(NewEvent(new_id("event"), ev.type, payload))
+        if rec.doc["status"] not in ACTIVE:
+
+            def mark(r: Record) -> None:
+                r.doc["status"] = "running"
+                r.attrs["status"] = "running"
+
+            mutate(self.svc.resources, rec, mark)
+        stored = self.events.append(sid, batch)
+        self.notifier.publish(sid, stored[-1].seq)
+        orch = self.svc.orchestrator
+        if orch is not None:
+            if any(isinstance(e, UserInterruptParams) for e in events):
+                orch.interrupt(sid)
+            else:
+                orch.wake(sid)
+        return stored
+
+    def _check_event(
+        self,
+        rec: Record,
+        st: SessionState,
+        ev: EventParams,
+        where: str,
+        answered: set[str],
+        last: bool,
+        previous: EventParams | None,
+    ) -> None:
+        if isinstance(ev, UserMessageParams):
+            for j, block in enumerate(ev.content):
+                source = getattr(block, "source", None)
+                if source is not None and getattr(source, "type", None) == "file":
+                    raise InvalidRequest(
+                        f"{where}.content[{j}].source: file sources need the Files API (not supported yet)"
+                    )
+            return
+        if isinstance(ev, UserInterruptParams):
+            if ev.session_thread_id is not None:
+                raise InvalidRequest(f"{where}.session_thread_id: session has no thread {ev.session_thread_id!r}")
+            return
+        if isinstance(ev, UserDefineOutcomeParams):
+            raise InvalidRequest(f"{where}: user.define_outcome (outcomes) is not supported yet")
+        if isinstance(ev, SystemMessageParams):
+            ok_prev = (UserMessageParams, UserToolResultParams, UserCustomToolResultParams)
+            if not last or not isinstance(previous, ok_prev):
+                raise InvalidRequest(
+                    f"{where}: system.message must be the last event and directly follow the user.message,"
+                    " user.tool_result or user.custom_tool_result it accompanies"
+                )
+            return
+        if isinstance(ev, UserToolConfirmationParams):
+            call = st.call(ev.tool_use_id)
+            if call is None or call.kind == "custom":
+                raise InvalidRequest(
+                    f"{where}.tool_use_id: {ev.tool_use_id!r} is not an agent.tool_use or agent.mcp_tool_use"
+                    " event awaiting confirmation in this session"
+                )
+            if call.permission != "ask" or call.confirmation is not None or ev.tool_use_id in answered:
+                raise InvalidRequest(f"{where}.tool_use_id: tool call {ev.tool_use_id!r} is not awaiting confirmation")
+            if ev.deny_message is not None and ev.result != "deny":
+                raise InvalidRequest(f"{where}.deny_message: only allowed when result is 'deny'")
+            answered.add(ev.tool_use_id)
+            return
+        if isinstance(ev, UserCustomToolResultParams):
+            call = st.call(ev.custom_tool_use_id)
+            if call is None or call.kind != "custom":
+                raise InvalidRequest(
+                    f"{where}.custom_tool_use_id: {ev.custom_tool_use_id!r} is not an agent.custom_tool_use event"
+                    " of this session awaiting a result"
+                )
+            if call.resolved or ev.custom_tool_use_id in answered:
+                raise InvalidRequest(f"{where}.custom_tool_use_id: {ev.custom_tool_use_id!r} already has a result")
+            answered.add(ev.custom_tool_use_id)
+            return
+        if isinstance(ev, UserToolResultParams):
+            if rec.doc.get("_environment_type") != "self_hosted":
+                raise InvalidRequest(
+                    f"{where}: user.tool_result is only accepted in sessions of self_hosted environments"
+                )
+            call = st.call(ev.tool_use_id)
+            if call is None or call.kind != "builtin":
+                raise InvalidRequest(
+                    f"{where}.tool_use_id: {ev.tool_use_id!r} is not an agent.tool_use event of this session"
+                )
+            if call.resolved or ev.tool_use_id in answered:
+                raise InvalidRequest(f"{where}.tool_use_id: {ev.tool_use_id!r} already has a result")
+            if call.permission == "ask" and call.confirmation != "allow":
+                raise InvalidRequest(f"{where}.tool_use_id: {ev.tool_use_id!r} has not been confirmed")
+            answered.add(ev.tool_use_id)
+            return
+
+    def list_events(
+        self,
+        ws: str,
+        sid: str,
+        *,
+        limit: int,
+        order: Order,
+        page: str | None,
+        types: list[str],
+        processed: TimeRange,
+    ) -> tuple[list[JsonObject], str | None]:
+        self.record(ws, sid)
+        for t in types:
+            if t not in EVENT_TYPES:
+                raise InvalidRequest(f"types: {t!r} is not an event type")
+        cursor = decode_seq_cursor(page)
+        kwargs: dict[str, object] = {}
+        if order == "asc":
+            kwargs["after_seq"] = cursor or 0
+        elif cursor is not None:
+            kwargs["before_seq"] = cursor
+        rows = self.events.read(
+            sid,
+            limit=limit + 1,
+            order=order,
+            types=types or None,
+            processed=None if processed.is_empty() else processed,
+            **kwargs,  # type: ignore[arg-type]
+        )
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return [e.wire() for e in rows], (encode_seq_cursor(rows[-1].seq) if more and rows else None)
