@@ -86,7 +86,7 @@ class ResourceStore(Protocol):
 
     def delete(self, kind: str, workspace_id: str, id_: str) -> bool: ...
 
-    def list(self, kind: str, workspace_id: str, query: ListQuery) -> tuple[list[Record], bool]:
+    def list_records(self, kind: str, workspace_id: str, query: ListQuery) -> tuple[list[Record], bool]:
         """One page in (created_at, id) order and whether more rows follow."""
         ...
 

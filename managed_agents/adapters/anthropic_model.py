@@ -79,7 +79,7 @@ class AnthropicMessagesModel:
         if cancel is not None and cancel.cancelled:
             raise Cancelled()
         try:
-            with self.client.messages.stream(**cast(dict[str, object], request)) as stream:  # type: ignore[arg-type]
+            with self.client.messages.stream(**request) as stream:  # type: ignore[arg-type]
                 if cancel is not None:
                     cancel.on_cancel(stream.close)
                 for _event in stream:

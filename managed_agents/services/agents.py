@@ -270,7 +270,7 @@ class AgentService:
 
         return render(mutate(self.svc.resources, rec, change).doc)
 
-    def list(self, ws: str, query: ListQuery) -> tuple[list[JsonObject], str | None]:
+    def list_agents(self, ws: str, query: ListQuery) -> tuple[list[JsonObject], str | None]:
         rows, nxt = list_page(self.svc.resources, "agent", ws, query)
         return [render(r.doc) for r in rows], nxt
 

@@ -88,7 +88,7 @@ def check_limit(limit: int | None, *, default: int = 20, maximum: int = 100) -> 
 
 
 def list_page(store: ResourceStore, kind: str, workspace_id: str, query: ListQuery) -> tuple[list[Record], str | None]:
-    rows, more = store.list(kind, workspace_id, query)
+    rows, more = store.list_records(kind, workspace_id, query)
     return rows, (encode_cursor(rows[-1]) if more and rows else None)
 
 

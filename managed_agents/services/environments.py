@@ -139,7 +139,7 @@ class EnvironmentService:
         self.record(ws, env_id)
         busy = ListQuery(limit=1, include_archived=True, equals={"environment_id": env_id})
         busy.any_of["status"] = ("running", "rescheduling")
-        rows, _ = self.svc.resources.list("session", ws, busy)
+        rows, _ = self.svc.resources.list_records("session", ws, busy)
         if rows:
             raise Conflict(
                 f"environment {env_id!r} has running sessions (e.g. {rows[0].id}); interrupt or delete them first"
@@ -147,6 +147,6 @@ class EnvironmentService:
         self.svc.resources.delete("environment", ws, env_id)
         return {"id": env_id, "type": "environment_deleted"}
 
-    def list(self, ws: str, query: ListQuery) -> tuple[list[JsonObject], str | None]:
+    def list_environments(self, ws: str, query: ListQuery) -> tuple[list[JsonObject], str | None]:
         rows, nxt = list_page(self.svc.resources, "environment", ws, query)
         return [render(r.doc) for r in rows], nxt

@@ -42,7 +42,7 @@ class KeyService:
         return ws
 
     def workspaces(self) -> list[JsonObject]:
-        rows, _ = self.resources.list("workspace", SYSTEM, ListQuery(limit=1000, order="asc"))
+        rows, _ = self.resources.list_records("workspace", SYSTEM, ListQuery(limit=1000, order="asc"))
         return [r.doc for r in rows]
 
     def create_key(self, workspace_id: str, name: str = "") -> tuple[JsonObject, str]:
@@ -63,7 +63,9 @@ class KeyService:
         return render(doc), secret
 
     def list_keys(self) -> list[JsonObject]:
-        rows, _ = self.resources.list("api_key", SYSTEM, ListQuery(limit=1000, order="asc", include_archived=True))
+        rows, _ = self.resources.list_records(
+            "api_key", SYSTEM, ListQuery(limit=1000, order="asc", include_archived=True)
+        )
         return [render(r.doc) for r in rows]
 
     def revoke(self, key_id: str) -> JsonObject:

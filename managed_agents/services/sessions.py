@@ -15,7 +15,7 @@ from typing import cast
 
 from pydantic import BaseModel
 
-from managed_agents.api.models.agents import AgentCreateParams, ModelConfigParams
+from managed_agents.api.models.agents import AgentCreateParams
 from managed_agents.api.models.sessions import (
     AgentRefParams,
     AgentWithOverridesParams,
@@ -123,7 +123,7 @@ class SessionService:
         if isinstance(ref, AgentWithOverridesParams):
             fields = ref.model_fields_set
             if "model" in fields and ref.model is not None:
-                doc["model"], doc["_explicit_effort"] = resolve_model(cast(str | ModelConfigParams, ref.model))
+                doc["model"], doc["_explicit_effort"] = resolve_model(ref.model)
             if "system" in fields:
                 doc["system"] = ref.system
             if "skills" in fields:
@@ -201,7 +201,7 @@ class SessionService:
     def get(self, ws: str, sid: str) -> JsonObject:
         return render_session(self.record(ws, sid).doc, self.svc.clock.now())
 
-    def list(self, ws: str, query: ListQuery) -> tuple[list[JsonObject], str | None, str | None]:
+    def list_sessions(self, ws: str, query: ListQuery) -> tuple[list[JsonObject], str | None, str | None]:
         rows, nxt = list_page(self.svc.resources, "session", ws, query)
         now = self.svc.clock.now()
         return [render_session(r.doc, now) for r in rows], nxt, None

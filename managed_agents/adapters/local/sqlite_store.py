@@ -251,7 +251,7 @@ class SqliteResourceStore:
             )
             return cur.rowcount == 1
 
-    def list(self, kind: str, workspace_id: str, query: ListQuery) -> tuple[list[Record], bool]:
+    def list_records(self, kind: str, workspace_id: str, query: ListQuery) -> tuple[list[Record], bool]:
         params: list[object] = [kind, workspace_id]
         sql = (
             "SELECT kind, id, workspace_id, created_at, rev, archived, attrs, doc FROM resources"

@@ -39,7 +39,7 @@ async def list_agents(
         include_archived=include_archived,
         created=time_range(request),
     )
-    data, nxt = await call(runtime(request).agents.list, p.workspace_id, query)
+    data, nxt = await call(runtime(request).agents.list_agents, p.workspace_id, query)
     return {"data": data, "next_page": nxt}
 
 

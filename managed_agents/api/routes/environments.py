@@ -27,7 +27,7 @@ async def list_environments(
     request: Request, p: Auth, limit: int | None = None, page: str | None = None, include_archived: bool = False
 ) -> JsonObject:
     query = ListQuery(limit=check_limit(limit), cursor=decode_cursor(page), include_archived=include_archived)
-    data, nxt = await call(runtime(request).environments.list, p.workspace_id, query)
+    data, nxt = await call(runtime(request).environments.list_environments, p.workspace_id, query)
     return {"data": data, "next_page": nxt}
 
 

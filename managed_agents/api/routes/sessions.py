@@ -66,7 +66,7 @@ async def list_sessions(
         return {"data": [], "next_page": None, "prev_page": None}  # no deployments or memory stores exist yet
     if wanted:
         query.any_of["status"] = tuple(wanted)
-    data, nxt, prev = await call(runtime(request).sessions.list, p.workspace_id, query)
+    data, nxt, prev = await call(runtime(request).sessions.list_sessions, p.workspace_id, query)
     return {"data": data, "next_page": nxt, "prev_page": prev}
 
 
