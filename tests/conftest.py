@@ -1,0 +1,16 @@
+"""Test-wide guards: no test reaches a real model (style: an autouse fixture blocks real Anthropic calls)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _no_real_model(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    if request.node.get_closest_marker("live_model"):
+        return
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key-not-real")
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", "http://127.0.0.1:9")  # discard port: a test that forgets fails fast
+    os.environ.pop("ANTHROPIC_AUTH_TOKEN", None)
