@@ -93,7 +93,8 @@ def test_positional_slices_in_both_orders(event_store: EventStore) -> None:
 
 def test_type_filter(event_store: EventStore) -> None:
     sid = _session()
-    event_store.append(sid, [_ev(), _ev("agent.message", content=[]), _ev(), _ev("session.status_idle", stop_reason={})])
+    idle = _ev("session.status_idle", stop_reason={})
+    event_store.append(sid, [_ev(), _ev("agent.message", content=[]), _ev(), idle])
     got = event_store.read(sid, types=["agent.message", "session.status_idle"])
     assert [e.seq for e in got] == [2, 4]
     assert [e.seq for e in event_store.read(sid, types=["user.message"], after_seq=1)] == [3]
@@ -129,10 +130,11 @@ def test_large_payload_round_trips(event_store: EventStore) -> None:
 
 
 @pytest.mark.slow
-def test_concurrent_writers_get_a_gapless_sequence(event_store: EventStore) -> None:
-    # Given 20 writers appending 500 events each into one session
+def test_concurrent_writers_get_a_gapless_sequence(event_store: EventStore, concurrent_load: tuple[int, int]) -> None:
+    # Given 20 writers appending 500 events each into one session (the adapter's load: see CONCURRENT_LOAD)
     sid = _session()
-    writers, per_writer = 20, 500
+    writers, per_writer = concurrent_load
+    assert writers >= 20
     errors: list[BaseException] = []
 
     def write(n: int) -> None:
@@ -147,7 +149,7 @@ def test_concurrent_writers_get_a_gapless_sequence(event_store: EventStore) -> N
         t.start()
     for t in threads:
         t.join()
-    # Then the log holds sequence 1..10000 exactly, every write once, each writer's own order kept
+    # Then the log holds sequence 1..writers*per_writer exactly, every write once, each writer's own order kept
     assert errors == []
     events = list(iter_all(event_store, sid))
     assert [e.seq for e in events] == list(range(1, writers * per_writer + 1))

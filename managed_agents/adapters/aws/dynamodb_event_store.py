@@ -1,0 +1,557 @@
+"""DynamoDB adapter of the EventStore port; payloads too large for an item are spilled to S3.
+
+Table (on-demand billing), partition key `session_id` (S), sort key `seq` (N):
+
+* event items: `session_id`, `seq` (1, 2, ...), `id`, `type`, `processed_at` (RFC 3339, fixed-width UTC, so it
+  sorts as a string), and either `payload` + optional `internal` (compact JSON strings) or `s3_key` when the two
+  together are larger than `spill_threshold_bytes`; the S3 object `events/{session_id}/{event_id}.json` then
+  holds `{"payload": ..., "internal": ...}`.
+* guard items: `session_id` = `"{session_id}#id#{event_id}"`, `seq` = 0, `event_seq` = the event's seq. They make
+  event ids unique per session (a conditional put per id) and serve `get` by id. They live in partitions of
+  their own, so a Query on a session's partition never sees them.
+
+An append is one `TransactWriteItems` call: for every event a put of the event item conditioned on
+`attribute_not_exists(seq)` and a put of its guard item conditioned on `attribute_not_exists(session_id)`. The
+sequence numbers come from a consistent read of the partition's last seq; a writer that lost the race to another
+one (an event-item condition failed) re-reads the last seq and tries again, so the sequence stays gapless with
+any number of concurrent writers. A failed guard condition is a duplicate id: `DuplicateEvent`, nothing written.
+
+Limits: a transaction holds at most 100 items, so an append takes at most `MAX_EVENTS_PER_APPEND` (50) events
+(ValueError above that; the harness appends small batches), and at most 4 MB, so events are also spilled, largest
+first, while the inline payloads of a batch exceed `TRANSACTION_BUDGET_BYTES`.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as BotoConnectionError
+
+from managed_agents.domain.clock import Clock, SystemClock, parse_rfc3339, rfc3339
+from managed_agents.domain.errors import DuplicateEvent, ServiceUnavailable
+from managed_agents.domain.events import JsonObject, NewEvent, Order, StoredEvent, TimeRange
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.client import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import (
+        AttributeValueTypeDef,
+        QueryOutputTypeDef,
+        TransactWriteItemTypeDef,
+        WriteRequestTypeDef,
+    )
+    from mypy_boto3_s3.client import S3Client
+    from mypy_boto3_s3.type_defs import ObjectIdentifierTypeDef
+
+    _Item = dict[str, AttributeValueTypeDef]
+
+PK = "session_id"
+SK = "seq"
+GUARD_SEQ = 0
+MAX_EVENTS_PER_APPEND = 50  # two items per event, 100 items per transaction
+TRANSACTION_BUDGET_BYTES = 3_500_000  # of inline payload per transaction (DynamoDB caps a transaction at 4 MB)
+MAX_SEQ = 10**18
+APPEND_ATTEMPTS = 200
+BACKOFF_BASE_SECONDS = 0.01
+BACKOFF_CAP_SECONDS = 0.2
+
+_BATCH_WRITE_MAX = 24  # of 25, even so an event item and its guard always share a batch
+_BATCH_GET_MAX = 100
+_NAMES = {"#pk": PK, "#sk": SK}
+_EVENT_ATTRS = "#pk, #sk, #id, #type, #pa, #payload, #internal, #s3"
+_EVENT_NAMES = {
+    **_NAMES,
+    "#id": "id",
+    "#type": "type",
+    "#pa": "processed_at",
+    "#payload": "payload",
+    "#internal": "internal",
+    "#s3": "s3_key",
+}
+
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+def create_events_table(client: DynamoDBClient, table_name: str) -> None:
+    """Create the events table (the schema the CDK stack defines too) and wait until it is active."""
+    client.create_table(
+        TableName=table_name,
+        AttributeDefinitions=[
+            {"AttributeName": PK, "AttributeType": "S"},
+            {"AttributeName": SK, "AttributeType": "N"},
+        ],
+        KeySchema=[
+            {"AttributeName": PK, "KeyType": "HASH"},
+            {"AttributeName": SK, "KeyType": "RANGE"},
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    client.get_waiter("table_exists").wait(TableName=table_name, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+
+
+def guard_key(session_id: str, event_id: str) -> str:
+    """The partition key of the item that reserves `event_id` in a session."""
+    return f"{session_id}#id#{event_id}"
+
+
+def spill_prefix(session_id: str) -> str:
+    return f"events/{session_id}/"
+
+
+def spill_key(session_id: str, event_id: str) -> str:
+    """The S3 key of a spilled payload."""
+    return f"{spill_prefix(session_id)}{event_id}.json"
+
+
+@contextmanager
+def _translated(action: str) -> Iterator[None]:
+    """botocore failures become the platform's ServiceUnavailable at the adapter boundary."""
+    try:
+        yield
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "Unknown")
+        raise ServiceUnavailable(f"event store {action} failed: {code}") from exc
+    except (BotoConnectionError, HTTPClientError) as exc:
+        raise ServiceUnavailable(f"event store {action} failed: {type(exc).__name__}") from exc
+
+
+@dataclass
+class _Body:
+    """One event's payload and internal parts, serialized once, and where they go."""
+
+    event: NewEvent | StoredEvent
+    payload: str
+    internal: str | None
+    size: int
+    spill: bool = False
+
+
+class _SeqConflict(Exception):
+    """Another writer took a sequence number first: re-read the last seq and retry."""
+
+
+class DynamoDbEventStore:
+    def __init__(
+        self,
+        *,
+        table_name: str,
+        bucket_name: str,
+        dynamodb_client: DynamoDBClient | None = None,
+        s3_client: S3Client | None = None,
+        clock: Clock | None = None,
+        spill_threshold_bytes: int = 350_000,
+    ) -> None:
+        self.table_name = table_name
+        self.bucket_name = bucket_name
+        self.clock = clock or SystemClock()
+        self.spill_threshold_bytes = spill_threshold_bytes
+        self.query_calls = 0  # DynamoDB Query calls made so far (benchmarks report queries per page)
+        self._ddb = dynamodb_client
+        self._s3 = s3_client
+        self._lock = threading.Lock()
+
+    # -- clients -------------------------------------------------------------------------------------------------
+
+    @property
+    def dynamodb(self) -> DynamoDBClient:
+        if self._ddb is None:
+            with self._lock:
+                if self._ddb is None:
+                    import boto3
+
+                    self._ddb = boto3.client("dynamodb")
+        return self._ddb
+
+    @property
+    def s3(self) -> S3Client:
+        if self._s3 is None:
+            with self._lock:
+                if self._s3 is None:
+                    import boto3
+
+                    self._s3 = boto3.client("s3")
+        return self._s3
+
+    # -- the port ------------------------------------------------------------------------------------------------
+
+    def append(self, session_id: str, events: Sequence[NewEvent]) -> list[StoredEvent]:
+        """Append atomically with the next sequence numbers (see the module docstring for how).
+
+        Raises DuplicateEvent when an id is already in the session's log, ValueError for more than
+        MAX_EVENTS_PER_APPEND events or an id repeated within the batch, ServiceUnavailable when AWS fails or the
+        writer keeps losing the race for the next seq (APPEND_ATTEMPTS tries).
+        """
+        if not events:
+            return []
+        if len(events) > MAX_EVENTS_PER_APPEND:
+            raise ValueError(f"at most {MAX_EVENTS_PER_APPEND} events per append, got {len(events)}")
+        ids = [e.id for e in events]
+        if len(set(ids)) != len(ids):
+            raise ValueError("an append cannot repeat an event id")
+        bodies = self._bodies(events)
+        if any(b.spill for b in bodies):
+            # Do not let a duplicate append overwrite the spilled payload of an event already in the log (only a
+            # duplicate racing this very check could; re-runs of one turn do not run concurrently).
+            existing = self._existing_ids(session_id, ids)
+            if existing:
+                raise DuplicateEvent(existing)
+            self._write_spills(session_id, bodies)
+        for attempt in range(APPEND_ATTEMPTS):
+            last = self.last_seq(session_id)
+            now = self.clock.now()
+            try:
+                self._transact(session_id, last, now, bodies)
+            except _SeqConflict:
+                # Full jitter, so the writers that lost this round do not all come back together.
+                time.sleep(random.uniform(0, min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** min(attempt, 10))))
+                continue
+            return [
+                StoredEvent(session_id, last + i + 1, e.id, e.type, now, dict(e.payload), e.internal)
+                for i, e in enumerate(events)
+            ]
+        raise ServiceUnavailable(f"event store append lost the race for the next seq {APPEND_ATTEMPTS} times")
+
+    def read(
+        self,
+        session_id: str,
+        *,
+        after_seq: int = 0,
+        before_seq: int | None = None,
+        limit: int = 1000,
+        order: Order = "asc",
+        types: Sequence[str] | None = None,
+        processed: TimeRange | None = None,
+    ) -> list[StoredEvent]:
+        lo = max(after_seq + 1, 1)
+        hi = MAX_SEQ if before_seq is None else before_seq - 1
+        if limit <= 0 or lo > hi:
+            return []
+        names = dict(_EVENT_NAMES)
+        values: _Item = {":s": {"S": session_id}, ":lo": {"N": str(lo)}, ":hi": {"N": str(hi)}}
+        filters: list[str] = []
+        if types:
+            marks = [f":t{i}" for i in range(len(types))]
+            values.update({m: {"S": t} for m, t in zip(marks, types, strict=True)})
+            filters.append(f"#type IN ({', '.join(marks)})")
+        if processed is not None:
+            bounds = (
+                ("gt", ">", processed.gt),
+                ("gte", ">=", processed.gte),
+                ("lt", "<", processed.lt),
+                ("lte", "<=", processed.lte),
+            )
+            for name, op, ts in bounds:
+                if ts is not None:
+                    values[f":{name}"] = {"S": rfc3339(ts)}
+                    filters.append(f"#pa {op} :{name}")
+        kwargs: dict[str, Any] = {
+            "KeyConditionExpression": "#pk = :s AND #sk BETWEEN :lo AND :hi",
+            "ProjectionExpression": _EVENT_ATTRS,
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+            "ScanIndexForward": order != "desc",
+        }
+        if filters:
+            kwargs["FilterExpression"] = " AND ".join(filters)
+        items: list[_Item] = []
+        while len(items) < limit:
+            remaining = limit - len(items)
+            # Limit counts items evaluated before the filter: without one, a page is exactly one Query (unless it
+            # passes 1 MB); with one, read ahead a little so selective filters take fewer round trips.
+            page = self._query(Limit=max(remaining, 100) if filters else remaining, **kwargs)
+            items.extend(page["Items"])
+            if "LastEvaluatedKey" not in page:
+                break
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return [self._event(session_id, item) for item in items[:limit]]
+
+    def get(self, session_id: str, event_id: str) -> StoredEvent | None:
+        with _translated("get"):
+            guard = self.dynamodb.get_item(
+                TableName=self.table_name,
+                Key={PK: {"S": guard_key(session_id, event_id)}, SK: {"N": str(GUARD_SEQ)}},
+                ConsistentRead=True,
+            )
+        seq = guard.get("Item", {}).get("event_seq", {}).get("N")
+        if seq is None:
+            return None
+        with _translated("get"):
+            found = self.dynamodb.get_item(
+                TableName=self.table_name,
+                Key={PK: {"S": session_id}, SK: {"N": seq}},
+                ConsistentRead=True,
+                ProjectionExpression=_EVENT_ATTRS,
+                ExpressionAttributeNames=_EVENT_NAMES,
+            )
+        item = found.get("Item")
+        if item is None or item.get("id", {}).get("S") != event_id:
+            return None
+        return self._event(session_id, item)
+
+    def last_seq(self, session_id: str) -> int:
+        page = self._query(
+            KeyConditionExpression="#pk = :s",
+            ProjectionExpression="#sk",
+            ExpressionAttributeNames=_NAMES,
+            ExpressionAttributeValues={":s": {"S": session_id}},
+            ScanIndexForward=False,
+            Limit=1,
+        )
+        items = page["Items"]
+        return int(items[0][SK]["N"]) if items else 0
+
+    def delete_session(self, session_id: str) -> None:
+        """Delete the session's event items with their guards, a page at a time, then its spilled objects.
+
+        An event item and its guard go in the same batch, so an interrupted delete leaves no guard without its
+        event (which would make the id undeletable); a repeated delete finishes the job.
+        """
+        kwargs: dict[str, Any] = {
+            "KeyConditionExpression": "#pk = :s",
+            "ProjectionExpression": "#pk, #sk, #id",
+            "ExpressionAttributeNames": {**_NAMES, "#id": "id"},
+            "ExpressionAttributeValues": {":s": {"S": session_id}},
+        }
+        while True:
+            page = self._query(Limit=100, **kwargs)
+            requests: list[WriteRequestTypeDef] = []
+            for item in page["Items"]:
+                requests.append({"DeleteRequest": {"Key": {PK: item[PK], SK: item[SK]}}})
+                requests.append(
+                    {
+                        "DeleteRequest": {
+                            "Key": {PK: {"S": guard_key(session_id, item["id"]["S"])}, SK: {"N": str(GUARD_SEQ)}}
+                        }
+                    }
+                )
+            for start in range(0, len(requests), _BATCH_WRITE_MAX):
+                self._batch_write(requests[start : start + _BATCH_WRITE_MAX])
+            if "LastEvaluatedKey" not in page:
+                break
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        self._delete_spills(session_id)
+
+    def import_events(self, session_id: str, events: Sequence[StoredEvent]) -> None:
+        """Bulk-load an already sequenced log (a migration from another store, test fixtures) with BatchWriteItem.
+
+        Not atomic and unchecked: no duplicate-id, gap or overwrite checks, the caller owns the sequence. Spills
+        large payloads like `append` does.
+        """
+        bodies = self._bodies(events)
+        self._write_spills(session_id, bodies)
+        requests: list[WriteRequestTypeDef] = []
+        for e, b in zip(events, bodies, strict=True):
+            for item in self._items(session_id, e.seq, b, rfc3339(e.processed_at)):
+                requests.append({"PutRequest": {"Item": item}})
+        for start in range(0, len(requests), _BATCH_WRITE_MAX):
+            self._batch_write(requests[start : start + _BATCH_WRITE_MAX])
+
+    # -- append internals ----------------------------------------------------------------------------------------
+
+    def _bodies(self, events: Sequence[NewEvent | StoredEvent]) -> list[_Body]:
+        bodies = []
+        for e in events:
+            payload = _dumps(e.payload)
+            internal = None if e.internal is None else _dumps(e.internal)
+            size = len(payload.encode()) + (0 if internal is None else len(internal.encode()))
+            bodies.append(_Body(e, payload, internal, size, spill=size > self.spill_threshold_bytes))
+        inline = sum(b.size for b in bodies if not b.spill)
+        for b in sorted(bodies, key=lambda b: b.size, reverse=True):
+            if inline <= TRANSACTION_BUDGET_BYTES:
+                break
+            if not b.spill:
+                b.spill = True
+                inline -= b.size
+        return bodies
+
+    def _write_spills(self, session_id: str, bodies: Sequence[_Body]) -> None:
+        # Before the transaction: an object orphaned by a failed append is harmless and the next one overwrites it.
+        for b in bodies:
+            if b.spill:
+                internal = "null" if b.internal is None else b.internal
+                with _translated("spill"):
+                    self.s3.put_object(
+                        Bucket=self.bucket_name,
+                        Key=spill_key(session_id, b.event.id),
+                        Body=f'{{"payload":{b.payload},"internal":{internal}}}'.encode(),
+                        ContentType="application/json",
+                    )
+
+    def _items(self, session_id: str, seq: int, body: _Body, processed_at: str) -> tuple[_Item, _Item]:
+        """An event's item and the guard item reserving its id."""
+        event_id = body.event.id
+        item: _Item = {
+            PK: {"S": session_id},
+            SK: {"N": str(seq)},
+            "id": {"S": event_id},
+            "type": {"S": body.event.type},
+            "processed_at": {"S": processed_at},
+        }
+        if body.spill:
+            item["s3_key"] = {"S": spill_key(session_id, event_id)}
+        else:
+            item["payload"] = {"S": body.payload}
+            if body.internal is not None:
+                item["internal"] = {"S": body.internal}
+        guard: _Item = {
+            PK: {"S": guard_key(session_id, event_id)},
+            SK: {"N": str(GUARD_SEQ)},
+            "event_seq": {"N": str(seq)},
+        }
+        return item, guard
+
+    def _transact(self, session_id: str, last: int, now: datetime, bodies: Sequence[_Body]) -> None:
+        processed_at = rfc3339(now)
+        ops: list[TransactWriteItemTypeDef] = []
+        for i, b in enumerate(bodies):
+            item, guard = self._items(session_id, last + i + 1, b, processed_at)
+            ops.append(
+                {
+                    "Put": {
+                        "TableName": self.table_name,
+                        "Item": item,
+                        "ConditionExpression": "attribute_not_exists(#sk)",
+                        "ExpressionAttributeNames": {"#sk": SK},
+                    }
+                }
+            )
+            ops.append(
+                {
+                    "Put": {
+                        "TableName": self.table_name,
+                        "Item": guard,
+                        "ConditionExpression": "attribute_not_exists(#pk)",
+                        "ExpressionAttributeNames": {"#pk": PK},
+                    }
+                }
+            )
+        try:
+            # The token makes botocore's own retries of this call idempotent (a lost response is not a duplicate).
+            self.dynamodb.transact_write_items(TransactItems=ops, ClientRequestToken=uuid.uuid4().hex)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+                raise ServiceUnavailable(f"event store append failed: {exc}") from exc
+            self._cancelled(session_id, bodies, exc)
+        except (BotoConnectionError, HTTPClientError) as exc:
+            raise ServiceUnavailable(f"event store append failed: {type(exc).__name__}") from exc
+
+    def _cancelled(self, session_id: str, bodies: Sequence[_Body], exc: ClientError) -> None:
+        """Turn a cancelled transaction into DuplicateEvent or _SeqConflict (or ServiceUnavailable)."""
+        reasons = [r.get("Code", "None") for r in exc.response.get("CancellationReasons", [])]
+        if len(reasons) == 2 * len(bodies):
+            duplicates = [b.event.id for i, b in enumerate(bodies) if reasons[2 * i + 1] == "ConditionalCheckFailed"]
+            if duplicates:
+                raise DuplicateEvent(duplicates)
+            retryable = {"None", "ConditionalCheckFailed", "TransactionConflict"}
+            if all(code in retryable for code in reasons):
+                if any(code == "TransactionConflict" for code in reasons[1::2]):
+                    # A concurrent transaction touched a guard: whether it committed decides.
+                    existing = self._existing_ids(session_id, [b.event.id for b in bodies])
+                    if existing:
+                        raise DuplicateEvent(existing)
+                raise _SeqConflict()
+            raise ServiceUnavailable(f"event store append cancelled: {reasons}") from exc
+        # No usable reasons: ask the guards which of the ids exist.
+        existing = self._existing_ids(session_id, [b.event.id for b in bodies])
+        if existing:
+            raise DuplicateEvent(existing)
+        raise _SeqConflict()
+
+    def _existing_ids(self, session_id: str, ids: Sequence[str]) -> list[str]:
+        """Which of ids the session's log holds, by consistent reads of their guard items."""
+        found: set[str] = set()
+        prefix = guard_key(session_id, "")
+        for start in range(0, len(ids), _BATCH_GET_MAX):
+            keys = [
+                {PK: {"S": guard_key(session_id, i)}, SK: {"N": str(GUARD_SEQ)}}
+                for i in ids[start : start + _BATCH_GET_MAX]
+            ]
+            request: dict[str, Any] = {
+                self.table_name: {
+                    "Keys": keys,
+                    "ConsistentRead": True,
+                    "ProjectionExpression": "#pk",
+                    "ExpressionAttributeNames": {"#pk": PK},
+                }
+            }
+            for attempt in range(10):
+                with _translated("append"):
+                    out = self.dynamodb.batch_get_item(RequestItems=request)
+                found.update(item[PK]["S"][len(prefix) :] for item in out["Responses"].get(self.table_name, []))
+                unprocessed = out.get("UnprocessedKeys") or {}
+                if not unprocessed:
+                    break
+                request = dict(unprocessed)
+                time.sleep(random.uniform(0, 0.01 * 2**attempt))
+            else:
+                raise ServiceUnavailable("event store could not read the id guards")
+        return [i for i in ids if i in found]
+
+    # -- reads and deletes ---------------------------------------------------------------------------------------
+
+    def _query(self, **kwargs: Any) -> QueryOutputTypeDef:
+        with self._lock:
+            self.query_calls += 1
+        with _translated("query"):
+            return self.dynamodb.query(TableName=self.table_name, ConsistentRead=True, **kwargs)
+
+    def _event(self, session_id: str, item: _Item) -> StoredEvent:
+        payload: JsonObject
+        internal: JsonObject | None
+        if "s3_key" in item:
+            with _translated("read"):
+                body = self.s3.get_object(Bucket=self.bucket_name, Key=item["s3_key"]["S"])["Body"].read()
+            spilled = json.loads(body)
+            payload, internal = spilled["payload"], spilled["internal"]
+        else:
+            payload = json.loads(item["payload"]["S"])
+            internal = json.loads(item["internal"]["S"]) if "internal" in item else None
+        return StoredEvent(
+            session_id=session_id,
+            seq=int(item[SK]["N"]),
+            id=item["id"]["S"],
+            type=item["type"]["S"],
+            processed_at=parse_rfc3339(item["processed_at"]["S"]),
+            payload=payload,
+            internal=internal,
+        )
+
+    def _batch_write(self, requests: list[WriteRequestTypeDef]) -> None:
+        pending = {self.table_name: requests}
+        for attempt in range(10):
+            with _translated("batch write"):
+                out = self.dynamodb.batch_write_item(RequestItems=pending)
+            unprocessed = out.get("UnprocessedItems") or {}
+            if not unprocessed:
+                return
+            pending = {self.table_name: list(unprocessed.get(self.table_name, []))}  # type: ignore[arg-type]
+            time.sleep(random.uniform(0, 0.01 * 2**attempt))
+        raise ServiceUnavailable("event store batch write left unprocessed items")
+
+    def _delete_spills(self, session_id: str) -> None:
+        """Every object under the session's prefix, including ones orphaned by failed appends."""
+        prefix = spill_prefix(session_id)
+        token: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {"Bucket": self.bucket_name, "Prefix": prefix}
+            if token:
+                kwargs["ContinuationToken"] = token
+            with _translated("delete"):
+                listing = self.s3.list_objects_v2(**kwargs)
+                keys: list[ObjectIdentifierTypeDef] = [
+                    {"Key": obj["Key"]} for obj in listing.get("Contents", []) if "Key" in obj
+                ]
+                if keys:
+                    self.s3.delete_objects(Bucket=self.bucket_name, Delete={"Objects": keys, "Quiet": True})
+            token = listing.get("NextContinuationToken")
+            if not listing.get("IsTruncated") or not token:
+                return
