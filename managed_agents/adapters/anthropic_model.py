@@ -76,6 +76,35 @@ class AnthropicMessagesModel:
             return self._client
 
     def stream_message(self, request: JsonObject, *, cancel: CancelToken | None = None) -> ModelResponse:
+        if cancel is None:
+            return self._stream_message(request, None)
+        if cancel.cancelled:
+            raise Cancelled()
+        # The SDK blocks in `messages.stream(...).__enter__` until the response headers arrive, before the stream
+        # exists and can be closed, so a cancel during that wait would go unnoticed. Run the request on a helper
+        # thread and return as soon as either it finishes or the token is cancelled; a late result is discarded
+        # (the helper closes the stream as soon as it gets one, because the token is already cancelled).
+        done = threading.Event()
+        box: dict[str, object] = {}
+
+        def work() -> None:
+            try:
+                box["result"] = self._stream_message(request, cancel)
+            except BaseException as exc:  # handed to the caller below
+                box["error"] = exc
+            finally:
+                done.set()
+
+        cancel.on_cancel(done.set)
+        threading.Thread(target=work, name="model-request", daemon=True).start()
+        done.wait()
+        if cancel.cancelled:
+            raise Cancelled()
+        if "error" in box:
+            raise cast(BaseException, box["error"])
+        return cast(ModelResponse, box["result"])
+
+    def _stream_message(self, request: JsonObject, cancel: CancelToken | None) -> ModelResponse:
         if cancel is not None and cancel.cancelled:
             raise Cancelled()
         try:

@@ -192,6 +192,10 @@ def _apply(st: SessionState, ev: StoredEvent) -> None:
         st.status = new_status
         if new_status in ("idle", "terminated"):
             st.interrupt_seq = None
+            # an idle session retries nothing: a pending retry (e.g. cut short by an interrupt) is dropped and the
+            # next turn starts with a fresh attempt budget
+            st.consecutive_errors = 0
+            st.last_error_retry = None
         stop = cast(JsonObject, p.get("stop_reason") or {})
         if new_status == "idle" and stop.get("type") == "requires_action":
             st.idle_requires_action = tuple(str(i) for i in cast(list[object], stop.get("event_ids") or []))
