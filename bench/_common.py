@@ -1,0 +1,98 @@
+"""Shared helpers of the benchmark scripts: our server in-process on loopback, a scripted model, JSON output.
+
+Run a benchmark as ``uv run python bench/<name>.py``; each prints JSON lines.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout, installed or not
+
+import anthropic
+import uvicorn
+
+from managed_agents.adapters.anthropic_model import AnthropicMessagesModel
+from managed_agents.api.app import create_app
+from managed_agents.settings import ServerSettings
+from managed_agents.testing.scripted_model import ScriptedModelServer
+from managed_agents.wiring import Runtime, bootstrap_admin_key, build_local_runtime
+
+
+def emit(**fields: Any) -> None:
+    print(json.dumps(fields), flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Stack:
+    url: str
+    admin_key: str
+    rt: Runtime
+    model: ScriptedModelServer
+
+    def client(self, **kw: Any) -> anthropic.Anthropic:
+        return anthropic.Anthropic(base_url=self.url, api_key=self.admin_key, max_retries=0, **kw)
+
+    def agent_env(self, client: anthropic.Anthropic) -> tuple[str, str]:
+        agent = client.beta.agents.create(name="bench", model="claude-sonnet-4-6")
+        env = client.beta.environments.create(name="bench", config={"type": "cloud"})
+        return agent.id, env.id
+
+
+@contextmanager
+def stack(latency_ms: float = 0, **settings: Any) -> Iterator[Stack]:
+    """Scripted model (echo) + our runtime + uvicorn on a free port, all in this process."""
+    with tempfile.TemporaryDirectory() as tmp, ScriptedModelServer(fallback="echo", latency_ms=latency_ms) as model:
+        client_model = AnthropicMessagesModel(api_key="bench", base_url=model.base_url, timeout=60)
+        rt = build_local_runtime(ServerSettings(data_dir=str(Path(tmp) / "data"), **settings), model=client_model)
+        secret = bootstrap_admin_key(rt)
+        assert secret
+        port = free_port()
+        server = uvicorn.Server(uvicorn.Config(create_app(rt), host="127.0.0.1", port=port, log_level="warning"))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        wait_until(lambda: server.started, timeout=10)
+        try:
+            yield Stack(f"http://127.0.0.1:{port}", secret, rt, model)
+        finally:
+            server.should_exit = True
+            thread.join(10)
+            rt.close()
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, interval: float = 0.005) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"condition not met within {timeout} s")
+        time.sleep(interval)
+
+
+def idle_count(client: anthropic.Anthropic, session_id: str) -> int:
+    evs = client.beta.sessions.events.list(session_id, limit=1000, types=["session.status_idle"])
+    return len(evs.data)
+
+
+def user_message(client: anthropic.Anthropic, session_id: str, text: str) -> None:
+    client.beta.sessions.events.send(
+        session_id, events=[{"type": "user.message", "content": [{"type": "text", "text": text}]}]
+    )

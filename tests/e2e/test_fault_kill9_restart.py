@@ -1,0 +1,135 @@
+"""Crash recovery: `kill -9` the server mid-turn, restart it on the same data dir, and the turn finishes once."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anthropic
+import pytest
+
+from managed_agents.testing.scripted_model import ScriptedModelServer
+from tests.e2e.conftest import all_events, free_port, wait_until
+
+CLI = Path(sys.executable).parent / "managed-agents"
+REPO = Path(__file__).resolve().parents[2]
+
+
+class _ServeProcess:
+    """`managed-agents serve` as a child process; `kill9()` or `stop()` ends it."""
+
+    def __init__(self, data_dir: Path, port: int, model_url: str, log_path: Path) -> None:
+        env = {
+            **os.environ,
+            "ANTHROPIC_BASE_URL": model_url,
+            "ANTHROPIC_API_KEY": "x",
+            # the console script imports the package from the checkout, installed or not
+            "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p),
+            "MANAGED_AGENTS_RETRY_BASE_SECONDS": "0.01",
+            "MANAGED_AGENTS_RETRY_MAX_SECONDS": "0.05",
+        }
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [str(CLI), "serve", "--data-dir", str(data_dir), "--port", str(port)],
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        wait_until(self._ready, timeout=30, interval=0.05)
+
+    def _ready(self) -> bool:
+        if self.proc.poll() is not None:
+            raise AssertionError(f"server exited with {self.proc.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+        except OSError:
+            return False
+        return True
+
+    def kill9(self) -> None:
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self.log.close()
+
+
+@pytest.fixture
+def model() -> Iterator[ScriptedModelServer]:
+    # The first request is slow so the kill lands mid-flight; the re-run after the restart gets the second step.
+    step = {"delay_ms": 1500, "content": [{"type": "text", "text": "survived"}]}
+    with ScriptedModelServer([step, "survived"], fallback="error") as s:
+        yield s
+
+
+@pytest.mark.slow
+def test_kill9_mid_turn_then_restart_finishes_the_turn_once(tmp_path: Path, model: ScriptedModelServer) -> None:
+    data_dir, port = tmp_path / "data", free_port()
+    procs: list[_ServeProcess] = []
+    try:
+        # Given a server with a session whose turn is waiting on the (slow) model
+        procs.append(_ServeProcess(data_dir, port, model.base_url, tmp_path / "serve.log"))
+        admin_key = (data_dir / "admin.key").read_text().strip()
+        client = anthropic.Anthropic(base_url=procs[0].url, api_key=admin_key, max_retries=0)
+        agent = client.beta.agents.create(name="a", model="claude-sonnet-4-6")
+        env = client.beta.environments.create(name="e", config={"type": "cloud"})
+        session = client.beta.sessions.create(agent=agent.id, environment_id=env.id)
+        client.beta.sessions.events.send(
+            session.id, events=[{"type": "user.message", "content": [{"type": "text", "text": "hi"}]}]
+        )
+        wait_until(
+            lambda: any(e.type == "span.model_request_start" for e in all_events(client, session.id)), timeout=10
+        )
+        wait_until(lambda: model.requests, timeout=10, interval=0.01)  # the request is on the wire
+        # When the server is killed with SIGKILL mid-request and restarted on the same data dir
+        procs[0].kill9()
+        procs.append(_ServeProcess(data_dir, port, model.base_url, tmp_path / "serve.log"))
+
+        # Then the recovered turn finishes, and the log holds each event once
+        def idle_events() -> list[Any] | None:
+            evs = all_events(client, session.id)
+            return evs if evs and evs[-1].type == "session.status_idle" else None
+
+        events: list[Any] = wait_until(idle_events, timeout=20, interval=0.05)
+        status = client.beta.sessions.retrieve(session.id).status
+    finally:
+        for p in procs:
+            p.stop()
+    types = [e.type for e in events]
+    assert types.count("user.message") == 1
+    messages = [e for e in events if e.type == "agent.message"]
+    assert [m.content[0].text for m in messages] == ["survived"]
+    assert types.count("span.model_request_start") == 1
+    assert types.count("span.model_request_end") == 1
+    assert types == [
+        "user.message",
+        "session.status_running",
+        "span.model_request_start",
+        "agent.message",
+        "span.model_request_end",
+        "session.status_idle",
+    ]
+    start = next(e for e in events if e.type == "span.model_request_start")
+    end = next(e for e in events if e.type == "span.model_request_end")
+    assert end.model_request_start_id == start.id and end.is_error is False
+    assert events[-1].stop_reason.type == "end_turn"
+    ids = [e.id for e in events]
+    assert len(ids) == len(set(ids))
+    # And the model saw the request twice: the one cut short by the kill, and the re-run after recovery
+    assert len([r for r in model.requests if r["path"] == "/v1/messages"]) == 2
+    assert status == "idle"
