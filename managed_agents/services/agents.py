@@ -26,7 +26,7 @@ from managed_agents.domain.events import JsonObject
 from managed_agents.domain.ids import new_id
 from managed_agents.harness.tools import BUILTIN_TOOLS
 from managed_agents.ports import ListQuery, Record
-from managed_agents.services.common import Services, check_metadata, list_page, patch_metadata, render
+from managed_agents.services.common import Services, archive_record, check_metadata, list_page, patch_metadata, render
 from managed_agents.services.records import mutate
 
 DEFAULT_EFFORT = "high"
@@ -258,17 +258,7 @@ class AgentService:
         return render(doc)
 
     def archive(self, ws: str, agent_id: str) -> JsonObject:
-        rec = self.record(ws, agent_id)
-        if rec.archived:
-            return render(rec.doc)
-
-        def change(r: Record) -> None:
-            now = rfc3339(self.svc.clock.now())
-            r.archived = True
-            r.doc["archived_at"] = now
-            r.doc["updated_at"] = now
-
-        return render(mutate(self.svc.resources, rec, change).doc)
+        return render(archive_record(self.svc.resources, self.svc.clock, self.record(ws, agent_id)).doc)
 
     def list_agents(self, ws: str, query: ListQuery) -> tuple[list[JsonObject], str | None]:
         rows, nxt = list_page(self.svc.resources, "agent", ws, query)

@@ -12,6 +12,7 @@ from managed_agents.domain.clock import Clock, rfc3339
 from managed_agents.domain.errors import InvalidRequest
 from managed_agents.domain.events import JsonObject
 from managed_agents.ports import ListQuery, Orchestrator, Record, ResourceStore
+from managed_agents.services.records import mutate
 
 MAX_METADATA_PAIRS = 16
 MAX_METADATA_KEY = 64
@@ -99,3 +100,18 @@ def render(doc: JsonObject) -> JsonObject:
 
 def as_list(value: object) -> list[JsonObject]:
     return cast(list[JsonObject], value or [])
+
+
+def archive_record(store: ResourceStore, clock: Clock, rec: Record) -> Record:
+    """Soft-archive: set `archived_at` once; archiving again returns the record as it is."""
+    if rec.archived:
+        return rec
+
+    def change(r: Record) -> None:
+        if not r.archived:
+            now = rfc3339(clock.now())
+            r.archived = True
+            r.doc["archived_at"] = now
+            r.doc["updated_at"] = now
+
+    return mutate(store, rec, change)

@@ -16,7 +16,7 @@ from managed_agents.domain.errors import Conflict, InvalidRequest, NotFound
 from managed_agents.domain.events import JsonObject
 from managed_agents.domain.ids import new_id
 from managed_agents.ports import ListQuery, Record
-from managed_agents.services.common import Services, check_metadata, list_page, patch_metadata, render
+from managed_agents.services.common import Services, archive_record, check_metadata, list_page, patch_metadata, render
 from managed_agents.services.records import mutate
 
 PACKAGE_MANAGERS = ("apt", "cargo", "gem", "go", "npm", "pip")
@@ -123,17 +123,7 @@ class EnvironmentService:
         return render(mutate(self.svc.resources, rec, change).doc)
 
     def archive(self, ws: str, env_id: str) -> JsonObject:
-        rec = self.record(ws, env_id)
-        if rec.archived:
-            return render(rec.doc)
-
-        def change(r: Record) -> None:
-            now = rfc3339(self.svc.clock.now())
-            r.archived = True
-            r.doc["archived_at"] = now
-            r.doc["updated_at"] = now
-
-        return render(mutate(self.svc.resources, rec, change).doc)
+        return render(archive_record(self.svc.resources, self.svc.clock, self.record(ws, env_id)).doc)
 
     def delete(self, ws: str, env_id: str) -> JsonObject:
         self.record(ws, env_id)

@@ -37,7 +37,7 @@ from managed_agents.domain.ids import deterministic_event_id, new_id
 from managed_agents.domain.session_state import SessionState, fold
 from managed_agents.ports import EventNotifier, EventStore, ListQuery, Record, iter_all
 from managed_agents.services.agents import AgentService, check_tools, resolve_model, resolve_tools
-from managed_agents.services.common import Services, check_metadata, list_page, patch_metadata, render
+from managed_agents.services.common import Services, archive_record, check_metadata, list_page, patch_metadata, render
 from managed_agents.services.environments import EnvironmentService
 from managed_agents.services.records import mutate
 
@@ -255,16 +255,8 @@ class SessionService:
         return render_session(new.doc, self.svc.clock.now())
 
     def archive(self, ws: str, sid: str) -> JsonObject:
-        rec = self.record(ws, sid)
-
-        def change(r: Record) -> None:
-            if not r.archived:
-                now = rfc3339(self.svc.clock.now())
-                r.archived = True
-                r.doc["archived_at"] = now
-                r.doc["updated_at"] = now
-
-        return render_session(mutate(self.svc.resources, rec, change).doc, self.svc.clock.now())
+        rec = archive_record(self.svc.resources, self.svc.clock, self.record(ws, sid))
+        return render_session(rec.doc, self.svc.clock.now())
 
     def delete(self, ws: str, sid: str) -> JsonObject:
         rec = self.record(ws, sid)
