@@ -5,7 +5,7 @@ Ports are synchronous: boto3, sqlite3 and Lambda are. The ASGI edge reaches them
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, Protocol
@@ -187,3 +187,44 @@ def iter_all(store: EventStore, session_id: str, *, page: int = 1000) -> Iterato
         if len(batch) < page:
             return
         after = batch[-1].seq
+
+
+@dataclass(frozen=True)
+class SandboxLaunch:
+    """What a sandbox needs to serve one work item: its ids, its one secret, where to call and its setup."""
+
+    work_id: str
+    environment_id: str
+    session_id: str
+    secret: str  # the work item's secret (a session-scoped work token); the only credential a sandbox holds
+    api_url: str
+    packages: JsonObject
+    networking: JsonObject
+
+
+SandboxExited = Callable[[str, int, str], None]  # (work id, exit code, readable detail)
+
+
+class SandboxProvisioner(Protocol):
+    """Starts and stops the hands of `cloud` sessions: the official worker serving exactly one work item.
+
+    Embedded: a subprocess (bubblewrap when available); AWS: an ECS Fargate task with no role and no secrets.
+    """
+
+    @property
+    def isolation(self) -> str:
+        """How sandboxes are isolated, in words an operator can act on."""
+        ...
+
+    def launch(self, spec: SandboxLaunch, on_exit: SandboxExited) -> None:
+        """Start the sandbox (may block while it is provisioned); raise with a readable message on failure.
+        `on_exit` is called once when the sandbox process ends."""
+        ...
+
+    def stop(self, session_id: str, work_id: str | None) -> None:
+        """Stop the session's sandbox (only the one serving `work_id`, when given)."""
+        ...
+
+    def dispose(self, session_id: str) -> None:
+        """The session is gone: remove its files."""
+        ...

@@ -32,3 +32,16 @@ class ServerSettings(HarnessSettings):
     sse_max_seconds: float = Field(0.0, ge=0, description="close streams cleanly after this long (0 = never)")
     max_concurrent_sessions: int = Field(256, ge=1, description="harness worker threads of the embedded runtime")
     log_level: str = Field("INFO")
+    # sandboxes (hands): the work queue and the embedded provisioner of `cloud` environments
+    sandbox_api_url: str | None = Field(
+        None, description="the API base URL sandboxes call back (serve sets it from --host/--port when unset)"
+    )
+    work_lease_ttl_seconds: int = Field(60, ge=2, le=3600, description="lease of a work item between heartbeats")
+    sandbox_isolation: str = Field(
+        "auto", pattern="^(auto|bubblewrap|none)$", description="auto: bubblewrap when the machine has it"
+    )
+    sandbox_idle_seconds: float = Field(300.0, gt=0, description="a sandbox stops after this long idle")
+    sandbox_start_timeout_seconds: float = Field(
+        900.0, gt=0, description="a cloud sandbox must start heartbeating within this (package installs included)"
+    )
+    sandbox_start_delay_seconds: float = Field(0.0, ge=0, description="artificial provisioning delay (benchmarks)")

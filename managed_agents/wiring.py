@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from managed_agents.adapters.anthropic_model import AnthropicMessagesModel
 from managed_agents.adapters.local.in_process_orchestrator import InProcessOrchestrator
 from managed_agents.adapters.local.notifier import LocalNotifier
 from managed_agents.adapters.local.sqlite_store import SqliteDatabase, SqliteEventStore, SqliteResourceStore
+from managed_agents.adapters.local.subprocess_sandbox import SubprocessSandboxProvisioner
 from managed_agents.domain.clock import Clock, SystemClock, rfc3339
 from managed_agents.domain.errors import DuplicateEvent
 from managed_agents.domain.events import NewEvent
@@ -23,10 +25,12 @@ from managed_agents.services.environments import EnvironmentService
 from managed_agents.services.keys import KeyService
 from managed_agents.services.records import mutate
 from managed_agents.services.sessions import SessionService
+from managed_agents.services.work import WorkService, WorkSettings
 from managed_agents.settings import ServerSettings
 
 log = logging.getLogger("managed_agents")
 DB_FILE = "managed_agents.db"
+SANDBOX_DIR = "sandboxes"
 ADMIN_KEY_FILE = "admin.key"
 
 
@@ -42,6 +46,30 @@ class Runtime:
     environments: EnvironmentService
     sessions: SessionService
     orchestrator: InProcessOrchestrator | None
+    work: WorkService | None = None
+    provisioner: SubprocessSandboxProvisioner | None = None
+    _reaper_stop: threading.Event = field(default_factory=threading.Event)
+
+    def set_api_url(self, url: str) -> None:
+        """Where sandboxes call the API back (known once the server listens)."""
+        if self.work is not None and not self.work.settings.api_url:
+            self.work.settings = replace(self.work.settings, api_url=url)
+
+    def start_reaper(self) -> None:
+        """Stop work items whose lease ran out, a few times per lease TTL (dead or hung workers)."""
+        work = self.work
+        if work is None:
+            return
+        interval = min(1.0, work.settings.lease_ttl_seconds / 4)
+
+        def loop() -> None:
+            while not self._reaper_stop.wait(interval):
+                try:
+                    work.reap()
+                except Exception:
+                    log.exception("work reaper failed")
+
+        threading.Thread(target=loop, name="work-reaper", daemon=True).start()
 
     def recover(self) -> int:
         """Wake every session the store says was running when the process last stopped."""
@@ -53,8 +81,11 @@ class Runtime:
         return len(stuck)
 
     def close(self) -> None:
+        self._reaper_stop.set()
         if self.orchestrator is not None:
             self.orchestrator.close()
+        if self.provisioner is not None:
+            self.provisioner.close()
 
 
 def _report_harness_failure(events: EventStore, resources: ResourceStore, clock: Clock):  # type: ignore[no-untyped-def]
@@ -105,15 +136,33 @@ def build_local_runtime(
         timeout=settings.model_timeout_seconds,
     )
     orchestrator = None
+    svc = Services(resources, clock, None)
+    provisioner = None
     if start_orchestrator:
-        deps = HarnessDeps(events, resources, model, clock, settings, notifier)
+        provisioner = SubprocessSandboxProvisioner(
+            data_dir / SANDBOX_DIR,
+            isolation=settings.sandbox_isolation,
+            idle_seconds=settings.sandbox_idle_seconds,
+            start_delay_seconds=settings.sandbox_start_delay_seconds,
+            hidden=(data_dir,),
+        )
+    work_settings = WorkSettings(
+        lease_ttl_seconds=settings.work_lease_ttl_seconds,
+        start_timeout_seconds=settings.sandbox_start_timeout_seconds,
+        api_url=settings.sandbox_api_url,
+    )
+    work = WorkService(svc, events, notifier, work_settings, provisioner)
+    if start_orchestrator:
+        deps = HarnessDeps(events, resources, model, clock, settings, notifier, hands=work.ensure_for_session)
         orchestrator = InProcessOrchestrator(
             deps,
             max_workers=settings.max_concurrent_sessions,
             on_error=_report_harness_failure(events, resources, clock),
         )
-    svc = Services(resources, clock, orchestrator)
-    return Runtime(
+        svc.orchestrator = orchestrator
+    sessions = SessionService(svc, events, notifier)
+    sessions.work = work
+    rt = Runtime(
         settings=settings,
         resources=resources,
         events=events,
@@ -122,9 +171,17 @@ def build_local_runtime(
         keys=KeyService(resources, clock),
         agents=AgentService(svc),
         environments=EnvironmentService(svc),
-        sessions=SessionService(svc, events, notifier),
+        sessions=sessions,
         orchestrator=orchestrator,
+        work=work,
+        provisioner=provisioner,
     )
+    if start_orchestrator:
+        rt.start_reaper()
+        assert provisioner is not None
+        level = logging.INFO if provisioner.bwrap else logging.WARNING
+        log.log(level, "cloud sandboxes: isolation %s", provisioner.isolation)
+    return rt
 
 
 def bootstrap_admin_key(rt: Runtime) -> str | None:

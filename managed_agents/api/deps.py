@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, TypeVar
 
 from anyio import to_thread
-from fastapi import Header, Request
+from fastapi import Depends, Header, Request
 
 from managed_agents.domain.clock import parse_rfc3339
 from managed_agents.domain.errors import InvalidRequest, PermissionDenied
@@ -30,12 +30,13 @@ async def call(fn: Callable[..., T], *args: object, **kwargs: object) -> T:
     return await to_thread.run_sync(lambda: fn(*args, **kwargs))
 
 
-async def principal(
+async def any_principal(
     request: Request,
     authorization: str | None = Header(None),
     x_api_key: str | None = Header(None),
     anthropic_workspace_id: str | None = Header(None),
 ) -> Principal:
+    """Any credential: an API key, an environment key or a work token (endpoints check the scope)."""
     secret = x_api_key
     if authorization:
         scheme, _, token = authorization.partition(" ")
@@ -48,6 +49,13 @@ async def principal(
             f"anthropic-workspace-id: this API key belongs to workspace {p.workspace_id!r},"
             f" not {anthropic_workspace_id!r}"
         )
+    return p
+
+
+async def principal(p: Principal = Depends(any_principal)) -> Principal:
+    """An API key: every endpoint except the work queue and a session's own calls accepts nothing else."""
+    if p.kind != "api_key":
+        raise PermissionDenied(f"{p.describe()} cannot call this endpoint; use an API key")
     return p
 
 

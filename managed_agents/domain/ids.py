@@ -22,6 +22,8 @@ PREFIXES = {
     "api_key": "apikey_",
     "workspace": "wrkspc_",
     "request": "req_",
+    "work": "work_",
+    "environment_key": "envkey_",
 }
 
 
@@ -41,6 +43,12 @@ def new_ulid() -> str:
 
 def new_id(kind: str) -> str:
     return PREFIXES[kind] + "01" + new_ulid()
+
+
+def deterministic_id(kind: str, *parts: str) -> str:
+    """A stable id of `kind` for the given parts: concurrent creators of the same thing collide on insert."""
+    digest = hashlib.sha256("\x00".join(parts).encode()).digest()
+    return PREFIXES[kind] + "01" + _b32(int.from_bytes(digest[:17], "big"), 26)
 
 
 def deterministic_event_id(session_id: str, key: str, index: int = 0) -> str:

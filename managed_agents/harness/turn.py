@@ -9,7 +9,7 @@ appends are conditional, so a call re-run after a crash (or run twice) writes no
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import cast
@@ -76,6 +76,8 @@ class HarnessDeps:
     clock: Clock
     settings: HarnessSettings = field(default_factory=HarnessSettings)
     notifier: EventNotifier | None = None
+    # asks for hands (a live work item) for a session whose sandbox tool calls wait: work.ensure_for_session
+    hands: Callable[[str], object] | None = None
 
 
 class _Turn:
@@ -149,6 +151,8 @@ def advance(session_id: str, deps: HarnessDeps, cancel: CancelToken | None = Non
     if isinstance(action, step.WaitForTools):
         if st.status != "running":
             turn.append(f"running@{st.last_seq}", [("session.status_running", {}, None)])
+        if deps.hands is not None and any(c.kind == "builtin" for c in st.unresolved):
+            deps.hands(session_id)
         return WaitForTools(action.deadline)
     if isinstance(action, step.TimeOutTools):
         batch: list[tuple[str, JsonObject, JsonObject | None]] = []
@@ -157,7 +161,7 @@ def advance(session_id: str, deps: HarnessDeps, cancel: CancelToken | None = Non
                 f"The {call.name} tool call got no result within {deps.settings.tool_timeout_seconds:g} s: "
                 "the sandbox that should run it is unavailable."
             )
-            batch.append(_tool_error(call.event_id, message))
+            batch.append(_tool_error(call.event_id, message, sandbox=call.kind == "builtin"))
             batch.append(_session_error("unknown_error", message, "retrying"))
         turn.append(f"timeout@{st.last_seq}", batch)
         return RunAgain()
@@ -172,7 +176,8 @@ def _handle_interrupt(turn: _Turn, action: step.HandleInterrupt) -> Outcome:
     if action.close_request and st.inflight is not None:
         batch.append(_request_end(st.inflight.id, None, is_error=False, internal={"interrupted": True}))
     for call in st.unresolved:
-        batch.append(_tool_error(call.event_id, "The user interrupted the session before this tool call finished."))
+        message = "The user interrupted the session before this tool call finished."
+        batch.append(_tool_error(call.event_id, message, sandbox=call.kind == "builtin"))
     batch.append(("session.status_idle", {"stop_reason": {"type": "end_turn"}}, None))
     turn.append(f"interrupt@{st.last_seq}", batch)
     return RunAgain()
@@ -347,9 +352,13 @@ def _request_end(
     )
 
 
-def _tool_error(tool_use_event_id: str, message: str) -> tuple[str, JsonObject, JsonObject | None]:
+def _tool_error(
+    tool_use_event_id: str, message: str, *, sandbox: bool = False
+) -> tuple[str, JsonObject, JsonObject | None]:
+    """An error result the platform gives in place of a tool's. A sandbox call is answered as the worker would,
+    with `user.tool_result`, so a worker that reconciles the log later does not run the abandoned call."""
     return (
-        "agent.tool_result",
+        "user.tool_result" if sandbox else "agent.tool_result",
         {"tool_use_id": tool_use_event_id, "content": [{"type": "text", "text": message}], "is_error": True},
         None,
     )

@@ -1,4 +1,13 @@
-"""API keys and workspaces. Keys are stored as SHA-256 hashes; each belongs to exactly one workspace."""
+"""Credentials: API keys, environment keys and work tokens. All are stored as SHA-256 hashes.
+
+* API keys (`sk-ma-…`) belong to one workspace and can call every endpoint of it.
+* Environment keys (`ek-ma-…`) belong to one `self_hosted` environment. A worker polls, acknowledges and lists
+  that environment's work queue with one, and may read the sessions of that environment. Issued, listed and
+  revoked with an API key (`/v1/environments/{id}/keys`) or the CLI (`managed-agents env-keys`).
+* Work tokens (`wt-ma-…`) are the `sessions_token` inside a work item's `secret`: short-lived (they die with
+  the item's lease) and scoped to that one item and its session. They are the only credential that may post
+  `user.tool_result`.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +17,7 @@ from dataclasses import dataclass
 from typing import cast
 
 from managed_agents.domain.clock import Clock, rfc3339
-from managed_agents.domain.errors import AuthenticationFailed, NotFound
+from managed_agents.domain.errors import AuthenticationFailed, InvalidRequest, NotFound
 from managed_agents.domain.events import JsonObject
 from managed_agents.domain.ids import new_id
 from managed_agents.ports import ListQuery, Record, ResourceStore
@@ -16,6 +25,8 @@ from managed_agents.services.common import render
 from managed_agents.services.records import mutate
 
 KEY_PREFIX = "sk-ma-"
+ENV_KEY_PREFIX = "ek-ma-"
+WORK_TOKEN_PREFIX = "wt-ma-"
 SYSTEM = "_system"
 
 
@@ -27,6 +38,17 @@ def hash_key(secret: str) -> str:
 class Principal:
     workspace_id: str
     key_id: str
+    kind: str = "api_key"  # api_key | environment_key | work
+    environment_id: str | None = None  # environment keys and work tokens
+    session_id: str | None = None  # work tokens
+    work_id: str | None = None  # work tokens
+
+    def describe(self) -> str:
+        if self.kind == "environment_key":
+            return f"an environment key of {self.environment_id!r}"
+        if self.kind == "work":
+            return f"the work token of {self.work_id!r} (session {self.session_id!r})"
+        return "an API key"
 
 
 class KeyService:
@@ -79,11 +101,88 @@ class KeyService:
 
         return render(mutate(self.resources, rec, change).doc)
 
+    # -- environment keys --------------------------------------------------------------------------------------
+
+    def create_environment_key(self, workspace_id: str, environment_id: str, name: str = "") -> tuple[JsonObject, str]:
+        env = self.resources.get("environment", workspace_id, environment_id)
+        if env is None:
+            raise NotFound(f"environment {environment_id!r} not found")
+        config = cast(JsonObject, env.doc.get("config") or {})
+        if config.get("type") != "self_hosted":
+            raise InvalidRequest(
+                f"environment {environment_id!r} is a {config.get('type')} environment: its sandboxes are provisioned"
+                " by the platform; environment keys are for self_hosted environments"
+            )
+        if env.archived:
+            raise InvalidRequest(f"environment {environment_id!r} is archived")
+        secret = ENV_KEY_PREFIX + secrets.token_urlsafe(32)
+        now = self.clock.now()
+        key_id = new_id("environment_key")
+        doc: JsonObject = {
+            "id": key_id,
+            "type": "environment_key",
+            "environment_id": environment_id,
+            "name": name,
+            "hint": secret[:10] + "…" + secret[-4:],
+            "created_at": rfc3339(now),
+            "revoked_at": None,
+        }
+        attrs: dict[str, str | int | None] = {"hash": hash_key(secret), "environment_id": environment_id}
+        self.resources.insert(Record("environment_key", workspace_id, key_id, doc, now, attrs=attrs))
+        return render(doc), secret
+
+    def list_environment_keys(self, workspace_id: str, environment_id: str) -> list[JsonObject]:
+        if self.resources.get("environment", workspace_id, environment_id) is None:
+            raise NotFound(f"environment {environment_id!r} not found")
+        query = ListQuery(limit=1000, order="asc", include_archived=True, equals={"environment_id": environment_id})
+        rows, _ = self.resources.list_records("environment_key", workspace_id, query)
+        return [render(r.doc) for r in rows]
+
+    def revoke_environment_key(self, workspace_id: str, environment_id: str, key_id: str) -> JsonObject:
+        rec = self.resources.get("environment_key", workspace_id, key_id)
+        if rec is None or rec.attrs.get("environment_id") != environment_id:
+            raise NotFound(f"environment key {key_id!r} of environment {environment_id!r} not found")
+
+        def change(r: Record) -> None:
+            r.archived = True
+            r.doc["revoked_at"] = r.doc.get("revoked_at") or rfc3339(self.clock.now())
+
+        return render(mutate(self.resources, rec, change).doc)
+
+    # -- authentication -----------------------------------------------------------------------------------------
+
     def authenticate(self, secret: str | None) -> Principal:
         if not secret:
             raise AuthenticationFailed("missing API key: send it as 'Authorization: Bearer <key>' or 'x-api-key'")
+        if secret.startswith(ENV_KEY_PREFIX):
+            return self._environment_key(secret)
+        if secret.startswith(WORK_TOKEN_PREFIX):
+            return self._work_token(secret)
         found = [r for r in self.resources.find("api_key", "hash", [hash_key(secret)]) if not r.archived]
         if not found:
             raise AuthenticationFailed("invalid API key")
         doc = found[0].doc
         return Principal(workspace_id=cast(str, doc["workspace_id"]), key_id=found[0].id)
+
+    def _environment_key(self, secret: str) -> Principal:
+        found = [r for r in self.resources.find("environment_key", "hash", [hash_key(secret)]) if not r.archived]
+        if not found:
+            raise AuthenticationFailed("invalid or revoked environment key")
+        rec = found[0]
+        return Principal(
+            rec.workspace_id, rec.id, kind="environment_key", environment_id=str(rec.attrs["environment_id"])
+        )
+
+    def _work_token(self, secret: str) -> Principal:
+        found = self.resources.find("work", "token", [hash_key(secret)])
+        if not found:
+            raise AuthenticationFailed("invalid or expired work token")
+        rec = found[0]
+        return Principal(
+            rec.workspace_id,
+            rec.id,
+            kind="work",
+            environment_id=str(rec.attrs["environment_id"]),
+            session_id=str(rec.attrs["session_id"]),
+            work_id=rec.id,
+        )

@@ -31,7 +31,7 @@ from managed_agents.api.models.sessions import (
     UserToolResultParams,
 )
 from managed_agents.domain.clock import parse_rfc3339, rfc3339
-from managed_agents.domain.errors import Conflict, InvalidRequest, NotFound
+from managed_agents.domain.errors import AuthenticationFailed, Conflict, InvalidRequest, NotFound, PermissionDenied
 from managed_agents.domain.events import EVENT_TYPES, JsonObject, NewEvent, Order, StoredEvent, TimeRange
 from managed_agents.domain.ids import deterministic_event_id, new_id
 from managed_agents.domain.session_state import SessionState, fold
@@ -39,7 +39,9 @@ from managed_agents.ports import EventNotifier, EventStore, ListQuery, Record, i
 from managed_agents.services.agents import AgentService, check_tools, resolve_model, resolve_tools
 from managed_agents.services.common import Services, archive_record, check_metadata, list_page, patch_metadata, render
 from managed_agents.services.environments import EnvironmentService
+from managed_agents.services.keys import Principal
 from managed_agents.services.records import mutate
+from managed_agents.services.work import WorkService
 
 SESSION_AGENT_FIELDS = (
     "id",
@@ -109,6 +111,21 @@ class SessionService:
         self.notifier = notifier
         self.agents = AgentService(svc)
         self.environments = EnvironmentService(svc)
+        self.work: WorkService | None = None  # set by wiring: speculative hands, stop on delete
+
+    def check_access(self, p: Principal, sid: str) -> Record:
+        """Session-level calls: any API key of the workspace, an environment key of the session's environment,
+        or the work token of a live work item of this session (what the official worker uses)."""
+        rec = self.record(p.workspace_id, sid)
+        if p.kind == "environment_key" and rec.doc.get("environment_id") != p.environment_id:
+            raise NotFound(f"session {sid!r} not found")
+        if p.kind == "work":
+            if p.session_id != sid:
+                raise NotFound(f"session {sid!r} not found")
+            work = self.svc.resources.get("work", p.workspace_id, str(p.work_id))
+            if work is None or work.doc.get("state") == "stopped":
+                raise AuthenticationFailed(f"work token expired: work {p.work_id!r} has stopped")
+        return rec
 
     # -- sessions -------------------------------------------------------------------------------------------
 
@@ -188,7 +205,7 @@ class SessionService:
         rec = Record("session", ws, sid, doc, now, attrs=attrs)
         self.svc.resources.insert(rec)
         if params.initial_events:
-            self._append_user_events(rec, SessionState(), list(params.initial_events))
+            self._append_user_events(rec, SessionState(), list(params.initial_events), None)
             rec = self.record(ws, sid)
         return render_session(rec.doc, self.svc.clock.now())
 
@@ -256,6 +273,8 @@ class SessionService:
 
     def archive(self, ws: str, sid: str) -> JsonObject:
         rec = archive_record(self.svc.resources, self.svc.clock, self.record(ws, sid))
+        if self.work is not None:
+            self.work.stop_session(sid)
         return render_session(rec.doc, self.svc.clock.now())
 
     def delete(self, ws: str, sid: str) -> JsonObject:
@@ -271,6 +290,8 @@ class SessionService:
         mutate(self.svc.resources, rec, change)
         if self.svc.orchestrator is not None:
             self.svc.orchestrator.forget(sid)
+        if self.work is not None:
+            self.work.stop_session(sid, dispose=True)
         self.notifier.publish_deleted(sid)
         self.events.delete_session(sid)
         self.svc.resources.delete("session", ws, sid)
@@ -288,21 +309,34 @@ class SessionService:
     def state(self, sid: str) -> SessionState:
         return fold(iter_all(self.events, sid))
 
-    def send(self, ws: str, sid: str, events: Sequence[EventParams]) -> list[JsonObject]:
-        rec = self.record(ws, sid)
+    def send(self, p: Principal, sid: str, events: Sequence[EventParams]) -> list[JsonObject]:
+        rec = self.check_access(p, sid)
+        if p.kind != "api_key":
+            for i, ev in enumerate(events):
+                if not isinstance(ev, UserToolResultParams | UserCustomToolResultParams):
+                    raise PermissionDenied(
+                        f"events[{i}]: {p.describe()} may only post user.tool_result and user.custom_tool_result"
+                    )
         if rec.archived:
             raise InvalidRequest(f"session {sid!r} is archived and accepts no new events")
         if rec.doc["status"] == "terminated":
             raise Conflict(f"session {sid!r} is terminated and accepts no new events")
-        stored = self._append_user_events(rec, self.state(sid), list(events))
+        stored = self._append_user_events(rec, self.state(sid), list(events), p)
         return [e.wire() for e in stored]
 
-    def _append_user_events(self, rec: Record, st: SessionState, events: list[EventParams]) -> list[StoredEvent]:
+    def _append_user_events(
+        self, rec: Record, st: SessionState, events: list[EventParams], p: Principal | None
+    ) -> list[StoredEvent]:
         sid = rec.id
         answered: set[str] = set()
         batch: list[NewEvent] = []
         for i, ev in enumerate(events):
             where = f"events[{i}]"
+            if isinstance(ev, UserToolResultParams) and (p is None or p.kind != "work"):
+                raise PermissionDenied(
+                    f"{where}: user.tool_result is posted by the session's sandbox worker with its work token"
+                    f" (the sessions_token of its work item), not with {p.describe() if p else 'initial_events'}"
+                )
             self._check_event(rec, st, ev, where, answered, i == len(events) - 1, events[i - 1] if i else None)
             payload = _dump(ev)
             payload.pop("type")
@@ -322,6 +356,9 @@ class SessionService:
                 orch.interrupt(sid)
             else:
                 orch.wake(sid)
+        if self.work is not None and any(isinstance(e, UserMessageParams) for e in events):
+            # inference never waits for the sandbox: hands are provisioned while the first turn runs
+            self.work.ensure_for_session(sid)
         return stored
 
     def _check_event(
@@ -381,10 +418,6 @@ class SessionService:
             answered.add(ev.custom_tool_use_id)
             return
         if isinstance(ev, UserToolResultParams):
-            if rec.doc.get("_environment_type") != "self_hosted":
-                raise InvalidRequest(
-                    f"{where}: user.tool_result is only accepted in sessions of self_hosted environments"
-                )
             call = st.call(ev.tool_use_id)
             if call is None or call.kind != "builtin":
                 raise InvalidRequest(

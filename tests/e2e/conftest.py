@@ -70,6 +70,8 @@ def server_settings(tmp_path: Path) -> ServerSettings:
         retry_base_seconds=0.01,
         retry_max_seconds=0.05,
         sse_ping_seconds=0.5,
+        work_lease_ttl_seconds=6,
+        sandbox_idle_seconds=30,
     )
 
 
@@ -80,6 +82,7 @@ def server(server_settings: ServerSettings, model_server: ScriptedModelServer) -
     secret = bootstrap_admin_key(rt)
     assert secret
     port = free_port()
+    rt.set_api_url(f"http://127.0.0.1:{port}")
     with _UvicornThread(create_app(rt), port):
         yield Server(f"http://127.0.0.1:{port}", secret, rt, model_server)
     rt.close()
@@ -116,3 +119,10 @@ def wait_idle(client: anthropic.Anthropic, session_id: str, timeout: float = 10.
 
     result: list[Any] = wait_until(done, timeout)
     return result
+
+
+def create_environment_key(client: anthropic.Anthropic, environment_id: str, name: str = "worker") -> str:
+    """An environment key through our keys endpoint (the SDK has no method for it: the hosted console mints them)."""
+    body: Any = client.post(f"/v1/environments/{environment_id}/keys", body={"name": name}, cast_to=object)
+    key: str = body["key"]
+    return key

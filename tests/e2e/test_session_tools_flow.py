@@ -1,4 +1,6 @@
-"""Tool calls through the official SDK: custom tools, confirmations (allow/deny), self-hosted results, bad input."""
+"""Tool calls through the official SDK: custom tools, confirmations (allow/deny), bad input.
+
+Sandbox results (user.tool_result from a worker's work token) are in test_work_queue_api.py and test_sandbox_*.py."""
 
 from __future__ import annotations
 
@@ -127,30 +129,6 @@ def test_denied_confirmation_sends_error_result_to_model(
     model_server.assert_complete()
 
 
-def test_allowed_confirmation_then_self_hosted_result(
-    client: anthropic.Anthropic, model_server: ScriptedModelServer
-) -> None:
-    sid, use = _ask_for_bash(client, model_server, "There is one file.")
-    # When the user allows the call
-    client.beta.sessions.events.send(
-        sid, events=[{"type": "user.tool_confirmation", "tool_use_id": use.id, "result": "allow"}]
-    )
-    # Then no model request is made until the (self-hosted) result arrives
-    assert len(model_server.requests) == 1
-    # When the worker posts the result
-    client.beta.sessions.events.send(
-        sid,
-        events=[{"type": "user.tool_result", "tool_use_id": use.id, "content": [{"type": "text", "text": "a.txt"}]}],
-    )
-    events = wait_idle(client, sid, count=2)
-    # Then the model gets it and finishes
-    results = _tool_results(model_server.requests[1]["body"])
-    assert len(results) == 1 and results[0]["tool_use_id"] == "toolu_b1"
-    assert "a.txt" in _text(results[0]) and not results[0].get("is_error")
-    assert events[-1].stop_reason.type == "end_turn"
-    model_server.assert_complete()
-
-
 def test_custom_result_for_unknown_id_is_rejected(client: anthropic.Anthropic) -> None:
     sid = _session(client, [WEATHER_TOOL])
     with pytest.raises(anthropic.BadRequestError) as info:
@@ -192,12 +170,3 @@ def test_confirming_twice_is_rejected(client: anthropic.Anthropic, model_server:
             sid, events=[{"type": "user.tool_confirmation", "tool_use_id": use.id, "result": "deny"}]
         )
     assert "not awaiting confirmation" in str(info.value)
-
-
-def test_tool_result_on_cloud_environment_is_rejected(client: anthropic.Anthropic) -> None:
-    sid = _session(client, [WEATHER_TOOL], env_type="cloud")
-    with pytest.raises(anthropic.BadRequestError) as info:
-        client.beta.sessions.events.send(
-            sid, events=[{"type": "user.tool_result", "tool_use_id": "sevt_x", "content": []}]
-        )
-    assert "self_hosted" in str(info.value)

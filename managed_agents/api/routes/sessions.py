@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
-from managed_agents.api.deps import call, multi, principal, runtime, time_range
+from managed_agents.api.deps import any_principal, call, multi, principal, runtime, time_range
 from managed_agents.api.errors import envelope, request_id
 from managed_agents.api.models.sessions import EventSendParams, SessionCreateParams, SessionUpdateParams
 from managed_agents.api.sse import event_stream
@@ -19,6 +19,7 @@ from managed_agents.services.keys import Principal
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
 Auth = Annotated[Principal, Depends(principal)]
+AnyAuth = Annotated[Principal, Depends(any_principal)]  # session-level calls: also the session's worker
 STATUSES = ("rescheduling", "running", "idle", "terminated")
 
 
@@ -71,8 +72,10 @@ async def list_sessions(
 
 
 @router.get("/{session_id}")
-async def retrieve_session(session_id: str, request: Request, p: Auth) -> JsonObject:
-    return await call(runtime(request).sessions.get, p.workspace_id, session_id)
+async def retrieve_session(session_id: str, request: Request, p: AnyAuth) -> JsonObject:
+    rt = runtime(request)
+    await call(rt.sessions.check_access, p, session_id)
+    return await call(rt.sessions.get, p.workspace_id, session_id)
 
 
 @router.post("/{session_id}")
@@ -91,8 +94,8 @@ async def delete_session(session_id: str, request: Request, p: Auth) -> JsonObje
 
 
 @router.post("/{session_id}/events")
-async def send_events(session_id: str, body: EventSendParams, request: Request, p: Auth) -> JsonObject:
-    data = await call(runtime(request).sessions.send, p.workspace_id, session_id, body.events)
+async def send_events(session_id: str, body: EventSendParams, request: Request, p: AnyAuth) -> JsonObject:
+    data = await call(runtime(request).sessions.send, p, session_id, body.events)
     return {"data": data}
 
 
@@ -100,7 +103,7 @@ async def send_events(session_id: str, body: EventSendParams, request: Request, 
 async def list_events(
     session_id: str,
     request: Request,
-    p: Auth,
+    p: AnyAuth,
     limit: int | None = None,
     page: str | None = None,
     order: Literal["asc", "desc"] = "asc",
@@ -110,6 +113,7 @@ async def list_events(
     created_lt: Annotated[str | None, Query(alias="created_at[lt]")] = None,
     created_lte: Annotated[str | None, Query(alias="created_at[lte]")] = None,
 ) -> JsonObject:
+    await call(runtime(request).sessions.check_access, p, session_id)
     data, nxt = await call(
         runtime(request).sessions.list_events,
         p.workspace_id,
@@ -127,7 +131,7 @@ async def list_events(
 async def stream_events(
     session_id: str,
     request: Request,
-    p: Auth,
+    p: AnyAuth,
     event_deltas: Annotated[list[str] | None, Query(alias="event_deltas[]")] = None,
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> StreamingResponse:
@@ -135,7 +139,7 @@ async def stream_events(
     for d in multi(request, "event_deltas"):
         if d not in ("agent.message", "agent.thinking"):
             raise InvalidRequest(f"event_deltas: {d!r} is not one of agent.message, agent.thinking")
-    await call(rt.sessions.record, p.workspace_id, session_id)
+    await call(rt.sessions.check_access, p, session_id)
     subscription = rt.notifier.subscribe(session_id)  # before reading the log: no append can be missed
     if last_event_id:
         ev = await call(rt.events.get, session_id, last_event_id)

@@ -1,0 +1,128 @@
+"""The sandbox entrypoint: install the environment's packages, then serve one work item with the official worker.
+
+Run by the embedded provisioner (a subprocess, bubblewrap when available) and by the Fargate image
+(`sandbox_task/Dockerfile`). It imports only the standard library and `anthropic`, so it runs without the
+platform's code. Its environment holds nothing but the work item's coordinates and its secret:
+
+    ANTHROPIC_BASE_URL          the platform API
+    ANTHROPIC_WORK_ID, ANTHROPIC_ENVIRONMENT_ID, ANTHROPIC_SESSION_ID
+    ANTHROPIC_WORK_SECRET       the work item's secret (a session-scoped token that dies with the item)
+    MANAGED_AGENTS_SANDBOX_WORKDIR, MANAGED_AGENTS_SANDBOX_IDLE_SECONDS, MANAGED_AGENTS_SANDBOX_PACKAGES (JSON)
+
+The variables are removed from the process environment before any tool runs, so `env` in the bash tool shows
+none of them. Exit codes: 0 served, 3 package installation failed (the last stderr line says why), 2 bad
+configuration.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+EXIT_CONFIG = 2
+EXIT_PACKAGES = 3
+_WORK_VARS = (
+    "ANTHROPIC_BASE_URL",
+    "ANTHROPIC_WORK_ID",
+    "ANTHROPIC_ENVIRONMENT_ID",
+    "ANTHROPIC_SESSION_ID",
+    "ANTHROPIC_WORK_SECRET",
+    "MANAGED_AGENTS_SANDBOX_WORKDIR",
+    "MANAGED_AGENTS_SANDBOX_IDLE_SECONDS",
+    "MANAGED_AGENTS_SANDBOX_PACKAGES",
+)
+
+
+def _fail(code: int, message: str) -> None:
+    print(f"sandbox: {message}", file=sys.stderr, flush=True)
+    raise SystemExit(code)
+
+
+def _install_commands(packages: dict[str, object], workdir: str) -> list[tuple[str, list[str]]]:
+    prefix = os.path.join(workdir, ".packages")
+    plan: list[tuple[str, list[str]]] = []
+    for manager in ("apt", "pip", "npm", "cargo", "gem", "go"):
+        names = [str(n) for n in (packages.get(manager) or []) if str(n).strip()]  # type: ignore[attr-defined]
+        if not names:
+            continue
+        if manager == "pip":
+            cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--target", os.path.join(prefix, "pip"), *names]
+        elif manager == "npm":
+            cmd = ["npm", "install", "--silent", "--prefix", os.path.join(prefix, "npm"), *names]
+        elif manager == "apt":
+            cmd = ["apt-get", "install", "-y", "--no-install-recommends", *names]
+        elif manager == "cargo":
+            cmd = ["cargo", "install", "--root", os.path.join(prefix, "cargo"), *names]
+        elif manager == "gem":
+            cmd = ["gem", "install", "--install-dir", os.path.join(prefix, "gem"), *names]
+        else:
+            cmd = ["go", "install", *names]
+        plan.append((manager, cmd))
+    return plan
+
+
+def install_packages(packages: dict[str, object], workdir: str) -> None:
+    """Install what the environment lists, before the first tool call; any failure ends the sandbox (exit 3)."""
+    for manager, cmd in _install_commands(packages, workdir):
+        if manager == "pip":
+            probe = subprocess.run([sys.executable, "-m", "pip", "--version"], capture_output=True, check=False)
+            if probe.returncode != 0:
+                _fail(EXIT_PACKAGES, "installing pip packages failed: pip is not available in this sandbox image")
+        elif shutil.which(cmd[0]) is None:
+            _fail(EXIT_PACKAGES, f"installing {manager} packages failed: {cmd[0]} is not available in this sandbox")
+        env = dict(os.environ)
+        env["HOME"] = workdir
+        if manager == "go":
+            env["GOBIN"] = os.path.join(workdir, ".packages", "go", "bin")
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=workdir, check=False, timeout=1800)
+        if proc.returncode != 0:
+            lines = [ln for ln in (proc.stderr or proc.stdout or "").strip().splitlines() if ln.strip()]
+            why = " / ".join(lines[-3:])[:800] or f"exit code {proc.returncode}"
+            _fail(EXIT_PACKAGES, f"installing {manager} packages {cmd[-1]!r} failed: {why}")
+    prefix = os.path.join(workdir, ".packages")
+    # what the tools' processes (bash) inherit: installed commands and Python packages are found
+    paths = [os.path.join(prefix, sub) for sub in ("npm/node_modules/.bin", "cargo/bin", "gem/bin", "go/bin")]
+    os.environ["PATH"] = os.pathsep.join([*paths, os.environ.get("PATH", "/usr/bin:/bin")])
+    if packages.get("pip"):
+        os.environ["PYTHONPATH"] = os.path.join(prefix, "pip")
+    if packages.get("gem"):
+        os.environ["GEM_PATH"] = os.path.join(prefix, "gem")
+
+
+def main() -> None:
+    config = {name: os.environ.pop(name, "") for name in _WORK_VARS}
+    missing = [n for n in _WORK_VARS[:5] if not config[n]]
+    if missing:
+        _fail(EXIT_CONFIG, f"missing configuration: {', '.join(missing)}")
+    workdir = config["MANAGED_AGENTS_SANDBOX_WORKDIR"] or os.getcwd()
+    os.makedirs(workdir, exist_ok=True)
+    os.chdir(workdir)
+    try:
+        packages = json.loads(config["MANAGED_AGENTS_SANDBOX_PACKAGES"] or "{}")
+    except ValueError:
+        _fail(EXIT_CONFIG, "MANAGED_AGENTS_SANDBOX_PACKAGES is not JSON")
+    install_packages(packages, workdir)
+    idle = float(config["MANAGED_AGENTS_SANDBOX_IDLE_SECONDS"] or 300)
+    asyncio.run(_serve(config, workdir, idle))
+
+
+async def _serve(config: dict[str, str], workdir: str, idle: float) -> None:
+    from anthropic import AsyncAnthropic
+    from anthropic.lib.environments import EnvironmentWorker
+
+    client = AsyncAnthropic(base_url=config["ANTHROPIC_BASE_URL"], api_key=None, auth_token=None, max_retries=4)
+    worker = EnvironmentWorker(client, workdir=workdir, max_idle=idle, memory_sync_interval=None)
+    await worker.handle_item(
+        work_id=config["ANTHROPIC_WORK_ID"],
+        environment_id=config["ANTHROPIC_ENVIRONMENT_ID"],
+        session_id=config["ANTHROPIC_SESSION_ID"],
+        work_secret=config["ANTHROPIC_WORK_SECRET"],
+    )
+
+
+if __name__ == "__main__":
+    main()
