@@ -9,9 +9,10 @@ platform's code. Its environment holds nothing but the work item's coordinates a
     ANTHROPIC_WORK_SECRET       the work item's secret (a session-scoped token that dies with the item)
     MANAGED_AGENTS_SANDBOX_WORKDIR, MANAGED_AGENTS_SANDBOX_IDLE_SECONDS, MANAGED_AGENTS_SANDBOX_PACKAGES (JSON)
 
-The variables are removed from the process environment before any tool runs, so `env` in the bash tool shows
-none of them. Exit codes: 0 served, 3 package installation failed (the last stderr line says why), 2 bad
-configuration.
+The embedded provisioner passes them as one JSON object on stdin instead (`MANAGED_AGENTS_SANDBOX_CONFIG=stdin`),
+so they are not in the process's exec-time environment either (`/proc/<pid>/environ`, readable by the tools).
+Variables are removed from the process environment before any tool runs, so `env` in the bash tool shows none.
+Exit codes: 0 served, 3 package installation failed (the last stderr line says why), 2 bad configuration.
 """
 
 from __future__ import annotations
@@ -93,8 +94,19 @@ def install_packages(packages: dict[str, object], workdir: str) -> None:
         os.environ["GEM_PATH"] = os.path.join(prefix, "gem")
 
 
+def _config() -> dict[str, str]:
+    if os.environ.pop("MANAGED_AGENTS_SANDBOX_CONFIG", "") == "stdin":
+        try:
+            given = json.loads(sys.stdin.read() or "{}")
+        except ValueError:
+            _fail(EXIT_CONFIG, "the configuration on stdin is not JSON")
+        sys.stdin.close()
+        return {name: str(given.get(name) or "") for name in _WORK_VARS}
+    return {name: os.environ.pop(name, "") for name in _WORK_VARS}
+
+
 def main() -> None:
-    config = {name: os.environ.pop(name, "") for name in _WORK_VARS}
+    config = _config()
     missing = [n for n in _WORK_VARS[:5] if not config[n]]
     if missing:
         _fail(EXIT_CONFIG, f"missing configuration: {', '.join(missing)}")

@@ -484,35 +484,29 @@ class WorkService:
             return
         state = fold(iter_all(self.events, session_id))
         pending = runnable_sandbox_calls(state.calls)
-        if not pending:
-            return
         if not failed:
-            # a graceful stop (idle timeout) raced a new tool call: give the call fresh hands
-            self.ensure_for_session(session_id)
+            if pending:  # a graceful stop (idle timeout) raced a new tool call: give the call fresh hands
+                self.ensure_for_session(session_id)
             return
+        # every failure inside a session becomes a session.error, even when no call was waiting yet
+        key = f"hands-lost@{rec.id}"
         text = f"{message} The tool call was abandoned; the next tool call gets a fresh sandbox."
         batch = [
             NewEvent(
-                deterministic_event_id(session_id, f"hands-lost@{rec.id}", i),
+                deterministic_event_id(session_id, key, i),
                 "user.tool_result",
                 {"tool_use_id": c.event_id, "content": [{"type": "text", "text": text}], "is_error": True},
             )
             for i, c in enumerate(pending)
         ]
         error = {"type": "unknown_error", "message": message, "retry_status": {"type": "retrying"}}
-        batch.append(
-            NewEvent(
-                deterministic_event_id(session_id, f"hands-lost@{rec.id}", len(batch)),
-                "session.error",
-                {"error": error},
-            )
-        )
+        batch.append(NewEvent(deterministic_event_id(session_id, key, len(batch)), "session.error", {"error": error}))
         try:
             stored = self.events.append(session_id, batch)
         except DuplicateEvent:
             return
         self.notifier.publish(session_id, stored[-1].seq)
-        if self.svc.orchestrator is not None:
+        if pending and self.svc.orchestrator is not None:
             self.svc.orchestrator.wake(session_id)
 
     def stop_session(self, session_id: str, *, dispose: bool = False) -> None:

@@ -3,8 +3,8 @@
 Each sandbox runs `managed_agents/sandbox/entrypoint.py` (the official `EnvironmentWorker` serving one work
 item) in the session's own working directory, `DATA_DIR/sandboxes/<session id>/`, which outlives the process
 (a worker restarted after its idle timeout finds the session's files) and is removed when the session is
-deleted. Its environment is built from nothing: PATH, HOME, LANG and the work item's coordinates and secret;
-no `ANTHROPIC_API_KEY`, no AWS variables, nothing of the server's.
+deleted. Its environment is built from nothing: PATH, HOME and LANG; the work item's coordinates and secret arrive on
+stdin. No `ANTHROPIC_API_KEY`, no AWS variables, nothing of the server's.
 
 With bubblewrap (`bwrap`, Debian package `bubblewrap`) the worker also runs in new user, PID, IPC and UTS
 namespaces with a read-only root, a private /tmp and /proc, and empty directories over the data dir and the
@@ -93,6 +93,9 @@ class SubprocessSandboxProvisioner:
             "PATH": "/usr/local/bin:/usr/bin:/bin",
             "HOME": str(workdir),
             "LANG": "C.UTF-8",
+            "MANAGED_AGENTS_SANDBOX_CONFIG": "stdin",
+        }
+        config = {  # on stdin, not in the environment: /proc/<pid>/environ is readable by the tools
             "ANTHROPIC_BASE_URL": spec.api_url,
             "ANTHROPIC_WORK_ID": spec.work_id,
             "ANTHROPIC_ENVIRONMENT_ID": spec.environment_id,
@@ -106,27 +109,49 @@ class SubprocessSandboxProvisioner:
         if self.bwrap:
             cmd = self._bubblewrap(workdir) + cmd
         log_path = self.logs / f"{spec.work_id}.log"
-        with open(log_path, "wb") as out:
-            proc = subprocess.Popen(
-                cmd,
-                env=env,
-                cwd=workdir,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                close_fds=True,
-            )
-        box = _Sandbox(spec.work_id, proc, log_path)
-        with self._lock:
-            self._running[spec.session_id] = box
+        # The process is started by the thread that then waits for it: bubblewrap's --die-with-parent follows
+        # the *thread* that forked it, so a short-lived launching thread would kill the sandbox when it ends.
+        started = threading.Event()
+        outcome: list[_Sandbox | BaseException] = []
+
+        def run() -> None:
+            try:
+                with open(log_path, "wb") as out:
+                    proc = subprocess.Popen(
+                        cmd,
+                        env=env,
+                        cwd=workdir,
+                        stdin=subprocess.PIPE,
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,
+                        close_fds=True,
+                    )
+            except BaseException as exc:
+                outcome.append(exc)
+                started.set()
+                return
+            assert proc.stdin is not None
+            try:
+                proc.stdin.write(json.dumps(config).encode())
+                proc.stdin.close()
+            except OSError:  # the process died at once; _watch reports how
+                pass
+            box = _Sandbox(spec.work_id, proc, log_path)
+            with self._lock:
+                self._running[spec.session_id] = box
+            outcome.append(box)
+            started.set()
+            self._watch(spec.session_id, box, on_exit)
+
+        threading.Thread(target=run, name=f"sandbox-{spec.session_id}", daemon=True).start()
+        started.wait()
+        if isinstance(outcome[0], BaseException):
+            raise outcome[0]
         log.info(
             "sandbox started",
-            extra={"session_id": spec.session_id, "work_id": spec.work_id, "pid": proc.pid, "bwrap": bool(self.bwrap)},
+            extra={"session_id": spec.session_id, "work_id": spec.work_id, "pid": outcome[0].proc.pid},
         )
-        threading.Thread(
-            target=self._watch, args=(spec.session_id, box, on_exit), name=f"sandbox-{spec.session_id}", daemon=True
-        ).start()
 
     def _bubblewrap(self, workdir: Path) -> list[str]:
         assert self.bwrap is not None
