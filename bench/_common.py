@@ -64,6 +64,7 @@ def stack(latency_ms: float = 0, **settings: Any) -> Iterator[Stack]:
         secret = bootstrap_admin_key(rt)
         assert secret
         port = free_port()
+        rt.set_api_url(f"http://127.0.0.1:{port}")  # where cloud sandboxes call back
         server = uvicorn.Server(uvicorn.Config(create_app(rt), host="127.0.0.1", port=port, log_level="warning"))
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()

@@ -14,6 +14,10 @@ from managed_agents.settings import ServerSettings
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 keys_app = typer.Typer(no_args_is_help=True, help="Create, list and revoke API keys.")
 app.add_typer(keys_app, name="keys")
+env_keys_app = typer.Typer(
+    no_args_is_help=True, help="Create, list and revoke environment keys (what a self-hosted worker polls with)."
+)
+app.add_typer(env_keys_app, name="env-keys")
 
 DataDir = Annotated[
     str, typer.Option("--data-dir", envvar="MANAGED_AGENTS_DATA_DIR", help="Where the SQLite file and admin key live")
@@ -47,6 +51,11 @@ def serve(
         typer.echo(f"  {secret}")
     if not os.environ.get("ANTHROPIC_API_KEY") and not os.environ.get("ANTHROPIC_BASE_URL"):
         typer.echo("warning: ANTHROPIC_API_KEY is not set: model turns will fail until it is.", err=True)
+    connect_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    rt.set_api_url(f"http://{connect_host}:{port}")
+    if rt.provisioner is not None:
+        isolated = rt.provisioner.bwrap is not None
+        typer.echo(f"Cloud sandboxes: isolation {rt.provisioner.isolation}", err=not isolated)
     woken = rt.recover()
     if woken:
         typer.echo(f"Resuming {woken} session(s) that were running when the server last stopped.")
@@ -92,6 +101,54 @@ def keys_revoke(key_id: str, data_dir: DataDir = ".data") -> None:
     rt = _runtime(data_dir)
     try:
         typer.echo(json.dumps(rt.keys.revoke(key_id), indent=2))
+    except ApiError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(1) from exc
+
+
+def _environment_workspace(rt, environment_id: str) -> str:  # type: ignore[no-untyped-def]
+    rec = rt.resources.get_by_id("environment", environment_id)
+    if rec is None:
+        typer.echo(f"error: environment {environment_id!r} not found", err=True)
+        raise typer.Exit(1)
+    return str(rec.workspace_id)
+
+
+@env_keys_app.command("create")
+def env_keys_create(
+    environment_id: str,
+    data_dir: DataDir = ".data",
+    name: Annotated[str, typer.Option(help="A label for the key")] = "",
+) -> None:
+    """Create an environment key for a self_hosted environment; the secret is printed once."""
+    from managed_agents.domain.errors import ApiError
+
+    rt = _runtime(data_dir)
+    try:
+        doc, secret = rt.keys.create_environment_key(_environment_workspace(rt, environment_id), environment_id, name)
+    except ApiError as exc:
+        typer.echo(f"error: {exc.message}", err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(json.dumps({**doc, "key": secret}, indent=2))
+
+
+@env_keys_app.command("list")
+def env_keys_list(environment_id: str, data_dir: DataDir = ".data") -> None:
+    """List an environment's keys (hints only)."""
+    rt = _runtime(data_dir)
+    ws = _environment_workspace(rt, environment_id)
+    typer.echo(json.dumps(rt.keys.list_environment_keys(ws, environment_id), indent=2))
+
+
+@env_keys_app.command("revoke")
+def env_keys_revoke(environment_id: str, key_id: str, data_dir: DataDir = ".data") -> None:
+    """Revoke an environment key (envkey_...); workers using it stop at their next call."""
+    from managed_agents.domain.errors import ApiError
+
+    rt = _runtime(data_dir)
+    try:
+        ws = _environment_workspace(rt, environment_id)
+        typer.echo(json.dumps(rt.keys.revoke_environment_key(ws, environment_id, key_id), indent=2))
     except ApiError as exc:
         typer.echo(f"error: {exc.message}", err=True)
         raise typer.Exit(1) from exc

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import anthropic
+import pytest
 
 from managed_agents.testing.scripted_model import ScriptedModelServer
-from tests.e2e.conftest import Server, create_environment_key, wait_idle
-from tests.e2e.sandbox_support import TOOLSET, WorkerThread, check_file_workflow, push_file_workflow
+from tests.e2e.conftest import Server, create_environment_key, wait_idle, wait_until
+from tests.e2e.sandbox_support import (
+    TOOLSET,
+    WorkerThread,
+    check_file_workflow,
+    push_file_workflow,
+    result_texts,
+    tool_step,
+)
 
 
 def test_official_worker_runs_every_builtin_tool_and_the_session_finishes(
@@ -38,3 +47,84 @@ def test_official_worker_runs_every_builtin_tool_and_the_session_finishes(
     # And the file is on the worker's machine
     assert (tmp_path / "worker" / "notes.txt").read_text() == "alpha\ngamma\n"
     model_server.assert_complete()
+
+
+ASK_TOOLSET = {"type": "agent_toolset_20260401", "default_config": {"permission_policy": {"type": "always_ask"}}}
+
+
+def test_confirmation_gates_the_official_worker(
+    server: Server, client: anthropic.Anthropic, model_server: ScriptedModelServer, tmp_path: Path
+) -> None:
+    # Given an always_ask agent in a self-hosted environment served by the official worker
+    agent = client.beta.agents.create(name="a", model="claude-sonnet-4-6", tools=[ASK_TOOLSET])
+    env = client.beta.environments.create(name="mine", config={"type": "self_hosted"})
+    key = create_environment_key(client, env.id)
+    sid = client.beta.sessions.create(agent=agent.id, environment_id=env.id).id
+    model_server.push(
+        tool_step("toolu_1", "bash", {"command": "echo ran > denied.txt"}),
+        tool_step("toolu_2", "bash", {"command": "echo ran > allowed.txt; echo allowed-ok"}),
+        "finished",
+    )
+    workdir = tmp_path / "worker"
+    with WorkerThread(server.url, env.id, key, workdir) as worker:
+        client.beta.sessions.events.send(
+            sid, events=[{"type": "user.message", "content": [{"type": "text", "text": "go"}]}]
+        )
+        # When the first call is denied
+        events = wait_idle(client, sid, timeout=30)
+        first = next(e for e in events if e.type == "agent.tool_use")
+        assert first.evaluated_permission == "ask" and events[-1].stop_reason.type == "requires_action"
+        client.beta.sessions.events.send(
+            sid, events=[{"type": "user.tool_confirmation", "tool_use_id": first.id, "result": "deny"}]
+        )
+        # And the second is allowed
+        events = wait_idle(client, sid, timeout=30, count=2)
+        second = [e for e in events if e.type == "agent.tool_use"][1]
+        client.beta.sessions.events.send(
+            sid, events=[{"type": "user.tool_confirmation", "tool_use_id": second.id, "result": "allow"}]
+        )
+        events = wait_idle(client, sid, timeout=30, count=3)
+        assert worker.error is None
+    # Then the worker never ran the denied call and ran the allowed one
+    assert not (workdir / "denied.txt").exists()
+    assert (workdir / "allowed.txt").read_text() == "ran\n"
+    results = result_texts(events)
+    assert "allowed-ok" in results["bash"][0]
+    assert events[-1].stop_reason.type == "end_turn"
+
+
+def test_a_stolen_lease_makes_the_first_worker_let_go(
+    server: Server,
+    client: anthropic.Anthropic,
+    model_server: ScriptedModelServer,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Given the official worker holding the lease of a session's work item
+    agent = client.beta.agents.create(name="a", model="claude-sonnet-4-6", tools=[TOOLSET])
+    env = client.beta.environments.create(name="mine", config={"type": "self_hosted"})
+    key = create_environment_key(client, env.id)
+    sid = client.beta.sessions.create(agent=agent.id, environment_id=env.id).id
+    model_server.push("hello")
+    caplog.set_level(logging.INFO, logger="anthropic.lib.environments")
+    with WorkerThread(server.url, env.id, key, tmp_path / "worker") as worker:
+        client.beta.sessions.events.send(
+            sid, events=[{"type": "user.message", "content": [{"type": "text", "text": "hi"}]}]
+        )
+        item = wait_until(lambda: next(iter(server.rt.resources.find("work", "session_id", [sid])), None), timeout=10)
+        held = wait_until(
+            lambda: client.beta.environments.work.retrieve(item.id, environment_id=env.id).latest_heartbeat_at,
+            timeout=15,
+        )
+        # When a second holder takes the lease over by echoing the current heartbeat
+        thief = server.client(key).beta.environments.work
+        taken = thief.heartbeat(item.id, environment_id=env.id, expected_last_heartbeat=held, desired_ttl_seconds=60)
+        assert taken.lease_extended
+        # Then the first worker's next heartbeat meets 412 and it lets the item go without stopping it
+        wait_until(lambda: "lease lost" in caplog.text, timeout=20)
+        assert worker.error is None
+        got = client.beta.environments.work.retrieve(item.id, environment_id=env.id)
+        assert got.state == "active" and got.latest_heartbeat_at == taken.last_heartbeat
+        # And the new holder keeps the lease
+        again = thief.heartbeat(item.id, environment_id=env.id, expected_last_heartbeat=taken.last_heartbeat)
+        assert again.lease_extended
