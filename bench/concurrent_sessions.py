@@ -1,81 +1,144 @@
 """Concurrency: 100 sessions x 5 turns at once vs one session x 5 turns, scripted model at 50 ms latency.
 
-Each session is driven by its own client thread (send a user.message, poll events.list until the turn's
-session.status_idle). Prints the wall-time ratio (goal <= 2), errors, and the log check of every session:
-5 user.message and 5 agent.message events, a gapless sequence, unique ids.
+The server (`managed-agents serve`) and the scripted model (`managed-agents scripted-model`) run as separate
+processes; this process only drives them, with one asyncio task per session on the official AsyncAnthropic
+client. Each task opens the session's event stream, then per turn sends a user.message and reads the stream
+up to that turn's session.status_idle. One session is timed first, in the same run, against the same server.
+
+Checks per session: the ids the stream delivered equal the ids `events.list` returns (nothing lost, nothing
+duplicated, same order), 5 user.message + 5 agent.message, and the stored sequence is gapless (read from the
+server's SQLite file).
+
+Prints: the wall-time ratio (goal <= 2), errors, log problems, per-turn CPU of each process, events/s.
+Options: --sessions N --turns N --latency-ms N --profile sample|cprofile (report: bench/profile-<mode>.txt),
+--switch-interval S (the server's sys.setswitchinterval, to measure GIL hand-over effects).
 """
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import sqlite3
 import time
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any
 
 import anthropic
-from _common import Stack, emit, idle_count, stack, user_message, wait_until
-
-SESSIONS, TURNS, LATENCY_MS, POLL_S = 100, 5, 50, 0.02
-
-
-def drive(client: anthropic.Anthropic, session_id: str) -> None:
-    for turn in range(1, TURNS + 1):
-        user_message(client, session_id, f"turn {turn}")
-        wait_until(lambda turn=turn: idle_count(client, session_id) >= turn, timeout=120, interval=POLL_S)
+from _common import emit
+from _processes import Served, served
 
 
-def check_log(s: Stack, client: anthropic.Anthropic, session_id: str) -> list[str]:
+@dataclass
+class SessionRun:
+    session_id: str
+    streamed: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+async def drive(client: anthropic.AsyncAnthropic, run: SessionRun, turns: int) -> None:
+    sid = run.session_id
+    try:
+        async with await client.beta.sessions.events.stream(sid) as stream:
+            events = stream.__aiter__()
+            for turn in range(1, turns + 1):
+                await client.beta.sessions.events.send(
+                    sid, events=[{"type": "user.message", "content": [{"type": "text", "text": f"turn {turn}"}]}]
+                )
+                while True:
+                    ev = await asyncio.wait_for(events.__anext__(), 120)
+                    run.streamed.append(ev.id)
+                    if ev.type == "session.status_idle":
+                        break
+    except Exception as exc:
+        run.error = f"{sid}: {type(exc).__name__}: {exc}"[:300]
+
+
+async def check(client: anthropic.AsyncAnthropic, s: Served, run: SessionRun, turns: int) -> list[str]:
+    sid = run.session_id
+    listed = [e async for e in client.beta.sessions.events.list(sid, limit=1000)]
     problems: list[str] = []
-    events: list[Any] = list(client.beta.sessions.events.list(session_id, limit=1000))
-    types = [e.type for e in events]
-    if types.count("user.message") != TURNS:
-        problems.append(f"{session_id}: {types.count('user.message')} user.message")
-    if types.count("agent.message") != TURNS:
-        problems.append(f"{session_id}: {types.count('agent.message')} agent.message")
-    ids = [e.id for e in events]
-    if len(ids) != len(set(ids)):
-        problems.append(f"{session_id}: duplicate ids")
-    seqs = [e.seq for e in s.rt.events.read(session_id, limit=10_000)]
-    if seqs != list(range(1, len(seqs) + 1)) or len(seqs) != len(events):
-        problems.append(f"{session_id}: sequence not gapless ({len(seqs)} stored, {len(events)} listed)")
+    ids = [e.id for e in listed]
+    if ids != run.streamed:
+        lost = len(set(ids) - set(run.streamed))
+        dup = len(run.streamed) - len(set(run.streamed))
+        problems.append(f"{sid}: stream != events.list ({lost} not streamed, {dup} streamed twice)")
+    types = [e.type for e in listed]
+    for t in ("user.message", "agent.message"):
+        if types.count(t) != turns:
+            problems.append(f"{sid}: {types.count(t)} {t}, expected {turns}")
+    with sqlite3.connect(f"file:{s.data_dir / 'managed_agents.db'}?mode=ro", uri=True) as db:
+        seqs = [r[0] for r in db.execute("SELECT seq FROM events WHERE session_id = ? ORDER BY seq", (sid,))]
+    if seqs != list(range(1, len(ids) + 1)):
+        problems.append(f"{sid}: stored sequence not gapless 1..{len(ids)} ({len(seqs)} rows)")
     return problems
 
 
-def run(s: Stack, n: int) -> dict[str, Any]:
-    client = s.client(timeout=60)
-    agent_id, env_id = s.agent_env(client)
-    ids = [client.beta.sessions.create(agent=agent_id, environment_id=env_id).id for _ in range(n)]
-    errors: list[str] = []
-    t0 = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=n) as pool:
-        for fut in [pool.submit(drive, client, sid) for sid in ids]:
-            try:
-                fut.result()
-            except Exception as exc:
-                errors.append(f"{type(exc).__name__}: {exc}"[:200])
-    wall = time.perf_counter() - t0
-    problems = [p for sid in ids for p in check_log(s, client, sid)]
-    return {"wall_s": wall, "errors": errors, "log_problems": problems}
+async def run_batch(s: Served, n: int, turns: int) -> dict[str, Any]:
+    async with anthropic.AsyncAnthropic(base_url=s.url, api_key=s.admin_key, max_retries=0, timeout=120) as client:
+        agent = await client.beta.agents.create(name="bench", model="claude-sonnet-4-6")
+        env = await client.beta.environments.create(name="bench", config={"type": "cloud"})
+        runs = [
+            SessionRun((await client.beta.sessions.create(agent=agent.id, environment_id=env.id)).id) for _ in range(n)
+        ]
+        s.profile_window(start=True)
+        cpu0 = s.cpu()
+        t0 = time.perf_counter()
+        await asyncio.gather(*(drive(client, r, turns) for r in runs))
+        wall = time.perf_counter() - t0
+        cpu1 = s.cpu()
+        s.profile_window(start=False)
+        problems = [p for r in runs for p in await check(client, s, r, turns)]
+    return {
+        "wall_s": wall,
+        "errors": [r.error for r in runs if r.error],
+        "problems": problems,
+        "events": sum(len(r.streamed) for r in runs),
+        "cpu": {k: cpu1[k] - cpu0[k] for k in cpu0},
+        "turns": n * turns,
+    }
 
 
-def main() -> None:
-    with stack(latency_ms=LATENCY_MS) as s:
-        run(s, 1)  # warm-up
-        one = run(s, 1)
-        many = run(s, SESSIONS)
+def per_turn_ms(batch: dict[str, Any]) -> dict[str, float]:
+    return {k: round(v * 1000 / batch["turns"], 2) for k, v in batch["cpu"].items()}
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    extra_env = {"BENCH_SWITCH_INTERVAL": str(args.switch_interval)} if args.switch_interval else {}
+    profile = args.profile or ("none" if args.switch_interval else None)
+    with served(latency_ms=args.latency_ms, profile=profile, extra_env=extra_env) as s:
+        await run_batch(s, 1, args.turns)  # warm-up: imports, first connections, SQLite pages
+        one = await run_batch(s, 1, args.turns)
+        many = await run_batch(s, args.sessions, args.turns)
     emit(
         bench="concurrent_sessions",
-        model_latency_ms=LATENCY_MS,
-        turns=TURNS,
-        sessions=SESSIONS,
+        model_latency_ms=args.latency_ms,
+        turns=args.turns,
+        sessions=args.sessions,
         one_session_s=round(one["wall_s"], 3),
         concurrent_s=round(many["wall_s"], 3),
         ratio=round(many["wall_s"] / one["wall_s"], 3),
         goal="<= 2",
         errors=len(one["errors"]) + len(many["errors"]),
         error_samples=(one["errors"] + many["errors"])[:3],
-        lost_or_duplicated=len(one["log_problems"]) + len(many["log_problems"]),
-        problem_samples=(one["log_problems"] + many["log_problems"])[:3],
+        lost_or_duplicated=len(one["problems"]) + len(many["problems"]),
+        problem_samples=(one["problems"] + many["problems"])[:3],
+        events=many["events"],
+        events_per_s=round(many["events"] / many["wall_s"], 1),
+        cpu_ms_per_turn_concurrent=per_turn_ms(many),
+        cpu_ms_per_turn_one_session=per_turn_ms(one),
+        profile=str(s.profile_out) if args.profile else None,
+        server_switch_interval_s=args.switch_interval or 0.005,
     )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sessions", type=int, default=100)
+    parser.add_argument("--turns", type=int, default=5)
+    parser.add_argument("--latency-ms", type=int, default=50)
+    parser.add_argument("--profile", choices=["sample", "cprofile"], default=None)
+    parser.add_argument("--switch-interval", type=float, default=None)
+    asyncio.run(main_async(parser.parse_args()))
 
 
 if __name__ == "__main__":

@@ -1,16 +1,29 @@
 """The model port on the official SDK: streaming Messages API, any Anthropic-compatible endpoint.
 
 The SDK's own retries are off (max_retries=0): the harness owns retries so that every attempt is visible as
-`session.error` / `session.status_rescheduled` events. Cancelling the token closes the HTTP stream, so an
-interrupt stops a turn mid-generation rather than after it.
+`session.error` / `session.status_rescheduled` events.
+
+A request that can be cancelled (the embedded orchestrator passes a cancel token) runs as an asyncio task on
+one event loop thread shared by every session of the process, through `AsyncAnthropic`. Cancelling the token
+cancels the task: a request not yet sent is never sent, and one in flight, even one still waiting for its
+response headers, has its connection closed, so the model endpoint sees the disconnect at once. (The sync client
+could do neither: it blocks in `messages.stream(...).__enter__` until the headers arrive, so an interrupted
+request used to be sent late, after the next turn's request, or to keep its connection open until the model
+answered.) Without a token (a task Lambda) the request runs on the calling thread with the sync client.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import contextlib
 import threading
-from typing import cast
+import weakref
+from collections.abc import Coroutine
+from typing import Any, TypeVar, cast
 
 import anthropic
+from anthropic.types import Message
 
 from managed_agents.domain.events import JsonObject
 from managed_agents.ports import Cancelled, CancelToken, ModelError, ModelErrorKind, ModelResponse, ModelUsage
@@ -41,6 +54,9 @@ def _kind_for_status(status: int, error_type: str | None) -> ModelErrorKind:
     return "invalid"
 
 
+T = TypeVar("T")
+
+
 def _api_message(exc: anthropic.APIStatusError) -> tuple[str | None, str]:
     body = exc.body if isinstance(exc.body, dict) else {}
     error = body.get("error") if isinstance(body.get("error"), dict) else {}
@@ -48,6 +64,58 @@ def _api_message(exc: anthropic.APIStatusError) -> tuple[str | None, str]:
     etype = error.get("type")
     message = error.get("message")
     return (str(etype) if etype else None, str(message) if message else exc.message)
+
+
+def _model_error(exc: Exception) -> ModelError | None:
+    """The port's error for an SDK failure, or None when it is not a model endpoint failure."""
+    if isinstance(exc, anthropic.APIStatusError):
+        etype, text = _api_message(exc)
+        return ModelError(_kind_for_status(exc.status_code, etype), text, status=exc.status_code)
+    if isinstance(exc, anthropic.APITimeoutError):
+        return ModelError("timeout", "the model did not answer in time")
+    if isinstance(exc, anthropic.APIConnectionError):
+        return ModelError("connection", f"could not reach the model endpoint: {exc}")
+    return None
+
+
+def _response(message: Message) -> ModelResponse:
+    usage = message.usage
+    stop_details = getattr(message, "stop_details", None)
+    return ModelResponse(
+        content=[cast(JsonObject, b.model_dump(mode="json", exclude_none=True)) for b in message.content],
+        stop_reason=message.stop_reason,
+        usage=ModelUsage(
+            input_tokens=usage.input_tokens or 0,
+            output_tokens=usage.output_tokens or 0,
+            cache_read_input_tokens=usage.cache_read_input_tokens or 0,
+            cache_creation_input_tokens=usage.cache_creation_input_tokens or 0,
+        ),
+        model=message.model,
+        stop_details=cast(JsonObject, stop_details.model_dump(mode="json")) if stop_details is not None else None,
+    )
+
+
+class _LoopThread:
+    """An event loop running on a daemon thread until stopped; coroutines are submitted from any thread."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._run, name="model-requests", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.loop.run_forever()
+        finally:
+            self.loop.close()
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def stop(self) -> None:
+        """Stop the loop (requests still running are abandoned, their connections dropped with the loop)."""
+        with contextlib.suppress(RuntimeError):  # already closed
+            self.loop.call_soon_threadsafe(self.loop.stop)
 
 
 class AnthropicMessagesModel:
@@ -60,87 +128,72 @@ class AnthropicMessagesModel:
         client: anthropic.Anthropic | None = None,
     ) -> None:
         self._client = client
+        self._async_client: anthropic.AsyncAnthropic | None = None
+        self._runner: _LoopThread | None = None
         self._options = {"api_key": api_key, "base_url": base_url, "timeout": timeout}
         self._lock = threading.Lock()
+
+    def _client_options(self) -> dict[str, Any]:
+        return {
+            "api_key": cast(str | None, self._options["api_key"]) or "missing-api-key",
+            "base_url": cast(str | None, self._options["base_url"]),
+            "timeout": cast(float, self._options["timeout"]),
+            "max_retries": 0,
+        }
 
     @property
     def client(self) -> anthropic.Anthropic:
         with self._lock:
             if self._client is None:
-                self._client = anthropic.Anthropic(
-                    api_key=cast(str | None, self._options["api_key"]) or "missing-api-key",
-                    base_url=cast(str | None, self._options["base_url"]),
-                    timeout=cast(float, self._options["timeout"]),
-                    max_retries=0,
-                )
+                self._client = anthropic.Anthropic(**self._client_options())
             return self._client
+
+    def _async(self) -> tuple[_LoopThread, anthropic.AsyncAnthropic]:
+        with self._lock:
+            if self._runner is None or self._async_client is None:
+                self._runner = _LoopThread()
+                self._async_client = anthropic.AsyncAnthropic(**self._client_options())
+                weakref.finalize(self, self._runner.stop)  # no thread outlives a model nobody closed
+            return self._runner, self._async_client
+
+    def close(self) -> None:
+        """Stop the request loop thread, if one was started (idempotent; a later request starts a new one)."""
+        with self._lock:
+            runner, self._runner, self._async_client = self._runner, None, None
+        if runner is not None:
+            runner.stop()
 
     def stream_message(self, request: JsonObject, *, cancel: CancelToken | None = None) -> ModelResponse:
         if cancel is None:
-            return self._stream_message(request, None)
+            return self._stream_message(request)
         if cancel.cancelled:
             raise Cancelled()
-        # The SDK blocks in `messages.stream(...).__enter__` until the response headers arrive, before the stream
-        # exists and can be closed, so a cancel during that wait would go unnoticed. Run the request on a helper
-        # thread and return as soon as either it finishes or the token is cancelled; a late result is discarded
-        # (the helper closes the stream as soon as it gets one, because the token is already cancelled).
-        done = threading.Event()
-        box: dict[str, object] = {}
+        runner, client = self._async()
+        future = runner.submit(self._astream_message(client, request))
+        cancel.on_cancel(future.cancel)  # cancels the task: the request is never sent, or its connection closed
+        try:
+            return future.result()
+        except concurrent.futures.CancelledError:
+            raise Cancelled() from None
 
-        def work() -> None:
-            try:
-                box["result"] = self._stream_message(request, cancel)
-            except BaseException as exc:  # handed to the caller below
-                box["error"] = exc
-            finally:
-                done.set()
+    async def _astream_message(self, client: anthropic.AsyncAnthropic, request: JsonObject) -> ModelResponse:
+        try:
+            async with client.messages.stream(**request) as stream:  # type: ignore[arg-type]
+                message = await stream.get_final_message()
+        except Exception as exc:
+            error = _model_error(exc)
+            if error is None:
+                raise
+            raise error from exc
+        return _response(message)
 
-        cancel.on_cancel(done.set)
-        threading.Thread(target=work, name="model-request", daemon=True).start()
-        done.wait()
-        if cancel.cancelled:
-            raise Cancelled()
-        if "error" in box:
-            raise cast(BaseException, box["error"])
-        return cast(ModelResponse, box["result"])
-
-    def _stream_message(self, request: JsonObject, cancel: CancelToken | None) -> ModelResponse:
-        if cancel is not None and cancel.cancelled:
-            raise Cancelled()
+    def _stream_message(self, request: JsonObject) -> ModelResponse:
         try:
             with self.client.messages.stream(**request) as stream:  # type: ignore[arg-type]
-                if cancel is not None:
-                    cancel.on_cancel(stream.close)
-                for _event in stream:
-                    if cancel is not None and cancel.cancelled:
-                        raise Cancelled()
                 message = stream.get_final_message()
-        except Cancelled:
-            raise
-        except anthropic.APIStatusError as exc:
-            etype, text = _api_message(exc)
-            raise ModelError(_kind_for_status(exc.status_code, etype), text, status=exc.status_code) from exc
-        except anthropic.APITimeoutError as exc:
-            raise ModelError("timeout", "the model did not answer in time") from exc
         except Exception as exc:
-            if cancel is not None and cancel.cancelled:
-                raise Cancelled() from exc
-            if isinstance(exc, anthropic.APIConnectionError):
-                raise ModelError("connection", f"could not reach the model endpoint: {exc}") from exc
-            raise
-        if cancel is not None and cancel.cancelled:
-            raise Cancelled()
-        usage = message.usage
-        stop_details = getattr(message, "stop_details", None)
-        return ModelResponse(
-            content=[cast(JsonObject, b.model_dump(mode="json", exclude_none=True)) for b in message.content],
-            stop_reason=message.stop_reason,
-            usage=ModelUsage(
-                input_tokens=usage.input_tokens or 0,
-                output_tokens=usage.output_tokens or 0,
-                cache_read_input_tokens=usage.cache_read_input_tokens or 0,
-                cache_creation_input_tokens=usage.cache_creation_input_tokens or 0,
-            ),
-            model=message.model,
-            stop_details=cast(JsonObject, stop_details.model_dump(mode="json")) if stop_details is not None else None,
-        )
+            error = _model_error(exc)
+            if error is None:
+                raise
+            raise error from exc
+        return _response(message)

@@ -50,11 +50,19 @@ _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
 class SqliteDatabase:
-    """One database file; a connection per thread (WAL lets readers run beside the single writer)."""
+    """One database file; a connection per thread (WAL lets readers run beside the single writer).
+
+    Writers of this process queue on one lock before `BEGIN IMMEDIATE`. SQLite lets one writer in at a time
+    anyway, and a writer that finds the database locked waits in SQLite's busy handler, which sleeps in steps of
+    up to 100 ms: with a hundred sessions appending at once most of a turn's latency was those sleeps. The lock
+    hands the write over the moment the previous transaction ends; the busy timeout still covers writers in
+    other processes (the `keys` CLI beside a running server).
+    """
 
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
         self._local = threading.local()
+        self._write_lock = threading.Lock()
         self._conn().executescript(_SCHEMA)
 
     def _conn(self) -> sqlite3.Connection:
@@ -70,13 +78,14 @@ class SqliteDatabase:
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+        with self._write_lock:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
 
     def query(self, sql: str, params: Sequence[object] = ()) -> list[sqlite3.Row]:
         conn = self._conn()
