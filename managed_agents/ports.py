@@ -5,7 +5,7 @@ Ports are synchronous: boto3, sqlite3 and Lambda are. The ASGI edge reaches them
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, Protocol
@@ -228,3 +228,31 @@ class SandboxProvisioner(Protocol):
     def dispose(self, session_id: str) -> None:
         """The session is gone: remove its files."""
         ...
+
+
+class SecretStoreError(Exception):
+    """The secret store cannot serve a request (unreadable key, corrupt entry, backend failure).
+
+    Messages name the secret and the cause, never a secret value.
+    """
+
+
+class SecretStore(Protocol):
+    """Write-only credential material (vault secrets), keyed by name. Embedded: encrypted files; AWS: Secrets Manager.
+
+    Names match SECRET_NAME_PATTERN; values are flat string maps (e.g. {"access_token": ..., "refresh_token": ...}).
+    Only the vault service (writes) and the MCP proxy (reads, refresh write-back) use it.
+    """
+
+    def put(self, name: str, value: Mapping[str, str]) -> None:
+        """Create or replace the secret atomically."""
+        ...
+
+    def get(self, name: str) -> dict[str, str] | None: ...
+
+    def delete(self, name: str) -> bool:
+        """Remove the secret for good; False when there was none."""
+        ...
+
+
+SECRET_NAME_PATTERN = r"^[A-Za-z0-9/_+=.@-]{1,200}$"

@@ -14,10 +14,15 @@ from moto import mock_aws
 from moto.core.botocore_stubber import BotocoreStubber
 
 from managed_agents.adapters.aws.dynamodb_event_store import DynamoDbEventStore, create_events_table
+from managed_agents.adapters.aws.dynamodb_resource_store import DynamoDbResourceStore, create_resources_table
+from managed_agents.adapters.aws.secrets_manager_store import SecretsManagerSecretStore
+from managed_agents.adapters.local.secret_file_store import EncryptedFileSecretStore
 from managed_agents.adapters.local.sqlite_store import SqliteDatabase, SqliteEventStore, SqliteResourceStore
-from managed_agents.ports import EventStore
+from managed_agents.ports import EventStore, ResourceStore, SecretStore
 
 EVENT_STORES = ["sqlite", "dynamodb"]
+RESOURCE_STORES = ["sqlite", "dynamodb"]
+SECRET_STORES = ["file", "secretsmanager"]
 
 # (writers, events per writer) of test_concurrent_writers_get_a_gapless_sequence. moto is far slower than DynamoDB:
 # it serves one request at a time here (see _serialize_moto) and copies the whole table for every item of a
@@ -51,13 +56,18 @@ def _serialize_moto(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(BotocoreStubber, "process_request", serialized)
 
 
-@contextmanager
-def moto_event_store(monkeypatch: pytest.MonkeyPatch, **kwargs: Any) -> Iterator[DynamoDbEventStore]:
-    """A DynamoDbEventStore on a fresh table and bucket inside moto, with fake credentials."""
+def fake_aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fake credentials and region, and serialized moto requests (see _serialize_moto)."""
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     for name, value in _FAKE_AWS_ENV.items():
         monkeypatch.setenv(name, value)
     _serialize_moto(monkeypatch)
+
+
+@contextmanager
+def moto_event_store(monkeypatch: pytest.MonkeyPatch, **kwargs: Any) -> Iterator[DynamoDbEventStore]:
+    """A DynamoDbEventStore on a fresh table and bucket inside moto, with fake credentials."""
+    fake_aws_env(monkeypatch)
     with mock_aws():
         dynamodb = boto3.client("dynamodb", region_name="us-east-1")
         s3 = boto3.client("s3", region_name="us-east-1")
@@ -94,8 +104,47 @@ def dynamodb_event_store(monkeypatch: pytest.MonkeyPatch) -> Iterator[DynamoDbEv
         yield store
 
 
-@pytest.fixture
-def resource_store(tmp_path: object) -> SqliteResourceStore:
-    from pathlib import Path
+@contextmanager
+def moto_resource_store(monkeypatch: pytest.MonkeyPatch, **kwargs: Any) -> Iterator[DynamoDbResourceStore]:
+    """A DynamoDbResourceStore on a fresh table inside moto, with fake credentials."""
+    fake_aws_env(monkeypatch)
+    with mock_aws():
+        dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+        table = f"resources-{uuid.uuid4().hex[:12]}"
+        create_resources_table(dynamodb, table)
+        yield DynamoDbResourceStore(table_name=table, dynamodb_client=dynamodb, **kwargs)
 
-    return SqliteResourceStore(SqliteDatabase(Path(str(tmp_path)) / "resources.db"))
+
+@pytest.fixture(params=RESOURCE_STORES)
+def resource_store(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[ResourceStore]:
+    if request.param == "sqlite":
+        yield SqliteResourceStore(SqliteDatabase(tmp_path_factory.mktemp("sqlite") / "resources.db"))
+    elif request.param == "dynamodb":
+        with moto_resource_store(monkeypatch) as store:
+            yield store
+    else:  # pragma: no cover - new adapters register here
+        raise AssertionError(request.param)
+
+
+@pytest.fixture
+def dynamodb_resource_store(monkeypatch: pytest.MonkeyPatch) -> Iterator[DynamoDbResourceStore]:
+    with moto_resource_store(monkeypatch) as store:
+        yield store
+
+
+@pytest.fixture(params=SECRET_STORES)
+def secret_store(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[SecretStore]:
+    if request.param == "file":
+        monkeypatch.delenv("MANAGED_AGENTS_SECRET_KEY", raising=False)
+        yield EncryptedFileSecretStore.in_data_dir(tmp_path_factory.mktemp("data"))
+    elif request.param == "secretsmanager":
+        fake_aws_env(monkeypatch)
+        with mock_aws():
+            client = boto3.client("secretsmanager", region_name="us-east-1")
+            yield SecretsManagerSecretStore(prefix=f"test-{uuid.uuid4().hex[:8]}/", client=client)
+    else:  # pragma: no cover - new adapters register here
+        raise AssertionError(request.param)

@@ -1,0 +1,521 @@
+"""DynamoDB adapter of the ResourceStore port: agents, versions, environments, sessions, keys, workspaces.
+
+One table (on-demand billing), partition key `pk` = `"{kind}#{id}"` (S), no sort key. An item holds `kind`,
+`id`, `workspace_id`, `created_at` (RFC 3339, fixed-width UTC, so it sorts as a string), `rev` (N), `archived`
+(BOOL), `attrs` (compact JSON, the exact `Record.attrs`) and the document, as compact JSON in `doc` (S) or, when
+that is larger than `COMPRESS_ABOVE_BYTES`, zlib-compressed in `doc_z` (B): an agent's system prompt alone may be
+100,000 characters and an item holds at most 400 KB. Plus the index keys below, written from the record.
+
+Every call of the port is a GetItem, a conditional write or a Query (no Scan), because the two access paths
+that are not "by id" each have an index whose partition holds exactly the rows the call asks for:
+
+* `get` / `get_by_id` / `insert` / `replace` / `delete`: the item by its key. `get` also checks the workspace,
+  so a record of another workspace is "not found". `insert` is a put conditioned on `attribute_not_exists(pk)`
+  (an existing id is `Conflict`, as the SQLite adapter's primary key makes it); `replace` is an UpdateItem
+  conditioned on the workspace and `rev = expected_rev` (else `StaleRevision`), and leaves `created_at`,
+  `workspace_id` and the list keys alone, as the SQLite UPDATE does; `delete` is conditioned on the workspace.
+* GSI `by_time` (projection ALL): partition `list_pk` = `"{kind}#{workspace_id}"`, sort `list_sk` =
+  `"{created_at}#{id}"`. Because the timestamp is fixed-width, string order on `list_sk` is the (created_at, id)
+  order the SQLite index gives, so the keyset cursor, `created_at` ranges and asc/desc become one key condition
+  on `list_sk`, and an unfiltered page of `limit` rows is one Query of `limit + 1` items.
+* GSIs `lookup1..3` (projection KEYS_ONLY, sort key `scope_sk` = `"{workspace_id}#{created_at}#{id}"`):
+  partition `lk{n}` = `"{kind}#{attr}#{s:|n:}{value}"` for the n-th attribute `LOOKUPS` declares for the kind
+  (session status, agent and environment ids, API key hashes, the agent of a version). `find` is one Query per
+  value (any workspace) and a consistent BatchGetItem of the hits; `list_records` with an `equals` filter on a
+  looked-up attribute queries the `{workspace_id}#` range of that partition the same way, in (created_at, id)
+  order. Keys-only projections are rewritten only when their key changes (a session's status), not on every
+  update of the document. The value carries its type (`s:`/`n:`), so `"1"` never matches `1`, as in SQLite.
+
+Filters the chosen index does not cover (`include_archived=False`, other `equals`, `any_of`) are applied to the
+rows read, in Python with SQLite's typed equality, reading ahead when they are present; they cost reads, not
+correctness. `find` on an attribute that `LOOKUPS` does not declare raises ValueError: it would need a Scan.
+
+GSIs are eventually consistent: a list or find issued right after a write may miss it for a moment (the rows it
+returns are re-read consistently, so they are never staler than the index says). Low-cardinality lookups
+(`session` `status`) put many items in one index partition; shard the value if its write rate ever needs it.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+import zlib
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as BotoConnectionError
+
+from managed_agents.domain.clock import parse_rfc3339, rfc3339
+from managed_agents.domain.errors import Conflict, RequestTooLarge, ServiceUnavailable, StaleRevision
+from managed_agents.domain.events import JsonObject
+from managed_agents.ports import ListQuery, Record
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.client import DynamoDBClient
+    from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef, QueryOutputTypeDef
+
+    _Item = dict[str, AttributeValueTypeDef]
+
+PK = "pk"
+LIST_INDEX = "by_time"
+LIST_PK = "list_pk"
+LIST_SK = "list_sk"
+SCOPE_SK = "scope_sk"
+LOOKUP_SLOTS = 3
+# Which attributes can be found across workspaces (`find`) and listed by equality through an index, per kind.
+# The position in the tuple is the GSI slot (lookup1..3): append new attributes, never reorder (persisted data).
+LOOKUPS: Mapping[str, tuple[str, ...]] = {
+    "session": ("status", "agent_id", "environment_id"),
+    "agent_version": ("agent_id",),
+    "api_key": ("hash",),
+}
+COMPRESS_ABOVE_BYTES = 32_000
+MAX_ITEM_BYTES = 390_000  # DynamoDB's 400 KB item limit, less room for the keys and attribute names
+
+_UPPER = "$"  # sorts right after "#", the separator: every key "{x}#..." is < "{x}$"
+_BATCH_GET_MAX = 100
+_READ_AHEAD = 100
+_RECORD_ATTRS = "#pk, #kind, #id, #ws, #created, #rev, #archived, #attrs, #doc, #doc_z"
+_RECORD_NAMES = {
+    "#pk": PK,
+    "#kind": "kind",
+    "#id": "id",
+    "#ws": "workspace_id",
+    "#created": "created_at",
+    "#rev": "rev",
+    "#archived": "archived",
+    "#attrs": "attrs",
+    "#doc": "doc",
+    "#doc_z": "doc_z",
+}
+
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+def lookup_index(slot: int) -> str:
+    """The name of the n-th lookup GSI (1-based) and of its partition key attribute, `lk{n}`."""
+    return f"lookup{slot}"
+
+
+def lookup_key(slot: int) -> str:
+    return f"lk{slot}"
+
+
+def create_resources_table(client: DynamoDBClient, table_name: str) -> None:
+    """Create the resources table with its GSIs (the schema the CDK stack defines too) and wait until it is active."""
+    lookups = [
+        {
+            "IndexName": lookup_index(n),
+            "KeySchema": [
+                {"AttributeName": lookup_key(n), "KeyType": "HASH"},
+                {"AttributeName": SCOPE_SK, "KeyType": "RANGE"},
+            ],
+            "Projection": {"ProjectionType": "KEYS_ONLY"},
+        }
+        for n in range(1, LOOKUP_SLOTS + 1)
+    ]
+    key_names = [PK, LIST_PK, LIST_SK, SCOPE_SK, *(lookup_key(n) for n in range(1, LOOKUP_SLOTS + 1))]
+    client.create_table(
+        TableName=table_name,
+        AttributeDefinitions=[{"AttributeName": name, "AttributeType": "S"} for name in key_names],
+        KeySchema=[{"AttributeName": PK, "KeyType": "HASH"}],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": LIST_INDEX,
+                "KeySchema": [
+                    {"AttributeName": LIST_PK, "KeyType": "HASH"},
+                    {"AttributeName": LIST_SK, "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            },
+            *lookups,  # type: ignore[list-item]
+        ],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    client.get_waiter("table_exists").wait(TableName=table_name, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+
+
+def item_key(kind: str, id_: str) -> str:
+    return f"{kind}#{id_}"
+
+
+def _typed(value: str | int) -> str:
+    # bool is an int, as SQLite's json_extract makes JSON true 1
+    return f"n:{int(value)}" if isinstance(value, int) else f"s:{value}"
+
+
+def _same(stored: object, wanted: str | int) -> bool:
+    """SQLite's comparison of a json_extract result with a bound parameter: typed, so "1" != 1."""
+    if stored is None:
+        return False
+    if isinstance(stored, int) and isinstance(wanted, int):
+        return int(stored) == int(wanted)
+    return isinstance(stored, str) and isinstance(wanted, str) and stored == wanted
+
+
+def _matches(rec: Record, query: ListQuery) -> bool:
+    if rec.archived and not query.include_archived:
+        return False
+    for attr, value in query.equals.items():
+        if not _same(rec.attrs.get(attr), value):
+            return False
+    for attr, values in query.any_of.items():
+        stored = rec.attrs.get(attr)
+        if not any(_same(stored, v) for v in values):
+            return False
+    return True
+
+
+@contextmanager
+def _translated(action: str) -> Iterator[None]:
+    """botocore failures become the platform's errors at the adapter boundary."""
+    try:
+        yield
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        code = error.get("Code", "Unknown")
+        if code == "ValidationException" and "size" in error.get("Message", "").lower():
+            raise RequestTooLarge(f"resource store {action} failed: the record is too large to store") from exc
+        raise ServiceUnavailable(f"resource store {action} failed: {code}") from exc
+    except (BotoConnectionError, HTTPClientError) as exc:
+        raise ServiceUnavailable(f"resource store {action} failed: {type(exc).__name__}") from exc
+
+
+def _condition_failed(exc: ClientError) -> bool:
+    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
+
+
+class DynamoDbResourceStore:
+    def __init__(
+        self,
+        *,
+        table_name: str,
+        dynamodb_client: DynamoDBClient | None = None,
+        lookups: Mapping[str, tuple[str, ...]] = LOOKUPS,
+    ) -> None:
+        for kind, attrs in lookups.items():
+            if len(attrs) > LOOKUP_SLOTS:
+                raise ValueError(f"{kind}: at most {LOOKUP_SLOTS} lookup attributes (one GSI each), got {attrs}")
+        self.table_name = table_name
+        self.lookups = dict(lookups)
+        self.query_calls = 0  # DynamoDB Query calls made so far (benchmarks report queries per page)
+        self._ddb = dynamodb_client
+        self._lock = threading.Lock()
+
+    @property
+    def dynamodb(self) -> DynamoDBClient:
+        if self._ddb is None:
+            with self._lock:
+                if self._ddb is None:
+                    import boto3
+
+                    self._ddb = boto3.client("dynamodb")
+        return self._ddb
+
+    # -- the port ------------------------------------------------------------------------------------------------
+
+    def insert(self, rec: Record) -> None:
+        for name, value in (("kind", rec.kind), ("workspace_id", rec.workspace_id)):
+            if "#" in value or not value:
+                raise ValueError(f"{name} {value!r} must be non-empty and free of '#' (it is part of index keys)")
+        created = rfc3339(rec.created_at)
+        item: _Item = {
+            PK: {"S": item_key(rec.kind, rec.id)},
+            "kind": {"S": rec.kind},
+            "id": {"S": rec.id},
+            "workspace_id": {"S": rec.workspace_id},
+            "created_at": {"S": created},
+            "rev": {"N": str(rec.rev)},
+            "archived": {"BOOL": rec.archived},
+            "attrs": {"S": _dumps(rec.attrs)},
+            LIST_PK: {"S": f"{rec.kind}#{rec.workspace_id}"},
+            LIST_SK: {"S": f"{created}#{rec.id}"},
+            SCOPE_SK: {"S": f"{rec.workspace_id}#{created}#{rec.id}"},
+        }
+        doc_name, body = self._doc(rec)
+        item[doc_name] = body
+        for slot, lookup in self._lookup_values(rec).items():
+            if lookup is not None:
+                item[lookup_key(slot)] = {"S": lookup}
+        with _translated("insert"):
+            try:
+                self.dynamodb.put_item(
+                    TableName=self.table_name,
+                    Item=item,
+                    ConditionExpression="attribute_not_exists(#pk)",
+                    ExpressionAttributeNames={"#pk": PK},
+                )
+            except ClientError as exc:
+                if _condition_failed(exc):
+                    raise Conflict(f"{rec.kind} {rec.id} already exists") from exc
+                raise
+
+    def get(self, kind: str, workspace_id: str, id_: str) -> Record | None:
+        rec = self.get_by_id(kind, id_)
+        return rec if rec is not None and rec.workspace_id == workspace_id else None
+
+    def get_by_id(self, kind: str, id_: str) -> Record | None:
+        with _translated("get"):
+            out = self.dynamodb.get_item(
+                TableName=self.table_name,
+                Key={PK: {"S": item_key(kind, id_)}},
+                ConsistentRead=True,
+                ProjectionExpression=_RECORD_ATTRS,
+                ExpressionAttributeNames=_RECORD_NAMES,
+            )
+        item = out.get("Item")
+        return None if item is None else self._record(item)
+
+    def replace(self, rec: Record, *, expected_rev: int) -> Record:
+        new = Record(
+            rec.kind, rec.workspace_id, rec.id, rec.doc, rec.created_at, expected_rev + 1, rec.archived, rec.attrs
+        )
+        name, body = self._doc(new)
+        stale = "doc_z" if name == "doc" else "doc"
+        names: dict[str, str] = {
+            "#pk": PK,
+            "#ws": "workspace_id",
+            "#rev": "rev",
+            "#archived": "archived",
+            "#attrs": "attrs",
+            "#body": name,
+            "#stale": stale,
+        }
+        values: _Item = {
+            ":ws": {"S": rec.workspace_id},
+            ":expected": {"N": str(expected_rev)},
+            ":rev": {"N": str(new.rev)},
+            ":archived": {"BOOL": new.archived},
+            ":attrs": {"S": _dumps(new.attrs)},
+            ":body": body,
+        }
+        sets = ["#rev = :rev", "#archived = :archived", "#attrs = :attrs", "#body = :body"]
+        removes = ["#stale"]
+        for slot, value in self._lookup_values(new).items():
+            names[f"#lk{slot}"] = lookup_key(slot)
+            if value is None:
+                removes.append(f"#lk{slot}")
+            else:
+                values[f":lk{slot}"] = {"S": value}
+                sets.append(f"#lk{slot} = :lk{slot}")
+        with _translated("replace"):
+            try:
+                self.dynamodb.update_item(
+                    TableName=self.table_name,
+                    Key={PK: {"S": item_key(rec.kind, rec.id)}},
+                    UpdateExpression=f"SET {', '.join(sets)} REMOVE {', '.join(removes)}",
+                    ConditionExpression="attribute_exists(#pk) AND #ws = :ws AND #rev = :expected",
+                    ExpressionAttributeNames=names,
+                    ExpressionAttributeValues=values,
+                )
+            except ClientError as exc:
+                if _condition_failed(exc):
+                    raise StaleRevision(f"{rec.kind} {rec.id} changed since revision {expected_rev}") from exc
+                raise
+        return new
+
+    def delete(self, kind: str, workspace_id: str, id_: str) -> bool:
+        with _translated("delete"):
+            try:
+                self.dynamodb.delete_item(
+                    TableName=self.table_name,
+                    Key={PK: {"S": item_key(kind, id_)}},
+                    ConditionExpression="attribute_exists(#pk) AND #ws = :ws",
+                    ExpressionAttributeNames={"#pk": PK, "#ws": "workspace_id"},
+                    ExpressionAttributeValues={":ws": {"S": workspace_id}},
+                )
+            except ClientError as exc:
+                if _condition_failed(exc):
+                    return False
+                raise
+        return True
+
+    def list_records(self, kind: str, workspace_id: str, query: ListQuery) -> tuple[list[Record], bool]:
+        if query.limit <= 0:
+            return [], False
+        slots = [n for n in (self._slot(kind, attr) for attr in query.equals) if n is not None]
+        slot = slots[0] if slots else None
+        if slot is None:
+            index, pk_name, pk_value, sk_name, prefix = LIST_INDEX, LIST_PK, f"{kind}#{workspace_id}", LIST_SK, ""
+        else:
+            attr = self.lookups[kind][slot - 1]
+            pk_value = f"{kind}#{attr}#{_typed(query.equals[attr])}"
+            index, pk_name, sk_name, prefix = lookup_index(slot), lookup_key(slot), SCOPE_SK, f"{workspace_id}#"
+        bounds = self._bounds(query, prefix)
+        if bounds is None:
+            return [], False
+        condition, values, exclusive = bounds
+        values[":pk"] = {"S": pk_value}
+        names = {"#pk": pk_name}
+        if condition:
+            names["#sk"] = sk_name
+        kwargs: dict[str, Any] = {
+            "IndexName": index,
+            "KeyConditionExpression": f"#pk = :pk AND {condition}" if condition else "#pk = :pk",
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+            "ScanIndexForward": query.order != "desc",
+        }
+        filtered = slot is not None or not query.include_archived or bool(query.equals) or bool(query.any_of)
+        wanted = query.limit + 1
+        out: list[Record] = []
+        while len(out) < wanted:
+            remaining = wanted - len(out)
+            limit = max(remaining, _READ_AHEAD) if filtered else remaining
+            page = self._query(Limit=min(limit, _BATCH_GET_MAX) if slot is not None else limit, **kwargs)
+            items = [i for i in page["Items"] if i[sk_name]["S"] not in exclusive]
+            if slot is None:
+                rows = [self._record(i) for i in items]
+            else:
+                rows = [r for r in self._batch_get([i[PK]["S"] for i in items]) if r.workspace_id == workspace_id]
+            out.extend(r for r in rows if _matches(r, query))
+            if "LastEvaluatedKey" not in page:
+                break
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return out[: query.limit], len(out) > query.limit
+
+    def find(self, kind: str, attr: str, values: Sequence[str]) -> list[Record]:
+        if not values:
+            return []
+        slot = self._slot(kind, attr)
+        if slot is None:
+            raise ValueError(f"{kind}.{attr} is not a lookup attribute of the DynamoDB resource store (see LOOKUPS)")
+        keys: list[str] = []
+        for value in dict.fromkeys(values):
+            kwargs: dict[str, Any] = {
+                "IndexName": lookup_index(slot),
+                "KeyConditionExpression": "#pk = :pk",
+                "ExpressionAttributeNames": {"#pk": lookup_key(slot)},
+                "ExpressionAttributeValues": {":pk": {"S": f"{kind}#{attr}#{_typed(value)}"}},
+            }
+            while True:
+                page = self._query(**kwargs)
+                keys.extend(i[PK]["S"] for i in page["Items"])
+                if "LastEvaluatedKey" not in page:
+                    break
+                kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        # The index may lag: keep only rows whose fresh attribute still matches.
+        return [r for r in self._batch_get(keys) if any(_same(r.attrs.get(attr), v) for v in values)]
+
+    # -- internals -----------------------------------------------------------------------------------------------
+
+    def _slot(self, kind: str, attr: str) -> int | None:
+        attrs = self.lookups.get(kind, ())
+        return attrs.index(attr) + 1 if attr in attrs else None
+
+    def _lookup_values(self, rec: Record) -> dict[int, str | None]:
+        out: dict[int, str | None] = {}
+        for n, attr in enumerate(self.lookups.get(rec.kind, ()), start=1):
+            value = rec.attrs.get(attr)
+            out[n] = None if value is None else f"{rec.kind}#{attr}#{_typed(value)}"
+        return out
+
+    @staticmethod
+    def _doc(rec: Record) -> tuple[str, AttributeValueTypeDef]:
+        raw = _dumps(rec.doc).encode()
+        if len(raw) <= COMPRESS_ABOVE_BYTES:
+            return "doc", {"S": raw.decode()}
+        packed = zlib.compress(raw, 6)
+        if len(packed) + len(_dumps(rec.attrs).encode()) > MAX_ITEM_BYTES:
+            raise RequestTooLarge(
+                f"{rec.kind} {rec.id} is too large to store: {len(raw)} bytes of JSON, {len(packed)} compressed "
+                f"(at most {MAX_ITEM_BYTES})"
+            )
+        return "doc_z", {"B": packed}
+
+    @staticmethod
+    def _bounds(query: ListQuery, prefix: str) -> tuple[str, _Item, set[str]] | None:
+        """The key condition on the sort key for the cursor and the created_at range, or None if it is empty.
+
+        Returns (condition, values, exclusive), the condition "" when there is no bound. A BETWEEN is inclusive, so
+        the cursor row (an exclusive bound that is an actual key) is dropped from the results afterwards.
+        """
+        lower: list[tuple[str, bool]] = [(prefix, True)] if prefix else []  # (key, inclusive)
+        upper: list[tuple[str, bool]] = [(prefix[:-1] + _UPPER, False)] if prefix else []
+        rng = query.created
+        if rng.gte is not None:
+            lower.append((prefix + rfc3339(rng.gte), True))
+        if rng.gt is not None:
+            lower.append((prefix + rfc3339(rng.gt) + _UPPER, True))
+        if rng.lt is not None:
+            upper.append((prefix + rfc3339(rng.lt), False))
+        if rng.lte is not None:
+            upper.append((prefix + rfc3339(rng.lte) + _UPPER, False))
+        if query.cursor is not None:
+            cursor = f"{prefix}{query.cursor[0]}#{query.cursor[1]}"
+            (upper if query.order == "desc" else lower).append((cursor, False))
+        # The tightest bound on each side; at equal keys the exclusive one is tighter.
+        lo = max(lower, key=lambda b: (b[0], not b[1])) if lower else None
+        hi = min(upper, key=lambda b: (b[0], b[1])) if upper else None
+        values: _Item = {}
+        exclusive: set[str] = set()
+        if lo is not None and hi is not None:
+            if lo[0] > hi[0] or (lo[0] == hi[0] and not (lo[1] and hi[1])):
+                return None
+            values[":lo"], values[":hi"] = {"S": lo[0]}, {"S": hi[0]}
+            exclusive = {key for key, inclusive in (lo, hi) if not inclusive}
+            return "#sk BETWEEN :lo AND :hi", values, exclusive
+        if lo is not None:
+            values[":lo"] = {"S": lo[0]}
+            return ("#sk >= :lo" if lo[1] else "#sk > :lo"), values, exclusive
+        if hi is not None:
+            values[":hi"] = {"S": hi[0]}
+            return ("#sk <= :hi" if hi[1] else "#sk < :hi"), values, exclusive
+        return "", values, exclusive
+
+    def _query(self, **kwargs: Any) -> QueryOutputTypeDef:
+        with self._lock:
+            self.query_calls += 1
+        with _translated("query"):
+            return self.dynamodb.query(TableName=self.table_name, **kwargs)
+
+    def _batch_get(self, keys: Sequence[str]) -> list[Record]:
+        """Consistent reads of the items, in the order of keys (missing ones, deleted meanwhile, are skipped)."""
+        found: dict[str, Record] = {}
+        unique = list(dict.fromkeys(keys))
+        for start in range(0, len(unique), _BATCH_GET_MAX):
+            request: dict[str, Any] = {
+                self.table_name: {
+                    "Keys": [{PK: {"S": k}} for k in unique[start : start + _BATCH_GET_MAX]],
+                    "ConsistentRead": True,
+                    "ProjectionExpression": _RECORD_ATTRS,
+                    "ExpressionAttributeNames": _RECORD_NAMES,
+                }
+            }
+            for attempt in range(10):
+                with _translated("read"):
+                    out = self.dynamodb.batch_get_item(RequestItems=request)
+                for item in out["Responses"].get(self.table_name, []):
+                    found[item[PK]["S"]] = self._record(item)
+                unprocessed = out.get("UnprocessedKeys") or {}
+                if not unprocessed:
+                    break
+                request = dict(unprocessed)
+                time.sleep(random.uniform(0, 0.01 * 2**attempt))
+            else:
+                raise ServiceUnavailable("resource store batch read left unprocessed keys")
+        return [found[k] for k in unique if k in found]
+
+    @staticmethod
+    def _record(item: Mapping[str, Any]) -> Record:
+        doc: JsonObject
+        if "doc_z" in item:
+            doc = json.loads(zlib.decompress(bytes(item["doc_z"]["B"])))
+        else:
+            doc = json.loads(item["doc"]["S"])
+        created: datetime = parse_rfc3339(item["created_at"]["S"])
+        return Record(
+            kind=item["kind"]["S"],
+            workspace_id=item["workspace_id"]["S"],
+            id=item["id"]["S"],
+            doc=doc,
+            created_at=created,
+            rev=int(item["rev"]["N"]),
+            archived=bool(item["archived"]["BOOL"]),
+            attrs=json.loads(item["attrs"]["S"]),
+        )

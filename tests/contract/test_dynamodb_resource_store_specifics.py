@@ -1,0 +1,125 @@
+"""What only the DynamoDB resource store has: its access paths (no Scan, one Query per page), compression, limits."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from managed_agents.adapters.aws.dynamodb_resource_store import (
+    PK,
+    DynamoDbResourceStore,
+    item_key,
+)
+from managed_agents.domain.clock import rfc3339
+from managed_agents.domain.errors import RequestTooLarge
+from managed_agents.ports import ListQuery, Record
+
+T0 = datetime(2026, 3, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+def calls(dynamodb_resource_store: DynamoDbResourceStore) -> Iterator[list[str]]:
+    """The DynamoDB operations the store makes, by name."""
+    seen: list[str] = []
+
+    def record(event_name: str, **_: Any) -> None:
+        seen.append(event_name.rsplit(".", 1)[-1])
+
+    events = dynamodb_resource_store.dynamodb.meta.events
+    events.register("before-call.dynamodb.*", record)
+    yield seen
+    events.unregister("before-call.dynamodb.*", record)
+
+
+def _rec(kind: str, ws: str, i: int = 0, **attrs: str | int | None) -> Record:
+    rid = f"{kind}_{uuid.uuid4().hex}"
+    return Record(kind, ws, rid, {"id": rid}, T0 + timedelta(seconds=i), attrs=attrs)
+
+
+def test_an_unfiltered_page_is_one_query_and_nothing_scans(
+    dynamodb_resource_store: DynamoDbResourceStore, calls: list[str]
+) -> None:
+    # Given 30 environments
+    store, ws = dynamodb_resource_store, "wrkspc_a"
+    for i in range(30):
+        store.insert(_rec("environment", ws, i))
+    calls.clear()
+    # When three pages are listed with include_archived (nothing to filter)
+    q = ListQuery(limit=10, include_archived=True)
+    for _ in range(3):
+        rows, _more = store.list_records("environment", ws, q)
+        q = ListQuery(limit=10, include_archived=True, cursor=(rfc3339(rows[-1].created_at), rows[-1].id))
+    # Then each page took exactly one Query
+    assert calls == ["Query", "Query", "Query"]
+
+
+def test_every_port_call_is_a_key_read_a_conditional_write_or_a_query(
+    dynamodb_resource_store: DynamoDbResourceStore, calls: list[str]
+) -> None:
+    store, ws = dynamodb_resource_store, "wrkspc_b"
+    rec = _rec("session", ws, status="idle", agent_id="agent_1")
+    store.insert(rec)
+    store.get("session", ws, rec.id)
+    store.get_by_id("session", rec.id)
+    store.replace(rec, expected_rev=1)
+    store.list_records("session", ws, ListQuery(equals={"agent_id": "agent_1"}))
+    store.list_records("session", ws, ListQuery(any_of={"status": ("idle",)}))
+    store.find("session", "status", ["idle", "running"])
+    store.delete("session", ws, rec.id)
+    assert set(calls) <= {"PutItem", "GetItem", "UpdateItem", "DeleteItem", "Query", "BatchGetItem"}
+    assert "Scan" not in calls
+    # a lookup list: one Query on the lookup index plus one consistent BatchGetItem of its hits
+    assert calls.count("BatchGetItem") == 2
+
+
+def test_find_on_an_attribute_without_an_index_is_refused(dynamodb_resource_store: DynamoDbResourceStore) -> None:
+    with pytest.raises(ValueError, match=r"session\.agent_version is not a lookup attribute"):
+        dynamodb_resource_store.find("session", "agent_version", ["1"])
+
+
+def test_too_many_lookup_attributes_are_refused() -> None:
+    with pytest.raises(ValueError, match="at most 3 lookup attributes"):
+        DynamoDbResourceStore(table_name="t", lookups={"session": ("a", "b", "c", "d")})
+
+
+def test_large_documents_are_stored_compressed(dynamodb_resource_store: DynamoDbResourceStore) -> None:
+    store, ws = dynamodb_resource_store, "wrkspc_c"
+    small = _rec("agent", ws)
+    big = _rec("agent", ws, 1)
+    big.doc["system"] = "Be concise. " * 20_000  # 240 KB
+    store.insert(small)
+    store.insert(big)
+
+    def item(rec: Record) -> dict[str, Any]:
+        out = store.dynamodb.get_item(TableName=store.table_name, Key={PK: {"S": item_key("agent", rec.id)}})
+        return dict(out["Item"])
+
+    assert "doc" in item(small) and "doc_z" not in item(small)
+    assert "doc_z" in item(big) and "doc" not in item(big)
+    assert len(item(big)["doc_z"]["B"]) < 20_000
+    # shrinking it again stores it plainly, and drops the compressed copy
+    big.doc["system"] = "short"
+    store.replace(big, expected_rev=1)
+    assert "doc" in item(big) and "doc_z" not in item(big)
+    assert store.get("agent", ws, big.id) is not None
+
+
+def test_a_document_too_large_even_compressed_is_refused(dynamodb_resource_store: DynamoDbResourceStore) -> None:
+    store, ws = dynamodb_resource_store, "wrkspc_d"
+    rec = _rec("agent", ws)
+    rec.doc["blob"] = os.urandom(400_000).hex()  # incompressible 800 KB
+    with pytest.raises(RequestTooLarge, match="too large to store"):
+        store.insert(rec)
+    assert store.get_by_id("agent", rec.id) is None
+
+
+def test_ids_and_workspaces_with_a_separator_in_the_kind_or_workspace_are_refused(
+    dynamodb_resource_store: DynamoDbResourceStore,
+) -> None:
+    with pytest.raises(ValueError, match="free of '#'"):
+        dynamodb_resource_store.insert(_rec("agent", "wrkspc#x"))
