@@ -11,6 +11,7 @@ from pathlib import Path
 from managed_agents.adapters.anthropic_model import AnthropicMessagesModel
 from managed_agents.adapters.local.in_process_orchestrator import InProcessOrchestrator
 from managed_agents.adapters.local.notifier import LocalNotifier
+from managed_agents.adapters.local.secret_file_store import EncryptedFileSecretStore
 from managed_agents.adapters.local.sqlite_store import SqliteDatabase, SqliteEventStore, SqliteResourceStore
 from managed_agents.adapters.local.subprocess_sandbox import SubprocessSandboxProvisioner
 from managed_agents.domain.clock import Clock, SystemClock, rfc3339
@@ -18,13 +19,15 @@ from managed_agents.domain.errors import DuplicateEvent
 from managed_agents.domain.events import NewEvent
 from managed_agents.domain.ids import new_id
 from managed_agents.harness.turn import HarnessDeps
-from managed_agents.ports import EventNotifier, EventStore, ModelClient, Record, ResourceStore
+from managed_agents.mcp_proxy import McpProxy
+from managed_agents.ports import EventNotifier, EventStore, ModelClient, Record, ResourceStore, SecretStore
 from managed_agents.services.agents import AgentService
 from managed_agents.services.common import Services
 from managed_agents.services.environments import EnvironmentService
 from managed_agents.services.keys import KeyService
 from managed_agents.services.records import mutate
 from managed_agents.services.sessions import SessionService
+from managed_agents.services.vaults import VaultService
 from managed_agents.services.work import WorkService, WorkSettings
 from managed_agents.settings import ServerSettings
 
@@ -48,6 +51,9 @@ class Runtime:
     orchestrator: InProcessOrchestrator | None
     work: WorkService | None = None
     provisioner: SubprocessSandboxProvisioner | None = None
+    secrets: SecretStore | None = None
+    vaults: VaultService | None = None
+    mcp_proxy: McpProxy | None = None
     _reaper_stop: threading.Event = field(default_factory=threading.Event)
 
     def set_api_url(self, url: str) -> None:
@@ -86,6 +92,8 @@ class Runtime:
             self.orchestrator.close()
         if self.provisioner is not None:
             self.provisioner.close()
+        if self.mcp_proxy is not None:
+            self.mcp_proxy.close()
 
 
 def _report_harness_failure(events: EventStore, resources: ResourceStore, clock: Clock):  # type: ignore[no-untyped-def]
@@ -162,6 +170,9 @@ def build_local_runtime(
         svc.orchestrator = orchestrator
     sessions = SessionService(svc, events, notifier)
     sessions.work = work
+    secrets = EncryptedFileSecretStore.in_data_dir(data_dir)
+    mcp_proxy = McpProxy(resources, secrets, clock)
+    vaults = VaultService(svc, secrets, prober=mcp_proxy)
     rt = Runtime(
         settings=settings,
         resources=resources,
@@ -175,6 +186,9 @@ def build_local_runtime(
         orchestrator=orchestrator,
         work=work,
         provisioner=provisioner,
+        secrets=secrets,
+        vaults=vaults,
+        mcp_proxy=mcp_proxy,
     )
     if start_orchestrator:
         rt.start_reaper()
