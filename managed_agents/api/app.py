@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from fastapi import FastAPI
 
 from managed_agents import __version__
+from managed_agents.api import console
 from managed_agents.api.errors import RequestIdMiddleware, install_error_handlers
 from managed_agents.api.routes import agents, environments, sessions, vaults, work
 
@@ -25,7 +26,7 @@ def create_app(rt: Runtime) -> FastAPI:
     app.state.runtime = rt
     install_error_handlers(app)
     app.add_middleware(RequestIdMiddleware)
-    for r in (agents.router, environments.router, sessions.router, work.router, vaults.router):
+    for r in (agents.router, environments.router, sessions.router, work.router, console.router, vaults.router):
         app.include_router(r)
 
     @app.get("/health", tags=["health"])
