@@ -1,0 +1,31 @@
+"""ModelTurn task of the "session run" state machine: one `advance()` of the harness per invocation.
+
+Input `{"session_id", "turns", "execution"?}` (`execution` = `$$.Execution.Name`, so a stopped execution's
+late invocation cannot release a run it no longer owns); output `{"session_id", "turns": turns + 1, "outcome":
+"run_again" | "retry_after" | "wait_for_tools" | "parked", "wait_seconds", "reason"}`. Pointers only, never payloads.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from managed_agents.adapters.aws.session_run import ModelTurnInput, model_turn
+from managed_agents.aws_runtime import lambda_deps
+from managed_agents.observability import logger, metrics, tracer
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    req = ModelTurnInput.model_validate(event)
+    logger.append_keys(session_id=req.session_id, turn=req.turns)
+    out = model_turn(req, lambda_deps())
+    logger.info("model turn done", outcome=out.outcome, wait_seconds=out.wait_seconds, reason=out.reason)
+    metrics.add_metric(name=f"ModelTurn_{out.outcome}", unit="Count", value=1)
+    return out.model_dump(mode="json")
+
+
+lambda_handler = handler

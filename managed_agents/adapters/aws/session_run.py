@@ -1,0 +1,84 @@
+"""The task functions of the "session run" state machine, behind the thin Lambda handlers in functions/.
+
+The wire shapes here are a contract with the state machine definition (stacks/): field names and outcome strings
+are persisted names, change them only together with the ASL.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from managed_agents.adapters.aws.step_functions_orchestrator import finish_run, ownership_watch
+from managed_agents.adapters.aws.tool_wait import hold_tool_wait
+from managed_agents.aws_runtime import AwsDeps
+from managed_agents.harness.turn import Parked, RetryAfter, RunAgain, WaitForTools, advance
+
+TurnOutcome = Literal["run_again", "retry_after", "wait_for_tools", "parked"]
+
+
+class ModelTurnInput(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    session_id: str = Field(min_length=1)
+    turns: int = Field(0, ge=0, description="ModelTurn invocations so far in this execution")
+    execution: str | None = Field(None, description="$$.Execution.Name; fences a stopped execution's late call")
+
+
+class ModelTurnOutput(BaseModel):
+    session_id: str
+    turns: int
+    outcome: TurnOutcome
+    wait_seconds: int = Field(ge=0, description="retry delay, or seconds to the tool deadline; else 0")
+    reason: str = ""
+
+
+class ToolWaitInput(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    session_id: str = Field(min_length=1)
+    task_token: str = Field(min_length=1)
+
+
+def model_turn(req: ModelTurnInput, deps: AwsDeps) -> ModelTurnOutput:
+    """One `advance()`; a park first settles the run's ownership (a wake that came meanwhile runs again)."""
+    harness = deps.harness
+    with ownership_watch(harness.resources, req.session_id, req.execution) as cancel:
+        outcome = advance(req.session_id, harness, cancel)
+    turns = req.turns + 1
+    if isinstance(outcome, RunAgain):
+        reason = "interrupted" if cancel.cancelled else ""
+        if cancel.cancelled:  # another execution owns the run now: end this one
+            return ModelTurnOutput(
+                session_id=req.session_id, turns=turns, outcome="parked", wait_seconds=0, reason=reason
+            )
+        return ModelTurnOutput(session_id=req.session_id, turns=turns, outcome="run_again", wait_seconds=0)
+    if isinstance(outcome, RetryAfter):
+        wait = math.ceil(outcome.seconds)
+        return ModelTurnOutput(
+            session_id=req.session_id, turns=turns, outcome="retry_after", wait_seconds=wait, reason="model_error"
+        )
+    if isinstance(outcome, WaitForTools):
+        left = (outcome.deadline - harness.clock.now()).total_seconds()
+        return ModelTurnOutput(
+            session_id=req.session_id,
+            turns=turns,
+            outcome="wait_for_tools",
+            wait_seconds=max(0, math.ceil(left)),
+            reason="tool_results",
+        )
+    assert isinstance(outcome, Parked)
+    if finish_run(harness.resources, req.session_id, req.execution):
+        return ModelTurnOutput(
+            session_id=req.session_id, turns=turns, outcome="run_again", wait_seconds=0, reason="woken"
+        )
+    return ModelTurnOutput(
+        session_id=req.session_id, turns=turns, outcome="parked", wait_seconds=0, reason=outcome.reason
+    )
+
+
+def tool_wait(req: ToolWaitInput, deps: AwsDeps) -> bool:
+    """Park the task token on the session; True when it was released at once (the results were already logged)."""
+    return hold_tool_wait(deps.harness, deps.clients.sfn(), req.session_id, req.task_token)

@@ -1,0 +1,224 @@
+"""The AWS orchestrator: `wake(session)` starts the "session run" state machine, at most one execution per session.
+
+The embedded orchestrator keeps one run per session and marks it dirty when a wake arrives during the run. This
+adapter does the same through the session record, with the store's optimistic concurrency (`mutate`) as the lock:
+
+* `_execution`: the name of the execution that owns the session's run, or absent;
+* `_wake_pending`: a wake arrived while that execution ran;
+* `_wakes`: a counter; the n-th started execution is named `{session_id}-{last_seq}-{n}` (the log position makes
+  the name readable, the counter makes it unique, Step Functions keeps names for 90 days).
+
+`wake` either claims the run (sets `_execution` to a new name, then StartExecution with that name) or, when an
+execution owns it and is still RUNNING, sets `_wake_pending`. When the ModelTurn handler is about to end the
+execution because the session parked, it calls `finish_run`: a pending wake clears the flag and runs another
+turn, otherwise `_execution` is released. Both sides write the same record under a revision check, so either the
+wake lands first (the run goes on) or the release does (the wake starts a new execution): no wake is lost and no
+two executions drive one session. Duplicate wakes collapse into one pending flag.
+
+A claimed name whose StartExecution never happened (a crash in between) or whose execution ended without
+releasing (failed, timed out, stopped) is detected by DescribeExecution on the next wake and claimed anew; the
+StartExecution of a claimed name is retried idempotently (same name, same input).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+from botocore.exceptions import ClientError
+
+from managed_agents.adapters.local.in_process_orchestrator import ThreadCancelToken
+from managed_agents.domain.errors import NotFound, ServiceUnavailable
+from managed_agents.ports import EventStore, Record, ResourceStore
+from managed_agents.services.records import mutate
+
+if TYPE_CHECKING:
+    from mypy_boto3_stepfunctions.client import SFNClient
+
+EXECUTION = "_execution"
+WAKE_PENDING = "_wake_pending"
+WAKES = "_wakes"
+MAX_NAME = 80
+
+
+def execution_name(session_id: str, last_seq: int, wake_no: int) -> str:
+    name = f"{session_id}-{last_seq}-{wake_no}"
+    if len(name) > MAX_NAME:
+        raise ValueError(f"execution name {name!r} is longer than {MAX_NAME} characters")
+    return name
+
+
+def execution_arn(state_machine_arn: str, name: str) -> str:
+    """arn:aws:states:R:A:stateMachine:M -> arn:aws:states:R:A:execution:M:name."""
+    prefix, sep, machine = state_machine_arn.rpartition(":stateMachine:")
+    if not sep:
+        raise ValueError(f"{state_machine_arn!r} is not a state machine ARN")
+    return f"{prefix}:execution:{machine}:{name}"
+
+
+def execution_input(session_id: str, name: str) -> str:
+    """The input of a run: pointers only (`turns` counts ModelTurn invocations of this execution)."""
+    return json.dumps({"session_id": session_id, "turns": 0, "execution": name}, separators=(",", ":"))
+
+
+def finish_run(resources: ResourceStore, session_id: str, execution: str | None = None) -> bool:
+    """The execution is about to end because the session parked: True when it must run another turn instead.
+
+    `execution` is the caller's own execution name (`$$.Execution.Name`); a caller that no longer owns the run (it
+    was stopped and replaced) changes nothing and ends.
+    """
+    rec = resources.get_by_id("session", session_id)
+    if rec is None:
+        return False
+    again = False
+
+    def change(r: Record) -> None:
+        nonlocal again
+        again = False
+        owner = r.doc.get(EXECUTION)
+        if execution is not None and owner not in (None, execution):
+            return
+        if r.doc.get(WAKE_PENDING):
+            r.doc.pop(WAKE_PENDING, None)
+            again = True
+        else:
+            r.doc.pop(EXECUTION, None)
+
+    try:
+        mutate(resources, rec, change)
+    except NotFound:
+        return False
+    return again
+
+
+class StepFunctionsOrchestrator:
+    def __init__(
+        self,
+        *,
+        state_machine_arn: str,
+        resources: ResourceStore,
+        events: EventStore,
+        sfn_client: SFNClient | None = None,
+    ) -> None:
+        execution_arn(state_machine_arn, "x")  # validates the ARN
+        self.state_machine_arn = state_machine_arn
+        self.resources = resources
+        self.events = events
+        self._sfn = sfn_client
+
+    @property
+    def sfn(self) -> SFNClient:
+        if self._sfn is None:
+            import boto3
+
+            self._sfn = boto3.client("stepfunctions")
+        return self._sfn
+
+    # -- the port ------------------------------------------------------------------------------------------------
+
+    def wake(self, session_id: str) -> None:
+        rec = self.resources.get_by_id("session", session_id)
+        if rec is None or rec.doc.get("_deleted"):
+            return
+        owner = rec.doc.get(EXECUTION)
+        owner_running = isinstance(owner, str) and self._running(owner)
+        last_seq = self.events.last_seq(session_id)
+        claimed: str | None = None
+
+        def change(r: Record) -> None:
+            nonlocal claimed
+            claimed = None
+            current = r.doc.get(EXECUTION)
+            if isinstance(current, str) and (current != owner or owner_running):
+                r.doc[WAKE_PENDING] = True  # a live run (or one claimed meanwhile) will see the new events
+                return
+            wakes = int(r.doc.get(WAKES) or 0) + 1  # type: ignore[call-overload]
+            claimed = execution_name(session_id, last_seq, wakes)
+            r.doc[WAKES] = wakes
+            r.doc[EXECUTION] = claimed
+            r.doc.pop(WAKE_PENDING, None)
+
+        try:
+            mutate(self.resources, rec, change)
+        except NotFound:
+            return
+        if claimed is not None:
+            self._start(session_id, claimed)
+
+    def interrupt(self, session_id: str) -> None:
+        """Stop the running execution (a model request in flight ends with the Lambda), then wake a fresh one."""
+        self._stop(session_id, cause="user.interrupt")
+        self.wake(session_id)
+
+    def forget(self, session_id: str) -> None:
+        self._stop(session_id, cause="session deleted")
+
+    # -- internals -----------------------------------------------------------------------------------------------
+
+    def _start(self, session_id: str, name: str) -> None:
+        try:
+            self.sfn.start_execution(
+                stateMachineArn=self.state_machine_arn, name=name, input=execution_input(session_id, name)
+            )
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ExecutionAlreadyExists":
+                return  # a retried wake of the same claim: the execution exists
+            raise ServiceUnavailable(f"could not start the session run: {exc}") from exc
+
+    def _running(self, name: str) -> bool:
+        try:
+            out = self.sfn.describe_execution(executionArn=execution_arn(self.state_machine_arn, name))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ExecutionDoesNotExist":
+                return False
+            raise ServiceUnavailable(f"could not describe the session run: {exc}") from exc
+        return out["status"] in ("RUNNING", "PENDING_REDRIVE")
+
+    def _stop(self, session_id: str, *, cause: str) -> None:
+        rec = self.resources.get_by_id("session", session_id)
+        owner = rec.doc.get(EXECUTION) if rec is not None else None
+        if not isinstance(owner, str):
+            return
+        try:
+            self.sfn.stop_execution(executionArn=execution_arn(self.state_machine_arn, owner), cause=cause)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") not in ("ExecutionDoesNotExist",):
+                raise ServiceUnavailable(f"could not stop the session run: {exc}") from exc
+
+
+@contextmanager
+def ownership_watch(
+    resources: ResourceStore, session_id: str, execution: str | None, *, poll_seconds: float = 1.0
+) -> Iterator[ThreadCancelToken]:
+    """A cancel token for one ModelTurn invocation: cancelled when its execution no longer owns the session's run.
+
+    StopExecution (an interrupt, a delete) does not stop a Lambda that is already running, so the invocation
+    polls the session record and closes its model request as soon as another execution took over, as the
+    embedded orchestrator's cancel token does. Without an execution name nothing is watched.
+    """
+    token = ThreadCancelToken()
+    if execution is None:
+        yield token
+        return
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(poll_seconds):
+            try:
+                rec = resources.get_by_id("session", session_id)
+            except Exception:  # a failed poll is not a lost run; try again
+                continue
+            if rec is None or rec.doc.get("_deleted") or rec.doc.get(EXECUTION) != execution:
+                token.cancel()
+                return
+
+    thread = threading.Thread(target=watch, name="run-ownership", daemon=True)
+    thread.start()
+    try:
+        yield token
+    finally:
+        done.set()
+        thread.join(poll_seconds + 1)

@@ -1,0 +1,212 @@
+"""The ModelTurn and ToolWait Lambda handlers, in-process on moto with the scripted Messages server.
+
+The state machine is played by the test: it calls the ModelTurn handler with the execution name the wake
+started, until the outcome says to stop, as the ASL's Choice state does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from functions.model_turn.handler import handler as model_turn_handler
+from functions.tool_wait.handler import handler as tool_wait_handler
+from managed_agents.adapters.aws.step_functions_orchestrator import EXECUTION
+from managed_agents.adapters.aws.tool_wait import TOKEN_FIELD, release_tool_wait
+from managed_agents.api.models.agents import AgentCreateParams
+from managed_agents.api.models.environments import EnvironmentCreateParams
+from managed_agents.api.models.sessions import SessionCreateParams
+from managed_agents.domain.events import NewEvent
+from managed_agents.domain.ids import new_id
+from managed_agents.ports import iter_all
+from tests.aws.conftest import AwsEnv, FakeLambdaContext
+
+
+def _start_session(env: AwsEnv, text: str, tools: list[dict[str, Any]] | None = None) -> str:
+    rt = env.deps.runtime
+    ws = rt.keys.create_workspace("default")
+    agent = rt.agents.create(
+        ws, AgentCreateParams.model_validate({"name": "a", "model": "claude-scripted", "tools": tools or []})
+    )
+    environment = rt.environments.create(ws, EnvironmentCreateParams.model_validate({"name": "e"}))
+    session = rt.sessions.create(
+        ws,
+        SessionCreateParams.model_validate(
+            {
+                "agent": agent["id"],
+                "environment_id": environment["id"],
+                "initial_events": [{"type": "user.message", "content": [{"type": "text", "text": text}]}],
+            }
+        ),
+    )
+    return str(session["id"])
+
+
+def _owner(env: AwsEnv, sid: str) -> str | None:
+    rec = env.deps.runtime.resources.get_by_id("session", sid)
+    assert rec is not None
+    owner = rec.doc.get(EXECUTION)
+    return owner if isinstance(owner, str) else None
+
+
+def _turns(env: AwsEnv, sid: str, execution: str | None, *, max_turns: int = 20) -> list[dict[str, Any]]:
+    """Invoke ModelTurn until it says parked or wait_for_tools (the ASL's loop), carrying `turns` along."""
+    outputs: list[dict[str, Any]] = []
+    turns = 0
+    for _ in range(max_turns):
+        event: dict[str, Any] = {"session_id": sid, "turns": turns, "execution": execution}
+        out = model_turn_handler(event, FakeLambdaContext())
+        outputs.append(out)
+        turns = out["turns"]
+        if out["outcome"] in ("parked", "wait_for_tools"):
+            return outputs
+    raise AssertionError(f"no park within {max_turns} turns: {outputs}")
+
+
+def _types(env: AwsEnv, sid: str) -> list[str]:
+    return [e.type for e in iter_all(env.deps.runtime.events, sid)]
+
+
+def test_a_plain_turn_runs_to_parked_and_logs_in_dynamodb(aws_env: AwsEnv) -> None:
+    # Given a session whose first user.message is logged; the wake started one execution that owns the run
+    aws_env.model.push("Hello from the scripted model")
+    sid = _start_session(aws_env, "hi")
+    executions = aws_env.executions()
+    assert len(executions) == 1 and executions[0]["status"] == "RUNNING"
+    name = _owner(aws_env, sid)
+    assert name is not None and name == executions[0]["name"] and name.startswith(f"{sid}-")
+    # When the state machine loop invokes ModelTurn until it parks
+    outputs = _turns(aws_env, sid, name)
+    # Then every output is pointers only, turns count up, and the last one parks the idle session
+    assert [o["turns"] for o in outputs] == list(range(1, len(outputs) + 1))
+    assert all(set(o) == {"session_id", "turns", "outcome", "wait_seconds", "reason"} for o in outputs)
+    assert outputs[-1] == {
+        "session_id": sid,
+        "turns": len(outputs),
+        "outcome": "parked",
+        "wait_seconds": 0,
+        "reason": "idle",
+    }
+    assert all(o["outcome"] == "run_again" for o in outputs[:-1])
+    # And the DynamoDB log holds the whole turn, the run is released and the record says idle
+    assert _types(aws_env, sid) == [
+        "user.message",
+        "session.status_running",
+        "span.model_request_start",
+        "agent.message",
+        "span.model_request_end",
+        "session.status_idle",
+    ]
+    assert _owner(aws_env, sid) is None
+    rec = aws_env.deps.runtime.resources.get_by_id("session", sid)
+    assert rec is not None and rec.doc["status"] == "idle" and rec.attrs["status"] == "idle"
+    # And the model was called once, with the API key read from Secrets Manager
+    (request,) = aws_env.model.requests
+    headers = {k.lower(): v for k, v in request["headers"].items()}
+    assert "sk-test-from-secrets-manager" in (headers.get("x-api-key", "") + headers.get("authorization", ""))
+
+
+def test_a_retryable_model_error_asks_the_state_machine_to_wait(aws_env: AwsEnv) -> None:
+    # Given a model that is overloaded once, then answers
+    aws_env.model.push({"error": {"status": 529, "type": "overloaded_error", "message": "busy"}}, "recovered")
+    sid = _start_session(aws_env, "hi")
+    name = _owner(aws_env, sid)
+    # When ModelTurn runs until it stops running again
+    outs: list[dict[str, Any]] = []
+    turns = 0
+    while not outs or outs[-1]["outcome"] == "run_again":
+        outs.append(model_turn_handler({"session_id": sid, "turns": turns, "execution": name}, FakeLambdaContext()))
+        turns = outs[-1]["turns"]
+    # Then it says retry_after with the harness's backoff (MANAGED_AGENTS_RETRY_BASE_SECONDS=2) ...
+    assert outs[-1]["outcome"] == "retry_after" and outs[-1]["wait_seconds"] == 2
+    assert "session.error" in _types(aws_env, sid) and "session.status_rescheduled" in _types(aws_env, sid)
+    # ... and after the wait the next turns finish the session
+    rest = _turns(aws_env, sid, name)
+    assert rest[-1]["outcome"] == "parked"
+    assert _types(aws_env, sid)[-1] == "session.status_idle"
+    assert len(aws_env.model.requests) == 2
+
+
+def test_a_built_in_tool_call_waits_on_a_task_token_released_by_the_api(aws_env: AwsEnv) -> None:
+    # Given an agent with the sandbox toolset whose model calls bash, then answers after the result
+    aws_env.model.push(
+        {"content": [{"type": "tool_use", "name": "bash", "input": {"command": "ls"}}]},
+        "The directory is empty.",
+    )
+    sid = _start_session(aws_env, "list files", tools=[{"type": "agent_toolset_20260401"}])
+    name = _owner(aws_env, sid)
+    # When ModelTurn runs, it stops to wait for the tool result until the tool deadline (120 s)
+    outs = _turns(aws_env, sid, name)
+    assert outs[-1]["outcome"] == "wait_for_tools"
+    assert 110 <= outs[-1]["wait_seconds"] <= 120
+    # And the ToolWait task parks its token on the session record
+    sent: list[dict[str, Any]] = []
+    aws_env.sfn.meta.events.register(
+        "provide-client-params.sfn.SendTaskSuccess", lambda params, **_: sent.append(params)
+    )
+    assert tool_wait_handler({"session_id": sid, "task_token": "token-1"}, FakeLambdaContext()) is None
+    rec = aws_env.deps.runtime.resources.get_by_id("session", sid)
+    assert rec is not None and rec.doc[TOKEN_FIELD] == "token-1"
+    assert sent == []
+    # When the API logs the sandbox's result and releases the wait (twice, as two racing result posts might)
+    tool_use = next(e for e in iter_all(aws_env.deps.runtime.events, sid) if e.type == "agent.tool_use")
+    result = {"tool_use_id": tool_use.id, "content": [{"type": "text", "text": "(empty)"}], "is_error": False}
+    aws_env.deps.runtime.events.append(sid, [NewEvent(new_id("event"), "user.tool_result", result)])
+    released = [release_tool_wait(aws_env.deps.runtime.resources, aws_env.sfn, sid) for _ in range(2)]
+    # Then exactly one SendTaskSuccess went out with a pointer-only output, and the token is gone
+    assert released == [True, False]
+    assert [(p["taskToken"], p["output"]) for p in sent] == [("token-1", f'{{"session_id":"{sid}","released":true}}')]
+    rec = aws_env.deps.runtime.resources.get_by_id("session", sid)
+    assert rec is not None and TOKEN_FIELD not in rec.doc
+    # And the next ModelTurns send the result to the model and park the idle session
+    final = _turns(aws_env, sid, name)
+    assert final[-1]["outcome"] == "parked"
+    types = _types(aws_env, sid)
+    assert types.count("span.model_request_end") == 2 and types[-1] == "session.status_idle"
+    last_body = aws_env.model.requests[-1]["body"]
+    assert any(b.get("type") == "tool_result" for b in last_body["messages"][-1]["content"])
+
+
+def test_a_token_parked_after_the_results_were_logged_is_released_at_once(aws_env: AwsEnv) -> None:
+    # Given a bash call whose result the sandbox logged before the ToolWait task stored its token
+    aws_env.model.push({"content": [{"type": "tool_use", "name": "bash", "input": {"command": "ls"}}]}, "done")
+    sid = _start_session(aws_env, "go", tools=[{"type": "agent_toolset_20260401"}])
+    assert _turns(aws_env, sid, _owner(aws_env, sid))[-1]["outcome"] == "wait_for_tools"
+    tool_use = next(e for e in iter_all(aws_env.deps.runtime.events, sid) if e.type == "agent.tool_use")
+    result: dict[str, object] = {"tool_use_id": tool_use.id, "content": [{"type": "text", "text": "ok"}]}
+    aws_env.deps.runtime.events.append(sid, [NewEvent(new_id("event"), "user.tool_result", result)])
+    assert release_tool_wait(aws_env.deps.runtime.resources, aws_env.sfn, sid) is False  # no token yet
+    sent: list[dict[str, Any]] = []
+    aws_env.sfn.meta.events.register(
+        "provide-client-params.sfn.SendTaskSuccess", lambda params, **_: sent.append(params)
+    )
+    # When the ToolWait task runs
+    tool_wait_handler({"session_id": sid, "task_token": "token-late"}, FakeLambdaContext())
+    # Then it released its own token: the execution does not wait for a release that already happened
+    assert [p["taskToken"] for p in sent] == ["token-late"]
+    rec = aws_env.deps.runtime.resources.get_by_id("session", sid)
+    assert rec is not None and TOKEN_FIELD not in rec.doc
+
+
+def test_a_wake_during_the_run_turns_the_park_into_another_turn(aws_env: AwsEnv) -> None:
+    # Given a session that ran one turn and a second user.message logged while the execution still owned the run
+    aws_env.model.push("first answer", "second answer")
+    sid = _start_session(aws_env, "one")
+    name = _owner(aws_env, sid)
+    assert model_turn_handler({"session_id": sid, "turns": 0, "execution": name}, FakeLambdaContext())["outcome"] == (
+        "run_again"
+    )
+    aws_env.deps.runtime.events.append(
+        sid, [NewEvent(new_id("event"), "user.message", {"content": [{"type": "text", "text": "two"}]})]
+    )
+    orchestrator = aws_env.deps.runtime.sessions.svc.orchestrator
+    assert orchestrator is not None
+    orchestrator.wake(sid)  # collapses into the running execution: no second one
+    assert len(aws_env.executions()) == 1
+    # When the loop runs to its park
+    outputs = _turns(aws_env, sid, name)
+    # Then both messages were answered by the one execution, and the run is released at the end
+    assert outputs[-1]["outcome"] == "parked"
+    assert len(aws_env.model.requests) == 2
+    assert _types(aws_env, sid).count("agent.message") == 2
+    assert _owner(aws_env, sid) is None
+    assert len(aws_env.executions()) == 1
