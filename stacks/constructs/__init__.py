@@ -1,0 +1,1 @@
+"""One construct per concern; ManagedAgentsStack composes them and makes the cross-construct grants."""

@@ -1,0 +1,198 @@
+"""Secrets: the model API key, the bootstrap admin API key, and the vault credentials' KMS key.
+
+Vault credentials are Secrets Manager secrets created at run time under `{prefix}/vault/`, encrypted with `vault_key`.
+Only the MCP proxy reads them, enforced twice:
+
+* resource policy: the vault key's key policy allows `kms:Decrypt` only to the MCP proxy role (through Secrets
+  Manager) and explicitly denies `kms:Decrypt`/`kms:ReEncryptFrom` to every other principal, the account root
+  included. GetSecretValue needs that decrypt, so no IAM policy anywhere in the account can grant a read;
+* IAM: only the MCP proxy role is allowed `secretsmanager:GetSecretValue` on the prefix, and the API role (which
+  creates and updates them, write-only) carries an explicit deny.
+
+Secrets are per credential and created by the API at run time, so a per-secret resource policy cannot be declared in
+CloudFormation; the key policy is the resource policy that covers all of them.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import ArnFormat, Aws, Duration, RemovalPolicy, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_secretsmanager as secretsmanager
+from constructs import Construct
+
+from stacks.config import PlatformConfig
+from stacks.nag import acknowledge
+
+_KEY_ADMIN_ACTIONS = [
+    "kms:Create*",
+    "kms:Describe*",
+    "kms:Enable*",
+    "kms:List*",
+    "kms:Put*",
+    "kms:Update*",
+    "kms:Revoke*",
+    "kms:Disable*",
+    "kms:Get*",
+    "kms:Delete*",
+    "kms:TagResource",
+    "kms:UntagResource",
+    "kms:ScheduleKeyDeletion",
+    "kms:CancelKeyDeletion",
+    "kms:RotateKeyOnDemand",
+]
+_SECRET_WRITE_ACTIONS = [
+    "secretsmanager:PutSecretValue",
+    "secretsmanager:DeleteSecret",
+    "secretsmanager:DescribeSecret",
+    "secretsmanager:TagResource",
+]
+
+
+class Secrets(Construct):
+    def __init__(self, scope: Construct, id_: str, *, config: PlatformConfig) -> None:
+        super().__init__(scope, id_)
+        removal = RemovalPolicy.DESTROY if config.destroy_on_removal else RemovalPolicy.RETAIN
+        self.vault_prefix = f"{config.prefix}/vault/"
+        self.model_key = secretsmanager.Secret(
+            self,
+            "ModelApiKey",
+            secret_name=f"{config.prefix}/model-api-key",
+            description="Anthropic API key of the ModelTurn Lambda. Deployed as a random placeholder: put the real "
+            "key with `aws secretsmanager put-secret-value` (docs/deploy-aws.md).",
+            removal_policy=removal,
+        )
+        acknowledge(
+            self.model_key,
+            "AwsSolutions-SMG4",
+            "A third-party API key issued by the model provider's console; Secrets Manager cannot rotate it. "
+            "Rotate it at the provider and put the new value.",
+        )
+        self.admin_key = secretsmanager.Secret(
+            self,
+            "AdminApiKey",
+            secret_name=f"{config.prefix}/admin-api-key",
+            description="The platform's first (admin) API key; the API Lambda registers its hash on first start.",
+            generate_secret_string=secretsmanager.SecretStringGenerator(
+                password_length=48, exclude_punctuation=True, include_space=False
+            ),
+            removal_policy=removal,
+        )
+        acknowledge(
+            self.admin_key,
+            "AwsSolutions-SMG4",
+            "A bootstrap credential: create named API keys through the API and revoke this one; a rotation Lambda "
+            "would invalidate the key clients hold without telling them.",
+        )
+        stack = Stack.of(self)
+        self._root = iam.AccountRootPrincipal()
+        self.vault_key = kms.Key(
+            self,
+            "VaultKey",
+            description=f"Encrypts {self.vault_prefix}* vault credential secrets; only the MCP proxy may decrypt.",
+            enable_key_rotation=True,
+            removal_policy=removal,
+            pending_window=Duration.days(30),
+            policy=iam.PolicyDocument(
+                statements=[
+                    iam.PolicyStatement(
+                        sid="KeyAdministration",
+                        principals=[self._root],
+                        actions=_KEY_ADMIN_ACTIONS,
+                        resources=["*"],
+                    )
+                ]
+            ),
+        )
+        self.vault_secrets_arn = stack.format_arn(
+            service="secretsmanager",
+            resource="secret",
+            resource_name=f"{self.vault_prefix}*",
+            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+        )
+        self._via_secrets_manager = {"StringEquals": {"kms:ViaService": f"secretsmanager.{Aws.REGION}.amazonaws.com"}}
+
+    def allow_vault_reader(self, role: iam.IRole) -> None:
+        """The MCP proxy: the only principal that may read (and refresh) vault credentials."""
+        self.vault_key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="VaultReaderDecrypt",
+                principals=[iam.ArnPrincipal(role.role_arn)],
+                actions=["kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey"],
+                resources=["*"],
+                conditions=self._via_secrets_manager,
+            )
+        )
+        self.vault_key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="DenyDecryptToAllButVaultReader",
+                effect=iam.Effect.DENY,
+                principals=[iam.AnyPrincipal()],
+                actions=["kms:Decrypt", "kms:ReEncryptFrom"],
+                resources=["*"],
+                conditions={"ArnNotEquals": {"aws:PrincipalArn": role.role_arn}},
+            )
+        )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="ReadVaultSecrets",
+                actions=[
+                    "secretsmanager:GetSecretValue",
+                    "secretsmanager:PutSecretValue",
+                    "secretsmanager:DescribeSecret",
+                ],
+                resources=[self.vault_secrets_arn],
+            )
+        )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="UseVaultKey",
+                actions=["kms:Decrypt", "kms:GenerateDataKey"],
+                resources=[self.vault_key.key_arn],
+                conditions=self._via_secrets_manager,
+            )
+        )
+
+    def allow_vault_writer(self, role: iam.IRole) -> None:
+        """The API: creates, updates and deletes vault credential secrets but can never read one back."""
+        self.vault_key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="VaultWriterEncrypt",
+                principals=[iam.ArnPrincipal(role.role_arn)],
+                actions=["kms:GenerateDataKey", "kms:DescribeKey"],
+                resources=["*"],
+                conditions=self._via_secrets_manager,
+            )
+        )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="CreateVaultSecretsWithVaultKey",
+                actions=["secretsmanager:CreateSecret"],
+                resources=[self.vault_secrets_arn],
+                conditions={"StringEquals": {"secretsmanager:KmsKeyArn": self.vault_key.key_arn}},
+            )
+        )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="WriteVaultSecrets", actions=_SECRET_WRITE_ACTIONS, resources=[self.vault_secrets_arn]
+            )
+        )
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="UseVaultKeyForWrites",
+                actions=["kms:GenerateDataKey"],
+                resources=[self.vault_key.key_arn],
+                conditions=self._via_secrets_manager,
+            )
+        )
+        self.deny_vault_reads(role)
+
+    def deny_vault_reads(self, role: iam.IRole) -> None:
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="NeverReadVaultSecrets",
+                effect=iam.Effect.DENY,
+                actions=["secretsmanager:GetSecretValue"],
+                resources=[self.vault_secrets_arn],
+            )
+        )

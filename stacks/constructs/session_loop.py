@@ -1,0 +1,232 @@
+"""SessionLoop: the Standard state machine "session run" and the Lambdas it drives.
+
+Contract with functions/model_turn/handler.py and functions/tool_wait/handler.py (each `handler(event, context)`)
+and with the orchestrator (managed_agents/adapters/aws/step_functions_orchestrator.py), which starts executions with
+the input `{"session_id", "turns": 0, "execution": <its claimed execution name>}`:
+
+* ModelTurn input `{"session_id", "turns", "execution"}` → output `{"session_id", "turns", "outcome", "wait_seconds",
+  "reason"}`, `outcome` one of run_again | retry_after | wait_for_tools | parked; `turns` includes the turn just
+  run. `execution` is the run's owner token, `$$.Execution.Input.execution`: the name the orchestrator claimed on the
+  session record. A continued execution inherits it, so the run keeps its owner across continue-as-new.
+* ToolWait input `{"session_id", "task_token"}`: parks the token; the API releases it (SendTaskSuccess) when the tool
+  results are logged. The task times out after `wait_seconds` (and, if `toolHeartbeatSeconds` is set, after a missed
+  heartbeat); the timeout goes back to ModelTurn, which turns the lost sandbox into an error result. A wait whose
+  deadline already passed (`wait_seconds` < 1, not a valid timeout) goes straight back to ModelTurn.
+* ReportFailure (`report_failure` in the model_turn module) input `{"session_id", "error": {"Error", "Cause"}}`:
+  appends session.error + idle. Then the execution fails.
+
+Loop: ModelTurn → NextStep: run_again → ModelTurn (or, once `turns` ≥ maxTurnsPerExecution, ContinueAsNew: a new
+execution of this state machine with `{"session_id", "turns": 0, "execution"}`, then Continued); retry_after →
+RetryWait (SecondsPath) → ModelTurn; wait_for_tools → ToolWait → ModelTurn; parked → Parked. State carries the
+pointers above, never payloads (ToolWait's result is discarded; catches keep the error under `$.error`).
+"""
+
+from __future__ import annotations
+
+from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_stepfunctions as sfn
+from aws_cdk import aws_stepfunctions_tasks as tasks
+from constructs import Construct
+
+from stacks.config import (
+    STATE_CONTINUE_AS_NEW,
+    STATE_CONTINUED,
+    STATE_FAILED,
+    STATE_MODEL_TURN,
+    STATE_NEXT_STEP,
+    STATE_PARKED,
+    STATE_REPORT_FAILURE,
+    STATE_RETRY_WAIT,
+    STATE_TOOL_WAIT,
+    STATE_UNKNOWN_OUTCOME,
+    PlatformConfig,
+)
+from stacks.constructs.python_function import PythonFunction
+from stacks.nag import acknowledge
+
+_TIMEOUT_ERRORS = ["States.Timeout", "States.HeartbeatTimeout"]
+
+
+def state_machine_name(config: PlatformConfig) -> str:
+    return f"{config.prefix}-session-run"
+
+
+def state_machine_arn(scope: Construct, config: PlatformConfig) -> str:
+    """The ARN from the fixed name: callers (API, triggers, the machine itself) need it without a reference cycle."""
+    return Stack.of(scope).format_arn(
+        service="states",
+        resource="stateMachine",
+        resource_name=state_machine_name(config),
+        arn_format=ArnFormat.COLON_RESOURCE_NAME,
+    )
+
+
+def executions_arn(scope: Construct, config: PlatformConfig) -> str:
+    return Stack.of(scope).format_arn(
+        service="states",
+        resource="execution",
+        resource_name=f"{state_machine_name(config)}:*",
+        arn_format=ArnFormat.COLON_RESOURCE_NAME,
+    )
+
+
+class SessionLoop(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        config: PlatformConfig,
+        model_turn: PythonFunction,
+        report_failure: PythonFunction,
+        tool_wait: PythonFunction,
+    ) -> None:
+        super().__init__(scope, id_)
+        self.arn = state_machine_arn(self, config)
+        owner = sfn.JsonPath.string_at("$$.Execution.Input.execution")
+        pointers = sfn.TaskInput.from_object(
+            {
+                "session_id": sfn.JsonPath.string_at("$.session_id"),
+                "turns": sfn.JsonPath.number_at("$.turns"),
+                "execution": owner,
+            }
+        )
+
+        turn = tasks.LambdaInvoke(
+            self,
+            STATE_MODEL_TURN,
+            lambda_function=model_turn.alias,
+            payload=pointers,
+            output_path="$.Payload",
+            comment="One model turn of the harness; returns the next step",
+        )
+        turn.add_retry(
+            errors=["Lambda.TooManyRequestsException"],
+            interval=Duration.seconds(1),
+            max_attempts=6,
+            backoff_rate=2,
+            jitter_strategy=sfn.JitterType.FULL,
+        )
+        # A turn is safe to re-run (deterministic event ids, conditional appends): retry a crashed or timed-out one.
+        turn.add_retry(
+            errors=["Sandbox.Timedout", "Lambda.Unknown"], interval=Duration.seconds(2), max_attempts=2, backoff_rate=2
+        )
+
+        failed = sfn.Fail(
+            self, STATE_FAILED, error="SessionRunFailed", cause="The session run failed; see the session's events"
+        )
+        report = tasks.LambdaInvoke(
+            self,
+            STATE_REPORT_FAILURE,
+            lambda_function=report_failure.alias,
+            payload=sfn.TaskInput.from_object(
+                {"session_id": sfn.JsonPath.string_at("$.session_id"), "error": sfn.JsonPath.object_at("$.error")}
+            ),
+            result_path=sfn.JsonPath.DISCARD,
+            comment="Append session.error and go idle, as the embedded runtime does",
+        )
+        report.add_catch(failed, errors=["States.ALL"], result_path="$.report_error")
+        report.next(failed)
+
+        retry_wait = sfn.Wait(
+            self, STATE_RETRY_WAIT, time=sfn.WaitTime.seconds_path("$.wait_seconds"), comment="Backoff, then retry"
+        )
+        retry_wait.next(turn)
+
+        tool_wait_task = tasks.LambdaInvoke(
+            self,
+            STATE_TOOL_WAIT,
+            lambda_function=tool_wait.alias,
+            integration_pattern=sfn.IntegrationPattern.WAIT_FOR_TASK_TOKEN,
+            payload=sfn.TaskInput.from_object(
+                {"session_id": sfn.JsonPath.string_at("$.session_id"), "task_token": sfn.JsonPath.task_token}
+            ),
+            task_timeout=sfn.Timeout.at("$.wait_seconds"),
+            heartbeat_timeout=(
+                sfn.Timeout.duration(Duration.seconds(config.tool_heartbeat_seconds))
+                if config.tool_heartbeat_seconds
+                else None
+            ),
+            result_path=sfn.JsonPath.DISCARD,
+            comment="Wait for built-in tool results; the API sends the task token back when they are logged",
+        )
+        tool_wait_task.add_catch(turn, errors=_TIMEOUT_ERRORS, result_path="$.tool_wait_error")
+        tool_wait_task.next(turn)
+
+        continue_as_new = tasks.StepFunctionsStartExecution(
+            self,
+            STATE_CONTINUE_AS_NEW,
+            state_machine=sfn.StateMachine.from_state_machine_arn(self, "Self", self.arn),
+            input=sfn.TaskInput.from_object(
+                {"session_id": sfn.JsonPath.string_at("$.session_id"), "turns": 0, "execution": owner}
+            ),
+            integration_pattern=sfn.IntegrationPattern.REQUEST_RESPONSE,
+            result_path=sfn.JsonPath.DISCARD,
+            comment="Restart as a new execution (history limit); state is only the session id",
+        )
+        continue_as_new.add_retry(errors=["States.TaskFailed"], interval=Duration.seconds(1), max_attempts=3)
+        continue_as_new.next(sfn.Succeed(self, STATE_CONTINUED))
+
+        unknown = sfn.Pass(
+            self,
+            STATE_UNKNOWN_OUTCOME,
+            result=sfn.Result.from_object(
+                {"Error": "UnknownOutcome", "Cause": "ModelTurn returned an outcome the state machine does not know"}
+            ),
+            result_path="$.error",
+        )
+        unknown.next(report)
+
+        for task in (turn, tool_wait_task, continue_as_new):
+            task.add_catch(report, errors=["States.ALL"], result_path="$.error")
+
+        outcome = "$.outcome"
+        choice = (
+            sfn.Choice(self, STATE_NEXT_STEP, comment="Route on ModelTurn's outcome")
+            .when(
+                sfn.Condition.and_(
+                    sfn.Condition.string_equals(outcome, "run_again"),
+                    sfn.Condition.number_greater_than_equals("$.turns", config.max_turns_per_execution),
+                ),
+                continue_as_new,
+            )
+            .when(sfn.Condition.string_equals(outcome, "run_again"), turn)
+            .when(sfn.Condition.string_equals(outcome, "retry_after"), retry_wait)
+            .when(
+                sfn.Condition.and_(
+                    sfn.Condition.string_equals(outcome, "wait_for_tools"),
+                    sfn.Condition.number_less_than("$.wait_seconds", 1),
+                ),
+                turn,
+            )
+            .when(sfn.Condition.string_equals(outcome, "wait_for_tools"), tool_wait_task)
+            .when(sfn.Condition.string_equals(outcome, "parked"), sfn.Succeed(self, STATE_PARKED))
+            .otherwise(unknown)
+        )
+        turn.next(choice)
+
+        self.log_group = logs.LogGroup(
+            self,
+            "Logs",
+            log_group_name=f"/aws/vendedlogs/states/{state_machine_name(config)}",
+            retention=config.log_retention,
+            removal_policy=RemovalPolicy.DESTROY if config.destroy_on_removal else RemovalPolicy.RETAIN,
+        )
+        self.state_machine = sfn.StateMachine(
+            self,
+            "StateMachine",
+            state_machine_name=state_machine_name(config),
+            state_machine_type=sfn.StateMachineType.STANDARD,
+            definition_body=sfn.DefinitionBody.from_chainable(turn),
+            comment="session run: model turns until the session parks; see stacks/constructs/session_loop.py",
+            logs=sfn.LogOptions(destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=False),
+            tracing_enabled=True,
+        )
+        acknowledge(
+            self.state_machine.role,
+            "AwsSolutions-IAM5",
+            "CloudWatch Logs delivery (logs:CreateLogDelivery etc.) and X-Ray (PutTraceSegments etc.) support no "
+            "resource-level permissions; CDK adds exactly these statements for state machine logging and tracing.",
+            "Resource::*",
+        )

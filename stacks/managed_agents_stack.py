@@ -1,0 +1,287 @@
+"""ManagedAgentsStack: composes the constructs, makes the cross-construct grants and emits the outputs.
+
+Who may do what (every role is its own, least privilege; `live` aliases are the only invoke targets):
+
+| principal | may |
+| --- | --- |
+| API Lambda | events/resources read-write, spill objects, read the admin key secret, create/write (never read) |
+|            | vault secrets, start/stop/describe session-run executions, send task results |
+| ModelTurn | events/resources read-write, spill objects, read the model key, invoke MCP proxy, provisioner |
+| ReportFailure | events/resources read-write, spill objects |
+| ToolWait | resources read-write, events read, send task results |
+| MCP proxy | resources read, read/refresh vault secrets (the only principal whose decrypt the vault key allows) |
+| provisioner | resources read-write, Run/Stop/DescribeTasks of the sandbox task, PassRole of its execution role |
+| triggers | events/resources read-write, spill objects, start session-run executions |
+| sandbox task | nothing: no task role |
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from aws_cdk import CfnElement, CfnOutput, Duration, Fn, Stack
+from aws_cdk import aws_iam as iam
+from constructs import Construct
+
+from stacks import config as names
+from stacks.config import PlatformConfig
+from stacks.constructs.api import Api
+from stacks.constructs.data import Data
+from stacks.constructs.python_function import PythonFunction, lambda_code
+from stacks.constructs.sandbox import Sandbox
+from stacks.constructs.secrets import Secrets
+from stacks.constructs.session_loop import SessionLoop, executions_arn, state_machine_arn
+from stacks.constructs.triggers import Triggers
+from stacks.nag import acknowledge
+
+
+class ManagedAgentsStack(Stack):
+    def __init__(self, scope: Construct, id_: str, *, config: PlatformConfig, **kwargs: Any) -> None:
+        super().__init__(scope, id_, **kwargs)
+        self.config = config
+        code = lambda_code(config)
+
+        self.data = Data(self, "Data", config=config)
+        self.secrets = Secrets(self, "Secrets", config=config)
+        self.sandbox = Sandbox(self, "Sandbox", config=config)
+        sm_arn = state_machine_arn(self, config)
+        data_env = {
+            names.ENV_EVENTS_TABLE: self.data.events_table.table_name,
+            names.ENV_RESOURCES_TABLE: self.data.resources_table.table_name,
+            names.ENV_SPILL_BUCKET: self.data.spill_bucket.bucket_name,
+        }
+
+        def function(id_: str, handler: str, description: str, **kw: Any) -> PythonFunction:
+            return PythonFunction(self, id_, config=config, code=code, handler=handler, description=description, **kw)
+
+        # MCP proxy: the only reader of vault credentials.
+        self.mcp_proxy = function(
+            "McpProxy",
+            "functions.mcp_proxy.handler.handler",
+            "MCP proxy: resolves vault credentials and calls MCP servers and web tools for the harness",
+            timeout=Duration.seconds(120),
+            environment={
+                names.ENV_RESOURCES_TABLE: self.data.resources_table.table_name,
+                names.ENV_VAULT_SECRET_PREFIX: self.secrets.vault_prefix,
+                names.ENV_VAULT_KMS_KEY_ARN: self.secrets.vault_key.key_arn,
+            },
+        )
+        self.data.grant_resources(self.mcp_proxy.role, write=False)
+        self.secrets.allow_vault_reader(self.mcp_proxy.role)
+
+        # Provisioner: one Fargate sandbox task per session.
+        self.provisioner = function(
+            "Provisioner",
+            "functions.provisioner.handler.handler",
+            "Sandbox provisioner: starts and stops the per-session Fargate task running the official worker",
+            timeout=Duration.seconds(60),
+            environment={
+                names.ENV_RESOURCES_TABLE: self.data.resources_table.table_name,
+                names.ENV_ECS_CLUSTER: self.sandbox.cluster.cluster_name,
+                names.ENV_SANDBOX_TASK_DEFINITION: self.sandbox.task_definition.ref,
+                names.ENV_SANDBOX_CONTAINER: names.SANDBOX_CONTAINER_NAME,
+                names.ENV_SANDBOX_SUBNETS: Fn.join(",", self.sandbox.subnet_ids),
+                names.ENV_SANDBOX_SECURITY_GROUP: self.sandbox.security_group.security_group_id,
+                names.ENV_SANDBOX_ASSIGN_PUBLIC_IP: "ENABLED" if self.sandbox.assign_public_ip else "DISABLED",
+            },
+        )
+        self.data.grant_resources(self.provisioner.role, write=True)
+        self.sandbox.grant_run(self.provisioner.role)
+
+        # The session loop's Lambdas and the state machine.
+        self.model_turn = function(
+            "ModelTurn",
+            "functions.model_turn.handler.handler",
+            "ModelTurn: one harness turn (the code the embedded orchestrator calls)",
+            memory_mb=config.model_turn_memory_mb,
+            timeout=Duration.seconds(config.model_turn_timeout_seconds),
+            environment={
+                **data_env,
+                **config.harness_environment(),
+                **({"ANTHROPIC_BASE_URL": config.anthropic_base_url} if config.anthropic_base_url else {}),
+                names.ENV_MODEL_KEY_SECRET_ARN: self.secrets.model_key.secret_arn,
+                names.ENV_MCP_PROXY_FUNCTION: self.mcp_proxy.alias.function_arn,
+                names.ENV_PROVISIONER_FUNCTION: self.provisioner.alias.function_arn,
+            },
+        )
+        self.data.grant_events(self.model_turn.role, write=True)
+        self.data.grant_resources(self.model_turn.role, write=True)
+        self.secrets.model_key.grant_read(self.model_turn.role)
+        self.secrets.deny_vault_reads(self.model_turn.role)
+        self.mcp_proxy.grant_invoke(self.model_turn.role)
+        self.provisioner.grant_invoke(self.model_turn.role)
+
+        self.report_failure = function(
+            "ReportFailure",
+            "functions.model_turn.handler.report_failure",
+            "ReportFailure: appends session.error and idle when a session run fails",
+            timeout=Duration.seconds(60),
+            environment=data_env,
+        )
+        self.data.grant_events(self.report_failure.role, write=True)
+        self.data.grant_resources(self.report_failure.role, write=True)
+
+        self.tool_wait = function(
+            "ToolWait",
+            "functions.tool_wait.handler.handler",
+            "ToolWait: stores the task token the API releases when built-in tool results are logged",
+            timeout=Duration.seconds(30),
+            environment=data_env,
+        )
+        self.data.grant_events(self.tool_wait.role, write=False)
+        self.data.grant_resources(self.tool_wait.role, write=True)
+        self._grant_task_response(self.tool_wait.role)
+
+        self.session_loop = SessionLoop(
+            self,
+            "SessionLoop",
+            config=config,
+            model_turn=self.model_turn,
+            report_failure=self.report_failure,
+            tool_wait=self.tool_wait,
+        )
+
+        # The API.
+        self.api = Api(
+            self,
+            "Api",
+            config=config,
+            code=code,
+            environment={
+                **data_env,
+                names.ENV_STATE_MACHINE_ARN: sm_arn,
+                names.ENV_ADMIN_KEY_SECRET_ARN: self.secrets.admin_key.secret_arn,
+                names.ENV_VAULT_SECRET_PREFIX: self.secrets.vault_prefix,
+                names.ENV_VAULT_KMS_KEY_ARN: self.secrets.vault_key.key_arn,
+                # End event streams cleanly a minute before the Lambda/API Gateway stream cap (ServerSettings).
+                names.ENV_SSE_MAX_SECONDS: str(max(config.api_timeout_seconds - 60, 30)),
+            },
+        )
+        api_role = self.api.function.role
+        self.data.grant_events(api_role, write=True)
+        self.data.grant_resources(api_role, write=True)
+        self.secrets.admin_key.grant_read(api_role)
+        self.secrets.allow_vault_writer(api_role)
+        self._grant_wake(api_role, sm_arn)
+        api_role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="InterruptSessionRuns",
+                actions=["states:StopExecution", "states:DescribeExecution"],
+                resources=[executions_arn(self, config)],
+            )
+        )
+        self._grant_task_response(api_role)
+        # The sandbox worker learns the API URL from the provisioner (a RunTask environment override).
+        self.provisioner.add_environment(names.ENV_API_URL, self.api.url)
+
+        # Triggers: EventBridge events and Scheduler schedules start sessions.
+        self.triggers_function = function(
+            "TriggersFunction",
+            "functions.triggers.handler.handler",
+            "Triggers: creates a session from an EventBridge event or schedule and wakes it",
+            timeout=Duration.seconds(60),
+            environment={**data_env, names.ENV_STATE_MACHINE_ARN: sm_arn},
+        )
+        self.data.grant_events(self.triggers_function.role, write=True)
+        self.data.grant_resources(self.triggers_function.role, write=True)
+        self._grant_wake(self.triggers_function.role, sm_arn)
+        self.triggers = Triggers(self, "Triggers", config=config, function=self.triggers_function)
+
+        self._acknowledge_wildcards()
+        self._outputs()
+
+    def _lid(self, construct: Construct) -> str:
+        """The logical id of an L2 construct's CloudFormation resource, as cdk-nag's findings name it."""
+        return self.get_logical_id(cast(CfnElement, construct.node.default_child))
+
+    def _grant_wake(self, role: iam.IRole, sm_arn: str) -> None:
+        role.add_to_principal_policy(
+            iam.PolicyStatement(sid="WakeSessionRuns", actions=["states:StartExecution"], resources=[sm_arn])
+        )
+
+    def _grant_task_response(self, role: iam.IRole) -> None:
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="ReleaseToolWaitTokens",
+                actions=["states:SendTaskSuccess", "states:SendTaskFailure", "states:SendTaskHeartbeat"],
+                resources=["*"],
+            )
+        )
+
+    def _acknowledge_wildcards(self) -> None:
+        spill_objects = f"Resource::<{self._lid(self.data.spill_bucket)}.Arn>/*"
+        resources_index = f"Resource::<{self._lid(self.data.resources_table)}.Arn>/index/*"
+        vault_secrets = (
+            f"Resource::arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:secret:"
+            f"{self.secrets.vault_prefix}*"
+        )
+        task_response = (
+            "states:SendTaskSuccess/SendTaskFailure/SendTaskHeartbeat support no resource-level permissions (IAM "
+            "accepts only `*` for them); the task token in the call is the capability."
+        )
+        spill = (
+            "Object-level access to the platform's own spill bucket: payload keys are per session and event id, "
+            "created at run time, so no fixed object ARN exists (readers get s3:GetObject only)."
+        )
+        vault = (
+            "Vault credential secrets are created per credential at run time under the vault name prefix; reads are "
+            "further limited by the vault key policy to the MCP proxy."
+        )
+        executions = (
+            f"Session-run executions are created at run time; the statement names the executions of the one state "
+            f"machine {self.session_loop.state_machine.node.id} only."
+        )
+        executions_finding = (
+            f"Resource::arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:"
+            f"{self.config.prefix}-session-run:*"
+        )
+        tasks_finding = (
+            f"Resource::arn:<AWS::Partition>:ecs:<AWS::Region>:<AWS::AccountId>:task/"
+            f"<{self._lid(self.sandbox.cluster)}>/*"
+        )
+        index = (
+            "Query on the resources table's own secondary indexes (by_time, lookup1..3): the statement covers that "
+            "one table's indexes only, and Query is its only action."
+        )
+        for fn in (self.model_turn, self.report_failure, self.triggers_function, self.api.function, self.tool_wait):
+            acknowledge(fn.role, "AwsSolutions-IAM5", spill, spill_objects)
+        for fn in (
+            self.model_turn,
+            self.report_failure,
+            self.triggers_function,
+            self.api.function,
+            self.tool_wait,
+            self.mcp_proxy,
+            self.provisioner,
+        ):
+            acknowledge(fn.role, "AwsSolutions-IAM5", index, resources_index)
+        for fn in (self.tool_wait, self.api.function):
+            acknowledge(fn.role, "AwsSolutions-IAM5", task_response, "Resource::*")
+        for fn in (self.api.function, self.mcp_proxy):  # (ModelTurn's statement on the prefix is a Deny)
+            acknowledge(fn.role, "AwsSolutions-IAM5", vault, vault_secrets)
+        acknowledge(self.api.function.role, "AwsSolutions-IAM5", executions, executions_finding)
+        acknowledge(
+            self.provisioner.role,
+            "AwsSolutions-IAM5",
+            "Sandbox tasks are started at run time, one per session; the statement covers tasks of the sandbox "
+            "cluster only (and ecs:cluster is pinned by condition).",
+            tasks_finding,
+        )
+
+    def _outputs(self) -> None:
+        outputs = {
+            "ApiUrl": (self.api.url, "base_url for the official SDK: Anthropic(base_url=ApiUrl, api_key=...)"),
+            "AdminApiKeySecretArn": (self.secrets.admin_key.secret_arn, "The first (admin) API key"),
+            "ModelApiKeySecretArn": (self.secrets.model_key.secret_arn, "Put the Anthropic API key here"),
+            "EventsTableName": (self.data.events_table.table_name, "Event log table"),
+            "ResourcesTableName": (self.data.resources_table.table_name, "Resources table"),
+            "SpillBucketName": (self.data.spill_bucket.bucket_name, "Large event payloads"),
+            "StateMachineArn": (self.session_loop.state_machine.state_machine_arn, "session run"),
+            "SandboxClusterName": (self.sandbox.cluster.cluster_name, "Fargate sandboxes"),
+            "EventBusName": (self.triggers.bus.event_bus_name, "Put StartSession events here"),
+            "TriggersFunctionArn": (self.triggers_function.alias.function_arn, "Target of schedules"),
+            "ScheduleGroupName": (self.triggers.schedule_group.ref, "Create schedules in this group"),
+            "SchedulerRoleArn": (self.triggers.scheduler_role.role_arn, "Role schedules assume"),
+        }
+        for name, (value, description) in outputs.items():
+            CfnOutput(self, name, value=value, description=description)
