@@ -256,3 +256,51 @@ class SecretStore(Protocol):
 
 
 SECRET_NAME_PATTERN = r"^[A-Za-z0-9/_+=.@-]{1,200}$"
+
+
+# -- MCP: the proxy's one failure type, shaped as the reference's session errors (api-reference §3.2) --
+
+McpErrorType = Literal["mcp_connection_failed_error", "mcp_authentication_failed_error"]
+CONNECTION_FAILED: McpErrorType = "mcp_connection_failed_error"
+AUTHENTICATION_FAILED: McpErrorType = "mcp_authentication_failed_error"
+
+
+class McpProxyError(Exception):
+    """An MCP server could not be used. The message is for users and logs: it never holds a secret value."""
+
+    def __init__(self, error_type: McpErrorType, message: str, server_name: str) -> None:
+        super().__init__(message)
+        self.error_type: McpErrorType = error_type
+        self.message = message
+        self.server_name = server_name
+
+    def session_error(self, retry_status: str = "retrying") -> JsonObject:
+        """The `error` object of a `session.error` event."""
+        return {
+            "type": self.error_type,
+            "message": self.message,
+            "mcp_server_name": self.server_name,
+            "retry_status": {"type": retry_status},
+        }
+
+    def __repr__(self) -> str:
+        return f"McpProxyError({self.error_type!r}, {self.message!r}, server_name={self.server_name!r})"
+
+
+class McpCallResult(Protocol):
+    @property
+    def content(self) -> list[JsonObject]: ...
+
+    @property
+    def is_error(self) -> bool: ...
+
+
+class McpGateway(Protocol):
+    """How the harness reaches MCP servers: through the MCP proxy, the only reader of vault credentials
+    (embedded: in-process; AWS: the MCP proxy Lambda). Failures raise `McpProxyError`."""
+
+    def list_tools(self, session: str, server_name: str) -> list[JsonObject]:
+        """The server's tools as Messages API definitions."""
+        ...
+
+    def call_tool(self, session: str, server_name: str, tool: str, tool_input: JsonObject) -> McpCallResult: ...

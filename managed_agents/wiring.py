@@ -14,18 +14,15 @@ from managed_agents.adapters.local.notifier import LocalNotifier
 from managed_agents.adapters.local.secret_file_store import EncryptedFileSecretStore
 from managed_agents.adapters.local.sqlite_store import SqliteDatabase, SqliteEventStore, SqliteResourceStore
 from managed_agents.adapters.local.subprocess_sandbox import SubprocessSandboxProvisioner
-from managed_agents.domain.clock import Clock, SystemClock, rfc3339
-from managed_agents.domain.errors import DuplicateEvent
-from managed_agents.domain.events import NewEvent
-from managed_agents.domain.ids import new_id
+from managed_agents.domain.clock import Clock, SystemClock
+from managed_agents.harness.failures import harness_failure_reporter
 from managed_agents.harness.turn import HarnessDeps
 from managed_agents.mcp_proxy import McpProxy
-from managed_agents.ports import EventNotifier, EventStore, ModelClient, Record, ResourceStore, SecretStore
+from managed_agents.ports import EventNotifier, EventStore, ModelClient, ResourceStore, SecretStore
 from managed_agents.services.agents import AgentService
 from managed_agents.services.common import Services
 from managed_agents.services.environments import EnvironmentService
 from managed_agents.services.keys import KeyService
-from managed_agents.services.records import mutate
 from managed_agents.services.sessions import SessionService
 from managed_agents.services.vaults import VaultService
 from managed_agents.services.work import WorkService, WorkSettings
@@ -96,33 +93,6 @@ class Runtime:
             self.mcp_proxy.close()
 
 
-def _report_harness_failure(events: EventStore, resources: ResourceStore, clock: Clock):  # type: ignore[no-untyped-def]
-    """Every failure inside a session becomes a session.error the user can read."""
-
-    def report(session_id: str, exc: BaseException) -> None:
-        message = f"Internal error while running the session ({type(exc).__name__}): {exc}"[:2000]
-        error = {"type": "unknown_error", "message": message, "retry_status": {"type": "exhausted"}}
-        batch = [
-            NewEvent(new_id("event"), "session.error", {"error": error}),
-            NewEvent(new_id("event"), "session.status_idle", {"stop_reason": {"type": "retries_exhausted"}}),
-        ]
-        try:
-            events.append(session_id, batch)
-            rec = resources.get_by_id("session", session_id)
-            if rec is not None:
-
-                def change(r: Record) -> None:
-                    r.doc["status"] = "idle"
-                    r.attrs["status"] = "idle"
-                    r.doc["updated_at"] = rfc3339(clock.now())
-
-                mutate(resources, rec, change)
-        except (DuplicateEvent, Exception):
-            log.exception("could not record the harness failure", extra={"session_id": session_id})
-
-    return report
-
-
 def build_local_runtime(
     settings: ServerSettings | None = None,
     *,
@@ -160,19 +130,23 @@ def build_local_runtime(
         api_url=settings.sandbox_api_url,
     )
     work = WorkService(svc, events, notifier, work_settings, provisioner)
+    secrets = EncryptedFileSecretStore.in_data_dir(data_dir)
+    mcp_proxy = McpProxy(resources, secrets, clock)
     if start_orchestrator:
-        deps = HarnessDeps(events, resources, model, clock, settings, notifier, hands=work.ensure_for_session)
+        deps = HarnessDeps(
+            events, resources, model, clock, settings, notifier, hands=work.ensure_for_session, mcp=mcp_proxy
+        )
         orchestrator = InProcessOrchestrator(
             deps,
             max_workers=settings.max_concurrent_sessions,
-            on_error=_report_harness_failure(events, resources, clock),
+            on_error=harness_failure_reporter(events, resources, clock),
         )
         svc.orchestrator = orchestrator
     sessions = SessionService(svc, events, notifier)
     sessions.work = work
-    secrets = EncryptedFileSecretStore.in_data_dir(data_dir)
-    mcp_proxy = McpProxy(resources, secrets, clock)
     vaults = VaultService(svc, secrets, prober=mcp_proxy)
+    sessions.vaults = vaults
+    sessions.ended_hooks.append(mcp_proxy.close_session)
     rt = Runtime(
         settings=settings,
         resources=resources,

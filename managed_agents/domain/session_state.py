@@ -35,12 +35,20 @@ class ToolCall:
     permission: str  # allow | ask | deny
     logged_at: datetime
     confirmation: str | None = None  # allow | deny
+    server: str | None = None  # mcp: the MCP server's name
     result_content: list[JsonObject] | None = None
     result_is_error: bool = False
 
     @property
     def resolved(self) -> bool:
         return self.result_content is not None
+
+    @property
+    def runnable(self) -> bool:
+        """Unanswered and cleared to run: allowed, or ask-gated and confirmed."""
+        return not self.resolved and (
+            self.permission == "allow" or (self.permission == "ask" and self.confirmation == "allow")
+        )
 
     @property
     def needs_user(self) -> bool:
@@ -159,6 +167,7 @@ def _apply(st: SessionState, ev: StoredEvent) -> None:
                 input=cast(JsonObject, p.get("input") or {}),
                 permission=str(p.get("evaluated_permission") or "allow"),
                 logged_at=ev.processed_at,
+                server=cast(str | None, p.get("mcp_server_name")),
             )
         )
     elif t == "user.tool_confirmation":

@@ -34,6 +34,13 @@ class TimeOutTools:
 
 
 @dataclass(frozen=True)
+class RunPlatformTools:
+    """MCP calls cleared to run: the platform runs them through the MCP proxy."""
+
+    calls: tuple[ToolCall, ...]
+
+
+@dataclass(frozen=True)
 class WaitForTools:
     deadline: datetime
 
@@ -43,7 +50,7 @@ class Park:
     reason: str
 
 
-Action = RunModel | HandleInterrupt | GoIdle | TimeOutTools | WaitForTools | Park
+Action = RunModel | HandleInterrupt | GoIdle | RunPlatformTools | TimeOutTools | WaitForTools | Park
 
 
 def decide(st: SessionState, *, now: datetime, tool_timeout: timedelta) -> Action:
@@ -59,6 +66,9 @@ def decide(st: SessionState, *, now: datetime, tool_timeout: timedelta) -> Actio
         return RunModel(st.requests_started + 1)
     unresolved = st.unresolved
     if unresolved:
+        platform = tuple(c for c in unresolved if c.kind == "mcp" and c.runnable)
+        if platform:
+            return RunPlatformTools(platform)
         needs_user = tuple(c.event_id for c in unresolved if c.needs_user)
         if needs_user:
             if st.status == "idle" and st.idle_requires_action == needs_user:

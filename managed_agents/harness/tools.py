@@ -6,12 +6,17 @@
 * `web_fetch` / `web_search` run in the platform (the MCP/web proxy issue); until a provider is configured
   they are not offered to the model.
 * `custom` tools run in the API client: `agent.custom_tool_use` → `user.custom_tool_result`.
+* `mcp_toolset` tools are listed from the MCP server through the MCP proxy (real schemas) and run by the platform
+  through it: `agent.mcp_tool_use` → `agent.mcp_tool_result`. A tool whose name is already taken is offered as
+  `<server>__<tool>`; events carry the server's own tool name.
 Permission policies (api-reference §3.3): agent toolset default `always_allow`, MCP toolsets `always_ask`;
 `auto` has no classifier here and resolves to ask, saying so in `evaluation.reason_code`.
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from typing import cast
@@ -39,35 +44,60 @@ class ToolRoute:
     name: str
     permission: str  # allow | ask | deny
     evaluation: JsonObject | None
+    server: str | None = None  # mcp: the agent's mcp_servers[].name
+    tool: str | None = None  # mcp: the tool's name on that server
 
 
-def _policy(config: JsonObject | None) -> str:
+def _policy(config: JsonObject | None, default: str = "always_allow") -> str:
     if not config:
-        return "always_allow"
+        return default
     policy = cast(JsonObject, config.get("permission_policy") or {})
-    return str(policy.get("type") or "always_allow")
+    return str(policy.get("type") or default)
 
 
-def _route_for_policy(kind: str, name: str, policy: str) -> ToolRoute:
+def _route_for_policy(
+    kind: str, name: str, policy: str, server: str | None = None, tool: str | None = None
+) -> ToolRoute:
     if policy == "always_allow":
-        return ToolRoute(kind, name, "allow", {"type": "always_allow"})
+        return ToolRoute(kind, name, "allow", {"type": "always_allow"}, server, tool)
     if policy == "always_ask":
-        return ToolRoute(kind, name, "ask", {"type": "always_ask"})
-    return ToolRoute(
-        kind,
-        name,
-        "ask",
-        {"type": "auto", "evaluated_permission": {"type": "ask", "reason_code": "no_classifier_configured"}},
-    )
+        return ToolRoute(kind, name, "ask", {"type": "always_ask"}, server, tool)
+    evaluation: JsonObject = {
+        "type": "auto",
+        "evaluated_permission": {"type": "ask", "reason_code": "no_classifier_configured"},
+    }
+    return ToolRoute(kind, name, "ask", evaluation, server, tool)
+
+
+def mcp_servers(agent: JsonObject) -> list[str]:
+    """The MCP servers whose tools the agent uses (one mcp_toolset each)."""
+    return [
+        str(t["mcp_server_name"])
+        for t in cast(list[JsonObject], agent.get("tools") or [])
+        if t.get("type") == "mcp_toolset"
+    ]
+
+
+def _alias(server: str, tool: str) -> str:
+    safe = re.sub(r"[^A-Za-z0-9_-]", "_", server)
+    return f"{safe}__{tool}"[:128]
 
 
 class Toolbox:
     """The tools of one agent snapshot: definitions for the model and a route for every call."""
 
-    def __init__(self, agent: JsonObject, *, web_tools_available: bool = False) -> None:
+    def __init__(
+        self,
+        agent: JsonObject,
+        *,
+        web_tools_available: bool = False,
+        mcp_tools: Mapping[str, list[JsonObject]] | None = None,
+    ) -> None:
+        """`mcp_tools`: each MCP server's tool definitions as listed by the proxy (servers absent: not offered)."""
         self.routes: dict[str, ToolRoute] = {}
         self.definitions: list[JsonObject] = []
-        for tool in cast(list[JsonObject], agent.get("tools") or []):
+        toolsets = cast(list[JsonObject], agent.get("tools") or [])
+        for tool in toolsets:
             if tool.get("type") == AGENT_TOOLSET:
                 self._add_toolset(tool, web_tools_available)
             elif tool.get("type") == "custom":
@@ -76,6 +106,9 @@ class Toolbox:
                 self.definitions.append(
                     {"name": name, "description": tool.get("description", ""), "input_schema": tool["input_schema"]}
                 )
+        for tool in toolsets:  # after the others: an MCP tool never takes a built-in or custom tool's name
+            if tool.get("type") == "mcp_toolset" and mcp_tools and str(tool["mcp_server_name"]) in mcp_tools:
+                self._add_mcp_toolset(tool, mcp_tools[str(tool["mcp_server_name"])])
 
     def _add_toolset(self, toolset: JsonObject, web_tools_available: bool) -> None:
         default = cast(JsonObject, toolset.get("default_config") or {})
@@ -91,6 +124,22 @@ class Toolbox:
             self.routes[name] = _route_for_policy(kind, name, policy)
             if name in defs:
                 self.definitions.append(defs[name])
+
+    def _add_mcp_toolset(self, toolset: JsonObject, tools: list[JsonObject]) -> None:
+        server = str(toolset["mcp_server_name"])
+        default = cast(JsonObject, toolset.get("default_config") or {})
+        configs = {str(c["name"]): c for c in cast(list[JsonObject], toolset.get("configs") or [])}
+        for definition in tools:
+            name = str(definition["name"])
+            cfg = configs.get(name, {})
+            if cfg.get("enabled", default.get("enabled", True)) is False:
+                continue
+            policy = _policy(cfg, "always_ask") if cfg.get("permission_policy") else _policy(default, "always_ask")
+            alias = name if name not in self.routes else _alias(server, name)
+            if alias in self.routes:
+                continue
+            self.routes[alias] = _route_for_policy("mcp", alias, policy, server, name)
+            self.definitions.append({**definition, "name": alias})
 
     def route(self, name: str) -> ToolRoute:
         return self.routes.get(name) or ToolRoute("builtin", name, "deny", None)

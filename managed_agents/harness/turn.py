@@ -21,12 +21,15 @@ from managed_agents.domain.ids import deterministic_event_id
 from managed_agents.domain.session_state import SessionState, fold
 from managed_agents.harness import step
 from managed_agents.harness.context import build_request, compaction_request
-from managed_agents.harness.tools import Toolbox
+from managed_agents.harness.tools import Toolbox, mcp_servers
 from managed_agents.ports import (
+    CONNECTION_FAILED,
     Cancelled,
     CancelToken,
     EventNotifier,
     EventStore,
+    McpGateway,
+    McpProxyError,
     ModelClient,
     ModelError,
     ModelResponse,
@@ -78,6 +81,7 @@ class HarnessDeps:
     notifier: EventNotifier | None = None
     # asks for hands (a live work item) for a session whose sandbox tool calls wait: work.ensure_for_session
     hands: Callable[[str], object] | None = None
+    mcp: McpGateway | None = None  # the MCP proxy: lists and calls the tools of the agent's MCP servers
 
 
 class _Turn:
@@ -89,6 +93,27 @@ class _Turn:
         self.state = state
         self.agent = cast(JsonObject, rec.doc["agent"])
         self.toolbox = Toolbox(self.agent)
+
+    def load_mcp_tools(self) -> list[tuple[str, JsonObject, JsonObject | None]]:
+        """Offer the agent's MCP tools with the servers' real schemas; a server that cannot be listed is left
+        out of this request and reported as a session.error."""
+        servers = mcp_servers(self.agent)
+        if not servers:
+            return []
+        listed: dict[str, list[JsonObject]] = {}
+        errors: list[tuple[str, JsonObject, JsonObject | None]] = []
+        for server in servers:
+            if self.deps.mcp is None:
+                message = f"MCP server {server!r} cannot be reached: no MCP proxy is configured in this deployment"
+                error = McpProxyError(CONNECTION_FAILED, message, server)
+                errors.append(("session.error", {"error": error.session_error()}, None))
+                continue
+            try:
+                listed[server] = self.deps.mcp.list_tools(self.sid, server)
+            except McpProxyError as exc:
+                errors.append(("session.error", {"error": exc.session_error()}, None))
+        self.toolbox = Toolbox(self.agent, mcp_tools=listed)
+        return errors
 
     @property
     def sid(self) -> str:
@@ -161,13 +186,35 @@ def advance(session_id: str, deps: HarnessDeps, cancel: CancelToken | None = Non
                 f"The {call.name} tool call got no result within {deps.settings.tool_timeout_seconds:g} s: "
                 "the sandbox that should run it is unavailable."
             )
-            batch.append(_tool_error(call.event_id, message, sandbox=call.kind == "builtin"))
+            batch.append(_tool_error(call.event_id, message, kind=call.kind))
             batch.append(_session_error("unknown_error", message, "retrying"))
         turn.append(f"timeout@{st.last_seq}", batch)
         return RunAgain()
     if isinstance(action, step.HandleInterrupt):
         return _handle_interrupt(turn, action)
+    if isinstance(action, step.RunPlatformTools):
+        return _run_platform_tools(turn, action)
     return _run_model(turn, action, cancel)
+
+
+def _run_platform_tools(turn: _Turn, action: step.RunPlatformTools) -> Outcome:
+    """Run MCP calls through the proxy (the only reader of credentials) and log their results."""
+    batch: list[tuple[str, JsonObject, JsonObject | None]] = []
+    for call in action.calls:
+        if turn.deps.mcp is None or call.server is None:
+            message = f"MCP server {call.server!r} cannot be reached: no MCP proxy is configured in this deployment"
+            batch.append(_tool_error(call.event_id, message, kind="mcp"))
+            continue
+        try:
+            result = turn.deps.mcp.call_tool(turn.sid, call.server, call.name, call.input)
+        except McpProxyError as exc:
+            batch.append(_tool_error(call.event_id, exc.message, kind="mcp"))
+            batch.append(("session.error", {"error": exc.session_error()}, None))
+            continue
+        payload: JsonObject = {"mcp_tool_use_id": call.event_id, "content": result.content, "is_error": result.is_error}
+        batch.append(("agent.mcp_tool_result", payload, None))
+    turn.append(f"mcp@{action.calls[0].event_id}", batch)
+    return RunAgain()
 
 
 def _handle_interrupt(turn: _Turn, action: step.HandleInterrupt) -> Outcome:
@@ -177,7 +224,7 @@ def _handle_interrupt(turn: _Turn, action: step.HandleInterrupt) -> Outcome:
         batch.append(_request_end(st.inflight.id, None, is_error=False, internal={"interrupted": True}))
     for call in st.unresolved:
         message = "The user interrupted the session before this tool call finished."
-        batch.append(_tool_error(call.event_id, message, sandbox=call.kind == "builtin"))
+        batch.append(_tool_error(call.event_id, message, kind=call.kind))
     batch.append(("session.status_idle", {"stop_reason": {"type": "end_turn"}}, None))
     turn.append(f"interrupt@{st.last_seq}", batch)
     return RunAgain()
@@ -186,12 +233,14 @@ def _handle_interrupt(turn: _Turn, action: step.HandleInterrupt) -> Outcome:
 def _run_model(turn: _Turn, action: step.RunModel, cancel: CancelToken | None) -> Outcome:
     deps, st = turn.deps, turn.state
     settings = deps.settings
+    mcp_errors = turn.load_mcp_tools()
     if not action.rerun:
         if _needs_compaction(st, settings):
             return _compact(turn, cancel)
         start: list[tuple[str, JsonObject, JsonObject | None]] = []
         if st.status != "running":
             start.append(("session.status_running", {}, None))
+        start.extend(mcp_errors)
         start.append(("span.model_request_start", {}, None))
         turn.append(f"req{action.request_no}:start", start)
         if st.inflight is None:  # someone else ran this request meanwhile
@@ -260,10 +309,15 @@ def _tool_use_events(turn: _Turn, block: JsonObject, event_id: str) -> list[tupl
     payload: JsonObject = {"name": name, "input": block.get("input") or {}}
     if route.kind == "custom":
         return [("agent.custom_tool_use", payload, internal)]
+    event_type = "agent.tool_use"
+    if route.kind == "mcp":
+        event_type = "agent.mcp_tool_use"
+        payload = {"name": route.tool, "mcp_server_name": route.server, "input": payload["input"]}
+        internal["alias"] = name
     payload["evaluated_permission"] = route.permission
     if route.evaluation is not None:
         payload["evaluation"] = route.evaluation
-    events: list[tuple[str, JsonObject, JsonObject | None]] = [("agent.tool_use", payload, internal)]
+    events: list[tuple[str, JsonObject, JsonObject | None]] = [(event_type, payload, internal)]
     if route.permission == "deny":
         events.append(_tool_error(event_id, f"Tool {name!r} is not enabled for this agent."))
     elif route.kind == "server":
@@ -353,12 +407,19 @@ def _request_end(
 
 
 def _tool_error(
-    tool_use_event_id: str, message: str, *, sandbox: bool = False
+    tool_use_event_id: str, message: str, *, kind: str = "server"
 ) -> tuple[str, JsonObject, JsonObject | None]:
     """An error result the platform gives in place of a tool's. A sandbox call is answered as the worker would,
     with `user.tool_result`, so a worker that reconciles the log later does not run the abandoned call."""
+    if kind == "mcp":
+        content: JsonObject = {"type": "text", "text": message}
+        return (
+            "agent.mcp_tool_result",
+            {"mcp_tool_use_id": tool_use_event_id, "content": [content], "is_error": True},
+            None,
+        )
     return (
-        "user.tool_result" if sandbox else "agent.tool_result",
+        "user.tool_result" if kind == "builtin" else "agent.tool_result",
         {"tool_use_id": tool_use_event_id, "content": [{"type": "text", "text": message}], "is_error": True},
         None,
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import cast
 
@@ -41,6 +41,7 @@ from managed_agents.services.common import Services, archive_record, check_metad
 from managed_agents.services.environments import EnvironmentService
 from managed_agents.services.keys import Principal
 from managed_agents.services.records import mutate
+from managed_agents.services.vaults import VaultService
 from managed_agents.services.work import WorkService
 
 SESSION_AGENT_FIELDS = (
@@ -112,6 +113,8 @@ class SessionService:
         self.agents = AgentService(svc)
         self.environments = EnvironmentService(svc)
         self.work: WorkService | None = None  # set by wiring: speculative hands, stop on delete
+        self.vaults: VaultService | None = None  # set by wiring: vault_ids are checked at create
+        self.ended_hooks: list[Callable[[str], object]] = []  # called with the id of a deleted/archived session
 
     def check_access(self, p: Principal, sid: str) -> Record:
         """Session-level calls: any API key of the workspace, an environment key of the session's environment,
@@ -169,6 +172,8 @@ class SessionService:
             if isinstance(ev, UserDefineOutcomeParams):
                 raise InvalidRequest(f"initial_events[{i}]: user.define_outcome (outcomes) is not supported yet")
         agent = self._resolve_agent(ws, params.agent)
+        if self.vaults is not None:
+            self.vaults.check_vault_ids(ws, list(params.vault_ids))
         env = self.environments.record(ws, params.environment_id)
         if env.archived:
             raise InvalidRequest(
@@ -275,6 +280,8 @@ class SessionService:
         rec = archive_record(self.svc.resources, self.svc.clock, self.record(ws, sid))
         if self.work is not None:
             self.work.stop_session(sid)
+        for hook in self.ended_hooks:
+            hook(sid)
         return render_session(rec.doc, self.svc.clock.now())
 
     def delete(self, ws: str, sid: str) -> JsonObject:
@@ -292,6 +299,8 @@ class SessionService:
             self.svc.orchestrator.forget(sid)
         if self.work is not None:
             self.work.stop_session(sid, dispose=True)
+        for hook in self.ended_hooks:
+            hook(sid)
         self.notifier.publish_deleted(sid)
         self.events.delete_session(sid)
         self.svc.resources.delete("session", ws, sid)

@@ -82,13 +82,7 @@ def encode_secret(token: str) -> str:
 
 def runnable_sandbox_calls(calls: list[ToolCall]) -> list[ToolCall]:
     """Unanswered sandbox calls a worker may run now (allowed, or ask-gated and confirmed)."""
-    return [
-        c
-        for c in calls
-        if c.kind == "builtin"
-        and not c.resolved
-        and (c.permission == "allow" or (c.permission == "ask" and c.confirmation == "allow"))
-    ]
+    return [c for c in calls if c.kind == "builtin" and c.runnable]
 
 
 class WorkService:
@@ -99,7 +93,11 @@ class WorkService:
         notifier: EventNotifier,
         settings: WorkSettings,
         provisioner: SandboxProvisioner | None = None,
+        *,
+        background_launch: bool = True,
     ) -> None:
+        """`background_launch=False` launches sandboxes in the calling thread (Lambda: a thread left running when
+        the handler returns is frozen with the container, so the launch must end before the response)."""
         self.svc = svc
         self.events = events
         self.notifier = notifier
@@ -108,6 +106,7 @@ class WorkService:
         self._queued = threading.Condition()
         self._pollers: dict[str, dict[str, float]] = {}  # environment → worker id → monotonic time of last poll
         self._launcher = threading.BoundedSemaphore(64)
+        self.background_launch = background_launch
 
     # -- helpers --------------------------------------------------------------------------------------------
 
@@ -237,6 +236,9 @@ class WorkService:
                 log.exception("sandbox launch failed", extra={"session_id": sess.id, "work_id": rec.id})
                 self.fail(rec.id, f"The sandbox could not be started: {exc}")
 
+        if not self.background_launch:
+            launch()
+            return
         threading.Thread(target=launch, name=f"launch-{rec.id}", daemon=True).start()
 
     # -- the worker's side ---------------------------------------------------------------------------------------

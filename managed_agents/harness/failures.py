@@ -1,0 +1,75 @@
+"""Failures of a session's run that the harness itself could not turn into events (a crash, a failed state machine).
+
+Every failure inside a session becomes a `session.error` the user can read, followed by `session.status_idle`
+(`retries_exhausted`), exactly as a model error that ran out of retries ends. The embedded orchestrator calls this
+from its `on_error` hook; the "session run" state machine calls it from its ReportFailure task
+(`functions.model_turn.handler.report_failure`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from managed_agents.domain.clock import Clock, rfc3339
+from managed_agents.domain.errors import DuplicateEvent
+from managed_agents.domain.events import NewEvent
+from managed_agents.domain.ids import deterministic_event_id
+from managed_agents.ports import EventStore, Record, ResourceStore
+from managed_agents.services.records import mutate
+
+log = logging.getLogger("managed_agents.harness")
+MESSAGE_LIMIT = 2000
+
+
+def failure_message(kind: str, detail: str) -> str:
+    return f"Internal error while running the session ({kind}): {detail}"[:MESSAGE_LIMIT]
+
+
+def report_session_failure(
+    events: EventStore, resources: ResourceStore, clock: Clock, session_id: str, message: str
+) -> bool:
+    """Append session.error + session.status_idle and mark the session idle; False when nothing was appended.
+
+    The event ids derive from the log position, so a report retried before anything else was logged appends
+    nothing twice. A deleted or unknown session is left alone.
+    """
+    rec = resources.get_by_id("session", session_id)
+    if rec is None or rec.doc.get("_deleted"):
+        return False
+    key = f"run-failed@{events.last_seq(session_id)}"
+    error = {"type": "unknown_error", "message": message[:MESSAGE_LIMIT], "retry_status": {"type": "exhausted"}}
+    batch = [
+        NewEvent(deterministic_event_id(session_id, key, 0), "session.error", {"error": error}),
+        NewEvent(
+            deterministic_event_id(session_id, key, 1),
+            "session.status_idle",
+            {"stop_reason": {"type": "retries_exhausted"}},
+        ),
+    ]
+    try:
+        events.append(session_id, batch)
+    except DuplicateEvent:
+        return False
+
+    def change(r: Record) -> None:
+        r.doc["status"] = "idle"
+        r.attrs["status"] = "idle"
+        r.doc["updated_at"] = rfc3339(clock.now())
+
+    mutate(resources, rec, change)
+    return True
+
+
+def harness_failure_reporter(
+    events: EventStore, resources: ResourceStore, clock: Clock
+) -> Callable[[str, BaseException], None]:
+    """The embedded orchestrator's `on_error`: report the exception; a failed report is logged, never raised."""
+
+    def report(session_id: str, exc: BaseException) -> None:
+        try:
+            report_session_failure(events, resources, clock, session_id, failure_message(type(exc).__name__, str(exc)))
+        except Exception:
+            log.exception("could not record the harness failure", extra={"session_id": session_id})
+
+    return report
