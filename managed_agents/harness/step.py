@@ -35,7 +35,7 @@ class TimeOutTools:
 
 @dataclass(frozen=True)
 class RunPlatformTools:
-    """MCP calls cleared to run: the platform runs them through the MCP proxy."""
+    """Calls the platform runs once cleared: MCP tools (through the MCP proxy) and web_fetch."""
 
     calls: tuple[ToolCall, ...]
 
@@ -66,7 +66,7 @@ def decide(st: SessionState, *, now: datetime, tool_timeout: timedelta) -> Actio
         return RunModel(st.requests_started + 1)
     unresolved = st.unresolved
     if unresolved:
-        platform = tuple(c for c in unresolved if c.kind == "mcp" and c.runnable)
+        platform = tuple(c for c in unresolved if c.kind in ("mcp", "server") and c.runnable)
         if platform:
             return RunPlatformTools(platform)
         needs_user = tuple(c.event_id for c in unresolved if c.needs_user)

@@ -3,8 +3,9 @@
 * `agent_toolset_20260401` sandbox tools (bash read write edit glob grep) are offered with the exact
   definitions of the official SDK's reference toolset (the sandbox worker runs that same toolset) and run in
   the session's sandbox: a `user.tool_result` answers them.
-* `web_fetch` / `web_search` run in the platform (the MCP/web proxy issue); until a provider is configured
-  they are not offered to the model.
+* `web_fetch` runs in the platform (harness/web.py) under the environment's networking policy: `agent.tool_use`
+  → `agent.tool_result`. `web_search` needs a search provider; none is configured in this release, so it is not
+  offered and a call to it is answered with an error saying so.
 * `custom` tools run in the API client: `agent.custom_tool_use` → `user.custom_tool_result`.
 * `mcp_toolset` tools are listed from the MCP server through the MCP proxy (real schemas) and run by the platform
   through it: `agent.mcp_tool_use` → `agent.mcp_tool_result`. A tool whose name is already taken is offered as
@@ -22,6 +23,7 @@ from functools import cache
 from typing import cast
 
 from managed_agents.domain.events import JsonObject
+from managed_agents.harness.web import WEB_FETCH_DEFINITION
 
 SANDBOX_TOOLS: tuple[str, ...] = ("bash", "read", "write", "edit", "glob", "grep")
 WEB_TOOLS: tuple[str, ...] = ("web_fetch", "web_search")
@@ -90,7 +92,7 @@ class Toolbox:
         self,
         agent: JsonObject,
         *,
-        web_tools_available: bool = False,
+        web_search_available: bool = False,
         mcp_tools: Mapping[str, list[JsonObject]] | None = None,
     ) -> None:
         """`mcp_tools`: each MCP server's tool definitions as listed by the proxy (servers absent: not offered)."""
@@ -99,7 +101,7 @@ class Toolbox:
         toolsets = cast(list[JsonObject], agent.get("tools") or [])
         for tool in toolsets:
             if tool.get("type") == AGENT_TOOLSET:
-                self._add_toolset(tool, web_tools_available)
+                self._add_toolset(tool, web_search_available)
             elif tool.get("type") == "custom":
                 name = str(tool["name"])
                 self.routes[name] = ToolRoute("custom", name, "allow", None)
@@ -110,20 +112,22 @@ class Toolbox:
             if tool.get("type") == "mcp_toolset" and mcp_tools and str(tool["mcp_server_name"]) in mcp_tools:
                 self._add_mcp_toolset(tool, mcp_tools[str(tool["mcp_server_name"])])
 
-    def _add_toolset(self, toolset: JsonObject, web_tools_available: bool) -> None:
+    def _add_toolset(self, toolset: JsonObject, web_search_available: bool) -> None:
         default = cast(JsonObject, toolset.get("default_config") or {})
         configs = {str(c["name"]): c for c in cast(list[JsonObject], toolset.get("configs") or [])}
         defs = sandbox_tool_definitions()
         for name in BUILTIN_TOOLS:
             cfg = configs.get(name, {})
             enabled = cfg.get("enabled", default.get("enabled", True))
-            if enabled is False or (name in WEB_TOOLS and not web_tools_available):
+            if enabled is False or (name == "web_search" and not web_search_available):
                 continue
             policy = _policy(cfg) if cfg.get("permission_policy") else _policy(default)
             kind = "builtin" if name in SANDBOX_TOOLS else "server"
             self.routes[name] = _route_for_policy(kind, name, policy)
             if name in defs:
                 self.definitions.append(defs[name])
+            elif name == "web_fetch":
+                self.definitions.append(WEB_FETCH_DEFINITION)
 
     def _add_mcp_toolset(self, toolset: JsonObject, tools: list[JsonObject]) -> None:
         server = str(toolset["mcp_server_name"])
@@ -142,7 +146,19 @@ class Toolbox:
             self.definitions.append({**definition, "name": alias})
 
     def route(self, name: str) -> ToolRoute:
+        if name in WEB_TOOLS and name not in self.routes:
+            return ToolRoute("server", name, "deny", None)
         return self.routes.get(name) or ToolRoute("builtin", name, "deny", None)
+
+    @staticmethod
+    def builtin_config(agent: JsonObject, name: str) -> JsonObject:
+        """The agent toolset's per-tool config of `name` (web_fetch domains and content limits)."""
+        for tool in cast(list[JsonObject], agent.get("tools") or []):
+            if tool.get("type") == AGENT_TOOLSET:
+                for cfg in cast(list[JsonObject], tool.get("configs") or []):
+                    if cfg.get("name") == name:
+                        return cfg
+        return {}
 
     @property
     def has_sandbox_tools(self) -> bool:

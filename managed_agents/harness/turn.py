@@ -18,8 +18,8 @@ from managed_agents.domain.clock import Clock, rfc3339
 from managed_agents.domain.errors import DuplicateEvent
 from managed_agents.domain.events import STATUS_BY_EVENT, JsonObject, NewEvent, StoredEvent
 from managed_agents.domain.ids import deterministic_event_id
-from managed_agents.domain.session_state import SessionState, fold
-from managed_agents.harness import step
+from managed_agents.domain.session_state import SessionState, ToolCall, fold
+from managed_agents.harness import step, web
 from managed_agents.harness.context import build_request, compaction_request
 from managed_agents.harness.tools import Toolbox, mcp_servers
 from managed_agents.ports import (
@@ -197,10 +197,26 @@ def advance(session_id: str, deps: HarnessDeps, cancel: CancelToken | None = Non
     return _run_model(turn, action, cancel)
 
 
+def _run_web_tool(turn: _Turn, call: ToolCall) -> tuple[list[JsonObject], bool]:
+    if call.name != "web_fetch":
+        return [{"type": "text", "text": f"Tool {call.name!r} is not available: no provider is configured."}], True
+    env = turn.deps.resources.get_by_id("environment", str(turn.rec.doc.get("environment_id")))
+    config = cast(JsonObject, env.doc.get("config") or {}) if env is not None else {}
+    networking = cast(JsonObject | None, config.get("networking"))
+    policy = web.FetchPolicy.of(networking, Toolbox.builtin_config(turn.agent, "web_fetch"))
+    return web.fetch(str(call.input.get("url", "")), policy)
+
+
 def _run_platform_tools(turn: _Turn, action: step.RunPlatformTools) -> Outcome:
     """Run MCP calls through the proxy (the only reader of credentials) and log their results."""
     batch: list[tuple[str, JsonObject, JsonObject | None]] = []
     for call in action.calls:
+        if call.kind == "server":
+            content, is_error = _run_web_tool(turn, call)
+            batch.append(
+                ("agent.tool_result", {"tool_use_id": call.event_id, "content": content, "is_error": is_error}, None)
+            )
+            continue
         if turn.deps.mcp is None or call.server is None:
             message = f"MCP server {call.server!r} cannot be reached: no MCP proxy is configured in this deployment"
             batch.append(_tool_error(call.event_id, message, kind="mcp"))
@@ -318,10 +334,11 @@ def _tool_use_events(turn: _Turn, block: JsonObject, event_id: str) -> list[tupl
     if route.evaluation is not None:
         payload["evaluation"] = route.evaluation
     events: list[tuple[str, JsonObject, JsonObject | None]] = [(event_type, payload, internal)]
-    if route.permission == "deny":
+    if route.permission == "deny" and name == "web_search":
+        message = "web_search is not available: no search provider is configured for this deployment."
+        events.append(_tool_error(event_id, message))
+    elif route.permission == "deny":
         events.append(_tool_error(event_id, f"Tool {name!r} is not enabled for this agent."))
-    elif route.kind == "server":
-        events.append(_tool_error(event_id, f"Tool {name!r} is not available: no provider is configured."))
     return events
 
 
