@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -22,9 +23,7 @@ def mcp_server() -> Iterator[McpTestServer]:
         yield srv
 
 
-def _session(
-    client: anthropic.Anthropic, url: str, vault_ids: list[str], toolset: dict[str, Any] | None = None
-) -> str:
+def _session(client: anthropic.Anthropic, url: str, vault_ids: list[str], toolset: dict[str, Any] | None = None) -> str:
     agent = client.beta.agents.create(
         name="a",
         model="claude-sonnet-4-6",
@@ -170,3 +169,56 @@ def test_unknown_vault_id_is_rejected_at_session_create(client: anthropic.Anthro
     with pytest.raises(anthropic.NotFoundError) as info:
         client.beta.sessions.create(agent=agent.id, environment_id=env.id, vault_ids=["vlt_nope"])
     assert "vlt_nope" in str(info.value)
+
+
+def test_credential_secret_never_reaches_logs_sandbox_or_model(
+    server: Server,
+    client: anthropic.Anthropic,
+    model_server: ScriptedModelServer,
+    mcp_server: McpTestServer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Given a cloud session with both a sandbox and an MCP server whose token is in the session's vault
+    vault_id = _vault(client, mcp_server.url)  # before capturing: the test's own SDK debug-logs what it sends
+    caplog.set_level(logging.DEBUG)
+    agent = client.beta.agents.create(
+        name="a",
+        model="claude-sonnet-4-6",
+        mcp_servers=[{"type": "url", "name": "tools", "url": mcp_server.url}],
+        tools=[
+            {"type": "agent_toolset_20260401"},
+            {
+                "type": "mcp_toolset",
+                "mcp_server_name": "tools",
+                "default_config": {"permission_policy": {"type": "always_allow"}},
+            },
+        ],
+    )
+    env = client.beta.environments.create(name="e", config={"type": "cloud"})
+    sid = client.beta.sessions.create(agent=agent.id, environment_id=env.id, vault_ids=[vault_id]).id
+    model_server.push(
+        _call("echo", {"text": "via mcp"}),
+        _call(
+            "bash",
+            {"command": "env; cat /proc/*/environ 2>/dev/null | tr '\\0' '\\n'; grep -rl mcp-canary ~ /tmp; echo end"},
+            "toolu_b",
+        ),
+        "done",
+    )
+    # When the model uses the MCP tool and then probes its sandbox
+    _say(client, sid, "go")
+    events = wait_idle(client, sid, timeout=60)
+    bash = next(e for e in events if e.type == "user.tool_result")
+    assert bash.content[0].text.rstrip().endswith("end")
+    assert next(e for e in events if e.type == "agent.mcp_tool_result").content[0].text == "via mcp"
+    # Then the token is in no event, no model request, no API response, no log line and not in the sandbox
+    assert TOKEN not in bash.content[0].text
+    assert TOKEN not in json.dumps([e.model_dump(mode="json") for e in all_events(client, sid)])
+    assert TOKEN not in json.dumps(model_server.requests)
+    assert TOKEN not in client.beta.vaults.credentials.list(vault_id).to_json()
+    assert TOKEN not in caplog.text
+    assert server.rt.provisioner is not None
+    workdir = server.rt.provisioner.workdir(sid)
+    for path in workdir.rglob("*"):
+        if path.is_file():
+            assert TOKEN.encode() not in path.read_bytes(), path
