@@ -21,6 +21,11 @@ class HarnessSettings(BaseSettings):
     retry_max_seconds: float = Field(30.0, ge=0, description="cap of the exponential backoff")
     model_timeout_seconds: float = Field(600.0, gt=0, description="read timeout of one model request")
     tool_timeout_seconds: float = Field(300.0, gt=0, description="how long a sandbox tool call may wait for its result")
+    web_search_url: str | None = Field(
+        None,
+        description="web_search provider: a SearXNG-compatible JSON endpoint, called as GET URL?q=QUERY&format=json"
+        " (unset: web_search is not offered)",
+    )
     compaction_threshold_tokens: int = Field(
         160_000, ge=1000, description="compact the context when a request would exceed this many tokens"
     )

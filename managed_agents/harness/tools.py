@@ -3,9 +3,9 @@
 * `agent_toolset_20260401` sandbox tools (bash read write edit glob grep) are offered with the exact
   definitions of the official SDK's reference toolset (the sandbox worker runs that same toolset) and run in
   the session's sandbox: a `user.tool_result` answers them.
-* `web_fetch` runs in the platform (harness/web.py) under the environment's networking policy: `agent.tool_use`
-  → `agent.tool_result`. `web_search` needs a search provider; none is configured in this release, so it is not
-  offered and a call to it is answered with an error saying so.
+* `web_fetch` and `web_search` run in the platform (harness/web.py): `agent.tool_use` → `agent.tool_result`.
+  `web_fetch` obeys the environment's networking policy; `web_search` is offered only when a search provider is
+  configured (`MANAGED_AGENTS_WEB_SEARCH_URL`); otherwise a call to it gets an error result saying so.
 * `custom` tools run in the API client: `agent.custom_tool_use` → `user.custom_tool_result`.
 * `mcp_toolset` tools are listed from the MCP server through the MCP proxy (real schemas) and run by the platform
   through it: `agent.mcp_tool_use` → `agent.mcp_tool_result`. A tool whose name is already taken is offered as
@@ -23,7 +23,7 @@ from functools import cache
 from typing import cast
 
 from managed_agents.domain.events import JsonObject
-from managed_agents.harness.web import WEB_FETCH_DEFINITION
+from managed_agents.harness.web import WEB_FETCH_DEFINITION, WEB_SEARCH_DEFINITION
 
 SANDBOX_TOOLS: tuple[str, ...] = ("bash", "read", "write", "edit", "glob", "grep")
 WEB_TOOLS: tuple[str, ...] = ("web_fetch", "web_search")
@@ -128,6 +128,8 @@ class Toolbox:
                 self.definitions.append(defs[name])
             elif name == "web_fetch":
                 self.definitions.append(WEB_FETCH_DEFINITION)
+            elif name == "web_search":
+                self.definitions.append(WEB_SEARCH_DEFINITION)
 
     def _add_mcp_toolset(self, toolset: JsonObject, tools: list[JsonObject]) -> None:
         server = str(toolset["mcp_server_name"])

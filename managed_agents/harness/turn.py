@@ -92,7 +92,7 @@ class _Turn:
         self.rec = rec
         self.state = state
         self.agent = cast(JsonObject, rec.doc["agent"])
-        self.toolbox = Toolbox(self.agent)
+        self.toolbox = Toolbox(self.agent, web_search_available=bool(deps.settings.web_search_url))
 
     def load_mcp_tools(self) -> list[tuple[str, JsonObject, JsonObject | None]]:
         """Offer the agent's MCP tools with the servers' real schemas; a server that cannot be listed is left
@@ -112,7 +112,9 @@ class _Turn:
                 listed[server] = self.deps.mcp.list_tools(self.sid, server)
             except McpProxyError as exc:
                 errors.append(("session.error", {"error": exc.session_error()}, None))
-        self.toolbox = Toolbox(self.agent, mcp_tools=listed)
+        self.toolbox = Toolbox(
+            self.agent, web_search_available=bool(self.deps.settings.web_search_url), mcp_tools=listed
+        )
         return errors
 
     @property
@@ -198,12 +200,15 @@ def advance(session_id: str, deps: HarnessDeps, cancel: CancelToken | None = Non
 
 
 def _run_web_tool(turn: _Turn, call: ToolCall) -> tuple[list[JsonObject], bool]:
-    if call.name != "web_fetch":
-        return [{"type": "text", "text": f"Tool {call.name!r} is not available: no provider is configured."}], True
+    config = Toolbox.builtin_config(turn.agent, call.name)
+    if call.name == "web_search":
+        provider = turn.deps.settings.web_search_url
+        if not provider:
+            return [{"type": "text", "text": "web_search is not available: no search provider is configured."}], True
+        return web.search(provider, str(call.input.get("query", "")), config)
     env = turn.deps.resources.get_by_id("environment", str(turn.rec.doc.get("environment_id")))
-    config = cast(JsonObject, env.doc.get("config") or {}) if env is not None else {}
-    networking = cast(JsonObject | None, config.get("networking"))
-    policy = web.FetchPolicy.of(networking, Toolbox.builtin_config(turn.agent, "web_fetch"))
+    env_config = cast(JsonObject, env.doc.get("config") or {}) if env is not None else {}
+    policy = web.FetchPolicy.of(cast(JsonObject | None, env_config.get("networking")), config)
     return web.fetch(str(call.input.get("url", "")), policy)
 
 

@@ -1,4 +1,8 @@
-"""`web_fetch`, run by the platform (never by the sandbox), under the environment's networking policy.
+"""`web_fetch` and `web_search`, run by the platform (never by the sandbox).
+
+`web_search` asks the configured provider (`MANAGED_AGENTS_WEB_SEARCH_URL`, a SearXNG-compatible JSON API) and
+returns the top results, filtered by the tool config's allowed/blocked domains. `web_fetch` runs under the
+environment's networking policy.
 
 Which hosts may be fetched:
 * the tool config's `blocked_domains` never, and only its `allowed_domains` when that list is set;
@@ -37,6 +41,18 @@ WEB_FETCH_DEFINITION: JsonObject = {
         "required": ["url"],
     },
 }
+
+
+WEB_SEARCH_DEFINITION: JsonObject = {
+    "name": "web_search",
+    "description": "Search the web. Returns the top results with their title, URL and a snippet.",
+    "input_schema": {
+        "type": "object",
+        "properties": {"query": {"type": "string", "description": "What to search for"}},
+        "required": ["query"],
+    },
+}
+MAX_RESULTS = 10
 
 
 class FetchRefused(Exception):
@@ -180,3 +196,33 @@ def _fetch(url: str, policy: FetchPolicy) -> str:
                 text = text[: policy.max_chars] + ("\n[content truncated]" if truncated else "")
                 return head + "\n" + text
         raise FetchRefused(f"more than {MAX_REDIRECTS} redirects")
+
+
+def search(provider_url: str, query: str, tool_config: JsonObject | None) -> tuple[list[JsonObject], bool]:
+    """The tool result of a web search through the configured provider."""
+    query = query.strip()
+    if not query:
+        return [{"type": "text", "text": "web_search needs a non-empty query"}], True
+    policy = FetchPolicy.of(None, tool_config)
+    try:
+        with httpx2.Client(timeout=TIMEOUT_SECONDS, trust_env=False) as client:
+            resp = client.get(provider_url, params={"q": query, "format": "json"})
+            resp.raise_for_status()
+            results = cast(list[JsonObject], cast(JsonObject, resp.json()).get("results") or [])
+    except (httpx2.HTTPError, ValueError, AttributeError) as exc:
+        return [{"type": "text", "text": f"web_search failed: the search provider did not answer ({exc})"[:1000]}], True
+    lines: list[str] = []
+    for r in results:
+        url = str(r.get("url") or "")
+        host = (urlsplit(url).hostname or "").lower()
+        if not host or any(_matches(host, d) for d in policy.blocked_domains):
+            continue
+        if policy.allowed_domains and not any(_matches(host, d) for d in policy.allowed_domains):
+            continue
+        snippet = " ".join(str(r.get("content") or "").split())[:500]
+        lines.append(f"{len(lines) + 1}. {r.get('title') or url}\n   {url}\n   {snippet}")
+        if len(lines) == MAX_RESULTS:
+            break
+    if not lines:
+        return [{"type": "text", "text": f"No results for {query!r}."}], False
+    return [{"type": "text", "text": f"Results for {query!r}:\n\n" + "\n".join(lines)}], False
