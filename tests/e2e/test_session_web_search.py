@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -16,6 +15,7 @@ import pytest
 from managed_agents.settings import ServerSettings
 from managed_agents.testing.scripted_model import ScriptedModelServer
 from tests.e2e.conftest import wait_idle
+from tests.e2e.loopback_http import serve
 
 QUERIES: list[dict[str, list[str]]] = []
 
@@ -40,10 +40,8 @@ class _Provider(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def provider() -> Iterator[str]:
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Provider)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/search"
-    httpd.shutdown()
+    with serve(_Provider) as url:
+        yield url + "/search"
 
 
 @pytest.fixture

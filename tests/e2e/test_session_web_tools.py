@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import anthropic
@@ -12,6 +11,7 @@ import pytest
 
 from managed_agents.testing.scripted_model import ScriptedModelServer
 from tests.e2e.conftest import wait_idle
+from tests.e2e.loopback_http import serve
 
 PAGE = (
     b"<html><head><title>Release notes</title><script>var secret='do-not-show';</script></head>"
@@ -40,18 +40,14 @@ class _Handler(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def site() -> Iterator[str]:
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
+    with serve(_Handler) as url:
+        yield url
 
 
 def _run(
     client: anthropic.Anthropic, model: ScriptedModelServer, config: dict[str, Any], tool: str, tool_input: Any
 ) -> tuple[list[Any], list[dict[str, Any]]]:
-    agent = client.beta.agents.create(
-        name="a", model="claude-sonnet-4-6", tools=[{"type": "agent_toolset_20260401"}]
-    )
+    agent = client.beta.agents.create(name="a", model="claude-sonnet-4-6", tools=[{"type": "agent_toolset_20260401"}])
     env = client.beta.environments.create(name="e", config=config)  # type: ignore[arg-type]
     sid = client.beta.sessions.create(agent=agent.id, environment_id=env.id).id
     model.push({"content": [{"type": "tool_use", "id": "toolu_w", "name": tool, "input": tool_input}]}, "ok")
