@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from managed_agents.api.deps import any_principal, call, multi, principal, runtime, time_range
@@ -16,6 +16,7 @@ from managed_agents.domain.events import JsonObject
 from managed_agents.ports import ListQuery
 from managed_agents.services.common import check_limit, decode_cursor
 from managed_agents.services.keys import Principal
+from managed_agents.services.sessions import decode_seq_cursor, encode_seq_cursor
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
 Auth = Annotated[Principal, Depends(principal)]
@@ -103,6 +104,7 @@ async def send_events(session_id: str, body: EventSendParams, request: Request, 
 async def list_events(
     session_id: str,
     request: Request,
+    response: Response,
     p: AnyAuth,
     limit: int | None = None,
     page: str | None = None,
@@ -112,19 +114,56 @@ async def list_events(
     created_gte: Annotated[str | None, Query(alias="created_at[gte]")] = None,
     created_lt: Annotated[str | None, Query(alias="created_at[lt]")] = None,
     created_lte: Annotated[str | None, Query(alias="created_at[lte]")] = None,
+    x_next_pages: Annotated[str | None, Header(include_in_schema=False)] = None,
 ) -> JsonObject:
+    # Extension, not in the official API and invisible to the SDK (which never sends the header): the request
+    # header `x-next-pages: N` (1-32) on a newest-first listing without filters (order=desc, no types[], no
+    # created_at[...]) asks for the cursors of the next N pages of the same limit; they come back in the response
+    # header `x-next-pages`, comma-separated in listing order, the first one equal to `next_page`. A client (the
+    # console) can then fetch a long history's pages concurrently instead of one after another, and the cursors
+    # stay opaque to it. Any other listing, or the last page, gets no such header.
     await call(runtime(request).sessions.check_access, p, session_id)
+    size = check_limit(limit, default=1000, maximum=1000)
+    types_ = multi(request, "types")
+    processed = time_range(request)
+    wanted = _next_pages_wanted(x_next_pages)
     data, nxt = await call(
         runtime(request).sessions.list_events,
         p.workspace_id,
         session_id,
-        limit=check_limit(limit, default=1000, maximum=1000),
+        limit=size,
         order=order,
         page=page,
-        types=multi(request, "types"),
-        processed=time_range(request),
+        types=types_,
+        processed=processed,
     )
+    if wanted and nxt and order == "desc" and not types_ and processed.is_empty():
+        response.headers["x-next-pages"] = ",".join(next_desc_cursors(nxt, size, wanted))
     return {"data": data, "next_page": nxt}
+
+
+MAX_NEXT_PAGES = 32
+
+
+def _next_pages_wanted(value: str | None) -> int:
+    if value is None:
+        return 0
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if not 1 <= n <= MAX_NEXT_PAGES:
+        raise InvalidRequest(f"x-next-pages: must be an integer between 1 and {MAX_NEXT_PAGES}, got {value[:40]!r}")
+    return n
+
+
+def next_desc_cursors(next_page: str, limit: int, count: int) -> list[str]:
+    """Cursors of the `count` newest-first pages of `limit` events from the one `next_page` names: the log's
+    sequence is gapless from 1 (EventStore), so the k-th of them lists the events below seq `below - k * limit`."""
+    below = decode_seq_cursor(next_page)
+    if below is None:
+        return []
+    return [encode_seq_cursor(seq) for seq in range(below, 1, -limit)[:count]]
 
 
 @router.get("/{session_id}/events/stream")

@@ -68,14 +68,19 @@ function unauthorized(err) {
 }
 
 /** GET one JSON document. `key` overrides the stored key (sign-in checks a key before keeping it). */
-export async function get(path, params = {}, { signal, key = auth.get(), quiet = false } = {}) {
+export async function get(path, params = {}, options = {}) {
+  return (await getWithHeaders(path, params, options)).body;
+}
+
+/** GET one JSON document, with the response headers: `{body, headers}`. `headers` adds request headers. */
+export async function getWithHeaders(path, params = {}, { signal, key = auth.get(), quiet = false, headers } = {}) {
   if (!key) {
     const err = new ApiError(401, "authentication_error", "not signed in");
     if (!quiet) unauthorized(err);
     throw err;
   }
   const res = await fetch(apiUrl(path, params), {
-    headers: requestHeaders(key),
+    headers: { ...headers, ...requestHeaders(key) },
     signal,
     cache: "no-store",
     credentials: "omit",
@@ -86,7 +91,7 @@ export async function get(path, params = {}, { signal, key = auth.get(), quiet =
     if (res.status === 401 && !quiet) unauthorized(err);
     throw err;
   }
-  return res.json();
+  return { body: await res.json(), headers: res.headers };
 }
 
 /** Every item of a cursor-paged list (follows next_page), at most `max`. */

@@ -114,4 +114,10 @@ window.addEventListener("hashchange", () => {
 
 document.getElementById("sign-out").addEventListener("click", () => signIn("Signed out."));
 
+// The skip link's `#main` would be taken for a route: move the focus to the content instead, route unchanged.
+document.querySelector("a.skip").addEventListener("click", (e) => {
+  e.preventDefault();
+  main.focus();
+});
+
 route();

@@ -32,12 +32,19 @@ export const PRICES = {
 
 const ALIASES = { "claude-opus-4": "claude-opus-4-0", "claude-sonnet-4": "claude-sonnet-4-0" };
 
+const resolved = new Map(); // model id -> price row or null
+
 /** The price row of a model id (`claude-sonnet-4-5-20250929` → claude-sonnet-4-5), or null. */
 export function priceFor(modelId) {
   if (!modelId) return null;
-  let id = String(modelId).toLowerCase().replace(/-\d{8}$/, "").replace(/-latest$/, "");
-  id = ALIASES[id] || id;
-  return PRICES[id] || null;
+  let row = resolved.get(modelId); // a trace prices every model request with the same id
+  if (row === undefined) {
+    let id = String(modelId).toLowerCase().replace(/-\d{8}$/, "").replace(/-latest$/, "");
+    id = ALIASES[id] || id;
+    row = PRICES[id] || null;
+    resolved.set(modelId, row);
+  }
+  return row;
 }
 
 /**

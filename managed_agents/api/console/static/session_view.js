@@ -9,7 +9,7 @@
 // turn are rendered a chunk at a time as they scroll near the viewport, and large tool outputs are only put in
 // the DOM when expanded.
 
-import { ApiError, get, getAll, readStream } from "./api.js";
+import { ApiError, get, getWithHeaders, readStream } from "./api.js";
 import {
   LazyList,
   announce,
@@ -27,9 +27,12 @@ import {
   time,
 } from "./dom.js";
 import { estimateCost, formatCost, sessionCost } from "./pricing.js";
-import { Trace } from "./trace.js";
+import { Trace, coalesce } from "./trace.js";
 
 const PAGE = 1000; // events.list maximum
+const AHEAD = 8; // page cursors asked for ahead of each history page (x-next-pages)
+const IN_FLIGHT = 4; // history pages loading at once (a browser opens 6 connections per host; the stream holds one)
+const PARTIAL_AFTER_MS = 400; // a long history still loading by then shows its newest page meanwhile
 const RETRY_MIN_MS = 500;
 const RETRY_MAX_MS = 10000;
 
@@ -272,17 +275,20 @@ function waterfallRow(turn) {
   const dur = Math.max(1, tot.total);
   const track = h("div.wf-track", { "aria-hidden": "true" });
   track.style.setProperty("--dur", String(dur));
-  for (const s of turn.segments()) {
+  const boxes = [];
+  for (const s of coalesce(tot.segments, dur)) {
     const left = ((s.start - turn.start) / dur) * 100;
     const width = ((s.end - s.start) / dur) * 100;
-    track.append(
+    const what = `${SEG_LABEL[s.kind]}${s.count > 1 ? ` ×${fmtInt(s.count)}` : ""}${s.name ? ` ${s.name}` : ""}`;
+    boxes.push(
       h("span", {
         class: `seg seg-${s.kind}${s.open ? " seg-open" : ""}${s.isError ? " seg-error" : ""}`,
         style: { left: `${left}%`, width: `${width}%` },
-        title: `${SEG_LABEL[s.kind]}${s.name ? ` ${s.name}` : ""}: ${fmtMs(s.end - s.start)}`,
+        title: s.count > 1 ? `${what}: ${fmtMs(s.busy)} in ${fmtMs(s.end - s.start)}` : `${what}: ${fmtMs(s.busy)}`,
       }),
     );
   }
+  track.append(...boxes);
   return [
     h("a.wf-label", { href: `#turn-${turn.index}`, dataset: { turn: String(turn.index) } }, `Turn ${turn.index}`),
     h("div.wf-bar", track),
@@ -346,6 +352,7 @@ export class TraceView {
     this.turnOrder = trace.turns.slice().reverse();
     this.turnLazy = new LazyList(this.turnList, this.turnOrder, (t) => this.renderTurn(t), { chunk: 40 });
     root.addEventListener("click", (e) => this.onClick(e));
+    root.addEventListener("keydown", (e) => this.onKey(e));
     this.refreshFigures();
   }
 
@@ -437,6 +444,17 @@ export class TraceView {
       p.li.scrollIntoView({ block: "start" });
       p.details.querySelector("summary").focus();
     }
+  }
+
+  /** Escape closes the expanded output the focus is in (its summary or download button) and focuses its summary. */
+  onKey(e) {
+    if (e.key !== "Escape" || e.defaultPrevented) return;
+    const wrap = e.target.closest(".collapsible-wrap");
+    const details = wrap && wrap.querySelector(":scope > details[open]");
+    if (!details) return;
+    e.preventDefault();
+    details.open = false;
+    details.querySelector(":scope > summary").focus();
   }
 
   /** New events were added to the trace (history page or live): update what is on screen. */
@@ -586,28 +604,80 @@ export class LiveFeed {
   }
 
   /**
-   * The whole history, newest page first: a session that fits in one page is complete at once; a longer one
-   * shows its newest page (onPartial) while the older pages load, so the end of a long session, where failures
-   * usually are, is on screen after one request whatever the session's length.
+   * The whole history, oldest first. Pages are listed newest first. The server names the cursors of the pages
+   * ahead (the `x-next-pages` header, an extension of ours: see api/routes/sessions.py), so up to IN_FLIGHT pages
+   * load at once; a server without it gets next_page followed one page at a time. Cursors stay opaque here.
+   * A session that fits in one page is complete at once. When a longer one is still loading PARTIAL_AFTER_MS
+   * after its newest page came in, that page is shown meanwhile (onPartial): the end of a session, where failures
+   * usually are, is on screen early whatever its length, and a history that loads quickly is not drawn twice.
    */
-  async history(onPartial) {
+  async history(onPartial, onProgress) {
     const path = `v1/sessions/${encodeURIComponent(this.sessionId)}/events`;
-    const newest = await get(path, { limit: PAGE, order: "desc" }, { signal: this.signal });
-    const pages = [newest.data];
-    if (newest.next_page && onPartial) onPartial(newest.data.slice().reverse());
-    let page = newest.next_page;
-    while (page) {
-      const body = await get(path, { limit: PAGE, order: "desc", page }, { signal: this.signal });
-      pages.push(body.data);
-      page = body.next_page;
+    const batch = new AbortController(); // one failed page ends the others
+    const stop = () => batch.abort();
+    this.signal.addEventListener("abort", stop, { once: true });
+    const headers = { "x-next-pages": String(AHEAD) };
+    const fetchPage = (page) =>
+      getWithHeaders(path, { limit: PAGE, order: "desc", page }, { signal: batch.signal, headers });
+    const cursors = []; // the pages after the newest one, in listing order (newest to oldest)
+    const known = new Set();
+    const learn = (res) => {
+      const ahead = (res.headers.get("x-next-pages") || "").split(",").map((c) => c.trim());
+      for (const c of [res.body.next_page, ...ahead]) {
+        if (c && !known.has(c)) {
+          known.add(c);
+          cursors.push(c);
+        }
+      }
+    };
+    let timer = null;
+    try {
+      const newest = await fetchPage(undefined);
+      learn(newest);
+      const pages = new Map(); // cursor -> events, newest first
+      let count = newest.body.data.length;
+      if (cursors.length) {
+        if (onPartial) timer = setTimeout(() => onPartial(newest.body.data.slice().reverse()), PARTIAL_AFTER_MS);
+        if (onProgress) onProgress(count);
+        await new Promise((resolve, reject) => {
+          let next = 0;
+          let inFlight = 0;
+          const pump = () => {
+            for (; inFlight < IN_FLIGHT && next < cursors.length; next++) {
+              const cursor = cursors[next];
+              inFlight += 1;
+              fetchPage(cursor).then((res) => {
+                inFlight -= 1;
+                pages.set(cursor, res.body.data);
+                count += res.body.data.length;
+                learn(res);
+                if (onProgress) onProgress(count);
+                if (inFlight === 0 && next === cursors.length) resolve();
+                else pump();
+              }, reject);
+            }
+          };
+          pump();
+        });
+      }
+      const all = [];
+      for (let i = cursors.length - 1; i >= -1; i--) {
+        const data = i < 0 ? newest.body.data : pages.get(cursors[i]);
+        for (let j = data.length - 1; j >= 0; j--) all.push(data[j]);
+      }
+      this.deliver(all);
+    } finally {
+      clearTimeout(timer);
+      this.signal.removeEventListener("abort", stop);
+      batch.abort(); // nothing is in flight by now unless a page failed
     }
-    const all = [];
-    for (let i = pages.length - 1; i >= 0; i--) for (let j = pages[i].length - 1; j >= 0; j--) all.push(pages[i][j]);
-    this.deliver(all);
   }
 
-  /** Loads history (calling onLoaded once it is complete) and then follows the stream until aborted. */
-  async run(onLoaded, onPartial) {
+  /**
+   * Loads history (calling onLoaded once it is complete; onPartial and onProgress as in history()) and then
+   * follows the stream until aborted.
+   */
+  async run(onLoaded, { onPartial, onProgress } = {}) {
     let loaded = false;
     let delay = RETRY_MIN_MS;
     while (!this.signal.aborted) {
@@ -642,7 +712,7 @@ export class LiveFeed {
       // 2. history (all of it the first time, else the missing tail), then what the stream buffered meanwhile
       try {
         if (!loaded) {
-          await this.history(onPartial);
+          await this.history(onPartial, onProgress);
           loaded = true;
           onLoaded();
         } else {
@@ -785,7 +855,7 @@ export async function sessionView(main, sessionId, { signal }) {
     if (partial) partial.view.destroy();
   });
   const painted = (fn) => requestAnimationFrame(() => setTimeout(fn, 0));
-  const timing = { firstScreenMs: null, traceMs: null, events: 0, turns: 0, partial: false };
+  const timing = { firstScreenMs: null, modelMs: null, traceMs: null, events: 0, turns: 0, partial: false };
 
   let refreshTimer = null;
   const refreshHeader = () => {
@@ -843,8 +913,12 @@ export async function sessionView(main, sessionId, { signal }) {
       timing.partial = true;
     });
   };
+  const onProgress = (count) => {
+    liveState.textContent = `Loading the trace: ${fmtInt(count)} events so far…`;
+  };
   await feed.run(() => {
     // the whole history is in: replace the partial view, open the latest turn, record the time it took
+    timing.modelMs = performance.now() - started; // every page fetched, the trace model built
     if (partial) {
       partial.view.destroy();
       partial.root.remove();
@@ -860,11 +934,12 @@ export async function sessionView(main, sessionId, { signal }) {
       const ms = performance.now() - started;
       Object.assign(timing, { traceMs: ms, events: trace.size, turns: trace.turns.length });
       if (timing.firstScreenMs === null) timing.firstScreenMs = ms;
-      window.__consoleTiming = timing;
+      window.__consoleTiming = timing; // read by bench/console_render.py and the browser tests
+      window.__consoleTrace = trace;
       main.dataset.traceState = "complete";
       main.dataset.traceMs = ms.toFixed(1);
       if (!live) liveState.textContent = "The session has terminated; showing its full history.";
       announce(`Trace loaded: ${trace.size} events in ${trace.turns.length} turns`);
     });
-  }, onPartial);
+  }, { onPartial, onProgress });
 }

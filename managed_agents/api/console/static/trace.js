@@ -41,6 +41,33 @@ export function unionMs(intervals) {
   return total;
 }
 
+/**
+ * The waterfall boxes to draw for a turn's segments (sorted by start): segments that look the same (kind, open,
+ * error) and start within `dur / slots` of the previous one's end are drawn as one box, with their count, total
+ * time and (when they share it) tool name. A turn of thousands of calls then draws a few hundred boxes at most
+ * per kind instead of thousands of sub-pixel ones; turns with fewer, longer segments are drawn as they are.
+ */
+export function coalesce(segments, dur, slots = 400) {
+  const eps = Math.max(0, dur) / slots;
+  const last = new Map(); // look -> the box being extended
+  const out = [];
+  for (const s of segments) {
+    const look = `${s.kind}/${s.open ? 1 : 0}/${s.isError ? 1 : 0}`;
+    const box = last.get(look);
+    if (box && s.start - box.end <= eps) {
+      box.end = Math.max(box.end, s.end);
+      box.count += 1;
+      box.busy += s.end - s.start;
+      if (box.name !== s.name) box.name = null;
+    } else {
+      const fresh = { ...s, count: 1, busy: s.end - s.start };
+      last.set(look, fresh);
+      out.push(fresh);
+    }
+  }
+  return out;
+}
+
 export class Turn {
   constructor(index) {
     this.index = index; // 1-based
@@ -88,7 +115,8 @@ export class Turn {
     const model = by("model");
     const tool = by("tool");
     const wait = by("wait");
-    return { model, tool, wait, other: Math.max(0, this.durationMs - unionMs(segs)), total: this.durationMs };
+    const other = Math.max(0, this.durationMs - unionMs(segs));
+    return { model, tool, wait, other, total: this.durationMs, segments: segs };
   }
 }
 
@@ -108,6 +136,8 @@ export class Trace {
     this.errors = [];
     this.totals = { requests: 0, toolCalls: 0, input: 0, output: 0, cacheRead: 0, cacheWrite: 0, cost: 0, priced: true };
     this.lastTime = null;
+    this.lastStamp = undefined;
+    this.lastParsed = NaN;
   }
 
   get size() {
@@ -119,7 +149,13 @@ export class Trace {
   }
 
   time(ev) {
-    const t = ev.processed_at ? Date.parse(ev.processed_at) : NaN;
+    const stamp = ev.processed_at;
+    // the events of one append share their processed_at: parse each distinct stamp once in a row
+    if (stamp !== this.lastStamp) {
+      this.lastStamp = stamp;
+      this.lastParsed = stamp ? Date.parse(stamp) : NaN;
+    }
+    const t = this.lastParsed;
     return Number.isNaN(t) ? (this.lastTime ?? Date.now()) : t;
   }
 
