@@ -16,7 +16,8 @@ class SystemClock:
 
 
 def rfc3339(ts: datetime) -> str:
-    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # isoformat is about twice as fast as strftime and gives the same text for UTC (every event is formatted)
+    return ts.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def parse_rfc3339(value: str) -> datetime:
