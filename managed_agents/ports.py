@@ -5,6 +5,7 @@ Ports are synchronous: boto3, sqlite3 and Lambda are. The ASGI edge reaches them
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -176,6 +177,30 @@ class Orchestrator(Protocol):
     def interrupt(self, session_id: str) -> None: ...
 
     def forget(self, session_id: str) -> None: ...
+
+
+def read_wire(
+    store: EventStore,
+    session_id: str,
+    *,
+    after_seq: int = 0,
+    before_seq: int | None = None,
+    limit: int = 1000,
+    order: Order = "asc",
+    types: Sequence[str] | None = None,
+    processed: TimeRange | None = None,
+) -> list[tuple[int, str]]:
+    """A slice as (seq, wire JSON text) pairs: what events.list returns, without building dicts.
+
+    Adapters that hold the payload as JSON text (SQLite) implement `read_wire_json` and splice the text; the
+    others go through `StoredEvent.wire()`. Both give the same JSON (the contract suite checks it)."""
+    fast = getattr(store, "read_wire_json", None)
+    kwargs = {"after_seq": after_seq, "before_seq": before_seq, "limit": limit, "order": order, "types": types}
+    if fast is not None:
+        result: list[tuple[int, str]] = fast(session_id, processed=processed, **kwargs)
+        return result
+    rows = store.read(session_id, processed=processed, **kwargs)  # type: ignore[arg-type]
+    return [(e.seq, json.dumps(e.wire(), separators=(",", ":"), ensure_ascii=False)) for e in rows]
 
 
 def iter_all(store: EventStore, session_id: str, *, page: int = 1000) -> Iterator[StoredEvent]:

@@ -35,7 +35,7 @@ from managed_agents.domain.errors import AuthenticationFailed, Conflict, Invalid
 from managed_agents.domain.events import EVENT_TYPES, JsonObject, NewEvent, Order, StoredEvent, TimeRange
 from managed_agents.domain.ids import deterministic_event_id, new_id
 from managed_agents.domain.session_state import SessionState, fold
-from managed_agents.ports import EventNotifier, EventStore, ListQuery, Record, iter_all
+from managed_agents.ports import EventNotifier, EventStore, ListQuery, Record, iter_all, read_wire
 from managed_agents.services.agents import AgentService, check_tools, resolve_model, resolve_tools
 from managed_agents.services.common import Services, archive_record, check_metadata, list_page, patch_metadata, render
 from managed_agents.services.environments import EnvironmentService
@@ -449,7 +449,8 @@ class SessionService:
         page: str | None,
         types: list[str],
         processed: TimeRange,
-    ) -> tuple[list[JsonObject], str | None]:
+    ) -> tuple[list[str], str | None]:
+        """One page of events as wire JSON texts (spliced from the store where it can) and the next cursor."""
         self.record(ws, sid)
         for t in types:
             if t not in EVENT_TYPES:
@@ -460,7 +461,8 @@ class SessionService:
             kwargs["after_seq"] = cursor or 0
         elif cursor is not None:
             kwargs["before_seq"] = cursor
-        rows = self.events.read(
+        rows = read_wire(
+            self.events,
             sid,
             limit=limit + 1,
             order=order,
@@ -470,4 +472,4 @@ class SessionService:
         )
         more = len(rows) > limit
         rows = rows[:limit]
-        return [e.wire() for e in rows], (encode_seq_cursor(rows[-1].seq) if more and rows else None)
+        return [text for _, text in rows], (encode_seq_cursor(rows[-1][0]) if more and rows else None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 from datetime import timedelta
@@ -11,7 +12,7 @@ import pytest
 from managed_agents.domain.errors import DuplicateEvent
 from managed_agents.domain.events import NewEvent, TimeRange
 from managed_agents.domain.ids import new_id
-from managed_agents.ports import EventStore, iter_all
+from managed_agents.ports import EventStore, iter_all, read_wire
 
 
 def _session() -> str:
@@ -127,6 +128,25 @@ def test_large_payload_round_trips(event_store: EventStore) -> None:
     first, second = event_store.read(sid)
     assert first.payload["content"] == [{"type": "text", "text": big}]
     assert second.seq == 2
+
+
+def test_wire_json_slices_equal_the_wire_form_of_read(event_store: EventStore) -> None:
+    sid = "sesn_" + uuid.uuid4().hex
+    payloads: list[dict[str, object]] = [
+        {},
+        {"content": [{"type": "text", "text": 'quote " backslash \\ newline \n é ✓'}]},
+        {"stop_reason": {"type": "end_turn"}, "stop_details": None, "n": 1.5, "flag": False},
+    ]
+    event_store.append(
+        sid,
+        [NewEvent(new_id("event"), "agent.message", p, {"hidden": True}) for p in payloads],
+    )
+    for kwargs in ({}, {"order": "desc", "limit": 2}, {"after_seq": 1, "types": ["agent.message"]}):
+        expected = event_store.read(sid, **kwargs)  # type: ignore[arg-type]
+        got = read_wire(event_store, sid, **kwargs)  # type: ignore[arg-type]
+        assert [seq for seq, _ in got] == [e.seq for e in expected]
+        assert [json.loads(text) for _, text in got] == [e.wire() for e in expected]
+        assert all("hidden" not in text for _, text in got)
 
 
 @pytest.mark.slow

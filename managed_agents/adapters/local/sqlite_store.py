@@ -170,6 +170,37 @@ class SqliteEventStore:
         params.append(limit)
         return [self._row(session_id, row) for row in self.db.query(sql, params)]
 
+    def read_wire_json(
+        self,
+        session_id: str,
+        *,
+        after_seq: int = 0,
+        before_seq: int | None = None,
+        limit: int = 1000,
+        order: Order = "asc",
+        types: Sequence[str] | None = None,
+        processed: TimeRange | None = None,
+    ) -> list[tuple[int, str]]:
+        """`read` as (seq, wire JSON) pairs spliced from the stored text: no JSON decoding or encoding at all.
+        Payloads never hold `id`, `type` or `processed_at` (the wire fields put first)."""
+        params: list[object] = [session_id, after_seq]
+        sql = "SELECT seq, id, type, processed_at, payload FROM events WHERE session_id = ? AND seq > ?"
+        if before_seq is not None:
+            sql += " AND seq < ?"
+            params.append(before_seq)
+        if types:
+            sql += f" AND type IN ({','.join('?' * len(types))})"
+            params.extend(types)
+        sql += _range_sql("processed_at", processed, params)
+        sql += f" ORDER BY seq {'DESC' if order == 'desc' else 'ASC'} LIMIT ?"
+        params.append(limit)
+        out: list[tuple[int, str]] = []
+        for seq, id_, type_, processed_at, payload in self.db.query(sql, params):
+            head = f'{{"id":"{id_}","type":"{type_}","processed_at":"{processed_at}"'
+            body = str(payload)
+            out.append((int(seq), head + ("}" if body == "{}" else "," + body[1:])))
+        return out
+
     def get(self, session_id: str, event_id: str) -> StoredEvent | None:
         rows = self.db.query(
             "SELECT seq, id, type, processed_at, payload, internal FROM events WHERE session_id = ? AND id = ?",
