@@ -11,9 +11,11 @@ Environment (set by the CDK stack on the API and task Lambdas):
 | `MANAGED_AGENTS_STREAM_POLL_SECONDS` | how often an open event stream re-reads the log (default 0.5) |
 | `MODEL_API_KEY_SECRET_ARN` | Secrets Manager secret holding the model API key (ModelTurn Lambda only) |
 | `ANTHROPIC_BASE_URL` | any Anthropic-compatible endpoint (the SDK's own variable), optional |
+| `MANAGED_AGENTS_API_URL` | the API's base URL, which sandbox workers call back |
+| `MANAGED_AGENTS_PROVISIONER_FUNCTION` | the provisioner Lambda; set: `cloud` sessions get Fargate sandboxes |
 
-plus every `MANAGED_AGENTS_*` harness and server setting of `managed_agents/settings.py`. These names belong in
-settings.py with the others (style); they live here until the AWS issue lands there.
+plus the sandbox variables and every `MANAGED_AGENTS_*` harness and server setting: all of them are declared in
+`managed_agents/settings.py` (`AwsSettings`); the names are re-exported here for stacks/config.py.
 
 The API Lambda needs no state machine ARN at import time and the task Lambdas need no model until their first
 invocation, so nothing here calls AWS when imported (SnapStart snapshots stay free of secrets).
@@ -27,12 +29,10 @@ import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pydantic import Field
-from pydantic_settings import SettingsConfigDict
-
 from managed_agents.adapters.anthropic_model import AnthropicMessagesModel
 from managed_agents.adapters.aws.dynamodb_event_store import DynamoDbEventStore
 from managed_agents.adapters.aws.dynamodb_resource_store import DynamoDbResourceStore
+from managed_agents.adapters.aws.ecs_sandbox_provisioner import LambdaSandboxProvisioner
 from managed_agents.adapters.aws.polling_notifier import PollingNotifier
 from managed_agents.adapters.aws.step_functions_orchestrator import StepFunctionsOrchestrator
 from managed_agents.domain.clock import Clock, SystemClock
@@ -43,37 +43,42 @@ from managed_agents.services.common import Services
 from managed_agents.services.environments import EnvironmentService
 from managed_agents.services.keys import KeyService
 from managed_agents.services.sessions import SessionService
-from managed_agents.settings import ENV_PREFIX, ServerSettings
+from managed_agents.services.work import WorkService, WorkSettings
+from managed_agents.settings import (
+    EVENTS_TABLE_ENV,
+    MODEL_API_KEY_SECRET_ARN_ENV,
+    RESOURCES_TABLE_ENV,
+    SPILL_BUCKET_ENV,
+    STATE_MACHINE_ARN_ENV,
+    STREAM_POLL_SECONDS_ENV,
+    AwsSettings,
+)
 from managed_agents.wiring import Runtime
+
+__all__ = [
+    "EVENTS_TABLE_ENV",
+    "MODEL_API_KEY_SECRET_ARN_ENV",
+    "RESOURCES_TABLE_ENV",
+    "SPILL_BUCKET_ENV",
+    "STATE_MACHINE_ARN_ENV",
+    "STREAM_POLL_SECONDS_ENV",
+    "AwsClients",
+    "AwsDeps",
+    "AwsSettings",
+    "build_aws_deps",
+    "build_aws_runtime",
+    "lambda_deps",
+    "model_api_key",
+]
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
+    from mypy_boto3_lambda.client import LambdaClient
     from mypy_boto3_s3.client import S3Client
     from mypy_boto3_secretsmanager.client import SecretsManagerClient
     from mypy_boto3_stepfunctions.client import SFNClient
 
-RESOURCES_TABLE_ENV = f"{ENV_PREFIX}RESOURCES_TABLE"
-EVENTS_TABLE_ENV = f"{ENV_PREFIX}EVENTS_TABLE"
-SPILL_BUCKET_ENV = f"{ENV_PREFIX}SPILL_BUCKET"
-STATE_MACHINE_ARN_ENV = f"{ENV_PREFIX}STATE_MACHINE_ARN"
-STREAM_POLL_SECONDS_ENV = f"{ENV_PREFIX}STREAM_POLL_SECONDS"
-MODEL_API_KEY_SECRET_ARN_ENV = "MODEL_API_KEY_SECRET_ARN"
 SECRET_MAX_AGE_SECONDS = 300
-
-
-class AwsSettings(ServerSettings):
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", populate_by_name=True)
-
-    resources_table: str = Field(min_length=3, description="DynamoDB resources table")
-    events_table: str = Field(min_length=3, description="DynamoDB events table")
-    spill_bucket: str = Field(min_length=3, description="S3 bucket of spilled event payloads")
-    state_machine_arn: str | None = Field(None, description="the session-run state machine (wake = StartExecution)")
-    stream_poll_seconds: float = Field(0.5, gt=0, description="event streams re-read the log this often")
-    model_api_key_secret_arn: str | None = Field(
-        None,
-        validation_alias=MODEL_API_KEY_SECRET_ARN_ENV,
-        description="Secrets Manager secret with the model API key",
-    )
 
 
 @dataclass
@@ -84,6 +89,7 @@ class AwsClients:
     s3: S3Client | None = None
     stepfunctions: SFNClient | None = None
     secretsmanager: SecretsManagerClient | None = None
+    lambda_: LambdaClient | None = None
 
     def sfn(self) -> SFNClient:
         if self.stepfunctions is None:
@@ -122,6 +128,21 @@ def build_aws_runtime(
             sfn_client=clients.stepfunctions,
         )
     svc = Services(resources, clock, orchestrator)
+    provisioner = (
+        LambdaSandboxProvisioner(function_name=settings.provisioner_function, lambda_client=clients.lambda_)
+        if settings.provisioner_function
+        else None
+    )
+    work_settings = WorkSettings(
+        lease_ttl_seconds=settings.work_lease_ttl_seconds,
+        start_timeout_seconds=settings.sandbox_start_timeout_seconds,
+        api_url=settings.sandbox_api_url or settings.api_url,
+    )
+    # Launches run in the request's thread: a Lambda freezes threads left running after its response.
+    work = WorkService(svc, events, notifier, work_settings, provisioner, background_launch=False)
+    sessions = SessionService(svc, events, notifier)
+    # Speculative hands and stop-on-delete need a provisioner; without one, the ModelTurn Lambda provisions.
+    sessions.work = work if provisioner is not None else None
     return Runtime(
         settings=settings,
         resources=resources,
@@ -131,8 +152,9 @@ def build_aws_runtime(
         keys=KeyService(resources, clock),
         agents=AgentService(svc),
         environments=EnvironmentService(svc),
-        sessions=SessionService(svc, events, notifier),
+        sessions=sessions,
         orchestrator=None,
+        work=work,
     )
 
 
@@ -176,7 +198,10 @@ class AwsDeps:
                 timeout=self.settings.model_timeout_seconds,
             )
             rt = self.runtime
-            self._harness = HarnessDeps(rt.events, rt.resources, model, rt.clock, self.settings, rt.notifier)
+            hands = rt.work.ensure_for_session if rt.work is not None else None
+            self._harness = HarnessDeps(
+                rt.events, rt.resources, model, rt.clock, self.settings, rt.notifier, hands=hands
+            )
         return self._harness
 
 

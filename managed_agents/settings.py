@@ -50,3 +50,57 @@ class ServerSettings(HarnessSettings):
         900.0, gt=0, description="a cloud sandbox must start heartbeating within this (package installs included)"
     )
     sandbox_start_delay_seconds: float = Field(0.0, ge=0, description="artificial provisioning delay (benchmarks)")
+
+
+# -- the AWS deployment (read by managed_agents/aws_runtime.py; the CDK stack sets them, stacks/config.py) -----------
+RESOURCES_TABLE_ENV = f"{ENV_PREFIX}RESOURCES_TABLE"
+EVENTS_TABLE_ENV = f"{ENV_PREFIX}EVENTS_TABLE"
+SPILL_BUCKET_ENV = f"{ENV_PREFIX}SPILL_BUCKET"
+STATE_MACHINE_ARN_ENV = f"{ENV_PREFIX}STATE_MACHINE_ARN"
+STREAM_POLL_SECONDS_ENV = f"{ENV_PREFIX}STREAM_POLL_SECONDS"
+MODEL_API_KEY_SECRET_ARN_ENV = "MODEL_API_KEY_SECRET_ARN"
+API_URL_ENV = f"{ENV_PREFIX}API_URL"
+PROVISIONER_FUNCTION_ENV = f"{ENV_PREFIX}PROVISIONER_FUNCTION"
+ECS_CLUSTER_ENV = f"{ENV_PREFIX}ECS_CLUSTER"
+SANDBOX_TASK_DEFINITION_ENV = f"{ENV_PREFIX}SANDBOX_TASK_DEFINITION"
+SANDBOX_CONTAINER_ENV = f"{ENV_PREFIX}SANDBOX_CONTAINER"
+SANDBOX_SUBNETS_ENV = f"{ENV_PREFIX}SANDBOX_SUBNETS"
+SANDBOX_SECURITY_GROUP_ENV = f"{ENV_PREFIX}SANDBOX_SECURITY_GROUP"
+SANDBOX_ASSIGN_PUBLIC_IP_ENV = f"{ENV_PREFIX}SANDBOX_ASSIGN_PUBLIC_IP"
+
+
+class AwsSettings(ServerSettings):
+    """The API, task and trigger Lambdas (the fields a Lambda does not use stay unset)."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", populate_by_name=True)
+
+    resources_table: str = Field(min_length=3, description="DynamoDB resources table")
+    events_table: str = Field(min_length=3, description="DynamoDB events table")
+    spill_bucket: str = Field(min_length=3, description="S3 bucket of spilled event payloads")
+    state_machine_arn: str | None = Field(None, description="the session-run state machine (wake = StartExecution)")
+    stream_poll_seconds: float = Field(0.5, gt=0, description="event streams re-read the log this often")
+    model_api_key_secret_arn: str | None = Field(
+        None,
+        validation_alias=MODEL_API_KEY_SECRET_ARN_ENV,
+        description="Secrets Manager secret with the model API key",
+    )
+    # sandboxes: the API URL they call back, and how they are started
+    api_url: str | None = Field(None, description="the platform API's base URL (sandbox workers call it)")
+    provisioner_function: str | None = Field(
+        None, description="the provisioner Lambda: callers without ECS rights launch sandboxes through it"
+    )
+
+
+class EcsSandboxSettings(BaseSettings):
+    """The provisioner Lambda: where and how sandbox tasks run (ECS RunTask)."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
+
+    api_url: str | None = Field(None, description="the platform API's base URL (sandbox workers call it)")
+    ecs_cluster: str = Field(min_length=1, description="ECS cluster of the sandbox tasks")
+    sandbox_task_definition: str = Field(min_length=1, description="the sandbox task definition (family:rev or ARN)")
+    sandbox_container: str = Field("sandbox", description="the container of the task definition to override")
+    sandbox_subnets: str = Field("", description="comma-separated subnet ids of the sandbox tasks")
+    sandbox_security_group: str | None = Field(None, description="the sandbox tasks' security group")
+    sandbox_assign_public_ip: str = Field("DISABLED", pattern="^(ENABLED|DISABLED)$")
+    sandbox_idle_seconds: float = Field(300.0, gt=0, description="a sandbox task stops itself after this long idle")

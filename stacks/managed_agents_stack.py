@@ -171,8 +171,10 @@ class ManagedAgentsStack(Stack):
             )
         )
         self._grant_task_response(api_role)
-        # The sandbox worker learns the API URL from the provisioner (a RunTask environment override).
+        # The sandbox worker learns the API URL from the provisioner (a RunTask environment override). ModelTurn's work
+        # service launches sandboxes through the provisioner when a tool call finds none, and hands out the URL too.
         self.provisioner.add_environment(names.ENV_API_URL, self.api.url)
+        self.model_turn.add_environment(names.ENV_API_URL, self.api.url)
 
         # Triggers: EventBridge events and Scheduler schedules start sessions.
         self.triggers_function = function(

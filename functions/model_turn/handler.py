@@ -3,6 +3,7 @@
 Input `{"session_id", "turns", "execution"?}` (`execution` = `$$.Execution.Name`, so a stopped execution's
 late invocation cannot release a run it no longer owns); output `{"session_id", "turns": turns + 1, "outcome":
 "run_again" | "retry_after" | "wait_for_tools" | "parked", "wait_seconds", "reason"}`. Pointers only, never payloads.
+`report_failure` is the ReportFailure task of the same state machine.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from managed_agents.adapters.aws.session_run import ModelTurnInput, model_turn
+from managed_agents.adapters.aws.session_run import ModelTurnInput, ReportFailureInput, model_turn
+from managed_agents.adapters.aws.session_run import report_failure as report_run_failure
 from managed_agents.aws_runtime import lambda_deps
 from managed_agents.observability import logger, metrics, tracer
 
@@ -26,6 +28,19 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     logger.info("model turn done", outcome=out.outcome, wait_seconds=out.wait_seconds, reason=out.reason)
     metrics.add_metric(name=f"ModelTurn_{out.outcome}", unit="Count", value=1)
     return out.model_dump(mode="json")
+
+
+@logger.inject_lambda_context(clear_state=True)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def report_failure(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """ReportFailure task: the run failed; append session.error + idle (input `{"session_id", "error"}`)."""
+    req = ReportFailureInput.model_validate(event)
+    logger.append_keys(session_id=req.session_id)
+    appended = report_run_failure(req, lambda_deps())
+    logger.warning("session run failed", error=req.error.error, reported=appended)
+    metrics.add_metric(name="SessionRunFailed", unit="Count", value=1)
+    return {"session_id": req.session_id, "reported": appended}
 
 
 lambda_handler = handler

@@ -22,12 +22,15 @@ from tests.aws.conftest import AwsEnv, FakeLambdaContext
 
 
 def _start_session(env: AwsEnv, text: str, tools: list[dict[str, Any]] | None = None) -> str:
+    """A session in a self_hosted environment: its sandbox calls wait for a worker (no provisioner needed)."""
     rt = env.deps.runtime
     ws = rt.keys.create_workspace("default")
     agent = rt.agents.create(
         ws, AgentCreateParams.model_validate({"name": "a", "model": "claude-scripted", "tools": tools or []})
     )
-    environment = rt.environments.create(ws, EnvironmentCreateParams.model_validate({"name": "e"}))
+    environment = rt.environments.create(
+        ws, EnvironmentCreateParams.model_validate({"name": "e", "config": {"type": "self_hosted"}})
+    )
     session = rt.sessions.create(
         ws,
         SessionCreateParams.model_validate(

@@ -20,7 +20,8 @@ that are not "by id" each have an index whose partition holds exactly the rows t
   on `list_sk`, and an unfiltered page of `limit` rows is one Query of `limit + 1` items.
 * GSIs `lookup1..3` (projection KEYS_ONLY, sort key `scope_sk` = `"{workspace_id}#{created_at}#{id}"`):
   partition `lk{n}` = `"{kind}#{attr}#{s:|n:}{value}"` for the n-th attribute `LOOKUPS` declares for the kind
-  (session status, agent and environment ids, API key hashes, the agent of a version). `find` is one Query per
+  (session status, agent and environment ids, API and environment key hashes, the agent of a version, a work
+  item's session, token hash and environment). `find` is one Query per
   value (any workspace) and a consistent BatchGetItem of the hits; `list_records` with an `equals` filter on a
   looked-up attribute queries the `{workspace_id}#` range of that partition the same way, in (created_at, id)
   order. Keys-only projections are rewritten only when their key changes (a session's status), not on every
@@ -73,6 +74,9 @@ LOOKUPS: Mapping[str, tuple[str, ...]] = {
     "session": ("status", "agent_id", "environment_id"),
     "agent_version": ("agent_id",),
     "api_key": ("hash",),
+    "environment_key": ("hash", "environment_id"),
+    # the work queue (services/work.py): a session's items, a work token's item, an environment's queue
+    "work": ("session_id", "token", "environment_id"),
 }
 COMPRESS_ABOVE_BYTES = 32_000
 MAX_ITEM_BYTES = 390_000  # DynamoDB's 400 KB item limit, less room for the keys and attribute names

@@ -6,6 +6,7 @@ are persisted names, change them only together with the ASL.
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Literal
 
@@ -14,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from managed_agents.adapters.aws.step_functions_orchestrator import finish_run, ownership_watch
 from managed_agents.adapters.aws.tool_wait import hold_tool_wait
 from managed_agents.aws_runtime import AwsDeps
+from managed_agents.harness.failures import failure_message, report_session_failure
 from managed_agents.harness.turn import Parked, RetryAfter, RunAgain, WaitForTools, advance
 
 TurnOutcome = Literal["run_again", "retry_after", "wait_for_tools", "parked"]
@@ -33,6 +35,22 @@ class ModelTurnOutput(BaseModel):
     outcome: TurnOutcome
     wait_seconds: int = Field(ge=0, description="retry delay, or seconds to the tool deadline; else 0")
     reason: str = ""
+
+
+class RunError(BaseModel):
+    """A Step Functions error as a Catch stores it (`ResultPath: $.error`)."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    error: str = Field("States.Unknown", alias="Error")
+    cause: str | None = Field(None, alias="Cause")
+
+
+class ReportFailureInput(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    session_id: str = Field(min_length=1)
+    error: RunError = Field(default_factory=RunError)
 
 
 class ToolWaitInput(BaseModel):
@@ -77,6 +95,24 @@ def model_turn(req: ModelTurnInput, deps: AwsDeps) -> ModelTurnOutput:
     return ModelTurnOutput(
         session_id=req.session_id, turns=turns, outcome="parked", wait_seconds=0, reason=outcome.reason
     )
+
+
+def report_failure(req: ReportFailureInput, deps: AwsDeps) -> bool:
+    """The run failed where the harness could not say so itself: session.error + idle, as the embedded runtime.
+
+    A Lambda's own error arrives as a JSON `Cause` (`{"errorType", "errorMessage", ...}`); its type and message
+    make the user-readable text. True when the events were appended.
+    """
+    kind, detail = req.error.error, req.error.cause or "no details"
+    try:
+        cause = json.loads(detail)
+    except ValueError:
+        cause = None
+    if isinstance(cause, dict) and cause.get("errorMessage"):
+        kind = str(cause.get("errorType") or kind)
+        detail = str(cause["errorMessage"])
+    rt = deps.runtime
+    return report_session_failure(rt.events, rt.resources, rt.clock, req.session_id, failure_message(kind, detail))
 
 
 def tool_wait(req: ToolWaitInput, deps: AwsDeps) -> bool:

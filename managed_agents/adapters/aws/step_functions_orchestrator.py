@@ -15,6 +15,10 @@ turn, otherwise `_execution` is released. Both sides write the same record under
 wake lands first (the run goes on) or the release does (the wake starts a new execution): no wake is lost and no
 two executions drive one session. Duplicate wakes collapse into one pending flag.
 
+A run parked in its ToolWait task (a task token on the record, see tool_wait.py) is woken by releasing that token:
+every append of user events (tool results from the sandbox worker, confirmations) ends in `wake`, so the wait
+ends as soon as something was logged and the next ModelTurn decides whether to wait again.
+
 A claimed name whose StartExecution never happened (a crash in between) or whose execution ended without
 releasing (failed, timed out, stopped) is detected by DescribeExecution on the next wake and claimed anew; the
 StartExecution of a claimed name is retried idempotently (same name, same input).
@@ -30,6 +34,7 @@ from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
 
+from managed_agents.adapters.aws.tool_wait import TOKEN_FIELD, release_tool_wait
 from managed_agents.adapters.local.in_process_orchestrator import ThreadCancelToken
 from managed_agents.domain.errors import NotFound, ServiceUnavailable
 from managed_agents.ports import EventStore, Record, ResourceStore
@@ -120,11 +125,19 @@ class StepFunctionsOrchestrator:
     # -- the port ------------------------------------------------------------------------------------------------
 
     def wake(self, session_id: str) -> None:
+        self._wake(session_id)
+
+    def _wake(self, session_id: str, *, stopped: str | None = None) -> None:
+        """`stopped`: an execution this call just stopped; it no longer owns the run, whatever DescribeExecution
+        says (a stopped execution can read RUNNING for a moment, until its current state returns)."""
         rec = self.resources.get_by_id("session", session_id)
         if rec is None or rec.doc.get("_deleted"):
             return
+        if rec.doc.get(TOKEN_FIELD) and release_tool_wait(self.resources, self.sfn, session_id):
+            # The run waits in its ToolWait task: released, its next ModelTurn reads what was just logged.
+            return
         owner = rec.doc.get(EXECUTION)
-        owner_running = isinstance(owner, str) and self._running(owner)
+        owner_running = isinstance(owner, str) and owner != stopped and self._running(owner)
         last_seq = self.events.last_seq(session_id)
         claimed: str | None = None
 
@@ -150,8 +163,8 @@ class StepFunctionsOrchestrator:
 
     def interrupt(self, session_id: str) -> None:
         """Stop the running execution (a model request in flight ends with the Lambda), then wake a fresh one."""
-        self._stop(session_id, cause="user.interrupt")
-        self.wake(session_id)
+        stopped = self._stop(session_id, cause="user.interrupt")
+        self._wake(session_id, stopped=stopped)
 
     def forget(self, session_id: str) -> None:
         self._stop(session_id, cause="session deleted")
@@ -177,16 +190,18 @@ class StepFunctionsOrchestrator:
             raise ServiceUnavailable(f"could not describe the session run: {exc}") from exc
         return out["status"] in ("RUNNING", "PENDING_REDRIVE")
 
-    def _stop(self, session_id: str, *, cause: str) -> None:
+    def _stop(self, session_id: str, *, cause: str) -> str | None:
+        """StopExecution of the run's owner; returns the name of the execution stopped (or already gone)."""
         rec = self.resources.get_by_id("session", session_id)
         owner = rec.doc.get(EXECUTION) if rec is not None else None
         if not isinstance(owner, str):
-            return
+            return None
         try:
             self.sfn.stop_execution(executionArn=execution_arn(self.state_machine_arn, owner), cause=cause)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") not in ("ExecutionDoesNotExist",):
                 raise ServiceUnavailable(f"could not stop the session run: {exc}") from exc
+        return owner
 
 
 @contextmanager

@@ -1,0 +1,271 @@
+"""The AWS sandbox provisioner: one ECS Fargate task per `cloud` session, running the official worker.
+
+The task definition (stacks/constructs/sandbox.py) has no task role and no secrets. RunTask overrides the sandbox
+container's environment with exactly what `managed_agents/sandbox/entrypoint.py` reads when
+`MANAGED_AGENTS_SANDBOX_CONFIG` is not `stdin`: the work item's coordinates, its secret (the session-scoped work token,
+the only credential the sandbox ever holds), the API URL, the idle timeout and the environment's packages. Tasks are
+tagged with their session and work item and started by the session id (`startedBy`, at most 36 characters), so
+`stop` finds them without any state of its own.
+
+A Fargate task ends on its own (idle timeout, a crash); nobody calls `on_exit` for it. A dead sandbox is noticed by
+its work item's lease (no heartbeats) and, for the call in flight, by the tool-wait timeout of the session run.
+
+`LambdaSandboxProvisioner` is the same port for callers without ECS rights (the ModelTurn Lambda): it invokes the
+provisioner Lambda (functions/provisioner/handler.py), which runs an `EcsSandboxProvisioner`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from botocore.exceptions import ClientError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+from managed_agents.ports import SandboxExited, SandboxLaunch
+from managed_agents.settings import EcsSandboxSettings
+
+if TYPE_CHECKING:
+    from mypy_boto3_ecs.client import ECSClient
+    from mypy_boto3_lambda.client import LambdaClient
+
+SESSION_TAG = "managed-agents:session"
+WORK_TAG = "managed-agents:work"
+MAX_STARTED_BY = 36
+
+
+class SandboxLaunchFailed(RuntimeError):
+    """RunTask did not start a task; the message says why in words a user can act on."""
+
+
+def task_environment(spec: SandboxLaunch, *, api_url: str, idle_seconds: float) -> list[dict[str, str]]:
+    """The sandbox container's environment overrides: the work coordinates and secret, nothing of the platform's."""
+    values = {
+        "ANTHROPIC_BASE_URL": api_url,
+        "ANTHROPIC_WORK_ID": spec.work_id,
+        "ANTHROPIC_ENVIRONMENT_ID": spec.environment_id,
+        "ANTHROPIC_SESSION_ID": spec.session_id,
+        "ANTHROPIC_WORK_SECRET": spec.secret,
+        "MANAGED_AGENTS_SANDBOX_IDLE_SECONDS": f"{idle_seconds:g}",
+        "MANAGED_AGENTS_SANDBOX_PACKAGES": json.dumps(spec.packages, separators=(",", ":")),
+    }
+    return [{"name": k, "value": v} for k, v in values.items()]
+
+
+class EcsSandboxProvisioner:
+    def __init__(
+        self,
+        *,
+        cluster: str,
+        task_definition: str,
+        container: str = "sandbox",
+        subnets: Sequence[str] = (),
+        security_groups: Sequence[str] = (),
+        assign_public_ip: str = "DISABLED",
+        api_url: str | None = None,
+        idle_seconds: float = 300.0,
+        ecs_client: ECSClient | None = None,
+    ) -> None:
+        self.cluster = cluster
+        self.task_definition = task_definition
+        self.container = container
+        self.subnets = [s for s in subnets if s]
+        self.security_groups = [g for g in security_groups if g]
+        self.assign_public_ip = assign_public_ip
+        self.api_url = api_url
+        self.idle_seconds = idle_seconds
+        self._ecs = ecs_client
+
+    @property
+    def ecs(self) -> ECSClient:
+        if self._ecs is None:
+            import boto3
+
+            self._ecs = boto3.client("ecs")
+        return self._ecs
+
+    @property
+    def isolation(self) -> str:
+        return "ECS Fargate task per session (own VM, no task role, no secrets; egress by security group)"
+
+    def launch(self, spec: SandboxLaunch, on_exit: SandboxExited) -> None:
+        """RunTask; raises SandboxLaunchFailed when no task started. `on_exit` is not called (see the module doc)."""
+        api_url = self.api_url or spec.api_url
+        if not api_url:
+            raise SandboxLaunchFailed("the provisioner does not know the API URL sandboxes call back")
+        kwargs: dict[str, Any] = {
+            "cluster": self.cluster,
+            "taskDefinition": self.task_definition,
+            "launchType": "FARGATE",
+            "count": 1,
+            "startedBy": spec.session_id[:MAX_STARTED_BY],
+            "overrides": {
+                "containerOverrides": [
+                    {
+                        "name": self.container,
+                        "environment": task_environment(spec, api_url=api_url, idle_seconds=self.idle_seconds),
+                    }
+                ]
+            },
+            "tags": [{"key": SESSION_TAG, "value": spec.session_id}, {"key": WORK_TAG, "value": spec.work_id}],
+            "enableECSManagedTags": True,
+        }
+        if self.subnets:
+            kwargs["networkConfiguration"] = {
+                "awsvpcConfiguration": {
+                    "subnets": self.subnets,
+                    "securityGroups": self.security_groups,
+                    "assignPublicIp": self.assign_public_ip,
+                }
+            }
+        try:
+            out = self.ecs.run_task(**kwargs)
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            raise SandboxLaunchFailed(
+                f"ECS RunTask failed ({error.get('Code', 'error')}): {error.get('Message', exc)}"
+            ) from exc
+        if not out.get("tasks"):
+            reasons = "; ".join(
+                f"{f.get('reason', 'unknown')}{' (' + f['detail'] + ')' if f.get('detail') else ''}"
+                for f in out.get("failures", [])
+            )
+            raise SandboxLaunchFailed(f"ECS RunTask started no task: {reasons or 'no reason given'}")
+
+    def stop(self, session_id: str, work_id: str | None) -> None:
+        """StopTask for the session's running tasks (only the one serving `work_id`, when given)."""
+        try:
+            arns = self.ecs.list_tasks(
+                cluster=self.cluster, startedBy=session_id[:MAX_STARTED_BY], desiredStatus="RUNNING"
+            )["taskArns"]
+            if not arns:
+                return
+            tasks = self.ecs.describe_tasks(cluster=self.cluster, tasks=arns, include=["TAGS"])["tasks"]
+        except ClientError as exc:
+            raise SandboxLaunchFailed(f"could not list the sandbox tasks of session {session_id}: {exc}") from exc
+        for task in tasks:
+            tags = {t.get("key"): t.get("value") for t in task.get("tags", [])}
+            if tags.get(SESSION_TAG) != session_id or (work_id is not None and tags.get(WORK_TAG) != work_id):
+                continue
+            try:
+                self.ecs.stop_task(cluster=self.cluster, task=task["taskArn"], reason="managed-agents: work stopped")
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") not in ("InvalidParameterException",):
+                    raise
+
+    def dispose(self, session_id: str) -> None:
+        """Nothing to remove: a task's storage ends with the task."""
+
+
+class LambdaSandboxProvisioner:
+    """Launches and stops sandboxes through the provisioner Lambda (synchronous invocation: a failure is raised)."""
+
+    def __init__(self, *, function_name: str, lambda_client: LambdaClient | None = None) -> None:
+        self.function_name = function_name
+        self._lambda = lambda_client
+
+    @property
+    def client(self) -> LambdaClient:
+        if self._lambda is None:
+            import boto3
+
+            self._lambda = boto3.client("lambda")
+        return self._lambda
+
+    @property
+    def isolation(self) -> str:
+        return "ECS Fargate task per session, started by the provisioner Lambda"
+
+    def launch(self, spec: SandboxLaunch, on_exit: SandboxExited) -> None:
+        self._invoke({"action": "launch", "launch": asdict(spec)})
+
+    def stop(self, session_id: str, work_id: str | None) -> None:
+        self._invoke({"action": "stop", "session_id": session_id, "work_id": work_id})
+
+    def dispose(self, session_id: str) -> None:
+        """Nothing to remove (see EcsSandboxProvisioner.dispose)."""
+
+    def _invoke(self, payload: dict[str, Any]) -> None:
+        try:
+            out = self.client.invoke(
+                FunctionName=self.function_name,
+                InvocationType="RequestResponse",
+                Payload=json.dumps(payload, separators=(",", ":")).encode(),
+            )
+        except ClientError as exc:
+            raise SandboxLaunchFailed(f"could not invoke the sandbox provisioner: {exc}") from exc
+        if out.get("FunctionError"):
+            body = out["Payload"].read()
+            try:
+                message = str(json.loads(body).get("errorMessage") or body[:500])
+            except (ValueError, AttributeError):
+                message = body[:500].decode(errors="replace")
+            raise SandboxLaunchFailed(message)
+
+
+# -- the provisioner Lambda's requests (the contract between LambdaSandboxProvisioner and functions/provisioner) -----
+
+
+class LaunchSpec(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    work_id: str = Field(min_length=1)
+    environment_id: str = Field(min_length=1)
+    session_id: str = Field(min_length=1)
+    secret: str = Field(min_length=1)
+    api_url: str = ""
+    packages: dict[str, Any] = Field(default_factory=dict)
+    networking: dict[str, Any] = Field(default_factory=dict)
+
+    def to_launch(self) -> SandboxLaunch:
+        return SandboxLaunch(**self.model_dump())
+
+
+class LaunchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    action: Literal["launch"]
+    launch: LaunchSpec
+
+
+class StopRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    action: Literal["stop"]
+    session_id: str = Field(min_length=1)
+    work_id: str | None = None
+
+
+ProvisionerRequest = Annotated[LaunchRequest | StopRequest, Field(discriminator="action")]
+PROVISIONER_REQUEST: TypeAdapter[LaunchRequest | StopRequest] = TypeAdapter(ProvisionerRequest)
+
+
+def serve_provisioner_request(req: LaunchRequest | StopRequest, provisioner: EcsSandboxProvisioner) -> dict[str, Any]:
+    """What the provisioner Lambda does with one request; errors propagate (the caller sees a FunctionError)."""
+    if isinstance(req, LaunchRequest):
+        provisioner.launch(req.launch.to_launch(), _no_exit)
+        return {"action": "launch", "session_id": req.launch.session_id, "work_id": req.launch.work_id}
+    provisioner.stop(req.session_id, req.work_id)
+    return {"action": "stop", "session_id": req.session_id, "work_id": req.work_id}
+
+
+def _no_exit(work_id: str, code: int, detail: str) -> None:
+    """Fargate tasks end asynchronously; the work lease notices a dead one."""
+
+
+def provisioner_from_settings(
+    settings: EcsSandboxSettings, *, ecs_client: ECSClient | None = None
+) -> EcsSandboxProvisioner:
+    return EcsSandboxProvisioner(
+        cluster=settings.ecs_cluster,
+        task_definition=settings.sandbox_task_definition,
+        container=settings.sandbox_container,
+        subnets=[s.strip() for s in settings.sandbox_subnets.split(",")],
+        security_groups=[settings.sandbox_security_group] if settings.sandbox_security_group else [],
+        assign_public_ip=settings.sandbox_assign_public_ip,
+        api_url=settings.api_url,
+        idle_seconds=settings.sandbox_idle_seconds,
+        ecs_client=ecs_client,
+    )

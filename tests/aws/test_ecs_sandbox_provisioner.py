@@ -1,0 +1,138 @@
+"""The ECS RunTask adapter of the sandbox provisioner port, on moto ECS."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from managed_agents.adapters.aws.ecs_sandbox_provisioner import (
+    SESSION_TAG,
+    WORK_TAG,
+    EcsSandboxProvisioner,
+    SandboxLaunchFailed,
+)
+from managed_agents.ports import SandboxLaunch
+from tests.contract.conftest import fake_aws_env
+
+REGION = "us-east-1"
+
+
+@dataclass
+class Ecs:
+    client: Any
+    provisioner: EcsSandboxProvisioner
+    cluster: str
+
+    def running(self) -> list[dict[str, Any]]:
+        arns = self.client.list_tasks(cluster=self.cluster, desiredStatus="RUNNING")["taskArns"]
+        if not arns:
+            return []
+        tasks: list[dict[str, Any]] = self.client.describe_tasks(cluster=self.cluster, tasks=arns, include=["TAGS"])[
+            "tasks"
+        ]
+        return [t for t in tasks if t["desiredStatus"] == "RUNNING"]  # (moto advances lastStatus on every describe)
+
+
+@pytest.fixture
+def ecs(monkeypatch: pytest.MonkeyPatch) -> Iterator[Ecs]:
+    fake_aws_env(monkeypatch)
+    with mock_aws():
+        ec2 = boto3.client("ec2", region_name=REGION)
+        vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+        ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})
+        subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
+        group = ec2.create_security_group(GroupName="sandbox", Description="sandbox", VpcId=vpc)["GroupId"]
+        client = boto3.client("ecs", region_name=REGION)
+        client.create_cluster(clusterName="sandboxes")
+        task_def = client.register_task_definition(
+            family="sandbox",
+            requiresCompatibilities=["FARGATE"],
+            networkMode="awsvpc",
+            cpu="1024",
+            memory="2048",
+            containerDefinitions=[{"name": "sandbox", "image": "sandbox:1", "cpu": 1024, "memory": 2048}],
+        )["taskDefinition"]["taskDefinitionArn"]
+        provisioner = EcsSandboxProvisioner(
+            cluster="sandboxes",
+            task_definition=task_def,
+            subnets=[subnet],
+            security_groups=[group],
+            api_url="https://api.example.test/live",
+            idle_seconds=120,
+            ecs_client=client,
+        )
+        yield Ecs(client, provisioner, "sandboxes")
+
+
+def _spec(session: str, work: str) -> SandboxLaunch:
+    return SandboxLaunch(
+        work_id=work,
+        environment_id="env_1",
+        session_id=session,
+        secret="c2VjcmV0",
+        api_url="http://ignored-when-the-provisioner-knows-its-url",
+        packages={"pip": ["rich"]},
+        networking={"type": "limited"},
+    )
+
+
+def _exit(work_id: str, code: int, detail: str) -> None:
+    raise AssertionError("Fargate tasks end asynchronously; launch never calls on_exit")
+
+
+def test_launch_runs_one_task_whose_environment_is_the_work_item_only(ecs: Ecs) -> None:
+    # Given the RunTask requests ECS receives
+    sent: list[dict[str, Any]] = []
+    ecs.client.meta.events.register("provide-client-params.ecs.RunTask", lambda params, **_: sent.append(params))
+    # When a session's sandbox is launched
+    ecs.provisioner.launch(_spec("sesn_a", "work_a"), _exit)
+    # Then one Fargate task runs in the sandbox subnets, tagged with its session and work item
+    (task,) = ecs.running()
+    tags = {t["key"]: t["value"] for t in task["tags"]}
+    assert tags[SESSION_TAG] == "sesn_a" and tags[WORK_TAG] == "work_a"
+    (request,) = sent
+    assert request["launchType"] == "FARGATE" and request["startedBy"] == "sesn_a"
+    assert request["networkConfiguration"]["awsvpcConfiguration"]["assignPublicIp"] == "DISABLED"
+    # And its container overrides carry only the work coordinates, the secret and the worker's settings
+    (override,) = request["overrides"]["containerOverrides"]
+    assert override["name"] == "sandbox" and set(override) == {"name", "environment"}
+    env = {e["name"]: e["value"] for e in override["environment"]}
+    assert env == {
+        "ANTHROPIC_BASE_URL": "https://api.example.test/live",
+        "ANTHROPIC_WORK_ID": "work_a",
+        "ANTHROPIC_ENVIRONMENT_ID": "env_1",
+        "ANTHROPIC_SESSION_ID": "sesn_a",
+        "ANTHROPIC_WORK_SECRET": "c2VjcmV0",
+        "MANAGED_AGENTS_SANDBOX_IDLE_SECONDS": "120",
+        "MANAGED_AGENTS_SANDBOX_PACKAGES": json.dumps({"pip": ["rich"]}, separators=(",", ":")),
+    }
+
+
+def test_stop_stops_only_the_sessions_task_serving_that_work(ecs: Ecs) -> None:
+    # Given two sessions' sandboxes, and an older work item of the first session
+    ecs.provisioner.launch(_spec("sesn_a", "work_a1"), _exit)
+    ecs.provisioner.launch(_spec("sesn_a", "work_a2"), _exit)
+    ecs.provisioner.launch(_spec("sesn_b", "work_b"), _exit)
+    # When the first work item of session a stops
+    ecs.provisioner.stop("sesn_a", "work_a1")
+    # Then only its task was stopped
+    left = sorted({t["key"]: t["value"] for t in task["tags"]}[WORK_TAG] for task in ecs.running())
+    assert left == ["work_a2", "work_b"]
+    # And stopping the whole session stops the rest of it, not the other session
+    ecs.provisioner.stop("sesn_a", None)
+    assert [{t["key"]: t["value"] for t in task["tags"]}[WORK_TAG] for task in ecs.running()] == ["work_b"]
+
+
+def test_a_task_definition_ecs_does_not_know_is_a_readable_launch_failure(ecs: Ecs) -> None:
+    # Given a provisioner pointed at a task definition that does not exist
+    ecs.provisioner.task_definition = "no-such-family:1"
+    # When it launches, then the error names the RunTask failure
+    with pytest.raises(SandboxLaunchFailed, match=r"^ECS RunTask failed \("):
+        ecs.provisioner.launch(_spec("sesn_a", "work_a"), _exit)
+    assert ecs.running() == []
