@@ -94,7 +94,16 @@ class Console:
         self.page.get_by_role("navigation", name="Main").wait_for()
 
     def go(self, fragment: str) -> None:
-        self.page.evaluate("f => { location.hash = f }", fragment)
+        """Navigate and return once the console's hashchange handler has run (the old view is gone), so the next
+        locator cannot act on the previous view's form."""
+        self.page.evaluate(
+            """f => new Promise(resolve => {
+                if (location.hash === f) { resolve(); return; }
+                window.addEventListener("hashchange", () => setTimeout(resolve, 0), { once: true });
+                location.hash = f;
+            })""",
+            fragment,
+        )
 
     def wait_trace(self, timeout: float = 15_000) -> None:
         self.page.wait_for_selector('main[data-trace-state="complete"]', timeout=timeout)

@@ -16,6 +16,8 @@ def _msg(text: str) -> list[dict[str, Any]]:
 
 
 def _rows(console: Console) -> list[str]:
+    # the list rendered for the current fragment, not the previous view's table
+    console.page.wait_for_function("() => document.getElementById('main').dataset.rendered === location.hash")
     console.page.locator("table.sessions").wait_for()
     return list(console.page.locator("table.sessions tbody tr").evaluate_all("rs => rs.map(r => r.dataset.session)"))
 

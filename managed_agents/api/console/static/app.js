@@ -63,8 +63,10 @@ async function route() {
   current = ctl;
   const { parts, query } = parseHash();
   const section = parts[0] || "sessions";
+  const hash = location.hash;
   setChrome(true, section);
   const ctx = { signal: ctl.signal };
+  delete main.dataset.rendered;
   try {
     if (section === "sessions" && parts[1]) {
       document.title = `Session ${parts[1]} · Managed Agents console`;
@@ -87,6 +89,8 @@ async function route() {
     } else {
       clear(main).append(h("h1", "Page not found"), h("p", h("a", { href: "#/sessions" }, "Sessions")));
     }
+    // the view for this fragment is on screen (tests and automation wait for it; live views keep streaming)
+    if (!ctl.signal.aborted) main.dataset.rendered = hash;
   } catch (err) {
     if (ctl.signal.aborted || (err && err.name === "AbortError")) return;
     if (err instanceof ApiError && err.status === 401) return; // handled by the unauthorized listener
