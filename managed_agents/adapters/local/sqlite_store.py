@@ -157,8 +157,33 @@ class SqliteEventStore:
         types: Sequence[str] | None = None,
         processed: TimeRange | None = None,
     ) -> list[StoredEvent]:
+        rows = self._slice(
+            "seq, id, type, processed_at, payload, internal",
+            session_id,
+            after_seq=after_seq,
+            before_seq=before_seq,
+            limit=limit,
+            order=order,
+            types=types,
+            processed=processed,
+        )
+        return [self._row(session_id, row) for row in rows]
+
+    def _slice(
+        self,
+        columns: str,
+        session_id: str,
+        *,
+        after_seq: int,
+        before_seq: int | None,
+        limit: int,
+        order: Order,
+        types: Sequence[str] | None,
+        processed: TimeRange | None,
+    ) -> list[sqlite3.Row]:
+        """The positional slice both readers share: a keyset range on (session_id, seq) plus the filters."""
         params: list[object] = [session_id, after_seq]
-        sql = "SELECT seq, id, type, processed_at, payload, internal FROM events WHERE session_id = ? AND seq > ?"
+        sql = f"SELECT {columns} FROM events WHERE session_id = ? AND seq > ?"
         if before_seq is not None:
             sql += " AND seq < ?"
             params.append(before_seq)
@@ -168,7 +193,7 @@ class SqliteEventStore:
         sql += _range_sql("processed_at", processed, params)
         sql += f" ORDER BY seq {'DESC' if order == 'desc' else 'ASC'} LIMIT ?"
         params.append(limit)
-        return [self._row(session_id, row) for row in self.db.query(sql, params)]
+        return self.db.query(sql, params)
 
     def read_wire_json(
         self,
@@ -183,19 +208,18 @@ class SqliteEventStore:
     ) -> list[tuple[int, str]]:
         """`read` as (seq, wire JSON) pairs spliced from the stored text: no JSON decoding or encoding at all.
         Payloads never hold `id`, `type` or `processed_at` (the wire fields put first)."""
-        params: list[object] = [session_id, after_seq]
-        sql = "SELECT seq, id, type, processed_at, payload FROM events WHERE session_id = ? AND seq > ?"
-        if before_seq is not None:
-            sql += " AND seq < ?"
-            params.append(before_seq)
-        if types:
-            sql += f" AND type IN ({','.join('?' * len(types))})"
-            params.extend(types)
-        sql += _range_sql("processed_at", processed, params)
-        sql += f" ORDER BY seq {'DESC' if order == 'desc' else 'ASC'} LIMIT ?"
-        params.append(limit)
+        rows = self._slice(
+            "seq, id, type, processed_at, payload",
+            session_id,
+            after_seq=after_seq,
+            before_seq=before_seq,
+            limit=limit,
+            order=order,
+            types=types,
+            processed=processed,
+        )
         out: list[tuple[int, str]] = []
-        for seq, id_, type_, processed_at, payload in self.db.query(sql, params):
+        for seq, id_, type_, processed_at, payload in rows:
             head = f'{{"id":"{id_}","type":"{type_}","processed_at":"{processed_at}"'
             body = str(payload)
             out.append((int(seq), head + ("}" if body == "{}" else "," + body[1:])))
