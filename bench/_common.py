@@ -6,10 +6,8 @@ Run a benchmark as ``uv run python bench/<name>.py``; each prints JSON lines.
 from __future__ import annotations
 
 import json
-import socket
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -20,23 +18,17 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout, installed or not
 
 import anthropic
-import uvicorn
 
 from managed_agents.adapters.anthropic_model import AnthropicMessagesModel
 from managed_agents.api.app import create_app
 from managed_agents.settings import ServerSettings
+from managed_agents.testing.loopback import UvicornThread, free_port
 from managed_agents.testing.scripted_model import ScriptedModelServer
 from managed_agents.wiring import Runtime, bootstrap_admin_key, build_local_runtime
 
 
 def emit(**fields: Any) -> None:
     print(json.dumps(fields), flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -65,15 +57,10 @@ def stack(latency_ms: float = 0, **settings: Any) -> Iterator[Stack]:
         assert secret
         port = free_port()
         rt.set_api_url(f"http://127.0.0.1:{port}")  # where cloud sandboxes call back
-        server = uvicorn.Server(uvicorn.Config(create_app(rt), host="127.0.0.1", port=port, log_level="warning"))
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        wait_until(lambda: server.started, timeout=10)
         try:
-            yield Stack(f"http://127.0.0.1:{port}", secret, rt, model)
+            with UvicornThread(create_app(rt), port):
+                yield Stack(f"http://127.0.0.1:{port}", secret, rt, model)
         finally:
-            server.should_exit = True
-            thread.join(10)
             rt.close()
 
 

@@ -20,7 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx2
-from _common import free_port, wait_until
+from _common import wait_until
+
+from managed_agents.testing.loopback import free_port
 
 BENCH_DIR = Path(__file__).resolve().parent
 _TICKS = os.sysconf("SC_CLK_TCK")

@@ -57,9 +57,10 @@ from managed_agents.settings import (
     SPILL_BUCKET_ENV,
     STATE_MACHINE_ARN_ENV,
 )
+from managed_agents.testing.loopback import UvicornThread, free_port
 from managed_agents.testing.scripted_model import ScriptedModelServer
 from stacks.asl import logical_id, state_machine_definition
-from tests.e2e.conftest import _UvicornThread, free_port, wait_until
+from tests.e2e.conftest import wait_until
 from tests.infra.conftest import Synth, default_synth, synth_variant  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.slow
@@ -366,7 +367,7 @@ def _platform(synth: Synth, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> 
         ws = rt.keys.create_workspace("default")
         _, admin_key = rt.keys.create_key(ws, name="admin")
         try:
-            with _UvicornThread(app, port):
+            with UvicornThread(app, port):
                 client = anthropic.Anthropic(base_url=api_url, api_key=admin_key, max_retries=0)
                 yield Platform(client, model, sfn, arn, sandboxes, calls)
         finally:

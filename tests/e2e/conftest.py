@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -12,19 +10,13 @@ from typing import Any
 
 import anthropic
 import pytest
-import uvicorn
 
 from managed_agents.adapters.anthropic_model import AnthropicMessagesModel
 from managed_agents.api.app import create_app
 from managed_agents.settings import ServerSettings
+from managed_agents.testing.loopback import UvicornThread, free_port
 from managed_agents.testing.scripted_model import ScriptedModelServer
 from managed_agents.wiring import Runtime, bootstrap_admin_key, build_local_runtime
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -36,25 +28,6 @@ class Server:
 
     def client(self, key: str | None = None, **kw: Any) -> anthropic.Anthropic:
         return anthropic.Anthropic(base_url=self.url, api_key=key or self.admin_key, max_retries=0, **kw)
-
-
-class _UvicornThread:
-    def __init__(self, app: Any, port: int) -> None:
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> _UvicornThread:
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("server did not start")
-            time.sleep(0.01)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
 
 
 @pytest.fixture
@@ -83,7 +56,7 @@ def server(server_settings: ServerSettings, model_server: ScriptedModelServer) -
     assert secret
     port = free_port()
     rt.set_api_url(f"http://127.0.0.1:{port}")
-    with _UvicornThread(create_app(rt), port):
+    with UvicornThread(create_app(rt), port):
         yield Server(f"http://127.0.0.1:{port}", secret, rt, model_server)
     rt.close()
 

@@ -14,8 +14,9 @@ from typing import Any
 import anthropic
 import pytest
 
+from managed_agents.testing.loopback import free_port
 from managed_agents.testing.scripted_model import ScriptedModelServer
-from tests.e2e.conftest import all_events, free_port, wait_until
+from tests.e2e.conftest import all_events, wait_until
 
 CLI = Path(sys.executable).parent / "managed-agents"
 REPO = Path(__file__).resolve().parents[2]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import threading
@@ -15,6 +14,7 @@ from typing import Any
 import anthropic
 import pytest
 
+from managed_agents.testing.loopback import free_port
 from managed_agents.testing.scripted_model import ScriptedModelServer
 
 MODEL = "claude-test-model"
@@ -613,18 +613,11 @@ def test_short_hang_without_reply_answers_timeout_error(
 # --- command line -------------------------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def test_python_dash_m_entry_point_serves_a_script(tmp_path: Path) -> None:
     # Given a script file and a free port
     script = tmp_path / "script.json"
     script.write_text(json.dumps([{"content": [{"type": "text", "text": "from the file"}]}]))
-    port = _free_port()
+    port = free_port()
     cmd = [
         sys.executable,
         "-m",
