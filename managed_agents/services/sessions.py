@@ -441,7 +441,7 @@ class SessionService:
 
     def list_events(
         self,
-        ws: str,
+        p: Principal,
         sid: str,
         *,
         limit: int,
@@ -451,7 +451,7 @@ class SessionService:
         processed: TimeRange,
     ) -> tuple[list[str], str | None]:
         """One page of events as wire JSON texts (spliced from the store where it can) and the next cursor."""
-        self.record(ws, sid)
+        self.check_access(p, sid)
         for t in types:
             if t not in EVENT_TYPES:
                 raise InvalidRequest(f"types: {t!r} is not an event type")

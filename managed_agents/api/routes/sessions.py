@@ -17,7 +17,7 @@ from managed_agents.domain.events import JsonObject
 from managed_agents.ports import ListQuery
 from managed_agents.services.common import check_limit, decode_cursor
 from managed_agents.services.keys import Principal
-from managed_agents.services.sessions import decode_seq_cursor, encode_seq_cursor
+from managed_agents.services.sessions import decode_seq_cursor, encode_seq_cursor, render_session
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
 Auth = Annotated[Principal, Depends(principal)]
@@ -76,8 +76,8 @@ async def list_sessions(
 @router.get("/{session_id}")
 async def retrieve_session(session_id: str, request: Request, p: AnyAuth) -> JsonObject:
     rt = runtime(request)
-    await call(rt.sessions.check_access, p, session_id)
-    return await call(rt.sessions.get, p.workspace_id, session_id)
+    rec = await call(rt.sessions.check_access, p, session_id)
+    return render_session(rec.doc, rt.clock.now())
 
 
 @router.post("/{session_id}")
@@ -122,14 +122,13 @@ async def list_events(
     # header `x-next-pages`, comma-separated in listing order, the first one equal to `next_page`. A client (the
     # console) can then fetch a long history's pages concurrently instead of one after another, and the cursors
     # stay opaque to it. Any other listing, or the last page, gets no such header.
-    await call(runtime(request).sessions.check_access, p, session_id)
     size = check_limit(limit, default=1000, maximum=1000)
     types_ = multi(request, "types")
     processed = time_range(request)
     wanted = _next_pages_wanted(x_next_pages)
     data, nxt = await call(
         runtime(request).sessions.list_events,
-        p.workspace_id,
+        p,
         session_id,
         limit=size,
         order=order,
