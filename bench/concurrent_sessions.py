@@ -9,7 +9,13 @@ Checks per session: the ids the stream delivered equal the ids `events.list` ret
 duplicated, same order), 5 user.message + 5 agent.message, and the stored sequence is gapless (read from the
 server's SQLite file).
 
-Prints: the wall-time ratio (goal <= 2), errors, log problems, per-turn CPU of each process, events/s.
+The floor: the same pattern with no platform at all, N tasks x T sequential streaming `messages.create` calls
+made with the official AsyncAnthropic client straight to the same scripted model, 1 task vs N tasks, in the same
+run. Its ratio is what this machine's cores allow the client and model processes alone; the platform's ratio
+cannot be below it. (On 2 cores the clients' own CPU per turn already bounds the wall time.)
+
+Prints: the wall-time ratio (goal <= 2), the direct floor ratio, errors, log problems, per-turn CPU of each
+process, events/s.
 Options: --sessions N --turns N --latency-ms N --profile sample|cprofile (report: bench/profile-<mode>.txt),
 --switch-interval S (the server's sys.setswitchinterval, to measure GIL hand-over effects).
 """
@@ -98,6 +104,26 @@ async def run_batch(s: Served, n: int, turns: int) -> dict[str, Any]:
     }
 
 
+async def direct_batch(s: Served, n: int, turns: int) -> dict[str, Any]:
+    """N tasks x T streaming messages.create straight to the scripted model: the platform-free floor."""
+    async with anthropic.AsyncAnthropic(base_url=s.model_url, api_key="bench", max_retries=0, timeout=120) as model:
+
+        async def one() -> None:
+            messages: list[Any] = []
+            for turn in range(1, turns + 1):
+                messages.append({"role": "user", "content": f"turn {turn}"})
+                async with model.messages.stream(model="claude-sonnet-4-6", max_tokens=1024, messages=messages) as st:
+                    reply = await st.get_final_message()
+                messages.append({"role": "assistant", "content": [b.model_dump() for b in reply.content]})
+
+        cpu0 = s.cpu()
+        t0 = time.perf_counter()
+        await asyncio.gather(*(one() for _ in range(n)))
+        wall = time.perf_counter() - t0
+        cpu1 = s.cpu()
+    return {"wall_s": wall, "cpu": {k: cpu1[k] - cpu0[k] for k in cpu0 if k != "server"}, "turns": n * turns}
+
+
 def per_turn_ms(batch: dict[str, Any]) -> dict[str, float]:
     return {k: round(v * 1000 / batch["turns"], 2) for k, v in batch["cpu"].items()}
 
@@ -109,6 +135,9 @@ async def main_async(args: argparse.Namespace) -> None:
         await run_batch(s, 1, args.turns)  # warm-up: imports, first connections, SQLite pages
         one = await run_batch(s, 1, args.turns)
         many = await run_batch(s, args.sessions, args.turns)
+        await direct_batch(s, 1, args.turns)  # warm-up
+        direct_one = await direct_batch(s, 1, args.turns)
+        direct_many = await direct_batch(s, args.sessions, args.turns)
     emit(
         bench="concurrent_sessions",
         model_latency_ms=args.latency_ms,
@@ -118,6 +147,10 @@ async def main_async(args: argparse.Namespace) -> None:
         concurrent_s=round(many["wall_s"], 3),
         ratio=round(many["wall_s"] / one["wall_s"], 3),
         goal="<= 2",
+        direct_one_s=round(direct_one["wall_s"], 3),
+        direct_concurrent_s=round(direct_many["wall_s"], 3),
+        direct_floor_ratio=round(direct_many["wall_s"] / direct_one["wall_s"], 3),
+        direct_cpu_ms_per_turn=per_turn_ms(direct_many),
         errors=len(one["errors"]) + len(many["errors"]),
         error_samples=(one["errors"] + many["errors"])[:3],
         lost_or_duplicated=len(one["problems"]) + len(many["problems"]),

@@ -10,6 +10,11 @@ response headers, has its connection closed, so the model endpoint sees the disc
 could do neither: it blocks in `messages.stream(...).__enter__` until the headers arrive, so an interrupted
 request used to be sent late, after the next turn's request, or to keep its connection open until the model
 answered.) Without a token (a task Lambda) the request runs on the calling thread with the sync client.
+
+The loop's requests are spread round-robin over `POOL_SHARDS` async clients, each with its own connection pool:
+httpcore re-checks every idle connection of a pool (a socket probe and a getpeername each) whenever a request is
+added or removed, so one pool shared by a hundred streaming sessions spent about a quarter of the server's CPU in
+that scan (bench/concurrent_sessions.py --profile sample).
 """
 
 from __future__ import annotations
@@ -55,6 +60,7 @@ def _kind_for_status(status: int, error_type: str | None) -> ModelErrorKind:
 
 
 T = TypeVar("T")
+POOL_SHARDS = 8
 
 
 def _api_message(exc: anthropic.APIStatusError) -> tuple[str | None, str]:
@@ -128,7 +134,8 @@ class AnthropicMessagesModel:
         client: anthropic.Anthropic | None = None,
     ) -> None:
         self._client = client
-        self._async_client: anthropic.AsyncAnthropic | None = None
+        self._async_clients: list[anthropic.AsyncAnthropic] = []
+        self._next_shard = 0
         self._runner: _LoopThread | None = None
         self._options = {"api_key": api_key, "base_url": base_url, "timeout": timeout}
         self._lock = threading.Lock()
@@ -150,16 +157,17 @@ class AnthropicMessagesModel:
 
     def _async(self) -> tuple[_LoopThread, anthropic.AsyncAnthropic]:
         with self._lock:
-            if self._runner is None or self._async_client is None:
+            if self._runner is None or not self._async_clients:
                 self._runner = _LoopThread()
-                self._async_client = anthropic.AsyncAnthropic(**self._client_options())
+                self._async_clients = [anthropic.AsyncAnthropic(**self._client_options()) for _ in range(POOL_SHARDS)]
                 weakref.finalize(self, self._runner.stop)  # no thread outlives a model nobody closed
-            return self._runner, self._async_client
+            self._next_shard = (self._next_shard + 1) % POOL_SHARDS
+            return self._runner, self._async_clients[self._next_shard]
 
     def close(self) -> None:
         """Stop the request loop thread, if one was started (idempotent; a later request starts a new one)."""
         with self._lock:
-            runner, self._runner, self._async_client = self._runner, None, None
+            runner, self._runner, self._async_clients = self._runner, None, []
         if runner is not None:
             runner.stop()
 

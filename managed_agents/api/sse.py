@@ -56,12 +56,18 @@ async def event_stream(
             if max_seconds and time.monotonic() - started >= max_seconds:
                 return
             events: list[StoredEvent] = await to_thread.run_sync(_read, store, session_id, after_seq, page)
-            for ev in events:
-                yield frame(ev.wire())
-                after_seq = ev.seq
-                if ev.type in CLOSING_TYPES:
+            if events:  # one write for everything read: a turn's events reach the client in one chunk
+                frames: list[bytes] = []
+                closing = False
+                for ev in events:
+                    frames.append(frame(ev.wire()))
+                    after_seq = ev.seq
+                    if ev.type in CLOSING_TYPES:
+                        closing = True
+                        break
+                yield b"".join(frames)
+                if closing:
                     return
-            if events:
                 last_sent = time.monotonic()
                 if len(events) == page:
                     continue
