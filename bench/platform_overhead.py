@@ -1,33 +1,47 @@
 """Platform overhead: a 10-turn conversation through our server vs the same 10 model calls made directly.
 
-Both sides talk to the same scripted model in the same run. The session side sends a user.message and polls
-`events.list` every 5 ms until the turn's session.status_idle is in the log, as a client would.
+The server (`managed-agents serve`) and the scripted model run as separate processes (bench/_processes.py), as
+they would for a user: a client in the server's own process would compete with it for one GIL. Both sides talk
+to the same scripted model in the same run. The session side opens the session's event stream once, then per
+turn sends a user.message and reads the stream up to that turn's session.status_idle, as a client would; the
+direct side makes the same `messages.create` calls with the official SDK, carrying the conversation.
+
+Each measurement alternates the two sides `--rounds` times and reports the medians.
 Prints the wall-time ratio at 100 ms model latency (goal <= 1.1) and the per-turn overhead at 0 ms.
 """
 
 from __future__ import annotations
 
+import argparse
+import statistics
 import time
 
 import anthropic
-from _common import Stack, emit, idle_count, stack, user_message, wait_until
+from _common import emit
+from _processes import Served, served
 
 TURNS = 10
 
 
-def through_platform(s: Stack) -> float:
-    client = s.client()
-    agent_id, env_id = s.agent_env(client)
-    session = client.beta.sessions.create(agent=agent_id, environment_id=env_id)
-    t0 = time.perf_counter()
-    for turn in range(1, TURNS + 1):
-        user_message(client, session.id, f"turn {turn}")
-        wait_until(lambda turn=turn: idle_count(client, session.id) >= turn, interval=0.005)
-    return time.perf_counter() - t0
+def through_platform(s: Served) -> float:
+    client = anthropic.Anthropic(base_url=s.url, api_key=s.admin_key, max_retries=0)
+    agent = client.beta.agents.create(name="bench", model="claude-sonnet-4-6")
+    env = client.beta.environments.create(name="bench", config={"type": "cloud"})
+    session = client.beta.sessions.create(agent=agent.id, environment_id=env.id)
+    with client.beta.sessions.events.stream(session.id) as stream:
+        events = iter(stream)
+        t0 = time.perf_counter()
+        for turn in range(1, TURNS + 1):
+            client.beta.sessions.events.send(
+                session.id, events=[{"type": "user.message", "content": [{"type": "text", "text": f"turn {turn}"}]}]
+            )
+            while next(events).type != "session.status_idle":
+                pass
+        return time.perf_counter() - t0
 
 
-def direct(s: Stack) -> float:
-    client = anthropic.Anthropic(base_url=s.model.base_url, api_key="bench", max_retries=0)
+def direct(s: Served) -> float:
+    client = anthropic.Anthropic(base_url=s.model_url, api_key="bench", max_retries=0)
     messages: list[dict[str, object]] = []
     t0 = time.perf_counter()
     for turn in range(1, TURNS + 1):
@@ -37,26 +51,38 @@ def direct(s: Stack) -> float:
     return time.perf_counter() - t0
 
 
-def main() -> None:
-    with stack(latency_ms=100) as s:
+def measure(latency_ms: int, rounds: int) -> tuple[float, float]:
+    with served(latency_ms=latency_ms) as s:
         through_platform(s)  # warm-up: imports, connections, SQLite pages
-        platform_s, direct_s = through_platform(s), direct(s)
+        direct(s)
+        platform, plain = [], []
+        for _ in range(rounds):
+            platform.append(through_platform(s))
+            plain.append(direct(s))
+    return statistics.median(platform), statistics.median(plain)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    platform_s, direct_s = measure(100, args.rounds)
     emit(
         bench="platform_overhead",
         model_latency_ms=100,
         turns=TURNS,
+        rounds=args.rounds,
         platform_s=round(platform_s, 3),
         direct_s=round(direct_s, 3),
         ratio=round(platform_s / direct_s, 3),
         goal="<= 1.1",
     )
-    with stack(latency_ms=0) as s:
-        through_platform(s)
-        platform_s, direct_s = through_platform(s), direct(s)
+    platform_s, direct_s = measure(0, args.rounds)
     emit(
         bench="platform_overhead",
         model_latency_ms=0,
         turns=TURNS,
+        rounds=args.rounds,
         platform_ms_per_turn=round(platform_s / TURNS * 1000, 2),
         direct_ms_per_turn=round(direct_s / TURNS * 1000, 2),
         overhead_ms_per_turn=round((platform_s - direct_s) / TURNS * 1000, 2),

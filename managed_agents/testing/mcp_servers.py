@@ -230,7 +230,8 @@ class McpTestServer:
         self.requests: list[dict[str, Any]] = []
         self.stopping = threading.Event()
         self._mcp = build_mcp(name)
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # (TCP_NODELAY: see
+        # scripted_model._bind)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._sock.bind(("127.0.0.1", 0))
         self.port = int(self._sock.getsockname()[1])
