@@ -105,17 +105,39 @@ class Subscription(Protocol):
         """Return when the log may have grown (or the session was deleted), or after `seconds`."""
         ...
 
+    def take_previews(self) -> list[JsonObject]:
+        """Stream-only previews (`event_start` / `event_delta`) queued since the last call, oldest first: only of
+        the event types the reader opted into, and only deltas of previews whose `event_start` it was given."""
+        ...
+
+    def forget_preview(self, event_id: str | None) -> None:
+        """The stream delivered the final event `event_id` (None: a `span.model_request_end`, which closes every
+        preview of the request): drop their later deltas."""
+        ...
+
     def close(self) -> None: ...
 
 
 class EventNotifier(Protocol):
-    """Tells stream readers that a session's log grew. Embedded: in-process; AWS: store polling."""
+    """Tells stream readers that a session's log grew. Embedded: in-process; AWS: store polling.
+
+    Previews (`event_deltas[]` on the stream) are never logged: they reach the streams of the process that runs
+    the model request, so the embedded server has them and the AWS API Lambda does not (its streams get the
+    buffered final events only, which the official SDK's accumulator treats as canonical anyway)."""
 
     def publish(self, session_id: str, seq: int) -> None: ...
 
     def publish_deleted(self, session_id: str) -> None: ...
 
-    def subscribe(self, session_id: str) -> Subscription: ...
+    def subscribe(self, session_id: str, previews: frozenset[str] = frozenset()) -> Subscription:
+        """`previews`: the event types (`agent.message`, `agent.thinking`) the reader wants previews of."""
+        ...
+
+    def wants_previews(self, session_id: str) -> frozenset[str]:
+        """The event types some open stream of the session in this process wants previews of."""
+        ...
+
+    def publish_preview(self, session_id: str, preview: JsonObject) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -163,8 +185,14 @@ class CancelToken(Protocol):
     def wait(self, timeout: float) -> bool: ...
 
 
+StreamListener = Callable[[JsonObject], None]
+"""Called with each `content_block_start` / `content_block_delta` of a streaming response, as its JSON."""
+
+
 class ModelClient(Protocol):
-    def stream_message(self, request: JsonObject, *, cancel: CancelToken | None = None) -> ModelResponse:
+    def stream_message(
+        self, request: JsonObject, *, cancel: CancelToken | None = None, on_event: StreamListener | None = None
+    ) -> ModelResponse:
         """Run one streaming Messages API request to completion; ModelError or Cancelled on failure."""
         ...
 

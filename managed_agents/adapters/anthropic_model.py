@@ -31,7 +31,15 @@ import anthropic
 from anthropic.types import Message
 
 from managed_agents.domain.events import JsonObject
-from managed_agents.ports import Cancelled, CancelToken, ModelError, ModelErrorKind, ModelResponse, ModelUsage
+from managed_agents.ports import (
+    Cancelled,
+    CancelToken,
+    ModelError,
+    ModelErrorKind,
+    ModelResponse,
+    ModelUsage,
+    StreamListener,
+)
 
 _KIND_BY_ERROR_TYPE: dict[str, ModelErrorKind] = {
     "overloaded_error": "overloaded",
@@ -99,6 +107,20 @@ def _response(message: Message) -> ModelResponse:
         model=message.model,
         stop_details=cast(JsonObject, stop_details.model_dump(mode="json")) if stop_details is not None else None,
     )
+
+
+_FORWARDED = frozenset({"content_block_start", "content_block_delta"})
+
+
+def _forward(event: Any, on_event: StreamListener) -> None:
+    """Hand a block start or delta to the listener (the SDK's synthesized `text`/`input_json` events are skipped)."""
+    if event.type in _FORWARDED:
+        on_event(
+            cast(
+                JsonObject,
+                event.model_dump(mode="json", exclude_none=True, include={"type", "index", "content_block", "delta"}),
+            )
+        )
 
 
 class _LoopThread:
@@ -171,22 +193,29 @@ class AnthropicMessagesModel:
         if runner is not None:
             runner.stop()
 
-    def stream_message(self, request: JsonObject, *, cancel: CancelToken | None = None) -> ModelResponse:
+    def stream_message(
+        self, request: JsonObject, *, cancel: CancelToken | None = None, on_event: StreamListener | None = None
+    ) -> ModelResponse:
         if cancel is None:
-            return self._stream_message(request)
+            return self._stream_message(request, on_event)
         if cancel.cancelled:
             raise Cancelled()
         runner, client = self._async()
-        future = runner.submit(self._astream_message(client, request))
+        future = runner.submit(self._astream_message(client, request, on_event))
         cancel.on_cancel(future.cancel)  # cancels the task: the request is never sent, or its connection closed
         try:
             return future.result()
         except concurrent.futures.CancelledError:
             raise Cancelled() from None
 
-    async def _astream_message(self, client: anthropic.AsyncAnthropic, request: JsonObject) -> ModelResponse:
+    async def _astream_message(
+        self, client: anthropic.AsyncAnthropic, request: JsonObject, on_event: StreamListener | None
+    ) -> ModelResponse:
         try:
             async with client.messages.stream(**request) as stream:  # type: ignore[arg-type]
+                if on_event is not None:
+                    async for event in stream:
+                        _forward(event, on_event)
                 message = await stream.get_final_message()
         except Exception as exc:
             error = _model_error(exc)
@@ -195,9 +224,12 @@ class AnthropicMessagesModel:
             raise error from exc
         return _response(message)
 
-    def _stream_message(self, request: JsonObject) -> ModelResponse:
+    def _stream_message(self, request: JsonObject, on_event: StreamListener | None) -> ModelResponse:
         try:
             with self.client.messages.stream(**request) as stream:  # type: ignore[arg-type]
+                if on_event is not None:
+                    for event in stream:
+                        _forward(event, on_event)
                 message = stream.get_final_message()
         except Exception as exc:
             error = _model_error(exc)

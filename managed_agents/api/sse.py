@@ -22,6 +22,7 @@ from managed_agents.ports import EventStore, Subscription
 log = logging.getLogger("managed_agents.sse")
 PING = b"event: ping\ndata: {}\n\n"
 CLOSING_TYPES = frozenset({"session.deleted", "session.status_terminated"})
+PREVIEWED_TYPES = frozenset({"agent.message", "agent.thinking"})
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
@@ -31,6 +32,16 @@ def _read(store: EventStore, session_id: str, after_seq: int, page: int) -> list
 
 def frame(event: JsonObject) -> bytes:
     return f"id: {event['id']}\nevent: {event['type']}\ndata: {_encode(event)}\n\n".encode()
+
+
+def preview_frame(preview: JsonObject) -> bytes:
+    """`event_start` / `event_delta`: stream-only, no `id:` line (they are not log events)."""
+    return f"event: {preview['type']}\ndata: {_encode(preview)}\n\n".encode()
+
+
+def _preview_target(preview: JsonObject) -> str:
+    target = preview.get("event")
+    return str(target.get("id") if isinstance(target, dict) else preview.get("event_id"))
 
 
 def error_frame(body: dict[str, Any]) -> bytes:
@@ -51,20 +62,31 @@ async def event_stream(
     page: int = 500,
 ) -> AsyncIterator[bytes]:
     started = last_sent = time.monotonic()
+    delivered: set[str] = set()  # previewable events this stream delivered (their late previews are dropped)
     try:
         while True:
             if max_seconds and time.monotonic() - started >= max_seconds:
                 return
             events: list[StoredEvent] = await to_thread.run_sync(_read, store, session_id, after_seq, page)
-            if events:  # one write for everything read: a turn's events reach the client in one chunk
+            # Previews taken after the read: one whose final event was just read is stale (the final carries the
+            # full content), the others belong to a message still streaming and go after the events read.
+            previews = subscription.take_previews()
+            if events or previews:  # one write for everything read: a turn's events reach the client in one chunk
                 frames: list[bytes] = []
                 closing = False
                 for ev in events:
                     frames.append(frame(ev.wire()))
                     after_seq = ev.seq
+                    if ev.type in PREVIEWED_TYPES:
+                        subscription.forget_preview(ev.id)
+                        delivered.add(ev.id)
+                    elif ev.type == "span.model_request_end":
+                        subscription.forget_preview(None)
                     if ev.type in CLOSING_TYPES:
                         closing = True
                         break
+                if not closing:
+                    frames.extend(preview_frame(p) for p in previews if _preview_target(p) not in delivered)
                 yield b"".join(frames)
                 if closing:
                     return

@@ -33,6 +33,7 @@ from managed_agents.ports import (
     ModelClient,
     ModelError,
     ModelResponse,
+    ModelUsage,
     Record,
     ResourceStore,
     iter_all,
@@ -270,15 +271,72 @@ def _run_model(turn: _Turn, action: step.RunModel, cancel: CancelToken | None) -
     start_id = st.inflight.id
     effort = cast(str | None, turn.rec.doc.get("_effort"))
     request = build_request(turn.agent, turn.toolbox, st.transcript, max_tokens=settings.max_tokens, effort=effort)
+    key = f"req{action.request_no}:end"
+    wanted = deps.notifier.wants_previews(turn.sid) if deps.notifier is not None else frozenset()
     try:
-        response = deps.model.stream_message(request, cancel=cancel)
+        if wanted:
+            previewer = _Previewer(turn, key, start_id, wanted)
+            response = deps.model.stream_message(request, cancel=cancel, on_event=previewer.on_event)
+        else:
+            response = deps.model.stream_message(request, cancel=cancel)
     except Cancelled:
         return RunAgain()
     except ModelError as exc:
         return _model_failed(turn, action.request_no, start_id, exc)
-    key = f"req{action.request_no}:end"
     turn.append(key, _response_events(turn, key, start_id, response))
     return RunAgain()
+
+
+class _Previewer:
+    """Turns the model's stream into `event_start` / `event_delta` previews for streams that opted in.
+
+    A preview carries the id its final event will get: the response batch is planned from the blocks started so
+    far with the same `_response_events` that logs the final one, and ids are positional in the batch."""
+
+    def __init__(self, turn: _Turn, key: str, start_id: str, wanted: frozenset[str]) -> None:
+        self.turn, self.key, self.start_id, self.wanted = turn, key, start_id, wanted
+        self.blocks: list[JsonObject] = []
+        self.message_id: str | None = None  # the agent.message text deltas go to, and its content index
+        self.index = -1
+
+    def on_event(self, event: JsonObject) -> None:
+        notifier = self.turn.deps.notifier
+        assert notifier is not None
+        if event.get("type") == "content_block_start":
+            block = cast(JsonObject, event.get("content_block") or {})
+            continues_message = bool(self.blocks) and self.blocks[-1].get("type") == "text"
+            self.blocks.append(block)
+            btype = block.get("type")
+            if btype == "text" and continues_message and self.message_id is not None:
+                self.index += 1
+                return
+            self.message_id = None
+            event_type = "agent.message" if btype == "text" else "agent.thinking" if btype == "thinking" else None
+            if event_type is None or event_type not in self.wanted:
+                return
+            event_id = self._planned_id(event_type)
+            notifier.publish_preview(
+                self.turn.sid, {"type": "event_start", "event": {"type": event_type, "id": event_id}}
+            )
+            if btype == "text":
+                self.message_id, self.index = event_id, 0
+            return
+        delta = cast(JsonObject, event.get("delta") or {})
+        if self.message_id is None or delta.get("type") != "text_delta" or not delta.get("text"):
+            return
+        content: JsonObject = {"type": "text", "text": delta["text"]}
+        preview: JsonObject = {
+            "type": "event_delta",
+            "event_id": self.message_id,
+            "delta": {"type": "content_delta", "index": self.index, "content": content},
+        }
+        notifier.publish_preview(self.turn.sid, preview)
+
+    def _planned_id(self, event_type: str) -> str:
+        partial = ModelResponse(content=list(self.blocks), stop_reason=None, usage=ModelUsage())
+        batch = _response_events(self.turn, self.key, self.start_id, partial)
+        position = max(i for i, (type_, _, _) in enumerate(batch) if type_ == event_type)
+        return deterministic_event_id(self.turn.sid, self.key, position)
 
 
 def _response_events(

@@ -11,8 +11,8 @@ from managed_agents.adapters.local.notifier import LocalNotifier, _LocalSubscrip
 
 
 class _PollingSubscription(_LocalSubscription):
-    def __init__(self, owner: PollingNotifier, session_id: str) -> None:
-        super().__init__(owner, session_id)
+    def __init__(self, owner: PollingNotifier, session_id: str, previews: frozenset[str] = frozenset()) -> None:
+        super().__init__(owner, session_id, previews)
         self.poll_seconds = owner.poll_seconds
 
     async def wait(self, seconds: float) -> None:
@@ -26,8 +26,7 @@ class PollingNotifier(LocalNotifier):
         super().__init__()
         self.poll_seconds = poll_seconds
 
-    def subscribe(self, session_id: str) -> _PollingSubscription:
-        sub = _PollingSubscription(self, session_id)
-        with self._lock:
-            self._subs.setdefault(session_id, set()).add(sub)
+    def subscribe(self, session_id: str, previews: frozenset[str] = frozenset()) -> _PollingSubscription:
+        sub = _PollingSubscription(self, session_id, previews)
+        self._add(sub)
         return sub

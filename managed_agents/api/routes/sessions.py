@@ -177,11 +177,13 @@ async def stream_events(
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> StreamingResponse:
     rt = runtime(request)
-    for d in multi(request, "event_deltas"):
+    deltas = multi(request, "event_deltas")
+    for d in deltas:
         if d not in ("agent.message", "agent.thinking"):
             raise InvalidRequest(f"event_deltas: {d!r} is not one of agent.message, agent.thinking")
     await call(rt.sessions.check_access, p, session_id)
-    subscription = rt.notifier.subscribe(session_id)  # before reading the log: no append can be missed
+    # Subscribe before reading the log: no append can be missed.
+    subscription = rt.notifier.subscribe(session_id, previews=frozenset(deltas))
     if last_event_id:
         ev = await call(rt.events.get, session_id, last_event_id)
         if ev is None:
