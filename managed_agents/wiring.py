@@ -7,17 +7,9 @@ import os
 import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from managed_agents.adapters.anthropic_model import AnthropicMessagesModel
-from managed_agents.adapters.local.in_process_orchestrator import InProcessOrchestrator
-from managed_agents.adapters.local.notifier import LocalNotifier
-from managed_agents.adapters.local.secret_file_store import EncryptedFileSecretStore
-from managed_agents.adapters.local.sqlite_store import SqliteDatabase, SqliteEventStore, SqliteResourceStore
-from managed_agents.adapters.local.subprocess_sandbox import SubprocessSandboxProvisioner
 from managed_agents.domain.clock import Clock, SystemClock
-from managed_agents.harness.failures import harness_failure_reporter
-from managed_agents.harness.turn import HarnessDeps
-from managed_agents.mcp_proxy import McpProxy
 from managed_agents.ports import EventNotifier, EventStore, ModelClient, ResourceStore, SecretStore
 from managed_agents.services.agents import AgentService
 from managed_agents.services.common import Services
@@ -27,6 +19,11 @@ from managed_agents.services.sessions import SessionService
 from managed_agents.services.vaults import VaultService
 from managed_agents.services.work import WorkService, WorkSettings
 from managed_agents.settings import ServerSettings
+
+if TYPE_CHECKING:  # the embedded adapters load in build_local_runtime: AWS Lambdas import `Runtime` from here
+    from managed_agents.adapters.local.in_process_orchestrator import InProcessOrchestrator
+    from managed_agents.adapters.local.subprocess_sandbox import SubprocessSandboxProvisioner
+    from managed_agents.mcp_proxy import McpProxy
 
 log = logging.getLogger("managed_agents")
 DB_FILE = "managed_agents.db"
@@ -100,6 +97,16 @@ def build_local_runtime(
     clock: Clock | None = None,
     start_orchestrator: bool = True,
 ) -> Runtime:
+    from managed_agents.adapters.anthropic_model import AnthropicMessagesModel
+    from managed_agents.adapters.local.in_process_orchestrator import InProcessOrchestrator
+    from managed_agents.adapters.local.notifier import LocalNotifier
+    from managed_agents.adapters.local.secret_file_store import EncryptedFileSecretStore
+    from managed_agents.adapters.local.sqlite_store import SqliteDatabase, SqliteEventStore, SqliteResourceStore
+    from managed_agents.adapters.local.subprocess_sandbox import SubprocessSandboxProvisioner
+    from managed_agents.harness.failures import harness_failure_reporter
+    from managed_agents.harness.turn import HarnessDeps
+    from managed_agents.mcp_proxy import McpProxy
+
     settings = settings or ServerSettings()
     data_dir = Path(settings.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
