@@ -231,9 +231,9 @@ def read_wire(
     return [(e.seq, json.dumps(e.wire(), separators=(",", ":"), ensure_ascii=False)) for e in rows]
 
 
-def iter_all(store: EventStore, session_id: str, *, page: int = 1000) -> Iterator[StoredEvent]:
-    """Every event of a session in order, a page at a time."""
-    after = 0
+def iter_all(store: EventStore, session_id: str, *, after_seq: int = 0, page: int = 1000) -> Iterator[StoredEvent]:
+    """Every event of a session (after `after_seq`) in order, a page at a time."""
+    after = after_seq
     while True:
         batch = store.read(session_id, after_seq=after, limit=page)
         yield from batch

@@ -104,6 +104,7 @@ def build_local_runtime(
     from managed_agents.adapters.local.sqlite_store import SqliteDatabase, SqliteEventStore, SqliteResourceStore
     from managed_agents.adapters.local.subprocess_sandbox import SubprocessSandboxProvisioner
     from managed_agents.harness.failures import harness_failure_reporter
+    from managed_agents.harness.state_cache import StateCache
     from managed_agents.harness.turn import HarnessDeps
     from managed_agents.mcp_proxy import McpProxy
 
@@ -141,7 +142,15 @@ def build_local_runtime(
     mcp_proxy = McpProxy(resources, secrets, clock)
     if start_orchestrator:
         deps = HarnessDeps(
-            events, resources, model, clock, settings, notifier, hands=work.ensure_for_session, mcp=mcp_proxy
+            events,
+            resources,
+            model,
+            clock,
+            settings,
+            notifier,
+            hands=work.ensure_for_session,
+            mcp=mcp_proxy,
+            states=StateCache(max_sessions=max(1024, settings.max_concurrent_sessions)),
         )
         orchestrator = InProcessOrchestrator(
             deps,

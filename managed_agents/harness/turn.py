@@ -21,6 +21,7 @@ from managed_agents.domain.ids import deterministic_event_id
 from managed_agents.domain.session_state import SessionState, ToolCall, fold
 from managed_agents.harness import step, web
 from managed_agents.harness.context import build_request, compaction_request
+from managed_agents.harness.state_cache import StateCache
 from managed_agents.harness.tools import Toolbox, mcp_servers
 from managed_agents.ports import (
     CONNECTION_FAILED,
@@ -83,6 +84,7 @@ class HarnessDeps:
     # asks for hands (a live work item) for a session whose sandbox tool calls wait: work.ensure_for_session
     hands: Callable[[str], object] | None = None
     mcp: McpGateway | None = None  # the MCP proxy: lists and calls the tools of the agent's MCP servers
+    states: StateCache | None = None  # folded states between steps (None: every step folds the whole log)
 
 
 class _Turn:
@@ -92,6 +94,7 @@ class _Turn:
         self.deps = deps
         self.rec = rec
         self.state = state
+        self.in_sequence = True  # every batch this step appended followed the state's last event directly
         self.agent = cast(JsonObject, rec.doc["agent"])
         self.toolbox = Toolbox(self.agent, web_search_available=bool(deps.settings.web_search_url))
 
@@ -134,6 +137,8 @@ class _Turn:
             return []
         if stored and self.deps.notifier is not None:
             self.deps.notifier.publish(self.sid, stored[-1].seq)
+        if stored and stored[0].seq != self.state.last_seq + 1:
+            self.in_sequence = False  # events appended by others meanwhile are not in this state: do not cache it
         fold(stored, self.state)
         if any(e.type in STATUS_BY_EVENT or e.type == "span.model_request_end" for e in stored):
             self.sync_record()
@@ -161,16 +166,29 @@ class _Turn:
 
 
 def advance(session_id: str, deps: HarnessDeps, cancel: CancelToken | None = None) -> Outcome:
+    """One step of the session: decide from its folded log, act, log what happened."""
     rec = deps.resources.get_by_id("session", session_id)
     if rec is None or rec.doc.get("_deleted"):
+        if deps.states is not None:
+            deps.states.forget(session_id)
         return Parked("deleted")
-    turn = _Turn(deps, rec, fold(iter_all(deps.events, session_id)))
+    if deps.states is None:
+        return _step(_Turn(deps, rec, fold(iter_all(deps.events, session_id))), cancel)
+    turn = _Turn(deps, rec, deps.states.take(deps.events, session_id))
+    outcome = _step(turn, cancel)
+    if turn.in_sequence:
+        deps.states.put(session_id, turn.state)
+    return outcome
+
+
+def _step(turn: _Turn, cancel: CancelToken | None) -> Outcome:
+    deps, session_id = turn.deps, turn.sid
     st = turn.state
     tool_timeout = timedelta(seconds=deps.settings.tool_timeout_seconds)
     action = step.decide(st, now=deps.clock.now(), tool_timeout=tool_timeout)
 
     if isinstance(action, step.Park):
-        if rec.doc.get("status") != st.status:
+        if turn.rec.doc.get("status") != st.status:
             turn.sync_record()
         return Parked(action.reason)
     if isinstance(action, step.GoIdle):
