@@ -13,6 +13,9 @@ Environment (set by the CDK stack on the API and task Lambdas):
 | `ANTHROPIC_BASE_URL` | any Anthropic-compatible endpoint (the SDK's own variable), optional |
 | `MANAGED_AGENTS_API_URL` | the API's base URL, which sandbox workers call back |
 | `MANAGED_AGENTS_PROVISIONER_FUNCTION` | the provisioner Lambda; set: `cloud` sessions get Fargate sandboxes |
+| `MANAGED_AGENTS_ADMIN_KEY_SECRET_ARN` | API Lambda: the admin key secret, registered on the first request |
+| `MANAGED_AGENTS_MCP_PROXY_FUNCTION` | the MCP proxy Lambda; set: MCP toolsets work and vault credentials validate |
+| `MANAGED_AGENTS_VAULT_SECRET_PREFIX` | Secrets Manager prefix of vault secrets; set: the vault API is served |
 
 plus the sandbox variables and every `MANAGED_AGENTS_*` harness and server setting: all of them are declared in
 `managed_agents/settings.py` (`AwsSettings`); the names are re-exported here for stacks/config.py.
@@ -27,22 +30,26 @@ import functools
 import json
 import os
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from managed_agents.adapters.anthropic_model import AnthropicMessagesModel
 from managed_agents.adapters.aws.dynamodb_event_store import DynamoDbEventStore
 from managed_agents.adapters.aws.dynamodb_resource_store import DynamoDbResourceStore
 from managed_agents.adapters.aws.ecs_sandbox_provisioner import LambdaSandboxProvisioner
+from managed_agents.adapters.aws.lambda_mcp_gateway import LambdaMcpGateway
 from managed_agents.adapters.aws.polling_notifier import PollingNotifier
 from managed_agents.adapters.aws.step_functions_orchestrator import StepFunctionsOrchestrator
 from managed_agents.domain.clock import Clock, SystemClock
+from managed_agents.domain.errors import ServiceUnavailable
+from managed_agents.harness.state_cache import StateCache
 from managed_agents.harness.turn import HarnessDeps
-from managed_agents.ports import ModelClient
+from managed_agents.lambda_init import init_runs_ahead
+from managed_agents.ports import ModelClient, SecretPatch
 from managed_agents.services.agents import AgentService
 from managed_agents.services.common import Services
 from managed_agents.services.environments import EnvironmentService
 from managed_agents.services.keys import KeyService
 from managed_agents.services.sessions import SessionService
+from managed_agents.services.vaults import VaultService
 from managed_agents.services.work import WorkService, WorkSettings
 from managed_agents.settings import (
     EVENTS_TABLE_ENV,
@@ -69,6 +76,8 @@ __all__ = [
     "build_aws_runtime",
     "lambda_deps",
     "model_api_key",
+    "prime_clients",
+    "prime_lambda_deps",
 ]
 
 if TYPE_CHECKING:
@@ -137,12 +146,25 @@ def build_aws_runtime(
         lease_ttl_seconds=settings.work_lease_ttl_seconds,
         start_timeout_seconds=settings.sandbox_start_timeout_seconds,
         api_url=settings.sandbox_api_url or settings.api_url,
+        # The provisioner Lambda gives sandboxes its own MANAGED_AGENTS_API_URL: the API Lambda cannot know its URL.
+        provisioner_knows_api_url=provisioner is not None,
     )
     # Launches run in the request's thread: a Lambda freezes threads left running after its response.
     work = WorkService(svc, events, notifier, work_settings, provisioner, background_launch=False)
     sessions = SessionService(svc, events, notifier)
     # Speculative hands and stop-on-delete need a provisioner; without one, the ModelTurn Lambda provisions.
     sessions.work = work if provisioner is not None else None
+    secrets, vaults = None, None
+    if settings.vault_secret_prefix:
+        # The API writes vault secrets and never reads one: merges and validation go through the MCP proxy Lambda.
+        from managed_agents.adapters.aws.secrets_manager_store import SecretsManagerSecretStore  # imports boto3
+
+        secrets = SecretsManagerSecretStore(
+            prefix=settings.vault_secret_prefix, client=clients.secretsmanager, kms_key_id=settings.vault_kms_key_arn
+        )
+        gateway = mcp_gateway(settings, clients)
+        vaults = VaultService(svc, secrets, prober=gateway, credential_secrets=gateway or _NoMcpProxy())
+        sessions.vaults = vaults
     return Runtime(
         settings=settings,
         resources=resources,
@@ -155,7 +177,26 @@ def build_aws_runtime(
         sessions=sessions,
         orchestrator=None,
         work=work,
+        secrets=secrets,
+        vaults=vaults,
     )
+
+
+def mcp_gateway(settings: AwsSettings, clients: AwsClients) -> LambdaMcpGateway | None:
+    """The MCP proxy Lambda as the harness's MCP gateway and the vault service's reader, when one is deployed."""
+    if not settings.mcp_proxy_function:
+        return None
+    return LambdaMcpGateway(function_name=settings.mcp_proxy_function, lambda_client=clients.lambda_)
+
+
+class _NoMcpProxy:
+    """Without the MCP proxy Lambda nothing may read a stored vault secret, so partial secret updates cannot merge."""
+
+    def merge_update(self, name: str, patch: SecretPatch) -> bool:
+        raise ServiceUnavailable(
+            "updating a credential's secret needs the MCP proxy Lambda, the only reader of vault secrets"
+            " (MANAGED_AGENTS_MCP_PROXY_FUNCTION is not set)"
+        )
 
 
 def model_api_key(settings: AwsSettings, *, secrets_client: SecretsManagerClient | None = None) -> str | None:
@@ -167,10 +208,15 @@ def model_api_key(settings: AwsSettings, *, secrets_client: SecretsManagerClient
         return os.environ.get("ANTHROPIC_API_KEY")
     from aws_lambda_powertools.utilities import parameters
 
-    kwargs: dict[str, Any] = {"max_age": SECRET_MAX_AGE_SECONDS}
-    if secrets_client is not None:
-        kwargs["boto3_client"] = secrets_client
-    raw = str(parameters.get_secret(settings.model_api_key_secret_arn, **kwargs)).strip()
+    from managed_agents.adapters.aws import botocore_log_redaction
+
+    botocore_log_redaction.install()  # the key stays out of botocore's DEBUG lines
+    arn = settings.model_api_key_secret_arn
+    if secrets_client is None:
+        fetched: object = parameters.get_secret(arn, max_age=SECRET_MAX_AGE_SECONDS)
+    else:  # (get_secret would pass a `boto3_client` keyword on to GetSecretValue as an SDK option)
+        fetched = parameters.SecretsProvider(boto3_client=secrets_client).get(arn, max_age=SECRET_MAX_AGE_SECONDS)
+    raw = str(fetched).strip()
     if raw.startswith("{"):
         value = json.loads(raw).get("api_key")
         if not isinstance(value, str) or not value:
@@ -192,6 +238,8 @@ class AwsDeps:
     @property
     def harness(self) -> HarnessDeps:
         if self._harness is None:
+            from managed_agents.adapters.anthropic_model import AnthropicMessagesModel  # the SDK: ModelTurn only
+
             model = self.model or AnthropicMessagesModel(
                 api_key=model_api_key(self.settings, secrets_client=self.clients.secretsmanager),
                 base_url=os.environ.get("ANTHROPIC_BASE_URL") or None,
@@ -200,7 +248,16 @@ class AwsDeps:
             rt = self.runtime
             hands = rt.work.ensure_for_session if rt.work is not None else None
             self._harness = HarnessDeps(
-                rt.events, rt.resources, model, rt.clock, self.settings, rt.notifier, hands=hands
+                rt.events,
+                rt.resources,
+                model,
+                rt.clock,
+                self.settings,
+                rt.notifier,
+                hands=hands,
+                mcp=mcp_gateway(self.settings, self.clients),
+                # a warm container's next ModelTurn of a session reads only the events logged since its last one
+                states=StateCache(),
             )
         return self._harness
 
@@ -217,3 +274,26 @@ def build_aws_deps(
 def lambda_deps() -> AwsDeps:
     """The container's deps (handlers call this; tests call `lambda_deps.cache_clear()` between environments)."""
     return build_aws_deps()
+
+
+def prime_clients(rt: Runtime) -> None:
+    """Create the boto3 client of the DynamoDB session stores now rather than on their first request."""
+    for store in (rt.events, rt.resources):
+        if isinstance(store, DynamoDbEventStore | DynamoDbResourceStore):
+            store.dynamodb.meta.service_model  # noqa: B018 -- touching the property creates the client
+
+
+def prime_lambda_deps(*, model_sdk: bool = False) -> None:
+    """At an ahead-of-time init (SnapStart, provisioned concurrency), do what the first invocation would otherwise
+    pay for: build the container's deps and their DynamoDB client, and import the model SDK when the function calls
+    the model. An on-demand init skips this (its first invocation follows at once and would pay the same), and so do
+    tests and tools that import a handler.
+
+    Nothing here sends a request to an AWS service or reads a secret (the model key is read on the first invocation),
+    so the snapshot holds no secret: creating a boto3 client loads its service model and resolves credentials.
+    """
+    if not init_runs_ahead():
+        return
+    prime_clients(lambda_deps().runtime)
+    if model_sdk:
+        import managed_agents.adapters.anthropic_model  # noqa: F401 -- importing the SDK is the ~1 s worth snapshotting

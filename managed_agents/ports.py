@@ -311,6 +311,45 @@ class SecretStore(Protocol):
 SECRET_NAME_PATTERN = r"^[A-Za-z0-9/_+=.@-]{1,200}$"
 
 
+@dataclass
+class SecretPatch:
+    """A change to a stored secret, computed without reading it: keys to set and keys to remove.
+
+    `repr` names the keys only, so a patch in a log line or an assertion message never shows a secret value."""
+
+    updates: dict[str, str] = field(default_factory=dict)
+    removals: set[str] = field(default_factory=set)
+
+    def put(self, key: str, value: str) -> None:
+        self.updates[key] = value
+        self.removals.discard(key)
+
+    def drop(self, key: str) -> None:
+        self.updates.pop(key, None)
+        self.removals.add(key)
+
+    def apply(self, current: Mapping[str, str]) -> dict[str, str]:
+        out = {k: v for k, v in current.items() if k not in self.removals}
+        out.update(self.updates)
+        return out
+
+    def __bool__(self) -> bool:
+        return bool(self.updates or self.removals)
+
+    def __repr__(self) -> str:
+        return f"SecretPatch(updates={sorted(self.updates)}, removals={sorted(self.removals)})"
+
+
+class CredentialSecrets(Protocol):
+    """Changes a vault credential's stored secret on behalf of a caller that may not read it (the API on AWS).
+
+    Embedded: in-process on the SecretStore; AWS: the MCP proxy Lambda, the only reader of vault secrets."""
+
+    def merge_update(self, name: str, patch: SecretPatch) -> bool:
+        """Apply the patch to the secret `name`; False (nothing written) when no secret is stored under it."""
+        ...
+
+
 # -- MCP: the proxy's one failure type, shaped as the reference's session errors (api-reference §3.2) --
 
 McpErrorType = Literal["mcp_connection_failed_error", "mcp_authentication_failed_error"]

@@ -66,7 +66,12 @@ SANDBOX_TASK_DEFINITION_ENV = f"{ENV_PREFIX}SANDBOX_TASK_DEFINITION"
 SANDBOX_CONTAINER_ENV = f"{ENV_PREFIX}SANDBOX_CONTAINER"
 SANDBOX_SUBNETS_ENV = f"{ENV_PREFIX}SANDBOX_SUBNETS"
 SANDBOX_SECURITY_GROUP_ENV = f"{ENV_PREFIX}SANDBOX_SECURITY_GROUP"
+SANDBOX_LIMITED_SECURITY_GROUP_ENV = f"{ENV_PREFIX}SANDBOX_LIMITED_SECURITY_GROUP"
+ADMIN_KEY_SECRET_ARN_ENV = f"{ENV_PREFIX}ADMIN_KEY_SECRET_ARN"
 SANDBOX_ASSIGN_PUBLIC_IP_ENV = f"{ENV_PREFIX}SANDBOX_ASSIGN_PUBLIC_IP"
+MCP_PROXY_FUNCTION_ENV = f"{ENV_PREFIX}MCP_PROXY_FUNCTION"
+VAULT_SECRET_PREFIX_ENV = f"{ENV_PREFIX}VAULT_SECRET_PREFIX"
+VAULT_KMS_KEY_ARN_ENV = f"{ENV_PREFIX}VAULT_KMS_KEY_ARN"
 
 
 class AwsSettings(ServerSettings):
@@ -79,16 +84,52 @@ class AwsSettings(ServerSettings):
     spill_bucket: str = Field(min_length=3, description="S3 bucket of spilled event payloads")
     state_machine_arn: str | None = Field(None, description="the session-run state machine (wake = StartExecution)")
     stream_poll_seconds: float = Field(0.5, gt=0, description="event streams re-read the log this often")
+    steps_per_model_turn: int = Field(
+        8,
+        ge=1,
+        description="ModelTurn Lambda: harness steps chained in one invocation (while one more model request fits"
+        " in its remaining time); each step returned to the state machine instead costs a transition and an invoke",
+    )
     model_api_key_secret_arn: str | None = Field(
         None,
         validation_alias=MODEL_API_KEY_SECRET_ARN_ENV,
         description="Secrets Manager secret with the model API key",
+    )
+    admin_key_secret_arn: str | None = Field(
+        None,
+        description="API Lambda: Secrets Manager secret whose value is registered as the admin API key on the first"
+        " request (managed_agents/api/admin_bootstrap.py)",
     )
     # sandboxes: the API URL they call back, and how they are started
     api_url: str | None = Field(None, description="the platform API's base URL (sandbox workers call it)")
     provisioner_function: str | None = Field(
         None, description="the provisioner Lambda: callers without ECS rights launch sandboxes through it"
     )
+    # vaults: the API writes credential secrets (never reads them); the MCP proxy Lambda is the only reader
+    mcp_proxy_function: str | None = Field(
+        None, description="the MCP proxy Lambda: MCP tools, credential validation and credential secret updates"
+    )
+    vault_secret_prefix: str | None = Field(
+        None, description="Secrets Manager name prefix of vault credential secrets (unset: no vaults)"
+    )
+    vault_kms_key_arn: str | None = Field(
+        None, description="the KMS key new vault credential secrets are encrypted with"
+    )
+
+
+class McpProxyLambdaSettings(BaseSettings):
+    """The MCP proxy Lambda: the one reader of vault credential secrets (functions/mcp_proxy)."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
+
+    resources_table: str = Field(min_length=3, description="DynamoDB resources table (sessions, vault credentials)")
+    vault_secret_prefix: str = Field(min_length=1, description="Secrets Manager name prefix of vault secrets")
+    vault_kms_key_arn: str | None = Field(None, description="the KMS key of vault secrets")
+    mcp_call_timeout_seconds: float = Field(
+        100.0, gt=0, description="longest MCP tools/call (also capped by the invocation's remaining time)"
+    )
+    mcp_idle_seconds: float = Field(300.0, gt=0, description="a warm MCP connection unused this long is closed")
+    mcp_max_connections: int = Field(64, ge=1, description="warm MCP connections kept by one proxy container")
 
 
 class EcsSandboxSettings(BaseSettings):
@@ -101,6 +142,19 @@ class EcsSandboxSettings(BaseSettings):
     sandbox_task_definition: str = Field(min_length=1, description="the sandbox task definition (family:rev or ARN)")
     sandbox_container: str = Field("sandbox", description="the container of the task definition to override")
     sandbox_subnets: str = Field("", description="comma-separated subnet ids of the sandbox tasks")
-    sandbox_security_group: str | None = Field(None, description="the sandbox tasks' security group")
+    sandbox_security_group: str | None = Field(
+        None, description="the security group of sandboxes whose environment's networking is `unrestricted`"
+    )
+    sandbox_limited_security_group: str | None = Field(
+        None,
+        description="the security group of sandboxes whose environment's networking is `limited` (unset: the same"
+        " group as `unrestricted` ones, i.e. one group for every sandbox)",
+    )
     sandbox_assign_public_ip: str = Field("DISABLED", pattern="^(ENABLED|DISABLED)$")
+    sandbox_capacity_provider: str = Field(
+        "FARGATE",
+        pattern="^(FARGATE|FARGATE_SPOT)$",
+        description="FARGATE_SPOT: sandboxes on spare capacity at a discount; an interruption (two minutes' notice)"
+        " is a lost sandbox: its pending calls get error results and the next call gets a fresh one",
+    )
     sandbox_idle_seconds: float = Field(300.0, gt=0, description="a sandbox task stops itself after this long idle")

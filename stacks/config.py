@@ -6,7 +6,8 @@ Every setting has a default here, so `python app.py` synthesizes with no context
 | context key | default | what it sets |
 | --- | --- | --- |
 | `stackName` | `ManagedAgents` | CloudFormation stack name |
-| `prefix` | `managed-agents` | prefix of every physical name (secrets, state machine, bus, log groups, cluster) |
+| `prefix` | `managed-agents` | prefix of every physical name (secrets, state machine, bus, log groups, cluster, |
+| | | the provisioner function `{prefix}-provisioner`) |
 | `logRetentionDays` | `30` | retention of every log group (a CloudWatch value: 1, 3, 5, 7, 14, 30, 60, 90, ...) |
 | `removalPolicy` | `retain` | `retain` keeps tables, buckets and secrets on `cdk destroy`; `destroy` deletes them |
 | `pythonRuntime` | `3.13` | Lambda Python runtime (3.12+: SnapStart for Python needs 3.12 or later) |
@@ -20,12 +21,17 @@ Every setting has a default here, so `python app.py` synthesizes with no context
 | `apiExecutionLogging` | `true` | API Gateway execution logs (ERROR level; creates the account-level CloudWatch role) |
 | `wafWebAclArn` | none | a regional WAFv2 web ACL to associate with the API stage |
 | `apiMemoryMb`, `modelTurnMemoryMb`, `functionMemoryMb` | `1024`, `1024`, `512` | Lambda memory sizes |
+| `streamMemoryMb` | `256` | memory of the event-stream Lambda (`GET .../events/stream`): an open stream is billed |
+| | | for its whole duration while it mostly waits between log reads |
 | `modelTurnTimeoutSeconds` | `900` | ModelTurn Lambda timeout (one model request may stream for minutes) |
 | `maxTurnsPerExecution` | `50` | continue-as-new: a new execution after this many turns (history limit) |
 | `toolHeartbeatSeconds` | `0` | heartbeat of the tool-wait task (0: none; the wait_seconds timeout still applies) |
 | `sandboxCpu`, `sandboxMemoryMb` | `1024`, `2048` | Fargate sandbox task size (ARM64) |
+| `sandboxSpot` | `false` | `true`: sandboxes run on Fargate Spot (about 70% cheaper; an interruption, with two |
+| | | minutes' notice, is a lost sandbox: error results for its pending calls, a fresh one next) |
 | `sandboxImage` | built from sandbox_task/ | an image URI to use instead of building sandbox_task/Dockerfile |
-| `sandboxNetworking` | `unrestricted` | sandbox egress: `unrestricted` (all outbound) or `limited` (HTTPS 443 only) |
+| `sandboxNetworking` | `unrestricted` | sandbox egress cap: `unrestricted` (each environment's `networking` picks its |
+| | | security group: all outbound, or HTTPS 443 only for `limited`) or `limited` (every sandbox 443 only) |
 | `vpcId` | none (a new VPC) | an existing VPC (looked up: needs account/region at synth) |
 | `natGateways`, `maxAzs` | `0`, `2` | new VPC: 0 NAT gateways puts sandboxes in public subnets with a public IP |
 | `anthropicBaseUrl` | none | `ANTHROPIC_BASE_URL` of the ModelTurn Lambda (any Anthropic-compatible endpoint) |
@@ -72,7 +78,9 @@ ENV_SANDBOX_TASK_DEFINITION = f"{ENV_PREFIX}SANDBOX_TASK_DEFINITION"
 ENV_SANDBOX_CONTAINER = f"{ENV_PREFIX}SANDBOX_CONTAINER"
 ENV_SANDBOX_SUBNETS = f"{ENV_PREFIX}SANDBOX_SUBNETS"
 ENV_SANDBOX_SECURITY_GROUP = f"{ENV_PREFIX}SANDBOX_SECURITY_GROUP"
+ENV_SANDBOX_LIMITED_SECURITY_GROUP = f"{ENV_PREFIX}SANDBOX_LIMITED_SECURITY_GROUP"
 ENV_SANDBOX_ASSIGN_PUBLIC_IP = f"{ENV_PREFIX}SANDBOX_ASSIGN_PUBLIC_IP"
+ENV_SANDBOX_CAPACITY_PROVIDER = f"{ENV_PREFIX}SANDBOX_CAPACITY_PROVIDER"
 ENV_API_URL = f"{ENV_PREFIX}API_URL"
 
 # Persisted names (compatibility data: changing one needs a migration note). ASL state names of "session run":
@@ -125,6 +133,7 @@ class PlatformConfig:
     api_execution_logging: bool = True
     waf_web_acl_arn: str | None = None
     api_memory_mb: int = 1024
+    stream_memory_mb: int = 256
     model_turn_memory_mb: int = 1024
     function_memory_mb: int = 512
     model_turn_timeout_seconds: int = 900
@@ -133,6 +142,7 @@ class PlatformConfig:
     sandbox_cpu: int = 1024
     sandbox_memory_mb: int = 2048
     sandbox_image: str | None = None
+    sandbox_spot: bool = False
     sandbox_networking: str = "unrestricted"
     vpc_id: str | None = None
     nat_gateways: int = 0
@@ -157,6 +167,9 @@ class PlatformConfig:
             raise ConfigError("maxTurnsPerExecution: must be at least 1")
         if not 1 <= self.model_turn_timeout_seconds <= 900 or not 1 <= self.api_timeout_seconds <= 900:
             raise ConfigError("modelTurnTimeoutSeconds/apiTimeoutSeconds: 1..900 (the Lambda maximum)")
+        for key, mb in (("apiMemoryMb", self.api_memory_mb), ("streamMemoryMb", self.stream_memory_mb)):
+            if not 128 <= mb <= 10240:
+                raise ConfigError(f"{key}: {mb} must be 128..10240 (Lambda memory, MB)")
         if self.tool_heartbeat_seconds < 0:
             raise ConfigError("toolHeartbeatSeconds: must be 0 (off) or positive")
         if self.nat_gateways < 0 or not 1 <= self.max_azs <= 6:

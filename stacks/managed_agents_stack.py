@@ -4,14 +4,20 @@ Who may do what (every role is its own, least privilege; `live` aliases are the 
 
 | principal | may |
 | --- | --- |
-| API Lambda | events/resources read-write, spill objects, read the admin key secret, create/write (never read) |
-|            | vault secrets, start/stop/describe session-run executions, send task results |
+| API Lambda | events/resources read-write, spill objects, read the admin key secret, invoke the provisioner, |
+|            | create/write (never read) |
+|            | vault secrets, invoke the MCP proxy (credential updates and validation), start/stop/describe |
+|            | session-run executions, send task results |
 | ModelTurn | events/resources read-write, spill objects, read the model key, invoke MCP proxy, provisioner |
-| ReportFailure | events/resources read-write, spill objects |
+| ReportFailure | events/resources read-write, spill objects, start/describe session-run executions (a wake that |
+|               | came during the failed run starts a new one) |
 | ToolWait | resources read-write, events read, send task results |
-| MCP proxy | resources read, read/refresh vault secrets (the only principal whose decrypt the vault key allows) |
+| MCP proxy | resources read-write (a refresh records the token's expiry on the credential), read/refresh vault |
+|           | secrets (the only principal whose decrypt the vault key allows) |
 | provisioner | resources read-write, Run/Stop/DescribeTasks of the sandbox task, PassRole of its execution role |
 | triggers | events/resources read-write, spill objects, start session-run executions |
+| reaper | events/resources read-write, spill objects, start/describe session-run executions, send task results, |
+|        | invoke the provisioner (stop the lost sandbox) |
 | sandbox task | nothing: no task role |
 """
 
@@ -32,6 +38,7 @@ from stacks.constructs.sandbox import Sandbox
 from stacks.constructs.secrets import Secrets
 from stacks.constructs.session_loop import SessionLoop, executions_arn, state_machine_arn
 from stacks.constructs.triggers import Triggers
+from stacks.constructs.work_reaper import WorkReaper
 from stacks.nag import acknowledge
 
 
@@ -66,27 +73,33 @@ class ManagedAgentsStack(Stack):
                 names.ENV_VAULT_KMS_KEY_ARN: self.secrets.vault_key.key_arn,
             },
         )
-        self.data.grant_resources(self.mcp_proxy.role, write=False)
+        self.data.grant_resources(self.mcp_proxy.role, write=True)
         self.secrets.allow_vault_reader(self.mcp_proxy.role)
 
-        # Provisioner: one Fargate sandbox task per session.
+        # Provisioner: one Fargate sandbox task per session. Its fixed name lets the API know its ARN without a
+        # reference: the provisioner's environment holds the API URL, so a reference back would be a cycle.
+        provisioner_name = f"{config.prefix}-provisioner"
         self.provisioner = function(
             "Provisioner",
             "functions.provisioner.handler.handler",
             "Sandbox provisioner: starts and stops the per-session Fargate task running the official worker",
             timeout=Duration.seconds(60),
+            function_name=provisioner_name,
             environment={
                 names.ENV_RESOURCES_TABLE: self.data.resources_table.table_name,
                 names.ENV_ECS_CLUSTER: self.sandbox.cluster.cluster_name,
                 names.ENV_SANDBOX_TASK_DEFINITION: self.sandbox.task_definition.ref,
                 names.ENV_SANDBOX_CONTAINER: names.SANDBOX_CONTAINER_NAME,
                 names.ENV_SANDBOX_SUBNETS: Fn.join(",", self.sandbox.subnet_ids),
-                names.ENV_SANDBOX_SECURITY_GROUP: self.sandbox.security_group.security_group_id,
+                names.ENV_SANDBOX_SECURITY_GROUP: self.sandbox.unrestricted_security_group.security_group_id,
+                names.ENV_SANDBOX_LIMITED_SECURITY_GROUP: self.sandbox.limited_security_group.security_group_id,
                 names.ENV_SANDBOX_ASSIGN_PUBLIC_IP: "ENABLED" if self.sandbox.assign_public_ip else "DISABLED",
+                names.ENV_SANDBOX_CAPACITY_PROVIDER: "FARGATE_SPOT" if config.sandbox_spot else "FARGATE",
             },
         )
         self.data.grant_resources(self.provisioner.role, write=True)
         self.sandbox.grant_run(self.provisioner.role)
+        provisioner_arn = PythonFunction.alias_arn(self, provisioner_name)
 
         # The session loop's Lambdas and the state machine.
         self.model_turn = function(
@@ -116,10 +129,13 @@ class ManagedAgentsStack(Stack):
             "functions.model_turn.handler.report_failure",
             "ReportFailure: appends session.error and idle when a session run fails",
             timeout=Duration.seconds(60),
-            environment=data_env,
+            environment={**data_env, names.ENV_STATE_MACHINE_ARN: sm_arn},
         )
         self.data.grant_events(self.report_failure.role, write=True)
         self.data.grant_resources(self.report_failure.role, write=True)
+        # It releases the failed run; a wake that came during the failed turn starts a new execution.
+        self._grant_wake(self.report_failure.role, sm_arn)
+        self._grant_describe_runs(self.report_failure.role)
 
         self.tool_wait = function(
             "ToolWait",
@@ -153,15 +169,24 @@ class ManagedAgentsStack(Stack):
                 names.ENV_ADMIN_KEY_SECRET_ARN: self.secrets.admin_key.secret_arn,
                 names.ENV_VAULT_SECRET_PREFIX: self.secrets.vault_prefix,
                 names.ENV_VAULT_KMS_KEY_ARN: self.secrets.vault_key.key_arn,
+                # Merging a partial credential update reads the stored secret: only the MCP proxy may.
+                names.ENV_MCP_PROXY_FUNCTION: self.mcp_proxy.alias.function_arn,
                 # End event streams cleanly a minute before the Lambda/API Gateway stream cap (ServerSettings).
                 names.ENV_SSE_MAX_SECONDS: str(max(config.api_timeout_seconds - 60, 30)),
             },
+            # The event-stream function reads the log and the session and key records; it starts, wakes and
+            # writes nothing (no state machine, no admin key, no vaults).
+            stream_environment={**data_env, names.ENV_SSE_MAX_SECONDS: str(max(config.api_timeout_seconds - 60, 30))},
         )
+        stream_role = self.api.stream_function.role
+        self.data.grant_events(stream_role, write=False)
+        self.data.grant_resources(stream_role, write=False)
         api_role = self.api.function.role
         self.data.grant_events(api_role, write=True)
         self.data.grant_resources(api_role, write=True)
         self.secrets.admin_key.grant_read(api_role)
         self.secrets.allow_vault_writer(api_role)
+        self.mcp_proxy.grant_invoke(api_role)
         self._grant_wake(api_role, sm_arn)
         api_role.add_to_principal_policy(
             iam.PolicyStatement(
@@ -171,6 +196,9 @@ class ManagedAgentsStack(Stack):
             )
         )
         self._grant_task_response(api_role)
+        # Speculative hands: the API's work service launches a `cloud` session's sandbox while its first turn runs.
+        self.api.function.add_environment(names.ENV_PROVISIONER_FUNCTION, provisioner_arn)
+        self._grant_invoke_provisioner(api_role, provisioner_arn)
         # The sandbox worker learns the API URL from the provisioner (a RunTask environment override). ModelTurn's work
         # service launches sandboxes through the provisioner when a tool call finds none, and hands out the URL too.
         self.provisioner.add_environment(names.ENV_API_URL, self.api.url)
@@ -189,6 +217,28 @@ class ManagedAgentsStack(Stack):
         self._grant_wake(self.triggers_function.role, sm_arn)
         self.triggers = Triggers(self, "Triggers", config=config, function=self.triggers_function)
 
+        # Work reaper: every minute, stop work whose lease ran out and tell its session (WorkService.reap).
+        self.reaper = function(
+            "Reaper",
+            "functions.reaper.handler.handler",
+            "Work reaper: stops sandbox work whose lease ran out and answers its pending tool calls (every minute)",
+            timeout=Duration.seconds(60),
+            environment={
+                **data_env,
+                names.ENV_STATE_MACHINE_ARN: sm_arn,
+                names.ENV_PROVISIONER_FUNCTION: provisioner_arn,
+                names.ENV_API_URL: self.api.url,
+            },
+        )
+        reaper_role = self.reaper.role
+        self.data.grant_events(reaper_role, write=True)
+        self.data.grant_resources(reaper_role, write=True)
+        self._grant_wake(reaper_role, sm_arn)
+        self._grant_describe_runs(reaper_role)
+        self._grant_task_response(reaper_role)
+        self._grant_invoke_provisioner(reaper_role, provisioner_arn)
+        self.work_reaper = WorkReaper(self, "WorkReaper", function=self.reaper)
+
         self._acknowledge_wildcards()
         self._outputs()
 
@@ -199,6 +249,21 @@ class ManagedAgentsStack(Stack):
     def _grant_wake(self, role: iam.IRole, sm_arn: str) -> None:
         role.add_to_principal_policy(
             iam.PolicyStatement(sid="WakeSessionRuns", actions=["states:StartExecution"], resources=[sm_arn])
+        )
+
+    def _grant_describe_runs(self, role: iam.IRole) -> None:
+        """DescribeExecution: a wake checks whether the execution that owns a session's run still runs."""
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="DescribeSessionRuns",
+                actions=["states:DescribeExecution"],
+                resources=[executions_arn(self, self.config)],
+            )
+        )
+
+    def _grant_invoke_provisioner(self, role: iam.IRole, provisioner_arn: str) -> None:
+        role.add_to_principal_policy(
+            iam.PolicyStatement(sid="InvokeProvisioner", actions=["lambda:InvokeFunction"], resources=[provisioner_arn])
         )
 
     def _grant_task_response(self, role: iam.IRole) -> None:
@@ -245,23 +310,34 @@ class ManagedAgentsStack(Stack):
             "Query on the resources table's own secondary indexes (by_time, lookup1..3): the statement covers that "
             "one table's indexes only, and Query is its only action."
         )
-        for fn in (self.model_turn, self.report_failure, self.triggers_function, self.api.function, self.tool_wait):
+        for fn in (
+            self.model_turn,
+            self.report_failure,
+            self.triggers_function,
+            self.api.function,
+            self.api.stream_function,
+            self.tool_wait,
+            self.reaper,
+        ):
             acknowledge(fn.role, "AwsSolutions-IAM5", spill, spill_objects)
         for fn in (
             self.model_turn,
             self.report_failure,
             self.triggers_function,
             self.api.function,
+            self.api.stream_function,
             self.tool_wait,
             self.mcp_proxy,
             self.provisioner,
+            self.reaper,
         ):
             acknowledge(fn.role, "AwsSolutions-IAM5", index, resources_index)
-        for fn in (self.tool_wait, self.api.function):
+        for fn in (self.tool_wait, self.api.function, self.reaper):
             acknowledge(fn.role, "AwsSolutions-IAM5", task_response, "Resource::*")
         for fn in (self.api.function, self.mcp_proxy):  # (ModelTurn's statement on the prefix is a Deny)
             acknowledge(fn.role, "AwsSolutions-IAM5", vault, vault_secrets)
-        acknowledge(self.api.function.role, "AwsSolutions-IAM5", executions, executions_finding)
+        for fn in (self.api.function, self.reaper, self.report_failure):
+            acknowledge(fn.role, "AwsSolutions-IAM5", executions, executions_finding)
         acknowledge(
             self.provisioner.role,
             "AwsSolutions-IAM5",

@@ -6,6 +6,10 @@ import os
 
 import pytest
 
+# The synthesized CDK app, once per test session for every directory that needs it (tests/aws, tests/e2e). A test
+# module that imports these itself gets a fixture of its own, and synthesizes again.
+from tests.infra.conftest import default_synth, synth_variant  # noqa: F401
+
 
 @pytest.fixture(autouse=True)
 def _no_real_model(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:

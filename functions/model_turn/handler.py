@@ -1,4 +1,5 @@
-"""ModelTurn task of the "session run" state machine: one `advance()` of the harness per invocation.
+"""ModelTurn task of the "session run" state machine: `advance()`s of the harness until the session parks, waits or
+backs off (steps that run again chain within the invocation's time; see `session_run.model_turn`).
 
 Input `{"session_id", "turns", "execution"?}` (`execution` = `$$.Execution.Name`, so a stopped execution's
 late invocation cannot release a run it no longer owns); output `{"session_id", "turns": turns + 1, "outcome":
@@ -14,7 +15,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from managed_agents.adapters.aws.session_run import ModelTurnInput, ReportFailureInput, model_turn
 from managed_agents.adapters.aws.session_run import report_failure as report_run_failure
-from managed_agents.aws_runtime import lambda_deps
+from managed_agents.aws_runtime import lambda_deps, prime_lambda_deps
 from managed_agents.observability import logger, metrics, tracer
 
 
@@ -24,7 +25,7 @@ from managed_agents.observability import logger, metrics, tracer
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     req = ModelTurnInput.model_validate(event)
     logger.append_keys(session_id=req.session_id, turn=req.turns)
-    out = model_turn(req, lambda_deps())
+    out = model_turn(req, lambda_deps(), seconds_left=lambda: context.get_remaining_time_in_millis() / 1000)
     logger.info("model turn done", outcome=out.outcome, wait_seconds=out.wait_seconds, reason=out.reason)
     metrics.add_metric(name=f"ModelTurn_{out.outcome}", unit="Count", value=1)
     return out.model_dump(mode="json")
@@ -44,3 +45,5 @@ def report_failure(event: dict[str, Any], context: LambdaContext) -> dict[str, A
 
 
 lambda_handler = handler
+# SnapStart: the deps, their DynamoDB client and the model SDK go into the snapshot (no-op on an on-demand init).
+prime_lambda_deps(model_sdk=True)

@@ -20,6 +20,7 @@ from managed_agents.adapters.aws.ecs_sandbox_provisioner import (
     provisioner_from_settings,
     serve_provisioner_request,
 )
+from managed_agents.lambda_init import init_runs_ahead
 from managed_agents.observability import logger, metrics, tracer
 from managed_agents.settings import EcsSandboxSettings
 
@@ -43,3 +44,5 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
 
 
 lambda_handler = handler
+if init_runs_ahead():  # SnapStart: the provisioner and its ECS client go into the snapshot
+    provisioner().ecs.meta.service_model  # noqa: B018 -- touching the property creates the client

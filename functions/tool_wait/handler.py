@@ -11,7 +11,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from managed_agents.adapters.aws.session_run import ToolWaitInput, tool_wait
-from managed_agents.aws_runtime import lambda_deps
+from managed_agents.aws_runtime import lambda_deps, prime_lambda_deps
 from managed_agents.observability import logger, metrics, tracer
 
 
@@ -27,3 +27,5 @@ def handler(event: dict[str, Any], context: LambdaContext) -> None:
 
 
 lambda_handler = handler
+# SnapStart: the deps and their DynamoDB client go into the snapshot (no-op on an on-demand init).
+prime_lambda_deps()

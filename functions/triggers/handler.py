@@ -10,7 +10,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from managed_agents.aws_runtime import lambda_deps
+from managed_agents.aws_runtime import lambda_deps, prime_lambda_deps
 from managed_agents.observability import logger, metrics, tracer
 from managed_agents.services.triggers import start_session_from_event
 
@@ -26,3 +26,5 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
 
 
 lambda_handler = handler
+# SnapStart: the deps and their DynamoDB client go into the snapshot (no-op on an on-demand init).
+prime_lambda_deps()

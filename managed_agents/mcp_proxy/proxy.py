@@ -28,7 +28,8 @@ from managed_agents.mcp_proxy.connection import McpConnection
 from managed_agents.mcp_proxy.content import content_blocks, tool_definition
 from managed_agents.mcp_proxy.credentials import CredentialResolver, RefreshFailed, ResolvedCredential
 from managed_agents.mcp_proxy.errors import AUTHENTICATION_FAILED, CONNECTION_FAILED, McpProxyError
-from managed_agents.ports import Record, ResourceStore, SecretStore
+from managed_agents.ports import Record, ResourceStore, SecretPatch, SecretStore
+from managed_agents.services.vaults import merge_secret
 
 log = logging.getLogger("managed_agents.mcp_proxy")
 MAX_TOOL_PAGES = 50
@@ -345,6 +346,13 @@ class McpProxy:
                 conn.server_name,
             ) from None
         return [tool_definition(t) for t in tools]
+
+    # --- credential updates (ports.CredentialSecrets) ---
+
+    def merge_update(self, name: str, patch: SecretPatch) -> bool:
+        """Apply a credential update to its stored secret, serialized with this proxy's OAuth refreshes of it."""
+        with self.resolver._lock(name.rsplit("/", 1)[-1]):  # secret names end with the credential id
+            return merge_secret(self.resolver.secrets, name, patch)
 
     # --- mcp_oauth_validate (services.vaults.CredentialProber) ---
 

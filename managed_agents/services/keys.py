@@ -7,6 +7,10 @@
 * Work tokens (`wt-ma-…`) are the `sessions_token` inside a work item's `secret`: short-lived (they die with
   the item's lease) and scoped to that one item and its session. They are the only credential that may post
   `user.tool_result`.
+* The bootstrap key (`ensure_bootstrap_key`) is an API key whose secret the deployment generated, not this
+  service: on AWS, Secrets Manager's random string (no `sk-ma-` prefix; any secret of at least
+  `BOOTSTRAP_MIN_LENGTH` URL-safe characters is accepted). Its workspace and key ids derive from fixed parts and
+  the secret's hash, so any number of API containers can register it at once and exactly one record results.
 """
 
 from __future__ import annotations
@@ -17,9 +21,9 @@ from dataclasses import dataclass
 from typing import cast
 
 from managed_agents.domain.clock import Clock, rfc3339
-from managed_agents.domain.errors import AuthenticationFailed, InvalidRequest, NotFound
+from managed_agents.domain.errors import AuthenticationFailed, Conflict, InvalidRequest, NotFound
 from managed_agents.domain.events import JsonObject
-from managed_agents.domain.ids import new_id
+from managed_agents.domain.ids import deterministic_id, new_id
 from managed_agents.ports import ListQuery, Record, ResourceStore
 from managed_agents.services.common import render
 from managed_agents.services.records import mutate
@@ -28,6 +32,9 @@ KEY_PREFIX = "sk-ma-"
 ENV_KEY_PREFIX = "ek-ma-"
 WORK_TOKEN_PREFIX = "wt-ma-"
 SYSTEM = "_system"
+BOOTSTRAP_MIN_LENGTH = 32
+BOOTSTRAP_KEY_NAME = "admin (bootstrap)"
+_URL_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 
 
 def hash_key(secret: str) -> str:
@@ -83,6 +90,51 @@ class KeyService:
         }
         self.resources.insert(Record("api_key", SYSTEM, str(doc["id"]), doc, now, attrs={"hash": hash_key(secret)}))
         return render(doc), secret
+
+    def ensure_bootstrap_key(self, secret: str, *, workspace_name: str = "default") -> tuple[str, str, bool]:
+        """Register a deployment-generated admin key: idempotent and safe to race (deterministic ids, conditional
+        inserts). Returns (workspace id, key id, whether this call created the key).
+
+        A key created here for a new secret (the deployment rotated it) revokes the earlier bootstrap keys; a
+        bootstrap key that exists, revoked or not, is left as it is (a revoked one stays revoked).
+        """
+        if len(secret) < BOOTSTRAP_MIN_LENGTH or not set(secret) <= _URL_SAFE:
+            raise ValueError(
+                f"the bootstrap API key must be at least {BOOTSTRAP_MIN_LENGTH} characters of A-Z a-z 0-9 - _"
+                f" (got {len(secret)} characters)"
+            )
+        if secret.startswith((ENV_KEY_PREFIX, WORK_TOKEN_PREFIX)):
+            raise ValueError(f"the bootstrap API key must not start with {ENV_KEY_PREFIX!r} or {WORK_TOKEN_PREFIX!r}")
+        now = self.clock.now()
+        ws = deterministic_id("workspace", "bootstrap")
+        ws_doc: JsonObject = {"id": ws, "type": "workspace", "name": workspace_name, "created_at": rfc3339(now)}
+        try:
+            self.resources.insert(Record("workspace", SYSTEM, ws, ws_doc, now))
+        except Conflict:
+            pass
+        digest = hash_key(secret)
+        key_id = deterministic_id("api_key", "bootstrap", digest)
+        doc: JsonObject = {
+            "id": key_id,
+            "type": "api_key",
+            "name": BOOTSTRAP_KEY_NAME,
+            "workspace_id": ws,
+            "hint": secret[:4] + "…" + secret[-4:],
+            "created_at": rfc3339(now),
+            "revoked_at": None,
+            "bootstrap": True,
+        }
+        try:
+            self.resources.insert(Record("api_key", SYSTEM, key_id, doc, now, attrs={"hash": digest}))
+        except Conflict:
+            return ws, key_id, False
+        for old in self.list_keys():
+            if old.get("bootstrap") and old["id"] != key_id and not old.get("revoked_at"):
+                try:
+                    self.revoke(str(old["id"]))
+                except NotFound:  # deleted meanwhile
+                    continue
+        return ws, key_id, True
 
     def list_keys(self) -> list[JsonObject]:
         rows, _ = self.resources.list_records(

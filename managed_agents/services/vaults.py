@@ -43,7 +43,7 @@ from managed_agents.domain.clock import rfc3339
 from managed_agents.domain.errors import Conflict, InvalidRequest, NotFound
 from managed_agents.domain.events import JsonObject
 from managed_agents.domain.ids import new_ulid
-from managed_agents.ports import ListQuery, Record, SecretStore
+from managed_agents.ports import CredentialSecrets, ListQuery, Record, SecretPatch, SecretStore
 from managed_agents.services.common import Services, archive_record, check_metadata, list_page, patch_metadata, render
 from managed_agents.services.records import mutate
 
@@ -61,6 +61,27 @@ class CredentialProber(Protocol):
     """Live-probes an mcp_oauth credential against its MCP server (the MCP proxy implements it)."""
 
     def validate_credential(self, rec: Record) -> JsonObject: ...
+
+
+class StoreCredentialSecrets:
+    """`CredentialSecrets` in-process, on a SecretStore this process may read (the embedded runtime)."""
+
+    def __init__(self, secrets: SecretStore) -> None:
+        self.secrets = secrets
+
+    def merge_update(self, name: str, patch: SecretPatch) -> bool:
+        return merge_secret(self.secrets, name, patch)
+
+
+def merge_secret(secrets: SecretStore, name: str, patch: SecretPatch) -> bool:
+    """Read, patch and write back one secret (no write when nothing changes); False when none is stored."""
+    current = secrets.get(name)
+    if current is None:
+        return False
+    updated = patch.apply(current)
+    if updated != current:
+        secrets.put(name, updated)
+    return True
 
 
 def secret_name(vault_id: str, credential_id: str) -> str:
@@ -148,10 +169,24 @@ def _injection(current: JsonObject, change: InjectionLocationParams | None) -> J
 
 
 class VaultService:
-    def __init__(self, svc: Services, secrets: SecretStore, prober: CredentialProber | None = None) -> None:
+    """`secrets` is only written and deleted here: reading a stored secret (to merge a partial credential update)
+    goes through `credential_secrets`, in-process by default, the MCP proxy Lambda on AWS (architecture:
+    "Credentials": only the MCP proxy reads them)."""
+
+    def __init__(
+        self,
+        svc: Services,
+        secrets: SecretStore,
+        prober: CredentialProber | None = None,
+        *,
+        credential_secrets: CredentialSecrets | None = None,
+    ) -> None:
         self.svc = svc
         self.secrets = secrets
         self.prober = prober
+        self.credential_secrets = (
+            credential_secrets if credential_secrets is not None else StoreCredentialSecrets(secrets)
+        )
 
     # --- vaults ---
 
@@ -364,13 +399,10 @@ class VaultService:
                 raise InvalidRequest(
                     f"auth.type: this credential is {auth_doc['type']}; a credential's type cannot change"
                 )
-            name = str(rec.doc["_secret"])
-            current = self.secrets.get(name)
-            if current is None:
+            patch = SecretPatch()
+            new_auth = self._updated_auth(params.auth, auth_doc, patch)
+            if not self.credential_secrets.merge_update(str(rec.doc["_secret"]), patch):
                 raise Conflict(f"credential {credential_id!r} has no stored secret; delete and recreate it")
-            new_auth, new_secret = self._updated_auth(params.auth, auth_doc, dict(current))
-            if new_secret != current:
-                self.secrets.put(name, new_secret)
 
         def change(r: Record) -> None:
             before = dict(r.doc)
@@ -389,8 +421,9 @@ class VaultService:
         self,
         a: StaticBearerUpdateParams | McpOAuthUpdateParams | EnvironmentVariableUpdateParams,
         auth_doc: JsonObject,
-        secret: dict[str, str],
-    ) -> tuple[JsonObject, dict[str, str]]:
+        secret: SecretPatch,
+    ) -> JsonObject:
+        """The new auth document; the secret changes go to `secret` (the stored secret is never read here)."""
         fields = a.model_fields_set
         auth = dict(auth_doc)
 
@@ -398,7 +431,7 @@ class VaultService:
             if field in fields and value is None:
                 raise InvalidRequest(f"auth.{field}: cannot be cleared; archive or delete the credential instead")
             if value is not None:
-                secret[key or field] = value
+                secret.put(key or field, value)
 
         if isinstance(a, StaticBearerUpdateParams):
             secret_field("token", a.token)
@@ -408,9 +441,9 @@ class VaultService:
                 expires_at = _future("auth.expires_at", a.expires_at, self.svc.clock.now())
                 auth["expires_at"] = expires_at
                 if expires_at:
-                    secret["expires_at"] = expires_at
+                    secret.put("expires_at", expires_at)
                 else:
-                    secret.pop("expires_at", None)
+                    secret.drop("expires_at")
             if "refresh" in fields:
                 auth["refresh"] = self._updated_refresh(a, cast(JsonObject | None, auth.get("refresh")), secret)
         else:
@@ -423,16 +456,14 @@ class VaultService:
                 auth["injection_location"] = _injection(
                     cast(JsonObject, auth["injection_location"]), a.injection_location
                 )
-        return auth, secret
+        return auth
 
     @staticmethod
-    def _updated_refresh(
-        a: McpOAuthUpdateParams, current: JsonObject | None, secret: dict[str, str]
-    ) -> JsonObject | None:
+    def _updated_refresh(a: McpOAuthUpdateParams, current: JsonObject | None, secret: SecretPatch) -> JsonObject | None:
         r = a.refresh
         if r is None:
-            secret.pop("refresh_token", None)
-            secret.pop("client_secret", None)
+            secret.drop("refresh_token")
+            secret.drop("client_secret")
             return None
         if current is None:
             raise InvalidRequest(
@@ -444,7 +475,7 @@ class VaultService:
         if "refresh_token" in rf and r.refresh_token is None:
             raise InvalidRequest("auth.refresh.refresh_token: cannot be cleared; send refresh: null to drop refresh")
         if r.refresh_token is not None:
-            secret["refresh_token"] = r.refresh_token
+            secret.put("refresh_token", r.refresh_token)
         if r.scope is not None:
             refresh["scope"] = r.scope or None
         if r.token_endpoint_auth is not None:
@@ -455,7 +486,7 @@ class VaultService:
                     " type none; a client secret can only replace an existing one"
                 )
             if r.token_endpoint_auth.client_secret is not None:
-                secret["client_secret"] = r.token_endpoint_auth.client_secret
+                secret.put("client_secret", r.token_endpoint_auth.client_secret)
         return refresh
 
     def _archive_credential(self, rec: Record) -> Record:

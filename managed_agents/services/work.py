@@ -73,6 +73,9 @@ class WorkSettings:
     lease_ttl_seconds: int = 60
     start_timeout_seconds: float = 900.0
     api_url: str | None = None
+    # The provisioner hands sandboxes the API URL itself (AWS: the provisioner Lambda's own setting), so a caller
+    # that does not know its own URL (the API Lambda: its URL would be a reference cycle) may still launch.
+    provisioner_knows_api_url: bool = False
 
 
 def encode_secret(token: str) -> str:
@@ -210,7 +213,7 @@ class WorkService:
     def _launch(self, rec: Record, sess: Record, secret: str) -> None:
         env = self.resources.get("environment", sess.workspace_id, str(sess.doc["environment_id"]))
         config = cast(JsonObject, env.doc.get("config") if env else {}) or {}
-        if self.provisioner is None or not self.settings.api_url:
+        if self.provisioner is None or not (self.settings.api_url or self.settings.provisioner_knows_api_url):
             why = (
                 "no sandbox provisioner is configured"
                 if self.provisioner is None
@@ -223,7 +226,7 @@ class WorkService:
             environment_id=str(sess.doc["environment_id"]),
             session_id=sess.id,
             secret=secret,
-            api_url=self.settings.api_url,
+            api_url=self.settings.api_url or "",
             packages=cast(JsonObject, config.get("packages") or {}),
             networking=cast(JsonObject, config.get("networking") or {}),
         )
@@ -450,12 +453,15 @@ class WorkService:
                 continue
             count += 1
             if doc["state"] == "stopping":
-                self.fail(rec.id, None)
+                message = None
             elif doc.get("_platform") and not doc.get("latest_heartbeat_at"):
-                limit = self.settings.start_timeout_seconds
-                self.fail(rec.id, f"The sandbox did not start within {limit:g} s.")
+                message = f"The sandbox did not start within {self.settings.start_timeout_seconds:g} s."
             else:
-                self.fail(rec.id, f"The sandbox stopped heartbeating: its {ttl} s lease expired.")
+                message = f"The sandbox stopped heartbeating: its {ttl} s lease expired."
+            try:
+                self.fail(rec.id, message)
+            except Exception:  # one item's failure (a store or provisioner error) must not hold up the others
+                log.exception("reaping work failed", extra={"work_id": rec.id})
         return count
 
     def fail(self, work_id: str, message: str | None) -> None:
@@ -480,7 +486,10 @@ class WorkService:
     def _after_stop(self, rec: Record, *, failed: bool, message: str | None = None) -> None:
         session_id = str(rec.attrs["session_id"])
         if rec.doc.get("_platform") and self.provisioner is not None:
-            self.provisioner.stop(session_id, rec.id)
+            try:
+                self.provisioner.stop(session_id, rec.id)
+            except Exception:  # the item is stopped already: its session must still learn that its hands are gone
+                log.exception("stopping the sandbox failed", extra={"session_id": session_id, "work_id": rec.id})
         sess = self.resources.get_by_id("session", session_id)
         if sess is None or sess.doc.get("_deleted"):
             return

@@ -1,5 +1,9 @@
 """Api: the regional REST API, streamed (responseTransferMode STREAM), in front of the API Lambda.
 
+`GET /v1/sessions/{session_id}/events/stream` has a function of its own, the same code with less memory and only
+read access: an open event stream (the sandbox worker holds one per session, and most clients do) keeps its Lambda
+billed for the stream's whole duration, while it mostly waits between reads of the log.
+
 The API Lambda runs the same ASGI app as the embedded server through Lambda Web Adapter (LWA): the handler is
 `functions/api/run.sh`, which starts uvicorn on `managed_agents.api.lambda_app:app`; LWA forwards each invocation to
 it and streams the response (`AWS_LWA_INVOKE_MODE=response_stream`), so SSE works through API Gateway.
@@ -50,6 +54,7 @@ class Api(Construct):
         config: PlatformConfig,
         code: lambda_.Code,
         environment: dict[str, str],
+        stream_environment: dict[str, str],
     ) -> None:
         super().__init__(scope, id_)
         layer = lambda_.LayerVersion.from_layer_version_arn(self, "WebAdapter", lwa_layer_arn(config))
@@ -63,6 +68,18 @@ class Api(Construct):
             memory_mb=config.api_memory_mb,
             timeout=Duration.seconds(config.api_timeout_seconds),
             environment={**lwa_environment(), **environment},
+            layers=[layer],
+        )
+        self.stream_function = PythonFunction(
+            self,
+            "StreamFunction",
+            config=config,
+            code=code,
+            handler=API_HANDLER,
+            description="Managed Agents API, event streams only (GET /v1/sessions/{id}/events/stream): read-only",
+            memory_mb=config.stream_memory_mb,
+            timeout=Duration.seconds(config.api_timeout_seconds),
+            environment={**lwa_environment(), **stream_environment},
             layers=[layer],
         )
         removal = RemovalPolicy.DESTROY if config.destroy_on_removal else RemovalPolicy.RETAIN
@@ -108,6 +125,18 @@ class Api(Construct):
         )
         # {proxy+} ANY; CDK also adds ANY on "/" since the proxy hangs off the root.
         self.rest_api.root.add_proxy(any_method=True)
+        # The event stream's own resource (more specific than {proxy+}, so API Gateway routes it here).
+        stream = self.rest_api.root.resource_for_path("v1/sessions/{session_id}/events/stream")
+        stream.add_method(
+            "GET",
+            apigw.LambdaIntegration(
+                self.stream_function.alias,
+                proxy=True,
+                response_transfer_mode=apigw.ResponseTransferMode.STREAM,
+                timeout=Duration.seconds(config.api_timeout_seconds),
+                scope_permission_to_method=False,
+            ),
+        )
         self.stage = self.rest_api.deployment_stage
         if config.waf_web_acl_arn:
             wafv2.CfnWebACLAssociation(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aws_cdk import Annotations, BundlingOptions, Duration, IgnoreMode, RemovalPolicy
+from aws_cdk import Annotations, ArnFormat, BundlingOptions, Duration, IgnoreMode, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -14,6 +14,7 @@ from stacks.config import PlatformConfig
 from stacks.nag import acknowledge
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+ALIAS_NAME = "live"  # every caller invokes this alias (SnapStart restores published versions only)
 
 # The Lambda asset is an allowlist of the repo: the application package and the thin entry points. Everything else
 # (cdk.out, .venv, tests, .git, .data, bench, docs, sandbox_task, caches) stays out. Gitignore syntax, last match wins.
@@ -84,7 +85,10 @@ class PythonFunction(Construct):
         timeout: Duration = Duration.seconds(60),
         environment: dict[str, str] | None = None,
         layers: list[lambda_.ILayerVersion] | None = None,
+        function_name: str | None = None,
     ) -> None:
+        """`function_name`: a fixed physical name, for a function whose ARN others must know without a reference
+        (a reference would close a dependency cycle); see `alias_arn`."""
         super().__init__(scope, id_)
         self.log_group = logs.LogGroup(
             self,
@@ -113,6 +117,7 @@ class PythonFunction(Construct):
             self,
             "Function",
             description=description,
+            function_name=function_name,
             runtime=runtime_for(config),
             architecture=lambda_.Architecture.ARM_64,
             code=code,
@@ -127,7 +132,7 @@ class PythonFunction(Construct):
             layers=layers,
         )
         # SnapStart restores from the published version; the alias is the stable ARN every caller invokes.
-        self.alias = lambda_.Alias(self, "Live", alias_name="live", version=self.function.current_version)
+        self.alias = lambda_.Alias(self, "Live", alias_name=ALIAS_NAME, version=self.function.current_version)
         Annotations.of(self.function).acknowledge_warning(
             "@aws-cdk/aws-lambda:snapStartRequirePublish",
             "Every version is published (current_version) and callers invoke only the live alias.",
@@ -146,6 +151,16 @@ class PythonFunction(Construct):
                 f"Python {config.python_runtime} is the pinned runtime (house style: Lambda and the Fargate sandbox on "
                 "the same interpreter, with SnapStart); change it with the pythonRuntime context value.",
             )
+
+    @staticmethod
+    def alias_arn(scope: Construct, function_name: str) -> str:
+        """The `live` alias ARN of the function with this fixed name, built from the name alone (no reference)."""
+        return Stack.of(scope).format_arn(
+            service="lambda",
+            resource="function",
+            resource_name=f"{function_name}:{ALIAS_NAME}",
+            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+        )
 
     def add_environment(self, name: str, value: str) -> None:
         self.function.add_environment(name, value)

@@ -2,7 +2,8 @@
 
 The task definition has NO task role (the worker holds no AWS credentials at all) and NO secrets; its execution role
 only pulls the image and writes the container's logs. The provisioner Lambda passes the session-scoped work token
-and the API URL as container environment overrides at RunTask time. Egress follows `sandboxNetworking`.
+and the API URL as container environment overrides at RunTask time. Egress follows the session's environment
+(`config.networking`): one security group per policy, capped by `sandboxNetworking`.
 """
 
 from __future__ import annotations
@@ -69,18 +70,28 @@ class Sandbox(Construct):
                 subnet_type=ec2.SubnetType.PUBLIC if public_only else ec2.SubnetType.PRIVATE_WITH_EGRESS
             )
 
-        unrestricted = config.sandbox_networking == "unrestricted"
-        self.security_group = ec2.SecurityGroup(
+        # One security group per networking policy; the provisioner attaches the one of the session's environment at
+        # RunTask. `limited`: outbound TCP 443 only. The worker reaches the platform API, the image registry and
+        # CloudWatch Logs over HTTPS; DNS goes to the VPC resolver, which security groups do not filter. A security
+        # group cannot filter hostnames: allowed_hosts is not enforced (docs/deploy-aws.md).
+        self.limited_security_group = ec2.SecurityGroup(
             self,
-            "SecurityGroup",
+            "LimitedSecurityGroup",
             vpc=self.vpc,
-            description=f"Sandbox tasks: no inbound; outbound {'unrestricted' if unrestricted else 'HTTPS (443) only'}",
-            allow_all_outbound=unrestricted,
+            description="Sandboxes of limited-networking environments: no inbound; outbound HTTPS (TCP 443) only",
+            allow_all_outbound=False,
         )
-        if not unrestricted:
-            # The worker reaches the platform API, the image registry and CloudWatch Logs over HTTPS; DNS goes to the
-            # VPC resolver, which security groups do not filter.
-            self.security_group.add_egress_rule(ec2.Peer.any_ipv4(), ec2.Port.tcp(443), "HTTPS")
+        self.limited_security_group.add_egress_rule(ec2.Peer.any_ipv4(), ec2.Port.tcp(443), "HTTPS")
+        # `sandboxNetworking=limited` caps every sandbox at the limited group: no unrestricted group exists then.
+        self.unrestricted_security_group = self.limited_security_group
+        if config.sandbox_networking == "unrestricted":
+            self.unrestricted_security_group = ec2.SecurityGroup(
+                self,
+                "SecurityGroup",
+                vpc=self.vpc,
+                description="Sandboxes of unrestricted-networking environments: no inbound; all outbound",
+                allow_all_outbound=True,
+            )
 
         self.cluster = ecs.Cluster(
             self,
@@ -88,6 +99,8 @@ class Sandbox(Construct):
             cluster_name=f"{config.prefix}-sandboxes",
             vpc=self.vpc,
             container_insights_v2=ecs.ContainerInsights.ENABLED,
+            # FARGATE and FARGATE_SPOT associated: RunTask picks one (sandboxSpot; the provisioner's strategy)
+            enable_fargate_capacity_providers=config.sandbox_spot,
         )
         self.log_group = logs.LogGroup(self, "Logs", retention=retention, removal_policy=removal)
         self.execution_role = iam.Role(

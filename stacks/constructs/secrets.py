@@ -72,7 +72,9 @@ class Secrets(Construct):
             self,
             "AdminApiKey",
             secret_name=f"{config.prefix}/admin-api-key",
-            description="The platform's first (admin) API key; the API Lambda registers its hash on first start.",
+            description="The platform's admin API key (use the value as the SDK's api_key). The API Lambda registers "
+            "its hash on its first request; a new value put here replaces the key within 10 minutes.",
+            # 48 letters and digits: a key KeyService.ensure_bootstrap_key accepts (>= 32 URL-safe characters).
             generate_secret_string=secretsmanager.SecretStringGenerator(
                 password_length=48, exclude_punctuation=True, include_space=False
             ),
@@ -81,8 +83,9 @@ class Secrets(Construct):
         acknowledge(
             self.admin_key,
             "AwsSolutions-SMG4",
-            "A bootstrap credential: create named API keys through the API and revoke this one; a rotation Lambda "
-            "would invalidate the key clients hold without telling them.",
+            "The API key every client of the platform holds: a rotation Lambda would invalidate it without telling "
+            "them. Rotate it deliberately with put-secret-value; the API registers the new value and revokes the old "
+            "one within 10 minutes (managed_agents/api/admin_bootstrap.py).",
         )
         stack = Stack.of(self)
         self._root = iam.AccountRootPrincipal()

@@ -12,8 +12,9 @@ the input `{"session_id", "turns": 0, "execution": <its claimed execution name>}
   results are logged. The task times out after `wait_seconds` (and, if `toolHeartbeatSeconds` is set, after a missed
   heartbeat); the timeout goes back to ModelTurn, which turns the lost sandbox into an error result. A wait whose
   deadline already passed (`wait_seconds` < 1, not a valid timeout) goes straight back to ModelTurn.
-* ReportFailure (`report_failure` in the model_turn module) input `{"session_id", "error": {"Error", "Cause"}}`:
-  appends session.error + idle. Then the execution fails.
+* ReportFailure (`report_failure` in the model_turn module) input `{"session_id", "error": {"Error", "Cause"},
+  "execution"}`: appends session.error + idle and releases the run it owned (a wake that came meanwhile starts a new
+  execution: StartExecution, so the function gets the state machine's ARN). Then the execution fails.
 
 Loop: ModelTurn → NextStep: run_again → ModelTurn (or, once `turns` ≥ maxTurnsPerExecution, ContinueAsNew: a new
 execution of this state machine with `{"session_id", "turns": 0, "execution"}`, then Continued); retry_after →
@@ -121,10 +122,14 @@ class SessionLoop(Construct):
             STATE_REPORT_FAILURE,
             lambda_function=report_failure.alias,
             payload=sfn.TaskInput.from_object(
-                {"session_id": sfn.JsonPath.string_at("$.session_id"), "error": sfn.JsonPath.object_at("$.error")}
+                {
+                    "session_id": sfn.JsonPath.string_at("$.session_id"),
+                    "error": sfn.JsonPath.object_at("$.error"),
+                    "execution": owner,
+                }
             ),
             result_path=sfn.JsonPath.DISCARD,
-            comment="Append session.error and go idle, as the embedded runtime does",
+            comment="Append session.error and go idle, as the embedded runtime does; release the session's run",
         )
         report.add_catch(failed, errors=["States.ALL"], result_path="$.report_error")
         report.next(failed)

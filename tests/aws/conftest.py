@@ -37,6 +37,10 @@ class FakeLambdaContext:
     memory_limit_in_mb: int = 1024
     invoked_function_arn: str = f"arn:aws:lambda:{REGION}:123456789012:function:model-turn"
     aws_request_id: str = "req-test"
+    remaining_ms: int = 900_000  # the stack's ModelTurn timeout
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms
 
 
 @dataclass

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import boto3
@@ -12,12 +12,15 @@ import pytest
 from moto import mock_aws
 
 from managed_agents.adapters.aws.ecs_sandbox_provisioner import (
+    NETWORKING_TAG,
     SESSION_TAG,
     WORK_TAG,
     EcsSandboxProvisioner,
     SandboxLaunchFailed,
+    provisioner_from_settings,
 )
 from managed_agents.ports import SandboxLaunch
+from managed_agents.settings import EcsSandboxSettings
 from tests.contract.conftest import fake_aws_env
 
 REGION = "us-east-1"
@@ -136,3 +139,73 @@ def test_a_task_definition_ecs_does_not_know_is_a_readable_launch_failure(ecs: E
     with pytest.raises(SandboxLaunchFailed, match=r"^ECS RunTask failed \("):
         ecs.provisioner.launch(_spec("sesn_a", "work_a"), _exit)
     assert ecs.running() == []
+
+
+def test_each_networking_policy_gets_its_own_security_group(ecs: Ecs) -> None:
+    # Given a deployment with one security group per networking policy (stacks/constructs/sandbox.py)
+    ec2 = boto3.client("ec2", region_name=REGION)
+    vpc = ec2.describe_vpcs(Filters=[{"Name": "cidr", "Values": ["10.0.0.0/16"]}])["Vpcs"][0]["VpcId"]
+    open_group = ec2.create_security_group(GroupName="sbx-open", Description="all egress", VpcId=vpc)["GroupId"]
+    https_group = ec2.create_security_group(GroupName="sbx-https", Description="443 only", VpcId=vpc)["GroupId"]
+    ecs.provisioner.security_groups = [open_group]
+    ecs.provisioner.limited_security_groups = [https_group]
+    sent: list[dict[str, Any]] = []
+    ecs.client.meta.events.register("provide-client-params.ecs.RunTask", lambda params, **_: sent.append(params))
+    # When sandboxes of a limited, an unrestricted and a networking-less (API default: unrestricted) environment start
+    for session, networking in (("sesn_l", {"type": "limited"}), ("sesn_u", {"type": "unrestricted"}), ("sesn_d", {})):
+        spec = _spec(session, f"work_{session}")
+        ecs.provisioner.launch(replace(spec, networking=networking), _exit)
+    # Then RunTask attached the group of each one's policy, and the task is tagged with it
+    groups = {p["startedBy"]: p["networkConfiguration"]["awsvpcConfiguration"]["securityGroups"] for p in sent}
+    assert groups == {"sesn_l": [https_group], "sesn_u": [open_group], "sesn_d": [open_group]}
+    policies = {
+        {t["key"]: t["value"] for t in task["tags"]}[SESSION_TAG]: {t["key"]: t["value"] for t in task["tags"]}[
+            NETWORKING_TAG
+        ]
+        for task in ecs.running()
+    }
+    assert policies == {"sesn_l": "limited", "sesn_u": "unrestricted", "sesn_d": "unrestricted"}
+
+
+def test_an_unknown_networking_policy_starts_no_task(ecs: Ecs) -> None:
+    spec = _spec("sesn_x", "work_x")
+    with pytest.raises(SandboxLaunchFailed, match=r"networking type 'open' is not one of unrestricted, limited"):
+        ecs.provisioner.launch(replace(spec, networking={"type": "open"}), _exit)
+    assert ecs.running() == []
+
+
+def test_settings_without_a_limited_group_use_the_one_group_for_every_policy() -> None:
+    # Given the provisioner Lambda's settings naming one group only (a deployment that has one)
+    settings = EcsSandboxSettings(
+        ecs_cluster="c", sandbox_task_definition="t:1", sandbox_subnets="subnet-1", sandbox_security_group="sg-one"
+    )
+    provisioner = provisioner_from_settings(settings, ecs_client=object())  # type: ignore[arg-type]
+    # Then both policies get that group; with a limited group configured, limited sandboxes get it
+    assert provisioner.security_groups_for({"type": "limited"}) == ["sg-one"]
+    both = settings.model_copy(update={"sandbox_limited_security_group": "sg-https"})
+    provisioner = provisioner_from_settings(both, ecs_client=object())  # type: ignore[arg-type]
+    assert provisioner.security_groups_for({"type": "limited"}) == ["sg-https"]
+    assert provisioner.security_groups_for({"type": "unrestricted"}) == ["sg-one"]
+
+
+def test_spot_sandboxes_run_with_a_capacity_provider_strategy_instead_of_a_launch_type(ecs: Ecs) -> None:
+    # Given a provisioner set to FARGATE_SPOT (stack context sandboxSpot=true) and one on the default, FARGATE
+    spot = ecs.provisioner
+    spot.capacity_provider = "FARGATE_SPOT"
+    sent: list[dict[str, Any]] = []
+    ecs.client.meta.events.register("provide-client-params.ecs.RunTask", lambda params, **_: sent.append(params))
+    # When each starts a sandbox
+    spot.launch(_spec("sesn_spot", "work_spot"), _exit)
+    spot.capacity_provider = "FARGATE"
+    spot.launch(_spec("sesn_od", "work_od"), _exit)
+    # Then the Spot one asked for the FARGATE_SPOT provider (a launch type would override the strategy), the other
+    # for the FARGATE launch type
+    by_session = {p["startedBy"]: p for p in sent}
+    assert by_session["sesn_spot"]["capacityProviderStrategy"] == [{"capacityProvider": "FARGATE_SPOT", "weight": 1}]
+    assert "launchType" not in by_session["sesn_spot"]
+    assert by_session["sesn_od"]["launchType"] == "FARGATE" and "capacityProviderStrategy" not in by_session["sesn_od"]
+    # And the settings carry it from the provisioner Lambda's environment
+    settings = EcsSandboxSettings(
+        ecs_cluster="c", sandbox_task_definition="t:1", sandbox_capacity_provider="FARGATE_SPOT"
+    )
+    assert provisioner_from_settings(settings, ecs_client=object()).capacity_provider == "FARGATE_SPOT"  # type: ignore[arg-type]

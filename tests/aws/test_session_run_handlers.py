@@ -8,16 +8,22 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+from pydantic import TypeAdapter
+
 from functions.model_turn.handler import handler as model_turn_handler
+from functions.model_turn.handler import report_failure as report_failure_handler
 from functions.tool_wait.handler import handler as tool_wait_handler
-from managed_agents.adapters.aws.step_functions_orchestrator import EXECUTION
+from managed_agents.adapters.aws.step_functions_orchestrator import EXECUTION, WAKE_PENDING
 from managed_agents.adapters.aws.tool_wait import TOKEN_FIELD, release_tool_wait
 from managed_agents.api.models.agents import AgentCreateParams
 from managed_agents.api.models.environments import EnvironmentCreateParams
-from managed_agents.api.models.sessions import SessionCreateParams
+from managed_agents.api.models.sessions import EventParams, SessionCreateParams
 from managed_agents.domain.events import NewEvent
 from managed_agents.domain.ids import new_id
 from managed_agents.ports import iter_all
+from managed_agents.services.keys import Principal
+from managed_agents.services.records import mutate
 from tests.aws.conftest import AwsEnv, FakeLambdaContext
 
 
@@ -42,6 +48,17 @@ def _start_session(env: AwsEnv, text: str, tools: list[dict[str, Any]] | None = 
         ),
     )
     return str(session["id"])
+
+
+def _send(env: AwsEnv, sid: str, text: str) -> None:
+    """A user.message as the API posts it (the wake starts or marks the session's run)."""
+    rt = env.deps.runtime
+    rec = rt.resources.get_by_id("session", sid)
+    assert rec is not None
+    event = TypeAdapter(EventParams).validate_python(
+        {"type": "user.message", "content": [{"type": "text", "text": text}]}
+    )
+    rt.sessions.send(Principal(rec.workspace_id, "key-test"), sid, [event])
 
 
 def _owner(env: AwsEnv, sid: str) -> str | None:
@@ -106,6 +123,30 @@ def test_a_plain_turn_runs_to_parked_and_logs_in_dynamodb(aws_env: AwsEnv) -> No
     (request,) = aws_env.model.requests
     headers = {k.lower(): v for k, v in request["headers"].items()}
     assert "sk-test-from-secrets-manager" in (headers.get("x-api-key", "") + headers.get("authorization", ""))
+
+
+def test_steps_that_run_again_chain_in_one_invocation_while_a_model_request_fits(
+    aws_env: AwsEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a plain turn: the model request, then the step that idles the session, then the park
+    aws_env.model.push("one", "two", "three")
+    sid = _start_session(aws_env, "hi")
+    name = _owner(aws_env, sid)
+    # When ModelTurn has the stack's time (900 s): the whole turn is one invocation (one state transition)
+    assert [o["outcome"] for o in _turns(aws_env, sid, name)] == ["parked"]
+    # And with less time left than a model request may take (600 s + margin), every step goes back to the loop
+    _send(aws_env, sid, "again")
+    name = _owner(aws_env, sid)
+    short = {"session_id": sid, "turns": 0, "execution": name}
+    out = model_turn_handler(short, FakeLambdaContext(remaining_ms=300_000))
+    assert out["outcome"] == "run_again"
+    assert [o["outcome"] for o in _turns(aws_env, sid, name)] == ["parked"]
+    # And `steps_per_model_turn=1` (MANAGED_AGENTS_STEPS_PER_MODEL_TURN) is one advance() per invocation
+    monkeypatch.setattr(aws_env.deps.settings, "steps_per_model_turn", 1)
+    _send(aws_env, sid, "once more")
+    outcomes = [o["outcome"] for o in _turns(aws_env, sid, _owner(aws_env, sid))]
+    assert outcomes == ["run_again", "parked"]
+    assert [e for e in _types(aws_env, sid) if e == "agent.message"] == ["agent.message"] * 3
 
 
 def test_a_retryable_model_error_asks_the_state_machine_to_wait(aws_env: AwsEnv) -> None:
@@ -190,8 +231,12 @@ def test_a_token_parked_after_the_results_were_logged_is_released_at_once(aws_en
     assert rec is not None and TOKEN_FIELD not in rec.doc
 
 
-def test_a_wake_during_the_run_turns_the_park_into_another_turn(aws_env: AwsEnv) -> None:
+def test_a_wake_during_the_run_turns_the_park_into_another_turn(
+    aws_env: AwsEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Given a session that ran one turn and a second user.message logged while the execution still owned the run
+    # (one step per invocation, so the message lands between the model request and the park)
+    monkeypatch.setattr(aws_env.deps.settings, "steps_per_model_turn", 1)
     aws_env.model.push("first answer", "second answer")
     sid = _start_session(aws_env, "one")
     name = _owner(aws_env, sid)
@@ -212,4 +257,71 @@ def test_a_wake_during_the_run_turns_the_park_into_another_turn(aws_env: AwsEnv)
     assert len(aws_env.model.requests) == 2
     assert _types(aws_env, sid).count("agent.message") == 2
     assert _owner(aws_env, sid) is None
+    assert len(aws_env.executions()) == 1
+
+
+def _report_failure(sid: str, execution: str | None) -> dict[str, Any]:
+    """The ReportFailure task as the ASL calls it after a Catch (a Lambda error of the ModelTurn task)."""
+    cause = '{"errorType": "RuntimeError", "errorMessage": "boom"}'
+    event = {"session_id": sid, "error": {"Error": "RuntimeError", "Cause": cause}, "execution": execution}
+    return report_failure_handler(event, FakeLambdaContext(function_name="report-failure"))
+
+
+def test_a_wake_after_a_failed_run_starts_a_new_execution(aws_env: AwsEnv) -> None:
+    # Given a run whose ModelTurn failed: ReportFailure runs while the failing execution still reads RUNNING
+    sid = _start_session(aws_env, "hi")
+    failed = _owner(aws_env, sid)
+    assert failed is not None and [e["status"] for e in aws_env.executions()] == ["RUNNING"]
+    # When ReportFailure reports it
+    assert _report_failure(sid, failed) == {"session_id": sid, "reported": True}
+    # Then the session says why and is idle, and the failed execution no longer owns the run
+    assert _types(aws_env, sid)[-2:] == ["session.error", "session.status_idle"]
+    assert _owner(aws_env, sid) is None
+    # And the user's next message (its wake) starts a new execution instead of waiting on the failed one
+    aws_env.deps.runtime.events.append(
+        sid, [NewEvent(new_id("event"), "user.message", {"content": [{"type": "text", "text": "again"}]})]
+    )
+    orchestrator = aws_env.deps.runtime.sessions.svc.orchestrator
+    assert orchestrator is not None
+    orchestrator.wake(sid)
+    executions = aws_env.executions()
+    assert len(executions) == 2 and executions[-1]["name"] != failed
+    assert _owner(aws_env, sid) == executions[-1]["name"]
+
+
+def test_a_wake_during_a_failed_run_is_run_by_a_new_execution(aws_env: AwsEnv) -> None:
+    # Given a wake that arrived while the execution that then failed owned the run (it collapsed into it)
+    sid = _start_session(aws_env, "hi")
+    failed = _owner(aws_env, sid)
+    aws_env.deps.runtime.events.append(
+        sid, [NewEvent(new_id("event"), "user.message", {"content": [{"type": "text", "text": "meanwhile"}]})]
+    )
+    orchestrator = aws_env.deps.runtime.sessions.svc.orchestrator
+    assert orchestrator is not None
+    orchestrator.wake(sid)
+    assert len(aws_env.executions()) == 1
+    # When ReportFailure ends the failed run
+    _report_failure(sid, failed)
+    # Then it started a new execution for that wake, which owns the run with nothing left pending
+    executions = aws_env.executions()
+    assert len(executions) == 2 and _owner(aws_env, sid) == executions[-1]["name"] != failed
+    rec = aws_env.deps.runtime.resources.get_by_id("session", sid)
+    assert rec is not None and WAKE_PENDING not in rec.doc
+    # And the new execution's turns answer the message
+    aws_env.model.push("answered")
+    assert _turns(aws_env, sid, _owner(aws_env, sid))[-1]["outcome"] == "parked"
+    assert _types(aws_env, sid)[-3:] == ["agent.message", "span.model_request_end", "session.status_idle"]
+
+
+def test_a_late_report_of_a_replaced_execution_leaves_the_new_owner_alone(aws_env: AwsEnv) -> None:
+    # Given a run that another execution took over (an interrupt stopped and replaced the failing one)
+    sid = _start_session(aws_env, "hi")
+    stale = _owner(aws_env, sid)
+    rec = aws_env.deps.runtime.resources.get_by_id("session", sid)
+    assert rec is not None
+    mutate(aws_env.deps.runtime.resources, rec, lambda r: r.doc.update({EXECUTION: "the-new-owner"}))
+    # When the replaced execution's ReportFailure runs late
+    _report_failure(sid, stale)
+    # Then the new owner keeps the run and nothing new was started
+    assert _owner(aws_env, sid) == "the-new-owner"
     assert len(aws_env.executions()) == 1

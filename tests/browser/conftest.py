@@ -26,6 +26,13 @@ model_server = e2e.model_server
 server = e2e.server
 client = e2e.client
 
+
+@pytest.fixture
+def backend() -> str:
+    """The console is tested on the embedded runtime; the API it calls runs on both backends in tests/e2e."""
+    return "embedded"
+
+
 CHROMIUM = os.environ.get("CONSOLE_CHROMIUM", "/usr/bin/chromium")
 SCREENSHOTS: list[Path] = []
 

@@ -11,9 +11,12 @@ from typing import Any
 import pytest
 
 from managed_agents.adapters.aws.dynamodb_resource_store import (
+    LOOKUPS,
     PK,
+    SPARSE_LOOKUPS,
     DynamoDbResourceStore,
     item_key,
+    lookup_key,
 )
 from managed_agents.domain.clock import rfc3339
 from managed_agents.domain.errors import RequestTooLarge
@@ -83,8 +86,45 @@ def test_find_on_an_attribute_without_an_index_is_refused(dynamodb_resource_stor
 
 
 def test_too_many_lookup_attributes_are_refused() -> None:
-    with pytest.raises(ValueError, match="at most 3 lookup attributes"):
-        DynamoDbResourceStore(table_name="t", lookups={"session": ("a", "b", "c", "d")})
+    with pytest.raises(ValueError, match="at most 4 lookup attributes"):
+        DynamoDbResourceStore(table_name="t", lookups={"session": ("a", "b", "c", "d", "e")})
+    with pytest.raises(ValueError, match=r"sparse lookup session\.e is not a lookup attribute"):
+        DynamoDbResourceStore(table_name="t", lookups={"session": ("a",)}, sparse={("session", "e"): frozenset()})
+
+
+def test_the_work_state_index_holds_live_items_only(
+    dynamodb_resource_store: DynamoDbResourceStore, calls: list[str]
+) -> None:
+    # Given a live work item and a stopped one
+    store, ws = dynamodb_resource_store, "wrkspc_w"
+    live, stopped = _rec("work", ws, 0, state="active"), _rec("work", ws, 1, state="stopped")
+    store.insert(live)
+    store.insert(stopped)
+
+    def state_key(rec: Record) -> object:
+        item = store.dynamodb.get_item(TableName=store.table_name, Key={PK: {"S": item_key("work", rec.id)}})["Item"]
+        return item.get(lookup_key(LOOKUPS["work"].index("state") + 1))
+
+    # Then only the live one carries the state index key, and it loses it when it stops
+    assert state_key(live) == {"S": "work#state#s:active"}
+    assert state_key(stopped) is None
+    store.replace(Record("work", ws, live.id, live.doc, live.created_at, attrs={"state": "stopped"}), expected_rev=1)
+    assert state_key(live) is None
+    # And the reaper's find is Queries of the index, never a Scan; a value the index leaves out is refused
+    calls.clear()
+    assert store.find("work", "state", ["starting", "active", "stopping"]) == []
+    assert set(calls) <= {"Query", "BatchGetItem"} and calls.count("Query") == 3
+    with pytest.raises(ValueError, match=r"work\.state is a sparse lookup .*'stopped'"):
+        store.find("work", "state", ["active", "stopped"])
+    # And a list filtered on an unindexed value reads the workspace's time index instead
+    rows, _ = store.list_records("work", ws, ListQuery(equals={"state": "stopped"}))
+    assert sorted(r.id for r in rows) == sorted([live.id, stopped.id])
+
+
+def test_sparse_work_states_are_the_work_services_live_states() -> None:
+    from managed_agents.services.work import LEASED, LIVE
+
+    assert SPARSE_LOOKUPS[("work", "state")] == frozenset(LIVE) and set(LEASED) <= set(LIVE)
 
 
 def test_large_documents_are_stored_compressed(dynamodb_resource_store: DynamoDbResourceStore) -> None:

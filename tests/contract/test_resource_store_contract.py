@@ -387,6 +387,34 @@ def test_find_follows_replaced_attributes_and_kinds(resource_store: ResourceStor
     assert len(found) == 1 and found[0].rev == 2
 
 
+def test_live_work_items_are_found_by_state_until_they_stop(resource_store: ResourceStore) -> None:
+    # Given work items of two workspaces in every state (the work reaper looks for the leased ones)
+    a, b = _ws(), _ws()
+    items = {
+        state: _rec("work", ws, state=state, session_id=f"sesn_{uuid.uuid4().hex}")
+        for state, ws in (("queued", a), ("starting", a), ("active", b), ("stopping", a), ("stopped", b))
+    }
+    for rec in items.values():
+        resource_store.insert(rec)
+    mine = {a, b}
+    # When the leased ones are found across workspaces
+    found = [
+        r for r in resource_store.find("work", "state", ["starting", "active", "stopping"]) if r.workspace_id in mine
+    ]
+    # Then exactly those come back, with their workspaces
+    assert sorted(_ids(found)) == sorted(items[s].id for s in ("starting", "active", "stopping"))
+    # And an item that stops leaves the result; one that becomes active joins it
+    mutate(resource_store, items["active"], lambda r: r.attrs.update(state="stopped"))
+    mutate(resource_store, items["queued"], lambda r: r.attrs.update(state="active"))
+    found = [
+        r for r in resource_store.find("work", "state", ["starting", "active", "stopping"]) if r.workspace_id in mine
+    ]
+    assert sorted(_ids(found)) == sorted(items[s].id for s in ("starting", "queued", "stopping"))
+    # And a workspace's stopped items are still listed by equality (whatever index serves it)
+    rows, _ = resource_store.list_records("work", b, ListQuery(limit=10, equals={"state": "stopped"}))
+    assert sorted(_ids(rows)) == sorted([items["active"].id, items["stopped"].id])
+
+
 # -- optimistic concurrency ----------------------------------------------------------------------------------------
 
 

@@ -1,4 +1,11 @@
-"""End-to-end fixtures: our server on loopback, driven only through the official `anthropic` SDK."""
+"""End-to-end fixtures: our server on loopback, driven only through the official `anthropic` SDK.
+
+Every test that uses `server` (or `client`) runs twice, once per backend:
+- `[embedded]`: the embedded runtime (SQLite, in-process orchestrator, subprocess sandboxes) in-process;
+- `[aws]`: the AWS platform of tests/aws/platform.py: DynamoDB, S3, Secrets Manager, ECS and the synthesized
+  Step Functions state machine in moto, every Lambda invoke dispatched to the real handlers, the API Lambda's app.
+A test (or module) that is inherently about the embedded runtime says so with `embedded_only("reason")`.
+"""
 
 from __future__ import annotations
 
@@ -6,25 +13,56 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anthropic
 import pytest
 
 from managed_agents.adapters.anthropic_model import AnthropicMessagesModel
 from managed_agents.api.app import create_app
-from managed_agents.settings import ServerSettings
+from managed_agents.settings import ENV_PREFIX, ServerSettings
 from managed_agents.testing.loopback import UvicornThread, free_port
 from managed_agents.testing.scripted_model import ScriptedModelServer
 from managed_agents.wiring import Runtime, bootstrap_admin_key, build_local_runtime
+from tests.infra.conftest import Synth
+
+if TYPE_CHECKING:
+    from tests.aws.platform import Platform
+
+BACKENDS = ["embedded", pytest.param("aws", marks=pytest.mark.slow)]
+# ServerSettings fields with no meaning on AWS (the embedded runtime's data directory)
+_EMBEDDED_ONLY_SETTINGS = {"data_dir"}
+
+
+def embedded_only(reason: str) -> pytest.MarkDecorator:
+    """Run a test (or, as `pytestmark`, a module) on the embedded backend only; `reason` says why."""
+    assert reason.strip(), "say why the test cannot run on the AWS backend"
+    return pytest.mark.parametrize("backend", ["embedded"])
 
 
 @dataclass
 class Server:
     url: str
     admin_key: str
-    rt: Runtime
+    rt: Runtime  # embedded: the whole runtime; aws: the API Lambda's runtime (DynamoDB stores, Step Functions wake)
     model: ScriptedModelServer
+    backend: str = "embedded"
+    platform: Platform | None = None  # aws: the moto platform (tests/aws/platform.py)
+
+    def stored_bytes(self) -> bytes:
+        """Everything the backend persisted: embedded, the data dir's files; aws, the tables' items and spilled
+        payloads."""
+        if self.platform is not None:
+            return self.platform.stored_bytes()
+        data_dir = Path(self.rt.settings.data_dir)
+        return b"".join(p.read_bytes() for p in data_dir.rglob("*") if p.is_file())
+
+    def sandbox_workdir(self, session_id: str) -> Path:
+        """The working directory of the session's cloud sandbox (aws: the Fargate stand-in's)."""
+        if self.platform is not None:
+            return self.platform.sandboxes.root / session_id
+        assert self.rt.provisioner is not None
+        return self.rt.provisioner.workdir(session_id)
 
     def client(self, key: str | None = None, **kw: Any) -> anthropic.Anthropic:
         return anthropic.Anthropic(base_url=self.url, api_key=key or self.admin_key, max_retries=0, **kw)
@@ -48,8 +86,40 @@ def server_settings(tmp_path: Path) -> ServerSettings:
     )
 
 
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    value: str = request.param
+    return value
+
+
+def aws_env(settings: ServerSettings) -> dict[str, str]:
+    """The Lambda/API environment that carries the test's explicit server settings to the AWS backend."""
+    return {
+        f"{ENV_PREFIX}{name.upper()}": str(getattr(settings, name))
+        for name in settings.model_fields_set - _EMBEDDED_ONLY_SETTINGS
+        if getattr(settings, name) is not None
+    }
+
+
 @pytest.fixture
-def server(server_settings: ServerSettings, model_server: ScriptedModelServer) -> Iterator[Server]:
+def server(
+    backend: str,
+    server_settings: ServerSettings,
+    model_server: ScriptedModelServer,
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+) -> Iterator[Server]:
+    if backend == "aws":
+        from tests.aws.platform import aws_platform  # moto and the handlers: only for the AWS leg
+
+        synth: Synth = request.getfixturevalue("default_synth")
+        # The reaper's schedule as often as the embedded runtime's reaper thread runs (Runtime.start_reaper)
+        reap_every = min(1.0, server_settings.work_lease_ttl_seconds / 4)
+        env = aws_env(server_settings)
+        with aws_platform(synth, tmp_path / "aws", env=env, model=model_server, reap_every=reap_every) as platform:
+            assert platform.runtime is not None
+            yield Server(platform.url, platform.admin_key, platform.runtime, model_server, "aws", platform)
+        return
     model = AnthropicMessagesModel(api_key="test", base_url=model_server.base_url, timeout=30)
     rt = build_local_runtime(server_settings, model=model)
     secret = bootstrap_admin_key(rt)

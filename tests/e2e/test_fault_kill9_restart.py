@@ -18,6 +18,7 @@ from managed_agents.testing.loopback import free_port
 from managed_agents.testing.scripted_model import ScriptedModelServer
 from tests.e2e.conftest import all_events, wait_until
 
+# Embedded only: kills the `managed-agents serve` process; on AWS a crashed Lambda is retried by the state machine.
 CLI = Path(sys.executable).parent / "managed-agents"
 REPO = Path(__file__).resolve().parents[2]
 

@@ -30,6 +30,7 @@ _AUTH: dict[str, str] = {}
 schema = schemathesis.openapi.from_dict(create_app(cast(Any, None)).openapi())
 
 
+# Embedded only: hundreds of generated calls; on the AWS backend each one would cost a moto platform round trip.
 @pytest.fixture(scope="module")
 def fuzz_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FastAPI]:
     data_dir = Path(tmp_path_factory.mktemp("fuzz")) / "data"

@@ -13,7 +13,7 @@ import pytest
 
 from managed_agents.adapters.local.subprocess_sandbox import bubblewrap_path
 from managed_agents.testing.scripted_model import ScriptedModelServer
-from tests.e2e.conftest import Server, all_events, wait_idle, wait_until
+from tests.e2e.conftest import Server, all_events, embedded_only, wait_idle, wait_until
 from tests.e2e.sandbox_support import TOOLSET, check_file_workflow, push_file_workflow, result_texts, tool_step
 
 CANARIES = {
@@ -21,6 +21,10 @@ CANARIES = {
     "AWS_SECRET_ACCESS_KEY": "aws-canary-77b2e0",
     "MANAGED_AGENTS_CANARY": "server-canary-0a9f3e",
 }
+pytestmark = embedded_only(
+    "the local subprocess/bubblewrap provisioner (pids, isolation, workdirs); the Fargate stand-in's built-in tool run"
+    " is tests/aws/test_state_machine_with_real_handlers.py"
+)
 needs_bwrap = pytest.mark.skipif(bubblewrap_path() is None, reason="bubblewrap (bwrap) is not installed here")
 
 

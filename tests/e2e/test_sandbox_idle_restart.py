@@ -9,8 +9,10 @@ import pytest
 
 from managed_agents.settings import ServerSettings
 from managed_agents.testing.scripted_model import ScriptedModelServer
-from tests.e2e.conftest import Server, wait_idle, wait_until
+from tests.e2e.conftest import Server, embedded_only, wait_idle, wait_until
 from tests.e2e.sandbox_support import TOOLSET, result_texts, tool_step
+
+pytestmark = embedded_only("the local provisioner's idle stop and restart of a sandbox subprocess (pid, workdir)")
 
 
 @pytest.fixture

@@ -217,8 +217,8 @@ def test_credential_secret_never_reaches_logs_sandbox_or_model(
     assert TOKEN not in json.dumps(model_server.requests)
     assert TOKEN not in client.beta.vaults.credentials.list(vault_id).to_json()
     assert TOKEN not in caplog.text
-    assert server.rt.provisioner is not None
-    workdir = server.rt.provisioner.workdir(sid)
+    workdir = server.sandbox_workdir(sid)
+    assert workdir.is_dir()
     for path in workdir.rglob("*"):
         if path.is_file():
             assert TOKEN.encode() not in path.read_bytes(), path

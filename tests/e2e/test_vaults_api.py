@@ -102,10 +102,10 @@ def test_credentials_are_write_only_everywhere(client: anthropic.Anthropic, serv
         json.dumps(client.get(f"/v1/vaults/{vault.id}/credentials/{c.id}", cast_to=object))
         for c in (bearer, oauth, env)
     )
-    data_dir = Path(server.rt.settings.data_dir)
-    on_disk = b"".join(p.read_bytes() for p in data_dir.rglob("*") if p.is_file())
+    stored = server.stored_bytes()
+    assert b"vault_credential" in stored  # the stores were read (the check below cannot pass vacuously)
     assert CANARY not in raw
-    assert CANARY.encode() not in on_disk
+    assert CANARY.encode() not in stored
     # While the secret store does hold them (write-only, not write-nowhere)
     assert server.rt.secrets is not None
     rec = server.rt.resources.get("vault_credential", _ws(server), bearer.id)

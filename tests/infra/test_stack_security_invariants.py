@@ -66,16 +66,23 @@ def _role_statements(synth: Synth, role_lid: str) -> list[dict[str, Any]]:
     return out
 
 
-def _function(synth: Synth, handler: str) -> tuple[str, dict[str, Any]]:
+STREAM_FUNCTION_PATH = "/Api/StreamFunction/"
+
+
+def _function(synth: Synth, handler: str, *, stream: bool = False) -> tuple[str, dict[str, Any]]:
+    """The one function with `handler`; the API handler also runs the event-stream function (`stream=True`)."""
     hits = [
-        (lid, r) for lid, r in synth.resources("AWS::Lambda::Function").items() if r["Properties"]["Handler"] == handler
+        (lid, r)
+        for lid, r in synth.resources("AWS::Lambda::Function").items()
+        if r["Properties"]["Handler"] == handler
+        and (STREAM_FUNCTION_PATH in r.get("Metadata", {}).get("aws:cdk:path", "")) == stream
     ]
     assert len(hits) == 1, handler
     return hits[0]
 
 
-def _role_of(synth: Synth, handler: str) -> str:
-    _, fn = _function(synth, handler)
+def _role_of(synth: Synth, handler: str, *, stream: bool = False) -> str:
+    _, fn = _function(synth, handler, stream=stream)
     return str(fn["Properties"]["Role"]["Fn::GetAtt"][0])
 
 
@@ -283,16 +290,19 @@ def test_api_is_regional_streamed_and_its_stage_logs_access(default_synth: Synth
     assert "Fn::GetAtt" in log_setting["DestinationArn"] and "$context.requestId" in log_setting["Format"]
     assert stage["Properties"]["TracingEnabled"] is True
     assert stage["Properties"]["MethodSettings"][0]["LoggingLevel"] == "ERROR"
-    # Every method streams the API Lambda's response through its live alias
+    # Every method streams its Lambda's response through the live alias: the API function's, and the event-stream
+    # function's for GET .../events/stream
     alias_lid = logical_id(default_synth.template, "Api/ApiFunction/Live/Resource")
+    stream_alias_lid = logical_id(default_synth.template, "Api/StreamFunction/Live/Resource")
     methods = default_synth.resources("AWS::ApiGateway::Method")
-    assert len(methods) == 2  # ANY / and ANY /{proxy+}
+    assert len(methods) == 3  # ANY /, ANY /{proxy+} and GET /v1/sessions/{session_id}/events/stream
     for method in methods.values():
         integration = method["Properties"]["Integration"]
         assert integration["Type"] == "AWS_PROXY" and integration["ResponseTransferMode"] == "STREAM"
         uri = _text(integration["Uri"])
         assert "/2021-11-15/functions/" in uri and uri.endswith("/response-streaming-invocations")
-        assert f"<{alias_lid}>" in uri
+        stream = method["Metadata"]["aws:cdk:path"].endswith("/events/stream/GET/Resource")
+        assert f"<{stream_alias_lid if stream else alias_lid}>" in uri
         assert method["Properties"]["AuthorizationType"] == "NONE"  # the app authenticates (API keys)
 
 
@@ -314,7 +324,8 @@ def test_api_lambda_runs_the_asgi_app_behind_lambda_web_adapter(default_synth: S
 
 def test_python_lambdas_are_arm64_with_snapstart_and_invoked_through_aliases(default_synth: Synth) -> None:
     functions = default_synth.resources("AWS::Lambda::Function")
-    assert len(functions) == 7
+    # API, event streams, ModelTurn, ReportFailure, ToolWait, MCP proxy, provisioner, triggers, work reaper
+    assert len(functions) == 9
     for fn in functions.values():
         props = fn["Properties"]
         assert props["Architectures"] == ["arm64"] and props["Runtime"] == "python3.13"
@@ -398,7 +409,11 @@ def test_session_run_definition_follows_the_model_turn_contract(default_synth: S
     assert states[cont["Next"]]["Type"] == "Succeed" and states["Parked"]["Type"] == "Succeed"
     # Failures are reported as session.error, then the execution fails
     report = states["ReportFailure"]
-    assert report["Parameters"]["Payload"] == {"session_id.$": "$.session_id", "error.$": "$.error"}
+    assert report["Parameters"]["Payload"] == {
+        "session_id.$": "$.session_id",
+        "error.$": "$.error",
+        "execution.$": "$$.Execution.Input.execution",  # the failed run's owner, released by ReportFailure
+    }
     assert report["Next"] == "Failed" and states["Failed"]["Type"] == "Fail"
 
 
@@ -424,7 +439,7 @@ def test_state_machine_role_invokes_only_its_three_aliases_and_starts_only_itsel
 
 # ---------------------------------------------------------------------------------------------------------- triggers
 def test_events_and_schedules_start_sessions_through_the_triggers_alias(default_synth: Synth) -> None:
-    _, rule = default_synth.one("AWS::Events::Rule")
+    rule = default_synth.template["Resources"][logical_id(default_synth.template, "Triggers/StartSessionRule/Resource")]
     assert rule["Properties"]["EventPattern"] == {"detail-type": ["StartSession"]}
     target = rule["Properties"]["Targets"][0]
     assert target["Arn"] == {"Ref": logical_id(default_synth.template, "TriggersFunction/Live/Resource")}
@@ -433,3 +448,42 @@ def test_events_and_schedules_start_sessions_through_the_triggers_alias(default_
     trust = default_synth.template["Resources"][role_lid]["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]
     assert trust["Principal"] == {"Service": "scheduler.amazonaws.com"}
     assert set(trust["Condition"]) == {"StringEquals", "ArnLike"}
+
+
+# ----------------------------------------------------------------------------------------------------- event streams
+def test_event_streams_have_their_own_small_read_only_function(default_synth: Synth) -> None:
+    # Given the event-stream function and the API's resources
+    lid, fn = _function(default_synth, API, stream=True)
+    props = fn["Properties"]
+    statements = _role_statements(default_synth, _role_of(default_synth, API, stream=True))
+    # Then it runs the same app with less memory than the API function
+    assert props["MemorySize"] == 256 < _function(default_synth, API)[1]["Properties"]["MemorySize"]
+    env = props["Environment"]["Variables"]
+    assert "MANAGED_AGENTS_STATE_MACHINE_ARN" not in env and "MANAGED_AGENTS_ADMIN_KEY_SECRET_ARN" not in env
+    # And its role reads the log and records, and writes, starts or decrypts nothing
+    allowed = {a for st in statements if st["Effect"] == "Allow" for a in _as_list(st["Action"])}
+    assert {"dynamodb:Query", "dynamodb:GetItem", "s3:GetObject"} <= allowed
+    writes = {
+        a
+        for a in allowed
+        if a.startswith(("dynamodb:", "s3:")) and a.split(":")[1].startswith(("Put", "Update", "Delete", "BatchWrite"))
+    }
+    assert writes == set(), writes
+    assert not any(a.startswith(("states:", "secretsmanager:", "kms:", "lambda:")) for a in allowed), allowed
+    # And API Gateway routes GET .../events/stream to it, streamed, and everything else to the API function
+    resources = default_synth.resources("AWS::ApiGateway::Resource")
+    stream_lid = next(r for r, res in resources.items() if res["Properties"]["PathPart"] == "stream")
+    methods = [
+        m["Properties"]
+        for m in default_synth.resources("AWS::ApiGateway::Method").values()
+        if m["Properties"]["ResourceId"] == {"Ref": stream_lid}
+    ]
+    assert [m["HttpMethod"] for m in methods] == ["GET"]
+    integration = methods[0]["Integration"]
+    assert integration["ResponseTransferMode"] == "STREAM"
+    stream_lids = {
+        r
+        for r, res in default_synth.template["Resources"].items()
+        if STREAM_FUNCTION_PATH in res.get("Metadata", {}).get("aws:cdk:path", "")
+    }
+    assert lid in stream_lids and any(s in json.dumps(integration["Uri"]) for s in stream_lids)

@@ -18,10 +18,14 @@ that are not "by id" each have an index whose partition holds exactly the rows t
   `"{created_at}#{id}"`. Because the timestamp is fixed-width, string order on `list_sk` is the (created_at, id)
   order the SQLite index gives, so the keyset cursor, `created_at` ranges and asc/desc become one key condition
   on `list_sk`, and an unfiltered page of `limit` rows is one Query of `limit + 1` items.
-* GSIs `lookup1..3` (projection KEYS_ONLY, sort key `scope_sk` = `"{workspace_id}#{created_at}#{id}"`):
+* GSIs `lookup1..4` (projection KEYS_ONLY, sort key `scope_sk` = `"{workspace_id}#{created_at}#{id}"`):
   partition `lk{n}` = `"{kind}#{attr}#{s:|n:}{value}"` for the n-th attribute `LOOKUPS` declares for the kind
   (session status, agent and environment ids, API and environment key hashes, the agent of a version, a work
-  item's session, token hash and environment). `find` is one Query per
+  item's session, token hash, environment and state). A lookup listed in `SPARSE_LOOKUPS` is written only for the
+  values listed there (a work item's state while it is live): the index then holds only the items a caller looks
+  for (the work reaper's live items), not every stopped item ever, and `find` of any other value is refused
+  (ValueError) instead of silently finding nothing; a list filtered on such a value reads another index instead.
+  `find` is one Query per
   value (any workspace) and a consistent BatchGetItem of the hits; `list_records` with an `equals` filter on a
   looked-up attribute queries the `{workspace_id}#` range of that partition the same way, in (created_at, id)
   order. Keys-only projections are rewritten only when their key changes (a session's status), not on every
@@ -67,16 +71,22 @@ LIST_INDEX = "by_time"
 LIST_PK = "list_pk"
 LIST_SK = "list_sk"
 SCOPE_SK = "scope_sk"
-LOOKUP_SLOTS = 3
+LOOKUP_SLOTS = 4
 # Which attributes can be found across workspaces (`find`) and listed by equality through an index, per kind.
-# The position in the tuple is the GSI slot (lookup1..3): append new attributes, never reorder (persisted data).
+# The position in the tuple is the GSI slot (lookup1..4): append new attributes, never reorder (persisted data).
 LOOKUPS: Mapping[str, tuple[str, ...]] = {
     "session": ("status", "agent_id", "environment_id"),
     "agent_version": ("agent_id",),
     "api_key": ("hash",),
     "environment_key": ("hash", "environment_id"),
-    # the work queue (services/work.py): a session's items, a work token's item, an environment's queue
-    "work": ("session_id", "token", "environment_id"),
+    # the work queue (services/work.py): a session's items, a work token's item, an environment's queue, and the
+    # live items by state (the reaper's `find("work", "state", LEASED)`)
+    "work": ("session_id", "token", "environment_id", "state"),
+}
+# Sparse lookups: (kind, attr) -> the only values written to the index. A work item leaves the state index when it
+# stops, so the reaper's Query reads live items only. These are services/work.py's LIVE states (a unit test pins it).
+SPARSE_LOOKUPS: Mapping[tuple[str, str], frozenset[str | int]] = {
+    ("work", "state"): frozenset({"queued", "starting", "active", "stopping"}),
 }
 COMPRESS_ABOVE_BYTES = 32_000
 MAX_ITEM_BYTES = 390_000  # DynamoDB's 400 KB item limit, less room for the keys and attribute names
@@ -201,12 +211,17 @@ class DynamoDbResourceStore:
         table_name: str,
         dynamodb_client: DynamoDBClient | None = None,
         lookups: Mapping[str, tuple[str, ...]] = LOOKUPS,
+        sparse: Mapping[tuple[str, str], frozenset[str | int]] = SPARSE_LOOKUPS,
     ) -> None:
         for kind, attrs in lookups.items():
             if len(attrs) > LOOKUP_SLOTS:
                 raise ValueError(f"{kind}: at most {LOOKUP_SLOTS} lookup attributes (one GSI each), got {attrs}")
+        for kind, attr in sparse:
+            if attr not in lookups.get(kind, ()):
+                raise ValueError(f"sparse lookup {kind}.{attr} is not a lookup attribute")
         self.table_name = table_name
         self.lookups = dict(lookups)
+        self.sparse = dict(sparse)
         self.query_calls = 0  # DynamoDB Query calls made so far (benchmarks report queries per page)
         self._ddb = dynamodb_client
         self._lock = threading.Lock()
@@ -342,7 +357,7 @@ class DynamoDbResourceStore:
     def list_records(self, kind: str, workspace_id: str, query: ListQuery) -> tuple[list[Record], bool]:
         if query.limit <= 0:
             return [], False
-        slots = [n for n in (self._slot(kind, attr) for attr in query.equals) if n is not None]
+        slots = [n for n in (self._slot(kind, attr, value) for attr, value in query.equals.items()) if n is not None]
         slot = slots[0] if slots else None
         if slot is None:
             index, pk_name, pk_value, sk_name, prefix = LIST_INDEX, LIST_PK, f"{kind}#{workspace_id}", LIST_SK, ""
@@ -389,6 +404,12 @@ class DynamoDbResourceStore:
         slot = self._slot(kind, attr)
         if slot is None:
             raise ValueError(f"{kind}.{attr} is not a lookup attribute of the DynamoDB resource store (see LOOKUPS)")
+        unindexed = [v for v in values if not self._indexed(kind, attr, v)]
+        if unindexed:
+            raise ValueError(
+                f"{kind}.{attr} is a sparse lookup of the DynamoDB resource store: {unindexed!r} not indexed (only "
+                f"{sorted(map(str, self.sparse[(kind, attr)]))}, see SPARSE_LOOKUPS)"
+            )
         keys: list[str] = []
         for value in dict.fromkeys(values):
             kwargs: dict[str, Any] = {
@@ -408,15 +429,23 @@ class DynamoDbResourceStore:
 
     # -- internals -----------------------------------------------------------------------------------------------
 
-    def _slot(self, kind: str, attr: str) -> int | None:
+    def _slot(self, kind: str, attr: str, value: str | int | None = None) -> int | None:
+        """The GSI slot of `kind.attr`; with a value, None also when a sparse lookup leaves that value out."""
         attrs = self.lookups.get(kind, ())
-        return attrs.index(attr) + 1 if attr in attrs else None
+        if attr not in attrs or (value is not None and not self._indexed(kind, attr, value)):
+            return None
+        return attrs.index(attr) + 1
+
+    def _indexed(self, kind: str, attr: str, value: object) -> bool:
+        only = self.sparse.get((kind, attr))
+        return only is None or (isinstance(value, str | int) and any(_same(value, v) for v in only))
 
     def _lookup_values(self, rec: Record) -> dict[int, str | None]:
         out: dict[int, str | None] = {}
         for n, attr in enumerate(self.lookups.get(rec.kind, ()), start=1):
             value = rec.attrs.get(attr)
-            out[n] = None if value is None else f"{rec.kind}#{attr}#{_typed(value)}"
+            indexed = value is not None and self._indexed(rec.kind, attr, value)
+            out[n] = f"{rec.kind}#{attr}#{_typed(value)}" if indexed and value is not None else None
         return out
 
     @staticmethod

@@ -7,6 +7,11 @@ the only credential the sandbox ever holds), the API URL, the idle timeout and t
 tagged with their session and work item and started by the session id (`startedBy`, at most 36 characters), so
 `stop` finds them without any state of its own.
 
+Egress follows the environment's `config.networking`: RunTask attaches the security group of its policy
+(`unrestricted`: all outbound traffic; `limited`: the deployment's limited group, outbound TCP 443 only in the CDK
+stack). A security group filters addresses and ports, never hostnames: `allowed_hosts`, `allow_mcp_servers` and
+`allow_package_managers` are not enforced on Fargate (docs/deploy-aws.md says what `limited` does and does not do).
+
 A Fargate task ends on its own (idle timeout, a crash); nobody calls `on_exit` for it. A dead sandbox is noticed by
 its work item's lease (no heartbeats) and, for the call in flight, by the tool-wait timeout of the session run.
 
@@ -17,7 +22,7 @@ provisioner Lambda (functions/provisioner/handler.py), which runs an `EcsSandbox
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -33,6 +38,8 @@ if TYPE_CHECKING:
 
 SESSION_TAG = "managed-agents:session"
 WORK_TAG = "managed-agents:work"
+NETWORKING_TAG = "managed-agents:networking"
+NETWORKING_POLICIES = ("unrestricted", "limited")
 MAX_STARTED_BY = 36
 
 
@@ -63,9 +70,11 @@ class EcsSandboxProvisioner:
         container: str = "sandbox",
         subnets: Sequence[str] = (),
         security_groups: Sequence[str] = (),
+        limited_security_groups: Sequence[str] | None = None,
         assign_public_ip: str = "DISABLED",
         api_url: str | None = None,
         idle_seconds: float = 300.0,
+        capacity_provider: str = "FARGATE",
         ecs_client: ECSClient | None = None,
     ) -> None:
         self.cluster = cluster
@@ -73,9 +82,13 @@ class EcsSandboxProvisioner:
         self.container = container
         self.subnets = [s for s in subnets if s]
         self.security_groups = [g for g in security_groups if g]
+        # None: one set of groups for every sandbox (a deployment without a separate limited group)
+        limited = security_groups if limited_security_groups is None else limited_security_groups
+        self.limited_security_groups = [g for g in limited if g]
         self.assign_public_ip = assign_public_ip
         self.api_url = api_url
         self.idle_seconds = idle_seconds
+        self.capacity_provider = capacity_provider
         self._ecs = ecs_client
 
     @property
@@ -90,15 +103,28 @@ class EcsSandboxProvisioner:
     def isolation(self) -> str:
         return "ECS Fargate task per session (own VM, no task role, no secrets; egress by security group)"
 
+    def security_groups_for(self, networking: Mapping[str, Any]) -> list[str]:
+        """The security groups of a sandbox under the environment's networking policy (absent: `unrestricted`,
+        the API's default); an unknown policy is refused rather than given some egress."""
+        policy = networking.get("type") or "unrestricted"
+        if policy == "limited":
+            return self.limited_security_groups
+        if policy == "unrestricted":
+            return self.security_groups
+        raise SandboxLaunchFailed(
+            f"the environment's networking type {policy!r} is not one of {', '.join(NETWORKING_POLICIES)}"
+        )
+
     def launch(self, spec: SandboxLaunch, on_exit: SandboxExited) -> None:
         """RunTask; raises SandboxLaunchFailed when no task started. `on_exit` is not called (see the module doc)."""
         api_url = self.api_url or spec.api_url
         if not api_url:
             raise SandboxLaunchFailed("the provisioner does not know the API URL sandboxes call back")
+        groups = self.security_groups_for(spec.networking)
+        policy = str(spec.networking.get("type") or "unrestricted")
         kwargs: dict[str, Any] = {
             "cluster": self.cluster,
             "taskDefinition": self.task_definition,
-            "launchType": "FARGATE",
             "count": 1,
             "startedBy": spec.session_id[:MAX_STARTED_BY],
             "overrides": {
@@ -109,14 +135,22 @@ class EcsSandboxProvisioner:
                     }
                 ]
             },
-            "tags": [{"key": SESSION_TAG, "value": spec.session_id}, {"key": WORK_TAG, "value": spec.work_id}],
+            "tags": [
+                {"key": SESSION_TAG, "value": spec.session_id},
+                {"key": WORK_TAG, "value": spec.work_id},
+                {"key": NETWORKING_TAG, "value": policy},
+            ],
             "enableECSManagedTags": True,
         }
+        if self.capacity_provider == "FARGATE":
+            kwargs["launchType"] = "FARGATE"
+        else:  # Spot: a capacity provider strategy instead of a launch type (the cluster has the Fargate providers)
+            kwargs["capacityProviderStrategy"] = [{"capacityProvider": self.capacity_provider, "weight": 1}]
         if self.subnets:
             kwargs["networkConfiguration"] = {
                 "awsvpcConfiguration": {
                     "subnets": self.subnets,
-                    "securityGroups": self.security_groups,
+                    "securityGroups": groups,
                     "assignPublicIp": self.assign_public_ip,
                 }
             }
@@ -264,8 +298,12 @@ def provisioner_from_settings(
         container=settings.sandbox_container,
         subnets=[s.strip() for s in settings.sandbox_subnets.split(",")],
         security_groups=[settings.sandbox_security_group] if settings.sandbox_security_group else [],
+        limited_security_groups=(
+            [settings.sandbox_limited_security_group] if settings.sandbox_limited_security_group else None
+        ),
         assign_public_ip=settings.sandbox_assign_public_ip,
         api_url=settings.api_url,
         idle_seconds=settings.sandbox_idle_seconds,
+        capacity_provider=settings.sandbox_capacity_provider,
         ecs_client=ecs_client,
     )

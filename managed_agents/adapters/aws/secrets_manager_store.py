@@ -13,6 +13,7 @@ from typing import Any
 import boto3
 from botocore.exceptions import BotoCoreError, ClientError
 
+from managed_agents.adapters.aws import botocore_log_redaction
 from managed_agents.adapters.secret_names import check_secret_name
 from managed_agents.ports import SecretStoreError
 
@@ -36,6 +37,7 @@ class SecretsManagerSecretStore:
     ) -> None:
         if prefix:
             check_secret_name(prefix.rstrip("/") or "x")
+        botocore_log_redaction.install()  # secret values stay out of botocore's DEBUG lines
         self._prefix = prefix
         self._client = client or boto3.client("secretsmanager")
         self._kms_key_id = kms_key_id

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from managed_agents.adapters.aws.step_functions_orchestrator import finish_run, ownership_watch
+from managed_agents.adapters.aws.step_functions_orchestrator import finish_run, ownership_watch, release_failed_run
 from managed_agents.adapters.aws.tool_wait import hold_tool_wait
 from managed_agents.aws_runtime import AwsDeps
 from managed_agents.harness.failures import failure_message, report_session_failure
@@ -51,6 +52,7 @@ class ReportFailureInput(BaseModel):
 
     session_id: str = Field(min_length=1)
     error: RunError = Field(default_factory=RunError)
+    execution: str | None = Field(None, description="$$.Execution.Input.execution: the run owner that failed")
 
 
 class ToolWaitInput(BaseModel):
@@ -60,11 +62,29 @@ class ToolWaitInput(BaseModel):
     task_token: str = Field(min_length=1)
 
 
-def model_turn(req: ModelTurnInput, deps: AwsDeps) -> ModelTurnOutput:
-    """One `advance()`; a park first settles the run's ownership (a wake that came meanwhile runs again)."""
+CHAIN_MARGIN_SECONDS = 30.0
+
+
+def model_turn(
+    req: ModelTurnInput, deps: AwsDeps, *, seconds_left: Callable[[], float] | None = None
+) -> ModelTurnOutput:
+    """`advance()` until the session parks, waits for tools or backs off: steps that run again chain in this
+    invocation (up to `steps_per_model_turn`, and only while one more model request fits in `seconds_left`, the
+    invocation's remaining time), as the embedded orchestrator loops them in its thread. A park first settles the
+    run's ownership (a wake that came meanwhile runs again)."""
     harness = deps.harness
+    limit = deps.settings.steps_per_model_turn
+    reserve = deps.settings.model_timeout_seconds + CHAIN_MARGIN_SECONDS
+
+    def more_time() -> bool:
+        return seconds_left is None or seconds_left() > reserve
+
     with ownership_watch(harness.resources, req.session_id, req.execution) as cancel:
         outcome = advance(req.session_id, harness, cancel)
+        steps = 1
+        while isinstance(outcome, RunAgain) and not cancel.cancelled and steps < limit and more_time():
+            outcome = advance(req.session_id, harness, cancel)
+            steps += 1
     turns = req.turns + 1
     if isinstance(outcome, RunAgain):
         reason = "interrupted" if cancel.cancelled else ""
@@ -98,7 +118,8 @@ def model_turn(req: ModelTurnInput, deps: AwsDeps) -> ModelTurnOutput:
 
 
 def report_failure(req: ReportFailureInput, deps: AwsDeps) -> bool:
-    """The run failed where the harness could not say so itself: session.error + idle, as the embedded runtime.
+    """The run failed where the harness could not say so itself: session.error + idle, as the embedded runtime;
+    then the failed execution gives up the session's run (see `release_failed_run`).
 
     A Lambda's own error arrives as a JSON `Cause` (`{"errorType", "errorMessage", ...}`); its type and message
     make the user-readable text. True when the events were appended.
@@ -112,7 +133,12 @@ def report_failure(req: ReportFailureInput, deps: AwsDeps) -> bool:
         kind = str(cause.get("errorType") or kind)
         detail = str(cause["errorMessage"])
     rt = deps.runtime
-    return report_session_failure(rt.events, rt.resources, rt.clock, req.session_id, failure_message(kind, detail))
+    appended = report_session_failure(rt.events, rt.resources, rt.clock, req.session_id, failure_message(kind, detail))
+    # Release the run before the execution fails: a wake that arrived during the failed turn starts a new execution.
+    orchestrator = rt.sessions.svc.orchestrator
+    if release_failed_run(rt.resources, req.session_id, req.execution) and orchestrator is not None:
+        orchestrator.wake(req.session_id)
+    return appended
 
 
 def tool_wait(req: ToolWaitInput, deps: AwsDeps) -> bool:

@@ -20,8 +20,10 @@ every append of user events (tool results from the sandbox worker, confirmations
 ends as soon as something was logged and the next ModelTurn decides whether to wait again.
 
 A claimed name whose StartExecution never happened (a crash in between) or whose execution ended without
-releasing (failed, timed out, stopped) is detected by DescribeExecution on the next wake and claimed anew; the
-StartExecution of a claimed name is retried idempotently (same name, same input).
+releasing (timed out, stopped, or failed before its ReportFailure task ran) is detected by DescribeExecution on the
+next wake and claimed anew; the StartExecution of a claimed name is retried idempotently (same name, same input). A
+run that fails through ReportFailure releases the run there (`release_failed_run`), so a wake that comes while the
+failed execution is still ending starts a new one, and a wake that came during the failed turn is run by one.
 """
 
 from __future__ import annotations
@@ -97,6 +99,35 @@ def finish_run(resources: ResourceStore, session_id: str, execution: str | None 
     except NotFound:
         return False
     return again
+
+
+def release_failed_run(resources: ResourceStore, session_id: str, execution: str | None) -> bool:
+    """The execution is about to fail (ReportFailure): release the run so the next wake starts a new execution.
+
+    Returns True when a wake arrived while the failing execution owned the run (`_wake_pending`): nothing will run
+    it in this execution, so the caller wakes the session again. An `execution` that no longer owns the run (stopped
+    and replaced) changes nothing; without one (an old definition's input) the current owner is released.
+    """
+    rec = resources.get_by_id("session", session_id)
+    if rec is None:
+        return False
+    pending = False
+
+    def change(r: Record) -> None:
+        nonlocal pending
+        pending = False
+        owner = r.doc.get(EXECUTION)
+        if owner is None or (execution is not None and owner != execution):
+            return
+        pending = bool(r.doc.pop(WAKE_PENDING, None))
+        r.doc.pop(EXECUTION, None)
+        r.doc.pop(TOKEN_FIELD, None)  # a tool-wait token of the failing execution is spent with it
+
+    try:
+        mutate(resources, rec, change)
+    except NotFound:
+        return False
+    return pending
 
 
 class StepFunctionsOrchestrator:

@@ -1,0 +1,751 @@
+"""AWS cost model: $ per active session-hour of the reference workload, from counts measured in a moto run.
+
+The run is tests/aws/platform.py (`aws_platform`): the state machine synthesized by `python app.py`, executed by moto
+with every Lambda invocation dispatched to our real handler in-process, DynamoDB/S3/Secrets Manager/ECS in moto, the
+API Lambda's app on loopback, a Fargate task played by the official worker subprocess, the scripted model.
+
+Workload: one session; a warm-up message first (sandbox provisioning, first execution: not counted), then
+`--messages` user messages, each answered by `--tool-turns` model turns that call one built-in tool (`bash`, run by
+the worker) and a final answer turn. Every count below is measured over those messages and divided by their model
+turns; the reference hour is 180 model turns (one every 20 s) on a 1 vCPU / 2 GB ARM Fargate sandbox.
+
+Measured (per model turn): state transitions (execution histories); Lambda invocations per function and their
+in-process handler wall time (a proxy for billed duration, which in Lambda also includes the runtime's overhead);
+DynamoDB calls and request units computed from item sizes (moto's ConsumedCapacity is a constant, so units follow
+the DynamoDB rules: writes ceil(max(old, new) / 1 KB) per item and per GSI holding it, reads ceil(bytes / 4 KB) per
+request, halved when eventually consistent, doubled in transactions; a failed condition still costs the write);
+S3 puts; bytes stored; API requests by route, split into the worker's (time-driven: heartbeats, polls) and per-turn
+ones; Powertools log bytes.
+
+Modelled, with the assumption printed: the model's streaming time the ModelTurn Lambda waits through
+(`--model-seconds`), the open event streams (the worker's; the client's unless `--client polling`), which keep an API
+Lambda invocation running for their whole life, Lambda platform and metric log lines, API access log lines, and
+the model key read from Secrets Manager every 5 minutes, the sandbox's public IPv4 address. Excluded: model tokens,
+SnapStart's cache and restore charges (per published version and per cold start, not per session), KMS, X-Ray.
+
+Run: `uv run --frozen python bench/aws_cost_model.py [--quick] [--messages N] [--tool-turns K] [--model-seconds S]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextvars
+import json
+import logging
+import math
+import os
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from _common import emit
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+# us-east-1 public list prices, checked 2025 (DynamoDB on-demand after its Nov 2024 price cut). ARM64 where it applies.
+PRICES_SOURCE = "aws.amazon.com/<service>/pricing, us-east-1 list prices as of 2025 (DynamoDB: Nov 2024 on-demand)"
+PRICES = {
+    "stepfunctions_standard_per_transition": 0.025 / 1000,
+    "lambda_arm_per_gb_second": 0.0000133334,
+    "lambda_per_request": 0.20 / 1_000_000,
+    "dynamodb_per_wru": 0.625 / 1_000_000,
+    "dynamodb_per_rru": 0.125 / 1_000_000,
+    "dynamodb_storage_per_gb_month": 0.25,
+    "fargate_arm_per_vcpu_hour": 0.03238,
+    "fargate_arm_per_gb_hour": 0.00356,
+    "apigateway_rest_per_request": 3.50 / 1_000_000,
+    "cloudwatch_logs_ingest_per_gb": 0.50,
+    "secretsmanager_per_api_call": 0.05 / 10_000,
+    "public_ipv4_per_hour": 0.005,  # the sandbox task's public address (default networking: no NAT gateway)
+}
+GOAL_PER_HOUR = 0.04
+HOSTED_PER_HOUR = 0.08
+TURNS_PER_HOUR = 180  # one model turn every 20 s
+SANDBOX_VCPU, SANDBOX_GB = 1.0, 2.0
+DYNAMODB_ITEM_OVERHEAD_BYTES = 100  # storage counts 100 bytes of index overhead per item (DynamoDB pricing page)
+LAMBDA_PLATFORM_LOG_BYTES = 350  # START + END + REPORT lines of one invocation
+EMF_LOG_BYTES = 300  # one Powertools metrics (EMF) document per invocation
+ACCESS_LOG_BYTES = 400  # one API Gateway access log line (JSON, the stack's stage format)
+SECRET_CACHE_SECONDS = 300  # the model key's cache (managed_agents/aws_runtime.py SECRET_MAX_AGE_SECONDS)
+# the official worker heartbeats its lease every min(ttl / 2, 30 s) (anthropic.lib.environments); our lease is 60 s
+WORKER_HEARTBEAT_SECONDS = 30.0
+STREAM_POLL_ENV = "MANAGED_AGENTS_STREAM_POLL_SECONDS"
+TIME_DRIVEN_ROUTES = ("heartbeat", "poll")  # the worker's lease heartbeats and empty work polls
+
+_origin: contextvars.ContextVar[str] = contextvars.ContextVar("origin", default="task")
+_uninstrumented = threading.local()
+
+
+# -- DynamoDB request units from item sizes ------------------------------------------------------------------------
+
+
+def value_size(v: dict[str, Any]) -> int:
+    """Approximate stored size of one AttributeValue (DynamoDB item size rules)."""
+    ((kind, x),) = v.items()
+    if kind == "S":
+        return len(x.encode())
+    if kind == "N":
+        return len(x.lstrip("-").replace(".", "").lstrip("0")) // 2 + 2
+    if kind == "B":
+        return len(x)
+    if kind in ("BOOL", "NULL"):
+        return 1
+    if kind in ("SS", "NS", "BS"):
+        return sum(value_size({kind[0]: e}) for e in x)
+    if kind == "M":
+        return 3 + sum(len(k.encode()) + value_size(e) + 1 for k, e in x.items())
+    if kind == "L":
+        return 3 + sum(value_size(e) + 1 for e in x)
+    raise ValueError(f"unknown attribute type {kind}")
+
+
+def item_size(item: dict[str, Any] | None) -> int:
+    return sum(len(k.encode()) + value_size(v) for k, v in (item or {}).items())
+
+
+@dataclass
+class Units:
+    wru: float = 0.0
+    rru: float = 0.0
+    calls: Counter[str] = field(default_factory=Counter)
+
+
+@dataclass
+class Meter:
+    """Everything counted while the platform runs; `snapshot()` and `minus()` give a window's counts."""
+
+    ddb: dict[str, Units] = field(default_factory=lambda: defaultdict(Units))  # by origin (task / stream)
+    ddb_by_table: Counter[str] = field(default_factory=Counter)  # WRU + RRU per table
+    calls: Counter[str] = field(default_factory=Counter)  # "service.Operation"
+    s3_put_bytes: int = 0
+    lambda_seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    lambda_calls: Counter[str] = field(default_factory=Counter)
+    api_requests: Counter[str] = field(default_factory=Counter)  # "who METHOD /route"
+    api_seconds: float = 0.0  # API Lambda time of the requests that are not event streams
+    log_bytes: int = 0
+    open_streams: int = 0  # event streams open now
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def snapshot(self) -> dict[str, Any]:
+        with self.lock:
+            return {
+                "ddb": {k: (u.wru, u.rru, Counter(u.calls)) for k, u in self.ddb.items()},
+                "ddb_by_table": Counter(self.ddb_by_table),
+                "calls": Counter(self.calls),
+                "s3_put_bytes": self.s3_put_bytes,
+                "lambda_seconds": dict(self.lambda_seconds),
+                "lambda_calls": Counter(self.lambda_calls),
+                "api_requests": Counter(self.api_requests),
+                "api_seconds": self.api_seconds,
+                "log_bytes": self.log_bytes,
+            }
+
+
+def minus(after: dict[str, Any], before: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, a in after.items():
+        b = before[key]
+        if key == "ddb":
+            out[key] = {
+                o: (
+                    w - b.get(o, (0, 0, Counter()))[0],
+                    r - b.get(o, (0, 0, Counter()))[1],
+                    c - b.get(o, (0, 0, Counter()))[2],
+                )
+                for o, (w, r, c) in a.items()
+            }
+        elif isinstance(a, Counter):
+            out[key] = a - b
+        elif isinstance(a, dict):
+            out[key] = {k: v - b.get(k, 0.0) for k, v in a.items()}
+        else:
+            out[key] = a - b
+    return out
+
+
+class DynamoDbUnits:
+    """Wraps botocore's `_make_api_call`: counts every AWS call and the DynamoDB request units it consumes."""
+
+    def __init__(self, meter: Meter) -> None:
+        self.meter = meter
+        self.schemas: dict[str, tuple[list[str], list[list[str]]]] = {}  # table -> (key attrs, GSI key attrs)
+
+    def install(self, monkeypatch: Any) -> None:
+        from botocore.client import BaseClient
+
+        original: Callable[..., Any] = BaseClient._make_api_call
+        units = self
+
+        def make_api_call(client: Any, operation: str, params: dict[str, Any]) -> Any:
+            if getattr(_uninstrumented, "on", False):
+                return original(client, operation, params)
+            service = client.meta.service_model.service_name
+            with units.meter.lock:
+                units.meter.calls[f"{service}.{operation}"] += 1
+                if service == "s3" and operation == "PutObject":
+                    body = params.get("Body", b"")
+                    units.meter.s3_put_bytes += len(body) if isinstance(body, bytes | str) else 0
+            if service != "dynamodb":
+                return original(client, operation, params)
+            raw = functools_partial(original, client)
+            return units.dynamodb_call(raw, operation, params)
+
+        monkeypatch.setattr(BaseClient, "_make_api_call", make_api_call)
+
+    def _raw(self, raw: Callable[[str, dict[str, Any]], Any], operation: str, params: dict[str, Any]) -> Any:
+        _uninstrumented.on = True
+        try:
+            return raw(operation, params)
+        finally:
+            _uninstrumented.on = False
+
+    def _schema(self, raw: Callable[..., Any], table: str) -> tuple[list[str], list[list[str]]]:
+        if table not in self.schemas:
+            desc = self._raw(raw, "DescribeTable", {"TableName": table})["Table"]
+            keys = [k["AttributeName"] for k in desc["KeySchema"]]
+            gsis = [[k["AttributeName"] for k in g["KeySchema"]] for g in desc.get("GlobalSecondaryIndexes", [])]
+            self.schemas[table] = (keys, gsis)
+        return self.schemas[table]
+
+    def _current(self, raw: Callable[..., Any], table: str, key: dict[str, Any]) -> dict[str, Any] | None:
+        item: dict[str, Any] | None = self._raw(raw, "GetItem", {"TableName": table, "Key": key}).get("Item")
+        return item
+
+    def _write(
+        self,
+        raw: Callable[..., Any],
+        table: str,
+        key: dict[str, Any],
+        do: Callable[[], Any],
+        *,
+        new: dict[str, Any] | None = None,
+        factor: float = 1.0,
+    ) -> tuple[Any, float, Exception | None]:
+        """Run one item write; its WRU: max(old, new) size per KB, for the table and each GSI holding the item."""
+        _, gsis = self._schema(raw, table)
+        before = self._current(raw, table, key)
+        result, error = None, None
+        try:
+            result = do()
+        except Exception as exc:  # a failed condition still consumes the write
+            error = exc
+        after = new if new is not None else (self._current(raw, table, key) if error is None else before)
+        size = max(item_size(before), item_size(after), 1)
+        per_write = math.ceil(size / 1024)
+        holders = sum(1 for g in gsis if any(all(a in i for a in g) for i in (before or {}, after or {})))
+        return result, factor * per_write * (1 + (holders if error is None else 0)), error
+
+    def dynamodb_call(self, raw: Callable[[str, dict[str, Any]], Any], operation: str, params: dict[str, Any]) -> Any:
+        wru = rru = 0.0
+        table = params.get("TableName", "")
+        tables: Counter[str] = Counter()
+        error: Exception | None = None
+        result: Any = None
+        if operation in ("PutItem", "UpdateItem", "DeleteItem"):
+            keys, _ = self._schema(raw, table)
+            key = params.get("Key") or {k: params["Item"][k] for k in keys}
+            result, wru, error = self._write(
+                raw,
+                table,
+                key,
+                lambda: raw(operation, params),
+                new=params.get("Item") if operation == "PutItem" else None,
+            )
+            tables[table] += wru
+        elif operation == "TransactWriteItems":
+            # Check each item's current size first, run the transaction, then size the results (2x: transactional).
+            items = []
+            for entry in params["TransactItems"]:
+                ((kind, op),) = entry.items()
+                keys, gsis = self._schema(raw, op["TableName"])
+                key = op.get("Key") or {k: op["Item"][k] for k in keys}
+                items.append((kind, op, key, gsis, self._current(raw, op["TableName"], key)))
+            try:
+                result = raw(operation, params)
+            except Exception as exc:
+                error = exc
+            for kind, op, key, gsis, before in items:
+                after = op.get("Item") if kind == "Put" else self._current(raw, op["TableName"], key)
+                if error is not None or kind == "ConditionCheck":
+                    after = before
+                size = max(item_size(before), item_size(after), 1)
+                holders = (
+                    0
+                    if kind == "ConditionCheck" or error is not None
+                    else sum(1 for g in gsis if any(all(a in i for a in g) for i in (before or {}, after or {})))
+                )
+                units = 2 * math.ceil(size / 1024) * (1 + holders)
+                wru += units
+                tables[op["TableName"]] += units
+        else:
+            try:
+                result = raw(operation, params)
+            except Exception as exc:
+                error = exc
+            consistent = 1.0 if params.get("ConsistentRead") else 0.5
+            if operation == "GetItem":
+                rru = consistent * max(1, math.ceil(item_size((result or {}).get("Item")) / 4096))
+            elif operation in ("Query", "Scan"):
+                total = sum(item_size(i) for i in (result or {}).get("Items", []))
+                rru = consistent * max(1, math.ceil(total / 4096))
+            elif operation == "TransactGetItems":
+                rru = sum(
+                    2 * max(1, math.ceil(item_size(r.get("Item")) / 4096)) for r in (result or {}).get("Responses", [])
+                )
+            elif operation == "BatchGetItem":
+                for name, found in (result or {}).get("Responses", {}).items():
+                    units = sum(consistent * max(1, math.ceil(item_size(i) / 4096)) for i in found)
+                    rru += units
+                    tables[name] += units
+            tables[table] += rru
+        with self.meter.lock:
+            u = self.meter.ddb[_origin.get()]
+            u.wru += wru
+            u.rru += rru
+            u.calls[operation] += 1
+            for name, n in tables.items():
+                if name:
+                    self.meter.ddb_by_table[name] += n
+        if error is not None:
+            raise error
+        return result
+
+
+def functools_partial(fn: Callable[..., Any], client: Any) -> Callable[[str, dict[str, Any]], Any]:
+    return lambda operation, params: fn(client, operation, params)
+
+
+# -- Lambda, API and log meters ------------------------------------------------------------------------------------
+
+
+def install_lambda_meter(monkeypatch: Any, meter: Meter) -> None:
+    """Time every Lambda invocation moto dispatches to our handlers (after the platform's own patch)."""
+    from moto.awslambda_simple.models import LambdaSimpleBackend
+
+    from tests.aws.platform import FUNCTIONS
+
+    dispatch: Callable[..., Any] = LambdaSimpleBackend.invoke
+
+    def invoke(self: Any, function_name: str, *args: Any) -> Any:
+        kind = next(k for k in FUNCTIONS if function_name.rsplit(":", 1)[-1].startswith(k))
+        t0 = time.perf_counter()
+        try:
+            return dispatch(self, function_name, *args)
+        finally:
+            with meter.lock:
+                meter.lambda_seconds[kind] += time.perf_counter() - t0
+                meter.lambda_calls[kind] += 1
+
+    monkeypatch.setattr(LambdaSimpleBackend, "invoke", invoke)
+
+
+def route_of(path: str) -> str:
+    parts = [("{id}" if any(c.isdigit() for c in p) and ("_" in p or len(p) > 20) else p) for p in path.split("/")]
+    return "/".join(parts)
+
+
+def install_api_meter(monkeypatch: Any, meter: Meter) -> None:
+    """Count the API's requests by route and caller (the sandbox worker: AsyncAnthropic; the bench: Anthropic), and
+    time the ones that are not event streams; DynamoDB units spent inside a stream are tagged `stream`."""
+    from fastapi.routing import APIRouter
+    from starlette.routing import Router
+
+    for cls in (Router, APIRouter):  # FastAPI's router has its own `app`
+        monkeypatch.setattr(cls, "app", metered(cls.app, meter))
+
+
+def metered(dispatch: Callable[..., Any], meter: Meter) -> Callable[..., Any]:
+    async def app(self: Any, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] == "/v1/messages":  # the scripted model server is not our API
+            await dispatch(self, scope, receive, send)
+            return
+        agent = dict(scope["headers"]).get(b"user-agent", b"").decode()
+        who = "worker" if agent.startswith("AsyncAnthropic") else "client"
+        route = route_of(scope["path"])
+        stream = route.endswith("/stream")
+        # DynamoDB units by origin: the event streams, the worker's calls, the client's sends, and the bench's own
+        # polling of events.list (`client GET`, not part of the workload: the reference client streams)
+        origin = "stream" if stream else f"{who}-{'send' if scope['method'] != 'GET' else 'poll'}"
+        token = _origin.set(origin)
+        if stream:
+            with meter.lock:
+                meter.open_streams += 1
+        t0 = time.perf_counter()
+        try:
+            await dispatch(self, scope, receive, send)
+        finally:
+            _origin.reset(token)
+            with meter.lock:
+                meter.open_streams -= stream
+                meter.api_requests[f"{who} {scope['method']} {route}"] += 1
+                if not stream:
+                    meter.api_seconds += time.perf_counter() - t0
+
+    return app
+
+
+class LogBytes(logging.Handler):
+    """Bytes Powertools would ship to CloudWatch Logs: each record as one compact JSON line."""
+
+    def __init__(self, meter: Meter, formatter: logging.Formatter | None) -> None:
+        super().__init__()
+        self.meter = meter
+        self.fmt = formatter
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = self.fmt.format(record) if self.fmt else record.getMessage()
+        try:
+            text = json.dumps(json.loads(text), separators=(",", ":"))
+        except ValueError:
+            pass
+        with self.meter.lock:
+            self.meter.log_bytes += len(text) + 1
+
+
+# -- the run -------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    window: dict[str, Any]
+    wall_seconds: float
+    messages: int
+    model_turns: int
+    tool_calls: int
+    transitions: int
+    executions: int
+    open_streams: float  # event streams open during the window (mean of its start and end)
+    event_bytes: int  # events table: item sizes + per-item overhead, all items
+    event_items: int
+    events: int  # events the window logged
+    memory_mb: dict[str, int]
+    sse_max_seconds: float
+
+
+@contextmanager
+def platform_run() -> Iterator[tuple[Any, Meter, Any]]:
+    import pytest
+
+    from tests.aws.platform import aws_platform
+    from tests.infra.conftest import _load
+
+    meter = Meter()
+    with tempfile.TemporaryDirectory() as tmp, pytest.MonkeyPatch.context() as mp:
+        outdir = Path(tmp) / "cdk.out"
+        synth_app(outdir)
+        synth = _load(outdir)
+        DynamoDbUnits(meter).install(mp)
+        install_api_meter(mp, meter)
+        from managed_agents.observability import logger
+
+        handler = LogBytes(meter, logger.registered_formatter)
+        logging.getLogger(logger.name).addHandler(handler)
+        shipped = logger.registered_handler
+        if isinstance(shipped, logging.StreamHandler):
+            mp.setattr(shipped, "stream", open(os.devnull, "w"))  # counted above, not printed
+        try:
+            # the production stream poll interval (the test platform's is shorter), so stream reads per hour are real
+            with aws_platform(synth, Path(tmp), env={STREAM_POLL_ENV: "0.5"}) as platform:
+                install_lambda_meter(mp, meter)
+                yield platform, meter, synth
+        finally:
+            logging.getLogger(logger.name).removeHandler(handler)
+
+
+def synth_app(outdir: Path) -> None:
+    import subprocess
+
+    from tests.infra.conftest import JSII_ENV
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CDK_", "AWS_"))}
+    env.update(JSII_ENV, CDK_OUTDIR=str(outdir))
+    proc = subprocess.run([sys.executable, "app.py"], cwd=REPO, env=env, capture_output=True, text=True, check=False)
+    if proc.returncode:
+        raise RuntimeError(f"python app.py failed:\n{proc.stderr[-4000:]}")
+
+
+def memory_sizes(template: dict[str, Any]) -> dict[str, int]:
+    """MemorySize of each Lambda by its handler's role in the platform (from the synthesized template)."""
+    names = {
+        "functions.model_turn.handler.handler": "ModelTurn",
+        "functions.model_turn.handler.report_failure": "ReportFailure",
+        "functions.tool_wait.handler.handler": "ToolWait",
+        "functions.provisioner.handler.handler": "Provisioner",
+        "functions.mcp_proxy.handler.handler": "McpProxy",
+    }
+    out: dict[str, int] = {}
+    for res in template["Resources"].values():
+        if res["Type"] != "AWS::Lambda::Function":
+            continue
+        props = res["Properties"]
+        handler = str(props.get("Handler", ""))
+        name = names.get(handler) or ("Api" if "run.sh" in handler or "api" in handler.lower() else None)
+        if name == "Api" and "/Api/StreamFunction/" in res.get("Metadata", {}).get("aws:cdk:path", ""):
+            name = "ApiStream"  # GET .../events/stream has a function of its own (stacks/constructs/api.py)
+        if name:
+            out[name] = int(props.get("MemorySize", 128))
+    return out
+
+
+def measure(messages: int, tool_turns: int) -> Run:
+    from managed_agents.settings import ServerSettings
+
+    with platform_run() as (platform, meter, synth):
+        sid = platform.session([{"type": "agent_toolset_20260401"}])
+
+        def script(n: int) -> None:
+            for i in range(tool_turns):
+                command = f"echo turn-{n}-{i} >> log.txt && wc -l log.txt"
+                platform.model.push({"content": [{"type": "tool_use", "name": "bash", "input": {"command": command}}]})
+            platform.model.push(f"done {n}")
+
+        script(0)  # warm-up: the sandbox task starts, the first execution runs
+        platform.say(sid, "warm up")
+        platform.wait_idle(sid, 1, timeout=180)
+        platform.settled(1, timeout=120)
+        seen = {e["executionArn"] for e in platform.executions()}
+        events_before = len(platform.events(sid))
+        streams_before = meter.open_streams
+        before, t0 = meter.snapshot(), time.perf_counter()
+        for n in range(1, messages + 1):
+            script(n)
+            platform.say(sid, f"message {n}")
+            platform.wait_idle(sid, n + 1, timeout=180)
+        executions = platform.settled(len(seen) + 1, timeout=120)
+        wall = time.perf_counter() - t0
+        window = minus(meter.snapshot(), before)
+        new = [e for e in executions if e["executionArn"] not in seen]
+        transitions = sum(len(platform.states(e["executionArn"])) for e in new)
+        events = platform.events(sid)
+        tool_calls = sum(e.type == "agent.tool_use" for e in events) - tool_turns  # minus the warm-up's
+        event_bytes, event_items = table_bytes("events-")
+        return Run(
+            window=window,
+            wall_seconds=wall,
+            messages=messages,
+            model_turns=messages * (tool_turns + 1),
+            tool_calls=tool_calls,
+            transitions=transitions,
+            executions=len(new),
+            open_streams=(streams_before + meter.open_streams) / 2,
+            event_bytes=event_bytes,
+            event_items=event_items,
+            events=len(events) - events_before,
+            memory_mb=memory_sizes(synth.template),
+            sse_max_seconds=ServerSettings().sse_max_seconds or 840.0,
+        )
+
+
+def table_bytes(prefix: str) -> tuple[int, int]:
+    """Stored bytes and items of the tables named `prefix*` (item sizes + DynamoDB's 100-byte per-item overhead)."""
+    import boto3
+
+    ddb = boto3.client("dynamodb", region_name="us-east-1")
+    total = items = 0
+    _uninstrumented.on = True
+    try:
+        for table in (t for t in ddb.list_tables()["TableNames"] if t.startswith(prefix)):
+            for page in ddb.get_paginator("scan").paginate(TableName=table):
+                for item in page["Items"]:
+                    total += item_size(item) + DYNAMODB_ITEM_OVERHEAD_BYTES
+                    items += 1
+    finally:
+        _uninstrumented.on = False
+    return total, items
+
+
+# -- the hour ------------------------------------------------------------------------------------------------------
+
+
+def cost_hour(
+    run: Run,
+    *,
+    model_seconds: float,
+    client: str,
+    memory_mb: dict[str, int] | None = None,
+    sandbox_price_factor: float = 1.0,
+) -> tuple[dict[str, float], dict[str, Any]]:
+    memory = {**run.memory_mb, **(memory_mb or {})}
+    w = run.window
+    per_turn = TURNS_PER_HOUR / run.model_turns  # window counts -> one hour of the reference workload
+    hour_wall = 3600 / run.wall_seconds  # time-driven counts (heartbeats, polls, stream re-reads) -> one hour
+    p = PRICES
+    lambda_calls: Counter[str] = w["lambda_calls"]
+    # Step Functions
+    transitions_h = run.transitions * per_turn
+    # Task Lambdas: handler time (+ the model's streaming time for ModelTurn: it waits for the model) x memory
+    gb_s = 0.0
+    task_requests = 0.0
+    for fn, seconds in w["lambda_seconds"].items():
+        calls_h = lambda_calls[fn] * per_turn
+        secs = seconds * per_turn + (TURNS_PER_HOUR * model_seconds if fn == "ModelTurn" else 0.0)  # 1 model call/turn
+        gb_s += secs * memory.get(fn, 1024) / 1024
+        task_requests += calls_h
+    # API requests (API Gateway + the API Lambda): per-turn routes scale with turns, the worker's heartbeats/polls
+    # with time; the bench's own client requests are replaced by the reference client's.
+    api: Counter[str] = w["api_requests"]
+    worker_turn = sum(n for r, n in api.items() if r.startswith("worker") and not r.endswith(TIME_DRIVEN_ROUTES))
+    worker_time = sum(n for r, n in api.items() if r.startswith("worker") and r.endswith(TIME_DRIVEN_ROUTES))
+    messages_h = TURNS_PER_HOUR / (run.model_turns / run.messages)
+    streams_h = 3600 / run.sse_max_seconds  # one long-lived stream re-opened at the cap
+    client_h = messages_h + (streams_h if client == "sse" else 3600 / 2.0)  # sends + (stream | a list every 2 s)
+    # the window is too short to see the worker's 30 s lease heartbeats: at least what their interval implies
+    worker_h = worker_turn * per_turn + max(worker_time * hour_wall, 3600 / WORKER_HEARTBEAT_SECONDS)
+    requests_h = worker_h + client_h
+    worker_streams = max(1.0, run.open_streams)  # the worker follows its session on an event stream
+    open_streams = worker_streams + (1 if client == "sse" else 0)  # and the client, if it streams
+    api_mb = memory.get("Api", 1024)
+    stream_mb = memory.get("ApiStream", api_mb)
+    api_request_s = w["api_seconds"] / max(1, sum(api.values()))
+    api_gb_s = (
+        open_streams * 3600 * stream_mb / 1024 + (requests_h - open_streams * streams_h) * api_request_s * api_mb / 1024
+    )
+    # DynamoDB: task and API units per turn; stream re-reads per hour of stream (measured rate x open streams)
+    units = w["ddb"]
+    per_turn_origins = [o for o in units if o not in ("stream", "client-poll")]  # client-poll: the bench's polling
+    wru_h = sum(units[o][0] for o in per_turn_origins) * per_turn
+    stream_rru_per_second = units.get("stream", (0, 0, Counter()))[1] / run.wall_seconds / worker_streams
+    rru_h = sum(units[o][1] for o in per_turn_origins) * per_turn + stream_rru_per_second * 3600 * open_streams
+    if client == "polling":  # an events.list every 2 s, each reading what the bench's polls read on average
+        polls = sum(n for r, n in api.items() if r == "client GET /v1/sessions/{id}/events")
+        rru_h += units.get("client-poll", (0, 0, Counter()))[1] / max(1, polls) * 1800
+    bytes_per_event = run.event_bytes / max(1, run.event_items)
+    events_h = run.events * per_turn
+    stored_h = events_h * bytes_per_event
+    # Logs
+    invocations_h = task_requests + requests_h
+    log_h = (
+        w["log_bytes"] * per_turn
+        + invocations_h * (LAMBDA_PLATFORM_LOG_BYTES + EMF_LOG_BYTES)
+        + requests_h * ACCESS_LOG_BYTES
+    )
+    secrets_h = 3600 / SECRET_CACHE_SECONDS
+    cost = {
+        "step_functions": transitions_h * p["stepfunctions_standard_per_transition"],
+        "lambda_tasks": gb_s * p["lambda_arm_per_gb_second"] + task_requests * p["lambda_per_request"],
+        "lambda_api": api_gb_s * p["lambda_arm_per_gb_second"] + requests_h * p["lambda_per_request"],
+        "api_gateway": requests_h * p["apigateway_rest_per_request"],
+        "dynamodb_requests": wru_h * p["dynamodb_per_wru"] + rru_h * p["dynamodb_per_rru"],
+        "dynamodb_storage_month": stored_h / 1e9 * p["dynamodb_storage_per_gb_month"],
+        "fargate_sandbox": sandbox_price_factor
+        * (SANDBOX_VCPU * p["fargate_arm_per_vcpu_hour"] + SANDBOX_GB * p["fargate_arm_per_gb_hour"]),
+        "sandbox_public_ipv4": p["public_ipv4_per_hour"],
+        "cloudwatch_logs": log_h / 1e9 * p["cloudwatch_logs_ingest_per_gb"],
+        "secrets_manager": secrets_h * p["secretsmanager_per_api_call"],
+    }
+    counts = {
+        "state_transitions": round(transitions_h),
+        "task_lambda_invocations": round(task_requests),
+        "task_lambda_gb_seconds": round(gb_s, 1),
+        "api_requests": round(requests_h),
+        "api_lambda_gb_seconds": round(api_gb_s, 1),
+        "dynamodb_wru": round(wru_h),
+        "dynamodb_rru": round(rru_h),
+        "bytes_stored": round(stored_h),
+        "log_bytes": round(log_h),
+        "secret_reads": round(secrets_h),
+    }
+    return cost, counts
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=2, help="measured user messages (after a warm-up one)")
+    parser.add_argument("--tool-turns", type=int, default=9, help="model turns calling bash per message")
+    parser.add_argument("--model-seconds", type=float, default=6.0, help="model streaming time per turn (assumed)")
+    parser.add_argument("--client", choices=("sse", "polling"), default="sse", help="how the user's client follows")
+    parser.add_argument("--quick", action="store_true", help="one message of 3 tool turns")
+    parser.add_argument(
+        "--spot-discount",
+        type=float,
+        default=0.7,
+        help="Fargate Spot discount assumed in the what-if (AWS: 'up to 70%%'; Spot prices vary by region and time)",
+    )
+    args = parser.parse_args()
+    if args.quick:
+        args.messages, args.tool_turns = 1, 3
+    logging.basicConfig(level=logging.WARNING)
+    run = measure(args.messages, args.tool_turns)
+    w = run.window
+    turns = run.model_turns
+    emit(
+        bench="aws_cost_model",
+        measured="per model turn, moto run",
+        model_turns=turns,
+        tool_calls=run.tool_calls,
+        executions=run.executions,
+        state_transitions=round(run.transitions / turns, 2),
+        lambda_invocations={k: round(v / turns, 2) for k, v in sorted(w["lambda_calls"].items())},
+        lambda_handler_ms={
+            k: round(v / max(1, w["lambda_calls"][k]) * 1000, 1) for k, v in sorted(w["lambda_seconds"].items())
+        },
+        dynamodb_calls={o: {k: round(v / turns, 2) for k, v in sorted(u[2].items())} for o, u in w["ddb"].items()},
+        dynamodb_wru={o: round(u[0] / turns, 2) for o, u in w["ddb"].items()},
+        dynamodb_rru={o: round(u[1] / turns, 2) for o, u in w["ddb"].items()},
+        dynamodb_units_by_table={k: round(v / turns, 2) for k, v in w["ddb_by_table"].items()},
+        aws_calls={k: round(v / turns, 2) for k, v in sorted(w["calls"].items()) if not k.startswith("dynamodb.")},
+        s3_put_bytes=round(w["s3_put_bytes"] / turns),
+        api_requests=dict(sorted(w["api_requests"].items())),
+        log_bytes=round(w["log_bytes"] / turns),
+        events_logged_per_turn=round(run.events / turns, 2),
+        bytes_stored_per_event=round(run.event_bytes / max(1, run.event_items)),
+        window_seconds=round(run.wall_seconds, 1),
+        memory_mb=run.memory_mb,
+    )
+    cost, counts = cost_hour(run, model_seconds=args.model_seconds, client=args.client)
+    total = sum(cost.values())
+    spot = 1 - args.spot_discount
+    what_if = {
+        name: round(
+            sum(
+                cost_hour(run, model_seconds=args.model_seconds, client=c, memory_mb=mem, sandbox_price_factor=factor)[
+                    0
+                ].values()
+            ),
+            4,
+        )
+        for name, c, mem, factor in (
+            ("client_polls_every_2s", "polling", None, 1.0),
+            ("stream_function_128mb", args.client, {"ApiStream": 128}, 1.0),
+            ("model_turn_512mb", args.client, {"ModelTurn": 512}, 1.0),
+            (f"sandbox_on_fargate_spot_{args.spot_discount:.0%}_off", args.client, None, spot),
+            (
+                "all_of_the_above_but_polling",
+                args.client,
+                {"ApiStream": 128, "ModelTurn": 512},
+                spot,
+            ),
+        )
+    }
+    emit(
+        bench="aws_cost_model",
+        per="active session-hour",
+        workload=f"{TURNS_PER_HOUR} model turns/h (one every 20 s), one bash call per turn but the final answer, "
+        f"{SANDBOX_VCPU:g} vCPU / {SANDBOX_GB:g} GB ARM sandbox, client follows by {args.client}",
+        assumptions={
+            "model_seconds_per_turn": args.model_seconds,
+            "event_stream_max_seconds": run.sse_max_seconds,
+            "storage": "one month of what the hour stores",
+        },
+        counts=counts,
+        usd={k: round(v, 5) for k, v in cost.items()},
+        total_usd=round(total, 4),
+        goal_usd=GOAL_PER_HOUR,
+        meets_goal=total <= GOAL_PER_HOUR,
+        total_usd_what_if=what_if,
+        hosted_usd=HOSTED_PER_HOUR,
+        prices=PRICES,
+        prices_source=PRICES_SOURCE,
+    )
+
+
+if __name__ == "__main__":
+    main()
