@@ -73,9 +73,10 @@ def test_an_mcp_tool_runs_through_the_mcp_proxy_lambda(platform: Platform) -> No
         assert "42" in str(platform.model.requests[1]["body"]["messages"][-1])
         assert srv.count(status=401) == 0 and all(r["authorization"] for r in srv.requests)
         assert events[-1].type == "session.status_idle" and events[-1].stop_reason.type == "end_turn"
-        # And the ModelTurn Lambda reached the server only through the MCP proxy Lambda
+        # And the ModelTurn Lambda (its steps chained in one invocation) reached the server only through the MCP
+        # proxy Lambda: listing the tools for each model request, then the call
         calls = Counter(platform.invocations)
-        assert calls["McpProxy"] >= 2 and calls["ModelTurn"] >= 2
+        assert calls["McpProxy"] >= 2 and calls["ModelTurn"] >= 1
         assert not any(e.type == "session.error" for e in events)
 
 
