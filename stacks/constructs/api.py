@@ -58,29 +58,33 @@ class Api(Construct):
     ) -> None:
         super().__init__(scope, id_)
         layer = lambda_.LayerVersion.from_layer_version_arn(self, "WebAdapter", lwa_layer_arn(config))
-        self.function = PythonFunction(
-            self,
+
+        def app_function(id_: str, description: str, memory_mb: int, env: dict[str, str]) -> PythonFunction:
+            """The ASGI app behind Lambda Web Adapter (the API function, or the event-stream function)."""
+            return PythonFunction(
+                self,
+                id_,
+                config=config,
+                code=code,
+                handler=API_HANDLER,
+                description=description,
+                memory_mb=memory_mb,
+                timeout=Duration.seconds(config.api_timeout_seconds),
+                environment={**lwa_environment(), **env},
+                layers=[layer],
+            )
+
+        self.function = app_function(
             "ApiFunction",
-            config=config,
-            code=code,
-            handler=API_HANDLER,
-            description="Managed Agents API: the ASGI app behind Lambda Web Adapter (response streaming)",
-            memory_mb=config.api_memory_mb,
-            timeout=Duration.seconds(config.api_timeout_seconds),
-            environment={**lwa_environment(), **environment},
-            layers=[layer],
+            "Managed Agents API: the ASGI app behind Lambda Web Adapter (response streaming)",
+            config.api_memory_mb,
+            environment,
         )
-        self.stream_function = PythonFunction(
-            self,
+        self.stream_function = app_function(
             "StreamFunction",
-            config=config,
-            code=code,
-            handler=API_HANDLER,
-            description="Managed Agents API, event streams only (GET /v1/sessions/{id}/events/stream): read-only",
-            memory_mb=config.stream_memory_mb,
-            timeout=Duration.seconds(config.api_timeout_seconds),
-            environment={**lwa_environment(), **stream_environment},
-            layers=[layer],
+            "Managed Agents API, event streams only (GET /v1/sessions/{id}/events/stream): read-only",
+            config.stream_memory_mb,
+            stream_environment,
         )
         removal = RemovalPolicy.DESTROY if config.destroy_on_removal else RemovalPolicy.RETAIN
         self.access_logs = logs.LogGroup(self, "AccessLogs", retention=config.log_retention, removal_policy=removal)
