@@ -62,15 +62,17 @@ async def event_stream(
     page: int = 500,
 ) -> AsyncIterator[bytes]:
     started = last_sent = time.monotonic()
-    delivered: set[str] = set()  # previewable events this stream delivered (their late previews are dropped)
     try:
         while True:
             if max_seconds and time.monotonic() - started >= max_seconds:
                 return
             events: list[StoredEvent] = await to_thread.run_sync(_read, store, session_id, after_seq, page)
             # Previews taken after the read: one whose final event was just read is stale (the final carries the
-            # full content), the others belong to a message still streaming and go after the events read.
+            # full content), the others belong to a message still streaming and go after the events read. (A final
+            # delivered in an earlier pass needs no check: the subscription drops its previews once it is forgotten,
+            # and none is made after it is logged.)
             previews = subscription.take_previews()
+            finals = {ev.id for ev in events if ev.type in PREVIEWED_TYPES}
             if events or previews:  # one write for everything read: a turn's events reach the client in one chunk
                 frames: list[bytes] = []
                 closing = False
@@ -79,14 +81,13 @@ async def event_stream(
                     after_seq = ev.seq
                     if ev.type in PREVIEWED_TYPES:
                         subscription.forget_preview(ev.id)
-                        delivered.add(ev.id)
                     elif ev.type == "span.model_request_end":
                         subscription.forget_preview(None)
                     if ev.type in CLOSING_TYPES:
                         closing = True
                         break
                 if not closing:
-                    frames.extend(preview_frame(p) for p in previews if _preview_target(p) not in delivered)
+                    frames.extend(preview_frame(p) for p in previews if _preview_target(p) not in finals)
                 yield b"".join(frames)
                 if closing:
                     return
