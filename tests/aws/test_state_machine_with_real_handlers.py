@@ -204,6 +204,9 @@ def test_a_long_run_continues_as_a_new_execution(short_platform: Platform) -> No
     # When two messages are answered
     platform.say(sid, "one")
     platform.wait_idle(sid)
+    # (the idle is logged before the run's last execution parks: a message sent in between joins that execution,
+    # as a wake during a run should, so the second run starts only once the first has ended)
+    platform.settled(2)
     platform.say(sid, "two")
     events = platform.wait_idle(sid, count=2)
     # Then runs crossed the turn limit through ContinueAsNew, and every execution ended cleanly
