@@ -201,6 +201,11 @@ def _apply(st: SessionState, ev: StoredEvent) -> None:
         st.status = new_status
         if new_status in ("idle", "terminated"):
             st.interrupt_seq = None
+            if st.calls and all(c.resolved for c in st.calls):
+                # calls settled by the stop itself (an interrupt's error results): the model is not asked again
+                # now; their results go with the next user turn
+                _add_user_blocks(st, [c.tool_result_block() for c in st.calls])
+                st.calls = []
             # an idle session retries nothing: a pending retry (e.g. cut short by an interrupt) is dropped and the
             # next turn starts with a fresh attempt budget
             st.consecutive_errors = 0
@@ -219,6 +224,10 @@ def _flush_user_turn(st: SessionState) -> None:
         st.calls = []
     blocks.extend(st.pending)
     st.pending = []
+    _add_user_blocks(st, blocks)
+
+
+def _add_user_blocks(st: SessionState, blocks: list[JsonObject]) -> None:
     if not blocks:
         return
     if st.transcript and st.transcript[-1]["role"] == "user":

@@ -70,6 +70,35 @@ def test_message_after_interrupt_in_same_request_runs_a_new_turn(
     assert len(model_server.requests) == 2
 
 
+def test_interrupt_during_a_sandbox_tool_call_stops_the_agent(
+    client: anthropic.Anthropic, model_server: ScriptedModelServer
+) -> None:
+    # Given a bash call waiting for a self-hosted sandbox that never answers
+    agent = client.beta.agents.create(name="a", model="claude-sonnet-4-6", tools=[{"type": "agent_toolset_20260401"}])
+    env = client.beta.environments.create(name="e", config={"type": "self_hosted"})
+    sid = client.beta.sessions.create(agent=agent.id, environment_id=env.id).id
+    model_server.push({"content": [{"type": "tool_use", "name": "bash", "input": {"command": "sleep 100"}}]})
+    client.beta.sessions.events.send(sid, events=[_msg("run it")])
+    wait_until(lambda: any(e.type == "agent.tool_use" for e in all_events(client, sid)))
+    # When the user interrupts
+    client.beta.sessions.events.send(sid, events=[{"type": "user.interrupt"}])
+    events = wait_idle(client, sid, timeout=10)
+    # Then the call gets an error result and the session idles without asking the model again
+    result = next(e for e in events if e.type == "user.tool_result")
+    assert result.is_error and "interrupted" in result.content[0].text
+    assert events[-1].type == "session.status_idle" and events[-1].stop_reason.type == "end_turn"
+    time.sleep(1.0)  # nothing runs after the idle
+    assert len(model_server.requests) == 1
+    assert [e.type for e in all_events(client, sid)][-1] == "session.status_idle"
+    # And the next message sends the interrupted call's result with it, and the model answers
+    model_server.push("ok, stopped")
+    client.beta.sessions.events.send(sid, events=[_msg("never mind")])
+    events = wait_idle(client, sid, timeout=10, count=2)
+    assert [e.content[0].text for e in events if e.type == "agent.message"] == ["ok, stopped"]
+    last = model_server.requests[-1]["body"]["messages"][-1]["content"]
+    assert [b["type"] for b in last] == ["tool_result", "text"]
+
+
 def _collect(client: anthropic.Anthropic, sid: str, out: list[Any], opened: threading.Event) -> None:
     with client.beta.sessions.events.stream(sid) as stream:
         opened.set()
