@@ -85,10 +85,17 @@ class AwsSettings(ServerSettings):
     state_machine_arn: str | None = Field(None, description="the session-run state machine (wake = StartExecution)")
     stream_poll_seconds: float = Field(0.5, gt=0, description="event streams re-read the log this often")
     steps_per_model_turn: int = Field(
-        8,
+        32,
         ge=1,
         description="ModelTurn Lambda: harness steps chained in one invocation (while one more model request fits"
         " in its remaining time); each step returned to the state machine instead costs a transition and an invoke",
+    )
+    tool_wait_inline_seconds: float = Field(
+        3.0,
+        ge=0,
+        description="ModelTurn Lambda: how long it waits in the invocation for the sandbox's built-in tool results"
+        " before handing the wait to the state machine (the ToolWait task and its token: 2 transitions and an invoke,"
+        " worth about 3.7 s of a 1 GB Lambda); 0 hands every wait over",
     )
     model_api_key_secret_arn: str | None = Field(
         None,

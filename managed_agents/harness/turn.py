@@ -58,6 +58,7 @@ class RetryAfter:
 @dataclass(frozen=True)
 class WaitForTools:
     deadline: datetime
+    seen_seq: int = 0  # the end of the log this decision saw: anything logged after it may be a result
 
 
 @dataclass(frozen=True)
@@ -199,7 +200,7 @@ def _step(turn: _Turn, cancel: CancelToken | None) -> Outcome:
             turn.append(f"running@{st.last_seq}", [("session.status_running", {}, None)])
         if deps.hands is not None and any(c.kind == "builtin" for c in st.unresolved):
             deps.hands(session_id)
-        return WaitForTools(action.deadline)
+        return WaitForTools(action.deadline, st.last_seq)
     if isinstance(action, step.TimeOutTools):
         batch: list[tuple[str, JsonObject, JsonObject | None]] = []
         for call in action.calls:

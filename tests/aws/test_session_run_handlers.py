@@ -6,6 +6,8 @@ started, until the outcome says to stop, as the ASL's Choice state does.
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -170,8 +172,12 @@ def test_a_retryable_model_error_asks_the_state_machine_to_wait(aws_env: AwsEnv)
     assert len(aws_env.model.requests) == 2
 
 
-def test_a_built_in_tool_call_waits_on_a_task_token_released_by_the_api(aws_env: AwsEnv) -> None:
-    # Given an agent with the sandbox toolset whose model calls bash, then answers after the result
+def test_a_built_in_tool_call_waits_on_a_task_token_released_by_the_api(
+    aws_env: AwsEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given ModelTurn hands tool waits to the state machine at once (no inline wait)
+    monkeypatch.setattr(aws_env.deps.settings, "tool_wait_inline_seconds", 0.0)
+    # And an agent with the sandbox toolset whose model calls bash, then answers after the result
     aws_env.model.push(
         {"content": [{"type": "tool_use", "name": "bash", "input": {"command": "ls"}}]},
         "The directory is empty.",
@@ -210,8 +216,11 @@ def test_a_built_in_tool_call_waits_on_a_task_token_released_by_the_api(aws_env:
     assert any(b.get("type") == "tool_result" for b in last_body["messages"][-1]["content"])
 
 
-def test_a_token_parked_after_the_results_were_logged_is_released_at_once(aws_env: AwsEnv) -> None:
+def test_a_token_parked_after_the_results_were_logged_is_released_at_once(
+    aws_env: AwsEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Given a bash call whose result the sandbox logged before the ToolWait task stored its token
+    monkeypatch.setattr(aws_env.deps.settings, "tool_wait_inline_seconds", 0.0)
     aws_env.model.push({"content": [{"type": "tool_use", "name": "bash", "input": {"command": "ls"}}]}, "done")
     sid = _start_session(aws_env, "go", tools=[{"type": "agent_toolset_20260401"}])
     assert _turns(aws_env, sid, _owner(aws_env, sid))[-1]["outcome"] == "wait_for_tools"
@@ -229,6 +238,90 @@ def test_a_token_parked_after_the_results_were_logged_is_released_at_once(aws_en
     assert [p["taskToken"] for p in sent] == ["token-late"]
     rec = aws_env.deps.runtime.resources.get_by_id("session", sid)
     assert rec is not None and TOKEN_FIELD not in rec.doc
+
+
+def _bash_result_later(env: AwsEnv, sid: str, delay: float) -> threading.Thread:
+    """The sandbox worker, `delay` seconds after the bash call is logged: posts its result as the API logs it."""
+
+    def post() -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            calls = [e for e in iter_all(env.deps.runtime.events, sid) if e.type == "agent.tool_use"]
+            if calls:
+                time.sleep(delay)
+                result = {"tool_use_id": calls[0].id, "content": [{"type": "text", "text": "ok"}], "is_error": False}
+                env.deps.runtime.events.append(sid, [NewEvent(new_id("event"), "user.tool_result", result)])
+                return
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=post, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_tool_result_logged_soon_is_waited_for_within_the_model_turn(aws_env: AwsEnv) -> None:
+    # Given a bash call whose result the sandbox posts half a second after the call is logged
+    aws_env.model.push({"content": [{"type": "tool_use", "name": "bash", "input": {"command": "ls"}}]}, "done")
+    sid = _start_session(aws_env, "go", tools=[{"type": "agent_toolset_20260401"}])
+    poster = _bash_result_later(aws_env, sid, 0.5)
+    # When ModelTurn runs, waiting inline up to the default 3 s
+    assert aws_env.deps.settings.tool_wait_inline_seconds == 3.0
+    outs = _turns(aws_env, sid, _owner(aws_env, sid))
+    poster.join(5)
+    # Then one invocation ran the model, waited for the result, ran the model again and parked: no ToolWait task
+    assert [o["outcome"] for o in outs] == ["parked"]
+    assert len(aws_env.model.requests) == 2
+    last = aws_env.model.requests[-1]["body"]["messages"][-1]["content"]
+    assert any(b.get("type") == "tool_result" for b in last)
+    assert _types(aws_env, sid)[-1] == "session.status_idle"
+
+
+def test_a_tool_result_that_is_late_hands_the_wait_to_the_state_machine(
+    aws_env: AwsEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a short inline wait (0.3 s) and a sandbox that has not answered
+    monkeypatch.setattr(aws_env.deps.settings, "tool_wait_inline_seconds", 0.3)
+    aws_env.model.push({"content": [{"type": "tool_use", "name": "bash", "input": {"command": "ls"}}]}, "done")
+    sid = _start_session(aws_env, "go", tools=[{"type": "agent_toolset_20260401"}])
+    # When ModelTurn runs
+    started = time.monotonic()
+    outs = _turns(aws_env, sid, _owner(aws_env, sid))
+    # Then after the inline wait it asks the state machine to wait for the results (ToolWait, until the deadline)
+    assert [o["outcome"] for o in outs] == ["wait_for_tools"]
+    assert 0.3 <= time.monotonic() - started < 10
+    assert len(aws_env.model.requests) == 1
+
+
+def test_an_interrupt_during_an_inline_tool_wait_is_handled_at_once(
+    aws_env: AwsEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a bash call the sandbox never answers, and ModelTurn waiting inline for a long time
+    monkeypatch.setattr(aws_env.deps.settings, "tool_wait_inline_seconds", 30.0)
+    aws_env.model.push({"content": [{"type": "tool_use", "name": "bash", "input": {"command": "sleep 100"}}]})
+    sid = _start_session(aws_env, "go", tools=[{"type": "agent_toolset_20260401"}])
+    name = _owner(aws_env, sid)
+
+    def interrupt() -> None:
+        while not any(e.type == "agent.tool_use" for e in iter_all(aws_env.deps.runtime.events, sid)):
+            time.sleep(0.05)
+        rt = aws_env.deps.runtime
+        rec = rt.resources.get_by_id("session", sid)
+        assert rec is not None
+        event = TypeAdapter(EventParams).validate_python({"type": "user.interrupt"})
+        rt.sessions.send(Principal(rec.workspace_id, "key-test"), sid, [event])  # as the API posts it
+
+    thread = threading.Thread(target=interrupt, daemon=True)
+    thread.start()
+    # When ModelTurn runs
+    started = time.monotonic()
+    outs = _turns(aws_env, sid, name)
+    thread.join(5)
+    # Then the interrupt ended the wait well before the inline limit and the session went idle, interrupted
+    assert time.monotonic() - started < 10
+    assert outs[-1]["outcome"] == "parked"
+    types = _types(aws_env, sid)
+    assert types[-1] == "session.status_idle" and "user.interrupt" in types
+    assert len(aws_env.model.requests) == 1
 
 
 def test_a_wake_during_the_run_turns_the_park_into_another_turn(

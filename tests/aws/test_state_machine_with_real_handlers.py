@@ -104,8 +104,16 @@ def test_a_custom_tool_pauses_the_run_and_a_result_resumes_it(platform: Platform
     assert all(s[-1] == "Parked" for s in per)
 
 
-def test_a_built_in_tool_runs_in_the_sandbox_task_and_releases_the_tool_wait(platform: Platform) -> None:
+@pytest.fixture
+def handover_platform(default_synth: Synth, tmp_path: Path) -> Iterator[Platform]:
+    # ModelTurn hands every tool wait to the ToolWait task at once (no inline wait for the sandbox's results)
+    with aws_platform(default_synth, tmp_path, env={"MANAGED_AGENTS_TOOL_WAIT_INLINE_SECONDS": "0"}) as p:
+        yield p
+
+
+def test_a_built_in_tool_runs_in_the_sandbox_task_and_releases_the_tool_wait(handover_platform: Platform) -> None:
     # Given an agent with the sandbox toolset in a cloud environment, whose model runs bash and then answers
+    platform = handover_platform
     platform.model.push(
         {
             "content": [
@@ -143,6 +151,38 @@ def test_a_built_in_tool_runs_in_the_sandbox_task_and_releases_the_tool_wait(pla
     (states,) = platform.report("built_in_tool", [execution], turns=2)
     assert states.count("ToolWait") >= 1 and states[-1] == "Parked"
     assert "Provisioner" in platform.invocations
+
+
+@pytest.fixture
+def inline_platform(default_synth: Synth, tmp_path: Path) -> Iterator[Platform]:
+    # ModelTurn waits up to a minute for the sandbox's results before handing the wait to the state machine
+    with aws_platform(default_synth, tmp_path, env={"MANAGED_AGENTS_TOOL_WAIT_INLINE_SECONDS": "60"}) as p:
+        yield p
+
+
+def test_built_in_tool_results_that_come_in_time_are_waited_for_in_the_model_turn(inline_platform: Platform) -> None:
+    # Given a model that runs bash twice (the first call also waits for the sandbox task to start), then answers
+    platform = inline_platform
+    calls = [
+        {"content": [{"type": "tool_use", "name": "bash", "input": {"command": f"echo {n} >> f.txt && cat f.txt"}}]}
+        for n in ("one", "two")
+    ]
+    platform.model.push(*calls, "Two lines.")
+    sid = platform.session([{"type": "agent_toolset_20260401"}])
+    # When the user asks
+    platform.say(sid, "write twice")
+    events = platform.wait_idle(sid, timeout=90)
+    # Then both results reached the model and the session idled as usual
+    results = [e for e in events if e.type == "user.tool_result"]
+    assert len(results) == 2 and not any(r.is_error for r in results)
+    assert (platform.sandboxes.root / sid / "f.txt").read_text().split() == ["one", "two"]
+    assert events[-1].stop_reason.type == "end_turn"
+    # And the whole run was one ModelTurn invocation: no ToolWait task, no task token, 3 transitions for 3 turns
+    (execution,) = platform.settled(1)
+    assert execution["status"] == "SUCCEEDED"
+    (states,) = platform.report("built_in_tool_inline", [execution], turns=3)
+    assert states.count("ModelTurn") == 1 and "ToolWait" not in states and states[-1] == "Parked"
+    assert "ToolWait" not in platform.invocations
 
 
 def test_a_retryable_model_error_waits_in_the_state_machine_then_succeeds(platform: Platform) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Callable
 from typing import Literal
 
@@ -18,6 +19,7 @@ from managed_agents.adapters.aws.tool_wait import hold_tool_wait
 from managed_agents.aws_runtime import AwsDeps
 from managed_agents.harness.failures import failure_message, report_session_failure
 from managed_agents.harness.turn import Parked, RetryAfter, RunAgain, WaitForTools, advance
+from managed_agents.ports import CancelToken, EventStore
 
 TurnOutcome = Literal["run_again", "retry_after", "wait_for_tools", "parked"]
 
@@ -63,6 +65,7 @@ class ToolWaitInput(BaseModel):
 
 
 CHAIN_MARGIN_SECONDS = 30.0
+INLINE_POLL_SECONDS = 0.2  # how often an inline tool wait looks at the end of the log
 
 
 def model_turn(
@@ -70,11 +73,15 @@ def model_turn(
 ) -> ModelTurnOutput:
     """`advance()` until the session parks, waits for tools or backs off: steps that run again chain in this
     invocation (up to `steps_per_model_turn`, and only while one more model request fits in `seconds_left`, the
-    invocation's remaining time), as the embedded orchestrator loops them in its thread. A park first settles the
-    run's ownership (a wake that came meanwhile runs again)."""
+    invocation's remaining time), as the embedded orchestrator loops them in its thread. A wait for the sandbox's
+    tool results is first waited out here, for up to `tool_wait_inline_seconds`: most built-in tools answer in a
+    second or two, and a wait handed to the state machine's ToolWait task costs two transitions and an invocation.
+    A park first settles the run's ownership: a wake that came meanwhile (every posted event wakes) runs again, in
+    this invocation while the limits allow."""
     harness = deps.harness
-    limit = deps.settings.steps_per_model_turn
-    reserve = deps.settings.model_timeout_seconds + CHAIN_MARGIN_SECONDS
+    settings = deps.settings
+    limit = settings.steps_per_model_turn
+    reserve = settings.model_timeout_seconds + CHAIN_MARGIN_SECONDS
 
     def more_time() -> bool:
         return seconds_left is None or seconds_left() > reserve
@@ -82,9 +89,27 @@ def model_turn(
     with ownership_watch(harness.resources, req.session_id, req.execution) as cancel:
         outcome = advance(req.session_id, harness, cancel)
         steps = 1
-        while isinstance(outcome, RunAgain) and not cancel.cancelled and steps < limit and more_time():
+        while not cancel.cancelled and steps < limit and more_time():
+            if isinstance(outcome, WaitForTools):
+                if not logged_after(
+                    harness.events, req.session_id, outcome.seen_seq, cancel, settings.tool_wait_inline_seconds
+                ):
+                    break
+            elif isinstance(outcome, RunAgain):
+                steps += 1  # the limit counts steps that ran again, not the looks at what an inline wait saw
+            elif isinstance(outcome, Parked):
+                if not finish_run(harness.resources, req.session_id, req.execution):
+                    return ModelTurnOutput(
+                        session_id=req.session_id,
+                        turns=req.turns + 1,
+                        outcome="parked",
+                        wait_seconds=0,
+                        reason=outcome.reason,
+                    )
+                steps += 1  # woken: something was posted during the run (a tool result's wake, a message)
+            else:
+                break
             outcome = advance(req.session_id, harness, cancel)
-            steps += 1
     turns = req.turns + 1
     if isinstance(outcome, RunAgain):
         reason = "interrupted" if cancel.cancelled else ""
@@ -115,6 +140,18 @@ def model_turn(
     return ModelTurnOutput(
         session_id=req.session_id, turns=turns, outcome="parked", wait_seconds=0, reason=outcome.reason
     )
+
+
+def logged_after(events: EventStore, session_id: str, seq: int, cancel: CancelToken, seconds: float) -> bool:
+    """Whether anything is logged after `seq` within `seconds` (a tool result, an interrupt, a message): the next
+    step then decides again in this invocation. False on timeout or when the run is lost (`cancel`)."""
+    deadline = time.monotonic() + seconds
+    while (left := deadline - time.monotonic()) > 0:
+        if cancel.wait(min(INLINE_POLL_SECONDS, left)):
+            return False
+        if events.last_seq(session_id) > seq:
+            return True
+    return False
 
 
 def report_failure(req: ReportFailureInput, deps: AwsDeps) -> bool:
