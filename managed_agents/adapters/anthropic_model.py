@@ -11,10 +11,12 @@ could do neither: it blocks in `messages.stream(...).__enter__` until the header
 request used to be sent late, after the next turn's request, or to keep its connection open until the model
 answered.) Without a token (a task Lambda) the request runs on the calling thread with the sync client.
 
-The loop's requests are spread round-robin over `POOL_SHARDS` async clients, each with its own connection pool:
+The loop's requests are spread over up to `POOL_SHARDS` async clients, each with its own connection pool:
 httpcore re-checks every idle connection of a pool (a socket probe and a getpeername each) whenever a request is
 added or removed, so one pool shared by a hundred streaming sessions spent about a quarter of the server's CPU in
-that scan (bench/concurrent_sessions.py --profile sample).
+that scan (bench/concurrent_sessions.py --profile sample). A request takes the least busy client, and a client is
+made only when every one made so far has a request in flight: a Lambda, one request at a time, makes one (each
+costs about 20 ms of TLS setup on its first request).
 """
 
 from __future__ import annotations
@@ -156,8 +158,7 @@ class AnthropicMessagesModel:
         client: anthropic.Anthropic | None = None,
     ) -> None:
         self._client = client
-        self._async_clients: list[anthropic.AsyncAnthropic] = []
-        self._next_shard = 0
+        self._async_clients: dict[anthropic.AsyncAnthropic, int] = {}  # client -> requests in flight
         self._runner: _LoopThread | None = None
         self._options = {"api_key": api_key, "base_url": base_url, "timeout": timeout}
         self._lock = threading.Lock()
@@ -178,18 +179,29 @@ class AnthropicMessagesModel:
             return self._client
 
     def _async(self) -> tuple[_LoopThread, anthropic.AsyncAnthropic]:
+        """The loop and the client for one request (the caller gives the client back with `_done`)."""
         with self._lock:
-            if self._runner is None or not self._async_clients:
+            if self._runner is None:
                 self._runner = _LoopThread()
-                self._async_clients = [anthropic.AsyncAnthropic(**self._client_options()) for _ in range(POOL_SHARDS)]
+                self._async_clients = {}
                 weakref.finalize(self, self._runner.stop)  # no thread outlives a model nobody closed
-            self._next_shard = (self._next_shard + 1) % POOL_SHARDS
-            return self._runner, self._async_clients[self._next_shard]
+            clients = self._async_clients
+            client = min(clients, key=clients.__getitem__, default=None)
+            if client is None or (clients[client] and len(clients) < POOL_SHARDS):
+                client = anthropic.AsyncAnthropic(**self._client_options())
+                clients[client] = 0
+            clients[client] += 1
+            return self._runner, client
+
+    def _done(self, client: anthropic.AsyncAnthropic) -> None:
+        with self._lock:
+            if client in self._async_clients:  # not if the model was closed meanwhile
+                self._async_clients[client] -= 1
 
     def close(self) -> None:
         """Stop the request loop thread, if one was started (idempotent; a later request starts a new one)."""
         with self._lock:
-            runner, self._runner, self._async_clients = self._runner, None, []
+            runner, self._runner, self._async_clients = self._runner, None, {}
         if runner is not None:
             runner.stop()
 
@@ -201,12 +213,14 @@ class AnthropicMessagesModel:
         if cancel.cancelled:
             raise Cancelled()
         runner, client = self._async()
-        future = runner.submit(self._astream_message(client, request, on_event))
-        cancel.on_cancel(future.cancel)  # cancels the task: the request is never sent, or its connection closed
         try:
+            future = runner.submit(self._astream_message(client, request, on_event))
+            cancel.on_cancel(future.cancel)  # cancels the task: the request is never sent, or its connection closed
             return future.result()
         except concurrent.futures.CancelledError:
             raise Cancelled() from None
+        finally:
+            self._done(client)
 
     async def _astream_message(
         self, client: anthropic.AsyncAnthropic, request: JsonObject, on_event: StreamListener | None

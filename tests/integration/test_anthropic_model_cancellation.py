@@ -120,3 +120,33 @@ def test_requests_after_close_start_a_new_loop(endpoint: SilentEndpoint) -> None
         model.close()
     assert isinstance(first, ModelResponse) and isinstance(second, ModelResponse)
     assert [first.content[0]["text"], second.content[0]["text"]] == ["first", "second"]
+
+
+def test_requests_share_one_client_until_they_overlap() -> None:
+    """One client (one TLS setup) serves requests made one at a time, as a Lambda makes them; overlapping requests
+    get more clients, up to POOL_SHARDS, so no single connection pool holds every stream."""
+    from managed_agents.adapters.anthropic_model import POOL_SHARDS
+    from managed_agents.testing.scripted_model import ScriptedModelServer
+
+    with ScriptedModelServer(fallback="error") as server:
+        model = AnthropicMessagesModel(api_key="test", base_url=server.base_url)
+        try:
+            server.push("one", "two", "three")
+            for _ in range(3):
+                assert isinstance(model.stream_message(REQUEST, cancel=ThreadCancelToken()), ModelResponse)
+            assert list(model._async_clients.values()) == [0]  # one client, nothing in flight
+            # Three requests at once (each delayed at the model): three clients, each given back
+            server.push(*({"content": [{"type": "text", "text": "slow"}], "delay_ms": 300} for _ in range(3)))
+            threads = [
+                threading.Thread(target=model.stream_message, args=(REQUEST,), kwargs={"cancel": ThreadCancelToken()})
+                for _ in range(3)
+            ]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(10)
+            assert len(model._async_clients) == 3 <= POOL_SHARDS
+            assert set(model._async_clients.values()) == {0}
+            assert len(server.requests) == 6
+        finally:
+            model.close()
