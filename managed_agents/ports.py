@@ -341,9 +341,15 @@ class SecretPatch:
 
 
 class CredentialSecrets(Protocol):
-    """Changes a vault credential's stored secret on behalf of a caller that may not read it (the API on AWS).
+    """Writes a vault credential's stored secret on behalf of a caller that may neither read it nor use its key
+    (the API on AWS: Secrets Manager needs kms:Decrypt on a customer-managed key even to create or replace a value).
 
-    Embedded: in-process on the SecretStore; AWS: the MCP proxy Lambda, the only reader of vault secrets."""
+    Embedded: in-process on the SecretStore; AWS: the MCP proxy Lambda, the only reader of vault secrets.
+    Deleting a secret needs no key, so the vault service deletes through its own SecretStore."""
+
+    def put_secret(self, name: str, value: Mapping[str, str]) -> None:
+        """Create the secret `name`, or replace its whole value, in one write (`SecretStore.put`)."""
+        ...
 
     def merge_update(self, name: str, patch: SecretPatch) -> bool:
         """Apply the patch to the secret `name`; False (nothing written) when no secret is stored under it."""

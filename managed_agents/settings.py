@@ -112,15 +112,12 @@ class AwsSettings(ServerSettings):
     provisioner_function: str | None = Field(
         None, description="the provisioner Lambda: callers without ECS rights launch sandboxes through it"
     )
-    # vaults: the API writes credential secrets (never reads them); the MCP proxy Lambda is the only reader
+    # vaults: the API only deletes credential secrets; the MCP proxy Lambda alone writes and reads them (vault key)
     mcp_proxy_function: str | None = Field(
-        None, description="the MCP proxy Lambda: MCP tools, credential validation and credential secret updates"
+        None, description="the MCP proxy Lambda: MCP tools, credential validation, credential secret writes"
     )
     vault_secret_prefix: str | None = Field(
         None, description="Secrets Manager name prefix of vault credential secrets (unset: no vaults)"
-    )
-    vault_kms_key_arn: str | None = Field(
-        None, description="the KMS key new vault credential secrets are encrypted with"
     )
 
 

@@ -5,15 +5,15 @@ Who may do what (every role is its own, least privilege; `live` aliases are the 
 | principal | may |
 | --- | --- |
 | API Lambda | events/resources read-write, spill objects, read the admin key secret, invoke the provisioner, |
-|            | create/write (never read) |
-|            | vault secrets, invoke the MCP proxy (credential updates and validation), start/stop/describe |
-|            | session-run executions, send task results |
+|            | delete (never read or write) vault secrets, no use of the vault key, invoke the MCP proxy (vault |
+|            | secret writes and credential validation), start/stop/describe session-run executions, send task |
+|            | results |
 | ModelTurn | events/resources read-write, spill objects, read the model key, invoke MCP proxy, provisioner |
 | ReportFailure | events/resources read-write, spill objects, start/describe session-run executions (a wake that |
 |               | came during the failed run starts a new one) |
 | ToolWait | resources read-write, events read, send task results |
-| MCP proxy | resources read-write (a refresh records the token's expiry on the credential), read/refresh vault |
-|           | secrets (the only principal whose decrypt the vault key allows) |
+| MCP proxy | resources read-write (a refresh records the token's expiry on the credential), read, create and |
+|           | write vault secrets (the only principal whose decrypt the vault key allows, which writes need too) |
 | provisioner | resources read-write, Run/Stop/DescribeTasks of the sandbox task, PassRole of its execution role |
 | triggers | events/resources read-write, spill objects, start session-run executions |
 | reaper | events/resources read-write, spill objects, start/describe session-run executions, send task results, |
@@ -61,7 +61,7 @@ class ManagedAgentsStack(Stack):
         def function(id_: str, handler: str, description: str, **kw: Any) -> PythonFunction:
             return PythonFunction(self, id_, config=config, code=code, handler=handler, description=description, **kw)
 
-        # MCP proxy: the only reader of vault credentials.
+        # MCP proxy: the only reader of vault credentials, and the writer of their values (for the API too).
         self.mcp_proxy = function(
             "McpProxy",
             "functions.mcp_proxy.handler.handler",
@@ -168,8 +168,8 @@ class ManagedAgentsStack(Stack):
                 names.ENV_STATE_MACHINE_ARN: sm_arn,
                 names.ENV_ADMIN_KEY_SECRET_ARN: self.secrets.admin_key.secret_arn,
                 names.ENV_VAULT_SECRET_PREFIX: self.secrets.vault_prefix,
-                names.ENV_VAULT_KMS_KEY_ARN: self.secrets.vault_key.key_arn,
-                # Merging a partial credential update reads the stored secret: only the MCP proxy may.
+                # Writing a vault secret needs the vault key's decrypt and merging an update reads the stored secret:
+                # only the MCP proxy may do either, so the API writes through it (and deletes by itself).
                 names.ENV_MCP_PROXY_FUNCTION: self.mcp_proxy.alias.function_arn,
                 # End event streams cleanly a minute before the Lambda/API Gateway stream cap (ServerSettings).
                 names.ENV_SSE_MAX_SECONDS: str(max(config.api_timeout_seconds - 60, 30)),
@@ -185,7 +185,7 @@ class ManagedAgentsStack(Stack):
         self.data.grant_events(api_role, write=True)
         self.data.grant_resources(api_role, write=True)
         self.secrets.admin_key.grant_read(api_role)
-        self.secrets.allow_vault_writer(api_role)
+        self.secrets.allow_vault_remover(api_role)
         self.mcp_proxy.grant_invoke(api_role)
         self._grant_wake(api_role, sm_arn)
         api_role.add_to_principal_policy(
@@ -291,8 +291,8 @@ class ManagedAgentsStack(Stack):
             "created at run time, so no fixed object ARN exists (readers get s3:GetObject only)."
         )
         vault = (
-            "Vault credential secrets are created per credential at run time under the vault name prefix; reads are "
-            "further limited by the vault key policy to the MCP proxy."
+            "Vault credential secrets are created per credential at run time under the vault name prefix; reads and "
+            "writes of their values are further limited by the vault key policy to the MCP proxy."
         )
         executions = (
             f"Session-run executions are created at run time; the statement names the executions of the one state "

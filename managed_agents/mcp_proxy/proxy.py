@@ -13,7 +13,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TypeVar, cast
@@ -347,7 +347,13 @@ class McpProxy:
             ) from None
         return [tool_definition(t) for t in tools]
 
-    # --- credential updates (ports.CredentialSecrets) ---
+    # --- credential secret writes (ports.CredentialSecrets) ---
+
+    def put_secret(self, name: str, value: Mapping[str, str]) -> None:
+        """Create a credential's secret or replace its whole value, serialized with this proxy's OAuth refreshes of
+        it (a refresh that read the old value does not write it back over the new one in this process)."""
+        with self.resolver._lock(name.rsplit("/", 1)[-1]):  # secret names end with the credential id
+            self.resolver.secrets.put(name, value)
 
     def merge_update(self, name: str, patch: SecretPatch) -> bool:
         """Apply a credential update to its stored secret, serialized with this proxy's OAuth refreshes of it."""

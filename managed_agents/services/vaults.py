@@ -17,10 +17,11 @@ in the SecretStore under `vaults/<vault_id>/<credential_id>`. Decisions where th
 from __future__ import annotations
 
 import ipaddress
+import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
-from typing import Protocol, cast
+from typing import Protocol, cast, overload
 from urllib.parse import urlsplit, urlunsplit
 
 from managed_agents.api.models.vaults import (
@@ -40,10 +41,10 @@ from managed_agents.api.models.vaults import (
     VaultUpdateParams,
 )
 from managed_agents.domain.clock import rfc3339
-from managed_agents.domain.errors import Conflict, InvalidRequest, NotFound
+from managed_agents.domain.errors import Conflict, InvalidRequest, NotFound, ServiceUnavailable
 from managed_agents.domain.events import JsonObject
 from managed_agents.domain.ids import new_ulid
-from managed_agents.ports import CredentialSecrets, ListQuery, Record, SecretPatch, SecretStore
+from managed_agents.ports import CredentialSecrets, ListQuery, Record, SecretPatch, SecretStore, SecretStoreError
 from managed_agents.services.common import Services, archive_record, check_metadata, list_page, patch_metadata, render
 from managed_agents.services.records import mutate
 
@@ -55,6 +56,7 @@ MAX_ACTIVE_CREDENTIALS = 20
 MCP_AUTH_TYPES = ("static_bearer", "mcp_oauth")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+log = logging.getLogger("managed_agents.vaults")
 
 
 class CredentialProber(Protocol):
@@ -63,11 +65,24 @@ class CredentialProber(Protocol):
     def validate_credential(self, rec: Record) -> JsonObject: ...
 
 
+class SecretRemover(Protocol):
+    """What the vault service does to stored secrets itself: purge them (archive, delete, a failed create).
+
+    Deleting a Secrets Manager secret needs no KMS key, so on AWS the API deletes directly; every write goes through
+    `CredentialSecrets` (the MCP proxy Lambda there), because writing a value encrypted with the vault key needs
+    `kms:Decrypt`, which the key policy allows the proxy alone."""
+
+    def delete(self, name: str) -> bool: ...
+
+
 class StoreCredentialSecrets:
     """`CredentialSecrets` in-process, on a SecretStore this process may read (the embedded runtime)."""
 
     def __init__(self, secrets: SecretStore) -> None:
         self.secrets = secrets
+
+    def put_secret(self, name: str, value: Mapping[str, str]) -> None:
+        self.secrets.put(name, value)
 
     def merge_update(self, name: str, patch: SecretPatch) -> bool:
         return merge_secret(self.secrets, name, patch)
@@ -169,23 +184,46 @@ def _injection(current: JsonObject, change: InjectionLocationParams | None) -> J
 
 
 class VaultService:
-    """`secrets` is only written and deleted here: reading a stored secret (to merge a partial credential update)
-    goes through `credential_secrets`, in-process by default, the MCP proxy Lambda on AWS (architecture:
-    "Credentials": only the MCP proxy reads them)."""
+    """Stored secrets are written (a new credential's secret, a partial update merged into it) through
+    `credential_secrets`: in-process on `secrets` by default, the MCP proxy Lambda on AWS (architecture:
+    "Credentials": only the MCP proxy reads them, and only it may use the vault key). `secrets` is only deleted from
+    here."""
 
+    @overload
     def __init__(
         self,
         svc: Services,
         secrets: SecretStore,
         prober: CredentialProber | None = None,
         *,
+        credential_secrets: None = None,
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self,
+        svc: Services,
+        secrets: SecretRemover,
+        prober: CredentialProber | None = None,
+        *,
+        credential_secrets: CredentialSecrets,
+    ) -> None: ...
+
+    def __init__(
+        self,
+        svc: Services,
+        secrets: SecretStore | SecretRemover,
+        prober: CredentialProber | None = None,
+        *,
         credential_secrets: CredentialSecrets | None = None,
     ) -> None:
         self.svc = svc
-        self.secrets = secrets
+        self.secrets: SecretRemover = secrets
         self.prober = prober
         self.credential_secrets = (
-            credential_secrets if credential_secrets is not None else StoreCredentialSecrets(secrets)
+            credential_secrets
+            if credential_secrets is not None
+            else StoreCredentialSecrets(cast(SecretStore, secrets))  # the first overload: a whole SecretStore
         )
 
     # --- vaults ---
@@ -288,6 +326,7 @@ class VaultService:
             )
         now = self.svc.clock.now()
         cid = CREDENTIAL_PREFIX + "01" + new_ulid()
+        name = secret_name(vault_id, cid)
         auth, secret, attrs = self._new_auth(params, now)
         active = list(self._credentials_of(ws, vault_id, include_archived=False))
         if len(active) >= MAX_ACTIVE_CREDENTIALS:
@@ -312,13 +351,25 @@ class VaultService:
             "created_at": rfc3339(now),
             "updated_at": rfc3339(now),
             "archived_at": None,
-            "_secret": secret_name(vault_id, cid),
+            "_secret": name,
         }
-        self.secrets.put(secret_name(vault_id, cid), secret)
         try:
+            try:
+                self.credential_secrets.put_secret(name, secret)
+            except SecretStoreError as exc:
+                raise ServiceUnavailable(f"credential {cid!r}: its secret could not be stored: {exc}") from exc
             self.svc.resources.insert(Record(CREDENTIAL, ws, cid, doc, now, attrs={"vault_id": vault_id, **attrs}))
         except BaseException:
-            self.secrets.delete(secret_name(vault_id, cid))
+            # The credential id is new, so whatever stands under its name is this call's, whether the write failed
+            # before or after storing it (a proxy that did not answer may have stored it): purge it, never leave a
+            # secret without its record.
+            try:
+                self.secrets.delete(name)
+            except Exception as cleanup:  # the original failure is the one to report; this one is only logged
+                log.warning(
+                    "could not purge the secret of a credential that was not created",
+                    extra={"credential_id": cid, "error": type(cleanup).__name__},
+                )
             raise
         return render(doc)
 
@@ -401,7 +452,13 @@ class VaultService:
                 )
             patch = SecretPatch()
             new_auth = self._updated_auth(params.auth, auth_doc, patch)
-            if not self.credential_secrets.merge_update(str(rec.doc["_secret"]), patch):
+            try:
+                found = self.credential_secrets.merge_update(str(rec.doc["_secret"]), patch)
+            except SecretStoreError as exc:
+                raise ServiceUnavailable(
+                    f"credential {credential_id!r}: its secret could not be updated: {exc}"
+                ) from exc
+            if not found:
                 raise Conflict(f"credential {credential_id!r} has no stored secret; delete and recreate it")
 
         def change(r: Record) -> None:

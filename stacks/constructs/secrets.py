@@ -6,10 +6,15 @@ Only the MCP proxy reads them, enforced twice:
 * resource policy: the vault key's key policy allows `kms:Decrypt` only to the MCP proxy role (through Secrets
   Manager) and explicitly denies `kms:Decrypt`/`kms:ReEncryptFrom` to every other principal, the account root
   included. GetSecretValue needs that decrypt, so no IAM policy anywhere in the account can grant a read;
-* IAM: only the MCP proxy role is allowed `secretsmanager:GetSecretValue` on the prefix, and the API role (which
-  creates and updates them, write-only) carries an explicit deny.
+* IAM: only the MCP proxy role is allowed `secretsmanager:GetSecretValue` on the prefix; the API and ModelTurn roles
+  carry an explicit deny.
 
-Secrets are per credential and created by the API at run time, so a per-secret resource policy cannot be declared in
+Writing a value encrypted with a customer-managed key (CreateSecret, PutSecretValue) needs `kms:GenerateDataKey` and
+`kms:Decrypt` on it (Secrets Manager, "Permissions for the KMS key"), so the MCP proxy also writes every vault secret
+value: new credentials' secrets and updates for the API, rotated OAuth tokens for itself. The API only deletes them
+(DeleteSecret and DescribeSecret use no key) and holds no key permission at all.
+
+Secrets are per credential and created at run time, so a per-secret resource policy cannot be declared in
 CloudFormation; the key policy is the resource policy that covers all of them.
 """
 
@@ -40,12 +45,6 @@ _KEY_ADMIN_ACTIONS = [
     "kms:ScheduleKeyDeletion",
     "kms:CancelKeyDeletion",
     "kms:RotateKeyOnDemand",
-]
-_SECRET_WRITE_ACTIONS = [
-    "secretsmanager:PutSecretValue",
-    "secretsmanager:DeleteSecret",
-    "secretsmanager:DescribeSecret",
-    "secretsmanager:TagResource",
 ]
 
 
@@ -116,7 +115,8 @@ class Secrets(Construct):
         self._via_secrets_manager = {"StringEquals": {"kms:ViaService": f"secretsmanager.{Aws.REGION}.amazonaws.com"}}
 
     def allow_vault_reader(self, role: iam.IRole) -> None:
-        """The MCP proxy: the only principal that may read (and refresh) vault credentials."""
+        """The MCP proxy: the only principal that may read vault credentials, and so the one that writes their values
+        (creating or changing a value encrypted with the vault key needs its decrypt too)."""
         self.vault_key.add_to_resource_policy(
             iam.PolicyStatement(
                 sid="VaultReaderDecrypt",
@@ -149,26 +149,6 @@ class Secrets(Construct):
         )
         role.add_to_principal_policy(
             iam.PolicyStatement(
-                sid="UseVaultKey",
-                actions=["kms:Decrypt", "kms:GenerateDataKey"],
-                resources=[self.vault_key.key_arn],
-                conditions=self._via_secrets_manager,
-            )
-        )
-
-    def allow_vault_writer(self, role: iam.IRole) -> None:
-        """The API: creates, updates and deletes vault credential secrets but can never read one back."""
-        self.vault_key.add_to_resource_policy(
-            iam.PolicyStatement(
-                sid="VaultWriterEncrypt",
-                principals=[iam.ArnPrincipal(role.role_arn)],
-                actions=["kms:GenerateDataKey", "kms:DescribeKey"],
-                resources=["*"],
-                conditions=self._via_secrets_manager,
-            )
-        )
-        role.add_to_principal_policy(
-            iam.PolicyStatement(
                 sid="CreateVaultSecretsWithVaultKey",
                 actions=["secretsmanager:CreateSecret"],
                 resources=[self.vault_secrets_arn],
@@ -177,15 +157,29 @@ class Secrets(Construct):
         )
         role.add_to_principal_policy(
             iam.PolicyStatement(
-                sid="WriteVaultSecrets", actions=_SECRET_WRITE_ACTIONS, resources=[self.vault_secrets_arn]
+                sid="UseVaultKey",
+                actions=["kms:Decrypt", "kms:GenerateDataKey"],
+                resources=[self.vault_key.key_arn],
+                conditions=self._via_secrets_manager,
+            )
+        )
+
+    def allow_vault_remover(self, role: iam.IRole) -> None:
+        """The API: deletes vault credential secrets (archive, delete, a failed create) and can neither read nor
+        write one; it has no permission on the vault key."""
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="DeleteVaultSecrets",
+                actions=["secretsmanager:DeleteSecret", "secretsmanager:DescribeSecret"],
+                resources=[self.vault_secrets_arn],
             )
         )
         role.add_to_principal_policy(
             iam.PolicyStatement(
-                sid="UseVaultKeyForWrites",
-                actions=["kms:GenerateDataKey"],
-                resources=[self.vault_key.key_arn],
-                conditions=self._via_secrets_manager,
+                sid="NeverWriteVaultSecrets",
+                effect=iam.Effect.DENY,
+                actions=["secretsmanager:CreateSecret", "secretsmanager:PutSecretValue", "secretsmanager:UpdateSecret"],
+                resources=[self.vault_secrets_arn],
             )
         )
         self.deny_vault_reads(role)

@@ -2,9 +2,9 @@
 
 DynamoDB and Secrets Manager are moto; every `lambda:Invoke` of the MCP proxy function is dispatched in-process to the
 real handler (functions/mcp_proxy/handler.py) by replacing `LambdaSimpleBackend.invoke`. The API is the API Lambda's
-ASGI app on loopback, driven by the official SDK (vaults and credentials are created through it, so their secrets are
-written to Secrets Manager by the API); the MCP servers are real ones (official `mcp` SDK) on loopback; the harness
-side is the ModelTurn's own gateway (`AwsDeps.harness.mcp`).
+ASGI app on loopback, driven by the official SDK (vaults and credentials are created through it; their secrets are
+written to Secrets Manager by the proxy, the only user of the vault key); the MCP servers are real ones (official
+`mcp` SDK) on loopback; the harness side is the ModelTurn's own gateway (`AwsDeps.harness.mcp`).
 """
 
 from __future__ import annotations
@@ -30,12 +30,13 @@ from managed_agents.api.lambda_app import create_lambda_app
 from managed_agents.api.models.vaults import CredentialCreateParams, CredentialUpdateParams, VaultCreateParams
 from managed_agents.aws_runtime import build_aws_deps, build_aws_runtime
 from managed_agents.domain.errors import ServiceUnavailable
-from managed_agents.ports import AUTHENTICATION_FAILED, McpProxyError
+from managed_agents.ports import AUTHENTICATION_FAILED, ListQuery, McpProxyError
 from managed_agents.settings import (
     EVENTS_TABLE_ENV,
     MCP_PROXY_FUNCTION_ENV,
     RESOURCES_TABLE_ENV,
     SPILL_BUCKET_ENV,
+    VAULT_KMS_KEY_ARN_ENV,
     VAULT_SECRET_PREFIX_ENV,
     AwsSettings,
 )
@@ -184,7 +185,7 @@ def _oauth_vault(env: ProxyEnv, srv: McpTestServer, issuer: OAuthIssuer, access:
 
 def test_tools_are_listed_and_called_with_a_bearer_credential_from_secrets_manager(proxy_env: ProxyEnv) -> None:
     with McpTestServer(bearer_token=TOKEN) as srv:
-        # Given a session whose vault holds the server's token (written to Secrets Manager by the API)
+        # Given a session whose vault holds the server's token (written to Secrets Manager by the proxy for the API)
         vault_id, cred_id = _bearer_vault(proxy_env, srv.url, TOKEN)
         sid = proxy_env.session(srv.url, [vault_id])
         assert proxy_env.stored_secret(vault_id, cred_id) == {"type": "static_bearer", "token": TOKEN}
@@ -196,7 +197,7 @@ def test_tools_are_listed_and_called_with_a_bearer_credential_from_secrets_manag
         names = {t["name"] for t in tools}
         assert {"echo", "add", "fail"} <= names
         assert result.content == [{"type": "text", "text": "42"}] and result.is_error is False
-        assert proxy_env.invocations == ["list_tools", "call_tool"]
+        assert proxy_env.invocations == ["put_credential_secret", "list_tools", "call_tool"]
         assert srv.requests and all(r["authorization"] for r in srv.requests)
         assert srv.count(status=401) == 0
         # And the second invocation reused the container's warm connection (the same MCP session)
@@ -252,16 +253,17 @@ def test_a_rejected_credential_is_a_typed_authentication_error_without_the_secre
 def test_a_credential_update_merges_through_the_proxy_and_the_api_never_reads_a_secret(
     proxy_env: ProxyEnv, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Given the API's secret store refusing every read (on AWS its role may not GetSecretValue)
+    # Given the API's secret store refusing every read and write (on AWS its role may do neither, nor use the key)
     assert proxy_env.api.vaults is not None
     api_secrets = proxy_env.api.vaults.secrets
     read_attempts: list[str] = []
 
-    def no_reads(name: str) -> None:
+    def no_access(name: str, *_: Any) -> None:
         read_attempts.append(name)
-        raise AssertionError("the API read a vault secret")
+        raise AssertionError("the API read or wrote a vault secret")
 
-    monkeypatch.setattr(api_secrets, "get", no_reads)
+    monkeypatch.setattr(api_secrets, "get", no_access)
+    monkeypatch.setattr(api_secrets, "put", no_access)
     issuer = OAuthIssuer(access_ttl=3600)
     with McpTestServer(oauth=issuer) as srv:
         old_access, refresh = issuer.issue()
@@ -278,7 +280,7 @@ def test_a_credential_update_merges_through_the_proxy_and_the_api_never_reads_a_
             "refresh_token": refresh,
             "client_secret": issuer.client_secret,
         }
-        assert proxy_env.invocations == ["update_credential_secret"]
+        assert proxy_env.invocations == ["put_credential_secret", "update_credential_secret"]
         # When the user drops the refresh configuration
         proxy_env.client.beta.vaults.credentials.update(
             cred_id, vault_id=vault_id, auth={"type": "mcp_oauth", "refresh": None}
@@ -288,7 +290,7 @@ def test_a_credential_update_merges_through_the_proxy_and_the_api_never_reads_a_
         validation = proxy_env.client.beta.vaults.credentials.mcp_oauth_validate(cred_id, vault_id=vault_id)
         assert validation.status == "valid" and validation.refresh is None
         assert proxy_env.invocations[-1] == "validate_credential"
-    # And the API never read a secret
+    # And the API never read or wrote a secret
     assert read_attempts == []
 
 
@@ -305,27 +307,96 @@ def test_a_credential_whose_secret_is_gone_is_a_conflict_through_the_proxy(proxy
         )
     # Then the API answers the same 409 as the embedded runtime, and nothing was recreated
     assert "has no stored secret" in str(caught.value)
-    assert proxy_env.invocations == ["update_credential_secret"]
+    assert proxy_env.invocations == ["put_credential_secret", "update_credential_secret"]
     with pytest.raises(proxy_env.secretsmanager.exceptions.ResourceNotFoundException):
         proxy_env.secretsmanager.get_secret_value(SecretId=f"{proxy_env.prefix}vaults/{vault_id}/{cred_id}")
 
 
-def test_without_the_mcp_proxy_the_api_refuses_a_secret_update_instead_of_reading_it(
+def test_without_the_mcp_proxy_the_api_refuses_secret_writes_instead_of_doing_them_itself(
     proxy_env: ProxyEnv, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Given an API runtime with vaults but no MCP proxy function configured
+    # Given a credential stored through the proxy, then an API runtime on the same tables without the proxy
+    vault_id, cred_id = _bearer_vault(proxy_env, "http://127.0.0.1:9/mcp", TOKEN)
+    ws = proxy_env.api.keys.create_workspace("other")
     monkeypatch.delenv(MCP_PROXY_FUNCTION_ENV)
     api = build_aws_runtime(AwsSettings())
     assert api.vaults is not None and api.sessions.vaults is api.vaults
-    ws = api.keys.create_workspace("other")
+    for method in ("get", "put"):
+        monkeypatch.setattr(api.vaults.secrets, method, lambda *a: pytest.fail("the API read or wrote a vault secret"))
+    # When a credential is created
     vault = api.vaults.create(ws, VaultCreateParams(display_name="v"))
     params = {"auth": {"type": "static_bearer", "token": TOKEN, "mcp_server_url": "http://127.0.0.1:9/mcp"}}
-    cred = api.vaults.create_credential(ws, str(vault["id"]), CredentialCreateParams.model_validate(params))
-    monkeypatch.setattr(api.vaults.secrets, "get", lambda name: pytest.fail("the API read a vault secret"))
-    # When a credential's token is updated
+    with pytest.raises(ServiceUnavailable, match=r"storing a credential's secret needs the MCP proxy Lambda"):
+        api.vaults.create_credential(ws, str(vault["id"]), CredentialCreateParams.model_validate(params))
+    # Then it is refused with the reason, and neither a record nor a secret was left
+    assert api.vaults.list_credentials(ws, str(vault["id"]), ListQuery())[0] == []
+    listed = proxy_env.secretsmanager.list_secrets(Filters=[{"Key": "name", "Values": [f"{proxy_env.prefix}vaults/"]}])
+    assert [x["Name"] for x in listed["SecretList"]] == [f"{proxy_env.prefix}vaults/{vault_id}/{cred_id}"]
+    # And an existing credential's token update is refused too, its stored secret untouched
+    vault_rec = proxy_env.api.resources.get_by_id("vault", vault_id)
+    assert vault_rec is not None
     update = CredentialUpdateParams.model_validate({"auth": {"type": "static_bearer", "token": "new-token"}})
-    with pytest.raises(ServiceUnavailable, match="needs the MCP proxy Lambda"):
-        api.vaults.update_credential(ws, str(vault["id"]), str(cred["id"]), update)
-    # Then it is refused with the reason, the stored secret is untouched and no proxy was invoked
-    assert proxy_env.stored_secret(str(vault["id"]), str(cred["id"]))["token"] == TOKEN
-    assert proxy_env.invocations == []
+    with pytest.raises(ServiceUnavailable, match="updating a credential's secret needs the MCP proxy Lambda"):
+        api.vaults.update_credential(vault_rec.workspace_id, vault_id, cred_id, update)
+    assert proxy_env.stored_secret(vault_id, cred_id)["token"] == TOKEN
+    # And the proxy was invoked only for the first credential's put
+    assert proxy_env.invocations == ["put_credential_secret"]
+
+
+def test_the_proxy_creates_new_secrets_with_the_vault_key_and_overwrites_them_whole(
+    proxy_env: ProxyEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a vault KMS key in the proxy's environment (the stack sets it on the proxy alone)
+    key_arn = boto3.client("kms", region_name=REGION).create_key(Description="vault key")["KeyMetadata"]["Arn"]
+    monkeypatch.setenv(VAULT_KMS_KEY_ARN_ENV, key_arn)
+    _reset_proxy()
+    # When a credential is created through the API
+    vault_id, cred_id = _bearer_vault(proxy_env, "http://127.0.0.1:9/mcp", TOKEN)
+    # Then the proxy created its secret, encrypted with the vault key, holding the whole value
+    name = f"{proxy_env.prefix}vaults/{vault_id}/{cred_id}"
+    assert proxy_env.secretsmanager.describe_secret(SecretId=name)["KmsKeyId"] == key_arn
+    assert proxy_env.stored_secret(vault_id, cred_id) == {"type": "static_bearer", "token": TOKEN}
+    assert proxy_env.invocations == ["put_credential_secret"]
+    # When the API's gateway puts a whole new value under the same name (the op's overwrite)
+    api_gateway = proxy_env.api.vaults.credential_secrets if proxy_env.api.vaults else None
+    assert isinstance(api_gateway, LambdaMcpGateway)
+    api_gateway.put_secret(f"vaults/{vault_id}/{cred_id}", {"type": "static_bearer", "token": "replaced"})
+    # Then the secret holds exactly the new value, as a new version of the same secret (PutSecretValue)
+    assert proxy_env.stored_secret(vault_id, cred_id) == {"type": "static_bearer", "token": "replaced"}
+    versions = proxy_env.secretsmanager.list_secret_version_ids(SecretId=name)["Versions"]
+    assert len(versions) == 2
+
+
+def test_a_secret_write_the_proxy_cannot_do_is_a_503_envelope_and_leaves_nothing(
+    proxy_env: ProxyEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the proxy's Secrets Manager refusing to create secrets (as AWS does when the key policy says no)
+    from botocore.exceptions import ClientError
+
+    store = mcp_proxy_handler.proxy().proxy.resolver.secrets
+    denied = "User: arn:aws:sts::123456789012:assumed-role/proxy is not authorized to perform: kms:GenerateDataKey"
+
+    def create_secret(**_: Any) -> None:
+        raise ClientError({"Error": {"Code": "AccessDeniedException", "Message": denied}}, "CreateSecret")
+
+    monkeypatch.setattr(store._client, "create_secret", create_secret)  # type: ignore[attr-defined]
+    vault = proxy_env.client.beta.vaults.create(display_name="v")
+    # When the user creates a credential
+    with pytest.raises(anthropic.InternalServerError) as caught:
+        proxy_env.client.beta.vaults.credentials.create(
+            vault.id, auth={"type": "static_bearer", "token": TOKEN, "mcp_server_url": "http://127.0.0.1:9/mcp"}
+        )
+    # Then the API answers the error envelope: a 503 whose message names the failed write and its cause
+    err = caught.value
+    assert err.status_code == 503
+    body = err.body
+    assert isinstance(body, dict) and body["type"] == "error" and body["error"]["type"] == "api_error"
+    message = body["error"]["message"]
+    assert "its secret could not be stored" in message and "Secrets Manager rejected the write" in message
+    assert "AccessDeniedException" in message and "kms:GenerateDataKey" in message
+    assert TOKEN not in message
+    # And no credential and no secret were left behind
+    assert proxy_env.client.beta.vaults.credentials.list(vault_id=vault.id).data == []
+    listed = proxy_env.secretsmanager.list_secrets(Filters=[{"Key": "name", "Values": [f"{proxy_env.prefix}vaults/"]}])
+    assert listed["SecretList"] == []
+    assert proxy_env.invocations == ["put_credential_secret"]

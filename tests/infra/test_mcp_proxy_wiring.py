@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from managed_agents.settings import MCP_PROXY_FUNCTION_ENV, VAULT_SECRET_PREFIX_ENV
+from managed_agents.settings import MCP_PROXY_FUNCTION_ENV, VAULT_KMS_KEY_ARN_ENV, VAULT_SECRET_PREFIX_ENV
 from stacks.asl import logical_id
 from tests.infra.conftest import Synth
 from tests.infra.test_stack_security_invariants import (
@@ -52,12 +52,20 @@ def test_the_mcp_proxy_reads_and_rotates_vault_secrets_and_records_token_expiry(
     _, fn = _function(default_synth, MCP_PROXY)
     statements = _role_statements(default_synth, _role_of(default_synth, MCP_PROXY))
     env = fn["Properties"]["Environment"]["Variables"]
-    # Then it reads vault secrets and writes rotated tokens back, but creates and deletes none
+    # Then it reads vault secrets and writes their values (rotated tokens, and new and updated credentials for the
+    # API), but deletes none (the API does, which needs no key)
     assert env[VAULT_SECRET_PREFIX_ENV] == "managed-agents/vault/"
     assert _allows(statements, "secretsmanager:GetSecretValue", VAULT_SECRETS)
     assert _allows(statements, "secretsmanager:PutSecretValue", VAULT_SECRETS)
-    assert not _allows(statements, "secretsmanager:CreateSecret", VAULT_SECRETS)
     assert not _allows(statements, "secretsmanager:DeleteSecret", VAULT_SECRETS)
+    # And it creates them only with the vault key, which its environment names and its role may use
+    key_lid = logical_id(default_synth.template, "Secrets/VaultKey/Resource")
+    assert _text(env[VAULT_KMS_KEY_ARN_ENV]) == f"<{key_lid}.Arn>"
+    (create,) = [st for st in statements if "secretsmanager:CreateSecret" in _as_list(st["Action"])]
+    assert create["Effect"] == "Allow" and VAULT_SECRETS in _text(create["Resource"])
+    assert create["Condition"] == {"StringEquals": {"secretsmanager:KmsKeyArn": {"Fn::GetAtt": [key_lid, "Arn"]}}}
+    for action in ("kms:GenerateDataKey", "kms:Decrypt"):
+        assert _allows(statements, action, f"<{key_lid}.Arn>"), action
     # And it may update the credential record (a refresh records the new expiry), on the resources table only
     table = logical_id(default_synth.template, "Data/ResourcesTable/Resource")
     assert _allows(statements, "dynamodb:UpdateItem", f"<{table}.Arn>")

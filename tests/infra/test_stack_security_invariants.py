@@ -8,9 +8,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from aws_cdk import assertions
 
 from managed_agents.adapters.aws.dynamodb_event_store import create_events_table
 from managed_agents.adapters.aws.dynamodb_resource_store import create_resources_table
+from managed_agents.settings import VAULT_KMS_KEY_ARN_ENV
 from stacks.asl import logical_id, render, state_machine_definition
 from tests.infra.conftest import REPO_ROOT, Synth
 
@@ -173,24 +175,65 @@ def test_vault_key_policy_denies_decrypt_to_every_principal_but_the_mcp_proxy(de
     assert not {"kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:ReEncryptFrom"} & set(admin["Action"])
 
 
-def test_the_api_lambda_writes_vault_secrets_but_cannot_read_them(default_synth: Synth) -> None:
+def test_the_api_lambda_can_neither_read_nor_write_vault_secrets_nor_use_the_vault_key(default_synth: Synth) -> None:
+    # Given the API function's role, and the vault key with its key policy
     api_role = _role_of(default_synth, API)
     statements = _role_statements(default_synth, api_role)
-    # Then the API may create and update vault secrets, created only with the vault key
-    assert _allows(statements, "secretsmanager:PutSecretValue", VAULT_SECRETS)
-    create = [st for st in statements if "secretsmanager:CreateSecret" in _as_list(st["Action"])]
-    assert len(create) == 1 and "secretsmanager:KmsKeyArn" in json.dumps(create[0]["Condition"])
-    # But it has no allow to read them, and an explicit deny
-    assert not _allows(statements, "secretsmanager:GetSecretValue", VAULT_SECRETS)
-    assert any(
-        st["Effect"] == "Deny"
-        and "secretsmanager:GetSecretValue" in _as_list(st["Action"])
-        and VAULT_SECRETS in _text(st["Resource"])
+    key_lid = logical_id(default_synth.template, "Secrets/VaultKey/Resource")
+    key_policy = default_synth.template["Resources"][key_lid]["Properties"]["KeyPolicy"]["Statement"]
+    api_role_arn = {"Fn::GetAtt": [api_role, "Arn"]}
+    # Then no IAM statement allows it any kms action on the vault key (nor kms:Decrypt on any key)
+    assert not any(
+        st["Effect"] == "Allow"
+        and any(a.startswith("kms:") for a in _as_list(st["Action"]))
+        and any(key_lid in _text(r) or _text(r) == "*" for r in _as_list(st["Resource"]))
         for st in statements
     )
-    # And no IAM allow of kms:Decrypt for it (the key policy denies it anyway)
     assert not any(st["Effect"] == "Allow" and "kms:Decrypt" in _as_list(st["Action"]) for st in statements)
-    # The model-turn Lambda (the caller of the proxy) is denied too
+    # And the key policy names it nowhere (only the MCP proxy may use the key; the API is in the deny-all-but-proxy)
+    assert api_role_arn not in [st.get("Principal", {}).get("AWS") for st in key_policy]
+    # And it may not create, write or read a vault secret: no allow, and an explicit deny of each
+    admin_key = f"<{logical_id(default_synth.template, 'Secrets/AdminApiKey/Resource')}>"
+    for action in ("CreateSecret", "PutSecretValue", "UpdateSecret", "GetSecretValue"):
+        allowed = [
+            _text(r)
+            for st in statements
+            if st["Effect"] == "Allow" and f"secretsmanager:{action}" in _as_list(st["Action"])
+            for r in _as_list(st["Resource"])
+        ]
+        # (the one secret it reads is the admin key; it writes none)
+        assert allowed == ([admin_key] if action == "GetSecretValue" else []), (action, allowed)
+        assert any(
+            st["Effect"] == "Deny"
+            and f"secretsmanager:{action}" in _as_list(st["Action"])
+            and VAULT_SECRETS in _text(st["Resource"])
+            for st in statements
+        ), action
+    # But it deletes them itself (DeleteSecret and DescribeSecret use no key), as aws_cdk.assertions sees it too
+    template = assertions.Template.from_json(default_synth.template)
+    template.has_resource_properties(
+        "AWS::IAM::Policy",
+        {
+            "Roles": [{"Ref": api_role}],
+            "PolicyDocument": {
+                "Statement": assertions.Match.array_with(
+                    [
+                        assertions.Match.object_like(
+                            {
+                                "Sid": "DeleteVaultSecrets",
+                                "Effect": "Allow",
+                                "Action": ["secretsmanager:DeleteSecret", "secretsmanager:DescribeSecret"],
+                            }
+                        )
+                    ]
+                )
+            },
+        },
+    )
+    # And its function is not told the vault key (it has no use for it)
+    _, fn = _function(default_synth, API)
+    assert VAULT_KMS_KEY_ARN_ENV not in fn["Properties"]["Environment"]["Variables"]
+    # The model-turn Lambda (the other caller of the proxy) is denied reads too
     assert any(
         st["Effect"] == "Deny" and "secretsmanager:GetSecretValue" in _as_list(st["Action"])
         for st in _role_statements(default_synth, _role_of(default_synth, MODEL_TURN))

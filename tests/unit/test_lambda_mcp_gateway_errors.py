@@ -230,3 +230,36 @@ def test_merge_update_sends_the_patch_and_reports_whether_a_secret_was_found() -
     assert gateway.merge_update("vaults/vlt_1/vcrd_2", patch) is False
     # And a patch's repr shows keys, never values
     assert SECRET not in repr(patch)
+
+
+def test_put_secret_sends_the_whole_value_and_maps_every_failure_to_the_api_errors() -> None:
+    # Given a proxy that stores, then fails in each way a write can fail
+    timeout = json.dumps({"errorType": "Sandbox.Timedout", "errorMessage": "Task timed out after 120.00 seconds"})
+    fake = FakeLambda(
+        success({}),
+        failure("secret_store_error", "secret 'vaults/vlt_1/vcrd_1': Secrets Manager rejected the write (x: y)"),
+        _raw(timeout.encode(), "Unhandled"),
+        _client_error("AccessDeniedException", "not authorized to perform: lambda:InvokeFunction"),
+        failure("api_error", "the MCP proxy failed unexpectedly (KeyError)"),
+    )
+    gateway = _gateway(fake)
+    value = {"type": "static_bearer", "token": SECRET}
+    # When the API stores a credential's secret
+    assert gateway.put_secret("vaults/vlt_1/vcrd_1", value) is None
+    # Then one invocation carried the whole value under the put_credential_secret op
+    assert fake.calls[0]["Payload"] == {"op": "put_credential_secret", "name": "vaults/vlt_1/vcrd_1", "value": value}
+    # And a store failure is the store's error; Lambda-level failures are 503s naming the operation
+    with pytest.raises(SecretStoreError, match="rejected the write"):
+        gateway.put_secret("vaults/vlt_1/vcrd_1", value)
+    with pytest.raises(ServiceUnavailable) as timed_out:
+        gateway.put_secret("vaults/vlt_1/vcrd_1", value)
+    assert timed_out.value.message == (
+        "the MCP proxy Lambda timed out (Task timed out after 120.00 seconds) during storing a credential's secret"
+    )
+    with pytest.raises(ServiceUnavailable, match=r"could not be invoked \(AccessDeniedException: not authorized"):
+        gateway.put_secret("vaults/vlt_1/vcrd_1", value)
+    with pytest.raises(ServiceUnavailable, match=r"the MCP proxy failed: the MCP proxy failed unexpectedly"):
+        gateway.put_secret("vaults/vlt_1/vcrd_1", value)
+    # And no attempt was repeated (a write is not retried on anything but throttling), no message holds the value
+    assert len(fake.calls) == 5
+    assert SECRET not in timed_out.value.message

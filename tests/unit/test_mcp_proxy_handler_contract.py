@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -17,10 +18,18 @@ import pytest
 
 import functions.mcp_proxy.handler as mcp_proxy_handler
 from managed_agents.adapters.aws.lambda_mcp_gateway import LambdaMcpGateway
+from managed_agents.adapters.aws.mcp_proxy_contract import PutCredentialSecretRequest
 from managed_agents.adapters.aws.mcp_proxy_service import DEADLINE_MARGIN_SECONDS, McpProxyLambda
 from managed_agents.domain.errors import NotFound
 from managed_agents.mcp_proxy import McpProxySettings, McpResult
-from managed_agents.ports import AUTHENTICATION_FAILED, CONNECTION_FAILED, McpProxyError, Record, SecretPatch
+from managed_agents.ports import (
+    AUTHENTICATION_FAILED,
+    CONNECTION_FAILED,
+    McpProxyError,
+    Record,
+    SecretPatch,
+    SecretStoreError,
+)
 
 SECRET = "ghp-canary-secret-77e0d1"
 
@@ -53,6 +62,11 @@ class FakeProxy:
     def validate_credential(self, rec: Record) -> dict[str, Any]:
         self.calls.append(("validate_credential", rec.id))
         return {"type": "vault_credential_validation", "credential_id": rec.id, "status": "valid"}
+
+    def put_secret(self, name: str, value: Mapping[str, str]) -> None:
+        self.calls.append(("put_secret", name, sorted(value)))
+        self._maybe_raise()
+        self.secrets[name] = dict(value)
 
     def merge_update(self, name: str, patch: SecretPatch) -> bool:
         self.calls.append(("merge_update", name, patch))
@@ -200,6 +214,88 @@ def test_gateway_and_handler_round_trip_a_credential_update() -> None:
     assert gateway.merge_update("vaults/vlt_1/vcrd_9", patch) is False
 
 
+def test_put_credential_secret_stores_the_whole_value_and_answers_an_empty_result() -> None:
+    # Given a proxy holding an old secret under the name
+    name = "vaults/vlt_1/vcrd_1"
+    proxy = FakeProxy(secrets={name: {"type": "mcp_oauth", "access_token": "old", "refresh_token": "rt"}})
+    # When the API puts a whole new value
+    out = _service(proxy).serve(
+        {"op": "put_credential_secret", "name": name, "value": {"type": "static_bearer", "token": SECRET}}
+    )
+    # Then the proxy stored exactly that value (a replacement, not a merge) and answered an empty result
+    assert out == {"ok": True, "result": {}}
+    assert proxy.secrets[name] == {"type": "static_bearer", "token": SECRET}
+    assert proxy.calls == [("put_secret", name, ["token", "type"])]
+
+
+def test_a_failed_put_is_a_secret_store_error_payload_without_the_value() -> None:
+    # Given a proxy whose secret store refuses the write
+    err = SecretStoreError(
+        "secret 'vaults/vlt_1/vcrd_1': Secrets Manager rejected the write (AccessDeniedException: not authorized to"
+        " perform kms:GenerateDataKey)"
+    )
+    proxy = FakeProxy(raise_=err)
+    out = _service(proxy).serve({"op": "put_credential_secret", "name": "vaults/vlt_1/vcrd_1", "value": {"t": SECRET}})
+    # Then the answer is the typed secret store error with the store's message, and no value
+    assert out == {
+        "ok": False,
+        "error": {"type": "secret_store_error", "message": str(err), "server_name": None, "error_code": None},
+    }
+    assert SECRET not in json.dumps(out)
+
+
+@pytest.mark.parametrize(
+    ("request_", "field"),
+    [
+        ({"name": "model-api-key", "value": {"token": SECRET}}, "name"),  # outside the vault namespace
+        ({"name": "vaults/vlt_1/vcrd_1", "value": {}}, "value"),  # an empty secret
+        ({"name": "vaults/vlt_1/vcrd_1", "value": {"Token!": SECRET}}, "value"),  # a bad field name
+        ({"name": "vaults/vlt_1/vcrd_1", "value": {"token": 42}}, "value"),  # not a string
+        ({"name": "vaults/vlt_1/vcrd_1", "value": {f"k_{'a' * i}": SECRET for i in range(33)}}, "value"),
+        ({"name": "vaults/vlt_1/vcrd_1", "value": {"token": SECRET}, "updates": {"token": SECRET}}, "updates"),
+    ],
+)
+def test_a_malformed_put_is_refused_naming_the_field_never_the_value(request_: dict[str, Any], field: str) -> None:
+    proxy = FakeProxy()
+    out = _service(proxy).serve({"op": "put_credential_secret", **request_})
+    assert out["ok"] is False and out["error"]["type"] == "invalid_request_error"
+    assert out["error"]["message"].startswith(f"malformed MCP proxy request: put_credential_secret.{field}")
+    assert SECRET not in json.dumps(out)
+    # And nothing was written
+    assert proxy.calls == [] and proxy.secrets == {}
+
+
+def test_a_put_request_repr_shows_the_keys_only() -> None:
+    req = PutCredentialSecretRequest(name="vaults/vlt_1/vcrd_1", value={"token": SECRET, "type": "static_bearer"})
+    assert SECRET not in repr(req) and SECRET not in str(req)
+    assert "value_keys=['token', 'type']" in repr(req)
+
+
+def test_gateway_and_handler_round_trip_a_whole_secret_put() -> None:
+    # Given the gateway whose lambda client hands the payload to the handler's service in-process
+    proxy = FakeProxy()
+    svc = _service(proxy)
+    sent: list[dict[str, Any]] = []
+
+    class Loopback:
+        def invoke(self, **kwargs: Any) -> dict[str, Any]:
+            sent.append(json.loads(kwargs["Payload"]))
+            out = svc.serve(sent[-1])
+            return {"StatusCode": 200, "Payload": io.BytesIO(json.dumps(out).encode())}
+
+    gateway = LambdaMcpGateway(function_name="McpProxy", lambda_client=Loopback())  # type: ignore[arg-type]
+    # When the API stores a new credential's secret through it
+    value = {"type": "mcp_oauth", "access_token": SECRET, "refresh_token": "rt", "client_secret": "cs"}
+    assert gateway.put_secret("vaults/vlt_1/vcrd_2", value) is None
+    # Then one put_credential_secret request carried the whole value, and the proxy stored it as is
+    assert sent == [{"op": "put_credential_secret", "name": "vaults/vlt_1/vcrd_2", "value": value}]
+    assert proxy.secrets == {"vaults/vlt_1/vcrd_2": value}
+    # And a store failure comes back as the same SecretStoreError the in-process store raises
+    proxy.raise_ = SecretStoreError("secret 'vaults/vlt_1/vcrd_3': Secrets Manager rejected the write (Throttling: x)")
+    with pytest.raises(SecretStoreError, match=r"rejected the write \(Throttling: x\)"):
+        gateway.put_secret("vaults/vlt_1/vcrd_3", {"token": SECRET})
+
+
 @dataclass
 class FakeContext:
     function_name: str = "McpProxy"
@@ -224,11 +320,14 @@ def test_the_handler_serves_through_the_cached_proxy_and_never_logs_the_request(
     # When the API sends a credential update through it, and the harness a tool call
     event = {"op": "update_credential_secret", "name": "vaults/vlt_1/vcrd_1", "updates": {"token": SECRET}}
     out = mcp_proxy_handler.handler(event, FakeContext())  # type: ignore[arg-type]
+    put = {"op": "put_credential_secret", "name": "vaults/vlt_1/vcrd_2", "value": {"token": SECRET + "-new"}}
+    put_out = mcp_proxy_handler.handler(put, FakeContext())  # type: ignore[arg-type]
     call = {"op": "call_tool", "session_id": "sesn_1", "server_name": "tools", "tool": "echo", "input": {}}
     mcp_proxy_handler.handler(call, FakeContext())  # type: ignore[arg-type]
     # Then the update was applied and answered
     assert out == {"ok": True, "result": {"found": True}}
     assert proxy.secrets["vaults/vlt_1/vcrd_1"] == {"token": SECRET}
+    assert put_out == {"ok": True, "result": {}} and proxy.secrets["vaults/vlt_1/vcrd_2"] == {"token": SECRET + "-new"}
     # And the call's deadline came from the invocation's remaining time
     assert proxy.calls[-1][-1] == 30.0 - DEADLINE_MARGIN_SECONDS
     # And nothing logged the secret value

@@ -1,8 +1,9 @@
 """`McpGateway` (and the vault service's credential seams) through the MCP proxy Lambda (functions/mcp_proxy).
 
-The ModelTurn Lambda lists and calls MCP tools through it; the API Lambda validates credentials and merges partial
-credential updates through it, so neither ever reads a vault secret. Each call is one synchronous invocation of the
-proxy (contract: managed_agents/adapters/aws/mcp_proxy_contract.py):
+The ModelTurn Lambda lists and calls MCP tools through it; the API Lambda validates credentials, stores new
+credentials' secrets and merges partial credential updates through it, so neither ever reads a vault secret nor uses
+the vault key (which Secrets Manager needs for writes too). Each call is one synchronous invocation of the proxy
+(contract: managed_agents/adapters/aws/mcp_proxy_contract.py):
 
 * an error payload is rebuilt into the exception the in-process proxy raises (`McpProxyError` with the same type
   and message, `NotFound`, `InvalidRequest`, `Conflict`, `SecretStoreError`);
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
@@ -29,6 +30,7 @@ from managed_agents.adapters.aws.mcp_proxy_contract import (
     CallToolRequest,
     ListToolsRequest,
     McpProxyResponse,
+    PutCredentialSecretRequest,
     UpdateCredentialSecretRequest,
     ValidateCredentialRequest,
     rebuild_error,
@@ -102,6 +104,10 @@ class LambdaMcpGateway:
             workspace_id=rec.workspace_id, vault_id=str(rec.doc["vault_id"]), credential_id=rec.id
         )
         return cast(JsonObject, self._invoke(req.model_dump(mode="json"), None, f"validating credential {rec.id}"))
+
+    def put_secret(self, name: str, value: Mapping[str, str]) -> None:
+        payload = PutCredentialSecretRequest(name=name, value=dict(value)).model_dump(mode="json")
+        self._invoke(payload, None, "storing a credential's secret")
 
     def merge_update(self, name: str, patch: SecretPatch) -> bool:
         payload = UpdateCredentialSecretRequest.of(name, patch).model_dump(mode="json")

@@ -8,19 +8,27 @@ Requests are discriminated by `op`:
 | `call_tool` | `session_id`, `server_name`, `tool`, `input`, `timeout_seconds`? | `{"content": [blocks], "is_error"}` |
 | `validate_credential` | `workspace_id`, `vault_id`, `credential_id` | the `vault_credential_validation` object |
 | `update_credential_secret` | `name` (`vaults/<vault>/<credential>`), `updates`, `removals` | `{"found": bool}` |
+| `put_credential_secret` | `name` (`vaults/<vault>/<credential>`), `value` (the whole secret) | `{}` |
+
+The two secret writes come from the API Lambda, which may neither read vault secrets nor use their KMS key: Secrets
+Manager needs `kms:GenerateDataKey` and `kms:Decrypt` from whoever creates or changes a secret value encrypted with a
+customer-managed key, and the vault key lets only the proxy decrypt. `put_credential_secret` creates the secret (one
+CreateSecret with the proxy's vault key) or replaces its whole value (one PutSecretValue), never half of it.
 
 The answer is `{"ok": true, "result": {...}}` or `{"ok": false, "error": {"type", "message", "server_name",
 "error_code"}}`: a failure to use an MCP server, a missing resource or a malformed request is a typed payload, not a
 Lambda FunctionError, so the caller rebuilds the exception the in-process proxy would have raised. Error types are
 the MCP session errors (`mcp_connection_failed_error`, `mcp_authentication_failed_error`, with `server_name`), the
 API's own (`not_found_error`, `invalid_request_error`, `conflict_error`), `secret_store_error` and `api_error`.
-No message carries a secret value; an `update_credential_secret` request does, so requests are never logged.
+No message carries a secret value; the `update_credential_secret` and `put_credential_secret` requests do, so requests
+are never logged.
 
 This module imports neither the `mcp` SDK nor boto3: the ModelTurn and API Lambdas load it on their cold path.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
@@ -37,6 +45,7 @@ from managed_agents.ports import (
 
 CREDENTIAL_SECRET_NAME = r"^vaults/vlt_[A-Za-z0-9]{1,64}/vcrd_[A-Za-z0-9]{1,64}$"
 SECRET_FIELD = r"^[a-z_]{1,64}$"
+MAX_SECRET_FIELDS = 32
 SECRET_STORE_ERROR = "secret_store_error"
 API_ERROR = "api_error"
 _API_ERRORS: dict[str, type[ApiError]] = {
@@ -88,7 +97,27 @@ class UpdateCredentialSecretRequest(_Request):
         return SecretPatch(updates=dict(self.updates), removals=set(self.removals))
 
 
-McpProxyRequest = ListToolsRequest | CallToolRequest | ValidateCredentialRequest | UpdateCredentialSecretRequest
+class PutCredentialSecretRequest(_Request):
+    """Carries secret values: never log it (its `repr` shows the keys only)."""
+
+    op: Literal["put_credential_secret"] = "put_credential_secret"
+    name: str = Field(pattern=CREDENTIAL_SECRET_NAME)
+    value: dict[Annotated[str, Field(pattern=SECRET_FIELD)], str] = Field(
+        min_length=1, max_length=MAX_SECRET_FIELDS, repr=False
+    )
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        yield from super().__repr_args__()
+        yield "value_keys", sorted(self.value)
+
+
+McpProxyRequest = (
+    ListToolsRequest
+    | CallToolRequest
+    | ValidateCredentialRequest
+    | UpdateCredentialSecretRequest
+    | PutCredentialSecretRequest
+)
 MCP_PROXY_REQUEST: TypeAdapter[McpProxyRequest] = TypeAdapter(Annotated[McpProxyRequest, Field(discriminator="op")])
 
 
@@ -131,7 +160,7 @@ def failure_of(exc: McpProxyError | ApiError | SecretStoreError) -> dict[str, An
 
 def invalid_request(exc: ValidationError) -> dict[str, Any]:
     """A malformed request, described by field and rule only: pydantic's own message would quote the input,
-    and an update_credential_secret request holds secret values."""
+    and the credential secret requests hold secret values."""
     problems = "; ".join(
         f"{'.'.join(str(p) for p in err['loc']) or 'request'}: {err['msg']}"
         for err in exc.errors(include_url=False, include_input=False, include_context=False)[:5]

@@ -3,7 +3,9 @@
 The proxy (managed_agents/mcp_proxy) is the same code the embedded runtime runs in-process: it resolves the session's
 credential from Secrets Manager, refreshes OAuth tokens (writing the rotated secret back) and keeps warm MCP
 connections, one per (session, server), across the invocations a container serves, within its idle and count
-limits. Every failure it knows becomes a typed error payload (managed_agents/adapters/aws/mcp_proxy_contract.py).
+limits. It also writes the secrets of new and updated credentials for the API, which may not use the vault key (new
+secrets are created here with `MANAGED_AGENTS_VAULT_KMS_KEY_ARN`). Every failure it knows becomes a typed error
+payload (managed_agents/adapters/aws/mcp_proxy_contract.py).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from managed_agents.adapters.aws.mcp_proxy_contract import (
     CallToolRequest,
     ListToolsRequest,
     McpProxyRequest,
+    PutCredentialSecretRequest,
     UpdateCredentialSecretRequest,
     failure,
     failure_of,
@@ -82,6 +85,9 @@ class McpProxyLambda:
             return {"content": result.content, "is_error": result.is_error}
         if isinstance(req, UpdateCredentialSecretRequest):
             return {"found": self.proxy.merge_update(req.name, req.patch())}
+        if isinstance(req, PutCredentialSecretRequest):
+            self.proxy.put_secret(req.name, req.value)
+            return {}
         rec = self.resources.get(CREDENTIAL, req.workspace_id, req.credential_id)
         if rec is None or rec.attrs.get("vault_id") != req.vault_id:
             raise NotFound(
