@@ -6,13 +6,16 @@ bucket, state machine, `LAMBDA_TASK_ROOT` so Powertools tracing is on as in Lamb
 
 - `init_ms`: median wall time of the Lambda init phase, i.e. importing the handler module (for the API: importing
   `uvicorn` and `managed_agents.api.lambda_app` and building the app, which `functions/api/run.sh` does at init);
-- `init_ms_no_pyc`: the same when none of the non-stdlib modules has bytecode: the bundled asset ships no
-  `__pycache__` (stacks/constructs/python_function.py) and /var/task is read-only, so an on-demand init compiles
-  every dependency from source;
+- `init_ms_no_pyc`: the same when none of the non-stdlib modules has bytecode, as with an asset that ships no
+  `__pycache__` (/var/task is read-only, so every init compiles each module from source). The bundled asset compiles
+  its bytecode at build time (`bytecode_script` in stacks/constructs/python_function.py), so `init_ms`, measured with
+  this checkout's bytecode, is the deployed figure; `init_ms_no_pyc` is what that step saves;
 - `first_call_ms` / `warm_call_ms`: the first and the second invocation of the handler in the same process, each with
   a real event of its kind (ModelTurn: a model turn of a fresh session, the key read from Secrets Manager; triggers:
   a new session; API: `GET /v1/agents` with a valid key; provisioner: a stop); `first_call_extra_ms` = first - warm
   is the init the first invocation still pays (deps, boto3 clients, the model client, the first X-Ray segment);
+- `rss_after_init_mb` / `peak_rss_mb`: the process's resident set after the init and its peak (VmHWM) after the two
+  invocations, for memory sizing (the Lambda runtime's own process and the layer's adapter are not included);
 - `by_package`: `-X importtime` self time summed per top-level package; `pulled_by`: which of our modules imports a
   third-party package first, with the cumulative ms of that import (the line to change to shorten the path).
 
@@ -20,8 +23,9 @@ Each entry point runs in two modes: `on-demand` and `snap-start` (AWS_LAMBDA_INI
 Lambda sets it while it builds a SnapStart snapshot; the entry points then prime their deps at init, see
 managed_agents/lambda_init.py). With SnapStart the init runs once, when a version is published; what a restored
 environment still pays is the restore itself (not measurable off AWS: it depends on the snapshot's size and Lambda's
-cache) plus `first_call_extra_ms` of the snap-start mode. Reference rows in the same run: `import boto3`,
-`import anthropic`, `import fastapi`. Python is this machine's (3.11), not the Lambda runtime's.
+cache) plus `first_call_extra_ms` of the snap-start mode. `api_stream` is the API app as the event-stream function
+serves it: one `GET .../events/stream` held open for `STREAM_SECONDS` per invocation. Reference rows in the same run:
+`import boto3`, `import anthropic`, `import fastapi`. Python is this machine's (3.11), not the Lambda runtime's.
 
 Run: `uv run --frozen python bench/lambda_cold_path.py [--runs N] [--quick] [--only model_turn,api]`.
 Timings are wall times on a shared machine: compare rows of the same run, not runs of different days.
@@ -52,6 +56,7 @@ REGION = "us-east-1"
 MARK = "COLDPATH "
 FIRST_PARTY = ("managed_agents", "functions")
 MISSING_SESSION = "sesn_011CZbenchcoldpathmissing"
+STREAM_SECONDS = 1.5  # how long the api_stream invocations hold their stream open
 TRACE_HEADER = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
 
 
@@ -88,6 +93,37 @@ def asgi_get(app, path, headers):
         if message["type"] == "http.response.start": out["status"] = message["status"]
     asyncio.run(app(scope, receive, send))
     if out["status"] != 200: raise RuntimeError(f"HTTP {out['status']}")
+
+def asgi_stream(app, path, headers, seconds):
+    # hold an SSE response open for `seconds`, then disconnect; the bytes received
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
+             "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
+             "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+             "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 8080)}
+    out = {"status": None, "bytes": 0}
+    async def run():
+        gone = asyncio.Event()
+        sent = False
+        async def receive():
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": b"", "more_body": False}
+            await gone.wait()
+            return {"type": "http.disconnect"}
+        async def send(message):
+            if message["type"] == "http.response.start": out["status"] = message["status"]
+            elif message["type"] == "http.response.body": out["bytes"] += len(message.get("body", b""))
+        task = asyncio.ensure_future(app(scope, receive, send))
+        await asyncio.sleep(seconds)
+        gone.set()
+        try:
+            await asyncio.wait_for(task, 5)
+        except asyncio.TimeoutError:
+            pass
+    asyncio.run(run())
+    if out["status"] != 200 or not out["bytes"]: raise RuntimeError(f"stream: {out}")
+    return out["bytes"]
 """
 
 DATA = ("tables", "bucket")
@@ -141,12 +177,30 @@ ENTRY_POINTS = [
         prepare="api_key",
     ),
     EntryPoint(
+        "api_stream",
+        "import uvicorn\nfrom managed_agents.api import lambda_app\napp = lambda_app.app",
+        "asgi_stream(app, f'/v1/sessions/{fixture[\"sessions\"][_n]}/events/stream', {'authorization': "
+        f"f'Bearer {{fixture[\"key\"]}}', 'anthropic-version': '2023-06-01'}}, {STREAM_SECONDS})",
+        env=(*DATA, "stream"),
+        prepare="key_and_sessions",
+    ),
+    EntryPoint(
         "mcp_proxy",
         "from functions.mcp_proxy.handler import handler",
         "",  # import only: its event contract belongs to the MCP proxy work
         env=("tables", "vault"),
     ),
 ]
+
+
+_RSS = """
+def _rss_mb(field):
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith(field + ':'):
+                return int(line.split()[1]) / 1024
+    return None
+"""
 
 
 def child_program(ep: EntryPoint, *, no_pyc: bool) -> str:
@@ -174,6 +228,8 @@ def child_program(ep: EntryPoint, *, no_pyc: bool) -> str:
             ep.init,
             "_t1 = time.perf_counter()",
             "os.write(2, b'COLDPATH-INIT-END\\n')",
+            _RSS,
+            "_rss_init = _rss_mb('VmRSS')",
             _CONTEXT,
             _ASGI_GET,
             "def _call(_n):",
@@ -185,7 +241,8 @@ def child_program(ep: EntryPoint, *, no_pyc: bool) -> str:
             "_t2 = time.perf_counter(); _e1 = _call(0); _t3 = time.perf_counter(); _e2 = _call(1)",
             "_t4 = time.perf_counter()",
             f"print({MARK!r} + json.dumps({{'init': _t1 - _t0, 'first': _t3 - _t2, 'warm': _t4 - _t3, "
-            "'errors': [e for e in (_e1, _e2) if e], 'modules': len(sys.modules)}), flush=True)",
+            "'errors': [e for e in (_e1, _e2) if e], 'modules': len(sys.modules), 'rss_init': _rss_init, "
+            "'rss_peak': _rss_mb('VmHWM')}), flush=True)",
         ]
     )
 
@@ -293,6 +350,9 @@ class Fixtures:
     def api_key(self) -> dict[str, Any]:
         return {"key": self.rt.keys.create_key(self.workspace, name="bench")[1]}
 
+    def key_and_sessions(self) -> dict[str, Any]:
+        return self.api_key() | self.two_sessions()
+
 
 @contextmanager
 def fixtures() -> Iterator[Fixtures]:
@@ -366,6 +426,7 @@ def fixtures() -> Iterator[Fixtures]:
                     SANDBOX_SUBNETS_ENV: "subnet-0bench",
                 },
                 "vault": {VAULT_SECRET_PREFIX_ENV: "bench/vault/"},
+                "stream": {"MANAGED_AGENTS_SSE_PING_SECONDS": "0.5"},  # a ping per poll: the stream sends bytes
                 "moto": {"AWS_ENDPOINT_URL": url},
             }
             yield Fixtures(env, rt, ws, str(agent["id"]), str(environment["id"]))
@@ -438,6 +499,9 @@ def measure(ep: EntryPoint, fx: Fixtures, runs: int) -> None:
             if errors:
                 row["call_errors"] = errors
         row["modules_loaded"] = results[0]["modules"]
+        if results[0]["rss_peak"] is not None:
+            row["rss_after_init_mb"] = round(statistics.median(r["rss_init"] for r in results), 1)
+            row["peak_rss_mb"] = round(statistics.median(r["rss_peak"] for r in results), 1)
         if mode == "on-demand":
             env = lambda_env(fx, ep, mode)
             no_pyc = [run_child(child_program(ep, no_pyc=True), env)[0]["init"] for _ in range(max(1, runs // 2))]
@@ -463,7 +527,7 @@ def main() -> None:
             if only and ep.name not in only:
                 continue
             module = ep.init.splitlines()[-1].split()[1]
-            if ep.name != "api" and not (REPO / (module.replace(".", "/") + ".py")).exists():
+            if not ep.name.startswith("api") and not (REPO / (module.replace(".", "/") + ".py")).exists():
                 emit(bench="lambda_cold_path", entry_point=ep.name, skipped=f"{module} does not exist yet")
                 continue
             measure(ep, fx, runs)

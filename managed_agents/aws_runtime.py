@@ -14,7 +14,7 @@ Environment (set by the CDK stack on the API and task Lambdas):
 | `MANAGED_AGENTS_API_URL` | the API's base URL, which sandbox workers call back |
 | `MANAGED_AGENTS_PROVISIONER_FUNCTION` | the provisioner Lambda; set: `cloud` sessions get Fargate sandboxes |
 | `MANAGED_AGENTS_ADMIN_KEY_SECRET_ARN` | API Lambda: the admin key secret, registered on the first request |
-| `MANAGED_AGENTS_MCP_PROXY_FUNCTION` | the MCP proxy Lambda; set: MCP toolsets work and vault credentials validate |
+| `MANAGED_AGENTS_MCP_PROXY_FUNCTION` | the MCP proxy Lambda; set: MCP toolsets work and vault secrets can be written |
 | `MANAGED_AGENTS_VAULT_SECRET_PREFIX` | Secrets Manager prefix of vault secrets; set: the vault API is served |
 
 plus the sandbox variables and every `MANAGED_AGENTS_*` harness and server setting: all of them are declared in
@@ -26,9 +26,13 @@ invocation, so nothing here calls AWS when imported (SnapStart snapshots stay fr
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import importlib
 import json
 import os
+import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -40,10 +44,11 @@ from managed_agents.adapters.aws.polling_notifier import PollingNotifier
 from managed_agents.adapters.aws.step_functions_orchestrator import StepFunctionsOrchestrator
 from managed_agents.domain.clock import Clock, SystemClock
 from managed_agents.domain.errors import ServiceUnavailable
+from managed_agents.domain.events import JsonObject
 from managed_agents.harness.state_cache import StateCache
 from managed_agents.harness.turn import HarnessDeps
 from managed_agents.lambda_init import init_runs_ahead
-from managed_agents.ports import ModelClient, SecretPatch
+from managed_agents.ports import CancelToken, ModelClient, ModelResponse, SecretPatch, StreamListener
 from managed_agents.services.agents import AgentService
 from managed_agents.services.common import Services
 from managed_agents.services.environments import EnvironmentService
@@ -72,12 +77,14 @@ __all__ = [
     "AwsClients",
     "AwsDeps",
     "AwsSettings",
+    "DeferredModel",
     "build_aws_deps",
     "build_aws_runtime",
     "lambda_deps",
     "model_api_key",
     "prime_clients",
     "prime_lambda_deps",
+    "sdk_model",
 ]
 
 if TYPE_CHECKING:
@@ -156,12 +163,13 @@ def build_aws_runtime(
     sessions.work = work if provisioner is not None else None
     secrets, vaults = None, None
     if settings.vault_secret_prefix:
-        # The API writes vault secrets and never reads one: merges and validation go through the MCP proxy Lambda.
+        # The API neither reads nor writes vault secrets: writing a value encrypted with the vault key needs
+        # kms:Decrypt, which the key allows the MCP proxy alone, so new secrets, merges and validation all go through
+        # the MCP proxy Lambda. The API only deletes them (DeleteSecret/DescribeSecret use no key): the vault service
+        # calls nothing else on this store.
         from managed_agents.adapters.aws.secrets_manager_store import SecretsManagerSecretStore  # imports boto3
 
-        secrets = SecretsManagerSecretStore(
-            prefix=settings.vault_secret_prefix, client=clients.secretsmanager, kms_key_id=settings.vault_kms_key_arn
-        )
+        secrets = SecretsManagerSecretStore(prefix=settings.vault_secret_prefix, client=clients.secretsmanager)
         gateway = mcp_gateway(settings, clients)
         vaults = VaultService(svc, secrets, prober=gateway, credential_secrets=gateway or _NoMcpProxy())
         sessions.vaults = vaults
@@ -183,14 +191,22 @@ def build_aws_runtime(
 
 
 def mcp_gateway(settings: AwsSettings, clients: AwsClients) -> LambdaMcpGateway | None:
-    """The MCP proxy Lambda as the harness's MCP gateway and the vault service's reader, when one is deployed."""
+    """The MCP proxy Lambda, when one is deployed: the harness's MCP gateway, and the vault service's secret writer
+    and credential prober."""
     if not settings.mcp_proxy_function:
         return None
     return LambdaMcpGateway(function_name=settings.mcp_proxy_function, lambda_client=clients.lambda_)
 
 
 class _NoMcpProxy:
-    """Without the MCP proxy Lambda nothing may read a stored vault secret, so partial secret updates cannot merge."""
+    """Without the MCP proxy Lambda no vault secret can be written: the API may not use the vault key, and a partial
+    update would have to read the stored secret."""
+
+    def put_secret(self, name: str, value: Mapping[str, str]) -> None:
+        raise ServiceUnavailable(
+            "storing a credential's secret needs the MCP proxy Lambda, the only user of the vault key"
+            " (MANAGED_AGENTS_MCP_PROXY_FUNCTION is not set)"
+        )
 
     def merge_update(self, name: str, patch: SecretPatch) -> bool:
         raise ServiceUnavailable(
@@ -225,6 +241,35 @@ def model_api_key(settings: AwsSettings, *, secrets_client: SecretsManagerClient
     return raw
 
 
+class DeferredModel:
+    """The task Lambdas' model client: the SDK is imported and its client made on the first model request.
+
+    ToolWait builds the same HarnessDeps as ModelTurn but never calls the model, so it no longer imports the SDK
+    (about a second on its first invocation). The key is resolved before (`AwsDeps.harness`), so a key that cannot be
+    read still fails the invocation before the turn appends anything.
+    """
+
+    def __init__(self, build: Callable[[], ModelClient]) -> None:
+        self._build = build
+        self._model: ModelClient | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def built(self) -> bool:
+        return self._model is not None
+
+    def model(self) -> ModelClient:
+        with self._lock:
+            if self._model is None:
+                self._model = self._build()
+            return self._model
+
+    def stream_message(
+        self, request: JsonObject, *, cancel: CancelToken | None = None, on_event: StreamListener | None = None
+    ) -> ModelResponse:
+        return self.model().stream_message(request, cancel=cancel, on_event=on_event)
+
+
 @dataclass
 class AwsDeps:
     """What a task Lambda needs, built once per container on the first invocation."""
@@ -235,16 +280,17 @@ class AwsDeps:
     model: ModelClient | None = None
     _harness: HarnessDeps | None = field(default=None, repr=False)
 
+    @functools.cached_property
+    def mcp(self) -> LambdaMcpGateway | None:
+        return mcp_gateway(self.settings, self.clients)
+
     @property
     def harness(self) -> HarnessDeps:
         if self._harness is None:
-            from managed_agents.adapters.anthropic_model import AnthropicMessagesModel  # the SDK: ModelTurn only
-
-            model = self.model or AnthropicMessagesModel(
-                api_key=model_api_key(self.settings, secrets_client=self.clients.secretsmanager),
-                base_url=os.environ.get("ANTHROPIC_BASE_URL") or None,
-                timeout=self.settings.model_timeout_seconds,
-            )
+            model = self.model
+            if model is None:
+                api_key = model_api_key(self.settings, secrets_client=self.clients.secretsmanager)
+                model = DeferredModel(functools.partial(sdk_model, api_key, self.settings.model_timeout_seconds))
             rt = self.runtime
             hands = rt.work.ensure_for_session if rt.work is not None else None
             self._harness = HarnessDeps(
@@ -255,11 +301,20 @@ class AwsDeps:
                 self.settings,
                 rt.notifier,
                 hands=hands,
-                mcp=mcp_gateway(self.settings, self.clients),
+                mcp=self.mcp,
                 # a warm container's next ModelTurn of a session reads only the events logged since its last one
                 states=StateCache(),
             )
         return self._harness
+
+
+def sdk_model(api_key: str | None, timeout: float) -> ModelClient:
+    """The model on the official SDK (imports it: ModelTurn only), at ANTHROPIC_BASE_URL when set."""
+    from managed_agents.adapters.anthropic_model import AnthropicMessagesModel
+
+    return AnthropicMessagesModel(
+        api_key=api_key, base_url=os.environ.get("ANTHROPIC_BASE_URL") or None, timeout=timeout
+    )
 
 
 def build_aws_deps(
@@ -277,23 +332,58 @@ def lambda_deps() -> AwsDeps:
 
 
 def prime_clients(rt: Runtime) -> None:
-    """Create the boto3 client of the DynamoDB session stores now rather than on their first request."""
+    """Create the boto3 clients of the session stores (DynamoDB) and of the orchestrator (Step Functions, where
+    sessions are woken) now rather than on their first request."""
     for store in (rt.events, rt.resources):
         if isinstance(store, DynamoDbEventStore | DynamoDbResourceStore):
             store.dynamodb.meta.service_model  # noqa: B018 -- touching the property creates the client
+    if isinstance(rt.sessions.svc.orchestrator, StepFunctionsOrchestrator):
+        rt.sessions.svc.orchestrator.sfn.meta.service_model  # noqa: B018
 
 
-def prime_lambda_deps(*, model_sdk: bool = False) -> None:
+# What the model SDK imports on its first request rather than at `import anthropic`: httpx2's transport
+# (httpcore2, truststore), h11, anyio's asyncio backend and the OpenTelemetry trace propagator. A name a later SDK no
+# longer uses is skipped.
+MODEL_REQUEST_MODULES = ("httpcore2", "h11", "anyio._backends._asyncio", "opentelemetry.propagate")
+
+
+def prime_lambda_deps(*, model_sdk: bool = False, task_tokens: bool = False) -> None:
     """At an ahead-of-time init (SnapStart, provisioned concurrency), do what the first invocation would otherwise
-    pay for: build the container's deps and their DynamoDB client, and import the model SDK when the function calls
-    the model. An on-demand init skips this (its first invocation follows at once and would pay the same), and so do
-    tests and tools that import a handler.
+    pay for: build the container's deps and their boto3 clients (DynamoDB; Step Functions where sessions are woken,
+    or with `task_tokens` where task tokens are answered), and with `model_sdk`, in a function that has a model key
+    (ModelTurn), the Secrets Manager client the key is read with, the Lambda clients of the sandbox provisioner and
+    the MCP proxy, and the model SDK with what its first request imports. An on-demand init skips this (its first
+    invocation follows at once and would pay the same), and so do tests and tools that import a handler.
 
-    Nothing here sends a request to an AWS service or reads a secret (the model key is read on the first invocation),
-    so the snapshot holds no secret: creating a boto3 client loads its service model and resolves credentials.
+    Nothing here sends a request or reads a secret (the model key is read on the first invocation), so the snapshot
+    holds no secret: creating a boto3 client loads its service model and resolves credentials.
     """
     if not init_runs_ahead():
         return
-    prime_clients(lambda_deps().runtime)
-    if model_sdk:
-        import managed_agents.adapters.anthropic_model  # noqa: F401 -- importing the SDK is the ~1 s worth snapshotting
+    deps = lambda_deps()
+    prime_clients(deps.runtime)
+    if task_tokens:
+        deps.clients.sfn().meta.service_model  # noqa: B018
+    if model_sdk and (deps.settings.model_api_key_secret_arn or os.environ.get("ANTHROPIC_API_KEY")):
+        _prime_model_turn(deps)
+
+
+def _prime_model_turn(deps: AwsDeps) -> None:
+    if deps.settings.model_api_key_secret_arn:
+        import boto3
+        from aws_lambda_powertools.utilities import parameters  # noqa: F401 -- model_api_key's reader
+
+        from managed_agents.adapters.aws import botocore_log_redaction
+
+        botocore_log_redaction.install()
+        if deps.clients.secretsmanager is None:
+            deps.clients.secretsmanager = boto3.client("secretsmanager")
+    provisioner = deps.runtime.work.provisioner if deps.runtime.work is not None else None
+    for function in (provisioner, deps.mcp):
+        if isinstance(function, LambdaSandboxProvisioner | LambdaMcpGateway):
+            function.client.meta.service_model  # noqa: B018
+    import managed_agents.adapters.anthropic_model  # noqa: F401 -- importing the SDK is the ~1 s worth snapshotting
+
+    for name in MODEL_REQUEST_MODULES:
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)

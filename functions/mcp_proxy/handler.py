@@ -1,7 +1,8 @@
 """MCP proxy Lambda: the only principal that reads vault credential secrets (architecture: "Credentials").
 
 Invoked synchronously by `LambdaMcpGateway` (ModelTurn: list_tools, call_tool; API: validate_credential,
-update_credential_secret) with a request of managed_agents/adapters/aws/mcp_proxy_contract.py; answers
+put_credential_secret, update_credential_secret: it writes every vault secret value, as the only user of the vault
+key) with a request of managed_agents/adapters/aws/mcp_proxy_contract.py; answers
 `{"ok": true, "result"}` or a typed `{"ok": false, "error"}`. The proxy and its warm MCP connections live as long as
 the container. Requests may carry secret values: the event is never logged.
 """
@@ -16,6 +17,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from managed_agents.adapters.aws.mcp_proxy_service import McpProxyLambda, build_mcp_proxy_lambda
 from managed_agents.observability import logger, metrics, tracer
 from managed_agents.settings import McpProxyLambdaSettings
+
+# X-Ray: the MCP servers' calls too (observability.TRACED_MODULES); a no-op when tracing is off
+tracer.patch(("httpx",))
 
 
 @functools.cache

@@ -27,5 +27,5 @@ def handler(event: dict[str, Any], context: LambdaContext) -> None:
 
 
 lambda_handler = handler
-# SnapStart: the deps and their DynamoDB client go into the snapshot (no-op on an on-demand init).
-prime_lambda_deps()
+# SnapStart: the deps and their DynamoDB and Step Functions clients go into the snapshot (no-op on an on-demand init).
+prime_lambda_deps(task_tokens=True)
