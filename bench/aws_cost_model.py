@@ -61,6 +61,9 @@ PRICES = {
     "dynamodb_storage_per_gb_month": 0.25,
     "fargate_arm_per_vcpu_hour": 0.03238,
     "fargate_arm_per_gb_hour": 0.00356,
+    # Fargate Spot runs X86_64 tasks only (sandboxSpot switches the task to x86): its discount applies to these
+    "fargate_x86_per_vcpu_hour": 0.04048,
+    "fargate_x86_per_gb_hour": 0.004445,
     "apigateway_rest_per_request": 3.50 / 1_000_000,
     "cloudwatch_logs_ingest_per_gb": 0.50,
     "secretsmanager_per_api_call": 0.05 / 10_000,
@@ -571,7 +574,7 @@ def cost_hour(
     model_seconds: float,
     client: str,
     memory_mb: dict[str, int] | None = None,
-    sandbox_price_factor: float = 1.0,
+    spot_discount: float | None = None,
 ) -> tuple[dict[str, float], dict[str, Any]]:
     memory = {**run.memory_mb, **(memory_mb or {})}
     w = run.window
@@ -635,8 +638,7 @@ def cost_hour(
         "api_gateway": requests_h * p["apigateway_rest_per_request"],
         "dynamodb_requests": wru_h * p["dynamodb_per_wru"] + rru_h * p["dynamodb_per_rru"],
         "dynamodb_storage_month": stored_h / 1e9 * p["dynamodb_storage_per_gb_month"],
-        "fargate_sandbox": sandbox_price_factor
-        * (SANDBOX_VCPU * p["fargate_arm_per_vcpu_hour"] + SANDBOX_GB * p["fargate_arm_per_gb_hour"]),
+        "fargate_sandbox": sandbox_hour(spot_discount),
         "sandbox_public_ipv4": p["public_ipv4_per_hour"],
         "cloudwatch_logs": log_h / 1e9 * p["cloudwatch_logs_ingest_per_gb"],
         "secrets_manager": secrets_h * p["secretsmanager_per_api_call"],
@@ -654,6 +656,45 @@ def cost_hour(
         "secret_reads": round(secrets_h),
     }
     return cost, counts
+
+
+def sandbox_hour(spot_discount: float | None = None) -> float:
+    """The reference sandbox's hour: ARM64 on demand, or x86 at the Spot discount (Spot runs no ARM64 tasks)."""
+    p = PRICES
+    if spot_discount is None:
+        return SANDBOX_VCPU * p["fargate_arm_per_vcpu_hour"] + SANDBOX_GB * p["fargate_arm_per_gb_hour"]
+    x86 = SANDBOX_VCPU * p["fargate_x86_per_vcpu_hour"] + SANDBOX_GB * p["fargate_x86_per_gb_hour"]
+    return (1 - spot_discount) * x86
+
+
+def design_floor(spot_discount: float, *, model_seconds: float) -> dict[str, Any]:
+    """What the mandated design costs an active session-hour before any of our own overhead, at list prices.
+
+    Each item is the least its component can cost: the sandbox runs the whole hour (the worker in it follows the
+    session); the worker's and the client's event streams are each an API Lambda invocation held open all hour
+    (API Gateway REST with response streaming in front of Lambda), at Lambda's smallest size; the sandbox's public
+    IPv4 address (no NAT gateway); the ModelTurn Lambda waiting for the model's response at 128 MB; one DynamoDB
+    write per event of a turn (4 events at 1 WRU, no index, no transaction). Step Functions count nothing here: many
+    model turns can share an execution's three transitions.
+    """
+    p = PRICES
+    stream = 3600 * 128 / 1024 * p["lambda_arm_per_gb_second"] + p["lambda_per_request"] * 3600 / 840
+    items = {
+        "sandbox_on_demand_arm64": sandbox_hour(None),
+        f"sandbox_spot_x86_{spot_discount:.0%}_off": sandbox_hour(spot_discount),
+        "two_event_streams_128mb": 2 * stream,
+        "sandbox_public_ipv4": p["public_ipv4_per_hour"],
+        "model_wait_128mb": TURNS_PER_HOUR * model_seconds * 128 / 1024 * p["lambda_arm_per_gb_second"],
+        "four_event_writes_per_turn": TURNS_PER_HOUR * 4 * p["dynamodb_per_wru"],
+    }
+    rest = sum(
+        v for k, v in items.items() if not k.startswith("sandbox_on_demand") and not k.startswith("sandbox_spot")
+    )
+    return {
+        "usd": {k: round(v, 5) for k, v in items.items()},
+        "total_usd_on_demand": round(items["sandbox_on_demand_arm64"] + rest, 4),
+        "total_usd_spot": round(items[f"sandbox_spot_x86_{spot_discount:.0%}_off"] + rest, 4),
+    }
 
 
 def main() -> None:
@@ -702,27 +743,27 @@ def main() -> None:
     )
     cost, counts = cost_hour(run, model_seconds=args.model_seconds, client=args.client)
     total = sum(cost.values())
-    spot = 1 - args.spot_discount
+    spot = args.spot_discount
+    # ModelTurn peaks near 125 MB of Python heap (bench/lambda_cold_path.py): 256 MB holds it with the runtime. The
+    # event-stream function peaks near 80 MB: with the runtime and the web adapter, 128 MB is too tight to rely on.
+    small_model_turn = {"ModelTurn": 256}
+    smallest = {"ApiStream": 128, "ModelTurn": 256}
     what_if = {
         name: round(
             sum(
-                cost_hour(run, model_seconds=args.model_seconds, client=c, memory_mb=mem, sandbox_price_factor=factor)[
+                cost_hour(run, model_seconds=args.model_seconds, client=c, memory_mb=mem, spot_discount=discount)[
                     0
                 ].values()
             ),
             4,
         )
-        for name, c, mem, factor in (
-            ("client_polls_every_2s", "polling", None, 1.0),
-            ("stream_function_128mb", args.client, {"ApiStream": 128}, 1.0),
-            ("model_turn_512mb", args.client, {"ModelTurn": 512}, 1.0),
-            (f"sandbox_on_fargate_spot_{args.spot_discount:.0%}_off", args.client, None, spot),
-            (
-                "all_of_the_above_but_polling",
-                args.client,
-                {"ApiStream": 128, "ModelTurn": 512},
-                spot,
-            ),
+        for name, c, mem, discount in (
+            ("client_polls_every_2s", "polling", None, None),
+            ("stream_function_128mb", args.client, {"ApiStream": 128}, None),
+            ("model_turn_256mb", args.client, {"ModelTurn": 256}, None),
+            (f"sandbox_on_fargate_spot_x86_{spot:.0%}_off", args.client, None, spot),
+            ("spot_and_model_turn_256mb", args.client, small_model_turn, spot),
+            ("spot_model_turn_256mb_stream_128mb", args.client, smallest, spot),
         )
     }
     emit(
@@ -741,6 +782,7 @@ def main() -> None:
         goal_usd=GOAL_PER_HOUR,
         meets_goal=total <= GOAL_PER_HOUR,
         total_usd_what_if=what_if,
+        design_floor=design_floor(spot, model_seconds=args.model_seconds),
         hosted_usd=HOSTED_PER_HOUR,
         prices=PRICES,
         prices_source=PRICES_SOURCE,
