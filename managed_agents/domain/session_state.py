@@ -201,11 +201,9 @@ def _apply(st: SessionState, ev: StoredEvent) -> None:
         st.status = new_status
         if new_status in ("idle", "terminated"):
             st.interrupt_seq = None
-            if st.calls and all(c.resolved for c in st.calls):
-                # calls settled by the stop itself (an interrupt's error results): the model is not asked again
-                # now; their results go with the next user turn
-                _add_user_blocks(st, [c.tool_result_block() for c in st.calls])
-                st.calls = []
+            # calls settled by the stop itself (an interrupt's error results): the model is not asked again now;
+            # their results go with the next user turn
+            _add_user_blocks(st, _take_settled_results(st))
             # an idle session retries nothing: a pending retry (e.g. cut short by an interrupt) is dropped and the
             # next turn starts with a fresh attempt budget
             st.consecutive_errors = 0
@@ -218,13 +216,18 @@ def _apply(st: SessionState, ev: StoredEvent) -> None:
 
 
 def _flush_user_turn(st: SessionState) -> None:
-    blocks: list[JsonObject] = []
-    if st.calls and all(c.resolved for c in st.calls):
-        blocks.extend(c.tool_result_block() for c in st.calls)
-        st.calls = []
-    blocks.extend(st.pending)
+    blocks = _take_settled_results(st) + st.pending
     st.pending = []
     _add_user_blocks(st, blocks)
+
+
+def _take_settled_results(st: SessionState) -> list[JsonObject]:
+    """The tool_result blocks of the last assistant turn's calls once all are settled (the calls are then done)."""
+    if not st.calls or not all(c.resolved for c in st.calls):
+        return []
+    blocks = [c.tool_result_block() for c in st.calls]
+    st.calls = []
+    return blocks
 
 
 def _add_user_blocks(st: SessionState, blocks: list[JsonObject]) -> None:
