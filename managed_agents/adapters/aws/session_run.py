@@ -86,6 +86,11 @@ def model_turn(
     def more_time() -> bool:
         return seconds_left is None or seconds_left() > reserve
 
+    def reply(outcome: TurnOutcome, reason: str = "", wait_seconds: int = 0) -> ModelTurnOutput:
+        return ModelTurnOutput(
+            session_id=req.session_id, turns=req.turns + 1, outcome=outcome, wait_seconds=wait_seconds, reason=reason
+        )
+
     with ownership_watch(harness.resources, req.session_id, req.execution) as cancel:
         outcome = advance(req.session_id, harness, cancel)
         steps = 1
@@ -99,47 +104,23 @@ def model_turn(
                 steps += 1  # the limit counts steps that ran again, not the looks at what an inline wait saw
             elif isinstance(outcome, Parked):
                 if not finish_run(harness.resources, req.session_id, req.execution):
-                    return ModelTurnOutput(
-                        session_id=req.session_id,
-                        turns=req.turns + 1,
-                        outcome="parked",
-                        wait_seconds=0,
-                        reason=outcome.reason,
-                    )
+                    return reply("parked", outcome.reason)
                 steps += 1  # woken: something was posted during the run (a tool result's wake, a message)
             else:
                 break
             outcome = advance(req.session_id, harness, cancel)
-    turns = req.turns + 1
     if isinstance(outcome, RunAgain):
-        reason = "interrupted" if cancel.cancelled else ""
-        if cancel.cancelled:  # another execution owns the run now: end this one
-            return ModelTurnOutput(
-                session_id=req.session_id, turns=turns, outcome="parked", wait_seconds=0, reason=reason
-            )
-        return ModelTurnOutput(session_id=req.session_id, turns=turns, outcome="run_again", wait_seconds=0)
+        # cancelled: another execution owns the run now, so this one ends
+        return reply("parked", "interrupted") if cancel.cancelled else reply("run_again")
     if isinstance(outcome, RetryAfter):
-        wait = math.ceil(outcome.seconds)
-        return ModelTurnOutput(
-            session_id=req.session_id, turns=turns, outcome="retry_after", wait_seconds=wait, reason="model_error"
-        )
+        return reply("retry_after", "model_error", math.ceil(outcome.seconds))
     if isinstance(outcome, WaitForTools):
         left = (outcome.deadline - harness.clock.now()).total_seconds()
-        return ModelTurnOutput(
-            session_id=req.session_id,
-            turns=turns,
-            outcome="wait_for_tools",
-            wait_seconds=max(0, math.ceil(left)),
-            reason="tool_results",
-        )
+        return reply("wait_for_tools", "tool_results", max(0, math.ceil(left)))
     assert isinstance(outcome, Parked)
     if finish_run(harness.resources, req.session_id, req.execution):
-        return ModelTurnOutput(
-            session_id=req.session_id, turns=turns, outcome="run_again", wait_seconds=0, reason="woken"
-        )
-    return ModelTurnOutput(
-        session_id=req.session_id, turns=turns, outcome="parked", wait_seconds=0, reason=outcome.reason
-    )
+        return reply("run_again", "woken")
+    return reply("parked", outcome.reason)
 
 
 def logged_after(events: EventStore, session_id: str, seq: int, cancel: CancelToken, seconds: float) -> bool:
