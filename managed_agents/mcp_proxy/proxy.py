@@ -352,13 +352,17 @@ class McpProxy:
     def put_secret(self, name: str, value: Mapping[str, str]) -> None:
         """Create a credential's secret or replace its whole value, serialized with this proxy's OAuth refreshes of
         it (a refresh that read the old value does not write it back over the new one in this process)."""
-        with self.resolver._lock(name.rsplit("/", 1)[-1]):  # secret names end with the credential id
+        with self._secret_lock(name):
             self.resolver.secrets.put(name, value)
 
     def merge_update(self, name: str, patch: SecretPatch) -> bool:
         """Apply a credential update to its stored secret, serialized with this proxy's OAuth refreshes of it."""
-        with self.resolver._lock(name.rsplit("/", 1)[-1]):  # secret names end with the credential id
+        with self._secret_lock(name):
             return merge_secret(self.resolver.secrets, name, patch)
+
+    def _secret_lock(self, name: str) -> threading.Lock:
+        """The lock the resolver's OAuth refreshes of this credential hold (secret names end with its id)."""
+        return self.resolver._lock(name.rsplit("/", 1)[-1])
 
     # --- mcp_oauth_validate (services.vaults.CredentialProber) ---
 
