@@ -310,7 +310,7 @@ class ManagedAgentsStack(Stack):
             "Query on the resources table's own secondary indexes (by_time, lookup1..3): the statement covers that "
             "one table's indexes only, and Query is its only action."
         )
-        for fn in (
+        event_log_users = (
             self.model_turn,
             self.report_failure,
             self.triggers_function,
@@ -318,19 +318,10 @@ class ManagedAgentsStack(Stack):
             self.api.stream_function,
             self.tool_wait,
             self.reaper,
-        ):
+        )
+        for fn in event_log_users:
             acknowledge(fn.role, "AwsSolutions-IAM5", spill, spill_objects)
-        for fn in (
-            self.model_turn,
-            self.report_failure,
-            self.triggers_function,
-            self.api.function,
-            self.api.stream_function,
-            self.tool_wait,
-            self.mcp_proxy,
-            self.provisioner,
-            self.reaper,
-        ):
+        for fn in (*event_log_users, self.mcp_proxy, self.provisioner):
             acknowledge(fn.role, "AwsSolutions-IAM5", index, resources_index)
         for fn in (self.tool_wait, self.api.function, self.reaper):
             acknowledge(fn.role, "AwsSolutions-IAM5", task_response, "Resource::*")
