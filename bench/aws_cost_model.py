@@ -667,7 +667,7 @@ def sandbox_hour(spot_discount: float | None = None) -> float:
     return (1 - spot_discount) * x86
 
 
-def design_floor(spot_discount: float, *, model_seconds: float) -> dict[str, Any]:
+def design_floor(spot_discount: float, *, model_seconds: float, stream_max_seconds: float) -> dict[str, Any]:
     """What the mandated design costs an active session-hour before any of our own overhead, at list prices.
 
     Each item is the least its component can cost: the sandbox runs the whole hour (the worker in it follows the
@@ -678,22 +678,20 @@ def design_floor(spot_discount: float, *, model_seconds: float) -> dict[str, Any
     model turns can share an execution's three transitions.
     """
     p = PRICES
-    stream = 3600 * 128 / 1024 * p["lambda_arm_per_gb_second"] + p["lambda_per_request"] * 3600 / 840
-    items = {
-        "sandbox_on_demand_arm64": sandbox_hour(None),
-        f"sandbox_spot_x86_{spot_discount:.0%}_off": sandbox_hour(spot_discount),
+    stream = 3600 * 128 / 1024 * p["lambda_arm_per_gb_second"] + p["lambda_per_request"] * 3600 / stream_max_seconds
+    besides_sandbox = {
         "two_event_streams_128mb": 2 * stream,
         "sandbox_public_ipv4": p["public_ipv4_per_hour"],
         "model_wait_128mb": TURNS_PER_HOUR * model_seconds * 128 / 1024 * p["lambda_arm_per_gb_second"],
         "four_event_writes_per_turn": TURNS_PER_HOUR * 4 * p["dynamodb_per_wru"],
     }
-    rest = sum(
-        v for k, v in items.items() if not k.startswith("sandbox_on_demand") and not k.startswith("sandbox_spot")
-    )
+    on_demand, spot = sandbox_hour(None), sandbox_hour(spot_discount)
+    items = {"sandbox_on_demand_arm64": on_demand, f"sandbox_spot_x86_{spot_discount:.0%}_off": spot, **besides_sandbox}
+    rest = sum(besides_sandbox.values())
     return {
         "usd": {k: round(v, 5) for k, v in items.items()},
-        "total_usd_on_demand": round(items["sandbox_on_demand_arm64"] + rest, 4),
-        "total_usd_spot": round(items[f"sandbox_spot_x86_{spot_discount:.0%}_off"] + rest, 4),
+        "total_usd_on_demand": round(on_demand + rest, 4),
+        "total_usd_spot": round(spot + rest, 4),
     }
 
 
@@ -782,7 +780,7 @@ def main() -> None:
         goal_usd=GOAL_PER_HOUR,
         meets_goal=total <= GOAL_PER_HOUR,
         total_usd_what_if=what_if,
-        design_floor=design_floor(spot, model_seconds=args.model_seconds),
+        design_floor=design_floor(spot, model_seconds=args.model_seconds, stream_max_seconds=run.sse_max_seconds),
         hosted_usd=HOSTED_PER_HOUR,
         prices=PRICES,
         prices_source=PRICES_SOURCE,
