@@ -334,7 +334,7 @@ class Fixtures:
     environment: str
 
     def two_sessions(self) -> dict[str, Any]:
-        from managed_agents.api.models.sessions import SessionCreateParams
+        from managed_agents.wire.sessions import SessionCreateParams
 
         first = {"type": "user.message", "content": [{"type": "text", "text": "hi"}]}
         params = {"agent": self.agent, "environment_id": self.environment, "initial_events": [first]}
@@ -364,8 +364,6 @@ def fixtures() -> Iterator[Fixtures]:
 
     from managed_agents.adapters.aws.dynamodb_event_store import create_events_table
     from managed_agents.adapters.aws.dynamodb_resource_store import create_resources_table
-    from managed_agents.api.models.agents import AgentCreateParams
-    from managed_agents.api.models.environments import EnvironmentCreateParams
     from managed_agents.aws_runtime import AwsClients, build_aws_runtime
     from managed_agents.settings import (
         API_URL_ENV,
@@ -382,6 +380,8 @@ def fixtures() -> Iterator[Fixtures]:
     )
     from managed_agents.testing.loopback import free_port
     from managed_agents.testing.scripted_model import ScriptedModelServer
+    from managed_agents.wire.agents import AgentCreateParams
+    from managed_agents.wire.environments import EnvironmentCreateParams
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto server's request log
     port = free_port()

@@ -19,12 +19,12 @@ from _common import emit
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 
-from managed_agents.api.models.agents import AgentCreateParams
-from managed_agents.api.models.environments import EnvironmentCreateParams
-from managed_agents.api.models.sessions import SessionCreateParams
-from managed_agents.api.models.vaults import CredentialCreateParams, VaultCreateParams
 from managed_agents.settings import ServerSettings
 from managed_agents.testing.mcp_servers import McpTestServer
+from managed_agents.wire.agents import AgentCreateParams
+from managed_agents.wire.environments import EnvironmentCreateParams
+from managed_agents.wire.sessions import SessionCreateParams
+from managed_agents.wire.vaults import CredentialCreateParams, VaultCreateParams
 from managed_agents.wiring import build_local_runtime
 
 TOKEN = "bench-token-0123456789"

@@ -11,15 +11,6 @@ from typing import cast
 
 from pydantic import BaseModel
 
-from managed_agents.api.models.agents import (
-    AgentCreateParams,
-    AgentToolsetParams,
-    AgentUpdateParams,
-    CustomToolParams,
-    MCPToolsetParams,
-    ModelConfigParams,
-    URLMCPServerParams,
-)
 from managed_agents.domain.clock import rfc3339
 from managed_agents.domain.errors import Conflict, InvalidRequest, NotFound
 from managed_agents.domain.events import JsonObject
@@ -28,6 +19,15 @@ from managed_agents.harness.tools import BUILTIN_TOOLS
 from managed_agents.ports import ListQuery, Record
 from managed_agents.services.common import Services, archive_record, check_metadata, list_page, patch_metadata, render
 from managed_agents.services.records import mutate
+from managed_agents.wire.agents import (
+    AgentCreateParams,
+    AgentToolsetParams,
+    AgentUpdateParams,
+    CustomToolParams,
+    MCPToolsetParams,
+    ModelConfigParams,
+    URLMCPServerParams,
+)
 
 DEFAULT_EFFORT = "high"
 TOOLSET_DEFAULT_POLICY = {"agent_toolset_20260401": "always_allow", "mcp_toolset": "always_ask"}
@@ -216,7 +216,7 @@ class AgentService:
             servers_p = params.mcp_servers if "mcp_servers" in fields else None
             if tools_p is None and "tools" not in fields:
                 # validate new servers against the stored tools by re-parsing them
-                from managed_agents.api.models.agents import AgentCreateParams as _C
+                from managed_agents.wire.agents import AgentCreateParams as _C
 
                 tools_p = _C.model_validate({"name": "x", "model": "x", "tools": doc["tools"]}).tools
             if servers_p is None and "mcp_servers" not in fields:

@@ -4,13 +4,6 @@ from __future__ import annotations
 
 from typing import cast
 
-from managed_agents.api.models.environments import (
-    CloudConfigParams,
-    EnvironmentCreateParams,
-    EnvironmentUpdateParams,
-    LimitedNetwork,
-    SelfHostedConfigParams,
-)
 from managed_agents.domain.clock import rfc3339
 from managed_agents.domain.errors import Conflict, InvalidRequest, NotFound
 from managed_agents.domain.events import JsonObject
@@ -18,6 +11,13 @@ from managed_agents.domain.ids import new_id
 from managed_agents.ports import ListQuery, Record
 from managed_agents.services.common import Services, archive_record, check_metadata, list_page, patch_metadata, render
 from managed_agents.services.records import mutate
+from managed_agents.wire.environments import (
+    CloudConfigParams,
+    EnvironmentCreateParams,
+    EnvironmentUpdateParams,
+    LimitedNetwork,
+    SelfHostedConfigParams,
+)
 
 PACKAGE_MANAGERS = ("apt", "cargo", "gem", "go", "npm", "pip")
 

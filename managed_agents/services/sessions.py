@@ -15,21 +15,6 @@ from typing import cast
 
 from pydantic import BaseModel
 
-from managed_agents.api.models.agents import AgentCreateParams
-from managed_agents.api.models.sessions import (
-    AgentRefParams,
-    AgentWithOverridesParams,
-    EventParams,
-    SessionCreateParams,
-    SessionUpdateParams,
-    SystemMessageParams,
-    UserCustomToolResultParams,
-    UserDefineOutcomeParams,
-    UserInterruptParams,
-    UserMessageParams,
-    UserToolConfirmationParams,
-    UserToolResultParams,
-)
 from managed_agents.domain.clock import parse_rfc3339, rfc3339
 from managed_agents.domain.errors import AuthenticationFailed, Conflict, InvalidRequest, NotFound, PermissionDenied
 from managed_agents.domain.events import EVENT_TYPES, JsonObject, NewEvent, Order, StoredEvent, TimeRange
@@ -43,6 +28,21 @@ from managed_agents.services.keys import Principal
 from managed_agents.services.records import mutate
 from managed_agents.services.vaults import VaultService
 from managed_agents.services.work import WorkService
+from managed_agents.wire.agents import AgentCreateParams
+from managed_agents.wire.sessions import (
+    AgentRefParams,
+    AgentWithOverridesParams,
+    EventParams,
+    SessionCreateParams,
+    SessionUpdateParams,
+    SystemMessageParams,
+    UserCustomToolResultParams,
+    UserDefineOutcomeParams,
+    UserInterruptParams,
+    UserMessageParams,
+    UserToolConfirmationParams,
+    UserToolResultParams,
+)
 
 SESSION_AGENT_FIELDS = (
     "id",

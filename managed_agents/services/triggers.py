@@ -18,13 +18,13 @@ from typing import Any, cast
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from managed_agents.api.models.sessions import AgentRefParams, SessionCreateParams
 from managed_agents.domain.errors import Conflict, InvalidRequest, NotFound
 from managed_agents.domain.events import JsonObject
 from managed_agents.domain.ids import deterministic_id
 from managed_agents.ports import Record
 from managed_agents.services.records import mutate
 from managed_agents.services.sessions import SessionService
+from managed_agents.wire.sessions import AgentRefParams, SessionCreateParams
 
 TRIGGER = "trigger"
 

@@ -24,7 +24,14 @@ from datetime import UTC, datetime
 from typing import Protocol, cast, overload
 from urllib.parse import urlsplit, urlunsplit
 
-from managed_agents.api.models.vaults import (
+from managed_agents.domain.clock import rfc3339
+from managed_agents.domain.errors import Conflict, InvalidRequest, NotFound, ServiceUnavailable
+from managed_agents.domain.events import JsonObject
+from managed_agents.domain.ids import new_ulid
+from managed_agents.ports import CredentialSecrets, ListQuery, Record, SecretPatch, SecretStore, SecretStoreError
+from managed_agents.services.common import Services, archive_record, check_metadata, list_page, patch_metadata, render
+from managed_agents.services.records import mutate
+from managed_agents.wire.vaults import (
     CredentialCreateParams,
     CredentialUpdateParams,
     EnvironmentVariableCreateParams,
@@ -40,13 +47,6 @@ from managed_agents.api.models.vaults import (
     VaultCreateParams,
     VaultUpdateParams,
 )
-from managed_agents.domain.clock import rfc3339
-from managed_agents.domain.errors import Conflict, InvalidRequest, NotFound, ServiceUnavailable
-from managed_agents.domain.events import JsonObject
-from managed_agents.domain.ids import new_ulid
-from managed_agents.ports import CredentialSecrets, ListQuery, Record, SecretPatch, SecretStore, SecretStoreError
-from managed_agents.services.common import Services, archive_record, check_metadata, list_page, patch_metadata, render
-from managed_agents.services.records import mutate
 
 VAULT = "vault"
 CREDENTIAL = "vault_credential"

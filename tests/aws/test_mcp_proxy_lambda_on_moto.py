@@ -27,7 +27,6 @@ from managed_agents.adapters.aws.dynamodb_event_store import create_events_table
 from managed_agents.adapters.aws.dynamodb_resource_store import create_resources_table
 from managed_agents.adapters.aws.lambda_mcp_gateway import LambdaMcpGateway
 from managed_agents.api.lambda_app import create_lambda_app
-from managed_agents.api.models.vaults import CredentialCreateParams, CredentialUpdateParams, VaultCreateParams
 from managed_agents.aws_runtime import build_aws_deps, build_aws_runtime
 from managed_agents.domain.errors import ServiceUnavailable
 from managed_agents.ports import AUTHENTICATION_FAILED, ListQuery, McpProxyError
@@ -42,6 +41,7 @@ from managed_agents.settings import (
 )
 from managed_agents.testing.loopback import UvicornThread, free_port
 from managed_agents.testing.mcp_servers import McpTestServer, OAuthIssuer
+from managed_agents.wire.vaults import CredentialCreateParams, CredentialUpdateParams, VaultCreateParams
 from managed_agents.wiring import Runtime
 from tests.contract.conftest import fake_aws_env
 

@@ -14,12 +14,12 @@ from functions.model_turn.handler import handler as model_turn_handler
 from functions.reaper.handler import handler as reaper_handler
 from functions.tool_wait.handler import handler as tool_wait_handler
 from managed_agents.adapters.aws.step_functions_orchestrator import EXECUTION, StepFunctionsOrchestrator
-from managed_agents.api.models.agents import AgentCreateParams
-from managed_agents.api.models.environments import EnvironmentCreateParams
-from managed_agents.api.models.sessions import SessionCreateParams
 from managed_agents.domain.clock import rfc3339
 from managed_agents.ports import Record, iter_all
 from managed_agents.services.records import mutate
+from managed_agents.wire.agents import AgentCreateParams
+from managed_agents.wire.environments import EnvironmentCreateParams
+from managed_agents.wire.sessions import SessionCreateParams
 from tests.aws.conftest import AwsEnv, FakeLambdaContext
 
 SCHEDULED_EVENT = {"version": "0", "detail-type": "Scheduled Event", "source": "aws.events", "detail": {}}

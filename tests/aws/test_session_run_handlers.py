@@ -18,14 +18,14 @@ from functions.model_turn.handler import report_failure as report_failure_handle
 from functions.tool_wait.handler import handler as tool_wait_handler
 from managed_agents.adapters.aws.step_functions_orchestrator import EXECUTION, WAKE_PENDING
 from managed_agents.adapters.aws.tool_wait import TOKEN_FIELD, release_tool_wait
-from managed_agents.api.models.agents import AgentCreateParams
-from managed_agents.api.models.environments import EnvironmentCreateParams
-from managed_agents.api.models.sessions import EventParams, SessionCreateParams
 from managed_agents.domain.events import NewEvent
 from managed_agents.domain.ids import new_id
 from managed_agents.ports import iter_all
 from managed_agents.services.keys import Principal
 from managed_agents.services.records import mutate
+from managed_agents.wire.agents import AgentCreateParams
+from managed_agents.wire.environments import EnvironmentCreateParams
+from managed_agents.wire.sessions import EventParams, SessionCreateParams
 from tests.aws.conftest import AwsEnv, FakeLambdaContext
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from functions.triggers.handler import handler as triggers_handler
-from managed_agents.api.models.agents import AgentCreateParams
-from managed_agents.api.models.environments import EnvironmentCreateParams
 from managed_agents.domain.errors import InvalidRequest, NotFound
 from managed_agents.ports import iter_all
+from managed_agents.wire.agents import AgentCreateParams
+from managed_agents.wire.environments import EnvironmentCreateParams
 from tests.aws.conftest import AwsEnv, FakeLambdaContext
 
 

@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
-from managed_agents.api.models.agents import AgentCreateParams
-from managed_agents.api.models.environments import EnvironmentCreateParams
-from managed_agents.api.models.sessions import SessionCreateParams
-from managed_agents.api.models.vaults import CredentialCreateParams, VaultCreateParams
 from managed_agents.mcp_proxy import McpProxy, McpProxySettings
 from managed_agents.services.vaults import VaultService
 from managed_agents.settings import ServerSettings
+from managed_agents.wire.agents import AgentCreateParams
+from managed_agents.wire.environments import EnvironmentCreateParams
+from managed_agents.wire.sessions import SessionCreateParams
+from managed_agents.wire.vaults import CredentialCreateParams, VaultCreateParams
 from managed_agents.wiring import Runtime, build_local_runtime
 
 WS = "wrkspc_mcp_tests"

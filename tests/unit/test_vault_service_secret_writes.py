@@ -16,12 +16,12 @@ import pytest
 
 from managed_agents.adapters.local.secret_file_store import EncryptedFileSecretStore
 from managed_agents.adapters.local.sqlite_store import SqliteDatabase, SqliteResourceStore
-from managed_agents.api.models.vaults import CredentialCreateParams, CredentialUpdateParams, VaultCreateParams
 from managed_agents.domain.clock import SystemClock
 from managed_agents.domain.errors import ServiceUnavailable
 from managed_agents.ports import ListQuery, Record, SecretPatch, SecretStoreError
 from managed_agents.services.common import Services
 from managed_agents.services.vaults import CREDENTIAL, VaultService
+from managed_agents.wire.vaults import CredentialCreateParams, CredentialUpdateParams, VaultCreateParams
 
 TOKEN = "bearer-canary-3f9a27"
 WS = "wrkspc_vault_writes"

@@ -7,11 +7,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 
 from managed_agents.api.deps import call, principal, runtime, time_range
-from managed_agents.api.models.agents import AgentCreateParams, AgentUpdateParams
 from managed_agents.domain.events import JsonObject
 from managed_agents.ports import ListQuery
 from managed_agents.services.common import check_limit, decode_cursor
 from managed_agents.services.keys import Principal
+from managed_agents.wire.agents import AgentCreateParams, AgentUpdateParams
 
 router = APIRouter(prefix="/v1/agents", tags=["agents"])
 Auth = Annotated[Principal, Depends(principal)]

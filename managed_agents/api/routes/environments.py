@@ -7,11 +7,11 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 
 from managed_agents.api.deps import call, principal, runtime
-from managed_agents.api.models.environments import EnvironmentCreateParams, EnvironmentUpdateParams
 from managed_agents.domain.events import JsonObject
 from managed_agents.ports import ListQuery
 from managed_agents.services.common import check_limit, decode_cursor
 from managed_agents.services.keys import Principal
+from managed_agents.wire.environments import EnvironmentCreateParams, EnvironmentUpdateParams
 
 router = APIRouter(prefix="/v1/environments", tags=["environments"])
 Auth = Annotated[Principal, Depends(principal)]

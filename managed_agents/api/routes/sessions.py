@@ -10,7 +10,6 @@ from fastapi.responses import StreamingResponse
 
 from managed_agents.api.deps import any_principal, call, multi, principal, runtime, time_range
 from managed_agents.api.errors import envelope, request_id
-from managed_agents.api.models.sessions import EventSendParams, SessionCreateParams, SessionUpdateParams
 from managed_agents.api.sse import event_stream
 from managed_agents.domain.errors import ApiError, InvalidRequest, NotFound
 from managed_agents.domain.events import JsonObject
@@ -18,6 +17,7 @@ from managed_agents.ports import ListQuery
 from managed_agents.services.common import check_limit, decode_cursor
 from managed_agents.services.keys import Principal
 from managed_agents.services.sessions import decode_seq_cursor, encode_seq_cursor, render_session
+from managed_agents.wire.sessions import EventSendParams, SessionCreateParams, SessionUpdateParams
 
 router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
 Auth = Annotated[Principal, Depends(principal)]

@@ -7,18 +7,18 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 
 from managed_agents.api.deps import call, principal, runtime
-from managed_agents.api.models.vaults import (
-    CredentialCreateParams,
-    CredentialUpdateParams,
-    VaultCreateParams,
-    VaultUpdateParams,
-)
 from managed_agents.domain.errors import NotFound
 from managed_agents.domain.events import JsonObject
 from managed_agents.ports import ListQuery
 from managed_agents.services.common import check_limit, decode_cursor
 from managed_agents.services.keys import Principal
 from managed_agents.services.vaults import VaultService
+from managed_agents.wire.vaults import (
+    CredentialCreateParams,
+    CredentialUpdateParams,
+    VaultCreateParams,
+    VaultUpdateParams,
+)
 
 router = APIRouter(prefix="/v1/vaults", tags=["vaults"])
 Auth = Annotated[Principal, Depends(principal)]

@@ -14,12 +14,12 @@ from typing import Annotated
 from fastapi import APIRouter, Body, Depends, Header, Request
 
 from managed_agents.api.deps import any_principal, call, principal, runtime
-from managed_agents.api.models.work import EnvironmentKeyCreateParams, WorkStopParams, WorkUpdateParams
 from managed_agents.domain.errors import ServiceUnavailable
 from managed_agents.domain.events import JsonObject
 from managed_agents.services.common import decode_cursor
 from managed_agents.services.keys import Principal
 from managed_agents.services.work import WorkService
+from managed_agents.wire.work import EnvironmentKeyCreateParams, WorkStopParams, WorkUpdateParams
 
 
 def _work(request: Request) -> WorkService:

@@ -6,13 +6,13 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from managed_agents.api.models.agents import (
+from managed_agents.wire.agents import (
     ModelConfigParams,
     SkillParams,
     ToolParams,
     URLMCPServerParams,
 )
-from managed_agents.api.models.common import Metadata, MetadataPatch, Params, ToolResultContent, UserContent
+from managed_agents.wire.common import Metadata, MetadataPatch, Params, ToolResultContent, UserContent
 
 
 class AgentRefParams(Params):

@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from managed_agents.api.models.common import Metadata, MetadataPatch, Params
+from managed_agents.wire.common import Metadata, MetadataPatch, Params
 
 
 class UnrestrictedNetwork(Params):

@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from managed_agents.api.models.common import Metadata, MetadataPatch, Params
+from managed_agents.wire.common import Metadata, MetadataPatch, Params
 
 DisplayName = Annotated[str, Field(min_length=1, max_length=255)]
 Url = Annotated[str, Field(min_length=1, max_length=2048)]

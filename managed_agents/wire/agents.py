@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from managed_agents.api.models.common import Metadata, MetadataPatch, Params, PermissionPolicy
+from managed_agents.wire.common import Metadata, MetadataPatch, Params, PermissionPolicy
 
 BuiltinToolName = Literal["bash", "edit", "read", "write", "glob", "grep", "web_fetch", "web_search"]
 Effort = Literal["low", "medium", "high", "xhigh", "max"]

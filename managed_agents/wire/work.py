@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from managed_agents.api.models.common import MetadataPatch, Params
+from managed_agents.wire.common import MetadataPatch, Params
 
 
 class WorkStopParams(Params):
