@@ -82,7 +82,11 @@ def test_two_sessions_never_see_each_others_files(
     b = _cloud_session(client)
     model_server.push(
         tool_step("toolu_r", "read", {"file_path": str(secret_path)}),
-        tool_step("toolu_s", "bash", {"command": f"cat {secret_path}; echo listing:; ls {secret_path.parent.parent}"}),
+        tool_step(
+            "toolu_s",
+            "bash",
+            {"command": f"cat {secret_path}; echo listing:; ls {secret_path.parent.parent}; echo :listed"},
+        ),
         "looked",
     )
     _say(client, b, "peek")
@@ -94,7 +98,7 @@ def test_two_sessions_never_see_each_others_files(
     # And, isolated by bubblewrap, bash does not even see the other sandbox
     if bubblewrap_path() is not None:
         assert "only-for-a" not in results["bash"][0]
-        listing = results["bash"][0].split("listing:")[1].split()
+        listing = results["bash"][0].split("listing:")[1].split(":listed")[0].split()
         assert listing == [b]
 
 
