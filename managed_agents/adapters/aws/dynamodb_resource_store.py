@@ -19,7 +19,7 @@ that are not "by id" each have an index whose partition holds exactly the rows t
   order the SQLite index gives, so the keyset cursor, `created_at` ranges and asc/desc become one key condition
   on `list_sk`, and an unfiltered page of `limit` rows is one Query of `limit + 1` items.
 * GSIs `lookup1..4` (projection KEYS_ONLY, sort key `scope_sk` = `"{workspace_id}#{created_at}#{id}"`):
-  partition `lk{n}` = `"{kind}#{attr}#{s:|n:}{value}"` for the n-th attribute `LOOKUPS` declares for the kind
+  partition `lk{n}` = `"{kind}#{attr}#{s:|n:}{value}"` for the n-th attribute `domain/lookups.py` declares for the kind
   (session status, agent and environment ids, API and environment key hashes, the agent of a version, a work
   item's session, token hash, environment and state). A lookup listed in `SPARSE_LOOKUPS` is written only for the
   values listed there (a work item's state while it is live): the index then holds only the items a caller looks
@@ -58,6 +58,7 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 from managed_agents.domain.clock import parse_rfc3339, rfc3339
 from managed_agents.domain.errors import Conflict, RequestTooLarge, ServiceUnavailable, StaleRevision
 from managed_agents.domain.events import JsonObject
+from managed_agents.domain.lookups import LOOKUPS, SPARSE_LOOKUPS
 from managed_agents.ports import ListQuery, Record
 
 if TYPE_CHECKING:
@@ -72,22 +73,6 @@ LIST_PK = "list_pk"
 LIST_SK = "list_sk"
 SCOPE_SK = "scope_sk"
 LOOKUP_SLOTS = 4
-# Which attributes can be found across workspaces (`find`) and listed by equality through an index, per kind.
-# The position in the tuple is the GSI slot (lookup1..4): append new attributes, never reorder (persisted data).
-LOOKUPS: Mapping[str, tuple[str, ...]] = {
-    "session": ("status", "agent_id", "environment_id"),
-    "agent_version": ("agent_id",),
-    "api_key": ("hash",),
-    "environment_key": ("hash", "environment_id"),
-    # the work queue (services/work.py): a session's items, a work token's item, an environment's queue, and the
-    # live items by state (the reaper's `find("work", "state", LEASED)`)
-    "work": ("session_id", "token", "environment_id", "state"),
-}
-# Sparse lookups: (kind, attr) -> the only values written to the index. A work item leaves the state index when it
-# stops, so the reaper's Query reads live items only. These are services/work.py's LIVE states (a unit test pins it).
-SPARSE_LOOKUPS: Mapping[tuple[str, str], frozenset[str | int]] = {
-    ("work", "state"): frozenset({"queued", "starting", "active", "stopping"}),
-}
 COMPRESS_ABOVE_BYTES = 32_000
 MAX_ITEM_BYTES = 390_000  # DynamoDB's 400 KB item limit, less room for the keys and attribute names
 

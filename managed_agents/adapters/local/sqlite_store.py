@@ -17,6 +17,7 @@ from pathlib import Path
 from managed_agents.domain.clock import Clock, SystemClock, parse_rfc3339, rfc3339
 from managed_agents.domain.errors import Conflict, DuplicateEvent, StaleRevision
 from managed_agents.domain.events import JsonObject, NewEvent, Order, StoredEvent, TimeRange
+from managed_agents.domain.lookups import lookup_attributes
 from managed_agents.ports import ListQuery, Record
 
 _SCHEMA = """
@@ -46,6 +47,24 @@ CREATE UNIQUE INDEX IF NOT EXISTS events_by_id ON events (session_id, id);
 CREATE INDEX IF NOT EXISTS events_by_type ON events (session_id, type, seq);
 """
 
+# One expression index per looked-up attribute (domain/lookups.py), led by the kind: `find` and `equals` filters on
+# them read the index instead of decoding every row's attrs (an API key lookup is one index probe). SQLite uses an
+# expression index only for the same expression, so queries on these attributes spell the JSON path literally.
+_LOOKUP_ATTRS = frozenset(lookup_attributes())
+_LOOKUP_INDEXES = "".join(
+    f"CREATE INDEX IF NOT EXISTS resources_lookup_{attr} ON resources (kind, json_extract(attrs, '$.{attr}'));\n"
+    for attr in sorted(_LOOKUP_ATTRS)
+)
+
+
+def _attr_sql(attr: str, params: list[object]) -> str:
+    """The SQL of `attrs.<attr>`: the indexed literal expression for a looked-up attribute, else a bound path."""
+    if attr in _LOOKUP_ATTRS and attr.isidentifier():
+        return f"json_extract(attrs, '$.{attr}')"
+    params.append(f"$.{attr}")
+    return "json_extract(attrs, ?)"
+
+
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
@@ -63,7 +82,7 @@ class SqliteDatabase:
         self.path = str(path)
         self._local = threading.local()
         self._write_lock = threading.Lock()
-        self._conn().executescript(_SCHEMA)
+        self._conn().executescript(_SCHEMA + _LOOKUP_INDEXES)
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -325,11 +344,11 @@ class SqliteResourceStore:
             sql += " AND archived = 0"
         sql += _range_sql("created_at", query.created, params)
         for attr, value in query.equals.items():
-            sql += " AND json_extract(attrs, ?) = ?"
-            params.extend([f"$.{attr}", value])
+            sql += f" AND {_attr_sql(attr, params)} = ?"
+            params.append(value)
         for attr, values in query.any_of.items():
-            sql += f" AND json_extract(attrs, ?) IN ({','.join('?' * len(values))})"
-            params.extend([f"$.{attr}", *values])
+            sql += f" AND {_attr_sql(attr, params)} IN ({','.join('?' * len(values))})"
+            params.extend(values)
         desc = query.order == "desc"
         if query.cursor is not None:
             sql += f" AND (created_at, id) {'<' if desc else '>'} (?, ?)"
@@ -343,10 +362,12 @@ class SqliteResourceStore:
     def find(self, kind: str, attr: str, values: Sequence[str]) -> list[Record]:
         if not values:
             return []
+        params: list[object] = [kind]
+        where = _attr_sql(attr, params)
         rows = self.db.query(
             "SELECT kind, id, workspace_id, created_at, rev, archived, attrs, doc FROM resources"
-            f" WHERE kind = ? AND json_extract(attrs, ?) IN ({','.join('?' * len(values))})",
-            (kind, f"$.{attr}", *values),
+            f" WHERE kind = ? AND {where} IN ({','.join('?' * len(values))})",
+            [*params, *values],
         )
         return [self._record(r) for r in rows]
 

@@ -1,0 +1,33 @@
+"""Which attributes of stored resources are looked up by value, per kind: declared once, read by both store adapters.
+
+`ResourceStore.find(kind, attr, values)` (any workspace) and list filters `equals={attr: value}` on these attributes
+are index reads in both adapters: the DynamoDB store gives each one a lookup GSI slot (the position in the tuple is
+the slot, `lookup1..4`: append new attributes, never reorder, since the slot is persisted in every item), and the
+SQLite store an expression index on `(kind, json_extract(attrs, '$.<attr>'))`. A new resource declares its lookups
+here, beside the others (style.md: "its store lookups declared where both store adapters read them").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+LOOKUPS: Mapping[str, tuple[str, ...]] = {
+    "session": ("status", "agent_id", "environment_id"),
+    "agent_version": ("agent_id",),
+    "api_key": ("hash",),
+    "environment_key": ("hash", "environment_id"),
+    # the work queue (services/work.py): a session's items, a work token's item, an environment's queue, and the
+    # live items by state (the reaper's `find("work", "state", LEASED)`)
+    "work": ("session_id", "token", "environment_id", "state"),
+}
+# Sparse lookups: (kind, attr) -> the only values written to the DynamoDB index. A work item leaves the state index
+# when it stops, so the reaper's Query reads live items only. These are services/work.py's LIVE states (a unit test
+# pins it).
+SPARSE_LOOKUPS: Mapping[tuple[str, str], frozenset[str | int]] = {
+    ("work", "state"): frozenset({"queued", "starting", "active", "stopping"}),
+}
+
+
+def lookup_attributes() -> list[str]:
+    """Every attribute some kind looks up, once each, in declaration order."""
+    return list(dict.fromkeys(attr for attrs in LOOKUPS.values() for attr in attrs))
