@@ -64,6 +64,7 @@ class ListQuery:
     limit: int = 20
     order: Order = "desc"
     cursor: tuple[str, str] | None = None  # (created_at as RFC 3339, id) of the last row already returned
+    backward: bool = False  # the page before `cursor` (services/common.list_page reads it; adapters never see it)
     include_archived: bool = False
     created: TimeRange = field(default_factory=TimeRange)
     equals: dict[str, str | int] = field(default_factory=dict)

@@ -146,13 +146,13 @@ class CredentialResolver:
     def find(self, workspace_id: str, vault_ids: Sequence[str], server_url: str) -> ResolvedCredential | None:
         url = normalize_server_url(server_url)
         for vid in vault_ids:
-            vault = self.resources.get(VAULT, workspace_id, vid)
+            vault = self.resources.get(VAULT.name, workspace_id, vid)
             if vault is None or vault.archived:
                 continue
             q = ListQuery(limit=100, order="asc")
             q.equals["vault_id"] = vid
             q.equals["mcp_server_url"] = url
-            rows, _ = self.resources.list_records(CREDENTIAL, workspace_id, q)
+            rows, _ = self.resources.list_records(CREDENTIAL.name, workspace_id, q)
             for rec in rows:
                 cred = self.load(rec)
                 if cred is not None:
@@ -168,7 +168,7 @@ class CredentialResolver:
         if not cred.can_refresh or cred.refresh is None:
             raise RefreshFailed("no_refresh_token", f"{cred.describe()} has no refresh token configured")
         with self._lock(cred.credential_id):
-            rec = self.resources.get(CREDENTIAL, cred.workspace_id, cred.credential_id)
+            rec = self.resources.get(CREDENTIAL.name, cred.workspace_id, cred.credential_id)
             current = self.load(rec) if rec is not None else None
             if rec is None or current is None:
                 raise RefreshFailed("failed", f"{cred.describe()} was archived or deleted")

@@ -11,14 +11,13 @@ from typing import cast
 
 from pydantic import BaseModel
 
-from managed_agents.domain.clock import rfc3339
 from managed_agents.domain.errors import Conflict, InvalidRequest, NotFound
 from managed_agents.domain.events import JsonObject
 from managed_agents.domain.ids import new_id
 from managed_agents.harness.tools import BUILTIN_TOOLS
 from managed_agents.ports import ListQuery, Record
-from managed_agents.services.common import Services, archive_record, check_metadata, list_page, patch_metadata, render
-from managed_agents.services.records import mutate
+from managed_agents.services.common import Services, list_page, render
+from managed_agents.services.crud import Collection, Kind, Page, assign, assign_metadata
 from managed_agents.wire.agents import (
     AgentCreateParams,
     AgentToolsetParams,
@@ -120,17 +119,18 @@ def check_tools(
             raise InvalidRequest(f"tools: custom tool {clash[0]!r} has the name of a built-in tool")
 
 
+AGENT = Kind("agent", lambda: new_id("agent"))
+
+
 class AgentService:
     def __init__(self, svc: Services) -> None:
         self.svc = svc
+        self.items = Collection(svc, AGENT)
 
     def create(self, ws: str, params: AgentCreateParams) -> JsonObject:
         check_tools(list(params.tools), list(params.mcp_servers))
-        now = self.svc.clock.now()
         model, effort = resolve_model(params.model)
-        doc: JsonObject = {
-            "id": new_id("agent"),
-            "type": "agent",
+        fields: JsonObject = {
             "name": params.name,
             "description": params.description,
             "system": params.system,
@@ -139,20 +139,16 @@ class AgentService:
             "mcp_servers": [_dump(s) for s in params.mcp_servers],
             "skills": [{**_dump(s), "version": s.version or "latest"} for s in params.skills],
             "multiagent": _dump(params.multiagent) if params.multiagent else None,
-            "metadata": check_metadata(dict(params.metadata)),
+            "metadata": dict(params.metadata),
             "execution_identity": _dump(params.execution_identity)
             if params.execution_identity
             else {"type": "service_account"},
             "version": 1,
-            "created_at": rfc3339(now),
-            "updated_at": rfc3339(now),
-            "archived_at": None,
             "_explicit_effort": effort,
         }
-        rec = Record("agent", ws, str(doc["id"]), doc, now, attrs={"version": 1})
-        self.svc.resources.insert(rec)
+        rec = self.items.insert(ws, fields, attrs={"version": 1})
         self._store_version(rec)
-        return render(doc)
+        return render(rec.doc)
 
     def _store_version(self, rec: Record) -> None:
         version = int(cast(int, rec.doc["version"]))
@@ -168,10 +164,7 @@ class AgentService:
         )
 
     def record(self, ws: str, agent_id: str) -> Record:
-        rec = self.svc.resources.get("agent", ws, agent_id)
-        if rec is None:
-            raise NotFound(f"agent {agent_id!r} not found")
-        return rec
+        return self.items.record(ws, agent_id)
 
     def snapshot(self, ws: str, agent_id: str, version: int | None = None) -> JsonObject:
         """The stored document of a version (latest if None), internal keys included."""
@@ -190,25 +183,17 @@ class AgentService:
 
     def update(self, ws: str, agent_id: str, params: AgentUpdateParams) -> JsonObject:
         fields = params.model_fields_set
-        rec = self.record(ws, agent_id)
-        if rec.archived:
-            raise InvalidRequest(f"agent {agent_id!r} is archived and cannot be updated")
+        rec = self.items.live(ws, agent_id, doing="updated")
         if params.version is not None and params.version != rec.doc["version"]:
             raise Conflict(
                 f"version: agent {agent_id!r} is at version {rec.doc['version']}, not {params.version};"
                 " re-read it and apply your change again",
                 error_code="version_conflict",
             )
-        for required in ("name", "model"):
-            if required in fields and getattr(params, required) is None:
-                raise InvalidRequest(f"{required}: cannot be cleared")
+        if "model" in fields and params.model is None:
+            raise InvalidRequest("model: cannot be cleared")
         doc = dict(rec.doc)
-        if "name" in fields:
-            doc["name"] = params.name
-        if "description" in fields:
-            doc["description"] = params.description
-        if "system" in fields:
-            doc["system"] = params.system
+        assign(doc, params, ("name", "description", "system"), required=("name",))
         if "model" in fields and params.model is not None:
             doc["model"], doc["_explicit_effort"] = resolve_model(params.model)
         if "tools" in fields or "mcp_servers" in fields:
@@ -232,17 +217,11 @@ class AgentService:
             doc["execution_identity"] = (
                 _dump(params.execution_identity) if params.execution_identity else {"type": "service_account"}
             )
-        if "metadata" in fields:
-            doc["metadata"] = (
-                {}
-                if params.metadata is None
-                else patch_metadata(cast(dict[str, str], doc["metadata"]), params.metadata)
-            )
+        assign_metadata(doc, params)
         if doc == rec.doc:
             return render(doc)
         version = int(cast(int, rec.doc["version"])) + 1
         doc["version"] = version
-        doc["updated_at"] = rfc3339(self.svc.clock.now())
 
         def change(r: Record) -> None:
             if r.doc["version"] != rec.doc["version"]:
@@ -253,20 +232,21 @@ class AgentService:
             r.doc = doc
             r.attrs["version"] = version
 
-        new = mutate(self.svc.resources, rec, change)
+        new = self.items.change(rec, change)  # which moves updated_at: the document changed
         self._store_version(new)
-        return render(doc)
+        return render(new.doc)
 
     def archive(self, ws: str, agent_id: str) -> JsonObject:
-        return render(archive_record(self.svc.resources, self.svc.clock, self.record(ws, agent_id)).doc)
+        return self.items.archive(ws, agent_id)
 
-    def list_agents(self, ws: str, query: ListQuery) -> tuple[list[JsonObject], str | None]:
-        rows, nxt = list_page(self.svc.resources, "agent", ws, query)
-        return [render(r.doc) for r in rows], nxt
+    def list_agents(self, ws: str, query: ListQuery) -> Page:
+        return self.items.list(ws, query)
 
-    def versions(self, ws: str, agent_id: str, query: ListQuery) -> tuple[list[JsonObject], str | None]:
+    def versions(self, ws: str, agent_id: str, query: ListQuery) -> Page:
         self.record(ws, agent_id)
-        q = ListQuery(limit=query.limit, order="desc", cursor=query.cursor, include_archived=True)
+        q = ListQuery(
+            limit=query.limit, order="desc", cursor=query.cursor, backward=query.backward, include_archived=True
+        )
         q.equals["agent_id"] = agent_id
-        rows, nxt = list_page(self.svc.resources, "agent_version", ws, q)
-        return [render(r.doc) for r in rows], nxt
+        page = list_page(self.svc.resources, "agent_version", ws, q)
+        return [render(r.doc) for r in page.rows], page.next_page

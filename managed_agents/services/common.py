@@ -5,12 +5,12 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from dataclasses import dataclass
-from typing import cast
+from dataclasses import dataclass, replace
+from typing import NamedTuple, cast
 
 from managed_agents.domain.clock import Clock, rfc3339
 from managed_agents.domain.errors import InvalidRequest
-from managed_agents.domain.events import JsonObject
+from managed_agents.domain.events import JsonObject, Order, TimeRange
 from managed_agents.ports import ListQuery, Orchestrator, Record, ResourceStore
 from managed_agents.services.records import mutate
 
@@ -60,12 +60,19 @@ def patch_metadata(
     return check_metadata(out)
 
 
-def encode_cursor(rec: Record) -> str:
-    raw = json.dumps([rfc3339(rec.created_at), rec.id], separators=(",", ":")).encode()
+PREVIOUS = "prev"
+
+
+def encode_cursor(rec: Record, order: Order = "desc", *, backward: bool = False) -> str:
+    """An opaque page token: the position after (or, `backward`, before) `rec` in a listing of `order`."""
+    values = [rfc3339(rec.created_at), rec.id, order, *([PREVIOUS] if backward else [])]
+    raw = json.dumps(values, separators=(",", ":")).encode()
     return "page_" + base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(page: str | None) -> tuple[str, str] | None:
+def decode_cursor(page: str | None, order: Order = "desc") -> tuple[tuple[str, str], bool] | None:
+    """The position and direction (`True`: the page before it) a token holds; 400 for anything this endpoint did not
+    hand out, and for a token of a listing in the other order (hosted: "page token order does not match request")."""
     if not page:
         return None
     try:
@@ -73,11 +80,13 @@ def decode_cursor(page: str | None) -> tuple[str, str] | None:
             raise ValueError
         raw = page[5:]
         values = json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
-        if not (isinstance(values, list) and len(values) == 2 and all(isinstance(v, str) for v in values)):
+        if not (isinstance(values, list) and 3 <= len(values) <= 4 and all(isinstance(v, str) for v in values)):
             raise ValueError
-        return (values[0], values[1])
+        if values[2] not in ("asc", "desc") or values[3:] not in ([], [PREVIOUS]):
+            raise ValueError
     except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
         raise InvalidRequest(f"page: {page[:100]!r} is not a page cursor returned by this endpoint") from exc
+    return (values[0], values[1]), len(values) == 4
 
 
 def check_limit(limit: int | None, *, default: int = 20, maximum: int = 100) -> int:
@@ -88,9 +97,52 @@ def check_limit(limit: int | None, *, default: int = 20, maximum: int = 100) -> 
     return limit
 
 
-def list_page(store: ResourceStore, kind: str, workspace_id: str, query: ListQuery) -> tuple[list[Record], str | None]:
+def page_query(
+    page: str | None,
+    limit: int | None,
+    *,
+    order: Order = "desc",
+    include_archived: bool = False,
+    created: TimeRange | None = None,
+    default_limit: int = 20,
+    max_limit: int = 100,
+) -> ListQuery:
+    """The ListQuery of a list request's common parameters (`limit`, `page`, `order`, `include_archived`,
+    `created_at[...]`); filters go into its `equals` / `any_of`."""
+    decoded = decode_cursor(page, order)
+    return ListQuery(
+        limit=check_limit(limit, default=default_limit, maximum=max_limit),
+        order=order,
+        cursor=decoded[0] if decoded else None,
+        backward=decoded[1] if decoded else False,
+        include_archived=include_archived,
+        created=created or TimeRange(),
+    )
+
+
+class RecordPage(NamedTuple):
+    rows: list[Record]
+    next_page: str | None
+    prev_page: str | None
+
+
+def list_page(store: ResourceStore, kind: str, workspace_id: str, query: ListQuery) -> RecordPage:
+    """One page of records and the tokens of the pages after and before it (`prev_page`: None on the first page)."""
+    if query.backward:  # the page before the cursor: read away from it in the other order, then turn the rows round
+        other: Order = "asc" if query.order == "desc" else "desc"
+        rows, more = store.list_records(kind, workspace_id, replace(query, order=other, backward=False))
+        rows.reverse()
+        return RecordPage(
+            rows,
+            encode_cursor(rows[-1], query.order) if rows else None,  # the page this token was handed out on
+            encode_cursor(rows[0], query.order, backward=True) if more and rows else None,
+        )
     rows, more = store.list_records(kind, workspace_id, query)
-    return rows, (encode_cursor(rows[-1]) if more and rows else None)
+    return RecordPage(
+        rows,
+        encode_cursor(rows[-1], query.order) if more and rows else None,
+        encode_cursor(rows[0], query.order, backward=True) if query.cursor is not None and rows else None,
+    )
 
 
 def render(doc: JsonObject) -> JsonObject:

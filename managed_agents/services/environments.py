@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import cast
 
-from managed_agents.domain.clock import rfc3339
-from managed_agents.domain.errors import Conflict, InvalidRequest, NotFound
+from managed_agents.domain.errors import Conflict, InvalidRequest
 from managed_agents.domain.events import JsonObject
 from managed_agents.domain.ids import new_id
 from managed_agents.ports import ListQuery, Record
-from managed_agents.services.common import Services, archive_record, check_metadata, list_page, patch_metadata, render
-from managed_agents.services.records import mutate
+from managed_agents.services.common import Services
+from managed_agents.services.crud import Collection, Kind, Page, assign, assign_metadata
 from managed_agents.wire.environments import (
     CloudConfigParams,
     EnvironmentCreateParams,
@@ -58,54 +57,39 @@ def resolve_config(
     return {"type": "cloud", "networking": networking, "packages": packages}
 
 
+ENVIRONMENT = Kind(
+    "environment",
+    lambda: new_id("environment"),
+    not_found_code="environment_not_found",
+    archived_code="environment_archived",
+)
+
+
 class EnvironmentService:
     def __init__(self, svc: Services) -> None:
         self.svc = svc
+        self.items = Collection(svc, ENVIRONMENT)
 
     def create(self, ws: str, params: EnvironmentCreateParams) -> JsonObject:
-        now = self.svc.clock.now()
-        doc: JsonObject = {
-            "id": new_id("environment"),
-            "type": "environment",
+        fields: JsonObject = {
             "name": params.name,
             "description": params.description,
             "config": resolve_config(params.config),
-            "metadata": check_metadata(dict(params.metadata)),
+            "metadata": dict(params.metadata),
             "scope": params.scope,
-            "created_at": rfc3339(now),
-            "updated_at": rfc3339(now),
-            "archived_at": None,
         }
-        self.svc.resources.insert(Record("environment", ws, str(doc["id"]), doc, now))
-        return render(doc)
+        return self.items.create(ws, fields)
 
     def record(self, ws: str, env_id: str) -> Record:
-        rec = self.svc.resources.get("environment", ws, env_id)
-        if rec is None:
-            raise NotFound(f"environment {env_id!r} not found", error_code="environment_not_found")
-        return rec
+        return self.items.record(ws, env_id)
 
     def get(self, ws: str, env_id: str) -> JsonObject:
-        return render(self.record(ws, env_id).doc)
+        return self.items.get(ws, env_id)
 
     def update(self, ws: str, env_id: str, params: EnvironmentUpdateParams) -> JsonObject:
-        fields = params.model_fields_set
-        rec = self.record(ws, env_id)
-        if rec.archived:
-            raise InvalidRequest(f"environment {env_id!r} is archived", error_code="environment_archived")
-        if "name" in fields and params.name is None:
-            raise InvalidRequest("name: cannot be cleared")
-
-        def change(r: Record) -> None:
-            doc = r.doc
-            before = dict(doc)
-            if "name" in fields:
-                doc["name"] = params.name
-            if "description" in fields:
-                doc["description"] = params.description
-            if "scope" in fields:
-                doc["scope"] = params.scope
-            if "config" in fields and params.config is not None:
+        def edit(doc: JsonObject) -> None:
+            assign(doc, params, ("name", "description", "scope"), required=("name",))
+            if "config" in params.model_fields_set and params.config is not None:
                 current = cast(JsonObject, doc["config"])
                 if params.config.type != current["type"]:
                     raise InvalidRequest(
@@ -113,20 +97,15 @@ class EnvironmentService:
                         error_code="invalid_config_type_change",
                     )
                 doc["config"] = resolve_config(params.config, current)
-            if "metadata" in fields and params.metadata is not None:
-                doc["metadata"] = patch_metadata(
-                    cast(dict[str, str], doc["metadata"]), params.metadata, empty_deletes=True
-                )
-            if doc != before:
-                doc["updated_at"] = rfc3339(self.svc.clock.now())
+            assign_metadata(doc, params, empty_deletes=True, null_clears=False)
 
-        return render(mutate(self.svc.resources, rec, change).doc)
+        return self.items.update(ws, env_id, edit)
 
     def archive(self, ws: str, env_id: str) -> JsonObject:
-        return render(archive_record(self.svc.resources, self.svc.clock, self.record(ws, env_id)).doc)
+        return self.items.archive(ws, env_id)
 
     def delete(self, ws: str, env_id: str) -> JsonObject:
-        self.record(ws, env_id)
+        self.items.record(ws, env_id)
         busy = ListQuery(limit=1, include_archived=True, equals={"environment_id": env_id})
         busy.any_of["status"] = ("running", "rescheduling")
         rows, _ = self.svc.resources.list_records("session", ws, busy)
@@ -134,9 +113,7 @@ class EnvironmentService:
             raise Conflict(
                 f"environment {env_id!r} has running sessions (e.g. {rows[0].id}); interrupt or delete them first"
             )
-        self.svc.resources.delete("environment", ws, env_id)
-        return {"id": env_id, "type": "environment_deleted"}
+        return self.items.delete(ws, env_id)
 
-    def list_environments(self, ws: str, query: ListQuery) -> tuple[list[JsonObject], str | None]:
-        rows, nxt = list_page(self.svc.resources, "environment", ws, query)
-        return [render(r.doc) for r in rows], nxt
+    def list_environments(self, ws: str, query: ListQuery) -> Page:
+        return self.items.list(ws, query)

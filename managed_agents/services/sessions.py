@@ -224,9 +224,9 @@ class SessionService:
         return render_session(self.record(ws, sid).doc, self.svc.clock.now())
 
     def list_sessions(self, ws: str, query: ListQuery) -> tuple[list[JsonObject], str | None, str | None]:
-        rows, nxt = list_page(self.svc.resources, "session", ws, query)
+        page = list_page(self.svc.resources, "session", ws, query)
         now = self.svc.clock.now()
-        return [render_session(r.doc, now) for r in rows], nxt, None
+        return [render_session(r.doc, now) for r in page.rows], page.next_page, None
 
     def update(self, ws: str, sid: str, params: SessionUpdateParams) -> JsonObject:
         fields = params.model_fields_set

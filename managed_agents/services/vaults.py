@@ -29,8 +29,8 @@ from managed_agents.domain.errors import Conflict, InvalidRequest, NotFound, Ser
 from managed_agents.domain.events import JsonObject
 from managed_agents.domain.ids import new_ulid
 from managed_agents.ports import CredentialSecrets, ListQuery, Record, SecretPatch, SecretStore, SecretStoreError
-from managed_agents.services.common import Services, archive_record, check_metadata, list_page, patch_metadata, render
-from managed_agents.services.records import mutate
+from managed_agents.services.common import Services, render
+from managed_agents.services.crud import Collection, Kind, Page, assign, assign_metadata
 from managed_agents.wire.vaults import (
     CredentialCreateParams,
     CredentialUpdateParams,
@@ -48,8 +48,16 @@ from managed_agents.wire.vaults import (
     VaultUpdateParams,
 )
 
-VAULT = "vault"
-CREDENTIAL = "vault_credential"
+VAULT = Kind(
+    "vault", lambda: VAULT_PREFIX + "01" + new_ulid(), not_found_code="vault_not_found", archived_code="vault_archived"
+)
+CREDENTIAL = Kind(
+    "vault_credential",
+    lambda: CREDENTIAL_PREFIX + "01" + new_ulid(),
+    noun="credential",
+    not_found_code="vault_credential_not_found",
+    archived_code="vault_credential_archived",
+)
 VAULT_PREFIX = "vlt_"
 CREDENTIAL_PREFIX = "vcrd_"
 MAX_ACTIVE_CREDENTIALS = 20
@@ -218,6 +226,8 @@ class VaultService:
         credential_secrets: CredentialSecrets | None = None,
     ) -> None:
         self.svc = svc
+        self.vaults = Collection(svc, VAULT)
+        self.credentials = Collection(svc, CREDENTIAL)
         self.secrets: SecretRemover = secrets
         self.prober = prober
         self.credential_secrets = (
@@ -229,68 +239,40 @@ class VaultService:
     # --- vaults ---
 
     def create(self, ws: str, params: VaultCreateParams) -> JsonObject:
-        now = self.svc.clock.now()
-        doc: JsonObject = {
-            "id": VAULT_PREFIX + "01" + new_ulid(),
-            "type": "vault",
-            "display_name": params.display_name,
-            "metadata": check_metadata(dict(params.metadata)),
-            "created_at": rfc3339(now),
-            "updated_at": rfc3339(now),
-            "archived_at": None,
-        }
-        self.svc.resources.insert(Record(VAULT, ws, str(doc["id"]), doc, now))
-        return render(doc)
+        return self.vaults.create(ws, {"display_name": params.display_name, "metadata": dict(params.metadata)})
 
     def vault_record(self, ws: str, vault_id: str) -> Record:
-        rec = self.svc.resources.get(VAULT, ws, vault_id)
-        if rec is None:
-            raise NotFound(f"vault {vault_id!r} not found", error_code="vault_not_found")
-        return rec
+        return self.vaults.record(ws, vault_id)
 
     def get(self, ws: str, vault_id: str) -> JsonObject:
-        return render(self.vault_record(ws, vault_id).doc)
+        return self.vaults.get(ws, vault_id)
 
     def update(self, ws: str, vault_id: str, params: VaultUpdateParams) -> JsonObject:
-        fields = params.model_fields_set
-        rec = self.vault_record(ws, vault_id)
-        if rec.archived:
-            raise InvalidRequest(f"vault {vault_id!r} is archived and cannot be changed", error_code="vault_archived")
-        if "display_name" in fields and params.display_name is None:
-            raise InvalidRequest("display_name: cannot be cleared")
+        def edit(doc: JsonObject) -> None:
+            assign(doc, params, ("display_name",), required=("display_name",))
+            assign_metadata(doc, params, null_clears=False)
 
-        def change(r: Record) -> None:
-            before = dict(r.doc)
-            if params.display_name is not None:
-                r.doc["display_name"] = params.display_name
-            if params.metadata is not None:
-                r.doc["metadata"] = patch_metadata(cast(dict[str, str], r.doc["metadata"]), params.metadata)
-            if r.doc != before:
-                r.doc["updated_at"] = rfc3339(self.svc.clock.now())
+        return self.vaults.update(ws, vault_id, edit)
 
-        return render(mutate(self.svc.resources, rec, change).doc)
-
-    def list_vaults(self, ws: str, query: ListQuery) -> tuple[list[JsonObject], str | None]:
-        rows, nxt = list_page(self.svc.resources, VAULT, ws, query)
-        return [render(r.doc) for r in rows], nxt
+    def list_vaults(self, ws: str, query: ListQuery) -> Page:
+        return self.vaults.list(ws, query)
 
     def archive(self, ws: str, vault_id: str) -> JsonObject:
         rec = self.vault_record(ws, vault_id)
         for cred in list(self._credentials_of(ws, vault_id, include_archived=False)):
             self._archive_credential(cred)
-        return render(archive_record(self.svc.resources, self.svc.clock, rec).doc)
+        return render(self.vaults.archive_record(rec).doc)
 
     def delete(self, ws: str, vault_id: str) -> JsonObject:
         self.vault_record(ws, vault_id)
         for cred in list(self._credentials_of(ws, vault_id, include_archived=True)):
             self._delete_credential(cred)
-        self.svc.resources.delete(VAULT, ws, vault_id)
-        return {"id": vault_id, "type": "vault_deleted"}
+        return self.vaults.delete(ws, vault_id)
 
     def check_vault_ids(self, ws: str, vault_ids: list[str], *, field: str = "vault_ids") -> None:
         """For session create: every referenced vault exists in the workspace and is not archived."""
         for i, vid in enumerate(vault_ids):
-            rec = self.svc.resources.get(VAULT, ws, vid)
+            rec = self.svc.resources.get(VAULT.name, ws, vid)
             if rec is None:
                 raise NotFound(f"{field}[{i}]: vault {vid!r} not found", error_code="vault_not_found")
             if rec.archived:
@@ -299,19 +281,11 @@ class VaultService:
     # --- credentials ---
 
     def _credentials_of(self, ws: str, vault_id: str, *, include_archived: bool) -> Iterator[Record]:
-        cursor: tuple[str, str] | None = None
-        while True:
-            q = ListQuery(limit=100, order="asc", cursor=cursor, include_archived=include_archived)
-            q.equals["vault_id"] = vault_id
-            rows, more = self.svc.resources.list_records(CREDENTIAL, ws, q)
-            yield from rows
-            if not more or not rows:
-                return
-            cursor = (rfc3339(rows[-1].created_at), rows[-1].id)
+        return self.credentials.iterate(ws, include_archived=include_archived, vault_id=vault_id)
 
     def credential_record(self, ws: str, vault_id: str, credential_id: str) -> Record:
         self.vault_record(ws, vault_id)
-        rec = self.svc.resources.get(CREDENTIAL, ws, credential_id)
+        rec = self.svc.resources.get(CREDENTIAL.name, ws, credential_id)
         if rec is None or rec.attrs.get("vault_id") != vault_id:
             raise NotFound(
                 f"credential {credential_id!r} not found in vault {vault_id!r}", error_code="vault_credential_not_found"
@@ -325,7 +299,7 @@ class VaultService:
                 f"vault {vault_id!r} is archived; credentials cannot be added to it", error_code="vault_archived"
             )
         now = self.svc.clock.now()
-        cid = CREDENTIAL_PREFIX + "01" + new_ulid()
+        cid = CREDENTIAL.new_id()
         name = secret_name(vault_id, cid)
         auth, secret, attrs = self._new_auth(params, now)
         active = list(self._credentials_of(ws, vault_id, include_archived=False))
@@ -341,16 +315,11 @@ class VaultService:
                         f"vault {vault_id!r} already has an active credential for this {key} ({other.id});"
                         " update it, or archive it before adding another"
                     )
-        doc: JsonObject = {
-            "id": cid,
-            "type": "vault_credential",
+        fields: JsonObject = {
             "vault_id": vault_id,
             "display_name": params.display_name,
             "auth": auth,
-            "metadata": check_metadata(dict(params.metadata)),
-            "created_at": rfc3339(now),
-            "updated_at": rfc3339(now),
-            "archived_at": None,
+            "metadata": dict(params.metadata),
             "_secret": name,
         }
         try:
@@ -358,7 +327,7 @@ class VaultService:
                 self.credential_secrets.put_secret(name, secret)
             except SecretStoreError as exc:
                 raise ServiceUnavailable(f"credential {cid!r}: its secret could not be stored: {exc}") from exc
-            self.svc.resources.insert(Record(CREDENTIAL, ws, cid, doc, now, attrs={"vault_id": vault_id, **attrs}))
+            rec = self.credentials.insert(ws, fields, attrs={"vault_id": vault_id, **attrs}, id_=cid)
         except BaseException:
             # The credential id is new, so whatever stands under its name is this call's, whether the write failed
             # before or after storing it (a proxy that did not answer may have stored it): purge it, never leave a
@@ -371,7 +340,7 @@ class VaultService:
                     extra={"credential_id": cid, "error": type(cleanup).__name__},
                 )
             raise
-        return render(doc)
+        return render(rec.doc)
 
     def _new_auth(
         self, params: CredentialCreateParams, now: datetime
@@ -426,19 +395,14 @@ class VaultService:
     def list_credentials(self, ws: str, vault_id: str, query: ListQuery) -> tuple[list[JsonObject], str | None]:
         self.vault_record(ws, vault_id)
         query.equals["vault_id"] = vault_id
-        rows, nxt = list_page(self.svc.resources, CREDENTIAL, ws, query)
-        return [render(r.doc) for r in rows], nxt
+        return self.credentials.list(ws, query)
 
     def update_credential(
         self, ws: str, vault_id: str, credential_id: str, params: CredentialUpdateParams
     ) -> JsonObject:
         fields = params.model_fields_set
         rec = self.credential_record(ws, vault_id, credential_id)
-        if rec.archived:
-            raise InvalidRequest(
-                f"credential {credential_id!r} is archived and cannot be changed",
-                error_code="vault_credential_archived",
-            )
+        self.credentials.check_live(rec)
         if "display_name" in fields and params.display_name is None:
             raise InvalidRequest("display_name: cannot be cleared")
         if "auth" in fields and params.auth is None:
@@ -461,18 +425,13 @@ class VaultService:
             if not found:
                 raise Conflict(f"credential {credential_id!r} has no stored secret; delete and recreate it")
 
-        def change(r: Record) -> None:
-            before = dict(r.doc)
+        def edit(r: Record) -> None:
             if new_auth is not None:
                 r.doc["auth"] = new_auth
-            if params.display_name is not None:
-                r.doc["display_name"] = params.display_name
-            if params.metadata is not None:
-                r.doc["metadata"] = patch_metadata(cast(dict[str, str], r.doc["metadata"]), params.metadata)
-            if r.doc != before or new_auth is not None:
-                r.doc["updated_at"] = rfc3339(self.svc.clock.now())
+            assign(r.doc, params, ("display_name",))
+            assign_metadata(r.doc, params, null_clears=False)
 
-        return render(mutate(self.svc.resources, rec, change).doc)
+        return render(self.credentials.change(rec, edit, touch=new_auth is not None).doc)
 
     def _updated_auth(
         self,
@@ -547,12 +506,12 @@ class VaultService:
         return refresh
 
     def _archive_credential(self, rec: Record) -> Record:
-        out = archive_record(self.svc.resources, self.svc.clock, rec)
+        out = self.credentials.archive_record(rec)
         self.secrets.delete(str(rec.doc["_secret"]))
         return out
 
     def _delete_credential(self, rec: Record) -> None:
-        self.svc.resources.delete(CREDENTIAL, rec.workspace_id, rec.id)
+        self.svc.resources.delete(CREDENTIAL.name, rec.workspace_id, rec.id)
         self.secrets.delete(str(rec.doc["_secret"]))
 
     def archive_credential(self, ws: str, vault_id: str, credential_id: str) -> JsonObject:
@@ -560,7 +519,7 @@ class VaultService:
 
     def delete_credential(self, ws: str, vault_id: str, credential_id: str) -> JsonObject:
         self._delete_credential(self.credential_record(ws, vault_id, credential_id))
-        return {"id": credential_id, "type": "vault_credential_deleted"}
+        return self.credentials.deleted(credential_id)
 
     def validate_credential(self, ws: str, vault_id: str, credential_id: str) -> JsonObject:
         rec = self.credential_record(ws, vault_id, credential_id)

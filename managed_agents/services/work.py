@@ -54,7 +54,7 @@ from managed_agents.ports import (
     SandboxProvisioner,
     iter_all,
 )
-from managed_agents.services.common import Services, check_limit, list_page, patch_metadata, render
+from managed_agents.services.common import Services, list_page, patch_metadata, render
 from managed_agents.services.keys import WORK_TOKEN_PREFIX, Principal, hash_key
 from managed_agents.services.records import mutate
 
@@ -394,16 +394,12 @@ class WorkService:
 
         return render(mutate(self.resources, rec, change).doc)
 
-    def list_work(
-        self, p: Principal, environment_id: str, *, limit: int | None, cursor: tuple[str, str] | None
-    ) -> tuple[list[JsonObject], str | None]:
+    def list_work(self, p: Principal, environment_id: str, query: ListQuery) -> tuple[list[JsonObject], str | None]:
         self._check_scope(p, environment_id, api_key=False, environment_key=True)
         self._environment(p.workspace_id, environment_id)
-        query = ListQuery(
-            limit=check_limit(limit), order="desc", cursor=cursor, equals={"environment_id": environment_id}
-        )
-        rows, nxt = list_page(self.resources, "work", p.workspace_id, query)
-        return [render(r.doc) for r in rows], nxt
+        query.equals["environment_id"] = environment_id
+        page = list_page(self.resources, "work", p.workspace_id, query)
+        return [render(r.doc) for r in page.rows], page.next_page
 
     def stats(self, p: Principal, environment_id: str) -> JsonObject:
         self._check_scope(p, environment_id, api_key=True, environment_key=True)

@@ -103,7 +103,7 @@ def test_oauth_refresh_on_401_stores_the_new_tokens(world: World) -> None:
         # Then the proxy refreshed once, retried, and stored the rotated tokens back
         assert result.content == [{"type": "text", "text": "hello"}]
         assert issuer.refresh_count == 1
-        rec = world.rt.resources.get(CREDENTIAL, WS, cid)
+        rec = world.rt.resources.get(CREDENTIAL.name, WS, cid)
         assert rec is not None
         assert world.rt.secrets is not None
         stored = world.rt.secrets.get(str(rec.doc["_secret"]))

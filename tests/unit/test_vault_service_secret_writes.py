@@ -81,7 +81,7 @@ class World:
 
     def credentials(self) -> list[Record]:
         q = ListQuery(limit=100, include_archived=True)
-        return self.resources.list_records(CREDENTIAL, WS, q)[0]
+        return self.resources.list_records(CREDENTIAL.name, WS, q)[0]
 
 
 BEARER = CredentialCreateParams.model_validate(

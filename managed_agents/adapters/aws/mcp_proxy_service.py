@@ -88,7 +88,7 @@ class McpProxyLambda:
         if isinstance(req, PutCredentialSecretRequest):
             self.proxy.put_secret(req.name, req.value)
             return {}
-        rec = self.resources.get(CREDENTIAL, req.workspace_id, req.credential_id)
+        rec = self.resources.get(CREDENTIAL.name, req.workspace_id, req.credential_id)
         if rec is None or rec.attrs.get("vault_id") != req.vault_id:
             raise NotFound(
                 f"credential {req.credential_id!r} not found in vault {req.vault_id!r}",

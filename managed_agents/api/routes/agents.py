@@ -8,8 +8,7 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from managed_agents.api.deps import call, principal, runtime, time_range
 from managed_agents.domain.events import JsonObject
-from managed_agents.ports import ListQuery
-from managed_agents.services.common import check_limit, decode_cursor
+from managed_agents.services.common import page_query
 from managed_agents.services.keys import Principal
 from managed_agents.wire.agents import AgentCreateParams, AgentUpdateParams
 
@@ -33,12 +32,7 @@ async def list_agents(
     created_gte: CreatedRange = None,
     created_lte: Annotated[str | None, Query(alias="created_at[lte]")] = None,
 ) -> JsonObject:
-    query = ListQuery(
-        limit=check_limit(limit),
-        cursor=decode_cursor(page),
-        include_archived=include_archived,
-        created=time_range(request),
-    )
+    query = page_query(page, limit, include_archived=include_archived, created=time_range(request))
     data, nxt = await call(runtime(request).agents.list_agents, p.workspace_id, query)
     return {"data": data, "next_page": nxt}
 
@@ -62,6 +56,6 @@ async def archive_agent(agent_id: str, request: Request, p: Auth) -> JsonObject:
 async def list_agent_versions(
     agent_id: str, request: Request, p: Auth, limit: int | None = None, page: str | None = None
 ) -> JsonObject:
-    query = ListQuery(limit=check_limit(limit), cursor=decode_cursor(page))
+    query = page_query(page, limit)
     data, nxt = await call(runtime(request).agents.versions, p.workspace_id, agent_id, query)
     return {"data": data, "next_page": nxt}

@@ -8,8 +8,7 @@ from fastapi import APIRouter, Depends, Request
 
 from managed_agents.api.deps import call, principal, runtime
 from managed_agents.domain.events import JsonObject
-from managed_agents.ports import ListQuery
-from managed_agents.services.common import check_limit, decode_cursor
+from managed_agents.services.common import page_query
 from managed_agents.services.keys import Principal
 from managed_agents.wire.environments import EnvironmentCreateParams, EnvironmentUpdateParams
 
@@ -26,7 +25,7 @@ async def create_environment(body: EnvironmentCreateParams, request: Request, p:
 async def list_environments(
     request: Request, p: Auth, limit: int | None = None, page: str | None = None, include_archived: bool = False
 ) -> JsonObject:
-    query = ListQuery(limit=check_limit(limit), cursor=decode_cursor(page), include_archived=include_archived)
+    query = page_query(page, limit, include_archived=include_archived)
     data, nxt = await call(runtime(request).environments.list_environments, p.workspace_id, query)
     return {"data": data, "next_page": nxt}
 

@@ -13,8 +13,7 @@ from managed_agents.api.errors import envelope, request_id
 from managed_agents.api.sse import event_stream
 from managed_agents.domain.errors import ApiError, InvalidRequest, NotFound
 from managed_agents.domain.events import JsonObject
-from managed_agents.ports import ListQuery
-from managed_agents.services.common import check_limit, decode_cursor
+from managed_agents.services.common import check_limit, page_query
 from managed_agents.services.keys import Principal
 from managed_agents.services.sessions import decode_seq_cursor, encode_seq_cursor, render_session
 from managed_agents.wire.sessions import EventSendParams, SessionCreateParams, SessionUpdateParams
@@ -54,13 +53,7 @@ async def list_sessions(
             raise InvalidRequest(f"statuses: {s!r} is not one of {', '.join(STATUSES)}")
     if agent_version is not None and agent_id is None:
         raise InvalidRequest("agent_version: requires agent_id")
-    query = ListQuery(
-        limit=check_limit(limit),
-        order=order,
-        cursor=decode_cursor(page),
-        include_archived=include_archived,
-        created=time_range(request),
-    )
+    query = page_query(page, limit, order=order, include_archived=include_archived, created=time_range(request))
     if agent_id is not None:
         query.equals["agent_id"] = agent_id
     if agent_version is not None:

@@ -9,8 +9,7 @@ from fastapi import APIRouter, Depends, Request
 from managed_agents.api.deps import call, principal, runtime
 from managed_agents.domain.errors import NotFound
 from managed_agents.domain.events import JsonObject
-from managed_agents.ports import ListQuery
-from managed_agents.services.common import check_limit, decode_cursor
+from managed_agents.services.common import page_query
 from managed_agents.services.keys import Principal
 from managed_agents.services.vaults import VaultService
 from managed_agents.wire.vaults import (
@@ -48,7 +47,7 @@ async def list_vaults(
     page: str | None = None,
     include_archived: bool = False,
 ) -> JsonObject:
-    query = ListQuery(limit=check_limit(limit), cursor=decode_cursor(page), include_archived=include_archived)
+    query = page_query(page, limit, include_archived=include_archived)
     data, nxt = await call(v.list_vaults, p.workspace_id, query)
     return {"data": data, "next_page": nxt}
 
@@ -90,7 +89,7 @@ async def list_credentials(
     page: str | None = None,
     include_archived: bool = False,
 ) -> JsonObject:
-    query = ListQuery(limit=check_limit(limit), cursor=decode_cursor(page), include_archived=include_archived)
+    query = page_query(page, limit, include_archived=include_archived)
     data, nxt = await call(v.list_credentials, p.workspace_id, vault_id, query)
     return {"data": data, "next_page": nxt}
 

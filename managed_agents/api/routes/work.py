@@ -16,7 +16,7 @@ from fastapi import APIRouter, Body, Depends, Header, Request
 from managed_agents.api.deps import any_principal, call, principal, runtime
 from managed_agents.domain.errors import ServiceUnavailable
 from managed_agents.domain.events import JsonObject
-from managed_agents.services.common import decode_cursor
+from managed_agents.services.common import page_query
 from managed_agents.services.keys import Principal
 from managed_agents.services.work import WorkService
 from managed_agents.wire.work import EnvironmentKeyCreateParams, WorkStopParams, WorkUpdateParams
@@ -62,7 +62,7 @@ async def work_stats(environment_id: str, request: Request, p: AnyAuth) -> JsonO
 async def list_work(
     environment_id: str, request: Request, p: AnyAuth, limit: int | None = None, page: str | None = None
 ) -> JsonObject:
-    data, nxt = await call(_work(request).list_work, p, environment_id, limit=limit, cursor=decode_cursor(page))
+    data, nxt = await call(_work(request).list_work, p, environment_id, page_query(page, limit))
     return {"data": data, "next_page": nxt}
 
 
