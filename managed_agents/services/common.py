@@ -86,6 +86,8 @@ def decode_cursor(page: str | None, order: Order = "desc") -> tuple[tuple[str, s
             raise ValueError
     except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
         raise InvalidRequest(f"page: {page[:100]!r} is not a page cursor returned by this endpoint") from exc
+    if values[2] != order:
+        raise InvalidRequest("page: page token order does not match request")
     return (values[0], values[1]), len(values) == 4
 
 

@@ -88,21 +88,34 @@ def render_session(doc: JsonObject, now: datetime) -> JsonObject:
     return out
 
 
-def encode_seq_cursor(seq: int) -> str:
-    return "page_" + base64.urlsafe_b64encode(f"seq:{seq}".encode()).decode().rstrip("=")
+MAX_SEQ = 2**63 - 1  # SQLite's and DynamoDB's integer range: a larger number in a token is not ours
 
 
-def decode_seq_cursor(page: str | None) -> int | None:
+def encode_seq_cursor(seq: int, order: Order = "asc") -> str:
+    """An events page token: the position after `seq` in a listing of `order`."""
+    return "page_" + base64.urlsafe_b64encode(f"seq:{order}:{seq}".encode()).decode().rstrip("=")
+
+
+def decode_seq_cursor(page: str | None, order: Order = "asc") -> int | None:
     if not page:
         return None
     try:
         raw = page.removeprefix("page_")
         text = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
-        if not page.startswith("page_") or not text.startswith("seq:"):
+        tag, token_order, number = text.split(":")
+        seq = int(number)
+        if (
+            not page.startswith("page_")
+            or tag != "seq"
+            or token_order not in ("asc", "desc")
+            or not 0 <= seq <= MAX_SEQ
+        ):
             raise ValueError
-        return int(text[4:])
     except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
         raise InvalidRequest(f"page: {page[:100]!r} is not a page cursor returned by this endpoint") from exc
+    if token_order != order:
+        raise InvalidRequest("page: page token order does not match request")
+    return seq
 
 
 class SessionService:
@@ -226,7 +239,7 @@ class SessionService:
     def list_sessions(self, ws: str, query: ListQuery) -> tuple[list[JsonObject], str | None, str | None]:
         page = list_page(self.svc.resources, "session", ws, query)
         now = self.svc.clock.now()
-        return [render_session(r.doc, now) for r in page.rows], page.next_page, None
+        return [render_session(r.doc, now) for r in page.rows], page.next_page, page.prev_page
 
     def update(self, ws: str, sid: str, params: SessionUpdateParams) -> JsonObject:
         fields = params.model_fields_set
@@ -455,7 +468,7 @@ class SessionService:
         for t in types:
             if t not in EVENT_TYPES:
                 raise InvalidRequest(f"types: {t!r} is not an event type")
-        cursor = decode_seq_cursor(page)
+        cursor = decode_seq_cursor(page, order)
         kwargs: dict[str, object] = {}
         if order == "asc":
             kwargs["after_seq"] = cursor or 0
@@ -472,4 +485,4 @@ class SessionService:
         )
         more = len(rows) > limit
         rows = rows[:limit]
-        return [text for _, text in rows], (encode_seq_cursor(rows[-1][0]) if more and rows else None)
+        return [text for _, text in rows], (encode_seq_cursor(rows[-1][0], order) if more and rows else None)

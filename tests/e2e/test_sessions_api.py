@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 import anthropic
 import pytest
 
@@ -164,3 +166,43 @@ def test_other_workspace_sees_nothing(server: Server, client: anthropic.Anthropi
     assert list(other.beta.environments.list()) == []
     # And the owner still sees its session
     assert client.beta.sessions.retrieve(session.id).id == session.id
+
+
+def test_session_pages_carry_a_usable_prev_page_and_tokens_keep_their_order(server: Server) -> None:
+    # Given five sessions and a client that validates responses strictly
+    client = server.client(_strict_response_validation=True)
+    agent_id, env_id = _agent_env(client)
+    created = [client.beta.sessions.create(agent=agent_id, environment_id=env_id).id for _ in range(5)]
+    newest_first = list(reversed(created))
+    # When the first page of two is read, then it has no previous page
+    first = client.beta.sessions.list(limit=2)
+    assert [s.id for s in first.data] == newest_first[:2] and first.prev_page is None and first.next_page
+    # When the next page is read, then its prev_page leads back to the first page
+    second = client.beta.sessions.list(limit=2, page=first.next_page)
+    assert [s.id for s in second.data] == newest_first[2:4] and second.prev_page
+    back = client.beta.sessions.list(limit=2, page=second.prev_page)
+    assert [s.id for s in back.data] == newest_first[:2] and back.prev_page is None
+    assert back.next_page and [s.id for s in client.beta.sessions.list(limit=2, page=back.next_page).data] == [
+        s.id for s in second.data
+    ]
+    # And a token reused with the other order is refused, as the hosted API does
+    with pytest.raises(anthropic.BadRequestError, match="page token order does not match request"):
+        client.beta.sessions.list(limit=2, order="asc", page=first.next_page)
+
+
+def test_event_page_tokens_keep_their_order(client: anthropic.Anthropic, model_server: ScriptedModelServer) -> None:
+    # Given a session with a few events
+    agent_id, env_id = _agent_env(client)
+    sid = client.beta.sessions.create(agent=agent_id, environment_id=env_id).id
+    model_server.push("hello")
+    _say(client, sid, "hi")
+    wait_idle(client, sid)
+    # When a newest-first token is reused oldest-first, then it is refused
+    page = client.beta.sessions.events.list(sid, limit=1, order="desc")
+    assert page.next_page
+    with pytest.raises(anthropic.BadRequestError, match="page token order does not match request"):
+        client.beta.sessions.events.list(sid, limit=1, order="asc", page=page.next_page)
+    # And a token holding a number beyond any sequence is a 400, not a 500
+    huge = "page_" + base64.urlsafe_b64encode(b"seq:asc:" + b"9" * 40).decode().rstrip("=")
+    with pytest.raises(anthropic.BadRequestError, match="not a page cursor"):
+        client.beta.sessions.events.list(sid, page=huge)

@@ -155,10 +155,10 @@ def _next_pages_wanted(value: str | None) -> int:
 def next_desc_cursors(next_page: str, limit: int, count: int) -> list[str]:
     """Cursors of the `count` newest-first pages of `limit` events from the one `next_page` names: the log's
     sequence is gapless from 1 (EventStore), so the k-th of them lists the events below seq `below - k * limit`."""
-    below = decode_seq_cursor(next_page)
+    below = decode_seq_cursor(next_page, "desc")
     if below is None:
         return []
-    return [encode_seq_cursor(seq) for seq in range(below, 1, -limit)[:count]]
+    return [encode_seq_cursor(seq, "desc") for seq in range(below, 1, -limit)[:count]]
 
 
 @router.get("/{session_id}/events/stream")
