@@ -49,13 +49,7 @@ from managed_agents.harness.state_cache import StateCache
 from managed_agents.harness.turn import HarnessDeps
 from managed_agents.lambda_init import init_runs_ahead
 from managed_agents.ports import CancelToken, ModelClient, ModelResponse, SecretPatch, StreamListener
-from managed_agents.services.agents import AgentService
-from managed_agents.services.common import Services
-from managed_agents.services.environments import EnvironmentService
-from managed_agents.services.keys import KeyService
-from managed_agents.services.sessions import SessionService
-from managed_agents.services.vaults import VaultService
-from managed_agents.services.work import WorkService, WorkSettings
+from managed_agents.services.work import WorkSettings
 from managed_agents.settings import (
     EVENTS_TABLE_ENV,
     MODEL_API_KEY_SECRET_ARN_ENV,
@@ -65,7 +59,7 @@ from managed_agents.settings import (
     STREAM_POLL_SECONDS_ENV,
     AwsSettings,
 )
-from managed_agents.wiring import Runtime
+from managed_agents.wiring import Adapters, Runtime, compose
 
 __all__ = [
     "EVENTS_TABLE_ENV",
@@ -134,7 +128,6 @@ def build_aws_runtime(
         s3_client=clients.s3,
         clock=clock,
     )
-    notifier = PollingNotifier(settings.stream_poll_seconds)
     orchestrator = None
     if settings.state_machine_arn:
         orchestrator = StepFunctionsOrchestrator(
@@ -143,25 +136,12 @@ def build_aws_runtime(
             events=events,
             sfn_client=clients.stepfunctions,
         )
-    svc = Services(resources, clock, orchestrator)
     provisioner = (
         LambdaSandboxProvisioner(function_name=settings.provisioner_function, lambda_client=clients.lambda_)
         if settings.provisioner_function
         else None
     )
-    work_settings = WorkSettings(
-        lease_ttl_seconds=settings.work_lease_ttl_seconds,
-        start_timeout_seconds=settings.sandbox_start_timeout_seconds,
-        api_url=settings.sandbox_api_url or settings.api_url,
-        # The provisioner Lambda gives sandboxes its own MANAGED_AGENTS_API_URL: the API Lambda cannot know its URL.
-        provisioner_knows_api_url=provisioner is not None,
-    )
-    # Launches run in the request's thread: a Lambda freezes threads left running after its response.
-    work = WorkService(svc, events, notifier, work_settings, provisioner, background_launch=False)
-    sessions = SessionService(svc, events, notifier)
-    # Speculative hands and stop-on-delete need a provisioner; without one, the ModelTurn Lambda provisions.
-    sessions.work = work if provisioner is not None else None
-    secrets, vaults = None, None
+    vault_secrets, gateway = None, None
     if settings.vault_secret_prefix:
         # The API neither reads nor writes vault secrets: writing a value encrypted with the vault key needs
         # kms:Decrypt, which the key allows the MCP proxy alone, so new secrets, merges and validation all go through
@@ -169,25 +149,36 @@ def build_aws_runtime(
         # calls nothing else on this store.
         from managed_agents.adapters.aws.secrets_manager_store import SecretsManagerSecretStore  # imports boto3
 
-        secrets = SecretsManagerSecretStore(prefix=settings.vault_secret_prefix, client=clients.secretsmanager)
+        vault_secrets = SecretsManagerSecretStore(prefix=settings.vault_secret_prefix, client=clients.secretsmanager)
         gateway = mcp_gateway(settings, clients)
-        vaults = VaultService(svc, secrets, prober=gateway, credential_secrets=gateway or _NoMcpProxy())
-        sessions.vaults = vaults
-    return Runtime(
-        settings=settings,
-        resources=resources,
-        events=events,
-        notifier=notifier,
-        clock=clock,
-        keys=KeyService(resources, clock),
-        agents=AgentService(svc),
-        environments=EnvironmentService(svc),
-        sessions=sessions,
-        orchestrator=None,
-        work=work,
-        secrets=secrets,
-        vaults=vaults,
+    rt = compose(
+        settings,
+        Adapters(
+            resources=resources,
+            events=events,
+            notifier=PollingNotifier(settings.stream_poll_seconds),
+            clock=clock,
+            work=WorkSettings(
+                lease_ttl_seconds=settings.work_lease_ttl_seconds,
+                start_timeout_seconds=settings.sandbox_start_timeout_seconds,
+                api_url=settings.sandbox_api_url or settings.api_url,
+                # The provisioner Lambda gives sandboxes its own MANAGED_AGENTS_API_URL: the API Lambda cannot know
+                # its URL.
+                provisioner_knows_api_url=provisioner is not None,
+            ),
+            orchestrator=orchestrator,
+            provisioner=provisioner,
+            # Launches run in the request's thread: a Lambda freezes threads left running after its response.
+            background_launch=False,
+            # Speculative hands and stop-on-delete need a provisioner; without one, the ModelTurn Lambda provisions.
+            speculative_hands=provisioner is not None,
+            vault_secrets=vault_secrets,
+            credential_secrets=gateway or _NoMcpProxy(),
+            prober=gateway,
+        ),
     )
+    rt.secrets = vault_secrets
+    return rt
 
 
 def mcp_gateway(settings: AwsSettings, clients: AwsClients) -> LambdaMcpGateway | None:

@@ -1,22 +1,37 @@
-"""Composition roots: the embedded runtime (SQLite, in-process orchestrator). The AWS one lands with stacks/."""
+"""The composition root: `compose` wires the services around a runtime's adapters, once for both runtimes.
+
+`build_local_runtime` (here) gives it the embedded adapters (SQLite, in-process orchestrator, subprocess sandboxes,
+the local vault and MCP proxy); `aws_runtime.build_aws_runtime` the AWS ones (DynamoDB, Step Functions, the
+provisioner and MCP proxy Lambdas). A new service is wired in `compose` only (style.md: "One composition root").
+"""
 
 from __future__ import annotations
 
 import logging
 import os
 import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from managed_agents.domain.clock import Clock, SystemClock
-from managed_agents.ports import EventNotifier, EventStore, ModelClient, ResourceStore, SecretStore
+from managed_agents.ports import (
+    CredentialSecrets,
+    EventNotifier,
+    EventStore,
+    ModelClient,
+    Orchestrator,
+    ResourceStore,
+    SandboxProvisioner,
+    SecretStore,
+)
 from managed_agents.services.agents import AgentService
 from managed_agents.services.common import Services
 from managed_agents.services.environments import EnvironmentService
 from managed_agents.services.keys import KeyService
 from managed_agents.services.sessions import SessionService
-from managed_agents.services.vaults import VaultService
+from managed_agents.services.vaults import CredentialProber, SecretRemover, StoreCredentialSecrets, VaultService
 from managed_agents.services.work import WorkService, WorkSettings
 from managed_agents.settings import ServerSettings
 
@@ -90,6 +105,54 @@ class Runtime:
             self.mcp_proxy.close()
 
 
+@dataclass
+class Adapters:
+    """What differs between the runtimes (architecture: "Ports and adapters"): the adapters `compose` wires the
+    services around, and the few choices that follow from them."""
+
+    resources: ResourceStore
+    events: EventStore
+    notifier: EventNotifier
+    clock: Clock
+    work: WorkSettings
+    orchestrator: Orchestrator | None = None  # None: attached later (embedded: it runs the harness on these services)
+    provisioner: SandboxProvisioner | None = None
+    background_launch: bool = True  # False on Lambda: a launch must end before the response freezes the container
+    speculative_hands: bool = True  # sessions provision sandboxes while the first turn runs and stop them on delete
+    vault_secrets: SecretRemover | None = None  # where credential secrets are purged; None: no vault API
+    credential_secrets: CredentialSecrets | None = None  # where they are written (the MCP proxy Lambda on AWS)
+    prober: CredentialProber | None = None
+    session_ended: Sequence[Callable[[str], object]] = ()  # called with the id of a deleted or archived session
+
+
+def compose(settings: ServerSettings, adapters: Adapters) -> Runtime:
+    """Build the services once, around either runtime's adapters."""
+    a = adapters
+    svc = Services(a.resources, a.clock, a.orchestrator)
+    work = WorkService(svc, a.events, a.notifier, a.work, a.provisioner, background_launch=a.background_launch)
+    sessions = SessionService(svc, a.events, a.notifier)
+    sessions.work = work if a.speculative_hands else None
+    vaults = None
+    if a.vault_secrets is not None and a.credential_secrets is not None:
+        vaults = VaultService(svc, a.vault_secrets, a.credential_secrets, prober=a.prober)
+        sessions.vaults = vaults
+    sessions.ended_hooks.extend(a.session_ended)
+    return Runtime(
+        settings=settings,
+        resources=a.resources,
+        events=a.events,
+        notifier=a.notifier,
+        clock=a.clock,
+        keys=KeyService(a.resources, a.clock),
+        agents=AgentService(svc),
+        environments=EnvironmentService(svc),
+        sessions=sessions,
+        orchestrator=None,
+        work=work,
+        vaults=vaults,
+    )
+
+
 def build_local_runtime(
     settings: ServerSettings | None = None,
     *,
@@ -111,18 +174,11 @@ def build_local_runtime(
     settings = settings or ServerSettings()
     data_dir = Path(settings.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
-    clock = clock or SystemClock()
     db = SqliteDatabase(data_dir / DB_FILE)
+    clock = clock or SystemClock()
     resources = SqliteResourceStore(db)
-    events = SqliteEventStore(db, clock)
-    notifier = LocalNotifier()
-    model = model or AnthropicMessagesModel(
-        api_key=os.environ.get("ANTHROPIC_API_KEY"),
-        base_url=os.environ.get("ANTHROPIC_BASE_URL"),
-        timeout=settings.model_timeout_seconds,
-    )
-    orchestrator = None
-    svc = Services(resources, clock, None)
+    secrets = EncryptedFileSecretStore.in_data_dir(data_dir)
+    mcp_proxy = McpProxy(resources, secrets, clock)
     provisioner = None
     if start_orchestrator:
         provisioner = SubprocessSandboxProvisioner(
@@ -132,57 +188,51 @@ def build_local_runtime(
             start_delay_seconds=settings.sandbox_start_delay_seconds,
             hidden=(data_dir,),
         )
-    work_settings = WorkSettings(
-        lease_ttl_seconds=settings.work_lease_ttl_seconds,
-        start_timeout_seconds=settings.sandbox_start_timeout_seconds,
-        api_url=settings.sandbox_api_url,
+    rt = compose(
+        settings,
+        Adapters(
+            resources=resources,
+            events=SqliteEventStore(db, clock),
+            notifier=LocalNotifier(),
+            clock=clock,
+            work=WorkSettings(
+                lease_ttl_seconds=settings.work_lease_ttl_seconds,
+                start_timeout_seconds=settings.sandbox_start_timeout_seconds,
+                api_url=settings.sandbox_api_url,
+            ),
+            provisioner=provisioner,
+            vault_secrets=secrets,
+            credential_secrets=StoreCredentialSecrets(secrets),
+            prober=mcp_proxy,
+            session_ended=(mcp_proxy.close_session,),
+        ),
     )
-    work = WorkService(svc, events, notifier, work_settings, provisioner)
-    secrets = EncryptedFileSecretStore.in_data_dir(data_dir)
-    mcp_proxy = McpProxy(resources, secrets, clock)
+    rt.provisioner, rt.secrets, rt.mcp_proxy = provisioner, secrets, mcp_proxy
     if start_orchestrator:
+        assert provisioner is not None and rt.work is not None
+        model = model or AnthropicMessagesModel(
+            api_key=os.environ.get("ANTHROPIC_API_KEY"),
+            base_url=os.environ.get("ANTHROPIC_BASE_URL"),
+            timeout=settings.model_timeout_seconds,
+        )
         deps = HarnessDeps(
-            events,
+            rt.events,
             resources,
             model,
             clock,
             settings,
-            notifier,
-            hands=work.ensure_for_session,
+            rt.notifier,
+            hands=rt.work.ensure_for_session,
             mcp=mcp_proxy,
             states=StateCache(max_sessions=max(1024, settings.max_concurrent_sessions)),
         )
-        orchestrator = InProcessOrchestrator(
+        rt.orchestrator = InProcessOrchestrator(
             deps,
             max_workers=settings.max_concurrent_sessions,
-            on_error=harness_failure_reporter(events, resources, clock),
+            on_error=harness_failure_reporter(rt.events, resources, clock),
         )
-        svc.orchestrator = orchestrator
-    sessions = SessionService(svc, events, notifier)
-    sessions.work = work
-    vaults = VaultService(svc, secrets, prober=mcp_proxy)
-    sessions.vaults = vaults
-    sessions.ended_hooks.append(mcp_proxy.close_session)
-    rt = Runtime(
-        settings=settings,
-        resources=resources,
-        events=events,
-        notifier=notifier,
-        clock=clock,
-        keys=KeyService(resources, clock),
-        agents=AgentService(svc),
-        environments=EnvironmentService(svc),
-        sessions=sessions,
-        orchestrator=orchestrator,
-        work=work,
-        provisioner=provisioner,
-        secrets=secrets,
-        vaults=vaults,
-        mcp_proxy=mcp_proxy,
-    )
-    if start_orchestrator:
+        rt.sessions.svc.orchestrator = rt.orchestrator
         rt.start_reaper()
-        assert provisioner is not None
         level = logging.INFO if provisioner.bwrap else logging.WARNING
         log.log(level, "cloud sandboxes: isolation %s", provisioner.isolation)
     return rt

@@ -21,7 +21,7 @@ import logging
 import re
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
-from typing import Protocol, cast, overload
+from typing import Protocol, cast
 from urllib.parse import urlsplit, urlunsplit
 
 from managed_agents.domain.clock import rfc3339
@@ -197,44 +197,20 @@ class VaultService:
     "Credentials": only the MCP proxy reads them, and only it may use the vault key). `secrets` is only deleted from
     here."""
 
-    @overload
-    def __init__(
-        self,
-        svc: Services,
-        secrets: SecretStore,
-        prober: CredentialProber | None = None,
-        *,
-        credential_secrets: None = None,
-    ) -> None: ...
-
-    @overload
     def __init__(
         self,
         svc: Services,
         secrets: SecretRemover,
-        prober: CredentialProber | None = None,
-        *,
         credential_secrets: CredentialSecrets,
-    ) -> None: ...
-
-    def __init__(
-        self,
-        svc: Services,
-        secrets: SecretStore | SecretRemover,
-        prober: CredentialProber | None = None,
         *,
-        credential_secrets: CredentialSecrets | None = None,
+        prober: CredentialProber | None = None,
     ) -> None:
         self.svc = svc
         self.vaults = Collection(svc, VAULT)
         self.credentials = Collection(svc, CREDENTIAL)
-        self.secrets: SecretRemover = secrets
+        self.secrets = secrets
         self.prober = prober
-        self.credential_secrets = (
-            credential_secrets
-            if credential_secrets is not None
-            else StoreCredentialSecrets(cast(SecretStore, secrets))  # the first overload: a whole SecretStore
-        )
+        self.credential_secrets = credential_secrets
 
     # --- vaults ---
 

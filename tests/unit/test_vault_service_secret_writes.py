@@ -20,7 +20,7 @@ from managed_agents.domain.clock import SystemClock
 from managed_agents.domain.errors import ServiceUnavailable
 from managed_agents.ports import ListQuery, Record, SecretPatch, SecretStoreError
 from managed_agents.services.common import Services
-from managed_agents.services.vaults import CREDENTIAL, VaultService
+from managed_agents.services.vaults import CREDENTIAL, StoreCredentialSecrets, VaultService
 from managed_agents.wire.vaults import CredentialCreateParams, CredentialUpdateParams, VaultCreateParams
 
 TOKEN = "bearer-canary-3f9a27"
@@ -188,7 +188,7 @@ def test_embedded_default_writes_through_the_local_store(tmp_path: Path) -> None
     # Given the embedded wiring's shape: a whole SecretStore and no CredentialSecrets
     resources = SqliteResourceStore(SqliteDatabase(tmp_path / "resources.db"))
     store = EncryptedFileSecretStore(tmp_path / "secrets", os.urandom(32))
-    vaults = VaultService(Services(resources, SystemClock()), store)
+    vaults = VaultService(Services(resources, SystemClock()), store, StoreCredentialSecrets(store))
     vault_id = str(vaults.create(WS, VaultCreateParams(display_name="v"))["id"])
     # When a credential is created and its token updated
     cred_id = str(vaults.create_credential(WS, vault_id, BEARER)["id"])
