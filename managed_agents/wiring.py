@@ -31,7 +31,7 @@ from managed_agents.services.common import Services
 from managed_agents.services.environments import EnvironmentService
 from managed_agents.services.keys import KeyService
 from managed_agents.services.sessions import SessionService
-from managed_agents.services.vaults import CredentialProber, SecretRemover, StoreCredentialSecrets, VaultService
+from managed_agents.services.vaults import CredentialProber, SecretRemover, VaultService
 from managed_agents.services.work import WorkService, WorkSettings
 from managed_agents.settings import ServerSettings
 
@@ -202,7 +202,7 @@ def build_local_runtime(
             ),
             provisioner=provisioner,
             vault_secrets=secrets,
-            credential_secrets=StoreCredentialSecrets(secrets),
+            credential_secrets=mcp_proxy,  # writes under the lock its OAuth refreshes of the credential hold
             prober=mcp_proxy,
             session_ended=(mcp_proxy.close_session,),
         ),

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from managed_agents.mcp_proxy import AUTHENTICATION_FAILED, McpProxyError
 from managed_agents.services.vaults import CREDENTIAL
+from managed_agents.settings import ServerSettings
 from managed_agents.testing.mcp_servers import McpTestServer, OAuthIssuer
+from managed_agents.wiring import build_local_runtime
 from tests.integration.mcp_proxy_support import WS, World, captured_logs, world
 
 __all__ = ["captured_logs", "world"]
@@ -154,3 +158,30 @@ def test_revoked_refresh_token_is_an_authentication_error_without_secrets(
         text = err.message + "\n".join(r.getMessage() + str(r.__dict__) for r in captured_logs.records)
         for secret in (access, refresh, issuer.client_secret):
             assert secret not in text
+
+
+def test_the_embedded_vault_writes_secrets_through_the_proxy_under_its_refresh_lock(tmp_path: Path) -> None:
+    # Given the embedded runtime
+    rt = build_local_runtime(ServerSettings(data_dir=str(tmp_path / "data")), start_orchestrator=False)
+    try:
+        assert rt.vaults is not None and rt.mcp_proxy is not None
+        # When a credential secret is written while the proxy holds that credential's refresh lock
+        proxy = rt.mcp_proxy
+        lock = proxy._secret_lock("vaults/vlt_1/vcrd_1")
+        written = threading.Event()
+        vaults = rt.vaults
+
+        def write() -> None:
+            vaults.credential_secrets.put_secret("vaults/vlt_1/vcrd_1", {"token": "t"})
+            written.set()
+
+        with lock:
+            writer = threading.Thread(target=write)
+            writer.start()
+            # Then the write waits for the refresh to finish
+            assert not written.wait(0.3)
+        assert written.wait(5)
+        writer.join()
+        assert rt.secrets is not None and rt.secrets.get("vaults/vlt_1/vcrd_1") == {"token": "t"}
+    finally:
+        rt.close()
