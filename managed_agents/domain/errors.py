@@ -60,6 +60,13 @@ class Conflict(ApiError):
     retryable = False
 
 
+class VersionConflict(Conflict):
+    """A stale `version` precondition on an update: 409, with the error type the hosted API gives it
+    (api-reference §9: `invalid_request_error`)."""
+
+    error_type = "invalid_request_error"
+
+
 class PreconditionFailed(ApiError):
     status = 412
     error_type = "invalid_request_error"

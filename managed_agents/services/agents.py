@@ -11,7 +11,7 @@ from typing import cast
 
 from pydantic import BaseModel
 
-from managed_agents.domain.errors import Conflict, InvalidRequest, NotFound
+from managed_agents.domain.errors import InvalidRequest, NotFound, VersionConflict
 from managed_agents.domain.events import JsonObject
 from managed_agents.domain.ids import new_id
 from managed_agents.harness.tools import BUILTIN_TOOLS
@@ -185,7 +185,7 @@ class AgentService:
         fields = params.model_fields_set
         rec = self.items.live(ws, agent_id, doing="updated")
         if params.version is not None and params.version != rec.doc["version"]:
-            raise Conflict(
+            raise VersionConflict(
                 f"version: agent {agent_id!r} is at version {rec.doc['version']}, not {params.version};"
                 " re-read it and apply your change again",
                 error_code="version_conflict",
@@ -225,7 +225,7 @@ class AgentService:
 
         def change(r: Record) -> None:
             if r.doc["version"] != rec.doc["version"]:
-                raise Conflict(
+                raise VersionConflict(
                     f"version: agent {agent_id!r} changed concurrently (now version {r.doc['version']})",
                     error_code="version_conflict",
                 )

@@ -66,6 +66,8 @@ def test_update_with_stale_version_is_a_409_that_must_not_be_retried(client: ant
     assert info.value.status_code == 409
     assert info.value.response.headers.get("x-should-retry") == "false"
     assert "version" in _message(info.value)
+    # And, as the hosted API does, its error type is invalid_request_error (api-reference §9)
+    assert isinstance(info.value.body, dict) and info.value.body["error"]["type"] == "invalid_request_error"
     got = client.beta.agents.retrieve(agent.id)
     assert got.version == 2 and got.description == "d"
 
