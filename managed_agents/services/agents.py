@@ -18,6 +18,7 @@ from managed_agents.harness.tools import BUILTIN_TOOLS
 from managed_agents.ports import ListQuery, Record
 from managed_agents.services.common import Services, list_page, render
 from managed_agents.services.crud import Collection, Kind, Page, assign, assign_metadata
+from managed_agents.services.multiagent import Snapshot, follow_owner, resolve_multiagent
 from managed_agents.wire.agents import (
     AgentCreateParams,
     AgentToolsetParams,
@@ -29,6 +30,7 @@ from managed_agents.wire.agents import (
 )
 
 DEFAULT_EFFORT = "high"
+DEFAULT_SPEED = "standard"  # hosted: a model given as a string reads back with speed "standard" (api-reference §9)
 TOOLSET_DEFAULT_POLICY = {"agent_toolset_20260401": "always_allow", "mcp_toolset": "always_ask"}
 
 
@@ -39,13 +41,13 @@ def _dump(m: BaseModel) -> JsonObject:
 def resolve_model(model: str | ModelConfigParams) -> tuple[JsonObject, str | None]:
     """The response form of `model` and the effort the user chose explicitly (sent to the Messages API)."""
     if isinstance(model, str):
-        return {"id": model, "effort": {"type": DEFAULT_EFFORT}, "speed": None, "inference_geo": None}, None
+        return {"id": model, "effort": {"type": DEFAULT_EFFORT}, "speed": DEFAULT_SPEED, "inference_geo": None}, None
     explicit = model.effort if isinstance(model.effort, str) or model.effort is None else model.effort.type
     return (
         {
             "id": model.id,
             "effort": {"type": explicit or DEFAULT_EFFORT},
-            "speed": model.speed,
+            "speed": model.speed or DEFAULT_SPEED,
             "inference_geo": model.inference_geo,
         },
         explicit,
@@ -127,18 +129,29 @@ class AgentService:
         self.svc = svc
         self.items = Collection(svc, AGENT)
 
+    def _snapshots(self, ws: str) -> Snapshot:
+        return lambda agent_id, version: self.snapshot(ws, agent_id, version)
+
     def create(self, ws: str, params: AgentCreateParams) -> JsonObject:
         check_tools(list(params.tools), list(params.mcp_servers))
         model, effort = resolve_model(params.model)
+        agent_id = AGENT.new_id()
+        multiagent = (
+            resolve_multiagent(
+                params.multiagent, None, owner_id=agent_id, owner_version=1, snapshot=self._snapshots(ws)
+            )
+            if params.multiagent
+            else None
+        )
         fields: JsonObject = {
             "name": params.name,
-            "description": params.description,
-            "system": params.system,
+            "description": params.description or None,  # hosted: "" reads back as null
+            "system": params.system or None,
             "model": model,
             "tools": resolve_tools(list(params.tools)),
             "mcp_servers": [_dump(s) for s in params.mcp_servers],
             "skills": [{**_dump(s), "version": s.version or "latest"} for s in params.skills],
-            "multiagent": _dump(params.multiagent) if params.multiagent else None,
+            "multiagent": multiagent,
             "metadata": dict(params.metadata),
             "execution_identity": _dump(params.execution_identity)
             if params.execution_identity
@@ -146,7 +159,7 @@ class AgentService:
             "version": 1,
             "_explicit_effort": effort,
         }
-        rec = self.items.insert(ws, fields, attrs={"version": 1})
+        rec = self.items.insert(ws, fields, attrs={"version": 1}, id_=agent_id)
         self._store_version(rec)
         return render(rec.doc)
 
@@ -167,14 +180,15 @@ class AgentService:
         return self.items.record(ws, agent_id)
 
     def snapshot(self, ws: str, agent_id: str, version: int | None = None) -> JsonObject:
-        """The stored document of a version (latest if None), internal keys included."""
+        """The stored document of a version (latest if None), internal keys included. An older version of an
+        archived agent shows the agent's `archived_at` (hosted, api-reference §9): archiving is of the agent."""
         rec = self.record(ws, agent_id)
         if version is None or version == rec.doc["version"]:
             return dict(rec.doc)
         ver = self.svc.resources.get("agent_version", ws, f"{agent_id}@{version:010d}")
         if ver is None:
             raise NotFound(f"agent {agent_id!r} has no version {version} (latest is {rec.doc['version']})")
-        return dict(ver.doc)
+        return {**ver.doc, "archived_at": rec.doc.get("archived_at")}
 
     def get(self, ws: str, agent_id: str, version: int | None = None) -> JsonObject:
         if version is not None and version < 1:
@@ -193,7 +207,9 @@ class AgentService:
         if "model" in fields and params.model is None:
             raise InvalidRequest("model: cannot be cleared")
         doc = dict(rec.doc)
-        assign(doc, params, ("name", "description", "system"), required=("name",))
+        assign(
+            doc, params, ("name", "description", "system"), required=("name",), empty_clears=("description", "system")
+        )
         if "model" in fields and params.model is not None:
             doc["model"], doc["_explicit_effort"] = resolve_model(params.model)
         if "tools" in fields or "mcp_servers" in fields:
@@ -212,7 +228,17 @@ class AgentService:
         if "skills" in fields:
             doc["skills"] = [{**_dump(s), "version": s.version or "latest"} for s in params.skills or []]
         if "multiagent" in fields:
-            doc["multiagent"] = _dump(params.multiagent) if params.multiagent else None
+            doc["multiagent"] = (
+                resolve_multiagent(
+                    params.multiagent,
+                    cast(JsonObject | None, doc.get("multiagent")),
+                    owner_id=agent_id,
+                    owner_version=int(cast(int, rec.doc["version"])),
+                    snapshot=self._snapshots(ws),
+                )
+                if params.multiagent
+                else None
+            )
         if "execution_identity" in fields:
             doc["execution_identity"] = (
                 _dump(params.execution_identity) if params.execution_identity else {"type": "service_account"}
@@ -222,6 +248,7 @@ class AgentService:
             return render(doc)
         version = int(cast(int, rec.doc["version"])) + 1
         doc["version"] = version
+        doc["multiagent"] = follow_owner(cast(JsonObject | None, doc.get("multiagent")), agent_id, version)
 
         def change(r: Record) -> None:
             if r.doc["version"] != rec.doc["version"]:
@@ -243,10 +270,11 @@ class AgentService:
         return self.items.list(ws, query)
 
     def versions(self, ws: str, agent_id: str, query: ListQuery) -> Page:
-        self.record(ws, agent_id)
+        agent = self.record(ws, agent_id)
         q = ListQuery(
             limit=query.limit, order="desc", cursor=query.cursor, backward=query.backward, include_archived=True
         )
         q.equals["agent_id"] = agent_id
         page = list_page(self.svc.resources, "agent_version", ws, q)
-        return [render(r.doc) for r in page.rows], page.next_page
+        archived_at = agent.doc.get("archived_at")
+        return [{**render(r.doc), "archived_at": archived_at} for r in page.rows], page.next_page

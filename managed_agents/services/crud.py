@@ -57,9 +57,15 @@ class Kind:
 class Collection:
     """Create, retrieve, update, list, archive and delete one kind of resource in the resource store."""
 
-    def __init__(self, svc: Services, kind: Kind) -> None:
+    def __init__(self, svc: Services, kind: Kind, *, view: Callable[[JsonObject], JsonObject] | None = None) -> None:
+        """`view`: what the wire form adds to the stored document (fields derived on read)."""
         self.svc = svc
         self.kind = kind
+        self._view = view
+
+    def render(self, doc: JsonObject) -> JsonObject:
+        out = render(doc)
+        return self._view(out) if self._view is not None else out
 
     # -- create and read --------------------------------------------------------------------------------------
 
@@ -76,7 +82,7 @@ class Collection:
         return rec
 
     def create(self, ws: str, fields: JsonObject, *, attrs: Attrs | None = None, id_: str | None = None) -> JsonObject:
-        return render(self.insert(ws, fields, attrs=attrs, id_=id_).doc)
+        return self.render(self.insert(ws, fields, attrs=attrs, id_=id_).doc)
 
     def record(self, ws: str, rid: str) -> Record:
         rec = self.svc.resources.get(self.kind.name, ws, rid)
@@ -97,11 +103,11 @@ class Collection:
             )
 
     def get(self, ws: str, rid: str) -> JsonObject:
-        return render(self.record(ws, rid).doc)
+        return self.render(self.record(ws, rid).doc)
 
     def list(self, ws: str, query: ListQuery) -> Page:
         page = list_page(self.svc.resources, self.kind.name, ws, query)
-        return [render(r.doc) for r in page.rows], page.next_page
+        return [self.render(r.doc) for r in page.rows], page.next_page
 
     def iterate(self, ws: str, *, include_archived: bool, **equals: str | int) -> Iterator[Record]:
         """Every record matching `equals`, oldest first, page by page."""
@@ -133,10 +139,10 @@ class Collection:
     def update(self, ws: str, rid: str, edit: Callable[[JsonObject], None]) -> JsonObject:
         """Change a live record's document with `edit` (see `assign`, `assign_metadata`) and return its wire form."""
         rec = self.live(ws, rid)
-        return render(self.change(rec, lambda r: edit(r.doc)).doc)
+        return self.render(self.change(rec, lambda r: edit(r.doc)).doc)
 
     def archive(self, ws: str, rid: str) -> JsonObject:
-        return render(self.archive_record(self.record(ws, rid)).doc)
+        return self.render(self.archive_record(self.record(ws, rid)).doc)
 
     def archive_record(self, rec: Record) -> Record:
         """Soft-archive: `archived_at` is set once; archiving again returns the record as it is."""

@@ -65,10 +65,15 @@ ENVIRONMENT = Kind(
 )
 
 
+def with_state(doc: JsonObject) -> JsonObject:
+    """Hosted environments carry `state`, "active" or "archived" (api-reference §9)."""
+    return {**doc, "state": "archived" if doc.get("archived_at") else "active"}
+
+
 class EnvironmentService:
     def __init__(self, svc: Services) -> None:
         self.svc = svc
-        self.items = Collection(svc, ENVIRONMENT)
+        self.items = Collection(svc, ENVIRONMENT, view=with_state)
 
     def create(self, ws: str, params: EnvironmentCreateParams) -> JsonObject:
         fields: JsonObject = {

@@ -25,6 +25,7 @@ from managed_agents.services.agents import AgentService, check_tools, resolve_mo
 from managed_agents.services.common import Services, archive_record, check_metadata, list_page, patch_metadata, render
 from managed_agents.services.environments import EnvironmentService
 from managed_agents.services.keys import Principal
+from managed_agents.services.multiagent import session_multiagent
 from managed_agents.services.records import mutate
 from managed_agents.services.vaults import VaultService
 from managed_agents.services.work import WorkService
@@ -198,7 +199,14 @@ class SessionService:
             "id": sid,
             "type": "session",
             "status": "idle",
-            "agent": {k: agent.get(k) for k in SESSION_AGENT_FIELDS},
+            "agent": {
+                **{k: agent.get(k) for k in SESSION_AGENT_FIELDS},
+                "multiagent": session_multiagent(
+                    cast(JsonObject | None, agent.get("multiagent")),
+                    agent,
+                    lambda agent_id, version: self.agents.snapshot(ws, agent_id, version),
+                ),
+            },
             "environment_id": params.environment_id,
             "title": params.title,
             "metadata": check_metadata(dict(params.metadata)),

@@ -141,11 +141,66 @@ class AwsRoleIdentity(Params):
 ExecutionIdentity = Annotated[ServiceAccountIdentity | AwsRoleIdentity, Field(discriminator="type")]
 
 
-class MultiagentParams(Params):
-    """Stored and returned faithfully; multi-agent orchestration itself is not run by this platform yet."""
+class AgentRef(Params):
+    type: Literal["agent"]
+    id: Annotated[str, Field(min_length=1, max_length=256)]
+    version: Annotated[int, Field(ge=1)] | None = None
 
-    model_config = Params.model_config | {"extra": "allow"}
-    type: Literal["multiagent_20261001", "coordinator"]
+
+class SelfRef(Params):
+    type: Literal["self"]
+
+
+class AdvisorEntry(Params):
+    type: Literal["advisor"]
+    model: Annotated[str, Field(min_length=1, max_length=256)]
+
+
+PredefinedAgent = str | Annotated[AgentRef | SelfRef, Field(discriminator="type")]
+RosterEntry = str | Annotated[AgentRef | SelfRef | AdvisorEntry, Field(discriminator="type")]
+
+
+class CoordinatorParams(Params):
+    """Legacy roster (api-reference §4.5): 1-20 distinct agents, at most one `self`, one advisor at most."""
+
+    type: Literal["coordinator"]
+    agents: Annotated[list[RosterEntry], Field(min_length=1, max_length=20)]
+
+
+class Enabled(Params):
+    type: Literal["enabled"]
+
+
+class Disabled(Params):
+    type: Literal["disabled"]
+
+
+class AdvisorEnabled(Params):
+    type: Literal["enabled"]
+    model: Annotated[str, Field(min_length=1, max_length=256)]
+
+
+class DelegationEnabled(Params):
+    """`subagents` or `workflows` enabled: inline agents (default enabled) and predefined agents (at most 20)."""
+
+    type: Literal["enabled"]
+    inline_agents: Annotated[Enabled | Disabled, Field(discriminator="type")] | None = None
+    predefined_agents: Annotated[list[PredefinedAgent], Field(max_length=20)] | None = None
+
+
+Delegation = Annotated[DelegationEnabled | Disabled, Field(discriminator="type")]
+
+
+class Multiagent20261001Params(Params):
+    """Each level is enabled or disabled on its own; on update it merges into a stored one level by level."""
+
+    type: Literal["multiagent_20261001"]
+    advisor: Annotated[AdvisorEnabled | Disabled, Field(discriminator="type")] | None = None
+    subagents: Delegation | None = None
+    workflows: Delegation | None = None
+
+
+MultiagentParams = Annotated[CoordinatorParams | Multiagent20261001Params, Field(discriminator="type")]
 
 
 Name = Annotated[str, Field(min_length=1, max_length=256)]

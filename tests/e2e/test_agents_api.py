@@ -7,6 +7,8 @@ from typing import Any
 import anthropic
 import pytest
 
+from tests.e2e.conftest import Server
+
 
 def _error_code(exc: anthropic.APIStatusError) -> Any:
     body = exc.body
@@ -152,3 +154,130 @@ def test_create_rejects_unknown_field(client: anthropic.Anthropic) -> None:
     with pytest.raises(anthropic.BadRequestError) as info:
         client.beta.agents.create(name="a", model="claude-sonnet-4-6", extra_body={"colour": "blue"})
     assert "colour" in _message(info.value)
+
+
+def test_defaults_and_empty_strings_read_back_as_the_hosted_api_gives_them(server: Server) -> None:
+    # Given a client that validates every response strictly
+    client = server.client(_strict_response_validation=True)
+    # When an agent is created with a string model and an empty description
+    agent = client.beta.agents.create(name="a", model="claude-sonnet-4-6", system="s", description="")
+    # Then the model reads back with speed "standard" and the empty description as null
+    assert agent.model.speed == "standard" and agent.description is None
+    # When system and description are updated with ""
+    updated = client.beta.agents.update(agent.id, system="", description="")
+    # Then both clear to null
+    assert updated.system is None and updated.description is None
+    # When the agent is archived, then its older versions show that too
+    client.beta.agents.archive(agent.id)
+    assert client.beta.agents.retrieve(agent.id, version=1).archived_at is not None
+    assert all(v.archived_at is not None for v in client.beta.agents.versions.list(agent.id))
+
+
+def test_a_coordinator_roster_is_validated_and_resolved_to_versions(server: Server) -> None:
+    # Given two plain agents, one of them at version 2, and a strictly validating client
+    client = server.client(_strict_response_validation=True)
+    helper = client.beta.agents.create(name="helper", model="claude-sonnet-4-6")
+    client.beta.agents.update(helper.id, system="v2")
+    other = client.beta.agents.create(name="other", model="claude-haiku-4-5")
+    # When a coordinator names them by id, by versioned reference and itself
+    roster: list[Any] = [helper.id, {"type": "agent", "id": other.id, "version": 1}, {"type": "self"}]
+    lead = client.beta.agents.create(
+        name="lead", model="claude-sonnet-4-6", multiagent={"type": "coordinator", "agents": roster}
+    )
+    # Then every entry reads back as {type: agent, id, version}, latest where none was given
+    assert lead.multiagent is not None and lead.multiagent.type == "coordinator"
+    assert [(a.type, a.id, a.version) for a in lead.multiagent.agents] == [  # type: ignore[union-attr]
+        ("agent", helper.id, 2),
+        ("agent", other.id, 1),
+        ("agent", lead.id, 1),
+    ]
+    # And a list page holding it validates strictly
+    assert lead.id in [a.id for a in client.beta.agents.list()]
+    # And `self` follows the coordinator's own version when it changes
+    lead2 = client.beta.agents.update(lead.id, system="changed")
+    assert lead2.multiagent.agents[2].version == 2  # type: ignore[union-attr]
+    # And a session copies the full definitions of its roster
+    env = client.beta.environments.create(name="e", config={"type": "cloud"})
+    session = client.beta.sessions.create(agent=lead.id, environment_id=env.id)
+    members = session.agent.multiagent.agents  # type: ignore[union-attr]
+    assert [(m.id, m.version, m.name) for m in members] == [  # type: ignore[union-attr]
+        (helper.id, 2, "helper"),
+        (other.id, 1, "other"),
+        (lead.id, 2, "lead"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("roster", "message"),
+    [
+        ([], "at least 1"),
+        ([{"type": "self"}, {"type": "self"}], "at most one `self`"),
+        (["HELPER", {"type": "agent", "id": "HELPER"}], "distinct agents"),
+        (["agent_missing"], "not found"),
+        (["NESTED"], "depth limit"),
+        ([{"type": "agent", "id": "HELPER", "version": 9}], "no version 9"),
+    ],
+)
+def test_invalid_coordinator_rosters_are_400s(client: anthropic.Anthropic, roster: list[Any], message: str) -> None:
+    # Given a plain agent and one that is itself a coordinator
+    helper = client.beta.agents.create(name="helper", model="claude-sonnet-4-6")
+    nested = client.beta.agents.create(
+        name="nested", model="claude-sonnet-4-6", multiagent={"type": "coordinator", "agents": [helper.id]}
+    )
+    names = {"HELPER": helper.id, "NESTED": nested.id}
+
+    def swap(entry: Any) -> Any:
+        if isinstance(entry, str):
+            return names.get(entry, entry)
+        return {**entry, "id": names.get(entry["id"], entry["id"])} if "id" in entry else entry
+
+    # When a coordinator is created with the roster, then it is refused with a precise message
+    with pytest.raises(anthropic.BadRequestError) as info:
+        client.beta.agents.create(
+            name="lead",
+            model="claude-sonnet-4-6",
+            multiagent={"type": "coordinator", "agents": [swap(e) for e in roster]},
+        )
+    assert message in _message(info.value)
+
+
+def test_multiagent_20261001_defaults_merge_level_by_level_on_update(server: Server) -> None:
+    # Given a strictly validating client and a helper agent
+    client = server.client(_strict_response_validation=True)
+    helper = client.beta.agents.create(name="helper", model="claude-sonnet-4-6")
+    # When an agent enables an advisor only
+    agent = client.beta.agents.create(
+        name="lead",
+        model="claude-sonnet-4-6",
+        multiagent={"type": "multiagent_20261001", "advisor": {"type": "enabled", "model": "claude-opus-4-8"}},
+    )
+    # Then the other levels take their defaults
+    ma = agent.multiagent
+    assert ma is not None and ma.type == "multiagent_20261001"
+    assert ma.advisor.type == "enabled" and ma.subagents.type == "enabled" and ma.workflows.type == "enabled"  # type: ignore[union-attr]
+    assert ma.subagents.inline_agents.type == "enabled" and ma.subagents.predefined_agents == []  # type: ignore[union-attr]
+    # When an update sends subagents with predefined agents and inline agents disabled
+    updated = client.beta.agents.update(
+        agent.id,
+        multiagent={
+            "type": "multiagent_20261001",
+            "subagents": {"type": "enabled", "inline_agents": {"type": "disabled"}, "predefined_agents": [helper.id]},
+        },
+    )
+    # Then that level merges, the advisor is kept, and the predefined agent is resolved to its version
+    ma = updated.multiagent
+    assert ma.advisor.type == "enabled"  # type: ignore[union-attr]
+    assert ma.subagents.inline_agents.type == "disabled"  # type: ignore[union-attr]
+    assert [(r.id, r.version) for r in ma.subagents.predefined_agents] == [(helper.id, 1)]  # type: ignore[union-attr]
+    # When the advisor is sent as null, then it takes its default (disabled)
+    reset = client.beta.agents.update(agent.id, multiagent={"type": "multiagent_20261001", "advisor": None})
+    assert reset.multiagent.advisor.type == "disabled" and reset.multiagent.subagents.inline_agents.type == "disabled"  # type: ignore[union-attr]
+    # And disabling inline agents with no predefined agent is refused
+    with pytest.raises(anthropic.BadRequestError, match="predefined_agents must name at least one agent"):
+        client.beta.agents.update(
+            agent.id,
+            multiagent={
+                "type": "multiagent_20261001",
+                "workflows": {"type": "enabled", "inline_agents": {"type": "disabled"}},
+            },
+        )

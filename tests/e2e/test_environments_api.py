@@ -96,3 +96,12 @@ def test_unknown_id_is_404_environment_not_found(client: anthropic.Anthropic) ->
     assert err["type"] == "not_found_error"
     assert err["details"]["error_code"] == "environment_not_found"
     assert "env_doesnotexist" in err["message"]
+
+
+def test_environments_carry_their_state(client: anthropic.Anthropic) -> None:
+    # Given an environment
+    env = client.beta.environments.create(name="e", config={"type": "cloud"})
+    # Then it is active, and archived once archived, as the hosted API reports (api-reference §9)
+    assert env.to_dict()["state"] == "active"
+    assert client.beta.environments.archive(env.id).to_dict()["state"] == "archived"
+    assert client.beta.environments.retrieve(env.id).to_dict()["state"] == "archived"
