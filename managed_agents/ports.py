@@ -9,7 +9,7 @@ import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import BinaryIO, Literal, Protocol
 
 from managed_agents.domain.events import JsonObject, NewEvent, Order, StoredEvent, TimeRange
 
@@ -94,6 +94,34 @@ class ResourceStore(Protocol):
 
     def find(self, kind: str, attr: str, values: Sequence[str]) -> list[Record]:
         """Records of any workspace whose attribute is one of values (key lookup, crash recovery)."""
+        ...
+
+
+@dataclass(frozen=True)
+class BlobInfo:
+    """What a blob store knows of a stored object: its size and the SHA-256 of its bytes (hex)."""
+
+    size: int
+    sha256: str
+
+
+class BlobStore(Protocol):
+    """Bytes by key (files, skill archives, session outputs): a directory embedded, S3 on AWS.
+
+    Keys are relative paths of `[A-Za-z0-9._/-]` segments made by the services, never by users. Writes are atomic
+    (a reader sees the whole object or none) and streamed: `put` reads `data` in chunks, hashing as it goes, and
+    raises `RequestTooLarge` (storing nothing) once more than `max_bytes` arrive."""
+
+    def put(
+        self, key: str, data: BinaryIO, *, max_bytes: int, content_type: str = "application/octet-stream"
+    ) -> BlobInfo: ...
+
+    def open(self, key: str) -> Iterator[bytes]:
+        """The object's bytes in chunks; `NotFound` when there is none."""
+        ...
+
+    def delete(self, key: str) -> None:
+        """Remove the object (no error when it is already gone)."""
         ...
 
 

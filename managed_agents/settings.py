@@ -56,6 +56,7 @@ class ServerSettings(HarnessSettings):
 RESOURCES_TABLE_ENV = f"{ENV_PREFIX}RESOURCES_TABLE"
 EVENTS_TABLE_ENV = f"{ENV_PREFIX}EVENTS_TABLE"
 SPILL_BUCKET_ENV = f"{ENV_PREFIX}SPILL_BUCKET"
+FILES_BUCKET_ENV = f"{ENV_PREFIX}FILES_BUCKET"
 STATE_MACHINE_ARN_ENV = f"{ENV_PREFIX}STATE_MACHINE_ARN"
 STREAM_POLL_SECONDS_ENV = f"{ENV_PREFIX}STREAM_POLL_SECONDS"
 MODEL_API_KEY_SECRET_ARN_ENV = "MODEL_API_KEY_SECRET_ARN"
@@ -82,6 +83,9 @@ class AwsSettings(ServerSettings):
     resources_table: str = Field(min_length=3, description="DynamoDB resources table")
     events_table: str = Field(min_length=3, description="DynamoDB events table")
     spill_bucket: str = Field(min_length=3, description="S3 bucket of spilled event payloads")
+    files_bucket: str | None = Field(
+        None, description="S3 bucket of the blob store (files, skill archives, outputs); unset: no blob store"
+    )
     state_machine_arn: str | None = Field(None, description="the session-run state machine (wake = StartExecution)")
     stream_poll_seconds: float = Field(0.5, gt=0, description="event streams re-read the log this often")
     steps_per_model_turn: int = Field(

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from managed_agents.domain.clock import Clock, SystemClock
 from managed_agents.ports import (
+    BlobStore,
     CredentialSecrets,
     EventNotifier,
     EventStore,
@@ -43,6 +44,7 @@ if TYPE_CHECKING:  # the embedded adapters load in build_local_runtime: AWS Lamb
 log = logging.getLogger("managed_agents")
 DB_FILE = "managed_agents.db"
 SANDBOX_DIR = "sandboxes"
+BLOB_DIR = "blobs"
 ADMIN_KEY_FILE = "admin.key"
 
 
@@ -53,6 +55,7 @@ class Runtime:
     events: EventStore
     notifier: EventNotifier
     clock: Clock
+    blobs: BlobStore | None
     keys: KeyService
     agents: AgentService
     environments: EnvironmentService
@@ -115,6 +118,7 @@ class Adapters:
     notifier: EventNotifier
     clock: Clock
     work: WorkSettings
+    blobs: BlobStore | None = None  # None: no Files API (an AWS deployment without a files bucket)
     orchestrator: Orchestrator | None = None  # None: attached later (embedded: it runs the harness on these services)
     provisioner: SandboxProvisioner | None = None
     background_launch: bool = True  # False on Lambda: a launch must end before the response freezes the container
@@ -143,6 +147,7 @@ def compose(settings: ServerSettings, adapters: Adapters) -> Runtime:
         events=a.events,
         notifier=a.notifier,
         clock=a.clock,
+        blobs=a.blobs,
         keys=KeyService(a.resources, a.clock),
         agents=AgentService(svc),
         environments=EnvironmentService(svc),
@@ -161,6 +166,7 @@ def build_local_runtime(
     start_orchestrator: bool = True,
 ) -> Runtime:
     from managed_agents.adapters.anthropic_model import AnthropicMessagesModel
+    from managed_agents.adapters.local.directory_blob_store import DirectoryBlobStore
     from managed_agents.adapters.local.in_process_orchestrator import InProcessOrchestrator
     from managed_agents.adapters.local.notifier import LocalNotifier
     from managed_agents.adapters.local.secret_file_store import EncryptedFileSecretStore
@@ -195,6 +201,7 @@ def build_local_runtime(
             events=SqliteEventStore(db, clock),
             notifier=LocalNotifier(),
             clock=clock,
+            blobs=DirectoryBlobStore(data_dir / BLOB_DIR),
             work=WorkSettings(
                 lease_ttl_seconds=settings.work_lease_ttl_seconds,
                 start_timeout_seconds=settings.sandbox_start_timeout_seconds,
