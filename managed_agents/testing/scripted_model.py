@@ -18,6 +18,11 @@ Script steps (dicts, or a JSON file holding a list of them, or ``{"steps": [...]
 * mid-stream error: ``{"stream_error": {"type": "overloaded_error", "message": ...}, "after_text": "partial"}``.
 * hang: ``{"hang_ms": N}`` sleeps N ms before sending anything, then answers 504 ``timeout_error``; combined
   with ``content``/``error``/``stream_error`` it delays that answer instead.
+* dropped reply: a reply with ``"drop_after_bytes": N`` sends the first N bytes of its response body (status and
+  headers go first), then closes the connection mid-body, as a network failure or a crashed proxy does (the SDK
+  raises a connection error while streaming). ``"end_after_bytes": N`` instead ends the body cleanly after N bytes,
+  as a proxy that cuts a stream short does (the stream ends without ``message_stop``). The full SSE stream of a
+  one-text-block reply is about 800 bytes plus 140 per 24 characters of text; ``message_start`` alone is about 300.
 
 Any step may carry ``"match": "substring"``: it is then only eligible when the text of the last user message
 (text blocks and tool_result text) contains the substring. Each request takes the first unconsumed eligible
@@ -51,7 +56,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
-from starlette.types import Receive
+from starlette.types import Receive, Scope, Send
 
 __all__ = [
     "ScriptState",
@@ -100,9 +105,12 @@ _STEP_KEYS = frozenset(
         "stream_error",
         "after_text",
         "hang_ms",
+        "drop_after_bytes",
+        "end_after_bytes",
         "comment",
     }
 )
+_CUT_KEYS = ("drop_after_bytes", "end_after_bytes")
 _BLOCK_TYPES = frozenset({"text", "thinking", "redacted_thinking", "tool_use"})
 _CHUNK_CHARS = 24  # size of one text/thinking/json delta
 _CACHE_LOOKBACK = 20  # the API checks ~20 block boundaries before each breakpoint for a hit
@@ -193,6 +201,12 @@ def _normalize_step(raw: StepInput, index: int) -> _Step:
         _require(key not in data or _is_ms(data[key]), f"'{key}' must be a non-negative number")
     kinds = [k for k in ("content", "error", "stream_error") if k in data]
     _require(len(kinds) <= 1, f"a step has at most one of content/error/stream_error, got {kinds}")
+    cuts = [k for k in _CUT_KEYS if k in data]
+    _require(len(cuts) <= 1, f"a step has at most one of {'/'.join(_CUT_KEYS)}, got {cuts}")
+    for key in cuts:
+        value = data[key]
+        _require(isinstance(value, int) and not isinstance(value, bool) and value >= 0, f"'{key}' must be an int >= 0")
+        _require("content" in data, f"'{key}' cuts a reply short: it needs 'content'")
     if not kinds:
         _require("hang_ms" in data, "a step needs 'content', 'error', 'stream_error' or 'hang_ms'")
         return _Step(index, "hang", data, match)
@@ -552,6 +566,48 @@ async def _paced(events: Sequence[bytes], chunk_delay: float) -> AsyncIterator[b
 _SSE_HEADERS = {"cache-control": "no-cache"}
 
 
+class _CutResponse(StreamingResponse):
+    """A 200 whose body stops after ``limit`` bytes: ``abort`` closes the connection mid-body (the chunked body is
+    never terminated, so the client sees the peer close early); otherwise the body ends cleanly there."""
+
+    def __init__(
+        self, parts: AsyncIterator[bytes], limit: int, *, abort: bool, media_type: str, headers: Mapping[str, str]
+    ) -> None:
+        super().__init__(parts, media_type=media_type, headers=dict(headers))  # no content-length: a chunked body
+        self.parts, self.limit, self.abort = parts, limit, abort
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        sent = 0
+        async for part in self.parts:
+            piece = part[: self.limit - sent]
+            if piece:
+                await send({"type": "http.response.body", "body": piece, "more_body": True})
+                sent += len(piece)
+            if sent >= self.limit:
+                break
+        logger.info("reply cut after %d bytes (%s)", sent, "connection dropped" if self.abort else "body ended")
+        if not self.abort:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        # abort: returning without finishing the response makes the server close the connection mid-body
+
+
+def _reply(
+    data: Mapping[str, Any], parts: AsyncIterator[bytes], media_type: str, headers: Mapping[str, str]
+) -> Response:
+    """The reply's response, cut short when its step says so."""
+    for key in _CUT_KEYS:
+        if key in data:
+            return _CutResponse(
+                parts, data[key], abort=key == "drop_after_bytes", media_type=media_type, headers=headers
+            )
+    return StreamingResponse(parts, media_type=media_type, headers=headers)
+
+
+async def _once(body: bytes) -> AsyncIterator[bytes]:
+    yield body
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # The ASGI app
 # --------------------------------------------------------------------------------------------------------------------
@@ -643,6 +699,8 @@ def build_app(state: ScriptState) -> Starlette:
         if not stream:
             reply = _message_shell(model, usage)
             reply.update(content=blocks, stop_reason=stop_reason, stop_sequence=stop_sequence)
+            if any(key in data for key in _CUT_KEYS):
+                return _reply(data, _once(_dumps(reply).encode()), "application/json", headers)
             return JSONResponse(reply, headers=headers)
 
         shell = _message_shell(model, {**usage, "output_tokens": 1})
@@ -652,9 +710,7 @@ def build_app(state: ScriptState) -> Starlette:
         delta = {"stop_reason": stop_reason, "stop_sequence": stop_sequence}
         events.append(_sse("message_delta", {"type": "message_delta", "delta": delta, "usage": usage}))
         events.append(_sse("message_stop", {"type": "message_stop"}))
-        return StreamingResponse(
-            _paced(events, chunk_delay), media_type="text/event-stream", headers={**headers, **_SSE_HEADERS}
-        )
+        return _reply(data, _paced(events, chunk_delay), "text/event-stream", {**headers, **_SSE_HEADERS})
 
     async def count_tokens(request: Request) -> Response:
         body = await read_body(request)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import anthropic
+import httpx2
 import pytest
 
 from managed_agents.testing.loopback import free_port
@@ -285,6 +286,38 @@ def test_mid_stream_error_on_non_streaming_request_is_an_http_error(
     assert caught.value.status_code == 529
 
 
+def test_drop_after_bytes_closes_the_connection_mid_body(
+    server: ScriptedModelServer, client: anthropic.Anthropic
+) -> None:
+    # Given a reply dropped after its first 900 bytes (message_start and some of the text)
+    text = "a reply long enough to be cut in the middle of its text deltas " * 4
+    server.push({"content": [{"type": "text", "text": text}], "drop_after_bytes": 900})
+
+    # When the SDK streams it
+    received: list[str] = []
+    with pytest.raises(anthropic.APIConnectionError, match="incomplete chunked read"):
+        with client.messages.stream(model=MODEL, max_tokens=100, messages=user("x")) as stream:
+            received.extend(stream.text_stream)
+
+    # Then part of the text arrived before the connection broke, and the next request is served normally
+    assert received and text.startswith("".join(received)) and "".join(received) != text
+    server.push("after the drop")
+    assert text_of(client.messages.create(model=MODEL, max_tokens=10, messages=user("x"))) == "after the drop"
+
+
+@pytest.mark.parametrize("streaming", [True, False], ids=["stream", "create"])
+def test_end_after_bytes_ends_the_body_early(server: ScriptedModelServer, streaming: bool) -> None:
+    # Given a reply whose body ends cleanly after 40 bytes
+    server.push({"content": [{"type": "text", "text": "never whole"}], "end_after_bytes": 40})
+    # When it is requested
+    body = {"model": MODEL, "max_tokens": 10, "messages": user("x"), "stream": streaming}
+    response = httpx2.post(f"{server.base_url}/v1/messages", json=body, headers={"x-api-key": "test"})
+    # Then the response is a complete HTTP message whose body holds only the first 40 bytes of the reply
+    assert response.status_code == 200 and len(response.content) == 40
+    assert response.content.startswith(b"event: message_start" if streaming else b'{"id":"msg_')
+    server.assert_complete()
+
+
 # --- selection and fallback ---------------------------------------------------------------------------------------
 
 
@@ -531,6 +564,10 @@ def test_assert_complete_push_and_remaining(server: ScriptedModelServer, client:
         {"contnet": []},
         {"content": [], "error": {"status": 500}},
         {"delay_ms": -1, "content": []},
+        {"error": {"status": 500}, "drop_after_bytes": 10},
+        {"content": [], "drop_after_bytes": -1},
+        {"content": [], "end_after_bytes": True},
+        {"content": [], "drop_after_bytes": 1, "end_after_bytes": 1},
         42,
     ],
 )
