@@ -1,7 +1,10 @@
 """The model port on the official SDK: streaming Messages API, any Anthropic-compatible endpoint.
 
 The SDK's own retries are off (max_retries=0): the harness owns retries so that every attempt is visible as
-`session.error` / `session.status_rescheduled` events.
+`session.error` / `session.status_rescheduled` events. Every way a response can fail after it started is a retryable
+`ModelError` too, as a 5xx is: a connection dropped or stalled mid-stream (the SDK raises its connection or timeout
+error, or before 2.12 httpx2's own), and a stream that ends before `message_stop` (the SDK would hand back the
+partial message as if it were whole, or fail an assertion when even `message_start` was missing).
 
 A request that can be cancelled (the embedded orchestrator passes a cancel token) runs as an asyncio task on
 one event loop thread shared by every session of the process, through `AsyncAnthropic`. Cancelling the token
@@ -30,6 +33,7 @@ from collections.abc import Coroutine
 from typing import Any, TypeVar, cast
 
 import anthropic
+import httpx2
 from anthropic.types import Message
 
 from managed_agents.domain.events import JsonObject
@@ -91,7 +95,16 @@ def _model_error(exc: Exception) -> ModelError | None:
         return ModelError("timeout", "the model did not answer in time")
     if isinstance(exc, anthropic.APIConnectionError):
         return ModelError("connection", f"could not reach the model endpoint: {exc}")
+    # SDK versions before 2.12 let the transport's own errors out of a stream that breaks after its headers
+    if isinstance(exc, httpx2.TimeoutException):
+        return ModelError("timeout", f"the model stream stalled mid-response: {type(exc).__name__}")
+    if isinstance(exc, httpx2.TransportError):
+        return ModelError("connection", f"the connection to the model endpoint broke mid-response: {exc}")
     return None
+
+
+def _cut_short() -> ModelError:
+    return ModelError("connection", "the model stream ended before the message was complete (no message_stop)")
 
 
 def _response(message: Message) -> ModelResponse:
@@ -227,9 +240,13 @@ class AnthropicMessagesModel:
     ) -> ModelResponse:
         try:
             async with client.messages.stream(**request) as stream:  # type: ignore[arg-type]
-                if on_event is not None:
-                    async for event in stream:
+                complete = False
+                async for event in stream:
+                    complete = complete or event.type == "message_stop"
+                    if on_event is not None:
                         _forward(event, on_event)
+                if not complete:
+                    raise _cut_short()
                 message = await stream.get_final_message()
         except Exception as exc:
             error = _model_error(exc)
@@ -241,9 +258,13 @@ class AnthropicMessagesModel:
     def _stream_message(self, request: JsonObject, on_event: StreamListener | None) -> ModelResponse:
         try:
             with self.client.messages.stream(**request) as stream:  # type: ignore[arg-type]
-                if on_event is not None:
-                    for event in stream:
+                complete = False
+                for event in stream:
+                    complete = complete or event.type == "message_stop"
+                    if on_event is not None:
                         _forward(event, on_event)
+                if not complete:
+                    raise _cut_short()
                 message = stream.get_final_message()
         except Exception as exc:
             error = _model_error(exc)
