@@ -21,6 +21,7 @@ from managed_agents.domain.ids import deterministic_event_id
 from managed_agents.domain.session_state import SessionState, ToolCall, fold
 from managed_agents.harness import step, web
 from managed_agents.harness.context import build_request, compaction_request
+from managed_agents.harness.event_batches import Entry, request_end, session_error, tool_error
 from managed_agents.harness.state_cache import StateCache
 from managed_agents.harness.tools import Toolbox, mcp_servers
 from managed_agents.ports import (
@@ -99,14 +100,14 @@ class _Turn:
         self.agent = cast(JsonObject, rec.doc["agent"])
         self.toolbox = Toolbox(self.agent, web_search_available=bool(deps.settings.web_search_url))
 
-    def load_mcp_tools(self) -> list[tuple[str, JsonObject, JsonObject | None]]:
+    def load_mcp_tools(self) -> list[Entry]:
         """Offer the agent's MCP tools with the servers' real schemas; a server that cannot be listed is left
         out of this request and reported as a session.error."""
         servers = mcp_servers(self.agent)
         if not servers:
             return []
         listed: dict[str, list[JsonObject]] = {}
-        errors: list[tuple[str, JsonObject, JsonObject | None]] = []
+        errors: list[Entry] = []
         for server in servers:
             if self.deps.mcp is None:
                 message = f"MCP server {server!r} cannot be reached: no MCP proxy is configured in this deployment"
@@ -126,7 +127,7 @@ class _Turn:
     def sid(self) -> str:
         return self.rec.id
 
-    def append(self, key: str, events: Sequence[tuple[str, JsonObject, JsonObject | None]]) -> list[StoredEvent]:
+    def append(self, key: str, events: Sequence[Entry]) -> list[StoredEvent]:
         batch = [
             NewEvent(deterministic_event_id(self.sid, key, i), type_, payload, internal)
             for i, (type_, payload, internal) in enumerate(events)
@@ -202,14 +203,14 @@ def _step(turn: _Turn, cancel: CancelToken | None) -> Outcome:
             deps.hands(session_id)
         return WaitForTools(action.deadline, st.last_seq)
     if isinstance(action, step.TimeOutTools):
-        batch: list[tuple[str, JsonObject, JsonObject | None]] = []
+        batch: list[Entry] = []
         for call in action.calls:
             message = (
                 f"The {call.name} tool call got no result within {deps.settings.tool_timeout_seconds:g} s: "
                 "the sandbox that should run it is unavailable."
             )
-            batch.append(_tool_error(call.event_id, message, kind=call.kind))
-            batch.append(_session_error("unknown_error", message, "retrying"))
+            batch.append(tool_error(call.event_id, message, kind=call.kind, builtin_result="user.tool_result"))
+            batch.append(session_error("unknown_error", message, "retrying"))
         turn.append(f"timeout@{st.last_seq}", batch)
         return RunAgain()
     if isinstance(action, step.HandleInterrupt):
@@ -234,7 +235,7 @@ def _run_web_tool(turn: _Turn, call: ToolCall) -> tuple[list[JsonObject], bool]:
 
 def _run_platform_tools(turn: _Turn, action: step.RunPlatformTools) -> Outcome:
     """Run MCP calls through the proxy (the only reader of credentials) and log their results."""
-    batch: list[tuple[str, JsonObject, JsonObject | None]] = []
+    batch: list[Entry] = []
     for call in action.calls:
         if call.kind == "server":
             content, is_error = _run_web_tool(turn, call)
@@ -244,12 +245,12 @@ def _run_platform_tools(turn: _Turn, action: step.RunPlatformTools) -> Outcome:
             continue
         if turn.deps.mcp is None or call.server is None:
             message = f"MCP server {call.server!r} cannot be reached: no MCP proxy is configured in this deployment"
-            batch.append(_tool_error(call.event_id, message, kind="mcp"))
+            batch.append(tool_error(call.event_id, message, kind="mcp"))
             continue
         try:
             result = turn.deps.mcp.call_tool(turn.sid, call.server, call.name, call.input)
         except McpProxyError as exc:
-            batch.append(_tool_error(call.event_id, exc.message, kind="mcp"))
+            batch.append(tool_error(call.event_id, exc.message, kind="mcp"))
             batch.append(("session.error", {"error": exc.session_error()}, None))
             continue
         payload: JsonObject = {"mcp_tool_use_id": call.event_id, "content": result.content, "is_error": result.is_error}
@@ -260,12 +261,12 @@ def _run_platform_tools(turn: _Turn, action: step.RunPlatformTools) -> Outcome:
 
 def _handle_interrupt(turn: _Turn, action: step.HandleInterrupt) -> Outcome:
     st = turn.state
-    batch: list[tuple[str, JsonObject, JsonObject | None]] = []
+    batch: list[Entry] = []
     if action.close_request and st.inflight is not None:
-        batch.append(_request_end(st.inflight.id, None, is_error=False, internal={"interrupted": True}))
+        batch.append(request_end(st.inflight.id, None, is_error=False, internal={"interrupted": True}))
     for call in st.unresolved:
         message = "The user interrupted the session before this tool call finished."
-        batch.append(_tool_error(call.event_id, message, kind=call.kind))
+        batch.append(tool_error(call.event_id, message, kind=call.kind, builtin_result="user.tool_result"))
     batch.append(("session.status_idle", {"stop_reason": {"type": "end_turn"}}, None))
     turn.append(f"interrupt@{st.last_seq}", batch)
     return RunAgain()
@@ -278,7 +279,7 @@ def _run_model(turn: _Turn, action: step.RunModel, cancel: CancelToken | None) -
     if not action.rerun:
         if _needs_compaction(st, settings):
             return _compact(turn, cancel)
-        start: list[tuple[str, JsonObject, JsonObject | None]] = []
+        start: list[Entry] = []
         if st.status != "running":
             start.append(("session.status_running", {}, None))
         start.extend(mcp_errors)
@@ -358,10 +359,8 @@ class _Previewer:
         return deterministic_event_id(self.turn.sid, self.key, position)
 
 
-def _response_events(
-    turn: _Turn, key: str, start_id: str, response: ModelResponse
-) -> list[tuple[str, JsonObject, JsonObject | None]]:
-    batch: list[tuple[str, JsonObject, JsonObject | None]] = []
+def _response_events(turn: _Turn, key: str, start_id: str, response: ModelResponse) -> list[Entry]:
+    batch: list[Entry] = []
     text: list[JsonObject] = []
     calls = 0
 
@@ -383,7 +382,7 @@ def _response_events(
             batch.extend(_tool_use_events(turn, block, deterministic_event_id(turn.sid, key, len(batch))))
     flush_text()
     batch.append(
-        _request_end(
+        request_end(
             start_id,
             response,
             is_error=False,
@@ -399,7 +398,7 @@ def _response_events(
     return batch
 
 
-def _tool_use_events(turn: _Turn, block: JsonObject, event_id: str) -> list[tuple[str, JsonObject, JsonObject | None]]:
+def _tool_use_events(turn: _Turn, block: JsonObject, event_id: str) -> list[Entry]:
     """The events of one tool_use block; `event_id` is the id its agent.tool_use will get in the batch."""
     name = str(block.get("name", ""))
     route = turn.toolbox.route(name)
@@ -415,12 +414,12 @@ def _tool_use_events(turn: _Turn, block: JsonObject, event_id: str) -> list[tupl
     payload["evaluated_permission"] = route.permission
     if route.evaluation is not None:
         payload["evaluation"] = route.evaluation
-    events: list[tuple[str, JsonObject, JsonObject | None]] = [(event_type, payload, internal)]
+    events: list[Entry] = [(event_type, payload, internal)]
     if route.permission == "deny" and name == "web_search":
         message = "web_search is not available: no search provider is configured for this deployment."
-        events.append(_tool_error(event_id, message))
+        events.append(tool_error(event_id, message))
     elif route.permission == "deny":
-        events.append(_tool_error(event_id, f"Tool {name!r} is not enabled for this agent."))
+        events.append(tool_error(event_id, f"Tool {name!r} is not enabled for this agent."))
     return events
 
 
@@ -430,14 +429,14 @@ def _model_failed(turn: _Turn, request_no: int, start_id: str, exc: ModelError) 
     error_type = ERROR_TYPES.get(exc.kind, "model_request_failed_error")
     status = f"HTTP {exc.status}" if exc.status else exc.kind
     retry = exc.retryable and attempt < settings.model_max_attempts
-    batch: list[tuple[str, JsonObject, JsonObject | None]] = [_request_end(start_id, None, is_error=True)]
+    batch: list[Entry] = [request_end(start_id, None, is_error=True)]
     if retry:
         delay = min(settings.retry_base_seconds * 2 ** (attempt - 1), settings.retry_max_seconds)
         message = (
             f"Model request failed ({status}): {exc.message}. "
             f"Retrying in {delay:g} s (attempt {attempt + 1} of {settings.model_max_attempts})."
         )
-        batch.append(_session_error(error_type, message, "retrying"))
+        batch.append(session_error(error_type, message, "retrying"))
         batch.append(("session.status_rescheduled", {}, None))
         turn.append(f"req{request_no}:end", batch)
         return RetryAfter(delay)
@@ -445,7 +444,7 @@ def _model_failed(turn: _Turn, request_no: int, start_id: str, exc: ModelError) 
         message = f"Model request failed ({status}): {exc.message}. Gave up after {attempt} attempts."
     else:
         message = f"Model request failed ({status}): {exc.message}. The request cannot succeed as sent."
-    batch.append(_session_error(error_type, message, "exhausted"))
+    batch.append(session_error(error_type, message, "exhausted"))
     batch.append(("session.status_idle", {"stop_reason": {"type": "retries_exhausted"}}, None))
     turn.append(f"req{request_no}:end", batch)
     return RunAgain()
@@ -474,7 +473,7 @@ def _compact(turn: _Turn, cancel: CancelToken | None) -> Outcome:
         turn.append(
             f"compact@{st.last_seq}",
             [
-                _session_error("compaction_limit_reached_error", message, "exhausted"),
+                session_error("compaction_limit_reached_error", message, "exhausted"),
                 ("session.status_idle", {"stop_reason": {"type": "retries_exhausted"}}, None),
             ],
         )
@@ -486,43 +485,3 @@ def _compact(turn: _Turn, cancel: CancelToken | None) -> Outcome:
     )
     turn.append(f"compact@{st.last_seq}", [("agent.thread_context_compacted", {}, {"summary": text})])
     return RunAgain()
-
-
-def _request_end(
-    start_id: str, response: ModelResponse | None, *, is_error: bool, internal: JsonObject | None = None
-) -> tuple[str, JsonObject, JsonObject | None]:
-    u = response.usage if response is not None else None
-    usage: JsonObject = {
-        "input_tokens": u.input_tokens if u else 0,
-        "output_tokens": u.output_tokens if u else 0,
-        "cache_read_input_tokens": u.cache_read_input_tokens if u else 0,
-        "cache_creation_input_tokens": u.cache_creation_input_tokens if u else 0,
-    }
-    return (
-        "span.model_request_end",
-        {"model_request_start_id": start_id, "is_error": is_error, "model_usage": usage},
-        internal,
-    )
-
-
-def _tool_error(
-    tool_use_event_id: str, message: str, *, kind: str = "server"
-) -> tuple[str, JsonObject, JsonObject | None]:
-    """An error result the platform gives in place of a tool's. A sandbox call is answered as the worker would,
-    with `user.tool_result`, so a worker that reconciles the log later does not run the abandoned call."""
-    if kind == "mcp":
-        content: JsonObject = {"type": "text", "text": message}
-        return (
-            "agent.mcp_tool_result",
-            {"mcp_tool_use_id": tool_use_event_id, "content": [content], "is_error": True},
-            None,
-        )
-    return (
-        "user.tool_result" if kind == "builtin" else "agent.tool_result",
-        {"tool_use_id": tool_use_event_id, "content": [{"type": "text", "text": message}], "is_error": True},
-        None,
-    )
-
-
-def _session_error(error_type: str, message: str, retry: str) -> tuple[str, JsonObject, JsonObject | None]:
-    return ("session.error", {"error": {"type": error_type, "message": message, "retry_status": {"type": retry}}}, None)
