@@ -1,7 +1,9 @@
 """Failures of a session's run that the harness itself could not turn into events (a crash, a failed state machine).
 
 Every failure inside a session becomes a `session.error` the user can read, followed by `session.status_idle`
-(`retries_exhausted`), exactly as a model error that ran out of retries ends. The embedded orchestrator calls this
+(`retries_exhausted`), exactly as a model error that ran out of retries ends; a model request the failure cut short
+is closed first (`span.model_request_end`, `is_error`), so no span is left open and the next turn does not take the
+dead request for one to re-run. The embedded orchestrator calls this
 from its `on_error` hook; the "session run" state machine calls it from its ReportFailure task
 (`functions.model_turn.handler.report_failure`).
 """
@@ -15,7 +17,9 @@ from managed_agents.domain.clock import Clock, rfc3339
 from managed_agents.domain.errors import DuplicateEvent
 from managed_agents.domain.events import NewEvent
 from managed_agents.domain.ids import deterministic_event_id
-from managed_agents.ports import EventStore, Record, ResourceStore
+from managed_agents.domain.session_state import fold
+from managed_agents.harness.event_batches import Entry, request_end, session_error
+from managed_agents.ports import EventStore, Record, ResourceStore, iter_all
 from managed_agents.services.records import mutate
 
 log = logging.getLogger("managed_agents.harness")
@@ -29,7 +33,8 @@ def failure_message(kind: str, detail: str) -> str:
 def report_session_failure(
     events: EventStore, resources: ResourceStore, clock: Clock, session_id: str, message: str
 ) -> bool:
-    """Append session.error + session.status_idle and mark the session idle; False when nothing was appended.
+    """Append [span.model_request_end +] session.error + session.status_idle and mark the session idle; False when
+    nothing was appended.
 
     The event ids derive from the log position, so a report retried before anything else was logged appends
     nothing twice. A deleted or unknown session is left alone.
@@ -37,15 +42,16 @@ def report_session_failure(
     rec = resources.get_by_id("session", session_id)
     if rec is None or rec.doc.get("_deleted"):
         return False
-    key = f"run-failed@{events.last_seq(session_id)}"
-    error = {"type": "unknown_error", "message": message[:MESSAGE_LIMIT], "retry_status": {"type": "exhausted"}}
+    state = fold(iter_all(events, session_id))  # a rare path: the whole log, to find a request left open
+    key = f"run-failed@{state.last_seq}"
+    entries: list[Entry] = []
+    if state.inflight is not None:
+        entries.append(request_end(state.inflight.id, None, is_error=True))
+    entries.append(session_error("unknown_error", message[:MESSAGE_LIMIT], "exhausted"))
+    entries.append(("session.status_idle", {"stop_reason": {"type": "retries_exhausted"}}, None))
     batch = [
-        NewEvent(deterministic_event_id(session_id, key, 0), "session.error", {"error": error}),
-        NewEvent(
-            deterministic_event_id(session_id, key, 1),
-            "session.status_idle",
-            {"stop_reason": {"type": "retries_exhausted"}},
-        ),
+        NewEvent(deterministic_event_id(session_id, key, i), type_, payload, internal)
+        for i, (type_, payload, internal) in enumerate(entries)
     ]
     try:
         events.append(session_id, batch)

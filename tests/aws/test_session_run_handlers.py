@@ -418,3 +418,42 @@ def test_a_late_report_of_a_replaced_execution_leaves_the_new_owner_alone(aws_en
     # Then the new owner keeps the run and nothing new was started
     assert _owner(aws_env, sid) == "the-new-owner"
     assert len(aws_env.executions()) == 1
+
+
+class _CrashingModel:
+    """A model adapter with a bug: it raises something that is not a ModelError, mid-request."""
+
+    def stream_message(self, request: Any, *, cancel: Any = None, on_event: Any = None) -> Any:
+        raise RuntimeError("injected: the model adapter crashed mid-request")
+
+
+def test_a_model_turn_that_crashes_mid_request_is_reported_with_its_span_closed(aws_env: AwsEnv) -> None:
+    # Given a session whose ModelTurn crashes after it logged span.model_request_start
+    sid = _start_session(aws_env, "hi")
+    failed = _owner(aws_env, sid)
+    harness = aws_env.deps.harness
+    working, harness.model = harness.model, _CrashingModel()
+    with pytest.raises(RuntimeError, match="injected"):
+        model_turn_handler({"session_id": sid, "turns": 0, "execution": failed}, FakeLambdaContext())
+    assert _types(aws_env, sid)[-1] == "span.model_request_start"
+    # When the state machine's Catch runs ReportFailure
+    _report_failure(sid, failed)
+    # Then the open span is closed as an error before the session.error and the idle
+    events = list(iter_all(aws_env.deps.runtime.events, sid))
+    assert [e.type for e in events][-4:] == [
+        "span.model_request_start",
+        "span.model_request_end",
+        "session.error",
+        "session.status_idle",
+    ]
+    start, end = events[-4], events[-3]
+    assert end.payload["model_request_start_id"] == start.id and end.payload["is_error"] is True
+    # And the next message runs a fresh request instead of re-running the dead one
+    harness.model = working
+    aws_env.model.push("answered")
+    _send(aws_env, sid, "again")
+    _turns(aws_env, sid, _owner(aws_env, sid))
+    types = _types(aws_env, sid)
+    assert types[-3:] == ["agent.message", "span.model_request_end", "session.status_idle"]
+    assert types.count("span.model_request_start") == types.count("span.model_request_end") == 2
+    assert len(aws_env.model.requests) == 1
