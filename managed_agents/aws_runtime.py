@@ -44,6 +44,7 @@ from managed_agents.adapters.aws.lambda_mcp_gateway import LambdaMcpGateway
 from managed_agents.adapters.aws.polling_notifier import PollingNotifier
 from managed_agents.adapters.aws.s3_blob_store import S3BlobStore
 from managed_agents.adapters.aws.step_functions_orchestrator import StepFunctionsOrchestrator
+from managed_agents.adapters.publishing_event_store import PublishingEventStore
 from managed_agents.domain.clock import Clock, SystemClock
 from managed_agents.domain.errors import ServiceUnavailable
 from managed_agents.domain.events import JsonObject
@@ -328,7 +329,8 @@ def lambda_deps() -> AwsDeps:
 def prime_clients(rt: Runtime) -> None:
     """Create the boto3 clients of the session stores (DynamoDB) and of the orchestrator (Step Functions, where
     sessions are woken) now rather than on their first request."""
-    for store in (rt.events, rt.resources):
+    events = rt.events.inner if isinstance(rt.events, PublishingEventStore) else rt.events
+    for store in (events, rt.resources):
         if isinstance(store, DynamoDbEventStore | DynamoDbResourceStore):
             store.dynamodb.meta.service_model  # noqa: B018 -- touching the property creates the client
     if isinstance(rt.sessions.svc.orchestrator, StepFunctionsOrchestrator):

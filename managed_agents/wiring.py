@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from managed_agents.adapters.publishing_event_store import PublishingEventStore
 from managed_agents.domain.clock import Clock, SystemClock
 from managed_agents.ports import (
     BlobStore,
@@ -132,9 +133,11 @@ class Adapters:
 def compose(settings: ServerSettings, adapters: Adapters) -> Runtime:
     """Build the services once, around either runtime's adapters."""
     a = adapters
+    # the only store the services, the harness and the failure report get: every append reaches open streams
+    events = PublishingEventStore(a.events, a.notifier)
     svc = Services(a.resources, a.clock, a.orchestrator)
-    work = WorkService(svc, a.events, a.notifier, a.work, a.provisioner, background_launch=a.background_launch)
-    sessions = SessionService(svc, a.events, a.notifier)
+    work = WorkService(svc, events, a.work, a.provisioner, background_launch=a.background_launch)
+    sessions = SessionService(svc, events, a.notifier)
     sessions.work = work if a.speculative_hands else None
     vaults = None
     if a.vault_secrets is not None and a.credential_secrets is not None:
@@ -144,7 +147,7 @@ def compose(settings: ServerSettings, adapters: Adapters) -> Runtime:
     return Runtime(
         settings=settings,
         resources=a.resources,
-        events=a.events,
+        events=events,
         notifier=a.notifier,
         clock=a.clock,
         blobs=a.blobs,

@@ -137,8 +137,6 @@ class _Turn:
         except DuplicateEvent:
             log.info("batch already in the log", extra={"session_id": self.sid, "key": key})
             return []
-        if stored and self.deps.notifier is not None:
-            self.deps.notifier.publish(self.sid, stored[-1].seq)
         if stored and stored[0].seq != self.state.last_seq + 1:
             self.in_sequence = False  # events appended by others meanwhile are not in this state: do not cache it
         fold(stored, self.state)

@@ -293,8 +293,7 @@ class SessionService:
         if changed:
             payload = dict(changed)
             ev = NewEvent(new_id("event"), "session.updated", payload)
-            stored = self.events.append(sid, [ev])
-            self.notifier.publish(sid, stored[-1].seq)
+            self.events.append(sid, [ev])
         return render_session(new.doc, self.svc.clock.now())
 
     def archive(self, ws: str, sid: str) -> JsonObject:
@@ -379,7 +378,6 @@ class SessionService:
 
             mutate(self.svc.resources, rec, mark)
         stored = self.events.append(sid, batch)
-        self.notifier.publish(sid, stored[-1].seq)
         orch = self.svc.orchestrator
         if orch is not None:
             if any(isinstance(e, UserInterruptParams) for e in events):

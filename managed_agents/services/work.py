@@ -45,7 +45,6 @@ from managed_agents.domain.ids import deterministic_event_id, deterministic_id
 from managed_agents.domain.session_state import ToolCall, fold
 from managed_agents.harness.tools import Toolbox
 from managed_agents.ports import (
-    EventNotifier,
     EventStore,
     ListQuery,
     Record,
@@ -93,7 +92,6 @@ class WorkService:
         self,
         svc: Services,
         events: EventStore,
-        notifier: EventNotifier,
         settings: WorkSettings,
         provisioner: SandboxProvisioner | None = None,
         *,
@@ -102,8 +100,7 @@ class WorkService:
         """`background_launch=False` launches sandboxes in the calling thread (Lambda: a thread left running when
         the handler returns is frozen with the container, so the launch must end before the response)."""
         self.svc = svc
-        self.events = events
-        self.notifier = notifier
+        self.events = events  # publishes its appends to open streams (adapters/publishing_event_store.py)
         self.settings = settings
         self.provisioner = provisioner
         self._queued = threading.Condition()
@@ -509,10 +506,9 @@ class WorkService:
         error = {"type": "unknown_error", "message": message, "retry_status": {"type": "retrying"}}
         batch.append(NewEvent(deterministic_event_id(session_id, key, len(batch)), "session.error", {"error": error}))
         try:
-            stored = self.events.append(session_id, batch)
+            self.events.append(session_id, batch)
         except DuplicateEvent:
             return
-        self.notifier.publish(session_id, stored[-1].seq)
         if pending and self.svc.orchestrator is not None:
             self.svc.orchestrator.wake(session_id)
 

@@ -52,6 +52,7 @@ from functions.model_turn.handler import report_failure as report_failure_handle
 from functions.tool_wait.handler import handler as tool_wait_handler
 from managed_agents.adapters.aws.dynamodb_event_store import DynamoDbEventStore, create_events_table
 from managed_agents.adapters.aws.dynamodb_resource_store import DynamoDbResourceStore, create_resources_table
+from managed_agents.adapters.publishing_event_store import PublishingEventStore
 from managed_agents.api.lambda_app import create_lambda_app
 from managed_agents.aws_runtime import lambda_deps
 from managed_agents.sandbox import entrypoint
@@ -205,15 +206,16 @@ class Platform:
         """Everything persisted in the platform's stores: every item of both tables and every spilled object."""
         rt = self.runtime
         assert rt is not None and isinstance(rt.resources, DynamoDbResourceStore)
-        assert isinstance(rt.events, DynamoDbEventStore)
+        events = rt.events.inner if isinstance(rt.events, PublishingEventStore) else rt.events
+        assert isinstance(events, DynamoDbEventStore)
         ddb, s3 = boto3.client("dynamodb", region_name=REGION), boto3.client("s3", region_name=REGION)
         out = []
-        for table in (rt.resources.table_name, rt.events.table_name):
+        for table in (rt.resources.table_name, events.table_name):
             for page in ddb.get_paginator("scan").paginate(TableName=table):
                 out.append(json.dumps(page["Items"], default=str).encode())
-        for listing in s3.get_paginator("list_objects_v2").paginate(Bucket=rt.events.bucket_name):
+        for listing in s3.get_paginator("list_objects_v2").paginate(Bucket=events.bucket_name):
             for obj in listing.get("Contents", []):
-                out.append(s3.get_object(Bucket=rt.events.bucket_name, Key=obj["Key"])["Body"].read())
+                out.append(s3.get_object(Bucket=events.bucket_name, Key=obj["Key"])["Body"].read())
         return b"".join(out)
 
     def executions(self) -> list[dict[str, Any]]:

@@ -8,6 +8,7 @@ import pytest
 
 from managed_agents.adapters.aws.dynamodb_event_store import DynamoDbEventStore
 from managed_agents.adapters.aws.dynamodb_resource_store import DynamoDbResourceStore
+from managed_agents.adapters.publishing_event_store import PublishingEventStore
 from managed_agents.aws_runtime import lambda_deps, prime_lambda_deps
 from managed_agents.lambda_init import INIT_TYPE_ENV, init_runs_ahead
 from managed_agents.settings import EVENTS_TABLE_ENV, RESOURCES_TABLE_ENV, SPILL_BUCKET_ENV
@@ -49,7 +50,8 @@ def test_an_ahead_of_time_init_builds_the_deps_and_their_dynamodb_clients(
     prime_lambda_deps()
     assert lambda_deps.cache_info().currsize == 1
     rt = lambda_deps().runtime
-    assert isinstance(rt.events, DynamoDbEventStore) and isinstance(rt.resources, DynamoDbResourceStore)
+    assert isinstance(rt.events, PublishingEventStore) and isinstance(rt.events.inner, DynamoDbEventStore)
+    assert isinstance(rt.resources, DynamoDbResourceStore)
     # the clients exist (created without any request: no AWS endpoint is reachable here)
     assert rt.events._ddb is not None and rt.resources._ddb is not None
     # and the harness (the model key read) is left to the first invocation: the snapshot holds no secret
