@@ -1,6 +1,6 @@
 """Tool round trip through a warm cloud sandbox vs the same tool run directly by the SDK toolset in-process.
 
-Round trip = `agent.tool_use` logged → `user.tool_result` logged (the log's own timestamps) for `bash` with
+Round trip = `agent.tool_use` logged → `agent.tool_result` logged (the log's own timestamps) for `bash` with
 `true`, the sandbox being the official worker subprocess the embedded provisioner starts. Direct = the SDK's
 reference `bash` tool called in this process. Goal (issue 3): round trip p50 ≤ direct p50 + 50 ms.
 
@@ -64,7 +64,7 @@ def sandbox_bash(calls: int) -> tuple[list[float], float]:
         trips = [
             (e.processed_at - logged[e.tool_use_id]).total_seconds()
             for e in events
-            if e.type == "user.tool_result" and not e.is_error
+            if e.type == "agent.tool_result" and not e.is_error
         ]
         assert len(trips) == calls + 1, f"expected {calls + 1} results, got {len(trips)}"
         return trips[1:], total  # the first call also waits for the sandbox to start

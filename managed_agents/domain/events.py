@@ -42,6 +42,13 @@ STATUS_BY_EVENT: dict[str, str] = {
 Order = Literal["asc", "desc"]
 
 
+def builtin_tool_result_type(environment_type: object) -> str:
+    """The type a built-in (sandbox) tool's result is logged as (api-reference §3.1, §3.2): `user.tool_result` on a
+    `self_hosted` environment, where the client's own worker runs the tool; `agent.tool_result` on `cloud`, where the
+    platform's sandbox does (its worker still posts `user.tool_result`: the platform logs it as the agent's)."""
+    return "user.tool_result" if environment_type == "self_hosted" else "agent.tool_result"
+
+
 @dataclass(frozen=True)
 class NewEvent:
     id: str

@@ -2,7 +2,8 @@
 
 * `agent_toolset_20260401` sandbox tools (bash read write edit glob grep) are offered with the exact
   definitions of the official SDK's reference toolset (the sandbox worker runs that same toolset) and run in
-  the session's sandbox: a `user.tool_result` answers them.
+  the session's sandbox: the worker's `user.tool_result` answers them, logged as `agent.tool_result` on a cloud
+  environment (domain.events.builtin_tool_result_type).
 * `web_fetch` and `web_search` run in the platform (harness/web.py): `agent.tool_use` → `agent.tool_result`.
   `web_fetch` obeys the environment's networking policy; `web_search` is offered only when a search provider is
   configured (`MANAGED_AGENTS_WEB_SEARCH_URL`); otherwise a call to it gets an error result saying so.

@@ -16,7 +16,7 @@ from typing import cast
 
 from managed_agents.domain.clock import Clock, rfc3339
 from managed_agents.domain.errors import DuplicateEvent
-from managed_agents.domain.events import STATUS_BY_EVENT, JsonObject, NewEvent, StoredEvent
+from managed_agents.domain.events import STATUS_BY_EVENT, JsonObject, NewEvent, StoredEvent, builtin_tool_result_type
 from managed_agents.domain.ids import deterministic_event_id
 from managed_agents.domain.session_state import SessionState, ToolCall, fold
 from managed_agents.harness import step, web
@@ -127,6 +127,11 @@ class _Turn:
     def sid(self) -> str:
         return self.rec.id
 
+    @property
+    def builtin_result(self) -> str:
+        """The event type a sandbox call's result is logged as in this session (cloud: the agent's)."""
+        return builtin_tool_result_type(self.rec.doc.get("_environment_type"))
+
     def append(self, key: str, events: Sequence[Entry]) -> list[StoredEvent]:
         batch = [
             NewEvent(deterministic_event_id(self.sid, key, i), type_, payload, internal)
@@ -207,7 +212,7 @@ def _step(turn: _Turn, cancel: CancelToken | None) -> Outcome:
                 f"The {call.name} tool call got no result within {deps.settings.tool_timeout_seconds:g} s: "
                 "the sandbox that should run it is unavailable."
             )
-            batch.append(tool_error(call.event_id, message, kind=call.kind, builtin_result="user.tool_result"))
+            batch.append(tool_error(call.event_id, message, kind=call.kind, builtin_result=turn.builtin_result))
             batch.append(session_error("unknown_error", message, "retrying"))
         turn.append(f"timeout@{st.last_seq}", batch)
         return RunAgain()
@@ -264,7 +269,7 @@ def _handle_interrupt(turn: _Turn, action: step.HandleInterrupt) -> Outcome:
         batch.append(request_end(st.inflight.id, None, is_error=False, internal={"interrupted": True}))
     for call in st.unresolved:
         message = "The user interrupted the session before this tool call finished."
-        batch.append(tool_error(call.event_id, message, kind=call.kind, builtin_result="user.tool_result"))
+        batch.append(tool_error(call.event_id, message, kind=call.kind, builtin_result=turn.builtin_result))
     batch.append(("session.status_idle", {"stop_reason": {"type": "end_turn"}}, None))
     turn.append(f"interrupt@{st.last_seq}", batch)
     return RunAgain()

@@ -17,7 +17,15 @@ from pydantic import BaseModel
 
 from managed_agents.domain.clock import parse_rfc3339, rfc3339
 from managed_agents.domain.errors import AuthenticationFailed, Conflict, InvalidRequest, NotFound, PermissionDenied
-from managed_agents.domain.events import EVENT_TYPES, JsonObject, NewEvent, Order, StoredEvent, TimeRange
+from managed_agents.domain.events import (
+    EVENT_TYPES,
+    JsonObject,
+    NewEvent,
+    Order,
+    StoredEvent,
+    TimeRange,
+    builtin_tool_result_type,
+)
 from managed_agents.domain.ids import deterministic_event_id, new_id
 from managed_agents.domain.session_state import SessionState, fold
 from managed_agents.ports import EventNotifier, EventStore, ListQuery, Record, iter_all, read_wire
@@ -351,7 +359,8 @@ class SessionService:
         if rec.doc["status"] == "terminated":
             raise Conflict(f"session {sid!r} is terminated and accepts no new events")
         stored = self._append_user_events(rec, self.state(sid), list(events), p)
-        return [e.wire() for e in stored]
+        # echoed as sent (a cloud worker's user.tool_result is logged as agent.tool_result, see below)
+        return [{**e.wire(), "type": ev.type} for e, ev in zip(stored, events, strict=True)]
 
     def _append_user_events(
         self, rec: Record, st: SessionState, events: list[EventParams], p: Principal | None
@@ -369,7 +378,10 @@ class SessionService:
             self._check_event(rec, st, ev, where, answered, i == len(events) - 1, events[i - 1] if i else None)
             payload = _dump(ev)
             payload.pop("type")
-            batch.append(NewEvent(new_id("event"), ev.type, payload))
+            logged: str = ev.type
+            if isinstance(ev, UserToolResultParams):  # the worker's result: the agent's on a cloud environment
+                logged = builtin_tool_result_type(rec.doc.get("_environment_type"))
+            batch.append(NewEvent(new_id("event"), logged, payload))
         if rec.doc["status"] not in ACTIVE:
 
             def mark(r: Record) -> None:

@@ -14,7 +14,8 @@ no live item. Its life: `queued` → (poll hands it out with a `secret`, ack) `s
 The `secret` is URL-safe base64 JSON whose `sessions_token` is a work token: valid only for this item and its
 session, and only until the item stops. A lease is kept by heartbeats (`expected_last_heartbeat` echoes the
 server's last value, `NO_HEARTBEAT` claims the first one); an item whose lease runs out, or whose sandbox
-process dies, is stopped and its session's pending sandbox calls get an error `user.tool_result` so the model
+process dies, is stopped and its session's pending sandbox calls get an error result (`agent.tool_result` on cloud,
+`user.tool_result` on self_hosted: domain.events.builtin_tool_result_type) so the model
 sees what happened and the next call gets a fresh sandbox (architecture: disposable hands).
 """
 
@@ -40,7 +41,7 @@ from managed_agents.domain.errors import (
     PreconditionFailed,
     StaleRevision,
 )
-from managed_agents.domain.events import JsonObject, NewEvent
+from managed_agents.domain.events import JsonObject, NewEvent, builtin_tool_result_type
 from managed_agents.domain.ids import deterministic_event_id, deterministic_id
 from managed_agents.domain.session_state import ToolCall, fold
 from managed_agents.harness.tools import Toolbox
@@ -495,10 +496,11 @@ class WorkService:
         # every failure inside a session becomes a session.error, even when no call was waiting yet
         key = f"hands-lost@{rec.id}"
         text = f"{message} The tool call was abandoned; the next tool call gets a fresh sandbox."
+        result_type = builtin_tool_result_type(sess.doc.get("_environment_type"))
         batch = [
             NewEvent(
                 deterministic_event_id(session_id, key, i),
-                "user.tool_result",
+                result_type,
                 {"tool_use_id": c.event_id, "content": [{"type": "text", "text": text}], "is_error": True},
             )
             for i, c in enumerate(pending)

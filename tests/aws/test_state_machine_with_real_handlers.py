@@ -140,8 +140,9 @@ def test_a_built_in_tool_runs_in_the_sandbox_task_and_releases_the_tool_wait(han
     }
     assert run["environment"]["ANTHROPIC_SESSION_ID"] == sid
     assert not any(k.startswith("AWS") or "sk-test" in v for k, v in run["environment"].items())
-    # And the official worker ran bash and posted the result, which released the ToolWait task token
-    result = next(e for e in events if e.type == "user.tool_result")
+    # And the official worker ran bash and posted the result (logged as the agent's: a cloud sandbox ran it), which
+    # released the ToolWait task token
+    result = next(e for e in events if e.type == "agent.tool_result")
     assert not result.is_error
     assert "from-fargate" in "".join(getattr(c, "text", "") for c in result.content)
     assert (platform.sandboxes.root / sid / "f.txt").read_text().strip() == "from-fargate"
@@ -173,7 +174,7 @@ def test_built_in_tool_results_that_come_in_time_are_waited_for_in_the_model_tur
     platform.say(sid, "write twice")
     events = platform.wait_idle(sid, timeout=90)
     # Then both results reached the model and the session idled as usual
-    results = [e for e in events if e.type == "user.tool_result"]
+    results = [e for e in events if e.type == "agent.tool_result"]
     assert len(results) == 2 and not any(r.is_error for r in results)
     assert (platform.sandboxes.root / sid / "f.txt").read_text().split() == ["one", "two"]
     assert events[-1].stop_reason.type == "end_turn"

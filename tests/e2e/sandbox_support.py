@@ -12,6 +12,10 @@ import anthropic
 from managed_agents.testing.scripted_model import ScriptedModelServer
 
 TOOLSET: dict[str, Any] = {"type": "agent_toolset_20260401"}
+# How a sandbox tool's result is logged (api-reference §3.1: user.tool_result is only valid on self_hosted): the
+# worker posts user.tool_result either way; on cloud the platform's sandbox ran the tool, so it is the agent's.
+CLOUD_RESULT = "agent.tool_result"
+SELF_HOSTED_RESULT = "user.tool_result"
 
 
 def tool_step(tool_id: str, name: str, tool_input: dict[str, Any]) -> dict[str, Any]:
@@ -30,19 +34,26 @@ def push_file_workflow(model: ScriptedModelServer, tag: str = "") -> None:
     )
 
 
-def result_texts(events: list[Any]) -> dict[str, tuple[str, bool]]:
+def sandbox_results(events: list[Any], result_type: str) -> list[Any]:
+    """The results of the session's sandbox calls, all of which must be logged as `result_type`."""
+    uses = {e.id for e in events if e.type == "agent.tool_use"}
+    results = [e for e in events if e.type in (CLOUD_RESULT, SELF_HOSTED_RESULT) and e.tool_use_id in uses]
+    assert [e.type for e in results] == [result_type] * len(results), [e.type for e in results]
+    return results
+
+
+def result_texts(events: list[Any], result_type: str) -> dict[str, tuple[str, bool]]:
     """tool name → (result text, is_error) for every sandbox call of the session."""
     uses = {e.id: e.name for e in events if e.type == "agent.tool_use"}
     out: dict[str, tuple[str, bool]] = {}
-    for e in events:
-        if e.type == "user.tool_result":
-            text = "".join(getattr(b, "text", "") for b in e.content or [])
-            out[uses[e.tool_use_id]] = (text, bool(e.is_error))
+    for e in sandbox_results(events, result_type):
+        text = "".join(getattr(b, "text", "") for b in e.content or [])
+        out[uses[e.tool_use_id]] = (text, bool(e.is_error))
     return out
 
 
-def check_file_workflow(events: list[Any], tag: str = "") -> None:
-    results = result_texts(events)
+def check_file_workflow(events: list[Any], result_type: str, tag: str = "") -> None:
+    results = result_texts(events, result_type)
     assert set(results) == {"write", "edit", "grep", "bash", "read"}, results
     assert not any(err for _, err in results.values()), results
     assert "notes.txt" in results["grep"][0]

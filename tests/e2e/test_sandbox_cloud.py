@@ -14,7 +14,15 @@ import pytest
 from managed_agents.adapters.local.subprocess_sandbox import bubblewrap_path
 from managed_agents.testing.scripted_model import ScriptedModelServer
 from tests.e2e.conftest import Server, all_events, embedded_only, wait_idle, wait_until
-from tests.e2e.sandbox_support import TOOLSET, check_file_workflow, push_file_workflow, result_texts, tool_step
+from tests.e2e.sandbox_support import (
+    CLOUD_RESULT,
+    TOOLSET,
+    check_file_workflow,
+    push_file_workflow,
+    result_texts,
+    sandbox_results,
+    tool_step,
+)
 
 CANARIES = {
     "ANTHROPIC_API_KEY": "sk-ant-canary-4f1d9c",
@@ -55,7 +63,7 @@ def test_cloud_session_gets_a_sandbox_that_runs_every_builtin_tool(
     _say(client, sid, "edit the notes")
     events = wait_idle(client, sid, timeout=60)
     # Then the provisioned worker ran each call and the model saw each result
-    check_file_workflow(events)
+    check_file_workflow(events, CLOUD_RESULT)
     assert events[-1].stop_reason.type == "end_turn"
     assert (_workdir(server, sid) / "notes.txt").read_text() == "alpha\ngamma\n"
     # And the session's work item is the platform's (never offered to pollers) and alive until idle timeout
@@ -91,7 +99,7 @@ def test_two_sessions_never_see_each_others_files(
     )
     _say(client, b, "peek")
     events = wait_idle(client, b, timeout=60)
-    results = result_texts(events)
+    results = result_texts(events, CLOUD_RESULT)
     # Then the read tool refuses a path outside B's sandbox
     assert "only-for-a" not in results["read"][0]
     assert results["read"][1] is True
@@ -125,7 +133,7 @@ def test_canaries_of_the_server_environment_never_reach_the_sandbox_or_the_log(
     # When the model runs `env` (and more) through the bash tool
     _say(client, sid, "show env")
     events = wait_idle(client, sid, timeout=60)
-    output = result_texts(events)["bash"][0]
+    output = result_texts(events, CLOUD_RESULT)["bash"][0]
     assert "end-of-probe" in output and "PATH=" in output
     # Then no canary is in the bash output, and neither are the admin key nor the work secret
     for value in CANARIES.values():
@@ -167,7 +175,7 @@ def test_worker_killed_mid_tool_yields_an_error_result_and_the_next_call_gets_a_
     os.killpg(first_pid, signal.SIGKILL)
     events = wait_idle(client, sid, timeout=60)
     # Then the pending call got an error result, the session a readable error, and the model saw it
-    results = [e for e in events if e.type == "user.tool_result"]
+    results = sandbox_results(events, CLOUD_RESULT)
     assert results[0].is_error and "stopped unexpectedly" in results[0].content[0].text
     assert "signal 9" in results[0].content[0].text
     errors = [e for e in events if e.type == "session.error"]
@@ -194,7 +202,7 @@ def test_sandbox_that_never_starts_becomes_a_readable_session_error(
     _say(client, sid, "go")
     events = wait_idle(client, sid, timeout=30)
     # Then the call gets an error result naming the failure, and a session.error says so too
-    result = next(e for e in events if e.type == "user.tool_result")
+    (result,) = sandbox_results(events, CLOUD_RESULT)
     assert result.is_error and "/nonexistent/python3" in result.content[0].text
     errors = [e for e in events if e.type == "session.error"]
     assert errors and all("/nonexistent/python3" in e.error.message for e in errors)
@@ -214,5 +222,5 @@ def test_package_install_failure_is_a_clear_session_error(
     errors = [e for e in events if e.type == "session.error"]
     assert errors and "installing the environment's packages failed" in errors[0].error.message
     assert "pip" in errors[0].error.message
-    result = next(e for e in events if e.type == "user.tool_result")
+    (result,) = sandbox_results(events, CLOUD_RESULT)
     assert result.is_error and "packages failed" in result.content[0].text

@@ -10,7 +10,7 @@ import pytest
 from managed_agents.settings import ServerSettings
 from managed_agents.testing.scripted_model import ScriptedModelServer
 from tests.e2e.conftest import Server, embedded_only, wait_idle, wait_until
-from tests.e2e.sandbox_support import TOOLSET, result_texts, tool_step
+from tests.e2e.sandbox_support import CLOUD_RESULT, TOOLSET, result_texts, tool_step
 
 pytestmark = embedded_only("the local provisioner's idle stop and restart of a sandbox subprocess (pid, workdir)")
 
@@ -49,6 +49,6 @@ def test_idle_sandbox_stops_and_the_next_call_restarts_it_with_the_session_files
     _say(client, sid, "read")
     events = wait_idle(client, sid, timeout=60, count=2)
     # Then a fresh sandbox served it, and the session's files were still there
-    assert "kept" in result_texts(events)["read"][0]
+    assert "kept" in result_texts(events, CLOUD_RESULT)["read"][0]
     assert not any(e.type == "session.error" for e in events)
     assert len(server.rt.resources.find("work", "session_id", [sid])) == 2

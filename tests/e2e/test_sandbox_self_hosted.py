@@ -11,6 +11,7 @@ import pytest
 from managed_agents.testing.scripted_model import ScriptedModelServer
 from tests.e2e.conftest import Server, create_environment_key, wait_idle, wait_until
 from tests.e2e.sandbox_support import (
+    SELF_HOSTED_RESULT,
     TOOLSET,
     WorkerThread,
     check_file_workflow,
@@ -37,7 +38,7 @@ def test_official_worker_runs_every_builtin_tool_and_the_session_finishes(
         events = wait_idle(client, sid, timeout=60)
         assert worker.error is None
     # Then every call was run by the worker and its result reached the model
-    check_file_workflow(events)
+    check_file_workflow(events, SELF_HOSTED_RESULT)
     assert events[-1].stop_reason.type == "end_turn"
     assert len(model_server.requests) == 6
     tool_results = [
@@ -88,7 +89,7 @@ def test_confirmation_gates_the_official_worker(
     # Then the worker never ran the denied call and ran the allowed one
     assert not (workdir / "denied.txt").exists()
     assert (workdir / "allowed.txt").read_text() == "ran\n"
-    results = result_texts(events)
+    results = result_texts(events, SELF_HOSTED_RESULT)
     assert "allowed-ok" in results["bash"][0]
     assert events[-1].stop_reason.type == "end_turn"
 

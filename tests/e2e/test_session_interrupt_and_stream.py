@@ -9,6 +9,7 @@ from typing import Any
 
 import anthropic
 import httpx2
+import pytest
 
 from managed_agents.testing.scripted_model import ScriptedModelServer
 from tests.e2e.conftest import Server, all_events, wait_idle, wait_until
@@ -70,12 +71,17 @@ def test_message_after_interrupt_in_same_request_runs_a_new_turn(
     assert len(model_server.requests) == 2
 
 
+@pytest.mark.parametrize(
+    ("env_type", "result_type"),
+    # who logs a sandbox call's result (api-reference §3.1): the user's worker on self_hosted, the agent on cloud
+    [("self_hosted", "user.tool_result"), ("cloud", "agent.tool_result")],
+)
 def test_interrupt_during_a_sandbox_tool_call_stops_the_agent(
-    client: anthropic.Anthropic, model_server: ScriptedModelServer
+    client: anthropic.Anthropic, model_server: ScriptedModelServer, env_type: str, result_type: str
 ) -> None:
-    # Given a bash call waiting for a self-hosted sandbox that never answers
+    # Given a bash call still running (cloud) or waiting for a self-hosted sandbox that never answers
     agent = client.beta.agents.create(name="a", model="claude-sonnet-4-6", tools=[{"type": "agent_toolset_20260401"}])
-    env = client.beta.environments.create(name="e", config={"type": "self_hosted"})
+    env = client.beta.environments.create(name="e", config={"type": env_type})  # type: ignore[typeddict-item]
     sid = client.beta.sessions.create(agent=agent.id, environment_id=env.id).id
     model_server.push({"content": [{"type": "tool_use", "name": "bash", "input": {"command": "sleep 100"}}]})
     client.beta.sessions.events.send(sid, events=[_msg("run it")])
@@ -83,8 +89,10 @@ def test_interrupt_during_a_sandbox_tool_call_stops_the_agent(
     # When the user interrupts
     client.beta.sessions.events.send(sid, events=[{"type": "user.interrupt"}])
     events = wait_idle(client, sid, timeout=10)
-    # Then the call gets an error result and the session idles without asking the model again
-    result = next(e for e in events if e.type == "user.tool_result")
+    # Then the call gets an error result, logged as the environment's sandbox results are, and the session idles
+    # without asking the model again
+    (result,) = [e for e in events if e.type in ("user.tool_result", "agent.tool_result")]
+    assert result.type == result_type
     assert result.is_error and "interrupted" in result.content[0].text
     assert events[-1].type == "session.status_idle" and events[-1].stop_reason.type == "end_turn"
     time.sleep(1.0)  # nothing runs after the idle

@@ -212,7 +212,7 @@ def test_credential_secret_never_reaches_logs_sandbox_or_model(
     # When the model uses the MCP tool and then probes its sandbox
     _say(client, sid, "go")
     events = wait_idle(client, sid, timeout=60)
-    bash = next(e for e in events if e.type == "user.tool_result")
+    bash = next(e for e in events if e.type == "agent.tool_result")  # a cloud sandbox's result is the agent's
     lines = bash.content[0].text.split()
     assert lines[0] == "0" and lines[-1] == "end"  # no process environment holds it
     assert next(e for e in events if e.type == "agent.mcp_tool_result").content[0].text == "via mcp"

@@ -1,10 +1,11 @@
 """The built-in tool wait of the "session run" state machine: a `.waitForTaskToken` task released by the API.
 
 The ToolWait Lambda stores the task token on the session record (`_tool_wait_token`); the API, having logged
-tool results (`user.tool_result` from the sandbox worker), calls `release_tool_wait`, which takes the token off
-the record under the revision check and sends SendTaskSuccess. Because taking the token is a conditional write,
-exactly one caller sends it, however many result batches race. The holder re-checks the log after storing the
-token, so results logged before the token was stored release it too (no lost wake-up). The task's own timeout
+tool results (a sandbox worker's post, logged as `agent.tool_result` on cloud and `user.tool_result` on
+self_hosted), calls `release_tool_wait`, which takes the token off the record under the revision check and sends
+SendTaskSuccess. Because taking the token is a conditional write, exactly one caller sends it, however many result
+batches race. The holder re-checks the log after storing the token, so results logged before the token was stored
+release it too (no lost wake-up). The task's own timeout
 (the ModelTurn's `wait_seconds`) covers a sandbox that never answers: the next ModelTurn then logs the timeout
 error result.
 
