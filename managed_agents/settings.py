@@ -29,6 +29,9 @@ class HarnessSettings(BaseSettings):
     compaction_threshold_tokens: int = Field(
         160_000, ge=1000, description="compact the context when a request would exceed this many tokens"
     )
+    compaction_max_per_turn: int = Field(
+        8, ge=1, description="compactions one turn may make before it ends in compaction_limit_reached_error"
+    )
 
 
 class ServerSettings(HarnessSettings):

@@ -10,7 +10,11 @@ Transcript rules:
 * the user turn after an assistant turn with tool calls starts with one `tool_result` per call, in call order;
 * `span.model_request_end` without error appends the assistant turn (its raw content, thinking signatures
   included);
-* `agent.thread_context_compacted` replaces the transcript with its summary.
+* a compaction request (a `span.model_request_start` marked `internal.compaction`) summarizes the transcript and the
+  settled tool results: its start flushes nothing and its end appends nothing;
+* `agent.thread_context_compacted` replaces what the summary covers: the transcript is emptied, the settled calls
+  are done, the context size measured by the last request is void, and the summary goes first in `pending`, ahead
+  of user input that arrived meanwhile (kept verbatim), so the next request continues the turn from the summary.
 """
 
 from __future__ import annotations
@@ -97,7 +101,11 @@ class SessionState:
     interrupt_seq: int | None = None  # a user.interrupt not yet answered by an idle/terminated status
     idle_requires_action: tuple[str, ...] | None = None  # event ids of the current requires_action idle
     usage: Usage = field(default_factory=Usage)
-    last_request_input_tokens: int = 0
+    last_request_input_tokens: int = 0  # the context size of the last request (0: unknown, e.g. after compaction)
+    compactions_in_turn: int = 0  # agent.thread_context_compacted since the session last stopped
+    # the context size of the first request after the latest compaction of this turn (None: none measured yet)
+    compacted_context_tokens: int | None = None
+    measuring_compaction: bool = False  # a compaction's first request has not ended yet
     running_since: datetime | None = None
     active_seconds: float = 0.0
 
@@ -134,8 +142,10 @@ def _apply(st: SessionState, ev: StoredEvent) -> None:
     elif t == "span.model_request_start":
         st.requests_started += 1
         st.inflight = ev
-        _flush_user_turn(st)
+        if not internal.get("compaction"):
+            _flush_user_turn(st)
     elif t == "span.model_request_end":
+        compaction = st.inflight is not None and bool((st.inflight.internal or {}).get("compaction"))
         st.inflight = None
         st.usage.add(cast(JsonObject, p.get("model_usage") or {}))
         if p.get("is_error"):
@@ -143,15 +153,18 @@ def _apply(st: SessionState, ev: StoredEvent) -> None:
         else:
             st.consecutive_errors = 0
             st.last_error_retry = None
-            mu = cast(JsonObject, p.get("model_usage") or {})
-            st.last_request_input_tokens = (
-                _int(mu.get("input_tokens"))
-                + _int(mu.get("cache_read_input_tokens"))
-                + _int(mu.get("cache_creation_input_tokens"))
-                + _int(mu.get("output_tokens"))
-            )
+            if not compaction and not internal.get("interrupted"):  # an interrupted request measured nothing
+                mu = cast(JsonObject, p.get("model_usage") or {})
+                st.last_request_input_tokens = (
+                    _int(mu.get("input_tokens"))
+                    + _int(mu.get("cache_read_input_tokens"))
+                    + _int(mu.get("cache_creation_input_tokens"))
+                    + _int(mu.get("output_tokens"))
+                )
+                if st.measuring_compaction:
+                    st.compacted_context_tokens, st.measuring_compaction = st.last_request_input_tokens, False
             content = cast(list[JsonObject] | None, internal.get("content"))
-            if content:
+            if content and not compaction:
                 st.transcript.append({"role": "assistant", "content": content})
     elif t in ("agent.tool_use", "agent.custom_tool_use", "agent.mcp_tool_use"):
         kind = cast(
@@ -188,9 +201,14 @@ def _apply(st: SessionState, ev: StoredEvent) -> None:
         err = cast(JsonObject, p.get("error") or {})
         st.last_error_retry = str(cast(JsonObject, err.get("retry_status") or {}).get("type") or "")
     elif t == "agent.thread_context_compacted":
-        summary = str(internal.get("summary") or "")
-        st.transcript = [{"role": "user", "content": [{"type": "text", "text": summary}]}]
+        summary: JsonObject = {"type": "text", "text": str(internal.get("summary") or "")}
+        # a summary logged before user input was kept out of it (no `keeps_pending`) covered that input too
+        st.pending = [summary, *(st.pending if internal.get("keeps_pending") else [])]
+        st.transcript = []
         st.calls = []
+        st.last_request_input_tokens = 0
+        st.compactions_in_turn += 1
+        st.compacted_context_tokens, st.measuring_compaction = None, True
     elif t in STATUS_BY_EVENT:
         new_status = STATUS_BY_EVENT[t]
         if new_status == "running" and st.running_since is None:
@@ -208,6 +226,8 @@ def _apply(st: SessionState, ev: StoredEvent) -> None:
             # next turn starts with a fresh attempt budget
             st.consecutive_errors = 0
             st.last_error_retry = None
+            # compaction limits count per turn
+            st.compactions_in_turn, st.compacted_context_tokens, st.measuring_compaction = 0, None, False
         stop = cast(JsonObject, p.get("stop_reason") or {})
         if new_status == "idle" and stop.get("type") == "requires_action":
             st.idle_requires_action = tuple(str(i) for i in cast(list[object], stop.get("event_ids") or []))

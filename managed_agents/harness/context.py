@@ -39,23 +39,3 @@ def build_request(
     if effort:  # only an effort the user chose: not every model accepts the parameter
         request["output_config"] = {"effort": effort}
     return request
-
-
-def compaction_request(agent: JsonObject, transcript: list[JsonObject], pending: list[JsonObject]) -> JsonObject:
-    """Ask the model for a summary that can replace the transcript (context compaction)."""
-    instruction = (
-        "The conversation above is about to be compacted because it no longer fits in the context window. "
-        "Write a summary that lets you continue the task without the original messages: the user's goals and "
-        "constraints, decisions made, work done so far (files, commands, results), open questions, and the "
-        "next steps. Be specific and complete; do not call tools."
-    )
-    messages = copy.deepcopy(transcript)
-    tail: list[JsonObject] = [*copy.deepcopy(pending), {"type": "text", "text": instruction}]
-    if messages and messages[-1]["role"] == "user":
-        messages[-1] = {"role": "user", "content": [*cast(list[JsonObject], messages[-1]["content"]), *tail]}
-    else:
-        messages.append({"role": "user", "content": tail})
-    request: JsonObject = {"model": model_id(agent), "max_tokens": 4096, "messages": messages}
-    if agent.get("system"):
-        request["system"] = str(agent["system"])
-    return request

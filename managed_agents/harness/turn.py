@@ -19,8 +19,8 @@ from managed_agents.domain.errors import DuplicateEvent
 from managed_agents.domain.events import STATUS_BY_EVENT, JsonObject, NewEvent, StoredEvent, builtin_tool_result_type
 from managed_agents.domain.ids import deterministic_event_id
 from managed_agents.domain.session_state import SessionState, ToolCall, fold
-from managed_agents.harness import step, web
-from managed_agents.harness.context import build_request, compaction_request
+from managed_agents.harness import compaction, step, web
+from managed_agents.harness.context import build_request
 from managed_agents.harness.event_batches import Entry, request_end, session_error, tool_error
 from managed_agents.harness.state_cache import StateCache
 from managed_agents.harness.tools import Toolbox, mcp_servers
@@ -279,23 +279,35 @@ def _run_model(turn: _Turn, action: step.RunModel, cancel: CancelToken | None) -
     deps, st = turn.deps, turn.state
     settings = deps.settings
     mcp_errors = turn.load_mcp_tools()
+    compacting = action.rerun and compaction.is_compaction(st.inflight)
     if not action.rerun:
-        if _needs_compaction(st, settings):
-            return _compact(turn, cancel)
+        verdict = compaction.verdict(st, settings)
+        if isinstance(verdict, compaction.LimitReached):
+            stop: list[Entry] = [
+                session_error("compaction_limit_reached_error", verdict.message, "exhausted"),
+                ("session.status_idle", {"stop_reason": {"type": "retries_exhausted"}}, None),
+            ]
+            turn.append(f"compaction-limit@{st.last_seq}", stop)
+            return RunAgain()
+        compacting = verdict
         start: list[Entry] = []
         if st.status != "running":
             start.append(("session.status_running", {}, None))
         start.extend(mcp_errors)
-        start.append(("span.model_request_start", {}, None))
+        start.append(("span.model_request_start", {}, compaction.MARK if compacting else None))
         turn.append(f"req{action.request_no}:start", start)
         if st.inflight is None:  # someone else ran this request meanwhile
             return RunAgain()
     assert st.inflight is not None
     start_id = st.inflight.id
-    effort = cast(str | None, turn.rec.doc.get("_effort"))
-    request = build_request(turn.agent, turn.toolbox, st.transcript, max_tokens=settings.max_tokens, effort=effort)
     key = f"req{action.request_no}:end"
-    wanted = deps.notifier.wants_previews(turn.sid) if deps.notifier is not None else frozenset()
+    if compacting:
+        request = compaction.request(turn.agent, turn.toolbox, st)
+        wanted: frozenset[str] = frozenset()  # a summary is never shown: it is not an agent.message
+    else:
+        effort = cast(str | None, turn.rec.doc.get("_effort"))
+        request = build_request(turn.agent, turn.toolbox, st.transcript, max_tokens=settings.max_tokens, effort=effort)
+        wanted = deps.notifier.wants_previews(turn.sid) if deps.notifier is not None else frozenset()
     try:
         if wanted:
             previewer = _Previewer(turn, key, start_id, wanted)
@@ -305,8 +317,11 @@ def _run_model(turn: _Turn, action: step.RunModel, cancel: CancelToken | None) -
     except Cancelled:
         return RunAgain()
     except ModelError as exc:
-        return _model_failed(turn, action.request_no, start_id, exc)
-    turn.append(key, _response_events(turn, key, start_id, response))
+        return _model_failed(turn, action.request_no, start_id, exc, "Context compaction" if compacting else "Model")
+    if compacting:
+        turn.append(key, compaction.events(start_id, response))
+    else:
+        turn.append(key, _response_events(turn, key, start_id, response))
     return RunAgain()
 
 
@@ -426,7 +441,7 @@ def _tool_use_events(turn: _Turn, block: JsonObject, event_id: str) -> list[Entr
     return events
 
 
-def _model_failed(turn: _Turn, request_no: int, start_id: str, exc: ModelError) -> Outcome:
+def _model_failed(turn: _Turn, request_no: int, start_id: str, exc: ModelError, what: str = "Model") -> Outcome:
     settings = turn.deps.settings
     attempt = turn.state.consecutive_errors + 1
     error_type = ERROR_TYPES.get(exc.kind, "model_request_failed_error")
@@ -436,7 +451,7 @@ def _model_failed(turn: _Turn, request_no: int, start_id: str, exc: ModelError) 
     if retry:
         delay = min(settings.retry_base_seconds * 2 ** (attempt - 1), settings.retry_max_seconds)
         message = (
-            f"Model request failed ({status}): {exc.message}. "
+            f"{what} request failed ({status}): {exc.message}. "
             f"Retrying in {delay:g} s (attempt {attempt + 1} of {settings.model_max_attempts})."
         )
         batch.append(session_error(error_type, message, "retrying"))
@@ -444,47 +459,10 @@ def _model_failed(turn: _Turn, request_no: int, start_id: str, exc: ModelError) 
         turn.append(f"req{request_no}:end", batch)
         return RetryAfter(delay)
     if exc.retryable:
-        message = f"Model request failed ({status}): {exc.message}. Gave up after {attempt} attempts."
+        message = f"{what} request failed ({status}): {exc.message}. Gave up after {attempt} attempts."
     else:
-        message = f"Model request failed ({status}): {exc.message}. The request cannot succeed as sent."
+        message = f"{what} request failed ({status}): {exc.message}. The request cannot succeed as sent."
     batch.append(session_error(error_type, message, "exhausted"))
     batch.append(("session.status_idle", {"stop_reason": {"type": "retries_exhausted"}}, None))
     turn.append(f"req{request_no}:end", batch)
-    return RunAgain()
-
-
-def _needs_compaction(st: SessionState, settings: HarnessSettings) -> bool:
-    if not st.transcript or st.last_request_input_tokens == 0:
-        return False
-    pending_chars = sum(len(str(b)) for b in st.pending) + sum(len(str(c.result_content)) for c in st.calls)
-    return st.last_request_input_tokens + pending_chars // 4 > settings.compaction_threshold_tokens
-
-
-def _compact(turn: _Turn, cancel: CancelToken | None) -> Outcome:
-    st = turn.state
-    pending = [c.tool_result_block() for c in st.calls] + list(st.pending)
-    request = compaction_request(turn.agent, st.transcript, pending)
-    if turn.toolbox.definitions:
-        request["tools"] = turn.toolbox.definitions
-        request["tool_choice"] = {"type": "none"}
-    try:
-        response = turn.deps.model.stream_message(request, cancel=cancel)
-    except Cancelled:
-        return RunAgain()
-    except ModelError as exc:
-        message = f"Context compaction failed: {exc.message}"
-        turn.append(
-            f"compact@{st.last_seq}",
-            [
-                session_error("compaction_limit_reached_error", message, "exhausted"),
-                ("session.status_idle", {"stop_reason": {"type": "retries_exhausted"}}, None),
-            ],
-        )
-        return Parked("compaction_failed")
-    summary = "\n".join(str(b.get("text", "")) for b in response.content if b.get("type") == "text")
-    text = (
-        "This session's earlier context was compacted. Summary of the conversation so far:\n\n"
-        f"{summary}\n\nContinue the task from here."
-    )
-    turn.append(f"compact@{st.last_seq}", [("agent.thread_context_compacted", {}, {"summary": text})])
     return RunAgain()

@@ -1,7 +1,11 @@
-"""Crash recovery: `kill -9` the server mid-turn, restart it on the same data dir, and the turn finishes once."""
+"""Crash recovery: `kill -9` the server mid-turn, restart it on the same data dir, and the turn finishes once.
+
+Also for a turn that compacts its context: killed during the compaction request and again during the request that
+continues from the summary, the restarted server re-runs each once and replays the compacted log cleanly."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -26,7 +30,9 @@ REPO = Path(__file__).resolve().parents[2]
 class _ServeProcess:
     """`managed-agents serve` as a child process; `kill9()` or `stop()` ends it."""
 
-    def __init__(self, data_dir: Path, port: int, model_url: str, log_path: Path) -> None:
+    def __init__(
+        self, data_dir: Path, port: int, model_url: str, log_path: Path, extra_env: dict[str, str] | None = None
+    ) -> None:
         env = {
             **os.environ,
             "ANTHROPIC_BASE_URL": model_url,
@@ -35,6 +41,7 @@ class _ServeProcess:
             "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p),
             "MANAGED_AGENTS_RETRY_BASE_SECONDS": "0.01",
             "MANAGED_AGENTS_RETRY_MAX_SECONDS": "0.05",
+            **(extra_env or {}),
         }
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
@@ -135,3 +142,93 @@ def test_kill9_mid_turn_then_restart_finishes_the_turn_once(tmp_path: Path, mode
     # And the model saw the request twice: the one cut short by the kill, and the re-run after recovery
     assert len([r for r in model.requests if r["path"] == "/v1/messages"]) == 2
     assert status == "idle"
+
+
+COMPACTING = "about to be compacted"  # in the compaction request's instruction (harness/compaction.py)
+
+
+@pytest.fixture
+def compacting_model() -> Iterator[ScriptedModelServer]:
+    steps: list[Any] = [
+        {"content": [{"type": "text", "text": "first answer"}], "usage": {"input_tokens": 5000}},
+        # killed in flight, then re-run after each restart
+        {"match": COMPACTING, "delay_ms": 1500, "content": [{"type": "text", "text": "SUMMARY-LOST"}]},
+        {"match": COMPACTING, "content": [{"type": "text", "text": "SUMMARY-KEPT"}]},
+        {"match": "second question", "delay_ms": 1500, "content": [{"type": "text", "text": "lost answer"}]},
+        {"match": "second question", "content": [{"type": "text", "text": "second answer"}]},
+    ]
+    with ScriptedModelServer(steps, fallback="error") as s:
+        yield s
+
+
+@pytest.mark.slow
+def test_kill9_during_compaction_and_its_continuation_restarts_cleanly(
+    tmp_path: Path, compacting_model: ScriptedModelServer
+) -> None:
+    model = compacting_model
+    data_dir, port = tmp_path / "data", free_port()
+    env = {"MANAGED_AGENTS_COMPACTION_THRESHOLD_TOKENS": "1000"}
+    procs: list[_ServeProcess] = []
+
+    def serve() -> _ServeProcess:
+        procs.append(_ServeProcess(data_dir, port, model.base_url, tmp_path / "serve.log", env))
+        return procs[-1]
+
+    def messages() -> int:
+        return len([r for r in model.requests if r["path"] == "/v1/messages"])
+
+    try:
+        # Given a session whose first turn left a context over the compaction threshold
+        serve()
+        admin_key = (data_dir / "admin.key").read_text().strip()
+        client = anthropic.Anthropic(base_url=procs[0].url, api_key=admin_key, max_retries=0)
+        agent = client.beta.agents.create(name="a", model="claude-sonnet-4-6")
+        environment = client.beta.environments.create(name="e", config={"type": "cloud"})
+        sid = client.beta.sessions.create(agent=agent.id, environment_id=environment.id).id
+        client.beta.sessions.events.send(
+            sid, events=[{"type": "user.message", "content": [{"type": "text", "text": "first question"}]}]
+        )
+        wait_until(lambda: client.beta.sessions.retrieve(sid).status == "idle" and messages() == 1, timeout=10)
+        # When the next turn's compaction request is in flight and the server is killed, then restarted
+        client.beta.sessions.events.send(
+            sid, events=[{"type": "user.message", "content": [{"type": "text", "text": "second question"}]}]
+        )
+        wait_until(lambda: messages() == 2, timeout=10, interval=0.01)
+        procs[-1].kill9()
+        serve()
+        # And killed again while the request that continues from the summary is in flight, then restarted
+        wait_until(lambda: messages() == 4, timeout=20, interval=0.01)
+        procs[-1].kill9()
+        serve()
+
+        # Then the turn finishes once, from the summary the re-run compaction wrote
+        def idle_events() -> list[Any] | None:
+            evs = all_events(client, sid)
+            return evs if evs[-1].type == "session.status_idle" and len(evs) > 6 else None
+
+        events: list[Any] = wait_until(idle_events, timeout=30, interval=0.05)
+        status = client.beta.sessions.retrieve(sid).status
+    finally:
+        for p in procs:
+            p.stop()
+    assert [e.type for e in events][6:] == [
+        "user.message",
+        "session.status_running",
+        "span.model_request_start",
+        "span.model_request_end",
+        "agent.thread_context_compacted",
+        "span.model_request_start",
+        "agent.message",
+        "span.model_request_end",
+        "session.status_idle",
+    ]
+    assert [e.content[0].text for e in events if e.type == "agent.message"] == ["first answer", "second answer"]
+    assert events[-1].stop_reason.type == "end_turn" and status == "idle"
+    starts = [e.id for e in events if e.type == "span.model_request_start"]
+    assert [e.model_request_start_id for e in events if e.type == "span.model_request_end"] == starts
+    assert len({e.id for e in events}) == len(events)
+    # And the model was asked five times: each killed request once more, nothing else, no compaction loop
+    bodies = [r["body"] for r in model.requests if r["path"] == "/v1/messages"]
+    assert len(bodies) == 5
+    assert bodies[2] == bodies[1] and bodies[4] == bodies[3]
+    assert "SUMMARY-KEPT" in json.dumps(bodies[4]) and "first question" not in json.dumps(bodies[4])
