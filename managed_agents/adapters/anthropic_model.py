@@ -29,7 +29,7 @@ import concurrent.futures
 import contextlib
 import threading
 import weakref
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine, Iterator
 from typing import Any, TypeVar, cast
 
 import anthropic
@@ -60,6 +60,8 @@ _KIND_BY_ERROR_TYPE: dict[str, ModelErrorKind] = {
 def _kind_for_status(status: int, error_type: str | None) -> ModelErrorKind:
     if error_type in _KIND_BY_ERROR_TYPE and status in (200, 500):
         return _KIND_BY_ERROR_TYPE[error_type]
+    if status == 200:  # an `error` event in a stream the endpoint had accepted: its failure, not the request's
+        return "server"
     if status == 429:
         return "rate_limited"
     if status == 529:
@@ -105,6 +107,29 @@ def _model_error(exc: Exception) -> ModelError | None:
 
 def _cut_short() -> ModelError:
     return ModelError("connection", "the model stream ended before the message was complete (no message_stop)")
+
+
+def _stream_error(exc: Exception) -> ModelError:
+    """What reading the next event of a started response raised: the endpoint's failure, never ours (what the
+    harness's listener raises is not read here), so anything the SDK does not name is a malformed stream."""
+    error = _model_error(exc)
+    if error is not None:
+        return error
+    return ModelError("server", f"the model endpoint sent a stream that cannot be read ({type(exc).__name__}: {exc})")
+
+
+def _next_event(events: Iterator[Any]) -> Any:
+    try:
+        return next(events, None)
+    except Exception as exc:
+        raise _stream_error(exc) from exc
+
+
+async def _anext_event(events: AsyncIterator[Any]) -> Any:
+    try:
+        return await anext(events, None)
+    except Exception as exc:
+        raise _stream_error(exc) from exc
 
 
 def _response(message: Message) -> ModelResponse:
@@ -240,8 +265,8 @@ class AnthropicMessagesModel:
     ) -> ModelResponse:
         try:
             async with client.messages.stream(**request) as stream:  # type: ignore[arg-type]
-                complete = False
-                async for event in stream:
+                events, complete = aiter(stream), False
+                while (event := await _anext_event(events)) is not None:
                     complete = complete or event.type == "message_stop"
                     if on_event is not None:
                         _forward(event, on_event)
@@ -258,8 +283,8 @@ class AnthropicMessagesModel:
     def _stream_message(self, request: JsonObject, on_event: StreamListener | None) -> ModelResponse:
         try:
             with self.client.messages.stream(**request) as stream:  # type: ignore[arg-type]
-                complete = False
-                for event in stream:
+                events, complete = iter(stream), False
+                while (event := _next_event(events)) is not None:
                     complete = complete or event.type == "message_stop"
                     if on_event is not None:
                         _forward(event, on_event)

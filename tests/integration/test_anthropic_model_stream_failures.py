@@ -11,6 +11,7 @@ so the adapter maps both.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from managed_agents.adapters.anthropic_model import AnthropicMessagesModel
 from managed_agents.adapters.local.in_process_orchestrator import ThreadCancelToken
 from managed_agents.ports import ModelError
 from managed_agents.testing.scripted_model import ScriptedModelServer
+from tests.e2e.loopback_http import serve
 
 REQUEST = {"model": "claude-sonnet-4-6", "max_tokens": 64, "messages": [{"role": "user", "content": "hi"}]}
 TEXT = "a reply long enough to be cut in the middle of its text deltas " * 4
@@ -92,3 +94,51 @@ def test_a_whole_reply_still_parses(model_server: ScriptedModelServer, path: str
     # Then the whole text and stop reason come back
     assert getattr(response, "stop_reason", None) == "end_turn"
     assert getattr(response, "content", None) == [{"type": "text", "text": TEXT}]
+
+
+class _GarbledStream(BaseHTTPRequestHandler):
+    """An endpoint that accepts the request and streams an event whose data is not JSON."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("content-length") or 0))
+        self.send_response(200)
+        self.send_header("content-type", "text/event-stream")
+        self.end_headers()
+        self.wfile.write(b'event: message_start\ndata: {"type": "message_start", "message": {bro\n\n')
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.mark.parametrize("path", ["sync", "async"])
+def test_a_stream_that_cannot_be_parsed_is_a_retryable_server_error(path: str) -> None:
+    # Given an endpoint whose stream is garbled
+    with serve(_GarbledStream) as url:
+        model = AnthropicMessagesModel(api_key="test", base_url=url, timeout=10)
+        try:
+            # When the adapter streams it
+            with pytest.raises(ModelError) as info:
+                _call(model, path)
+        finally:
+            model.close()
+    # Then it is the endpoint's failure, retried like a 5xx
+    assert info.value.kind == "server" and info.value.retryable
+    assert "cannot be read" in info.value.message
+
+
+@pytest.mark.parametrize("path", ["sync", "async"])
+def test_an_error_event_of_an_unknown_type_mid_stream_is_retryable(
+    model_server: ScriptedModelServer, path: str
+) -> None:
+    # Given a stream that breaks with an error event whose type the adapter does not know
+    model_server.push({"stream_error": {"type": "mystery_error", "message": "something broke"}, "after_text": "hal"})
+    model = AnthropicMessagesModel(api_key="test", base_url=model_server.base_url, timeout=10)
+    try:
+        # When the adapter streams it
+        with pytest.raises(ModelError) as info:
+            _call(model, path)
+    finally:
+        model.close()
+    # Then it is a server failure (the endpoint had accepted the request), not a request that cannot succeed
+    assert info.value.kind == "server" and info.value.retryable
+    assert "something broke" in info.value.message
