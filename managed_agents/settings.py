@@ -46,7 +46,10 @@ class ServerSettings(HarnessSettings):
     )
     work_lease_ttl_seconds: int = Field(60, ge=2, le=3600, description="lease of a work item between heartbeats")
     sandbox_isolation: str = Field(
-        "auto", pattern="^(auto|bubblewrap|none)$", description="auto: bubblewrap when the machine has it"
+        "auto",
+        pattern="^(auto|bubblewrap|none)$",
+        description="cloud sandboxes: auto, bubblewrap when installed, else they are refused; bubblewrap, required at"
+        " start-up; none, the operator opts in to unisolated sandboxes (tools run as the server's user)",
     )
     sandbox_idle_seconds: float = Field(300.0, gt=0, description="a sandbox stops after this long idle")
     sandbox_start_timeout_seconds: float = Field(

@@ -13,16 +13,24 @@ The embedded provisioner passes them as one JSON object on stdin instead (`MANAG
 so they are not in the process's exec-time environment either (`/proc/<pid>/environ`, readable by the tools).
 Variables are removed from the process environment before any tool runs, so `env` in the bash tool shows none.
 Exit codes: 0 served, 3 package installation failed (the last stderr line says why), 2 bad configuration.
+
+`MANAGED_AGENTS_SANDBOX_SUPERVISE=<server pid>` (an embedded sandbox without bubblewrap, which has no PID namespace
+to end its process tree) makes this process a supervisor (Linux): it runs the worker as its child, adopts every
+process the tools start (a child subreaper, so daemons that detach with setsid stay its descendants), and kills
+them all when the worker ends, when it is stopped, or when the server dies (a parent-death signal).
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
 EXIT_CONFIG = 2
 EXIT_PACKAGES = 3
@@ -35,7 +43,10 @@ _WORK_VARS = (
     "MANAGED_AGENTS_SANDBOX_WORKDIR",
     "MANAGED_AGENTS_SANDBOX_IDLE_SECONDS",
     "MANAGED_AGENTS_SANDBOX_PACKAGES",
+    "MANAGED_AGENTS_SANDBOX_SUPERVISE",
 )
+PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
 
 
 def _fail(code: int, message: str) -> None:
@@ -110,6 +121,9 @@ def main() -> None:
     missing = [n for n in _WORK_VARS[:5] if not config[n]]
     if missing:
         _fail(EXIT_CONFIG, f"missing configuration: {', '.join(missing)}")
+    server_pid = config.pop("MANAGED_AGENTS_SANDBOX_SUPERVISE", "")
+    if server_pid:
+        supervise(config, int(server_pid))
     workdir = config["MANAGED_AGENTS_SANDBOX_WORKDIR"] or os.getcwd()
     os.makedirs(workdir, exist_ok=True)
     os.chdir(workdir)
@@ -134,6 +148,104 @@ async def _serve(config: dict[str, str], workdir: str, idle: float) -> None:
         session_id=config["ANTHROPIC_SESSION_ID"],
         work_secret=config["ANTHROPIC_WORK_SECRET"],
     )
+
+
+# -- the supervisor of an unisolated sandbox ---------------------------------------------------------------------
+
+
+class _Stopped(Exception):
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+
+
+def _on_signal(signum: int, _frame: object) -> None:
+    raise _Stopped(signum)
+
+
+def _prctl(option: int, value: int) -> bool:
+    try:
+        return bool(ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0) == 0)
+    except (OSError, AttributeError):  # not Linux
+        return False
+
+
+def _descendants(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as fh:
+                ppid = int(fh.read().rsplit(b")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):  # gone meanwhile
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    found: list[int] = []
+    todo = [root]
+    while todo:
+        for pid in children.get(todo.pop(), []):
+            found.append(pid)
+            todo.append(pid)
+    return found
+
+
+def kill_tree(timeout: float = 10.0) -> None:
+    """SIGKILL every descendant until none is left (killed parents hand their children to us, the subreaper)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pids = _descendants(os.getpid())
+        if not pids:
+            return
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        try:
+            while os.waitpid(-1, os.WNOHANG)[0]:
+                pass
+        except ChildProcessError:
+            pass
+        time.sleep(0.005)
+
+
+def supervise(config: dict[str, str], server_pid: int) -> None:
+    """Run the worker as a child and end its whole process tree with it; exit as the worker did."""
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, _on_signal)
+    status: int | None = None
+    stopped: int | None = None
+    try:
+        if not (_prctl(PR_SET_CHILD_SUBREAPER, 1) and _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)):
+            _fail(EXIT_CONFIG, "supervising an unisolated sandbox needs Linux (prctl)")
+        if os.getppid() != server_pid:  # the server died before the parent-death signal was armed
+            raise _Stopped(signal.SIGTERM)
+        child = subprocess.Popen(
+            [sys.executable, "-I", os.path.abspath(__file__)],
+            stdin=subprocess.PIPE,
+            env={**os.environ, "MANAGED_AGENTS_SANDBOX_CONFIG": "stdin"},
+        )
+        assert child.stdin is not None
+        try:
+            child.stdin.write(json.dumps(config).encode())
+            child.stdin.close()
+        except OSError:  # the worker died at once; its status says how
+            pass
+        while status is None:  # reap every adopted orphan until the worker itself ends
+            pid, raw = os.wait()
+            if pid == child.pid:
+                status = os.waitstatus_to_exitcode(raw)
+    except _Stopped as stop:
+        stopped = stop.signum
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_IGN)
+    kill_tree()
+    code = -stopped if stopped is not None else status if status is not None else 1
+    if code < 0:  # die as the worker did, so the provisioner reports the same signal
+        if -code not in (signal.SIGKILL, signal.SIGSTOP):
+            signal.signal(-code, signal.SIG_DFL)
+        os.kill(os.getpid(), -code)
+    raise SystemExit(code)
 
 
 if __name__ == "__main__":

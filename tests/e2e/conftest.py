@@ -19,6 +19,7 @@ import anthropic
 import pytest
 
 from managed_agents.adapters.anthropic_model import AnthropicMessagesModel
+from managed_agents.adapters.local.subprocess_sandbox import bubblewrap_path
 from managed_agents.api.app import create_app
 from managed_agents.settings import ENV_PREFIX, ServerSettings
 from managed_agents.testing.loopback import UvicornThread, free_port
@@ -30,8 +31,8 @@ if TYPE_CHECKING:
     from tests.aws.platform import Platform
 
 BACKENDS = ["embedded", pytest.param("aws", marks=pytest.mark.slow)]
-# ServerSettings fields with no meaning on AWS (the embedded runtime's data directory)
-_EMBEDDED_ONLY_SETTINGS = {"data_dir"}
+# ServerSettings fields with no meaning on AWS (the embedded runtime's data directory and sandboxes)
+_EMBEDDED_ONLY_SETTINGS = {"data_dir", "sandbox_isolation"}
 
 
 def embedded_only(reason: str) -> pytest.MarkDecorator:
@@ -74,6 +75,12 @@ def model_server() -> Iterator[ScriptedModelServer]:
         yield s
 
 
+def sandbox_isolation() -> str:
+    """bubblewrap where installed (CI installs it); elsewhere the suite opts in to unisolated sandboxes explicitly,
+    as an operator would have to (`--sandbox-isolation none`)."""
+    return "auto" if bubblewrap_path() else "none"
+
+
 @pytest.fixture
 def server_settings(tmp_path: Path) -> ServerSettings:
     return ServerSettings(
@@ -83,6 +90,7 @@ def server_settings(tmp_path: Path) -> ServerSettings:
         sse_ping_seconds=0.5,
         work_lease_ttl_seconds=6,
         sandbox_idle_seconds=30,
+        sandbox_isolation=sandbox_isolation(),
     )
 
 

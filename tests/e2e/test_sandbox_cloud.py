@@ -104,7 +104,8 @@ def test_two_sessions_never_see_each_others_files(
     assert "only-for-a" not in results["read"][0]
     assert results["read"][1] is True
     # And, isolated by bubblewrap, bash does not even see the other sandbox
-    if bubblewrap_path() is not None:
+    assert server.rt.provisioner is not None
+    if server.rt.provisioner.bwrap is not None:
         assert "only-for-a" not in results["bash"][0]
         listing = results["bash"][0].split("listing:")[1].split(":listed")[0].split()
         assert listing == [b]

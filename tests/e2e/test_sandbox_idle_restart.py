@@ -9,7 +9,7 @@ import pytest
 
 from managed_agents.settings import ServerSettings
 from managed_agents.testing.scripted_model import ScriptedModelServer
-from tests.e2e.conftest import Server, embedded_only, wait_idle, wait_until
+from tests.e2e.conftest import Server, embedded_only, sandbox_isolation, wait_idle, wait_until
 from tests.e2e.sandbox_support import CLOUD_RESULT, TOOLSET, result_texts, tool_step
 
 pytestmark = embedded_only("the local provisioner's idle stop and restart of a sandbox subprocess (pid, workdir)")
@@ -18,7 +18,11 @@ pytestmark = embedded_only("the local provisioner's idle stop and restart of a s
 @pytest.fixture
 def server_settings(tmp_path: Path) -> ServerSettings:
     return ServerSettings(
-        data_dir=str(tmp_path / "data"), sse_ping_seconds=0.5, work_lease_ttl_seconds=6, sandbox_idle_seconds=1
+        data_dir=str(tmp_path / "data"),
+        sse_ping_seconds=0.5,
+        work_lease_ttl_seconds=6,
+        sandbox_idle_seconds=1,
+        sandbox_isolation=sandbox_isolation(),
     )
 
 

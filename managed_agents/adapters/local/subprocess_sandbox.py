@@ -1,21 +1,30 @@
 """The embedded sandbox provisioner: one official-worker subprocess per `cloud` session.
 
 Each sandbox runs `managed_agents/sandbox/entrypoint.py` (the official `EnvironmentWorker` serving one work
-item) in the session's own working directory, `DATA_DIR/sandboxes/<session id>/`, which outlives the process
-(a worker restarted after its idle timeout finds the session's files) and is removed when the session is
-deleted. Its environment is built from nothing: PATH, HOME and LANG; the work item's coordinates and secret arrive on
-stdin. No `ANTHROPIC_API_KEY`, no AWS variables, nothing of the server's.
+item) with the server's own interpreter and SDK, in the session's own working directory,
+`DATA_DIR/sandboxes/<session id>/`, which outlives the process (a worker restarted after its idle timeout finds
+the session's files) and is removed when the session is deleted. Its environment is built from nothing: PATH,
+HOME and LANG; the work item's coordinates and secret arrive on stdin. No `ANTHROPIC_API_KEY`, no AWS variables,
+nothing of the server's.
 
-With bubblewrap (`bwrap`, Debian package `bubblewrap`) the worker also runs in new user, PID, IPC and UTS
-namespaces with a read-only root, a private /tmp and /proc, and empty directories over the data dir and the
-server's home (only the session's working directory and the Python runtime are mounted back). It shares the
-host network so it can reach the API on loopback; the environment's `limited` networking is therefore not
-enforced by the embedded sandbox (the AWS sandbox enforces it with security groups). Without bubblewrap
-`bash` runs unisolated as the server's user: start-up logs a warning and the README says so.
+Isolation (`MANAGED_AGENTS_SANDBOX_ISOLATION`, `serve --sandbox-isolation`):
+
+* bubblewrap (`bwrap`, Debian package `bubblewrap`; `auto` picks it when installed): the worker runs in new
+  user, PID, IPC and UTS namespaces with a read-only root, a private /tmp and /proc, and empty directories over
+  the data dir and the server's home. What the worker needs from under those (the interpreter's prefixes, its
+  standard library and site-packages, the entrypoint) is mounted back read-only, so a checkout or a venv under
+  /tmp or the home works. It dies with the server (`--die-with-parent`), and its whole process tree with it (the
+  PID namespace). It shares the host network so it can reach the API on loopback; the environment's `limited`
+  networking is therefore not enforced by the embedded sandbox (the AWS sandbox enforces it with security groups).
+* none: only when the operator opts in (`none`): the tools run as the server's user and can read what it reads
+  (the data dir, the admin key, the vault key, other processes). A supervisor (the entrypoint's `supervise`) kills
+  every process the sandbox started, daemons included, when the worker ends, is stopped or the server dies.
+* `auto` without bubblewrap: cloud sandboxes are refused with a message that says how to install it or opt in.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -33,6 +42,19 @@ from managed_agents.ports import SandboxExited, SandboxLaunch
 log = logging.getLogger("managed_agents.sandbox")
 ENTRYPOINT = Path(__file__).resolve().parents[2] / "sandbox" / "entrypoint.py"
 TAIL_BYTES = 4000
+ISOLATIONS = ("auto", "bubblewrap", "none")
+REFUSED = (
+    "cloud sandboxes are isolated with bubblewrap, which is not installed on this server: install it"
+    " (Debian/Ubuntu: apt-get install bubblewrap) and restart the server, or let sandboxes run unisolated as the"
+    " server's user, able to read its data dir and keys, by starting it with --sandbox-isolation none"
+    " (MANAGED_AGENTS_SANDBOX_ISOLATION=none)"
+)
+# What the worker reads of its interpreter, as the interpreter itself names it (`-I`, as the worker runs)
+_PROBE = (
+    "import json, site, sys, sysconfig; paths = sysconfig.get_paths(); print(json.dumps([sys.prefix,"
+    " sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix, *site.getsitepackages(),"
+    " *(paths[k] for k in ('stdlib', 'platstdlib', 'purelib', 'platlib'))]))"
+)
 
 
 @dataclass
@@ -46,6 +68,29 @@ def bubblewrap_path() -> str | None:
     return shutil.which("bwrap")
 
 
+@functools.lru_cache(maxsize=16)
+def interpreter_paths(python: str) -> tuple[Path, ...]:
+    """The directories and files `python -I` runs from: the path it is started by and every symlink on the way to
+    the binary, its prefixes, standard library and site-packages (what a sandbox must mount back when they are
+    under a hidden directory)."""
+    try:
+        probe = subprocess.run([python, "-I", "-c", _PROBE], capture_output=True, text=True, timeout=60, check=False)
+    except OSError as exc:
+        raise RuntimeError(f"the sandbox interpreter {python} cannot run: {exc}") from exc
+    if probe.returncode != 0:
+        last = (probe.stderr.strip().splitlines() or [f"exit code {probe.returncode}"])[-1]
+        raise RuntimeError(f"the sandbox interpreter {python} cannot run: {last}")
+    paths = [Path(p) for p in json.loads(probe.stdout) if p]
+    hop = Path(os.path.abspath(python))
+    for _ in range(40):  # venv/bin/python -> ~/.local/share/uv/python/cpython-3.x/bin/python3.x -> ...
+        paths.append(hop)
+        if not hop.is_symlink():
+            break
+        hop = Path(os.path.normpath(hop.parent / os.readlink(hop)))
+    paths.append(Path(python).resolve())
+    return tuple(dict.fromkeys(paths))
+
+
 class SubprocessSandboxProvisioner:
     def __init__(
         self,
@@ -57,26 +102,47 @@ class SubprocessSandboxProvisioner:
         python: str | None = None,
         hidden: tuple[Path, ...] = (),
     ) -> None:
+        if isolation not in ISOLATIONS:
+            raise ValueError(f"sandbox isolation must be one of {', '.join(ISOLATIONS)}, got {isolation!r}")
         self.root = root.resolve()
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.logs = self.root / ".logs"
-        self.logs.mkdir(exist_ok=True)
+        self.logs.mkdir(exist_ok=True, mode=0o700)
         bwrap = bubblewrap_path()
         if isolation == "bubblewrap" and bwrap is None:
-            raise RuntimeError("MANAGED_AGENTS_SANDBOX_ISOLATION=bubblewrap but bwrap is not installed")
+            raise RuntimeError(
+                "MANAGED_AGENTS_SANDBOX_ISOLATION=bubblewrap but bwrap is not installed"
+                " (Debian/Ubuntu: apt-get install bubblewrap)"
+            )
+        self.mode = isolation
         self.bwrap = bwrap if isolation in ("auto", "bubblewrap") else None
         self.idle_seconds = idle_seconds
         self.start_delay_seconds = start_delay_seconds
-        self.python = python or sys.executable
+        self.python = python or sys.executable  # the server's interpreter, so the worker runs the server's SDK
+        self.entrypoint = ENTRYPOINT
         self.hidden = tuple(p.resolve() for p in hidden)
         self._lock = threading.Lock()
         self._running: dict[str, _Sandbox] = {}
+        self._closing = False
+
+    @property
+    def refusal(self) -> str | None:
+        """Why cloud sandboxes are refused (no bubblewrap and no explicit opt-in to unisolated ones), or None."""
+        return REFUSED if self.bwrap is None and self.mode != "none" else None
 
     @property
     def isolation(self) -> str:
         if self.bwrap:
             return "bubblewrap (namespaces, read-only root, private /tmp and /proc; network shared)"
-        return "none: bash runs unisolated as the server's user (install bubblewrap to isolate sandboxes)"
+        if self.refusal:
+            return (
+                "unavailable: bubblewrap is not installed, so cloud sandboxes are refused (apt-get install"
+                " bubblewrap, or opt in to unisolated sandboxes with --sandbox-isolation none)"
+            )
+        return (
+            "none (--sandbox-isolation none): bash runs unisolated as the server's user and can read the data dir,"
+            " the admin key and vault secrets"
+        )
 
     def workdir(self, session_id: str) -> Path:
         return self.root / session_id
@@ -84,6 +150,8 @@ class SubprocessSandboxProvisioner:
     # -- launch ----------------------------------------------------------------------------------------------
 
     def launch(self, spec: SandboxLaunch, on_exit: SandboxExited) -> None:
+        if self.refusal:
+            raise RuntimeError(self.refusal)
         if self.start_delay_seconds:
             time.sleep(self.start_delay_seconds)
         self.stop(spec.session_id, None)  # one sandbox per session
@@ -105,12 +173,15 @@ class SubprocessSandboxProvisioner:
             "MANAGED_AGENTS_SANDBOX_IDLE_SECONDS": f"{self.idle_seconds:g}",
             "MANAGED_AGENTS_SANDBOX_PACKAGES": json.dumps(spec.packages),
         }
-        cmd = [self.python, "-I", str(ENTRYPOINT)]
+        cmd = [self.python, "-I", str(self.entrypoint)]
         if self.bwrap:
             cmd = self._bubblewrap(workdir) + cmd
+        else:  # no PID namespace to end the tree: the entrypoint supervises it, and dies with this server
+            config["MANAGED_AGENTS_SANDBOX_SUPERVISE"] = str(os.getpid())
         log_path = self.logs / f"{spec.work_id}.log"
-        # The process is started by the thread that then waits for it: bubblewrap's --die-with-parent follows
-        # the *thread* that forked it, so a short-lived launching thread would kill the sandbox when it ends.
+        # The process is started by the thread that then waits for it: bubblewrap's --die-with-parent (and the
+        # supervisor's parent-death signal) follow the *thread* that forked it, so a short-lived launching thread
+        # would kill the sandbox when it ends.
         started = threading.Event()
         outcome: list[_Sandbox | BaseException] = []
 
@@ -155,16 +226,18 @@ class SubprocessSandboxProvisioner:
 
     def _bubblewrap(self, workdir: Path) -> list[str]:
         assert self.bwrap is not None
-        args = [self.bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
         home = Path(os.path.expanduser("~")).resolve()
-        hidden = [p for p in (*self.hidden, self.root, home) if p != Path("/") and p.exists()]
-        for path in sorted(set(hidden), key=lambda p: len(p.parts)):
-            args += ["--tmpfs", str(path)]
-        # mount back what the worker needs from under the hidden directories: the Python runtime and packages
-        needed = {Path(sys.prefix).resolve(), Path(sys.base_prefix).resolve(), ENTRYPOINT.parent, Path(self.python)}
-        for path in sorted(needed, key=lambda p: len(p.parts)):
-            if any(path.is_relative_to(h) for h in hidden) and path.exists():
-                args += ["--ro-bind", str(path), str(path)]
+        hidden = {p for p in (Path("/tmp"), *self.hidden, self.root, home) if p != Path("/") and p.exists()}
+        # mount back, read-only, what the worker runs from under the hidden directories: the interpreter (a venv or
+        # a checkout under /tmp or the home, a uv or pyenv Python under the home) and the entrypoint
+        needed = {p for p in (*interpreter_paths(self.python), self.entrypoint.parent) if p.exists()}
+        needed = {p for p in needed if any(p.is_relative_to(h) for h in hidden)}
+        needed = {p for p in needed if not any(p != q and p.is_relative_to(q) for q in needed)}
+        # Deeper mounts last: a directory hidden inside a mounted-back one (the data dir in the checkout) stays hidden
+        mounts = [(p, ["--tmpfs", str(p)]) for p in hidden] + [(p, ["--ro-bind", str(p), str(p)]) for p in needed]
+        args = [self.bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
+        for _, mount in sorted(mounts, key=lambda m: (len(m[0].parts), m[1][0] == "--ro-bind")):
+            args += mount
         args += ["--bind", str(workdir), str(workdir), "--chdir", str(workdir)]
         args += ["--unshare-all", "--share-net", "--die-with-parent", "--new-session", "--hostname", "sandbox"]
         return args
@@ -176,6 +249,8 @@ class SubprocessSandboxProvisioner:
                 del self._running[session_id]
         detail = _last_line(box.log_path) if code != 0 else ""
         log.info("sandbox exited", extra={"session_id": session_id, "work_id": box.work_id, "exit_code": code})
+        if self._closing:  # the server is stopping: its next start finds the item and replaces the sandbox
+            return
         try:
             if code == 3 and detail:
                 detail = f"installing the environment's packages failed: {detail.removeprefix('sandbox: ')}"
@@ -214,6 +289,8 @@ class SubprocessSandboxProvisioner:
         return box.proc.pid if box is not None and box.proc.poll() is None else None
 
     def close(self) -> None:
+        """The server stops: end every sandbox (their items are left for the next start to replace)."""
+        self._closing = True
         with self._lock:
             sessions = list(self._running)
         for sid in sessions:
