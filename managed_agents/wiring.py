@@ -94,6 +94,9 @@ class Runtime:
         """Wake every session the store says was running when the process last stopped."""
         if self.orchestrator is None:
             return 0
+        provisioner = self.provisioner
+        if self.work is not None and provisioner is not None:  # the last process's sandboxes died with it
+            self.work.replace_dead_sandboxes(lambda session_id: provisioner.pid(session_id) is not None)
         stuck = self.resources.find("session", "status", ["running", "rescheduling"])
         for rec in stuck:
             self.orchestrator.wake(rec.id)

@@ -27,6 +27,7 @@ import logging
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import cast
@@ -456,6 +457,27 @@ class WorkService:
                 self.fail(rec.id, message)
             except Exception:  # one item's failure (a store or provisioner error) must not hold up the others
                 log.exception("reaping work failed", extra={"work_id": rec.id})
+        return count
+
+    def replace_dead_sandboxes(self, alive: Callable[[str], bool]) -> int:
+        """At start-up: stop every platform item whose sandbox is not `alive` (it died with the previous server
+        process), so the next tool call gets fresh hands at once instead of waiting out the lease. Calls that were
+        running in it get error results; a session that had none gets no error. Returns how many were stopped."""
+        count = 0
+        for rec in self.resources.find("work", "state", list(LEASED)):
+            session_id = str(rec.attrs["session_id"])
+            if not rec.doc.get("_platform") or alive(session_id):
+                continue
+            sess = self.resources.get_by_id("session", session_id)
+            calls = fold(iter_all(self.events, session_id)).calls if sess and not sess.doc.get("_deleted") else []
+            lost = (
+                "The sandbox stopped with the server, which has restarted." if runnable_sandbox_calls(calls) else None
+            )
+            try:
+                self.fail(rec.id, lost)
+                count += 1
+            except Exception:  # one item's failure must not hold up the others
+                log.exception("replacing a dead sandbox failed", extra={"work_id": rec.id})
         return count
 
     def fail(self, work_id: str, message: str | None) -> None:

@@ -6,11 +6,6 @@ continues from the summary, the restarted server re-runs each once and replays t
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,61 +16,9 @@ import pytest
 from managed_agents.testing.loopback import free_port
 from managed_agents.testing.scripted_model import ScriptedModelServer
 from tests.e2e.conftest import all_events, wait_until
+from tests.e2e.serve_process import ServeProcess
 
 # Embedded only: kills the `managed-agents serve` process; on AWS a crashed Lambda is retried by the state machine.
-CLI = Path(sys.executable).parent / "managed-agents"
-REPO = Path(__file__).resolve().parents[2]
-
-
-class _ServeProcess:
-    """`managed-agents serve` as a child process; `kill9()` or `stop()` ends it."""
-
-    def __init__(
-        self, data_dir: Path, port: int, model_url: str, log_path: Path, extra_env: dict[str, str] | None = None
-    ) -> None:
-        env = {
-            **os.environ,
-            "ANTHROPIC_BASE_URL": model_url,
-            "ANTHROPIC_API_KEY": "x",
-            # the console script imports the package from the checkout, installed or not
-            "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p),
-            "MANAGED_AGENTS_RETRY_BASE_SECONDS": "0.01",
-            "MANAGED_AGENTS_RETRY_MAX_SECONDS": "0.05",
-            **(extra_env or {}),
-        }
-        self.port = port
-        self.url = f"http://127.0.0.1:{port}"
-        self.log = log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [str(CLI), "serve", "--data-dir", str(data_dir), "--port", str(port)],
-            env=env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-        wait_until(self._ready, timeout=30, interval=0.05)
-
-    def _ready(self) -> bool:
-        if self.proc.poll() is not None:
-            raise AssertionError(f"server exited with {self.proc.returncode}")
-        try:
-            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-        except OSError:
-            return False
-        return True
-
-    def kill9(self) -> None:
-        os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self.log.close()
 
 
 @pytest.fixture
@@ -89,10 +32,10 @@ def model() -> Iterator[ScriptedModelServer]:
 @pytest.mark.slow
 def test_kill9_mid_turn_then_restart_finishes_the_turn_once(tmp_path: Path, model: ScriptedModelServer) -> None:
     data_dir, port = tmp_path / "data", free_port()
-    procs: list[_ServeProcess] = []
+    procs: list[ServeProcess] = []
     try:
         # Given a server with a session whose turn is waiting on the (slow) model
-        procs.append(_ServeProcess(data_dir, port, model.base_url, tmp_path / "serve.log"))
+        procs.append(ServeProcess(data_dir, port, model.base_url, tmp_path / "serve.log"))
         admin_key = (data_dir / "admin.key").read_text().strip()
         client = anthropic.Anthropic(base_url=procs[0].url, api_key=admin_key, max_retries=0)
         agent = client.beta.agents.create(name="a", model="claude-sonnet-4-6")
@@ -107,7 +50,7 @@ def test_kill9_mid_turn_then_restart_finishes_the_turn_once(tmp_path: Path, mode
         wait_until(lambda: model.requests, timeout=10, interval=0.01)  # the request is on the wire
         # When the server is killed with SIGKILL mid-request and restarted on the same data dir
         procs[0].kill9()
-        procs.append(_ServeProcess(data_dir, port, model.base_url, tmp_path / "serve.log"))
+        procs.append(ServeProcess(data_dir, port, model.base_url, tmp_path / "serve.log"))
 
         # Then the recovered turn finishes, and the log holds each event once
         def idle_events() -> list[Any] | None:
@@ -168,10 +111,10 @@ def test_kill9_during_compaction_and_its_continuation_restarts_cleanly(
     model = compacting_model
     data_dir, port = tmp_path / "data", free_port()
     env = {"MANAGED_AGENTS_COMPACTION_THRESHOLD_TOKENS": "1000"}
-    procs: list[_ServeProcess] = []
+    procs: list[ServeProcess] = []
 
-    def serve() -> _ServeProcess:
-        procs.append(_ServeProcess(data_dir, port, model.base_url, tmp_path / "serve.log", env))
+    def serve() -> ServeProcess:
+        procs.append(ServeProcess(data_dir, port, model.base_url, tmp_path / "serve.log", env=env))
         return procs[-1]
 
     def messages() -> int:
