@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import os
-from typing import Annotated
+import socket
+from enum import StrEnum
+from typing import Annotated, NoReturn
 
 import typer
 
@@ -18,6 +20,13 @@ env_keys_app = typer.Typer(
     no_args_is_help=True, help="Create, list and revoke environment keys (what a self-hosted worker polls with)."
 )
 app.add_typer(env_keys_app, name="env-keys")
+
+
+class Isolation(StrEnum):
+    auto = "auto"
+    bubblewrap = "bubblewrap"
+    none = "none"
+
 
 DataDir = Annotated[
     str, typer.Option("--data-dir", envvar="MANAGED_AGENTS_DATA_DIR", help="Where the SQLite file and admin key live")
@@ -35,6 +44,15 @@ def serve(
     data_dir: DataDir = ".data",
     host: Annotated[str, typer.Option(help="Interface to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on")] = 8787,
+    sandbox_isolation: Annotated[
+        Isolation | None,
+        typer.Option(
+            "--sandbox-isolation",
+            envvar="MANAGED_AGENTS_SANDBOX_ISOLATION",
+            help="Cloud sandboxes: auto (bubblewrap when installed, else refused), bubblewrap (required), or none"
+            " (opt in to running the tools unisolated as this server's user)",
+        ),
+    ] = None,
 ) -> None:
     """Run the API on this machine: SQLite event log, in-process harness."""
     import uvicorn
@@ -43,8 +61,18 @@ def serve(
     from managed_agents.wiring import bootstrap_admin_key, build_local_runtime
 
     settings = ServerSettings(data_dir=data_dir)
+    if sandbox_isolation is not None:  # the flag (or its variable, read by typer) wins
+        settings = settings.model_copy(update={"sandbox_isolation": sandbox_isolation.value})
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    rt = build_local_runtime(settings)
+    try:  # take the port first: a port in use is one clear line, not a "Serving on" followed by a traceback
+        sock = _bind(host, port)
+    except OSError as exc:
+        _fail(1, f"cannot listen on {host}:{port}: {exc.strerror or exc}")
+    port = sock.getsockname()[1]
+    try:
+        rt = build_local_runtime(settings)
+    except RuntimeError as exc:  # e.g. --sandbox-isolation bubblewrap without bwrap
+        _fail(1, str(exc))
     secret = bootstrap_admin_key(rt)
     if secret:
         typer.echo(f"Created an admin API key (also in {os.path.join(data_dir, 'admin.key')}, mode 0600):")
@@ -59,11 +87,31 @@ def serve(
     woken = rt.recover()
     if woken:
         typer.echo(f"Resuming {woken} session(s) that were running when the server last stopped.")
+    sock.listen(2048)  # connections wait in the backlog from here on, while uvicorn starts: now it is true
     typer.echo(f"Serving on http://{host}:{port}  (SDK: Anthropic(base_url='http://{host}:{port}', api_key=KEY))")
     try:
-        uvicorn.run(create_app(rt), host=host, port=port, log_level="warning", timeout_graceful_shutdown=2)
+        config = uvicorn.Config(create_app(rt), log_level="warning", timeout_graceful_shutdown=2)
+        uvicorn.Server(config).run(sockets=[sock])
     finally:
         rt.close()
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """The server's socket, bound but not listening: clients are refused until the runtime is ready."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # TCP: uvicorn turns Nagle off on it
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _fail(code: int, message: str) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
 
 
 @keys_app.command("create")

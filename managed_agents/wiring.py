@@ -185,8 +185,7 @@ def build_local_runtime(
 
     settings = settings or ServerSettings()
     data_dir = Path(settings.data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
-    db = SqliteDatabase(data_dir / DB_FILE)
+    db = SqliteDatabase(owner_only(data_dir, DB_FILE))
     clock = clock or SystemClock()
     resources = SqliteResourceStore(db)
     secrets = EncryptedFileSecretStore.in_data_dir(data_dir)
@@ -246,9 +245,20 @@ def build_local_runtime(
         )
         rt.sessions.svc.orchestrator = rt.orchestrator
         rt.start_reaper()
-        level = logging.INFO if provisioner.bwrap else logging.WARNING
-        log.log(level, "cloud sandboxes: isolation %s", provisioner.isolation)
     return rt
+
+
+def owner_only(data_dir: Path, db_file: str) -> Path:
+    """The data dir (0700) and the database (0600, its WAL and shared-memory files inherit that) owner-only."""
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if data_dir.stat().st_uid == os.getuid():
+        os.chmod(data_dir, 0o700)
+    path = data_dir / db_file
+    os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+    for name in (db_file, f"{db_file}-wal", f"{db_file}-shm"):
+        if (data_dir / name).exists():
+            os.chmod(data_dir / name, 0o600)
+    return path
 
 
 def bootstrap_admin_key(rt: Runtime) -> str | None:
