@@ -211,6 +211,10 @@ def scripted_model(
     fallback: Annotated[str, typer.Option(help="When the script is exhausted: echo or error")] = "echo",
 ) -> None:
     """Serve a scripted fake of the Messages API, so a session runs without an API key."""
+    from managed_agents.testing.scripted_model import ScriptError
     from managed_agents.testing.scripted_model import serve as serve_model
 
-    serve_model(host, port, script, latency_ms, fallback)
+    try:
+        serve_model(host, port, script, latency_ms, fallback)
+    except ScriptError as exc:
+        _fail(2, str(exc))

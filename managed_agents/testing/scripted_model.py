@@ -226,6 +226,10 @@ def _normalize_step(raw: StepInput, index: int) -> _Step:
     return _Step(index, "stream_error", data, match)
 
 
+class ScriptError(ValueError):
+    """The scripted model cannot serve: its script file is unreadable or invalid, or its address is taken."""
+
+
 def load_script(path: str | os.PathLike[str]) -> list[StepInput]:
     """Read script steps from a JSON file: a list of steps, or an object with a ``steps`` list."""
     loaded = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -385,7 +389,12 @@ class ScriptState:
     def push(self, *steps: StepInput) -> None:
         """Append steps to the script (validated now, so a typo fails the test that wrote it)."""
         with self._lock:
-            normalized = [_normalize_step(raw, self._pushed + i) for i, raw in enumerate(steps)]
+            normalized = []
+            for i, raw in enumerate(steps):
+                try:
+                    normalized.append(_normalize_step(raw, self._pushed + i))
+                except ValueError as exc:
+                    raise ValueError(f"{exc} (step {self._pushed + i + 1})") from None
             self._pending.extend(normalized)
             self._pushed += len(normalized)
 
@@ -866,17 +875,31 @@ def serve(
     latency_ms: int = 0,
     fallback: str = "echo",
 ) -> None:
-    """Serve the scripted model in the foreground until interrupted (the ``managed-agents scripted-model`` command)."""
+    """Serve the scripted model in the foreground until interrupted (the ``managed-agents scripted-model`` command).
+
+    A script that cannot be read or is invalid, or an address that cannot be bound, raises `ScriptError` with a
+    one-line message (the command prints it and exits with status 2)."""
     if fallback not in ("echo", "error"):
-        raise ValueError(f"fallback must be 'echo' or 'error', got {fallback!r}")
-    script = load_script(script_path) if script_path else []
-    state = ScriptState(script, fallback="echo" if fallback == "echo" else "error", latency_ms=latency_ms)
+        raise ScriptError(f"--fallback must be 'echo' or 'error', got {fallback!r}")
+    try:
+        script = load_script(script_path) if script_path else []
+        state = ScriptState(script, fallback="echo" if fallback == "echo" else "error", latency_ms=latency_ms)
+    except OSError as exc:
+        raise ScriptError(f"--script {script_path}: cannot read it: {exc.strerror or exc}") from exc
+    except json.JSONDecodeError as exc:
+        raise ScriptError(f"--script {script_path}: not valid JSON: {exc}") from exc
+    except ValueError as exc:
+        why = str(exc).removeprefix(f"{script_path}: ")
+        raise ScriptError(f"--script {script_path}: {why}") from exc
     if not logger.handlers:
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s scripted-model %(message)s"))
         logger.addHandler(handler)
     logger.setLevel(logging.INFO)
-    sock = _bind(host, port)
+    try:
+        sock = _bind(host, port)
+    except OSError as exc:
+        raise ScriptError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
     url = _url(host, sock.getsockname()[1])
     print(
         f"Scripted model listening on {url} ({len(script)} step(s), fallback={fallback}); "
@@ -898,7 +921,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--latency-ms", type=int, default=0, help="delay before the first byte of every reply")
     parser.add_argument("--fallback", choices=["echo", "error"], default="echo", help="when no step is eligible")
     args = parser.parse_args(argv)
-    serve(args.host, args.port, args.script, args.latency_ms, args.fallback)
+    try:
+        serve(args.host, args.port, args.script, args.latency_ms, args.fallback)
+    except ScriptError as exc:
+        parser.exit(2, f"error: {exc}\n")
 
 
 if __name__ == "__main__":
