@@ -50,39 +50,123 @@ def error_response(request: Request, status: int, error_type: str, message: str,
     return JSONResponse(envelope(error_type, message, req_id, kw.get("details")), status_code=status, headers=headers)
 
 
-def _loc(loc: tuple[Any, ...]) -> str:
-    parts = list(loc)
-    if parts and parts[0] in ("body", "query", "path", "header"):
-        parts = parts[1:]
-    out = ""
-    for p in parts:
-        if isinstance(p, int):
-            out += f"[{p}]"
-        elif isinstance(p, str) and (p.startswith("function-") or ("[" in p and p.endswith("]") and "." not in p)):
-            # pydantic's union-member tags are noise for the reader
-            if not p.startswith("function-") and p.split("[")[0] in ("str", "int", "list", "dict"):
-                continue
-            out += ("." if out else "") + p
-        else:
-            out += ("." if out else "") + str(p)
-    return out or "body"
+_SHAPES = {  # pydantic error type → the JSON shape it expected
+    "string_type": "a string",
+    "int_type": "an integer",
+    "int_parsing": "an integer",
+    "int_from_float": "an integer",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "bool_type": "a boolean",
+    "bool_parsing": "a boolean",
+    "dict_type": "an object",
+    "model_type": "an object",
+    "model_attributes_type": "an object",
+    "dataclass_type": "an object",
+    "list_type": "a list",
+    "tuple_type": "a list",
+    "set_type": "a list",
+    "none_required": "null",
+}
+_NO_KEY = object()
+
+
+def _shown(value: Any) -> str:
+    """What the client sent, in JSON terms (containers by kind, scalars by value)."""
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list | tuple):
+        return "a list"
+    if isinstance(value, bytes | bytearray):  # a body sent without a JSON content type
+        return "a body that is not JSON (send Content-Type: application/json)"
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _field_path(e: dict[str, Any], body: Any) -> tuple[str, Any]:
+    """The error's location as the client wrote it (`tools[0].input_schema`) and the value there. Locations name
+    union members and validators too (`ModelConfigParams`, `constrained-str`, `function-after[...]`, a tagged
+    member's tag): walking the request's own body keeps only the keys and indexes it has."""
+    loc = list(e.get("loc", ()))
+    source = loc.pop(0) if loc and loc[0] in ("body", "query", "path", "header", "cookie") else "body"
+    if source != "body":
+        return ".".join(str(p) for p in loc) or source, e.get("input", _NO_KEY)
+    out, value = "", body
+    for i, part in enumerate(loc):
+        if isinstance(value, dict) and isinstance(part, str) and part in value:
+            out += ("." if out else "") + part
+            value = value[part]
+        elif isinstance(value, list) and isinstance(part, int) and 0 <= part < len(value):
+            out += f"[{part}]"
+            value = value[part]
+        elif i == len(loc) - 1 and e.get("type") == "missing" and isinstance(value, dict):
+            out += ("." if out else "") + str(part)
+            value = _NO_KEY
+        # else: a union member's or a validator's tag, not part of the request
+    return out or "body", value
+
+
+def _explain(e: dict[str, Any]) -> str:
+    kind = str(e.get("type", ""))
+    ctx = e.get("ctx") or {}
+    msg = str(e.get("msg", "invalid"))
+    if kind == "missing":
+        return "field required"
+    if kind == "extra_forbidden":
+        return "unknown field"
+    if kind in _SHAPES:
+        return f"expected {_SHAPES[kind]}"
+    if kind == "literal_error":
+        return f"expected {ctx.get('expected', 'one of the allowed values')}"
+    if kind == "enum":
+        return f"expected {ctx.get('expected', 'one of the allowed values')}"
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        return f"expected one of {ctx.get('expected_tags', '')}"
+    for prefix in ("Value error, ", "Assertion failed, "):
+        msg = msg.removeprefix(prefix)
+    return msg
 
 
 def validation_message(exc: RequestValidationError) -> tuple[str, list[dict[str, Any]]]:
-    errors = list(exc.errors())
-    items = []
-    for e in errors:
-        loc = _loc(tuple(e.get("loc", ())))
-        msg = str(e.get("msg", "invalid"))
+    """One message naming the field as the client wrote it and the shape it must have (never pydantic's internal
+    names), and every problem in `details.errors`. The members of a union that all failed at one field are one
+    problem: "expected a string or an object"."""
+    body = getattr(exc, "body", None)
+    merged: dict[str, dict[str, Any]] = {}
+    for e in exc.errors():
         if e.get("type") == "json_invalid":
-            msg = "the request body is not valid JSON: " + str(e.get("ctx", {}).get("error", msg))
-            loc = "body"
-        elif e.get("type") == "missing":
-            msg = "field required"
-        elif e.get("type") == "extra_forbidden":
-            msg = "unknown field"
-        items.append({"loc": loc, "message": msg})
-    # discriminated unions report every member; the most specific (longest) location explains best
+            why = str((e.get("ctx") or {}).get("error", e.get("msg", "")))
+            item = {"loc": "body", "message": f"the request body is not valid JSON: {why}"}
+            return f"body: {item['message']}", [item]
+        loc, value = _field_path(dict(e), body)
+        if e.get("type") in ("union_tag_invalid", "union_tag_not_found"):
+            tag = str((e.get("ctx") or {}).get("discriminator", "type")).strip("'")
+            loc, value = f"{loc}.{tag}" if loc != "body" else tag, (e.get("ctx") or {}).get("tag", _NO_KEY)
+        explained = _explain(dict(e))
+        entry = merged.setdefault(loc, {"loc": loc, "messages": [], "value": value})
+        if explained not in entry["messages"]:
+            entry["messages"].append(explained)
+    items = []
+    for entry in merged.values():
+        shapes = [m.removeprefix("expected ") for m in entry["messages"] if m.startswith("expected ")]
+        others = [m for m in entry["messages"] if not m.startswith("expected ")]
+        parts = ([f"expected {' or '.join(shapes)}"] if shapes else []) + others
+        message = "; ".join(parts)
+        if shapes and entry["value"] is not _NO_KEY:
+            message += f", got {_shown(entry['value'])}"
+        items.append({"loc": entry["loc"], "message": message})
+    # A union reports each member. Where one went deeper (the client sent an object and a field of it is wrong),
+    # the others' "expected a string" at the enclosing field only repeats that the object form was chosen.
+    deeper = [i["loc"] for i in items]
+    items = [
+        i
+        for i in items
+        if not (
+            i["message"].startswith("expected ")
+            and any(d.startswith(i["loc"] + ".") or d.startswith(i["loc"] + "[") for d in deeper)
+        )
+    ]
+    # the deepest location is where the request went wrong
     items.sort(key=lambda i: -len(i["loc"]))
     first = items[0] if items else {"loc": "body", "message": "invalid request"}
     more = f" (and {len(items) - 1} more)" if len(items) > 1 else ""

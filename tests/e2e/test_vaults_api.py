@@ -198,7 +198,7 @@ def test_second_active_credential_for_the_same_url_is_a_409(client: anthropic.An
 @pytest.mark.parametrize(
     ("auth", "fragment"),
     [
-        ({"type": "static_bearer", "token": "", "mcp_server_url": URL}, "auth.static_bearer.token"),
+        ({"type": "static_bearer", "token": "", "mcp_server_url": URL}, "auth.token: "),
         ({"type": "static_bearer", "token": "x", "mcp_server_url": "ftp://h/x"}, "http or https URL"),
         ({"type": "static_bearer", "token": "x", "mcp_server_url": "https://u:p@h/x"}, "user info"),
         ({"type": "static_bearer", "token": "x"}, "mcp_server_url: field required"),
