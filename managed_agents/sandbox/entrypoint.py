@@ -158,8 +158,13 @@ class _Stopped(Exception):
         self.signum = signum
 
 
+_stopping: list[int] = []  # the first stop signal; later ones are ignored, so the tree is always killed
+
+
 def _on_signal(signum: int, _frame: object) -> None:
-    raise _Stopped(signum)
+    if not _stopping:
+        _stopping.append(signum)
+        raise _Stopped(signum)
 
 
 def _prctl(option: int, value: int) -> bool:
@@ -237,8 +242,7 @@ def supervise(config: dict[str, str], server_pid: int) -> None:
                 status = os.waitstatus_to_exitcode(raw)
     except _Stopped as stop:
         stopped = stop.signum
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
-        signal.signal(signum, signal.SIG_IGN)
+    _stopping.append(0)
     kill_tree()
     code = -stopped if stopped is not None else status if status is not None else 1
     if code < 0:  # die as the worker did, so the provisioner reports the same signal
