@@ -17,7 +17,7 @@ import pytest
 from managed_agents.adapters.local.subprocess_sandbox import ENTRYPOINT, bubblewrap_path
 from managed_agents.testing.scripted_model import ScriptedModelServer
 from tests.e2e.conftest import Server, embedded_only, wait_idle
-from tests.e2e.sandbox_support import TOOLSET, result_texts, tool_step
+from tests.e2e.sandbox_support import CLOUD_RESULT, TOOLSET, result_texts, tool_step
 
 REPO = Path(__file__).resolve().parents[2]
 UV = os.environ.get("UV") or shutil.which("uv")
@@ -88,7 +88,7 @@ def test_a_worker_run_from_a_hidden_venv_serves_tools_and_the_rest_stays_hidden(
     assert not [e for e in events if e.type == "session.error"], [
         e.error.message for e in events if e.type == "session.error"
     ]
-    text, is_error = result_texts(events)["bash"]
+    text, is_error = result_texts(events, CLOUD_RESULT)["bash"]
     assert not is_error and "hidden-42" in text
     pid = provisioner.pid(sid)
     assert pid is not None

@@ -14,7 +14,7 @@ import pytest
 from managed_agents.settings import ServerSettings
 from managed_agents.testing.scripted_model import ScriptedModelServer
 from tests.e2e.conftest import Server, embedded_only, wait_idle, wait_until
-from tests.e2e.sandbox_support import TOOLSET, result_texts, tool_step
+from tests.e2e.sandbox_support import CLOUD_RESULT, TOOLSET, result_texts, tool_step
 
 pytestmark = embedded_only("the embedded provisioner's isolation modes and its subprocesses")
 
@@ -55,7 +55,7 @@ def test_without_bubblewrap_and_without_opt_in_cloud_sandboxes_are_refused_with_
     _say(client, sid, "read the key")
     events = wait_idle(client, sid, timeout=60)
     # Then no sandbox ran: the call got an error result, and the session an error that says how to fix it
-    text, is_error = result_texts(events)["bash"]
+    text, is_error = result_texts(events, CLOUD_RESULT)["bash"]
     assert is_error and server.admin_key not in text
     errors = [e.error.message for e in events if e.type == "session.error"]
     assert errors, [e.type for e in events]
@@ -96,7 +96,7 @@ def test_an_opted_in_unisolated_sandbox_ends_with_every_process_it_started(
     model_server.push(tool_step("toolu_bg", "bash", {"command": command}), "started them")
     _say(client, sid, "start")
     events = wait_idle(client, sid, timeout=60)
-    assert result_texts(events)["bash"] == ("started", False)
+    assert result_texts(events, CLOUD_RESULT)["bash"] == ("started", False)
     workdir = provisioner.workdir(sid)
     daemons.extend(int((workdir / name).read_text()) for name in ("job.pid", "daemon.pid"))
     assert all(_alive(pid) for pid in daemons)

@@ -17,7 +17,7 @@ from managed_agents.adapters.local.subprocess_sandbox import bubblewrap_path
 from managed_agents.testing.loopback import free_port
 from managed_agents.testing.scripted_model import ScriptedModelServer
 from tests.e2e.conftest import wait_idle, wait_until
-from tests.e2e.sandbox_support import TOOLSET, result_texts, tool_step
+from tests.e2e.sandbox_support import CLOUD_RESULT, TOOLSET, result_texts, tool_step
 from tests.e2e.serve_process import ServeProcess
 
 # Embedded only: restarts the `managed-agents serve` process, whose sandboxes are its subprocesses.
@@ -72,7 +72,7 @@ def _restart_and_use_the_sandbox_again(
         model.push(tool_step("toolu_1", "bash", {"command": first_command}), "first done")
         _say(client, sid, "first")
         first = wait_idle(client, sid, timeout=60)
-        assert result_texts(first)["bash"][1] is False, result_texts(first)
+        assert result_texts(first, CLOUD_RESULT)["bash"][1] is False, result_texts(first, CLOUD_RESULT)
         # When the server ends with its sandbox alive, and starts again on the same data dir
         if how == "kill9":
             procs[0].kill9()
@@ -97,7 +97,7 @@ def test_the_first_tool_call_after_a_restart_gets_a_fresh_sandbox_at_once(
 ) -> None:
     after = _restart_and_use_the_sandbox_again(tmp_path, model_server, how, "bubblewrap", "echo first")
     # Then the call ran in a fresh sandbox: no waiting out the dead one's lease, no error, no session.error
-    results = [e for e in after if e.type == "user.tool_result"]
+    results = [e for e in after if e.type == CLOUD_RESULT]
     assert len(results) == 1 and not results[0].is_error, [r.content for r in results]
     assert "second-42" in results[0].content[0].text
     assert not [e for e in after if e.type == "session.error"], [e.error.message for e in after]
@@ -117,6 +117,6 @@ def test_an_unisolated_sandbox_takes_its_detached_processes_with_it_when_the_ser
 
     after = _restart_and_use_the_sandbox_again(tmp_path, model_server, "kill9", "none", daemon, daemon_died)
     # And the restarted server gave the next call fresh hands at once
-    results = [e for e in after if e.type == "user.tool_result"]
+    results = [e for e in after if e.type == CLOUD_RESULT]
     assert len(results) == 1 and not results[0].is_error and "second-42" in results[0].content[0].text
     assert not [e for e in after if e.type == "session.error"], [e.error.message for e in after]
