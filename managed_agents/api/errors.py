@@ -200,14 +200,17 @@ def install_error_handlers(app: FastAPI) -> None:
             detail = f"method {request.method} is not allowed on {request.url.path}"
         return error_response(request, exc.status_code, etype, detail)
 
-    @app.exception_handler(Exception)
-    async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error", extra={"request_id": request_id(request), "path": request.url.path})
-        return error_response(request, 500, "api_error", "internal server error; the request id identifies it in logs")
+
+INTERNAL_ERROR = "internal server error; the request id identifies it in logs"
 
 
 class RequestIdMiddleware:
-    """Pure ASGI (no response buffering, so SSE streams pass through untouched)."""
+    """Pure ASGI (no response buffering, so SSE streams pass through untouched).
+
+    It also answers what no exception handler took (a bug, a store failure) with the 500 envelope. Starlette's own
+    catch-all would send the response and then re-raise, and uvicorn closes a connection whose app raised: the
+    client's next request on that kept-alive connection would then fail with a reset instead of being served.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -219,12 +222,24 @@ class RequestIdMiddleware:
         req_id = new_id("request")
         scope["request_id"] = req_id
 
+        started = False
+
         async def send_with_id(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 headers = list(message.get("headers", []))
                 if not any(k.lower() == b"request-id" for k, _ in headers):
                     headers.append((b"request-id", req_id.encode()))
                 message["headers"] = headers
             await send(message)
 
-        await self.app(scope, receive, send_with_id)
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception:
+            if started:  # a stream already under way: nothing can be said in-band any more
+                raise
+            log.exception("unhandled error", extra={"request_id": req_id, "path": scope.get("path")})
+            body = envelope("api_error", INTERNAL_ERROR, req_id)
+            response = JSONResponse(body, status_code=500, headers={"request-id": req_id})
+            await response(scope, receive, send)

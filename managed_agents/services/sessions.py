@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import cast
@@ -68,6 +69,7 @@ SESSION_AGENT_FIELDS = (
     "version",
 )
 ACTIVE = ("running", "rescheduling")
+log = logging.getLogger("managed_agents.sessions")
 
 
 def _usage_zero() -> JsonObject:
@@ -239,7 +241,12 @@ class SessionService:
         rec = Record("session", ws, sid, doc, now, attrs=attrs)
         self.svc.resources.insert(rec)
         if params.initial_events:
-            self._append_user_events(rec, SessionState(), list(params.initial_events), None)
+            try:
+                self._append_user_events(rec, SessionState(), list(params.initial_events), None)
+            except Exception:
+                if self.events.last_seq(sid) == 0:  # the create failed as a whole: no half-made session is left
+                    self.svc.resources.delete("session", ws, sid)
+                raise
             rec = self.record(ws, sid)
         return render_session(rec.doc, self.svc.clock.now())
 
@@ -382,14 +389,19 @@ class SessionService:
             if isinstance(ev, UserToolResultParams):  # the worker's result: the agent's on a cloud environment
                 logged = builtin_tool_result_type(rec.doc.get("_environment_type"))
             batch.append(NewEvent(new_id("event"), logged, payload))
-        if rec.doc["status"] not in ACTIVE:
+        marked = rec.doc["status"] not in ACTIVE
+        if marked:
 
             def mark(r: Record) -> None:
                 r.doc["status"] = "running"
                 r.attrs["status"] = "running"
 
-            mutate(self.svc.resources, rec, mark)
-        stored = self.events.append(sid, batch)
+            rec = mutate(self.svc.resources, rec, mark)
+        try:
+            stored = self.events.append(sid, batch)
+        except Exception:
+            self._after_failed_append(rec, st.last_seq, marked)
+            raise
         orch = self.svc.orchestrator
         if orch is not None:
             if any(isinstance(e, UserInterruptParams) for e in events):
@@ -400,6 +412,27 @@ class SessionService:
             # inference never waits for the sandbox: hands are provisioned while the first turn runs
             self.work.ensure_for_session(sid)
         return stored
+
+    def _after_failed_append(self, rec: Record, seen_seq: int, marked: bool) -> None:
+        """An append failed after the session was marked running: never leave it `running` with nothing to run.
+
+        If the log did not move since the events were checked, nothing was written: the mark is undone. If it did
+        (an append that failed ambiguously, e.g. a timeout after the write, or another writer), the orchestrator is
+        woken to run whatever is there (a wake is idempotent; a run with nothing to do parks the session idle)."""
+        try:
+            if self.events.last_seq(rec.id) > seen_seq:
+                if self.svc.orchestrator is not None:
+                    self.svc.orchestrator.wake(rec.id)
+            elif marked:
+
+                def unmark(r: Record) -> None:
+                    if r.doc.get("status") == "running":
+                        r.doc["status"] = "idle"
+                        r.attrs["status"] = "idle"
+
+                mutate(self.svc.resources, rec, unmark)
+        except Exception:  # the caller reports the append's failure; this one only goes to the log
+            log.exception("session %s: could not settle its status after a failed append", rec.id)
 
     def _check_event(
         self,

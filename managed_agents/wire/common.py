@@ -2,15 +2,57 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+import re
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_core import PydanticCustomError
+
+# A UTF-16 surrogate code point (U+D800-U+DFFF). JSON may spell one as an escape (`"\udfff"`, which JavaScript's
+# JSON.stringify emits for a lone surrogate); Python decodes it to a string that has no UTF-8 encoding, so no store,
+# log line or Messages API request could carry it. A valid pair (`"\ud83d\ude00"`) decodes to one character.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _lone_surrogate(value: object, path: str = "") -> tuple[str, str] | None:
+    """The first lone surrogate in a decoded JSON value, keys included: (what holds it, the code point), or None."""
+    if isinstance(value, str):
+        found = _SURROGATE.search(value)
+        return (f"{path.lstrip('.')}: " if path else "", f"U+{ord(found.group()):04X}") if found else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(key, str) and (found := _SURROGATE.search(key)):
+                return (f"a key{' of ' + path.lstrip('.') if path else ''} ", f"U+{ord(found.group()):04X}")
+            hit = _lone_surrogate(item, f"{path}.{key}")
+            if hit:
+                return hit
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            hit = _lone_surrogate(item, f"{path}[{i}]")
+            if hit:
+                return hit
+    return None  # numbers, booleans, None, and nested Params (which checked their own fields)
 
 
 class Params(BaseModel):
-    """Request bodies reject unknown fields (style: create/update params use extra="forbid")."""
+    """Request bodies reject unknown fields (style: create/update params use extra="forbid"), and every string in
+    them must be text the Messages API can take: a lone surrogate is a 400 naming the field."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_lone_surrogates(cls, value: Any) -> Any:
+        hit = _lone_surrogate(value)
+        if hit is not None:
+            where, code_point = hit
+            raise PydanticCustomError(
+                "lone_surrogate",
+                "{where}contains a lone surrogate ({code_point}): strings must be valid Unicode, and a surrogate"
+                " code point is only valid as half of a pair",
+                {"where": where, "code_point": code_point},
+            )
+        return value
 
 
 class PermissionPolicy(Params):
