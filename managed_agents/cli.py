@@ -58,6 +58,7 @@ def serve(
     import uvicorn
 
     from managed_agents.api.app import create_app
+    from managed_agents.api.server import uvicorn_config
     from managed_agents.wiring import bootstrap_admin_key, build_local_runtime
 
     settings = ServerSettings(data_dir=data_dir)
@@ -90,7 +91,7 @@ def serve(
     sock.listen(2048)  # connections wait in the backlog from here on, while uvicorn starts: now it is true
     typer.echo(f"Serving on http://{host}:{port}  (SDK: Anthropic(base_url='http://{host}:{port}', api_key=KEY))")
     try:
-        config = uvicorn.Config(create_app(rt), log_level="warning", timeout_graceful_shutdown=2)
+        config = uvicorn_config(create_app(rt), host=host, port=port, settings=settings)
         uvicorn.Server(config).run(sockets=[sock])
     finally:
         rt.close()

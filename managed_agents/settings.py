@@ -40,6 +40,21 @@ class ServerSettings(HarnessSettings):
     sse_max_seconds: float = Field(0.0, ge=0, description="close streams cleanly after this long (0 = never)")
     max_concurrent_sessions: int = Field(256, ge=1, description="harness worker threads of the embedded runtime")
     log_level: str = Field("INFO")
+    # the API's door (api/edge.py, api/server.py): limits checked before a request reaches its handler
+    max_request_body_bytes: int = Field(
+        32 * 1024 * 1024,
+        ge=1024,
+        description="largest request body (413 above it); a route may set its own (api/edge.py MAX_BODY_EXTRA)",
+    )
+    max_header_bytes: int = Field(
+        16 * 1024, ge=1024, description="embedded server: largest request line plus headers (431 above it)"
+    )
+    header_timeout_seconds: float = Field(
+        10.0, gt=0, description="embedded server: a connection must send a complete request head within this"
+    )
+    body_timeout_seconds: float = Field(
+        60.0, gt=0, description="a request body must arrive within this after its headers (400 request_body_timeout)"
+    )
     # sandboxes (hands): the work queue and the embedded provisioner of `cloud` environments
     sandbox_api_url: str | None = Field(
         None, description="the API base URL sandboxes call back (serve sets it from --host/--port when unset)"

@@ -26,7 +26,8 @@ def create_app(rt: Runtime) -> FastAPI:
     app.state.runtime = rt
     install_error_handlers(app)
     app.add_middleware(RequestIdMiddleware)
-    for r in (agents.router, environments.router, sessions.router, work.router, console.router, vaults.router):
+    built = (agents.router, environments.router, sessions.router, work.router, work.keys_router, vaults.router)
+    for r in (*built, console.router):
         app.include_router(r)
 
     @app.get("/health", tags=["health"])

@@ -1,55 +1,25 @@
-"""Request-scoped dependencies: the runtime, the authenticated principal, query parsing helpers."""
+"""Request-scoped dependencies: the runtime, the authenticated principal, query parsing helpers (the first two
+and `call` live with the door, api/edge.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import datetime
-from typing import TYPE_CHECKING, TypeVar
 
-from anyio import to_thread
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request
 
+from managed_agents.api.edge import authenticate
+from managed_agents.api.edge import call as call
+from managed_agents.api.edge import runtime as runtime
 from managed_agents.domain.clock import parse_rfc3339
 from managed_agents.domain.errors import InvalidRequest, PermissionDenied
 from managed_agents.domain.events import TimeRange
 from managed_agents.services.keys import Principal
 
-if TYPE_CHECKING:
-    from managed_agents.wiring import Runtime
 
-T = TypeVar("T")
-
-
-def runtime(request: Request) -> Runtime:
-    rt: Runtime = request.app.state.runtime
-    return rt
-
-
-async def call(fn: Callable[..., T], *args: object, **kwargs: object) -> T:
-    """Run a synchronous service call (ports are sync) off the event loop."""
-    return await to_thread.run_sync(lambda: fn(*args, **kwargs))
-
-
-async def any_principal(
-    request: Request,
-    authorization: str | None = Header(None),
-    x_api_key: str | None = Header(None),
-    anthropic_workspace_id: str | None = Header(None),
-) -> Principal:
-    """Any credential: an API key, an environment key or a work token (endpoints check the scope)."""
-    secret = x_api_key
-    if authorization:
-        scheme, _, token = authorization.partition(" ")
-        if scheme.lower() == "bearer" and token.strip():
-            secret = token.strip()
-    rt = runtime(request)
-    p = await call(rt.keys.authenticate, secret)
-    if anthropic_workspace_id and anthropic_workspace_id != p.workspace_id:
-        raise PermissionDenied(
-            f"anthropic-workspace-id: this API key belongs to workspace {p.workspace_id!r},"
-            f" not {anthropic_workspace_id!r}"
-        )
-    return p
+async def any_principal(request: Request) -> Principal:
+    """Any credential: an API key, an environment key or a work token (endpoints check the scope). The door
+    (api/edge.py) authenticated the request before its body was read; this hands the principal to the handler."""
+    return await authenticate(request)
 
 
 async def principal(p: Principal = Depends(any_principal)) -> Principal:

@@ -24,7 +24,8 @@ _TYPE_BY_STATUS = {
     404: "not_found_error",
     405: "invalid_request_error",
     409: "conflict_error",
-    413: "invalid_request_error",
+    413: "request_too_large",
+    431: "invalid_request_error",
     415: "invalid_request_error",
     422: "invalid_request_error",
     429: "rate_limit_error",
@@ -202,12 +203,20 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 INTERNAL_ERROR = "internal server error; the request id identifies it in logs"
+DEFAULT_MAX_HEADER_BYTES = 16 * 1024
+
+
+def _max_header_bytes(scope: Scope) -> int:
+    rt = getattr(getattr(scope.get("app"), "state", None), "runtime", None)
+    return int(getattr(getattr(rt, "settings", None), "max_header_bytes", DEFAULT_MAX_HEADER_BYTES))
 
 
 class RequestIdMiddleware:
     """Pure ASGI (no response buffering, so SSE streams pass through untouched).
 
-    It also answers what no exception handler took (a bug, a store failure) with the 500 envelope. Starlette's own
+    It refuses a request whose request line and headers exceed `max_header_bytes` (431; uvicorn caps a head only
+    while it arrives in pieces, not one that arrives whole), and it answers what no exception handler took (a
+    bug, a store failure) with the 500 envelope. Starlette's own
     catch-all would send the response and then re-raise, and uvicorn closes a connection whose app raised: the
     client's next request on that kept-alive connection would then fail with a reset instead of being served.
     """
@@ -221,6 +230,16 @@ class RequestIdMiddleware:
             return
         req_id = new_id("request")
         scope["request_id"] = req_id
+        cap = _max_header_bytes(scope)
+        head = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"") + 16
+        head += sum(len(k) + len(v) + 4 for k, v in scope.get("headers") or ())
+        if head > cap:
+            message = f"the request line and headers are {head} bytes, more than the {cap} this server accepts"
+            response = JSONResponse(
+                envelope("invalid_request_error", message, req_id), status_code=431, headers={"request-id": req_id}
+            )
+            await response(scope, receive, send)
+            return
 
         started = False
 

@@ -74,8 +74,10 @@ class PreconditionFailed(ApiError):
 
 
 class RequestTooLarge(ApiError):
+    """413 with the hosted API's `request_too_large` type (its Messages API answers oversized bodies so)."""
+
     status = 413
-    error_type = "invalid_request_error"
+    error_type = "request_too_large"
     retryable = False
 
 

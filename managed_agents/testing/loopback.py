@@ -10,6 +10,9 @@ from typing import Any
 
 import uvicorn
 
+from managed_agents.api.server import uvicorn_config
+from managed_agents.settings import ServerSettings
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -18,10 +21,15 @@ def free_port() -> int:
 
 
 class UvicornThread:
-    """`with UvicornThread(app, port):` serves `app` on 127.0.0.1:port until the block ends."""
+    """`with UvicornThread(app, port):` serves `app` on 127.0.0.1:port until the block ends, configured as
+    `managed-agents serve` configures it (api/server.py) with the settings of the app's runtime."""
 
-    def __init__(self, app: Any, port: int) -> None:
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    def __init__(self, app: Any, port: int, settings: ServerSettings | None = None) -> None:
+        if settings is None:
+            found = getattr(getattr(getattr(app, "state", None), "runtime", None), "settings", None)
+            settings = found if isinstance(found, ServerSettings) else ServerSettings()
+        config = uvicorn_config(app, host="127.0.0.1", port=port, settings=settings, timeout_graceful_shutdown=None)
+        self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self) -> UvicornThread:

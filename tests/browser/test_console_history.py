@@ -15,7 +15,7 @@ from managed_agents.domain.ids import new_id
 from tests.browser.conftest import Console
 from tests.e2e.conftest import Server
 
-HEADERS = {"anthropic-version": "2026-10-21"}
+HEADERS = {"anthropic-version": "2026-10-21", "anthropic-beta": "managed-agents-2026-04-01"}
 
 
 def _ev(type_: str, **payload: Any) -> NewEvent:

@@ -210,7 +210,11 @@ def test_last_event_id_replays_later_events(
 
 def test_unknown_last_event_id_is_rejected(server: Server, client: anthropic.Anthropic) -> None:
     sid = _session(client)
-    headers = {"Authorization": f"Bearer {server.admin_key}", "Last-Event-ID": "sevt_nope"}
+    headers = {
+        "Authorization": f"Bearer {server.admin_key}",
+        "anthropic-beta": "managed-agents-2026-04-01",
+        "Last-Event-ID": "sevt_nope",
+    }
     with httpx2.Client(base_url=server.url, timeout=5) as http:
         resp = http.get(f"/v1/sessions/{sid}/events/stream", headers=headers)
     assert resp.status_code == 400

@@ -97,9 +97,10 @@ def test_credentials_are_write_only_everywhere(client: anthropic.Anthropic, serv
     assert env.auth.injection_location.header is True and env.auth.injection_location.body is True
     assert env.auth.networking.type == "limited"
     # And no secret appears in any response, in the resources database or in the data dir's secret files
-    raw = json.dumps(client.get(f"/v1/vaults/{vault.id}/credentials", cast_to=object))
+    beta = {"headers": {"anthropic-beta": "managed-agents-2026-04-01"}}
+    raw = json.dumps(client.get(f"/v1/vaults/{vault.id}/credentials", cast_to=object, options=beta))
     raw += "".join(
-        json.dumps(client.get(f"/v1/vaults/{vault.id}/credentials/{c.id}", cast_to=object))
+        json.dumps(client.get(f"/v1/vaults/{vault.id}/credentials/{c.id}", cast_to=object, options=beta))
         for c in (bearer, oauth, env)
     )
     stored = server.stored_bytes()

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import Depends, Query, Request
 
+from managed_agents.api import betas
 from managed_agents.api.deps import call, principal, runtime, time_range
+from managed_agents.api.edge import edge_router
 from managed_agents.domain.events import JsonObject
 from managed_agents.services.common import page_query
 from managed_agents.services.keys import Principal
 from managed_agents.wire.agents import AgentCreateParams, AgentUpdateParams
 
-router = APIRouter(prefix="/v1/agents", tags=["agents"])
+router = edge_router("/v1/agents", tags=["agents"], beta=betas.AGENTS_API)
 Auth = Annotated[Principal, Depends(principal)]
 CreatedRange = Annotated[str | None, Query(alias="created_at[gte]")]
 

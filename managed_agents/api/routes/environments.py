@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import Depends, Request
 
+from managed_agents.api import betas
 from managed_agents.api.deps import call, principal, runtime
+from managed_agents.api.edge import edge_router
 from managed_agents.domain.events import JsonObject
 from managed_agents.services.common import page_query
 from managed_agents.services.keys import Principal
 from managed_agents.wire.environments import EnvironmentCreateParams, EnvironmentUpdateParams
 
-router = APIRouter(prefix="/v1/environments", tags=["environments"])
+router = edge_router("/v1/environments", tags=["environments"], beta=betas.ENVIRONMENTS_API)
 Auth = Annotated[Principal, Depends(principal)]
 
 

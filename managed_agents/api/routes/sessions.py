@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response
+from fastapi import Depends, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
+from managed_agents.api import betas
 from managed_agents.api.deps import any_principal, call, multi, principal, runtime, time_range
+from managed_agents.api.edge import edge_router
 from managed_agents.api.errors import envelope, request_id
 from managed_agents.api.sse import event_stream
 from managed_agents.domain.errors import ApiError, InvalidRequest, NotFound
@@ -18,7 +20,7 @@ from managed_agents.services.keys import Principal
 from managed_agents.services.sessions import decode_seq_cursor, encode_seq_cursor, render_session
 from managed_agents.wire.sessions import EventSendParams, SessionCreateParams, SessionUpdateParams
 
-router = APIRouter(prefix="/v1/sessions", tags=["sessions"])
+router = edge_router("/v1/sessions", tags=["sessions"], beta=betas.SESSIONS_API)
 Auth = Annotated[Principal, Depends(principal)]
 AnyAuth = Annotated[Principal, Depends(any_principal)]  # session-level calls: also the session's worker
 STATUSES = ("rescheduling", "running", "idle", "terminated")

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import Depends, Request
 
+from managed_agents.api import betas
 from managed_agents.api.deps import call, principal, runtime
+from managed_agents.api.edge import edge_router
 from managed_agents.domain.errors import NotFound
 from managed_agents.domain.events import JsonObject
 from managed_agents.services.common import page_query
@@ -19,7 +21,7 @@ from managed_agents.wire.vaults import (
     VaultUpdateParams,
 )
 
-router = APIRouter(prefix="/v1/vaults", tags=["vaults"])
+router = edge_router("/v1/vaults", tags=["vaults"], beta=betas.VAULTS_API)
 Auth = Annotated[Principal, Depends(principal)]
 
 

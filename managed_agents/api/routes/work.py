@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Depends, Header, Request
+from fastapi import Body, Depends, Header, Request
 
+from managed_agents.api import betas
 from managed_agents.api.deps import any_principal, call, principal, runtime
+from managed_agents.api.edge import edge_router
 from managed_agents.domain.errors import ServiceUnavailable
 from managed_agents.domain.events import JsonObject
 from managed_agents.services.common import page_query
@@ -29,7 +31,9 @@ def _work(request: Request) -> WorkService:
     return work
 
 
-router = APIRouter(prefix="/v1/environments/{environment_id}", tags=["work"])
+router = edge_router("/v1/environments/{environment_id}", tags=["work"], beta=betas.ENVIRONMENTS_API)
+# Environment keys are this platform's extension: no SDK method calls them, so they take no beta header.
+keys_router = edge_router("/v1/environments/{environment_id}", tags=["environment keys"], beta=None)
 Auth = Annotated[Principal, Depends(principal)]
 AnyAuth = Annotated[Principal, Depends(any_principal)]
 
@@ -114,7 +118,7 @@ async def stop_work(
     return await call(_work(request).stop, p, environment_id, work_id, force=force)
 
 
-@router.post("/keys")
+@keys_router.post("/keys")
 async def create_environment_key(
     environment_id: str, request: Request, p: Auth, body: Annotated[EnvironmentKeyCreateParams | None, Body()] = None
 ) -> JsonObject:
@@ -124,12 +128,12 @@ async def create_environment_key(
     return {**doc, "key": secret}
 
 
-@router.get("/keys")
+@keys_router.get("/keys")
 async def list_environment_keys(environment_id: str, request: Request, p: Auth) -> JsonObject:
     data = await call(runtime(request).keys.list_environment_keys, p.workspace_id, environment_id)
     return {"data": data, "next_page": None}
 
 
-@router.post("/keys/{key_id}/revoke")
+@keys_router.post("/keys/{key_id}/revoke")
 async def revoke_environment_key(environment_id: str, key_id: str, request: Request, p: Auth) -> JsonObject:
     return await call(runtime(request).keys.revoke_environment_key, p.workspace_id, environment_id, key_id)

@@ -1,0 +1,140 @@
+"""The door every `/v1` request passes before its handler: one route class, configured per router.
+
+In order, on the request's headers alone:
+1. authentication (`Authorization: Bearer` or `x-api-key`; the principal is kept for the handler's dependencies);
+2. the `anthropic-beta` header against the router's rule (api/betas.py);
+then the body, read here (not by FastAPI, which reads it before resolving any dependency, i.e. before knowing who
+sends it): at most the route's cap (`MAX_BODY_EXTRA` on the route, else `max_request_body_bytes`; 413 above it, at
+once when `Content-Length` says so) and within `body_timeout_seconds` (400 `request_body_timeout`, the SDK's
+`BetaRequestBodyTimeoutError`). An unauthenticated client therefore never makes the server buffer a byte of body.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+
+import anyio
+from anyio import to_thread
+from fastapi import APIRouter, Request, Response
+from fastapi.routing import APIRoute
+from starlette.types import Message
+
+from managed_agents.api import betas
+from managed_agents.domain.errors import InvalidRequest, PermissionDenied, RequestTooLarge
+from managed_agents.services.keys import Principal
+
+if TYPE_CHECKING:
+    from managed_agents.wiring import Runtime
+
+DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
+DEFAULT_BODY_TIMEOUT_SECONDS = 60.0
+PRINCIPAL = "principal"  # request.state attribute
+# A route's own body cap: `@router.post(..., openapi_extra={MAX_BODY_EXTRA: n})` (a file upload's, say). It shows in
+# the OpenAPI document too. (Not FastAPI's `max_body_size=`: Starlette's limiter behind it replaces any response to
+# an oversized request with a plain-text 413, outside the error envelope.)
+MAX_BODY_EXTRA = "x-max-body-bytes"
+
+
+T = TypeVar("T")
+
+
+def runtime(request: Request) -> Runtime:
+    rt: Runtime = request.app.state.runtime
+    return rt
+
+
+async def call(fn: Callable[..., T], *args: object, **kwargs: object) -> T:
+    """Run a synchronous service call (ports are sync) off the event loop."""
+    return await to_thread.run_sync(lambda: fn(*args, **kwargs))
+
+
+def credential(request: Request) -> str | None:
+    """The secret the request presents: `Authorization: Bearer <secret>`, else `x-api-key`."""
+    authorization = request.headers.get("authorization")
+    if authorization:
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return token.strip()
+    return request.headers.get("x-api-key")
+
+
+async def authenticate(request: Request) -> Principal:
+    """The request's principal, from its headers only (and the `anthropic-workspace-id` check)."""
+    found: Principal | None = getattr(request.state, PRINCIPAL, None)
+    if found is not None:
+        return found
+    p: Principal = await call(runtime(request).keys.authenticate, credential(request))
+    workspace = request.headers.get("anthropic-workspace-id")
+    if workspace and workspace != p.workspace_id:
+        raise PermissionDenied(
+            f"anthropic-workspace-id: this API key belongs to workspace {p.workspace_id!r}, not {workspace!r}"
+        )
+    setattr(request.state, PRINCIPAL, p)
+    return p
+
+
+def _settings_value(request: Request, name: str, default: Any) -> Any:
+    rt: Runtime | None = getattr(request.app.state, "runtime", None)
+    return getattr(rt.settings, name, default) if rt is not None else default
+
+
+class EdgeRoute(APIRoute):
+    """A `/v1` route: authenticated, beta-checked and body-limited before FastAPI reads the body (see module doc)."""
+
+    beta: ClassVar[betas.BetaRule | None] = None
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def edge(request: Request) -> Response:
+            await authenticate(request)
+            betas.check(betas.parse(request.headers.getlist("anthropic-beta")), self.beta)
+            if self.body_field is not None or request.method in ("POST", "PUT", "PATCH"):
+                request = await self._with_body(request)
+            return await handler(request)
+
+        return edge
+
+    async def _with_body(self, request: Request) -> Request:
+        own = (self.openapi_extra or {}).get(MAX_BODY_EXTRA)
+        cap: int = own or _settings_value(request, "max_request_body_bytes", DEFAULT_MAX_BODY_BYTES)
+        declared = request.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > cap:
+            raise _too_large(cap, f"Content-Length says {declared} bytes")
+        timeout: float = _settings_value(request, "body_timeout_seconds", DEFAULT_BODY_TIMEOUT_SECONDS)
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            with anyio.fail_after(timeout):
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > cap:
+                        raise _too_large(cap, "the body sent so far is larger")
+                    chunks.append(chunk)
+        except TimeoutError as exc:
+            raise InvalidRequest(
+                f"the request body did not arrive within {timeout:g} s ({size} bytes received); nothing was done",
+                error_code="request_body_timeout",
+            ) from exc
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await request.receive()  # a disconnect, for handlers that watch for one
+
+        return Request(request.scope, replay)
+
+
+def _too_large(cap: int, what: str) -> RequestTooLarge:
+    return RequestTooLarge(f"request body too large: {what} than the {cap} bytes this endpoint accepts")
+
+
+def edge_router(prefix: str, *, tags: list[str], beta: betas.BetaRule | None, **kwargs: Any) -> APIRouter:
+    """A router whose routes pass the door (EdgeRoute) with this beta rule."""
+    route_class = type(f"EdgeRoute_{tags[0] if tags else 'v1'}", (EdgeRoute,), {"beta": beta})
+    return APIRouter(prefix=prefix, tags=list(tags), route_class=route_class, **kwargs)

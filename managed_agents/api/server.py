@@ -1,0 +1,111 @@
+"""How the embedded server (and the tests' loopback servers) run the ASGI app on uvicorn, with the connection-level
+limits the app itself cannot enforce: a cap on a request's head (request line and headers) and a deadline for it.
+
+uvicorn reads a request's head without a time limit: a client that connects and sends a few header bytes (or
+nothing) holds its connection open for good, and a few hundred of them hold the server's descriptors. Every
+connection here must deliver a complete head within `header_timeout_seconds` of connecting (or, on a kept-alive
+connection, of the next request's first byte), else it is closed. The body's own deadline is the app's
+(`api/edge.py`), because the app is where the body is read. On AWS, API Gateway receives whole requests before the
+API Lambda sees them, so `functions/api/run.sh` needs neither.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import h11
+import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from managed_agents.domain.ids import new_id
+from managed_agents.settings import ServerSettings
+
+
+class EdgeH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol with a deadline on each request head and a readable answer to an oversized one."""
+
+    header_timeout: float = 10.0
+    max_header_bytes: int = 16 * 1024
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._head_bytes = 0
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        waiting = self.cycle is None or self.cycle.response_complete  # between requests: this is a new head
+        if waiting:
+            self._head_bytes += len(data)
+            if self._head_timer is None:
+                self._arm()
+        super().data_received(data)
+        if self.cycle is not None and not self.cycle.response_complete:  # the head is in: the app takes over
+            self._disarm()
+            self._head_bytes = 0
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._head_bytes = 0  # the keep-alive timeout runs until the next request's first byte re-arms the deadline
+
+    def send_400_response(self, msg: str) -> None:
+        """h11 refused the head: malformed, or larger than the cap. Answer in the API's error envelope."""
+        too_large = self._head_bytes > self.max_header_bytes
+        status = 431 if too_large else 400
+        message = (
+            f"the request line and headers exceed {self.max_header_bytes} bytes"
+            if too_large
+            else "invalid HTTP request: the request line or headers could not be parsed"
+        )
+        req_id = new_id("request")
+        body = json.dumps(
+            {"type": "error", "error": {"type": "invalid_request_error", "message": message}, "request_id": req_id}
+        ).encode()
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"request-id", req_id.encode()),
+            (b"connection", b"close"),
+        ]
+        for event in (h11.Response(status_code=status, headers=headers), h11.Data(data=body), h11.EndOfMessage()):
+            self.transport.write(self.conn.send(event) or b"")
+        self.transport.close()
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._head_timer = self.loop.call_later(self.header_timeout, self._head_too_slow)
+
+    def _disarm(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_too_slow(self) -> None:
+        self._head_timer = None
+        if (self.cycle is None or self.cycle.response_complete) and not self.transport.is_closing():
+            self.transport.close()
+
+
+def uvicorn_config(app: Any, *, host: str, port: int, settings: ServerSettings, **kwargs: Any) -> uvicorn.Config:
+    """The one uvicorn configuration of `managed-agents serve` and the loopback servers of tests and benches."""
+    protocol = type(
+        "EdgeH11Protocol",
+        (EdgeH11Protocol,),
+        {"header_timeout": settings.header_timeout_seconds, "max_header_bytes": settings.max_header_bytes},
+    )
+    options: dict[str, Any] = {
+        "log_level": "warning",
+        "timeout_graceful_shutdown": 2,
+        "h11_max_incomplete_event_size": settings.max_header_bytes,
+        **kwargs,
+    }
+    return uvicorn.Config(app, host=host, port=port, http=protocol, **options)
