@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from managed_agents import __version__
 from managed_agents.api import console
 from managed_agents.api.errors import RequestIdMiddleware, install_error_handlers
-from managed_agents.api.routes import agents, environments, sessions, vaults, work
+from managed_agents.api.routes import agents, environments, planned, sessions, vaults, work
 
 if TYPE_CHECKING:
     from managed_agents.wiring import Runtime
@@ -27,7 +27,7 @@ def create_app(rt: Runtime) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(RequestIdMiddleware)
     built = (agents.router, environments.router, sessions.router, work.router, work.keys_router, vaults.router)
-    for r in (*built, console.router):
+    for r in (*built, console.router, *planned.routers):  # planned last: a built route always wins
         app.include_router(r)
 
     @app.get("/health", tags=["health"])
