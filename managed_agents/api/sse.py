@@ -4,6 +4,9 @@ Every message has an `event:` line (the SDK drops messages without one), `ping` 
 `event: error` with the error envelope, never a `[DONE]` sentinel. The stream carries live events; history is
 `events.list` (the SDK's reconnect recipe re-lists and dedupes by id). `Last-Event-ID` resumes for other
 clients. The stream ends cleanly after `sse_max_seconds` (API Gateway cuts streams at 15 minutes).
+
+A stream re-checks its credential about once per ping interval (`recheck`, one key lookup): a key revoked, or a
+work item stopped, while its stream is open ends the stream with an `event: error` (authentication_error).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any
 
 from anyio import to_thread
 
+from managed_agents.domain.errors import ApiError
 from managed_agents.domain.events import JsonObject, StoredEvent
 from managed_agents.ports import EventStore, Subscription
 
@@ -59,13 +63,17 @@ async def event_stream(
     deleted_event: Callable[[], JsonObject],
     still_exists: Callable[[], Awaitable[bool]],
     error_body: Callable[[Exception], dict[str, Any]],
+    recheck: Callable[[], Awaitable[None]] | None = None,
     page: int = 500,
 ) -> AsyncIterator[bytes]:
-    started = last_sent = time.monotonic()
+    started = last_sent = last_check = time.monotonic()
     try:
         while True:
             if max_seconds and time.monotonic() - started >= max_seconds:
                 return
+            if recheck is not None and time.monotonic() - last_check >= ping_seconds:
+                await recheck()  # raises ApiError when the credential no longer holds
+                last_check = time.monotonic()
             events: list[StoredEvent] = await to_thread.run_sync(_read, store, session_id, after_seq, page)
             # Previews taken after the read: one whose final event was just read is stale (the final carries the
             # full content), the others belong to a message still streaming and go after the events read. (A final
@@ -105,7 +113,9 @@ async def event_stream(
             if max_seconds:
                 wait = min(wait, max_seconds - (now - started))
             await subscription.wait(max(0.0, wait))
-    except Exception as exc:  # the stream is already 200: report in-band
+    except ApiError as exc:  # the stream is already 200: report in-band (a revoked key, a deleted session)
+        yield error_frame(error_body(exc))
+    except Exception as exc:
         log.exception("event stream failed", extra={"session_id": session_id})
         yield error_frame(error_body(exc))
     finally:

@@ -10,7 +10,7 @@ from fastapi.responses import StreamingResponse
 
 from managed_agents.api import betas
 from managed_agents.api.deps import any_principal, call, multi, principal, runtime, time_range
-from managed_agents.api.edge import edge_router
+from managed_agents.api.edge import credential, edge_router
 from managed_agents.api.errors import envelope, request_id
 from managed_agents.api.sse import event_stream
 from managed_agents.domain.errors import ApiError, InvalidRequest, NotFound
@@ -196,6 +196,16 @@ async def stream_events(
         except NotFound:
             return False
 
+    secret = credential(request)
+
+    async def recheck() -> None:
+        """The credential still holds and still reaches this session (revoked keys, stopped work items)."""
+        now = await call(rt.keys.authenticate, secret)
+        try:
+            await call(rt.sessions.check_access, now, session_id)
+        except NotFound:  # deleted: the stream ends with session.deleted, as it always has
+            return
+
     def error_body(exc: Exception) -> dict[str, Any]:
         if isinstance(exc, ApiError):
             return envelope(exc.error_type, exc.message, req_id, exc.envelope_details())
@@ -211,6 +221,7 @@ async def stream_events(
         deleted_event=lambda: rt.sessions.deleted_event(session_id),
         still_exists=still_exists,
         error_body=error_body,
+        recheck=recheck,
     )
     headers = {"cache-control": "no-cache", "x-accel-buffering": "no"}
     return StreamingResponse(body, media_type="text/event-stream", headers=headers)
