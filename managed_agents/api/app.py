@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from managed_agents import __version__
 from managed_agents.api import console
 from managed_agents.api.errors import RequestIdMiddleware, install_error_handlers
+from managed_agents.api.openapi import install_openapi
 from managed_agents.api.routes import agents, environments, planned, sessions, vaults, work
 
 if TYPE_CHECKING:
@@ -29,6 +30,8 @@ def create_app(rt: Runtime) -> FastAPI:
     built = (agents.router, environments.router, sessions.router, work.router, work.keys_router, vaults.router)
     for r in (*built, console.router, *planned.routers):  # planned last: a built route always wins
         app.include_router(r)
+
+    install_openapi(app)
 
     @app.get("/health", tags=["health"])
     async def health() -> dict[str, str]:

@@ -4,8 +4,9 @@ and `call` live with the door, api/edge.py)."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 
 from managed_agents.api.edge import authenticate
 from managed_agents.api.edge import call as call
@@ -14,6 +15,13 @@ from managed_agents.domain.clock import parse_rfc3339
 from managed_agents.domain.errors import InvalidRequest, PermissionDenied
 from managed_agents.domain.events import TimeRange
 from managed_agents.services.keys import Principal
+
+# Integer query parameters with the bounds the server enforces, declared so the OpenAPI document shows them (and
+# so a number no store can hold is a 400 at the door, never an overflow in SQLite or DynamoDB).
+MAX_SAFE_INT = 2**53 - 1  # the largest integer every JSON client reads exactly
+Limit = Annotated[int | None, Query(ge=1, le=100, description="page size (default 20)")]
+EventLimit = Annotated[int | None, Query(ge=1, le=1000, description="page size (default 1000)")]
+Version = Annotated[int | None, Query(ge=1, le=MAX_SAFE_INT)]
 
 
 async def any_principal(request: Request) -> Principal:

@@ -59,8 +59,21 @@ class PermissionPolicy(Params):
     type: Literal["always_allow", "always_ask", "auto"]
 
 
-Metadata = dict[str, str]
-MetadataPatch = dict[str, str | None]
+# The limits check_metadata enforces (services/common.py; 400 invalid_metadata), declared for the OpenAPI document.
+_METADATA_LIMITS = {"maxProperties": 16, "propertyNames": {"minLength": 1, "maxLength": 64}}
+Metadata = Annotated[
+    dict[str, str],
+    Field(json_schema_extra={**_METADATA_LIMITS, "additionalProperties": {"type": "string", "maxLength": 512}}),
+]
+MetadataPatch = Annotated[
+    dict[str, str | None],
+    Field(
+        json_schema_extra={
+            "propertyNames": _METADATA_LIMITS["propertyNames"],
+            "additionalProperties": {"anyOf": [{"type": "string", "maxLength": 512}, {"type": "null"}]},
+        }
+    ),
+]
 
 
 class TextBlock(Params):

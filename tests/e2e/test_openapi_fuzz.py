@@ -1,7 +1,9 @@
 """Property run over the OpenAPI schema: every operation, random valid and invalid inputs.
 
-No request may end in a 5xx, and every 4xx body is the API's error envelope
-``{"type": "error", "error": {"type": str, "message": str}, "request_id": str}``.
+No request may end in a 5xx, every 4xx body is the API's error envelope
+``{"type": "error", "error": {"type": str, "message": str}, "request_id": str}``, and every status and response
+body is one the document declares for the operation (schemathesis' conformance checks): the document says what
+the server does.
 """
 
 from __future__ import annotations
@@ -14,6 +16,11 @@ import pytest
 import schemathesis
 from fastapi import FastAPI
 from hypothesis import HealthCheck, settings
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from managed_agents.adapters.anthropic_model import AnthropicMessagesModel
 from managed_agents.api.app import create_app
@@ -49,6 +56,7 @@ def fuzz_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FastAPI]:
         secret = bootstrap_admin_key(rt)
         assert secret
         _AUTH["Authorization"] = f"Bearer {secret}"
+        _AUTH["anthropic-beta"] = "managed-agents-2026-04-01"  # what the SDK sends (every built resource takes it)
         try:
             yield create_app(rt)
         finally:
@@ -76,3 +84,6 @@ def test_api_never_fails_with_5xx_and_errors_use_the_envelope(case: schemathesis
     assert response.status_code < 500, where
     if 400 <= response.status_code < 500:
         assert _is_error_envelope(response.json()), where
+    case.validate_response(
+        response, checks=[status_code_conformance, content_type_conformance, response_schema_conformance]
+    )

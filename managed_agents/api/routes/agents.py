@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Query, Request
 
 from managed_agents.api import betas
-from managed_agents.api.deps import call, principal, runtime, time_range
+from managed_agents.api.deps import Limit, Version, call, principal, runtime, time_range
 from managed_agents.api.edge import edge_router
 from managed_agents.domain.events import JsonObject
 from managed_agents.services.common import page_query
@@ -28,7 +28,7 @@ async def create_agent(body: AgentCreateParams, request: Request, p: Auth) -> Js
 async def list_agents(
     request: Request,
     p: Auth,
-    limit: int | None = None,
+    limit: Limit = None,
     page: str | None = None,
     include_archived: bool = False,
     created_gte: CreatedRange = None,
@@ -40,7 +40,7 @@ async def list_agents(
 
 
 @router.get("/{agent_id}")
-async def retrieve_agent(agent_id: str, request: Request, p: Auth, version: int | None = None) -> JsonObject:
+async def retrieve_agent(agent_id: str, request: Request, p: Auth, version: Version = None) -> JsonObject:
     return await call(runtime(request).agents.get, p.workspace_id, agent_id, version)
 
 
@@ -56,7 +56,7 @@ async def archive_agent(agent_id: str, request: Request, p: Auth) -> JsonObject:
 
 @router.get("/{agent_id}/versions")
 async def list_agent_versions(
-    agent_id: str, request: Request, p: Auth, limit: int | None = None, page: str | None = None
+    agent_id: str, request: Request, p: Auth, limit: Limit = None, page: str | None = None
 ) -> JsonObject:
     query = page_query(page, limit)
     data, nxt = await call(runtime(request).agents.versions, p.workspace_id, agent_id, query)

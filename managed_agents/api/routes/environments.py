@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from managed_agents.api import betas
-from managed_agents.api.deps import call, principal, runtime
+from managed_agents.api.deps import Limit, call, principal, runtime
 from managed_agents.api.edge import edge_router
 from managed_agents.domain.events import JsonObject
 from managed_agents.services.common import page_query
@@ -25,7 +25,7 @@ async def create_environment(body: EnvironmentCreateParams, request: Request, p:
 
 @router.get("")
 async def list_environments(
-    request: Request, p: Auth, limit: int | None = None, page: str | None = None, include_archived: bool = False
+    request: Request, p: Auth, limit: Limit = None, page: str | None = None, include_archived: bool = False
 ) -> JsonObject:
     query = page_query(page, limit, include_archived=include_archived)
     data, nxt = await call(runtime(request).environments.list_environments, p.workspace_id, query)

@@ -9,7 +9,17 @@ from fastapi import Depends, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from managed_agents.api import betas
-from managed_agents.api.deps import any_principal, call, multi, principal, runtime, time_range
+from managed_agents.api.deps import (
+    EventLimit,
+    Limit,
+    Version,
+    any_principal,
+    call,
+    multi,
+    principal,
+    runtime,
+    time_range,
+)
 from managed_agents.api.edge import credential, edge_router
 from managed_agents.api.errors import envelope, request_id
 from managed_agents.api.sse import event_stream
@@ -35,12 +45,12 @@ async def create_session(body: SessionCreateParams, request: Request, p: Auth) -
 async def list_sessions(
     request: Request,
     p: Auth,
-    limit: int | None = None,
+    limit: Limit = None,
     page: str | None = None,
     order: Literal["asc", "desc"] = "desc",
     include_archived: bool = False,
     agent_id: str | None = None,
-    agent_version: int | None = None,
+    agent_version: Version = None,
     deployment_id: str | None = None,
     memory_store_id: str | None = None,
     statuses: Annotated[list[str] | None, Query(alias="statuses[]")] = None,
@@ -101,7 +111,7 @@ async def list_events(
     session_id: str,
     request: Request,
     p: AnyAuth,
-    limit: int | None = None,
+    limit: EventLimit = None,
     page: str | None = None,
     order: Literal["asc", "desc"] = "asc",
     types: Annotated[list[str] | None, Query(alias="types[]")] = None,

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from managed_agents.api import betas
-from managed_agents.api.deps import call, principal, runtime
+from managed_agents.api.deps import Limit, call, principal, runtime
 from managed_agents.api.edge import edge_router
 from managed_agents.domain.errors import NotFound
 from managed_agents.domain.events import JsonObject
@@ -45,7 +45,7 @@ async def list_vaults(
     request: Request,
     p: Auth,
     v: Vaults,
-    limit: int | None = None,
+    limit: Limit = None,
     page: str | None = None,
     include_archived: bool = False,
 ) -> JsonObject:
@@ -87,7 +87,7 @@ async def list_credentials(
     request: Request,
     p: Auth,
     v: Vaults,
-    limit: int | None = None,
+    limit: Limit = None,
     page: str | None = None,
     include_archived: bool = False,
 ) -> JsonObject:

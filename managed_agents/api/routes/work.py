@@ -11,16 +11,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Body, Depends, Header, Request
+from fastapi import Body, Depends, Header, Query, Request
 
 from managed_agents.api import betas
-from managed_agents.api.deps import any_principal, call, principal, runtime
+from managed_agents.api.deps import MAX_SAFE_INT, Limit, any_principal, call, principal, runtime
 from managed_agents.api.edge import edge_router
 from managed_agents.domain.errors import ServiceUnavailable
 from managed_agents.domain.events import JsonObject
 from managed_agents.services.common import page_query
 from managed_agents.services.keys import Principal
-from managed_agents.services.work import WorkService
+from managed_agents.services.work import MAX_TTL, MIN_TTL, WorkService
 from managed_agents.wire.work import EnvironmentKeyCreateParams, WorkStopParams, WorkUpdateParams
 
 
@@ -43,8 +43,8 @@ async def poll_work(
     environment_id: str,
     request: Request,
     p: AnyAuth,
-    block_ms: int | None = None,
-    reclaim_older_than_ms: int | None = None,
+    block_ms: Annotated[int | None, Query(ge=1, le=999, description="long-poll wait")] = None,
+    reclaim_older_than_ms: Annotated[int | None, Query(ge=0, le=MAX_SAFE_INT)] = None,
     anthropic_worker_id: Annotated[str | None, Header()] = None,
 ) -> JsonObject | None:
     return await call(
@@ -64,7 +64,7 @@ async def work_stats(environment_id: str, request: Request, p: AnyAuth) -> JsonO
 
 @router.get("/work")
 async def list_work(
-    environment_id: str, request: Request, p: AnyAuth, limit: int | None = None, page: str | None = None
+    environment_id: str, request: Request, p: AnyAuth, limit: Limit = None, page: str | None = None
 ) -> JsonObject:
     data, nxt = await call(_work(request).list_work, p, environment_id, page_query(page, limit))
     return {"data": data, "next_page": nxt}
@@ -93,7 +93,7 @@ async def heartbeat_work(
     work_id: str,
     request: Request,
     p: AnyAuth,
-    desired_ttl_seconds: int | None = None,
+    desired_ttl_seconds: Annotated[int | None, Query(ge=MIN_TTL, le=MAX_TTL)] = None,
     expected_last_heartbeat: str | None = None,
 ) -> JsonObject:
     return await call(
