@@ -52,6 +52,18 @@ class ServerSettings(HarnessSettings):
     header_timeout_seconds: float = Field(
         10.0, gt=0, description="embedded server: a connection must send a complete request head within this"
     )
+    request_deadline_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="a request's handler must finish within this: a read is then a 504, a write still waiting for a"
+        " thread or the database a 503 with nothing done (streams and long polls are not bounded by it)",
+    )
+    api_read_threads: int = Field(32, ge=1, description="worker threads for the API's reads (GET)")
+    api_write_threads: int = Field(
+        16,
+        ge=1,
+        description="worker threads for the API's writes: apart from reads' so that reads never queue behind them",
+    )
     body_timeout_seconds: float = Field(
         60.0, gt=0, description="a request body must arrive within this after its headers (400 request_body_timeout)"
     )

@@ -12,16 +12,25 @@ once when `Content-Length` says so) and within `body_timeout_seconds` (400 `requ
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast
 
 import anyio
-from anyio import to_thread
+from anyio import CapacityLimiter, to_thread
 from fastapi import APIRouter, Request, Response
 from fastapi.routing import APIRoute
 from starlette.types import Message
 
 from managed_agents.api import betas
-from managed_agents.domain.errors import InvalidRequest, PermissionDenied, RequestTooLarge
+from managed_agents.domain.deadline import deadline
+from managed_agents.domain.errors import (
+    GatewayTimeout,
+    InvalidRequest,
+    PermissionDenied,
+    RequestTooLarge,
+    ServiceUnavailable,
+)
 from managed_agents.services.keys import Principal
 
 if TYPE_CHECKING:
@@ -29,6 +38,7 @@ if TYPE_CHECKING:
 
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
 DEFAULT_BODY_TIMEOUT_SECONDS = 60.0
+DEFAULT_DEADLINE_SECONDS = 30.0
 PRINCIPAL = "principal"  # request.state attribute
 # A route's own body cap: `@router.post(..., openapi_extra={MAX_BODY_EXTRA: n})` (a file upload's, say). It shows in
 # the OpenAPI document too. (Not FastAPI's `max_body_size=`: Starlette's limiter behind it replaces any response to
@@ -44,9 +54,74 @@ def runtime(request: Request) -> Runtime:
     return rt
 
 
+@dataclass(frozen=True)
+class _Budget:
+    """How the current request's service calls run: which threads, until when."""
+
+    reads: CapacityLimiter
+    writes: CapacityLimiter
+    write: bool  # the request changes something (any method but GET/HEAD)
+    deadline_at: float  # anyio clock
+    seconds: float
+
+
+_BUDGET: ContextVar[_Budget | None] = ContextVar("managed_agents_request_budget", default=None)
+
+
 async def call(fn: Callable[..., T], *args: object, **kwargs: object) -> T:
-    """Run a synchronous service call (ports are sync) off the event loop."""
-    return await to_thread.run_sync(lambda: fn(*args, **kwargs))
+    """Run a synchronous service call (ports are sync) off the event loop, within the request's budget.
+
+    Reads and writes take threads from two limiters, so writers waiting on a store (SQLite's write lock) never
+    hold the threads reads need. A read still running at the deadline is a 504 (its thread is abandoned: it only
+    reads). A write never is: one still waiting for a thread at the deadline is a 503 with nothing done, and once
+    it runs, the store bounds its own waits by the deadline (domain/deadline.py) and answers 503 itself."""
+    budget = _BUDGET.get()
+    if budget is None:  # outside a request's door (streams after their handler returned, tests)
+        return await to_thread.run_sync(lambda: fn(*args, **kwargs))
+    return await (_write if budget.write else _read)(budget, lambda: fn(*args, **kwargs))
+
+
+async def read(fn: Callable[..., T], *args: object, **kwargs: object) -> T:
+    """`call` for a read made by any request, a write's authentication included: it takes a read thread."""
+    budget = _BUDGET.get()
+    if budget is None:
+        return await to_thread.run_sync(lambda: fn(*args, **kwargs))
+    return await _read(budget, lambda: fn(*args, **kwargs))
+
+
+async def _read(budget: _Budget, thunk: Callable[[], T]) -> T:
+    with anyio.move_on_after(budget.deadline_at - anyio.current_time()):
+        return await to_thread.run_sync(thunk, limiter=budget.reads, abandon_on_cancel=True)
+    raise GatewayTimeout(f"the request did not finish within the server's deadline ({budget.seconds:g} s)")
+
+
+async def _write(budget: _Budget, thunk: Callable[[], T]) -> T:
+    left = budget.deadline_at - anyio.current_time()
+    done, result = False, None
+    with anyio.move_on_after(left):
+        # Cancelled only while waiting for a thread: the work itself runs shielded, to the end (anyio).
+        with deadline(max(0.0, left)):
+            result = await to_thread.run_sync(thunk, limiter=budget.writes)
+            done = True
+    if done:
+        return cast(T, result)
+    raise ServiceUnavailable(
+        f"the server is busy with other writes and the request's deadline ({budget.seconds:g} s) passed; nothing"
+        " was done, retry"
+    )
+
+
+def _budget(request: Request, write: bool) -> _Budget:
+    state = request.app.state
+    limiters: tuple[CapacityLimiter, CapacityLimiter] | None = getattr(state, "edge_limiters", None)
+    if limiters is None:
+        limiters = (
+            CapacityLimiter(_settings_value(request, "api_read_threads", 32)),
+            CapacityLimiter(_settings_value(request, "api_write_threads", 16)),
+        )
+        state.edge_limiters = limiters
+    seconds: float = _settings_value(request, "request_deadline_seconds", DEFAULT_DEADLINE_SECONDS)
+    return _Budget(limiters[0], limiters[1], write, anyio.current_time() + seconds, seconds)
 
 
 def credential(request: Request) -> str | None:
@@ -64,7 +139,7 @@ async def authenticate(request: Request) -> Principal:
     found: Principal | None = getattr(request.state, PRINCIPAL, None)
     if found is not None:
         return found
-    p: Principal = await call(runtime(request).keys.authenticate, credential(request))
+    p: Principal = await read(runtime(request).keys.authenticate, credential(request))
     workspace = request.headers.get("anthropic-workspace-id")
     if workspace and workspace != p.workspace_id:
         raise PermissionDenied(
@@ -88,11 +163,15 @@ class EdgeRoute(APIRoute):
         handler = super().get_route_handler()
 
         async def edge(request: Request) -> Response:
-            await authenticate(request)
-            betas.check(betas.parse(request.headers.getlist("anthropic-beta")), self.beta)
-            if self.body_field is not None or request.method in ("POST", "PUT", "PATCH"):
-                request = await self._with_body(request)
-            return await handler(request)
+            token = _BUDGET.set(_budget(request, write=request.method not in ("GET", "HEAD")))
+            try:
+                await authenticate(request)
+                betas.check(betas.parse(request.headers.getlist("anthropic-beta")), self.beta)
+                if self.body_field is not None or request.method in ("POST", "PUT", "PATCH"):
+                    request = await self._with_body(request)
+                return await handler(request)
+            finally:
+                _BUDGET.reset(token)
 
         return edge
 

@@ -91,6 +91,13 @@ class ServiceUnavailable(ApiError):
     error_type = "api_error"
 
 
+class GatewayTimeout(ApiError):
+    """The request did not finish within the server's deadline (the SDK's GatewayTimeoutError)."""
+
+    status = 504
+    error_type = "timeout_error"
+
+
 class DuplicateEvent(Exception):
     """An append whose event ids are already in the log: the batch was written before (a re-run turn)."""
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 import typing
+from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 from typing import Any
 
@@ -12,7 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 
 from managed_agents.api import betas
-from managed_agents.api.edge import MAX_BODY_EXTRA, edge_router
+from managed_agents.api.edge import MAX_BODY_EXTRA, call, edge_router
 from managed_agents.api.errors import RequestIdMiddleware, install_error_handlers
 from managed_agents.domain.errors import AuthenticationFailed
 from managed_agents.services.keys import Principal
@@ -35,8 +37,14 @@ class _Keys:
         return Principal(workspace_id="wrkspc_1", key_id="apikey_1")
 
 
+def _block(started: threading.Event, release: threading.Event) -> bool:
+    started.set()
+    return release.wait(30)
+
+
 def _app(**settings: Any) -> FastAPI:
     app = FastAPI()
+    app.state.started, app.state.release = threading.Event(), threading.Event()
     app.state.runtime = SimpleNamespace(settings=ServerSettings(**settings), keys=_Keys())
     install_error_handlers(app)
     app.add_middleware(RequestIdMiddleware)
@@ -45,6 +53,14 @@ def _app(**settings: Any) -> FastAPI:
     @router.post("")
     async def small(request: Request) -> dict[str, int]:
         return {"bytes": len(await request.body())}
+
+    @router.get("/slow")
+    async def slow_read(request: Request) -> dict[str, bool]:
+        return {"done": await call(_block, request.app.state.started, request.app.state.release)}
+
+    @router.post("/slow")
+    async def slow_write(request: Request) -> dict[str, bool]:
+        return {"done": await call(_block, request.app.state.started, request.app.state.release)}
 
     @router.post("/upload", openapi_extra={MAX_BODY_EXTRA: 4096})
     async def upload(request: Request) -> dict[str, int]:
@@ -70,3 +86,24 @@ def test_the_door_authenticates_before_anything_else() -> None:
     client = TestClient(_app())
     resp = client.post("/v1/things", content=b"x", headers={"x-api-key": "bad", "anthropic-beta": "nope"})
     assert resp.status_code == 401 and resp.json()["error"]["type"] == "authentication_error"
+
+
+def test_a_read_past_the_deadline_is_a_504_and_a_write_waiting_for_a_thread_a_503() -> None:
+    # Given an app with a 0.5 s deadline and one write thread, whose handlers block until released
+    app = _app(request_deadline_seconds=0.5, api_write_threads=1)
+    auth = {"x-api-key": "good"}
+    with TestClient(app) as client:
+        # When a read outlasts the deadline
+        read = client.get("/v1/things/slow", headers=auth)
+        # Then it is a 504 timeout_error
+        assert read.status_code == 504 and read.json()["error"]["type"] == "timeout_error"
+        # When a write holds the only write thread and a second write arrives
+        app.state.started.clear()
+        with ThreadPoolExecutor(2) as pool:
+            first = pool.submit(client.post, "/v1/things/slow", headers=auth)
+            assert app.state.started.wait(10)
+            second = client.post("/v1/things/slow", headers=auth)
+            # Then the second is a 503 (nothing done), and the first, once released, completes: writes are not cut
+            assert second.status_code == 503 and "nothing was done" in second.json()["error"]["message"]
+            app.state.release.set()
+            assert first.result(timeout=30).json() == {"done": True}

@@ -14,8 +14,9 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+from managed_agents.domain import deadline
 from managed_agents.domain.clock import Clock, SystemClock, parse_rfc3339, rfc3339
-from managed_agents.domain.errors import Conflict, DuplicateEvent, StaleRevision
+from managed_agents.domain.errors import Conflict, DuplicateEvent, ServiceUnavailable, StaleRevision
 from managed_agents.domain.events import JsonObject, NewEvent, Order, StoredEvent, TimeRange
 from managed_agents.domain.lookups import lookup_attributes
 from managed_agents.ports import ListQuery, Record
@@ -66,6 +67,8 @@ def _attr_sql(attr: str, params: list[object]) -> str:
 
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+BUSY_TIMEOUT_MS = 30_000
+_BUSY = "the database is busy with another write and the request's deadline passed; nothing was done, retry"
 
 
 class SqliteDatabase:
@@ -90,21 +93,40 @@ class SqliteDatabase:
             conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("PRAGMA busy_timeout=30000")
+            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             self._local.conn = conn
         return conn
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction. Under a caller's deadline (domain/deadline.py: an API request) the wait for the
+        write lock, this process's and SQLite's, is bounded by the time left: ServiceUnavailable, nothing done."""
         conn = self._conn()
-        with self._write_lock:
-            conn.execute("BEGIN IMMEDIATE")
+        left = deadline.remaining()
+        if left is None:
+            self._write_lock.acquire()
+        elif not self._write_lock.acquire(timeout=left):
+            raise ServiceUnavailable(_BUSY)
+        try:
+            if left is not None:
+                conn.execute(f"PRAGMA busy_timeout={int((deadline.remaining() or 0.0) * 1000)}")
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                if left is not None and "locked" in str(exc):
+                    raise ServiceUnavailable(_BUSY) from exc
+                raise
+            finally:
+                if left is not None:
+                    conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             try:
                 yield conn
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
+        finally:
+            self._write_lock.release()
 
     def query(self, sql: str, params: Sequence[object] = ()) -> list[sqlite3.Row]:
         conn = self._conn()
