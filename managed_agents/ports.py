@@ -57,6 +57,10 @@ class Record:
     rev: int = 1
     archived: bool = False
     attrs: dict[str, str | int | None] = field(default_factory=dict)
+    # When set, the store may remove the record any time after this instant (DynamoDB: the table's TTL; SQLite:
+    # purged when another expiring record is written). Until then it is read like any other: callers that care
+    # compare it with their clock.
+    expires_at: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ def mutate(store: ResourceStore, rec: Record, change: Callable[[Record], None], 
             current.rev,
             current.archived,
             dict(current.attrs),
+            current.expires_at,
         )
         change(draft)
         try:

@@ -14,6 +14,7 @@ from managed_agents.adapters.aws.dynamodb_resource_store import (
     LOOKUPS,
     PK,
     SPARSE_LOOKUPS,
+    TTL_ATTRIBUTE,
     DynamoDbResourceStore,
     item_key,
     lookup_key,
@@ -21,6 +22,7 @@ from managed_agents.adapters.aws.dynamodb_resource_store import (
 from managed_agents.domain.clock import rfc3339
 from managed_agents.domain.errors import RequestTooLarge
 from managed_agents.ports import ListQuery, Record
+from stacks.config import RESOURCES_TTL_ATTRIBUTE
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 
@@ -163,3 +165,18 @@ def test_ids_and_workspaces_with_a_separator_in_the_kind_or_workspace_are_refuse
 ) -> None:
     with pytest.raises(ValueError, match="free of '#'"):
         dynamodb_resource_store.insert(_rec("agent", "wrkspc#x"))
+
+
+def test_expiring_records_carry_the_tables_ttl_attribute(dynamodb_resource_store: DynamoDbResourceStore) -> None:
+    # Given a record that expires
+    expires = datetime(2030, 1, 1, tzinfo=UTC)
+    rec = Record("idempotency_key", "wrkspc_ttl", "idem_1", {"id": "idem_1"}, datetime(2029, 1, 1, tzinfo=UTC))
+    rec.expires_at = expires
+    dynamodb_resource_store.insert(rec)
+    # When the raw item is read
+    item = dynamodb_resource_store.dynamodb.get_item(
+        TableName=dynamodb_resource_store.table_name, Key={"pk": {"S": "idempotency_key#idem_1"}}
+    )["Item"]
+    # Then it holds the epoch seconds in the attribute the stack enables TTL on, so DynamoDB removes it itself
+    assert TTL_ATTRIBUTE == RESOURCES_TTL_ATTRIBUTE
+    assert item[TTL_ATTRIBUTE] == {"N": str(int(expires.timestamp()))}

@@ -470,3 +470,33 @@ def test_concurrent_read_modify_write_loses_no_update(resource_store: ResourceSt
     assert got.rev == 1 + writers * per_writer
     assert got.attrs["status"] == "idle"
     assert _ids(resource_store.find("session", "status", ["idle"])).count(rec.id) == 1
+
+
+def test_expires_at_round_trips_and_replace_sets_or_clears_it(resource_store: ResourceStore) -> None:
+    # Given a record that expires in an hour (whole seconds: DynamoDB's TTL attribute holds epoch seconds)
+    ws = _ws()
+    expires = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=1)
+    rec = _rec("idempotency_key", ws)
+    rec.expires_at = expires
+    resource_store.insert(rec)
+    # When it is read back
+    got = resource_store.get("idempotency_key", ws, rec.id)
+    # Then its expiry is kept, and a plain record has none
+    assert got is not None and got.expires_at == expires
+    plain = _rec("agent", ws)
+    resource_store.insert(plain)
+    assert (resource_store.get("agent", ws, plain.id) or plain).expires_at is None
+    # And a replace moves it, or clears it
+    later = expires + timedelta(hours=1)
+
+    def extend(r: Record) -> None:
+        r.expires_at = later
+
+    assert mutate(resource_store, got, extend).expires_at == later
+    assert (resource_store.get("idempotency_key", ws, rec.id) or rec).expires_at == later
+
+    def keep(r: Record) -> None:
+        r.expires_at = None
+
+    mutate(resource_store, resource_store.get("idempotency_key", ws, rec.id) or rec, keep)
+    assert (resource_store.get("idempotency_key", ws, rec.id) or rec).expires_at is None

@@ -1,8 +1,10 @@
-"""What the SQLite resource store does beyond the contract: looked-up attributes are index reads, not row scans."""
+"""What the SQLite resource store does beyond the contract: looked-up attributes are index reads, not row scans;
+expired records are purged; databases made before records could expire open."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import sqlite3
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -54,3 +56,50 @@ def test_an_equals_filter_on_a_looked_up_attribute_still_filters_exactly(tmp_pat
     rows, more = store.list_records("session", "a", q)
     # Then exactly those come back
     assert sorted(r.id for r in rows) == ["s0", "s3"] and not more
+
+
+NOW = datetime.now(UTC)
+
+
+def _expiring(id_: str, expires: datetime) -> Record:
+    rec = Record("idempotency_key", "wrkspc_1", id_, {"id": id_}, NOW)
+    rec.expires_at = expires
+    return rec
+
+
+def test_writing_an_expiring_record_purges_the_expired_ones(tmp_path: Path) -> None:
+    # Given an expired record, a live one and one that never expires
+    store = SqliteResourceStore(SqliteDatabase(tmp_path / "r.db"))
+    store.insert(_expiring("old", NOW - timedelta(seconds=1)))
+    store.insert(_expiring("live", NOW + timedelta(hours=1)))
+    store.insert(Record("agent", "wrkspc_1", "agent_1", {"id": "agent_1"}, NOW))
+    # When another expiring record is written
+    store.insert(_expiring("new", NOW + timedelta(hours=1)))
+    # Then the expired one is gone and the others stay
+    assert store.get("idempotency_key", "wrkspc_1", "old") is None
+    assert store.get("idempotency_key", "wrkspc_1", "live") is not None
+    assert store.get("agent", "wrkspc_1", "agent_1") is not None
+
+
+def test_a_database_made_before_records_could_expire_opens_and_gains_the_column(tmp_path: Path) -> None:
+    # Given a resources table without the expires_at column, holding a record
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    conn.execute(
+        "CREATE TABLE resources (kind TEXT NOT NULL, id TEXT NOT NULL, workspace_id TEXT NOT NULL, created_at TEXT"
+        " NOT NULL, rev INTEGER NOT NULL, archived INTEGER NOT NULL DEFAULT 0, attrs TEXT NOT NULL, doc TEXT NOT NULL,"
+        " PRIMARY KEY (kind, id))"
+    )
+    conn.execute(
+        "INSERT INTO resources VALUES ('agent', 'agent_1', 'wrkspc_1', '2026-01-01T00:00:00.000000Z', 1, 0, '{}',"
+        ' \'{"id": "agent_1"}\')'
+    )
+    conn.commit()
+    conn.close()
+    # When the store opens it
+    store = SqliteResourceStore(SqliteDatabase(path))
+    # Then the old record reads back and expiring records can be written
+    got = store.get("agent", "wrkspc_1", "agent_1")
+    assert got is not None and got.expires_at is None
+    store.insert(_expiring("idem_1", NOW + timedelta(hours=1)))
+    assert (store.get("idempotency_key", "wrkspc_1", "idem_1") or got).expires_at is not None

@@ -49,7 +49,7 @@ import time
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError, HTTPClientError
@@ -79,7 +79,7 @@ MAX_ITEM_BYTES = 390_000  # DynamoDB's 400 KB item limit, less room for the keys
 _UPPER = "$"  # sorts right after "#", the separator: every key "{x}#..." is < "{x}$"
 _BATCH_GET_MAX = 100
 _READ_AHEAD = 100
-_RECORD_ATTRS = "#pk, #kind, #id, #ws, #created, #rev, #archived, #attrs, #doc, #doc_z"
+_RECORD_ATTRS = "#pk, #kind, #id, #ws, #created, #rev, #archived, #attrs, #doc, #doc_z, #expires"
 _RECORD_NAMES = {
     "#pk": PK,
     "#kind": "kind",
@@ -91,7 +91,11 @@ _RECORD_NAMES = {
     "#attrs": "attrs",
     "#doc": "doc",
     "#doc_z": "doc_z",
+    "#expires": "expires_at",
 }
+# Record.expires_at as epoch seconds (N): the attribute the table's TTL is enabled on (stacks/config.py
+# RESOURCES_TTL_ATTRIBUTE), so DynamoDB deletes expired records itself (within a day or two of expiry).
+TTL_ATTRIBUTE = "expires_at"
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
@@ -243,6 +247,8 @@ class DynamoDbResourceStore:
         }
         doc_name, body = self._doc(rec)
         item[doc_name] = body
+        if rec.expires_at is not None:
+            item[TTL_ATTRIBUTE] = {"N": str(int(rec.expires_at.timestamp()))}
         for slot, lookup in self._lookup_values(rec).items():
             if lookup is not None:
                 item[lookup_key(slot)] = {"S": lookup}
@@ -277,7 +283,15 @@ class DynamoDbResourceStore:
 
     def replace(self, rec: Record, *, expected_rev: int) -> Record:
         new = Record(
-            rec.kind, rec.workspace_id, rec.id, rec.doc, rec.created_at, expected_rev + 1, rec.archived, rec.attrs
+            rec.kind,
+            rec.workspace_id,
+            rec.id,
+            rec.doc,
+            rec.created_at,
+            expected_rev + 1,
+            rec.archived,
+            rec.attrs,
+            rec.expires_at,
         )
         name, body = self._doc(new)
         stale = "doc_z" if name == "doc" else "doc"
@@ -289,6 +303,7 @@ class DynamoDbResourceStore:
             "#attrs": "attrs",
             "#body": name,
             "#stale": stale,
+            "#expires": TTL_ATTRIBUTE,
         }
         values: _Item = {
             ":ws": {"S": rec.workspace_id},
@@ -300,6 +315,11 @@ class DynamoDbResourceStore:
         }
         sets = ["#rev = :rev", "#archived = :archived", "#attrs = :attrs", "#body = :body"]
         removes = ["#stale"]
+        if new.expires_at is None:
+            removes.append("#expires")
+        else:
+            values[":expires"] = {"N": str(int(new.expires_at.timestamp()))}
+            sets.append("#expires = :expires")
         for slot, value in self._lookup_values(new).items():
             names[f"#lk{slot}"] = lookup_key(slot)
             if value is None:
@@ -536,4 +556,5 @@ class DynamoDbResourceStore:
             rev=int(item["rev"]["N"]),
             archived=bool(item["archived"]["BOOL"]),
             attrs=json.loads(item["attrs"]["S"]),
+            expires_at=datetime.fromtimestamp(int(item[TTL_ATTRIBUTE]["N"]), UTC) if TTL_ATTRIBUTE in item else None,
         )

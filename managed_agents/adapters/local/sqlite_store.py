@@ -12,6 +12,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
 from managed_agents.domain import deadline
@@ -31,6 +32,7 @@ CREATE TABLE IF NOT EXISTS resources (
     archived INTEGER NOT NULL DEFAULT 0,
     attrs TEXT NOT NULL,
     doc TEXT NOT NULL,
+    expires_at TEXT,
     PRIMARY KEY (kind, id)
 );
 CREATE INDEX IF NOT EXISTS resources_by_time ON resources (kind, workspace_id, created_at, id);
@@ -68,6 +70,8 @@ def _attr_sql(attr: str, params: list[object]) -> str:
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 BUSY_TIMEOUT_MS = 30_000
+_RECORD_COLUMNS = "kind, id, workspace_id, created_at, rev, archived, attrs, doc, expires_at"
+_EXPIRY_INDEX = "CREATE INDEX IF NOT EXISTS resources_by_expiry ON resources (expires_at) WHERE expires_at IS NOT NULL"
 _BUSY = "the database is busy with another write and the request's deadline passed; nothing was done, retry"
 
 
@@ -85,7 +89,12 @@ class SqliteDatabase:
         self.path = str(path)
         self._local = threading.local()
         self._write_lock = threading.Lock()
-        self._conn().executescript(_SCHEMA + _LOOKUP_INDEXES)
+        conn = self._conn()
+        conn.executescript(_SCHEMA)
+        columns = {str(row[1]) for row in conn.execute("PRAGMA table_info(resources)")}
+        if "expires_at" not in columns:  # a database made before records could expire
+            conn.execute("ALTER TABLE resources ADD COLUMN expires_at TEXT")
+        conn.executescript(_LOOKUP_INDEXES + _EXPIRY_INDEX + ";")
 
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -302,9 +311,13 @@ class SqliteResourceStore:
     def insert(self, rec: Record) -> None:
         try:
             with self.db.transaction() as conn:
+                if rec.expires_at is not None:  # expiring records purge the expired ones (an index range)
+                    conn.execute(
+                        "DELETE FROM resources WHERE expires_at IS NOT NULL AND expires_at < ?",
+                        (rfc3339(datetime.now(UTC)),),
+                    )
                 conn.execute(
-                    "INSERT INTO resources (kind, id, workspace_id, created_at, rev, archived, attrs, doc)"
-                    " VALUES (?,?,?,?,?,?,?,?)",
+                    f"INSERT INTO resources ({_RECORD_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)",
                     self._values(rec),
                 )
         except sqlite3.IntegrityError as exc:
@@ -312,33 +325,40 @@ class SqliteResourceStore:
 
     def get(self, kind: str, workspace_id: str, id_: str) -> Record | None:
         rows = self.db.query(
-            "SELECT kind, id, workspace_id, created_at, rev, archived, attrs, doc FROM resources"
-            " WHERE kind = ? AND id = ? AND workspace_id = ?",
+            f"SELECT {_RECORD_COLUMNS} FROM resources WHERE kind = ? AND id = ? AND workspace_id = ?",
             (kind, id_, workspace_id),
         )
         return self._record(rows[0]) if rows else None
 
     def get_by_id(self, kind: str, id_: str) -> Record | None:
         rows = self.db.query(
-            "SELECT kind, id, workspace_id, created_at, rev, archived, attrs, doc FROM resources"
-            " WHERE kind = ? AND id = ?",
+            f"SELECT {_RECORD_COLUMNS} FROM resources WHERE kind = ? AND id = ?",
             (kind, id_),
         )
         return self._record(rows[0]) if rows else None
 
     def replace(self, rec: Record, *, expected_rev: int) -> Record:
         new = Record(
-            rec.kind, rec.workspace_id, rec.id, rec.doc, rec.created_at, expected_rev + 1, rec.archived, rec.attrs
+            rec.kind,
+            rec.workspace_id,
+            rec.id,
+            rec.doc,
+            rec.created_at,
+            expected_rev + 1,
+            rec.archived,
+            rec.attrs,
+            rec.expires_at,
         )
         with self.db.transaction() as conn:
             cur = conn.execute(
-                "UPDATE resources SET rev = ?, archived = ?, attrs = ?, doc = ?"
+                "UPDATE resources SET rev = ?, archived = ?, attrs = ?, doc = ?, expires_at = ?"
                 " WHERE kind = ? AND id = ? AND workspace_id = ? AND rev = ?",
                 (
                     new.rev,
                     int(new.archived),
                     _dumps(new.attrs),
                     _dumps(new.doc),
+                    None if new.expires_at is None else rfc3339(new.expires_at),
                     rec.kind,
                     rec.id,
                     rec.workspace_id,
@@ -358,10 +378,7 @@ class SqliteResourceStore:
 
     def list_records(self, kind: str, workspace_id: str, query: ListQuery) -> tuple[list[Record], bool]:
         params: list[object] = [kind, workspace_id]
-        sql = (
-            "SELECT kind, id, workspace_id, created_at, rev, archived, attrs, doc FROM resources"
-            " WHERE kind = ? AND workspace_id = ?"
-        )
+        sql = f"SELECT {_RECORD_COLUMNS} FROM resources WHERE kind = ? AND workspace_id = ?"
         if not query.include_archived:
             sql += " AND archived = 0"
         sql += _range_sql("created_at", query.created, params)
@@ -387,8 +404,7 @@ class SqliteResourceStore:
         params: list[object] = [kind]
         where = _attr_sql(attr, params)
         rows = self.db.query(
-            "SELECT kind, id, workspace_id, created_at, rev, archived, attrs, doc FROM resources"
-            f" WHERE kind = ? AND {where} IN ({','.join('?' * len(values))})",
+            f"SELECT {_RECORD_COLUMNS} FROM resources WHERE kind = ? AND {where} IN ({','.join('?' * len(values))})",
             [*params, *values],
         )
         return [self._record(r) for r in rows]
@@ -404,11 +420,12 @@ class SqliteResourceStore:
             int(rec.archived),
             _dumps(rec.attrs),
             _dumps(rec.doc),
+            None if rec.expires_at is None else rfc3339(rec.expires_at),
         )
 
     @staticmethod
     def _record(row: Sequence[object]) -> Record:
-        kind, id_, ws, created_at, rev, archived, attrs, doc = row
+        kind, id_, ws, created_at, rev, archived, attrs, doc, expires_at = row
         loaded_doc: JsonObject = json.loads(str(doc))
         return Record(
             kind=str(kind),
@@ -419,4 +436,5 @@ class SqliteResourceStore:
             rev=int(str(rev)),
             archived=bool(archived),
             attrs=json.loads(str(attrs)),
+            expires_at=None if expires_at is None else parse_rfc3339(str(expires_at)),
         )
