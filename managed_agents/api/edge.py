@@ -23,14 +23,17 @@ from fastapi.routing import APIRoute
 from starlette.types import Message
 
 from managed_agents.api import betas
+from managed_agents.api.errors import request_id
 from managed_agents.domain.deadline import deadline
 from managed_agents.domain.errors import (
+    Conflict,
     GatewayTimeout,
     InvalidRequest,
     PermissionDenied,
     RequestTooLarge,
     ServiceUnavailable,
 )
+from managed_agents.services.idempotency import IdempotencyService, StoredResponse, fingerprint
 from managed_agents.services.keys import Principal
 
 if TYPE_CHECKING:
@@ -40,6 +43,10 @@ DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024
 DEFAULT_BODY_TIMEOUT_SECONDS = 60.0
 DEFAULT_DEADLINE_SECONDS = 30.0
 PRINCIPAL = "principal"  # request.state attribute
+# On a create route: `@router.post("", openapi_extra=REPLAYS_RETRIES_EXTRA)`: an SDK retry of a create whose response
+# was lost gets the first attempt's response instead of creating a second resource (services/idempotency.py).
+REPLAYS_RETRIES = "x-replays-retries"
+REPLAYS_RETRIES_EXTRA = {REPLAYS_RETRIES: True}
 # A route's own body cap: `@router.post(..., openapi_extra={MAX_BODY_EXTRA: n})` (a file upload's, say). It shows in
 # the OpenAPI document too. (Not FastAPI's `max_body_size=`: Starlette's limiter behind it replaces any response to
 # an oversized request with a plain-text 413, outside the error envelope.)
@@ -158,6 +165,7 @@ class EdgeRoute(APIRoute):
     """A `/v1` route: authenticated, beta-checked and body-limited before FastAPI reads the body (see module doc)."""
 
     beta: ClassVar[betas.BetaRule | None] = None
+    idempotent: ClassVar[bool] = True  # POSTs honour Idempotency-Key (off for the work-queue protocol)
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
@@ -165,17 +173,53 @@ class EdgeRoute(APIRoute):
         async def edge(request: Request) -> Response:
             token = _BUDGET.set(_budget(request, write=request.method not in ("GET", "HEAD")))
             try:
-                await authenticate(request)
+                p = await authenticate(request)
                 betas.check(betas.parse(request.headers.getlist("anthropic-beta")), self.beta)
-                if self.body_field is not None or request.method in ("POST", "PUT", "PATCH"):
-                    request = await self._with_body(request)
+                if self.body_field is None and request.method not in ("POST", "PUT", "PATCH"):
+                    return await handler(request)
+                request, body = await self._with_body(request)
+                if request.method == "POST" and self.idempotent:
+                    return await self._once(request, p, body, handler)
                 return await handler(request)
             finally:
                 _BUDGET.reset(token)
 
         return edge
 
-    async def _with_body(self, request: Request) -> Request:
+    async def _once(
+        self,
+        request: Request,
+        p: Principal,
+        body: bytes,
+        handler: Callable[[Request], Coroutine[Any, Any, Response]],
+    ) -> Response:
+        """A POST that must not take effect twice (services/idempotency.py): with an `Idempotency-Key`, or, on a
+        create, an SDK retry (`x-stainless-retry-count` >= 1). Event sends recognise their retries themselves."""
+        key = request.headers.get("idempotency-key")
+        replays_retries = bool((self.openapi_extra or {}).get(REPLAYS_RETRIES))
+        if key is None and not replays_retries:
+            return await handler(request)
+        service = _idempotency(request)
+        path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        print_ = fingerprint(request.method, path, body)
+        if key is not None:
+            outcome = await call(service.begin, p.workspace_id, key, print_)
+        else:
+            outcome = await call(service.begin_create, p.workspace_id, p.key_id, print_, retried=sdk_retry(request))
+        if isinstance(outcome, StoredResponse):
+            return _replayed(outcome, key is not None)
+        try:
+            response = await handler(request)
+        except BaseException:
+            await call(service.release, outcome)
+            raise
+        if 200 <= response.status_code < 300 and isinstance(response.body, bytes):
+            await call(service.complete, outcome, response.status_code, response.body.decode(), request_id(request))
+        else:
+            await call(service.release, outcome)
+        return response
+
+    async def _with_body(self, request: Request) -> tuple[Request, bytes]:
         own = (self.openapi_extra or {}).get(MAX_BODY_EXTRA)
         cap: int = own or _settings_value(request, "max_request_body_bytes", DEFAULT_MAX_BODY_BYTES)
         declared = request.headers.get("content-length")
@@ -206,14 +250,42 @@ class EdgeRoute(APIRoute):
                 return {"type": "http.request", "body": body, "more_body": False}
             return await request.receive()  # a disconnect, for handlers that watch for one
 
-        return Request(request.scope, replay)
+        return Request(request.scope, replay), body
+
+
+def sdk_retry(request: Request) -> bool:
+    """Whether the official SDK says this request is a retry (`x-stainless-retry-count` >= 1)."""
+    count = request.headers.get("x-stainless-retry-count", "0")
+    return count.isdigit() and int(count) >= 1
+
+
+def _idempotency(request: Request) -> IdempotencyService:
+    state = request.app.state
+    service: IdempotencyService | None = getattr(state, "idempotency", None)
+    if service is None:
+        rt = runtime(request)
+        service = state.idempotency = IdempotencyService(rt.resources, rt.clock)
+    return service
+
+
+def _replayed(stored: StoredResponse, explicit: bool) -> Response:
+    if stored.body is None:
+        raise Conflict(
+            "this request already succeeded (request id"
+            f" {stored.request_id}), but its response was too large to keep for replay; read the result instead"
+        )
+    headers = {"idempotent-replayed": "true" if explicit else "retry", "original-request-id": stored.request_id}
+    return Response(stored.body, status_code=stored.status, media_type="application/json", headers=headers)
 
 
 def _too_large(cap: int, what: str) -> RequestTooLarge:
     return RequestTooLarge(f"request body too large: {what} than the {cap} bytes this endpoint accepts")
 
 
-def edge_router(prefix: str, *, tags: list[str], beta: betas.BetaRule | None, **kwargs: Any) -> APIRouter:
+def edge_router(
+    prefix: str, *, tags: list[str], beta: betas.BetaRule | None, idempotent: bool = True, **kwargs: Any
+) -> APIRouter:
     """A router whose routes pass the door (EdgeRoute) with this beta rule."""
-    route_class = type(f"EdgeRoute_{tags[0] if tags else 'v1'}", (EdgeRoute,), {"beta": beta})
+    attrs = {"beta": beta, "idempotent": idempotent}
+    route_class = type(f"EdgeRoute_{tags[0] if tags else 'v1'}", (EdgeRoute,), attrs)
     return APIRouter(prefix=prefix, tags=list(tags), route_class=route_class, **kwargs)

@@ -80,8 +80,8 @@ def describe(doc: dict[str, Any], app: FastAPI) -> dict[str, Any]:
         "bearer": {"type": "http", "scheme": "bearer", "description": "API key, environment key or work token"},
         "api_key": {"type": "apiKey", "in": "header", "name": "x-api-key"},
     }
-    betas = {
-        (route.path_format, method.lower()): route.beta
+    edges = {
+        (route.path_format, method.lower()): route
         for route in app.routes
         if isinstance(route, EdgeRoute)
         for method in route.methods or ()
@@ -103,7 +103,19 @@ def describe(doc: dict[str, Any], app: FastAPI) -> dict[str, Any]:
             if not path.startswith("/v1/"):
                 continue
             op["security"] = [{"bearer": []}, {"api_key": []}]
-            rule = betas.get((path, method))
+            route = edges.get((path, method))
+            if route is not None and route.idempotent and method == "post":
+                op.setdefault("parameters", []).append(
+                    {
+                        "name": "Idempotency-Key",
+                        "in": "header",
+                        "required": False,
+                        "description": "the same key and request within 24 h replay the first response; the same key"
+                        " with another request is a 400 (README: Retries and idempotency)",
+                        "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~]+$"},
+                    }
+                )
+            rule = route.beta if route is not None else None
             if rule is not None:
                 op.setdefault("parameters", []).append(
                     {

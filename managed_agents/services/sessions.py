@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import json
 import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -33,6 +35,7 @@ from managed_agents.ports import EventNotifier, EventStore, ListQuery, Record, i
 from managed_agents.services.agents import AgentService, check_tools, resolve_model, resolve_tools
 from managed_agents.services.common import Services, archive_record, check_metadata, list_page, patch_metadata, render
 from managed_agents.services.environments import EnvironmentService
+from managed_agents.services.idempotency import RETRY_WINDOW
 from managed_agents.services.keys import Principal
 from managed_agents.services.multiagent import session_multiagent
 from managed_agents.services.records import mutate
@@ -69,6 +72,18 @@ SESSION_AGENT_FIELDS = (
     "version",
 )
 ACTIVE = ("running", "rescheduling")
+# The events a client may send (events.send, api-reference §3.1): where a retried send looks for its first attempt.
+CLIENT_EVENT_TYPES = (
+    "user.message",
+    "user.interrupt",
+    "user.tool_confirmation",
+    "user.custom_tool_result",
+    "user.tool_result",
+    "agent.tool_result",  # a cloud worker's user.tool_result, as logged
+    "user.define_outcome",
+    "system.message",
+)
+RETRY_SCAN = 200
 log = logging.getLogger("managed_agents.sessions")
 
 
@@ -83,6 +98,16 @@ def _usage_zero() -> JsonObject:
 
 def _dump(m: BaseModel) -> JsonObject:
     return cast(JsonObject, m.model_dump(mode="json", exclude_none=True))
+
+
+def _echo(stored: Sequence[StoredEvent], sent: Sequence[EventParams]) -> list[JsonObject]:
+    """The events as sent (a cloud worker's user.tool_result is logged as agent.tool_result, see below)."""
+    return [{**e.wire(), "type": ev.type} for e, ev in zip(stored, sent, strict=True)]
+
+
+def _send_digest(events: Sequence[EventParams]) -> str:
+    text = json.dumps([_dump(e) for e in events], sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def render_session(doc: JsonObject, now: datetime) -> JsonObject:
@@ -353,7 +378,10 @@ class SessionService:
     def state(self, sid: str) -> SessionState:
         return fold(iter_all(self.events, sid))
 
-    def send(self, p: Principal, sid: str, events: Sequence[EventParams]) -> list[JsonObject]:
+    def send(self, p: Principal, sid: str, events: Sequence[EventParams], *, retried: bool = False) -> list[JsonObject]:
+        """Check and append the events. `retried`: the client says this is a retry of a request whose response it
+        did not get (the SDK's `x-stainless-retry-count` >= 1): if the send was logged, its events are returned
+        again instead of being appended twice (see `_logged_send`)."""
         rec = self.check_access(p, sid)
         if p.kind != "api_key":
             for i, ev in enumerate(events):
@@ -361,16 +389,49 @@ class SessionService:
                     raise PermissionDenied(
                         f"events[{i}]: {p.describe()} may only post user.tool_result and user.custom_tool_result"
                     )
+        digest = _send_digest(events)
+        if retried:
+            logged = self._logged_send(sid, p, digest)
+            if logged:
+                if rec.doc["status"] in ACTIVE and self.svc.orchestrator is not None:
+                    self.svc.orchestrator.wake(sid)  # the first attempt may have failed after its append: run it
+                return _echo(logged, events)
         if rec.archived:
             raise InvalidRequest(f"session {sid!r} is archived and accepts no new events")
         if rec.doc["status"] == "terminated":
             raise Conflict(f"session {sid!r} is terminated and accepts no new events")
-        stored = self._append_user_events(rec, self.state(sid), list(events), p)
-        # echoed as sent (a cloud worker's user.tool_result is logged as agent.tool_result, see below)
-        return [{**e.wire(), "type": ev.type} for e, ev in zip(stored, events, strict=True)]
+        stored = self._append_user_events(rec, self.state(sid), list(events), p, digest)
+        return _echo(stored, events)
+
+    def _logged_send(self, sid: str, p: Principal, digest: str) -> list[StoredEvent]:
+        """The events a send of this credential logged within RETRY_WINDOW, if its latest send was this one.
+
+        Each event of a send carries (in `internal`, never on the wire) the credential's key id, a hash of the sent
+        events and the id of the batch's first event. A retry matches only the *latest* send of the same
+        credential: an earlier identical send followed by another one is not mistaken for it. The look-back is
+        bounded (the window, and at most RETRY_SCAN client events)."""
+        since = self.svc.clock.now() - RETRY_WINDOW
+        recent = self.events.read(
+            sid, order="desc", limit=RETRY_SCAN, types=CLIENT_EVENT_TYPES, processed=TimeRange(gte=since)
+        )
+        for ev in recent:
+            sent = cast(JsonObject, (ev.internal or {}).get("sent") or {})
+            if sent.get("by") != p.key_id:
+                continue
+            if sent.get("hash") != digest:
+                return []
+            batch = sent.get("batch")
+            same = [e for e in recent if cast(JsonObject, (e.internal or {}).get("sent") or {}).get("batch") == batch]
+            return sorted(same, key=lambda e: e.seq)
+        return []
 
     def _append_user_events(
-        self, rec: Record, st: SessionState, events: list[EventParams], p: Principal | None
+        self,
+        rec: Record,
+        st: SessionState,
+        events: list[EventParams],
+        p: Principal | None,
+        digest: str | None = None,
     ) -> list[StoredEvent]:
         sid = rec.id
         answered: set[str] = set()
@@ -389,6 +450,9 @@ class SessionService:
             if isinstance(ev, UserToolResultParams):  # the worker's result: the agent's on a cloud environment
                 logged = builtin_tool_result_type(rec.doc.get("_environment_type"))
             batch.append(NewEvent(new_id("event"), logged, payload))
+        if p is not None and digest is not None:  # what a retry of this send recognises it by (_logged_send)
+            sent: JsonObject = {"by": p.key_id, "hash": digest, "batch": batch[0].id}
+            batch = [NewEvent(e.id, e.type, e.payload, {"sent": sent}) for e in batch]
         marked = rec.doc["status"] not in ACTIVE
         if marked:
 

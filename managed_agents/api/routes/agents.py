@@ -8,7 +8,7 @@ from fastapi import Depends, Query, Request
 
 from managed_agents.api import betas
 from managed_agents.api.deps import Limit, Version, call, principal, runtime, time_range
-from managed_agents.api.edge import edge_router
+from managed_agents.api.edge import REPLAYS_RETRIES_EXTRA, edge_router
 from managed_agents.domain.events import JsonObject
 from managed_agents.services.common import page_query
 from managed_agents.services.keys import Principal
@@ -19,7 +19,7 @@ Auth = Annotated[Principal, Depends(principal)]
 CreatedRange = Annotated[str | None, Query(alias="created_at[gte]")]
 
 
-@router.post("")
+@router.post("", openapi_extra=REPLAYS_RETRIES_EXTRA)
 async def create_agent(body: AgentCreateParams, request: Request, p: Auth) -> JsonObject:
     return await call(runtime(request).agents.create, p.workspace_id, body)
 

@@ -8,7 +8,7 @@ from fastapi import Depends, Request
 
 from managed_agents.api import betas
 from managed_agents.api.deps import Limit, call, principal, runtime
-from managed_agents.api.edge import edge_router
+from managed_agents.api.edge import REPLAYS_RETRIES_EXTRA, edge_router
 from managed_agents.domain.events import JsonObject
 from managed_agents.services.common import page_query
 from managed_agents.services.keys import Principal
@@ -18,7 +18,7 @@ router = edge_router("/v1/environments", tags=["environments"], beta=betas.ENVIR
 Auth = Annotated[Principal, Depends(principal)]
 
 
-@router.post("")
+@router.post("", openapi_extra=REPLAYS_RETRIES_EXTRA)
 async def create_environment(body: EnvironmentCreateParams, request: Request, p: Auth) -> JsonObject:
     return await call(runtime(request).environments.create, p.workspace_id, body)
 

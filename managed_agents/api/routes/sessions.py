@@ -20,7 +20,7 @@ from managed_agents.api.deps import (
     runtime,
     time_range,
 )
-from managed_agents.api.edge import credential, edge_router
+from managed_agents.api.edge import REPLAYS_RETRIES_EXTRA, credential, edge_router, sdk_retry
 from managed_agents.api.errors import envelope, request_id
 from managed_agents.api.sse import event_stream
 from managed_agents.domain.errors import ApiError, InvalidRequest, NotFound
@@ -36,7 +36,7 @@ AnyAuth = Annotated[Principal, Depends(any_principal)]  # session-level calls: a
 STATUSES = ("rescheduling", "running", "idle", "terminated")
 
 
-@router.post("")
+@router.post("", openapi_extra=REPLAYS_RETRIES_EXTRA)
 async def create_session(body: SessionCreateParams, request: Request, p: Auth) -> JsonObject:
     return await call(runtime(request).sessions.create, p.workspace_id, body)
 
@@ -102,7 +102,7 @@ async def delete_session(session_id: str, request: Request, p: Auth) -> JsonObje
 
 @router.post("/{session_id}/events")
 async def send_events(session_id: str, body: EventSendParams, request: Request, p: AnyAuth) -> JsonObject:
-    data = await call(runtime(request).sessions.send, p, session_id, body.events)
+    data = await call(runtime(request).sessions.send, p, session_id, body.events, retried=sdk_retry(request))
     return {"data": data}
 
 

@@ -8,7 +8,7 @@ from fastapi import Depends, Request
 
 from managed_agents.api import betas
 from managed_agents.api.deps import Limit, call, principal, runtime
-from managed_agents.api.edge import edge_router
+from managed_agents.api.edge import REPLAYS_RETRIES_EXTRA, edge_router
 from managed_agents.domain.errors import NotFound
 from managed_agents.domain.events import JsonObject
 from managed_agents.services.common import page_query
@@ -35,7 +35,7 @@ def service(request: Request) -> VaultService:
 Vaults = Annotated[VaultService, Depends(service)]
 
 
-@router.post("")
+@router.post("", openapi_extra=REPLAYS_RETRIES_EXTRA)
 async def create_vault(body: VaultCreateParams, request: Request, p: Auth, v: Vaults) -> JsonObject:
     return await call(v.create, p.workspace_id, body)
 
@@ -74,7 +74,7 @@ async def archive_vault(vault_id: str, request: Request, p: Auth, v: Vaults) -> 
     return await call(v.archive, p.workspace_id, vault_id)
 
 
-@router.post("/{vault_id}/credentials")
+@router.post("/{vault_id}/credentials", openapi_extra=REPLAYS_RETRIES_EXTRA)
 async def create_credential(
     vault_id: str, body: CredentialCreateParams, request: Request, p: Auth, v: Vaults
 ) -> JsonObject:

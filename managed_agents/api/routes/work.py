@@ -31,9 +31,11 @@ def _work(request: Request) -> WorkService:
     return work
 
 
-router = edge_router("/v1/environments/{environment_id}", tags=["work"], beta=betas.ENVIRONMENTS_API)
-# Environment keys are this platform's extension: no SDK method calls them, so they take no beta header.
-keys_router = edge_router("/v1/environments/{environment_id}", tags=["environment keys"], beta=None)
+# The work-queue protocol has its own state machine (leases, heartbeat preconditions): no Idempotency-Key replays.
+router = edge_router("/v1/environments/{environment_id}", tags=["work"], beta=betas.ENVIRONMENTS_API, idempotent=False)
+# Environment keys are this platform's extension: no SDK method calls them, so they take no beta header; and their
+# responses carry the key's secret, which must never be kept for a replay.
+keys_router = edge_router("/v1/environments/{environment_id}", tags=["environment keys"], beta=None, idempotent=False)
 Auth = Annotated[Principal, Depends(principal)]
 AnyAuth = Annotated[Principal, Depends(any_principal)]
 
