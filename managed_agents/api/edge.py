@@ -208,15 +208,20 @@ class EdgeRoute(APIRoute):
             outcome = await call(service.begin_create, p.workspace_id, p.key_id, print_, retried=sdk_retry(request))
         if isinstance(outcome, StoredResponse):
             return _replayed(outcome, key is not None)
+        # Settling the claim is not cut short by the request's deadline nor by a client that went away: the work is
+        # done (or failed), and a claim left pending would turn the client's retry into a 409 for minutes.
         try:
             response = await handler(request)
         except BaseException:
-            await call(service.release, outcome)
+            with anyio.CancelScope(shield=True):
+                await to_thread.run_sync(service.release, outcome)
             raise
-        if 200 <= response.status_code < 300 and isinstance(response.body, bytes):
-            await call(service.complete, outcome, response.status_code, response.body.decode(), request_id(request))
-        else:
-            await call(service.release, outcome)
+        with anyio.CancelScope(shield=True):
+            if 200 <= response.status_code < 300 and isinstance(response.body, bytes):
+                text, req_id = response.body.decode(), request_id(request)
+                await to_thread.run_sync(service.complete, outcome, response.status_code, text, req_id)
+            else:
+                await to_thread.run_sync(service.release, outcome)
         return response
 
     async def _with_body(self, request: Request) -> tuple[Request, bytes]:
