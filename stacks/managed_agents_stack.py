@@ -14,7 +14,8 @@ Who may do what (every role is its own, least privilege; `live` aliases are the 
 | ToolWait | resources read-write, events read, send task results |
 | MCP proxy | resources read-write (a refresh records the token's expiry on the credential), read, create and |
 |           | write vault secrets (the only principal whose decrypt the vault key allows, which writes need too) |
-| provisioner | resources read-write, Run/Stop/DescribeTasks of the sandbox task, PassRole of its execution role |
+| provisioner | resources read-write, Run/List/Stop/DescribeTasks of the sandbox task, PassRole of its execution |
+|             | role |
 | triggers | events/resources read-write, spill objects, start session-run executions |
 | reaper | events/resources read-write, spill objects, start/describe session-run executions, send task results, |
 |        | invoke the provisioner (stop the lost sandbox) |
@@ -335,6 +336,13 @@ class ManagedAgentsStack(Stack):
             "Sandbox tasks are started at run time, one per session; the statement covers tasks of the sandbox "
             "cluster only (and ecs:cluster is pinned by condition).",
             tasks_finding,
+        )
+        acknowledge(
+            self.provisioner.role,
+            "AwsSolutions-IAM5",
+            "ecs:ListTasks (how the provisioner finds a session's tasks to stop them) names no task; its statement is "
+            "pinned to the sandbox cluster by the ecs:cluster condition.",
+            "Resource::*",
         )
 
     def _outputs(self) -> None:

@@ -337,28 +337,40 @@ class SessionService:
         return render_session(new.doc, self.svc.clock.now())
 
     def archive(self, ws: str, sid: str) -> JsonObject:
-        rec = archive_record(self.svc.resources, self.svc.clock, self.record(ws, sid))
+        rec = self.record(ws, sid)
+        # The sandbox stops first: when it cannot, the request fails retryably (503) with nothing changed.
         if self.work is not None:
-            self.work.stop_session(sid)
+            self.work.stop_sandbox(sid)
+        rec = archive_record(self.svc.resources, self.svc.clock, rec)
+        if self.work is not None:
+            self.work.end_session(sid)
         for hook in self.ended_hooks:
             hook(sid)
         return render_session(rec.doc, self.svc.clock.now())
 
     def delete(self, ws: str, sid: str) -> JsonObject:
-        rec = self.record(ws, sid)
-        if rec.doc["status"] in ACTIVE:
+        """Stop the sandbox (a failure changes nothing: 503, retry), then mark the session deleted and remove its
+        work, events and record. Every step after the mark is idempotent and a marked session is still deletable,
+        so a delete cut off half-way (a crash, a timeout) is finished by the retry instead of leaving its log."""
+        rec = self.svc.resources.get("session", ws, sid)
+        if rec is None:
+            raise NotFound(f"session {sid!r} not found")
+        if not rec.doc.get("_deleted") and rec.doc["status"] in ACTIVE:
             raise Conflict(
                 f"session {sid!r} is {rec.doc['status']}; send user.interrupt and wait for idle before deleting it"
             )
+        if self.work is not None:
+            self.work.stop_sandbox(sid)
 
         def change(r: Record) -> None:
             r.doc["_deleted"] = True
 
-        mutate(self.svc.resources, rec, change)
+        if not rec.doc.get("_deleted"):
+            mutate(self.svc.resources, rec, change)
         if self.svc.orchestrator is not None:
             self.svc.orchestrator.forget(sid)
         if self.work is not None:
-            self.work.stop_session(sid, dispose=True)
+            self.work.end_session(sid, dispose=True)
         for hook in self.ended_hooks:
             hook(sid)
         self.notifier.publish_deleted(sid)

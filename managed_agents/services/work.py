@@ -40,6 +40,7 @@ from managed_agents.domain.errors import (
     NotFound,
     PermissionDenied,
     PreconditionFailed,
+    ServiceUnavailable,
     StaleRevision,
 )
 from managed_agents.domain.events import JsonObject, NewEvent, builtin_tool_result_type
@@ -536,8 +537,23 @@ class WorkService:
         if pending and self.svc.orchestrator is not None:
             self.svc.orchestrator.wake(session_id)
 
-    def stop_session(self, session_id: str, *, dispose: bool = False) -> None:
-        """Session deleted or archived: stop its work and its sandbox."""
+    def stop_sandbox(self, session_id: str) -> None:
+        """Stop the session's sandbox before it is archived or deleted, so that a failure changes nothing:
+        ServiceUnavailable (retryable) when the provisioner cannot stop it. Stopping a stopped sandbox is a no-op."""
+        if self.provisioner is None:
+            return
+        try:
+            self.provisioner.stop(session_id, None)
+        except Exception as exc:
+            log.exception("stopping the sandbox failed", extra={"session_id": session_id})
+            raise ServiceUnavailable(
+                f"could not stop the sandbox of session {session_id!r}, so nothing was changed; retry the request"
+                f" ({exc})"
+            ) from exc
+
+    def end_session(self, session_id: str, *, dispose: bool = False) -> None:
+        """The session was archived or deleted, its sandbox stopped first (`stop_sandbox`): stop its work items (a
+        sandbox launched meanwhile then finds its work stopped and ends) and, on delete, remove the sandbox's files."""
         for rec in self.resources.find("work", "session_id", [session_id]):
             if rec.doc["state"] != "stopped":
 
@@ -546,10 +562,8 @@ class WorkService:
                         _stop(r, rfc3339(self._now()), "session_ended")
 
                 mutate(self.resources, rec, change)
-        if self.provisioner is not None:
-            self.provisioner.stop(session_id, None)
-            if dispose:
-                self.provisioner.dispose(session_id)
+        if dispose and self.provisioner is not None:
+            self.provisioner.dispose(session_id)
 
 
 def _set_state(r: Record, state: str) -> None:

@@ -177,8 +177,9 @@ class Sandbox(Construct):
         )
 
     def grant_run(self, role: iam.IRole) -> None:
-        """RunTask/StopTask/DescribeTasks of the sandbox task definition in this cluster, and PassRole of the
-        execution role only (there is no task role to pass)."""
+        """What EcsSandboxProvisioner calls: RunTask of the sandbox task definition in this cluster, ListTasks (how
+        `stop` finds a session's tasks), StopTask/DescribeTasks of its tasks, and PassRole of the execution role only
+        (there is no task role to pass)."""
         stack = Stack.of(self)
         role.add_to_principal_policy(
             iam.PolicyStatement(
@@ -199,6 +200,16 @@ class Sandbox(Construct):
                 sid="ManageSandboxTasks",
                 actions=["ecs:StopTask", "ecs:DescribeTasks"],
                 resources=[tasks_arn],
+                conditions={"ArnEquals": {"ecs:cluster": self.cluster.cluster_arn}},
+            )
+        )
+        # ListTasks names no task (its resource would be the cluster's container instances, which Fargate has
+        # none of): all resources, pinned to this cluster by the ecs:cluster condition.
+        role.add_to_principal_policy(
+            iam.PolicyStatement(
+                sid="ListSandboxTasks",
+                actions=["ecs:ListTasks"],
+                resources=["*"],
                 conditions={"ArnEquals": {"ecs:cluster": self.cluster.cluster_arn}},
             )
         )

@@ -138,6 +138,15 @@ def test_only_the_provisioner_runs_sandbox_tasks_and_passes_only_the_execution_r
     policies = default_synth.resources("AWS::IAM::Policy")
     assert runners == passers
     assert all(policies[p]["Properties"]["Roles"] == [{"Ref": provisioner_role}] for p in runners) and runners
+    # And every ECS task action the provisioner's stop makes (ListTasks first) is granted, in the sandbox cluster only
+    cluster_lid, _ = default_synth.one("AWS::ECS::Cluster")
+    granted = set()
+    for st in _role_statements(default_synth, provisioner_role):
+        ecs_actions = {a for a in _as_list(st["Action"]) if a.startswith("ecs:") and a != "ecs:TagResource"}
+        if ecs_actions:
+            granted |= ecs_actions
+            assert st["Condition"] == {"ArnEquals": {"ecs:cluster": {"Fn::GetAtt": [cluster_lid, "Arn"]}}}
+    assert granted == {"ecs:RunTask", "ecs:ListTasks", "ecs:DescribeTasks", "ecs:StopTask"}
 
 
 # ------------------------------------------------------------------------------------------------------------- vault
