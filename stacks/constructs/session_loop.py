@@ -30,6 +30,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
+from managed_agents.adapters.aws.lambda_invoke import RETRYABLE_INVOKE_ERRORS
 from stacks.config import (
     STATE_CONTINUE_AS_NEW,
     STATE_CONTINUED,
@@ -47,6 +48,23 @@ from stacks.constructs.python_function import PythonFunction
 from stacks.nag import acknowledge
 
 _TIMEOUT_ERRORS = ["States.Timeout", "States.HeartbeatTimeout"]
+# What Lambda refuses before it runs the function, for reasons that pass (throttling, a SnapStart version idle for
+# 14 days being initialized again, a deployment updating the function, ...): the same codes every boto3 Invoke of
+# ours retries (managed_agents/adapters/aws/lambda_invoke.py), as the task errors Step Functions names them. The
+# task's default Retry (CDK's retry_on_service_exceptions) covers Lambda's 500s.
+LAMBDA_NOT_READY_ERRORS = sorted(f"Lambda.{code}" for code in RETRYABLE_INVOKE_ERRORS)
+
+
+def retry_lambda_not_ready(task: tasks.LambdaInvoke) -> None:
+    """Up to 6 more attempts, 2 s doubling with full jitter: at most about 2 minutes, what a SnapStart version may
+    take to become Active again."""
+    task.add_retry(
+        errors=LAMBDA_NOT_READY_ERRORS,
+        interval=Duration.seconds(2),
+        max_attempts=6,
+        backoff_rate=2,
+        jitter_strategy=sfn.JitterType.FULL,
+    )
 
 
 def state_machine_name(config: PlatformConfig) -> str:
@@ -102,13 +120,7 @@ class SessionLoop(Construct):
             output_path="$.Payload",
             comment="One model turn of the harness; returns the next step",
         )
-        turn.add_retry(
-            errors=["Lambda.TooManyRequestsException"],
-            interval=Duration.seconds(1),
-            max_attempts=6,
-            backoff_rate=2,
-            jitter_strategy=sfn.JitterType.FULL,
-        )
+        retry_lambda_not_ready(turn)
         # A turn is safe to re-run (deterministic event ids, conditional appends): retry a crashed or timed-out one.
         turn.add_retry(
             errors=["Sandbox.Timedout", "Lambda.Unknown"], interval=Duration.seconds(2), max_attempts=2, backoff_rate=2
@@ -131,6 +143,7 @@ class SessionLoop(Construct):
             result_path=sfn.JsonPath.DISCARD,
             comment="Append session.error and go idle, as the embedded runtime does; release the session's run",
         )
+        retry_lambda_not_ready(report)
         report.add_catch(failed, errors=["States.ALL"], result_path="$.report_error")
         report.next(failed)
 
@@ -156,6 +169,7 @@ class SessionLoop(Construct):
             result_path=sfn.JsonPath.DISCARD,
             comment="Wait for built-in tool results; the API sends the task token back when they are logged",
         )
+        retry_lambda_not_ready(tool_wait_task)
         tool_wait_task.add_catch(turn, errors=_TIMEOUT_ERRORS, result_path="$.tool_wait_error")
         tool_wait_task.next(turn)
 

@@ -16,6 +16,7 @@ import boto3
 import pytest
 from moto import mock_aws
 from moto.awslambda_simple.models import LambdaSimpleBackend
+from moto.core.exceptions import JsonRESTError
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import state_task_service_sfn
 
 from stacks.asl import state_machine_definition
@@ -33,11 +34,15 @@ class Lambdas:
     outcomes: list[dict[str, Any]] = field(default_factory=list)
     calls: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     tokens: list[str] = field(default_factory=list)
+    refusals: list[str] = field(default_factory=list)  # Lambda API errors to answer before running anything
 
     def invoke(self, function_name: str, body: bytes | str) -> bytes:
         event = json.loads(body)
         name = function_name.rsplit(":", 1)[-1]
         kind = next(k for k in ("ModelTurn", "ToolWait", "ReportFailure") if name.startswith(k))
+        if self.refusals:
+            self.calls.append((f"refused:{kind}", event))
+            raise JsonRESTError(self.refusals.pop(0), "Lambda is initializing your function.")
         self.calls.append((kind, event))
         if kind == "ModelTurn":
             out = {"session_id": event["session_id"], "turns": event["turns"] + 1, "wait_seconds": 0, "reason": ""}
@@ -116,6 +121,41 @@ def test_plain_turns_until_parked(machine: Machine) -> None:
         {"session_id": "sesn_1", "turns": 0, "execution": "plain"},
         {"session_id": "sesn_1", "turns": 1, "execution": "plain"},
     ]
+
+
+def test_a_snapstart_version_that_is_not_ready_is_invoked_again(machine: Machine) -> None:
+    # Given a ModelTurn version idle for 14 days: Lambda refuses the first invoke while it initializes it again
+    machine.lambdas.refusals = ["SnapStartNotReadyException"]
+    machine.lambdas.outcomes = [{"outcome": "parked"}]
+    # When a run starts
+    described = machine.run("snapstart-idle")
+    # Then the task's Retry invoked it again and the run ended normally, without a ReportFailure
+    assert described["status"] == "SUCCEEDED"
+    assert machine.lambdas.kinds() == ["refused:ModelTurn", "ModelTurn"]
+
+
+def test_every_lambda_task_retries_what_lambda_refuses_before_running(default_synth: Synth) -> None:
+    # Given the synthesized definition
+    definition = state_machine_definition(default_synth.template, refs=_AnyRef(), region=REGION, account=ACCOUNT)
+    lambda_tasks = {n: s for n, s in definition["States"].items() if "lambda:invoke" in s.get("Resource", "")}
+    assert set(lambda_tasks) == {"ModelTurn", "ToolWait", "ReportFailure"}
+    for name, state in lambda_tasks.items():
+        retried = {e for r in state["Retry"] for e in r["ErrorEquals"]}
+        # Then each retries throttling, SnapStart not ready / timed out, and a function being updated or re-activated
+        assert {
+            "Lambda.TooManyRequestsException",
+            "Lambda.SnapStartNotReadyException",
+            "Lambda.SnapStartTimeoutException",
+            "Lambda.ResourceNotReadyException",
+            "Lambda.ResourceConflictException",
+            "Lambda.EC2ThrottledException",
+            "Lambda.ServiceException",
+        } <= retried, name
+
+
+class _AnyRef(dict[str, str]):
+    def __missing__(self, key: str) -> str:
+        return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{key}"
 
 
 def test_retry_after_waits_then_runs_the_turn_again(machine: Machine) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
 
+from managed_agents.adapters.aws.lambda_invoke import DEFAULT_RETRY
 from managed_agents.adapters.aws.lambda_mcp_gateway import LambdaMcpGateway
 from managed_agents.adapters.aws.mcp_proxy_contract import failure, success
 from managed_agents.domain.errors import Conflict, NotFound, ServiceUnavailable
@@ -170,30 +171,47 @@ def test_an_unhandled_function_error_names_its_type_but_not_its_message() -> Non
         gateway.list_tools("sesn_1", "tools")
 
 
-def test_throttling_is_retried_with_backoff_then_succeeds() -> None:
-    # Given two throttled invokes (AWS refuses them before running anything) then an answer
-    fake = FakeLambda(
-        _client_error("TooManyRequestsException"),
-        _client_error("TooManyRequestsException"),
-        success({"tools": []}),
-    )
+@pytest.mark.parametrize(
+    "code",
+    [
+        "TooManyRequestsException",
+        "SnapStartNotReadyException",  # a SnapStart version idle for 14 days is initialized again on its next invoke
+        "SnapStartTimeoutException",
+        "ResourceNotReadyException",
+        "ResourceConflictException",
+        "EC2ThrottledException",
+    ],
+)
+def test_refusals_before_the_function_runs_are_retried_with_backoff_then_succeed(code: str) -> None:
+    # Given two invokes Lambda refused before running anything, then an answer
+    fake = FakeLambda(_client_error(code), _client_error(code), success({"tools": []}))
     sleeps: list[float] = []
     # When the harness lists tools
     assert _gateway(fake, sleeps).list_tools("sesn_1", "tools") == []
-    # Then it waited before each retry, longer each time
-    assert len(fake.calls) == 3 and sleeps == [0.2, 0.4]
+    # Then it waited before each retry, longer each time (jitter keeps each wait within half of its step)
+    assert len(fake.calls) == 3 and len(sleeps) == 2
+    assert 0.125 <= sleeps[0] <= 0.25 and 0.25 <= sleeps[1] <= 0.5
 
 
 def test_throttling_that_persists_is_a_connection_failure() -> None:
-    fake = FakeLambda(*[_client_error("TooManyRequestsException") for _ in range(4)])
+    attempts = DEFAULT_RETRY.attempts
+    fake = FakeLambda(*[_client_error("TooManyRequestsException") for _ in range(attempts)])
+    sleeps: list[float] = []
     with pytest.raises(McpProxyError) as caught:
-        _gateway(fake).call_tool("sesn_1", "tools", "echo", {"text": "x"})
-    assert len(fake.calls) == 4
+        _gateway(fake, sleeps).call_tool("sesn_1", "tools", "echo", {"text": "x"})
+    assert len(fake.calls) == attempts and len(sleeps) == attempts - 1
+    assert sum(sleeps) <= 31  # what a caller (the API, a ModelTurn) may wait at most
     assert caught.value.error_type == CONNECTION_FAILED
     assert caught.value.message == (
-        "the MCP proxy Lambda is throttled (TooManyRequestsException: Rate exceeded) after 4 attempts during"
-        " tools/call 'echo' on MCP server 'tools'"
+        f"the MCP proxy Lambda is throttled (TooManyRequestsException: Rate exceeded (after {attempts} attempts))"
+        " during tools/call 'echo' on MCP server 'tools'"
     )
+
+
+def test_a_snapstart_version_that_stays_not_ready_is_reported_as_such() -> None:
+    fake = FakeLambda(*[_client_error("SnapStartNotReadyException", "Lambda is initializing") for _ in range(8)])
+    with pytest.raises(ServiceUnavailable, match=r"is not ready \(SnapStartNotReadyException: Lambda is initializing"):
+        _gateway(fake).merge_update("vaults/vlt_1/vcrd_1", SecretPatch())
 
 
 def test_other_invoke_errors_are_not_retried() -> None:

@@ -22,13 +22,15 @@ provisioner Lambda (functions/provisioner/handler.py), which runs an `EcsSandbox
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from managed_agents.adapters.aws.lambda_invoke import DEFAULT_RETRY, InvokeRefused, InvokeRetry, invoke
 from managed_agents.ports import SandboxExited, SandboxLaunch
 from managed_agents.settings import EcsSandboxSettings
 
@@ -194,11 +196,22 @@ class EcsSandboxProvisioner:
 
 
 class LambdaSandboxProvisioner:
-    """Launches and stops sandboxes through the provisioner Lambda (synchronous invocation: a failure is raised)."""
+    """Launches and stops sandboxes through the provisioner Lambda (synchronous invocation: a failure is raised).
+    Refusals Lambda answers before running the function (throttling, SnapStart not ready, ...) are retried with
+    backoff (lambda_invoke.py)."""
 
-    def __init__(self, *, function_name: str, lambda_client: LambdaClient | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        function_name: str,
+        lambda_client: LambdaClient | None = None,
+        retry: InvokeRetry = DEFAULT_RETRY,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self.function_name = function_name
         self._lambda = lambda_client
+        self.retry = retry
+        self._sleep = sleep
 
     @property
     def client(self) -> LambdaClient:
@@ -222,14 +235,11 @@ class LambdaSandboxProvisioner:
         """Nothing to remove (see EcsSandboxProvisioner.dispose)."""
 
     def _invoke(self, payload: dict[str, Any]) -> None:
+        body = json.dumps(payload, separators=(",", ":")).encode()
         try:
-            out = self.client.invoke(
-                FunctionName=self.function_name,
-                InvocationType="RequestResponse",
-                Payload=json.dumps(payload, separators=(",", ":")).encode(),
-            )
-        except ClientError as exc:
-            raise SandboxLaunchFailed(f"could not invoke the sandbox provisioner: {exc}") from exc
+            out = invoke(self.client, self.function_name, body, retry=self.retry, sleep=self._sleep)
+        except InvokeRefused as exc:
+            raise SandboxLaunchFailed(f"could not invoke the sandbox provisioner: {exc.describe()}") from exc
         if out.get("FunctionError"):
             body = out["Payload"].read()
             try:

@@ -11,8 +11,9 @@ the vault key (which Secrets Manager needs for writes too). Each call is one syn
   list_tools and call_tool, an `McpProxyError` of type `mcp_connection_failed_error` naming what failed, and for
   the vault operations a `ServiceUnavailable` with the same message. No message carries a request's content.
 
-The boto3 client makes one attempt per invoke (a retried tools/call could run the tool twice); throttling, which
-AWS answers before running anything, is retried here a few times with a short backoff.
+The boto3 client makes one attempt per invoke (a retried tools/call could run the tool twice); what Lambda refuses
+before running anything (throttling, a SnapStart version not ready after 14 idle days, ...) is retried with backoff
+(lambda_invoke.py).
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
-from botocore.exceptions import BotoCoreError, ClientError, ConnectTimeoutError, ReadTimeoutError
+from botocore.exceptions import BotoCoreError, ConnectTimeoutError, ReadTimeoutError
 from pydantic import ValidationError
 
+from managed_agents.adapters.aws.lambda_invoke import DEFAULT_RETRY, InvokeRefused, InvokeRetry, invoke
 from managed_agents.adapters.aws.mcp_proxy_contract import (
     CallToolRequest,
     ListToolsRequest,
@@ -44,8 +46,6 @@ if TYPE_CHECKING:
 
 # Longer than any proxy invocation can run (the Lambda maximum is 900 s): the function's own timeout ends a call.
 INVOKE_READ_TIMEOUT_SECONDS = 910.0
-THROTTLE_RETRIES = 3
-_THROTTLED = ("TooManyRequestsException", "EC2ThrottledException")
 # FunctionError types whose errorMessage AWS writes itself (no content of ours): quoted in the error message.
 _AWS_ERROR_PREFIXES = ("Sandbox.", "Runtime.", "Function.")
 
@@ -66,12 +66,12 @@ class LambdaMcpGateway:
         *,
         function_name: str,
         lambda_client: LambdaClient | None = None,
-        throttle_retries: int = THROTTLE_RETRIES,
+        retry: InvokeRetry = DEFAULT_RETRY,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.function_name = function_name
         self._lambda = lambda_client
-        self.throttle_retries = throttle_retries
+        self.retry = retry
         self._sleep = sleep
 
     @property
@@ -117,34 +117,21 @@ class LambdaMcpGateway:
 
     def _invoke(self, payload: dict[str, Any], server_name: str | None, what: str) -> dict[str, Any]:
         body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
-        attempt = 0
-        while True:
-            try:
-                out = self.client.invoke(
-                    FunctionName=self.function_name, InvocationType="RequestResponse", Payload=body
-                )
-                break
-            except ClientError as exc:
-                error = exc.response.get("Error", {})
-                code = str(error.get("Code", "error"))
-                if code in _THROTTLED and attempt < self.throttle_retries:
-                    self._sleep(0.2 * 2**attempt)
-                    attempt += 1
-                    continue
-                detail = f"{code}: {error.get('Message', '')}".rstrip(": ")[:300]
-                if code in _THROTTLED:
-                    reason = f"is throttled ({detail}) after {attempt + 1} attempts"
-                else:
-                    reason = f"could not be invoked ({detail})"
-                raise self._failure(f"the MCP proxy Lambda {reason}", what, server_name) from None
-            except (ReadTimeoutError, ConnectTimeoutError) as exc:
-                raise self._failure(
-                    f"the MCP proxy Lambda did not answer ({type(exc).__name__})", what, server_name
-                ) from None
-            except BotoCoreError as exc:
-                raise self._failure(
-                    f"the MCP proxy Lambda could not be reached ({type(exc).__name__})", what, server_name
-                ) from None
+        try:
+            out = invoke(self.client, self.function_name, body, retry=self.retry, sleep=self._sleep)
+        except InvokeRefused as exc:
+            verb = "is not ready" if exc.retryable else "could not be invoked"
+            if exc.code in ("TooManyRequestsException", "EC2ThrottledException"):
+                verb = "is throttled"
+            raise self._failure(f"the MCP proxy Lambda {verb} ({exc.describe()})", what, server_name) from None
+        except (ReadTimeoutError, ConnectTimeoutError) as exc:
+            raise self._failure(
+                f"the MCP proxy Lambda did not answer ({type(exc).__name__})", what, server_name
+            ) from None
+        except BotoCoreError as exc:
+            raise self._failure(
+                f"the MCP proxy Lambda could not be reached ({type(exc).__name__})", what, server_name
+            ) from None
         raw = out["Payload"].read()
         if out.get("FunctionError"):
             raise self._failure(self._function_error(raw), what, server_name)
