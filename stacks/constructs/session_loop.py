@@ -4,10 +4,11 @@ Contract with functions/model_turn/handler.py and functions/tool_wait/handler.py
 and with the orchestrator (managed_agents/adapters/aws/step_functions_orchestrator.py), which starts executions with
 the input `{"session_id", "turns": 0, "execution": <its claimed execution name>}`:
 
-* ModelTurn input `{"session_id", "turns", "execution"}` → output `{"session_id", "turns", "outcome", "wait_seconds",
-  "reason"}`, `outcome` one of run_again | retry_after | wait_for_tools | parked; `turns` includes the turn just
-  run. `execution` is the run's owner token, `$$.Execution.Input.execution`: the name the orchestrator claimed on the
-  session record. A continued execution inherits it, so the run keeps its owner across continue-as-new.
+* ModelTurn input `{"session_id", "turns", "execution", "turns_per_execution"}` → output `{"session_id", "turns",
+  "outcome", "wait_seconds", "reason", "continue_as"}`, `outcome` one of run_again | retry_after | wait_for_tools |
+  parked; `turns` includes the turn just run. `execution` is the run's owner token, `$$.Execution.Input.execution`:
+  the name claimed on the session record for this execution. `turns_per_execution` is maxTurnsPerExecution: a turn
+  that runs again at that count first claims the run for a continuation and returns its name as `continue_as`.
 * ToolWait input `{"session_id", "task_token"}`: parks the token; the API releases it (SendTaskSuccess) when the tool
   results are logged. The task times out after `wait_seconds` (and, if `toolHeartbeatSeconds` is set, after a missed
   heartbeat); the timeout goes back to ModelTurn, which turns the lost sandbox into an error result. A wait whose
@@ -16,8 +17,9 @@ the input `{"session_id", "turns": 0, "execution": <its claimed execution name>}
   "execution"}`: appends session.error + idle and releases the run it owned (a wake that came meanwhile starts a new
   execution: StartExecution, so the function gets the state machine's ARN). Then the execution fails.
 
-Loop: ModelTurn → NextStep: run_again → ModelTurn (or, once `turns` ≥ maxTurnsPerExecution, ContinueAsNew: a new
-execution of this state machine with `{"session_id", "turns": 0, "execution"}`, then Continued); retry_after →
+Loop: ModelTurn → NextStep: run_again → ModelTurn (or, with `continue_as`, ContinueAsNew: the execution of that name
+with `{"session_id", "turns": 0, "execution": continue_as}`, then Continued: the record names the continuation as
+the owner before it starts, so a wake never takes the finished original for a lost run); retry_after →
 RetryWait (SecondsPath) → ModelTurn; wait_for_tools → ToolWait → ModelTurn; parked → Parked. State carries the
 pointers above, never payloads (ToolWait's result is discarded; catches keep the error under `$.error`).
 """
@@ -109,6 +111,7 @@ class SessionLoop(Construct):
                 "session_id": sfn.JsonPath.string_at("$.session_id"),
                 "turns": sfn.JsonPath.number_at("$.turns"),
                 "execution": owner,
+                "turns_per_execution": config.max_turns_per_execution,
             }
         )
 
@@ -173,16 +176,18 @@ class SessionLoop(Construct):
         tool_wait_task.add_catch(turn, errors=_TIMEOUT_ERRORS, result_path="$.tool_wait_error")
         tool_wait_task.next(turn)
 
+        successor = sfn.JsonPath.string_at("$.continue_as")
         continue_as_new = tasks.StepFunctionsStartExecution(
             self,
             STATE_CONTINUE_AS_NEW,
             state_machine=sfn.StateMachine.from_state_machine_arn(self, "Self", self.arn),
+            name=successor,
             input=sfn.TaskInput.from_object(
-                {"session_id": sfn.JsonPath.string_at("$.session_id"), "turns": 0, "execution": owner}
+                {"session_id": sfn.JsonPath.string_at("$.session_id"), "turns": 0, "execution": successor}
             ),
             integration_pattern=sfn.IntegrationPattern.REQUEST_RESPONSE,
             result_path=sfn.JsonPath.DISCARD,
-            comment="Restart as a new execution (history limit); state is only the session id",
+            comment="Restart as the execution ModelTurn handed the run to (history limit); state is the session id",
         )
         continue_as_new.add_retry(errors=["States.TaskFailed"], interval=Duration.seconds(1), max_attempts=3)
         continue_as_new.next(sfn.Succeed(self, STATE_CONTINUED))
@@ -204,9 +209,10 @@ class SessionLoop(Construct):
         choice = (
             sfn.Choice(self, STATE_NEXT_STEP, comment="Route on ModelTurn's outcome")
             .when(
+                # (ModelTurn always writes `continue_as`, null when none: CloudFormation updates the function's
+                # alias before the definition that refers to it, so this definition never meets an older output)
                 sfn.Condition.and_(
-                    sfn.Condition.string_equals(outcome, "run_again"),
-                    sfn.Condition.number_greater_than_equals("$.turns", config.max_turns_per_execution),
+                    sfn.Condition.string_equals(outcome, "run_again"), sfn.Condition.is_string("$.continue_as")
                 ),
                 continue_as_new,
             )

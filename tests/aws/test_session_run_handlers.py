@@ -100,13 +100,14 @@ def test_a_plain_turn_runs_to_parked_and_logs_in_dynamodb(aws_env: AwsEnv) -> No
     outputs = _turns(aws_env, sid, name)
     # Then every output is pointers only, turns count up, and the last one parks the idle session
     assert [o["turns"] for o in outputs] == list(range(1, len(outputs) + 1))
-    assert all(set(o) == {"session_id", "turns", "outcome", "wait_seconds", "reason"} for o in outputs)
+    assert all(set(o) == {"session_id", "turns", "outcome", "wait_seconds", "reason", "continue_as"} for o in outputs)
     assert outputs[-1] == {
         "session_id": sid,
         "turns": len(outputs),
         "outcome": "parked",
         "wait_seconds": 0,
         "reason": "idle",
+        "continue_as": None,
     }
     assert all(o["outcome"] == "run_again" for o in outputs[:-1])
     # And the DynamoDB log holds the whole turn, the run is released and the record says idle
@@ -457,3 +458,39 @@ def test_a_model_turn_that_crashes_mid_request_is_reported_with_its_span_closed(
     assert types[-3:] == ["agent.message", "span.model_request_end", "session.status_idle"]
     assert types.count("span.model_request_start") == types.count("span.model_request_end") == 2
     assert len(aws_env.model.requests) == 1
+
+
+def test_a_turn_that_runs_again_at_the_turn_limit_hands_the_run_to_its_continuation(
+    aws_env: AwsEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a session whose run is owned by the execution the wake started, a definition with a limit of 1 turn,
+    # and one harness step per invocation (so the first one runs again)
+    monkeypatch.setattr(aws_env.deps.settings, "steps_per_model_turn", 1)
+    aws_env.model.push("Hello")
+    sid = _start_session(aws_env, "hi")
+    original = _owner(aws_env, sid)
+    assert original is not None
+    limit = {"turns_per_execution": 1}
+    # When its first turn runs again (the limit reached)
+    out = model_turn_handler({"session_id": sid, "turns": 0, "execution": original, **limit}, FakeLambdaContext())
+    # Then it names the continuation, which already owns the run, so a wake now checks the execution that will run
+    assert out["outcome"] == "run_again" and out["continue_as"] == _owner(aws_env, sid)
+    assert out["continue_as"] != original and out["continue_as"].startswith(f"{sid}-")
+    # And the continuation, run under its own name, finishes the session and releases the run
+    outputs = _turns(aws_env, sid, out["continue_as"])
+    assert outputs[-1]["outcome"] == "parked" and _owner(aws_env, sid) is None
+    assert _types(aws_env, sid)[-1] == "session.status_idle"
+
+
+def test_an_execution_that_lost_the_run_does_not_continue(aws_env: AwsEnv, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a turn at the limit in an execution that no longer owns the run (stopped and replaced)
+    monkeypatch.setattr(aws_env.deps.settings, "steps_per_model_turn", 1)
+    aws_env.model.push("Hello")
+    sid = _start_session(aws_env, "hi")
+    owner = _owner(aws_env, sid)
+    event = {"session_id": sid, "turns": 0, "execution": "replaced-execution", "turns_per_execution": 1}
+    # When it would run again
+    out = model_turn_handler(event, FakeLambdaContext())
+    # Then it ends instead of starting a continuation, and the owner keeps the run
+    assert (out["outcome"], out["continue_as"]) == ("parked", None)
+    assert _owner(aws_env, sid) == owner

@@ -256,13 +256,61 @@ def test_a_long_run_continues_as_a_new_execution(short_platform: Platform) -> No
     per = dict(
         zip((e["name"] for e in executions), platform.report("continue_as_new", executions, turns=2), strict=True)
     )
-    claimed = [e for e in executions if e["name"].startswith(f"{sid}-")]
-    continued = [e for e in executions if not e["name"].startswith(f"{sid}-")]
-    assert len(claimed) == 2 and len(continued) == 2
-    assert all(per[e["name"]][-1] == "Continued" and "ContinueAsNew" in per[e["name"]] for e in claimed)
-    assert all(per[e["name"]][-1] == "Parked" for e in continued)
-    # And each continued execution kept the run's owner (the name the wake claimed) and restarted its turn count
-    inputs = [json.loads(platform.sfn.describe_execution(executionArn=e["executionArn"])["input"]) for e in continued]
-    assert sorted(i["execution"] for i in inputs) == sorted(e["name"] for e in claimed)
-    assert all(i == {"session_id": sid, "turns": 0, "execution": i["execution"]} for i in inputs)
+    inputs = {
+        e["name"]: json.loads(platform.sfn.describe_execution(executionArn=e["executionArn"])["input"])
+        for e in executions
+    }
+    continuing = [e["name"] for e in executions if per[e["name"]][-1] == "Continued"]
+    continued = [e["name"] for e in executions if per[e["name"]][-1] == "Parked"]
+    assert len(continuing) == 2 and len(continued) == 2
+    assert all("ContinueAsNew" in per[name] for name in continuing)
+    # And every execution, a continuation too, is named like a claim and owns the run under its own name
+    assert all(name.startswith(f"{sid}-") for name in per)
+    assert all(i == {"session_id": sid, "turns": 0, "execution": name} for name, i in inputs.items())
     assert _types(events).count("agent.message") == 2
+
+
+def test_a_wake_during_a_continued_execution_joins_it_instead_of_starting_another(short_platform: Platform) -> None:
+    # Given a run whose second model request runs in a continued execution (maxTurnsPerExecution=1) and is slow:
+    # the user's second message arrives while the first request runs, so the run goes on past the turn limit
+    platform = short_platform
+    platform.model.push(
+        {"hang_ms": 1500, "content": [{"type": "text", "text": "answer one"}]},
+        {"hang_ms": 3000, "content": [{"type": "text", "text": "answer two"}]},
+        "answer three",
+    )
+    sid = platform.session([])
+    platform.say(sid, "one")
+    wait_until(lambda: len(platform.model.requests) == 1, 30, interval=0.05)
+    platform.say(sid, "two")
+    wait_until(lambda: len(platform.model.requests) == 2, 30, interval=0.05)
+    running = [e for e in platform.executions() if e["status"] == "RUNNING"]
+    assert len(running) == 1 and "ContinueAsNew" in platform.states(platform.executions()[0]["executionArn"])
+    # When a third message arrives while the continuation's model request is in flight (every posted event wakes)
+    platform.say(sid, "three")
+    wait_until(lambda: _types(platform.events(sid)).count("agent.message") == 3, 60, interval=0.1)
+    platform.wait_idle(sid, count=1, timeout=60)
+    # Then the in-flight turn was not cancelled: every answer is logged once and no request was repeated
+    texts = ["".join(b.text for b in e.content) for e in platform.events(sid) if e.type == "agent.message"]
+    assert texts == ["answer one", "answer two", "answer three"]
+    assert len(platform.model.requests) == 3
+    # And no execution was started beside a running one: each started after the others ended, or was started by
+    # the ContinueAsNew state of the one it continues (the name that one's ModelTurn claimed); none was stopped
+    executions = platform.settled(2)
+    assert all(e["status"] == "SUCCEEDED" for e in executions)
+    continuations = {_continued_as(platform, e["executionArn"]) for e in executions} - {None}
+    assert continuations and continuations <= {e["name"] for e in executions}
+    for n, execution in enumerate(executions):
+        if execution["name"] not in continuations:
+            assert all(earlier["stopDate"] <= execution["startDate"] for earlier in executions[:n])
+    platform.report("wake_during_continuation", executions, turns=3)
+
+
+def _continued_as(platform: Platform, execution_arn: str) -> str | None:
+    """The name of the execution this one's ContinueAsNew state started, if it did."""
+    history = platform.sfn.get_execution_history(executionArn=execution_arn, maxResults=1000)["events"]
+    for event in history:
+        details = event.get("taskScheduledEventDetails")
+        if details and details.get("resourceType") == "states":
+            return str(json.loads(details["parameters"])["Name"])
+    return None

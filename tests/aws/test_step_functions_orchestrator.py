@@ -12,13 +12,17 @@ from pydantic import ValidationError
 
 from managed_agents.adapters.aws.polling_notifier import PollingNotifier
 from managed_agents.adapters.aws.step_functions_orchestrator import (
+    CONTINUED_FROM,
     EXECUTION,
     WAKE_PENDING,
     StepFunctionsOrchestrator,
     execution_arn,
+    execution_input,
     execution_name,
     finish_run,
+    hand_over_run,
     ownership_watch,
+    release_failed_run,
 )
 from managed_agents.adapters.aws.tool_wait import TOKEN_FIELD, release_tool_wait
 from managed_agents.aws_runtime import AwsSettings, model_api_key
@@ -114,6 +118,63 @@ def test_a_claim_whose_start_never_happened_is_claimed_anew(aws_env: AwsEnv) -> 
     # When it is woken again, then it starts an execution of its own
     orch.wake(rec.id)
     assert [e["name"] for e in aws_env.executions()] == [f"{rec.id}-0-2"]
+
+
+def test_a_run_handed_over_to_its_continuation_is_joined_by_wakes_before_and_after_it_starts(
+    aws_env: AwsEnv,
+) -> None:
+    # Given a run whose ModelTurn, at the turn limit, handed it over to a continuation (the original still runs its
+    # ContinueAsNew state: here, the original is simply left running and the continuation not started yet)
+    orch, rec = _orchestrator(aws_env), _session(aws_env)
+    orch.wake(rec.id)
+    original = _doc(aws_env, rec.id)[EXECUTION]
+    resources = aws_env.deps.runtime.resources
+    successor = hand_over_run(resources, rec.id, original, 7)
+    assert successor == f"{rec.id}-7-2"
+    assert _doc(aws_env, rec.id)[EXECUTION] == successor and _doc(aws_env, rec.id)[CONTINUED_FROM] == original
+    # When a wake comes before the continuation exists
+    orch.wake(rec.id)
+    # Then it joins the run (pending) rather than starting an execution beside the one about to start
+    assert [e["name"] for e in aws_env.executions()] == [original]
+    assert _doc(aws_env, rec.id)[WAKE_PENDING] is True
+    # And once the continuation runs and the original has ended, a wake still joins it
+    aws_env.sfn.start_execution(
+        stateMachineArn=aws_env.state_machine_arn, name=successor, input=execution_input(rec.id, successor)
+    )
+    aws_env.sfn.stop_execution(executionArn=execution_arn(aws_env.state_machine_arn, original))
+    orch.wake(rec.id)
+    assert [e["name"] for e in aws_env.executions()] == [original, successor]
+    # And the original, no longer the owner, can neither hand over again nor release the continuation's run
+    assert hand_over_run(resources, rec.id, original, 9) is None
+    assert finish_run(resources, rec.id, original) is False
+    assert _doc(aws_env, rec.id)[EXECUTION] == successor
+
+
+def test_a_continuation_that_never_started_is_released_by_its_predecessors_failure(aws_env: AwsEnv) -> None:
+    # Given a run handed over to a continuation whose StartExecution then failed (ContinueAsNew caught the error)
+    orch, rec = _orchestrator(aws_env), _session(aws_env)
+    orch.wake(rec.id)
+    original = _doc(aws_env, rec.id)[EXECUTION]
+    resources = aws_env.deps.runtime.resources
+    assert hand_over_run(resources, rec.id, original, 3) is not None
+    # When the original's ReportFailure releases its run
+    release_failed_run(resources, rec.id, original)
+    # Then the claim is gone and the next wake starts a new execution at once
+    assert EXECUTION not in _doc(aws_env, rec.id) and CONTINUED_FROM not in _doc(aws_env, rec.id)
+    aws_env.sfn.stop_execution(executionArn=execution_arn(aws_env.state_machine_arn, original))
+    orch.wake(rec.id)
+    assert len(aws_env.executions()) == 2 and _doc(aws_env, rec.id)[EXECUTION] == aws_env.executions()[-1]["name"]
+
+
+def test_an_interrupt_before_the_continuation_starts_stops_the_execution_about_to_start_it(aws_env: AwsEnv) -> None:
+    orch, rec = _orchestrator(aws_env), _session(aws_env)
+    orch.wake(rec.id)
+    original = _doc(aws_env, rec.id)[EXECUTION]
+    assert hand_over_run(aws_env.deps.runtime.resources, rec.id, original, 3) is not None
+    orch.interrupt(rec.id)
+    first, fresh = aws_env.executions()
+    assert (first["name"], first["status"]) == (original, "ABORTED") and fresh["status"] == "RUNNING"
+    assert _doc(aws_env, rec.id)[EXECUTION] == fresh["name"] and CONTINUED_FROM not in _doc(aws_env, rec.id)
 
 
 def test_interrupt_stops_the_execution_and_starts_a_fresh_one(aws_env: AwsEnv) -> None:

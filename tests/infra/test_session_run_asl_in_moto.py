@@ -45,7 +45,13 @@ class Lambdas:
             raise JsonRESTError(self.refusals.pop(0), "Lambda is initializing your function.")
         self.calls.append((kind, event))
         if kind == "ModelTurn":
-            out = {"session_id": event["session_id"], "turns": event["turns"] + 1, "wait_seconds": 0, "reason": ""}
+            out = {
+                "session_id": event["session_id"],
+                "turns": event["turns"] + 1,
+                "wait_seconds": 0,
+                "reason": "",
+                "continue_as": None,
+            }
             return json.dumps({**out, **self.outcomes.pop(0)}).encode()
         if kind == "ToolWait":
             self.tokens.append(event["task_token"])
@@ -117,9 +123,10 @@ def test_plain_turns_until_parked(machine: Machine) -> None:
     assert machine.run("plain")["status"] == "SUCCEEDED"
     assert machine.lambdas.kinds() == ["ModelTurn", "ModelTurn"]
     # Each turn gets pointers only, with the turn count carried by the previous output and the owner token
+    limit = {"turns_per_execution": 50}  # maxTurnsPerExecution
     assert [e for _, e in machine.lambdas.calls] == [
-        {"session_id": "sesn_1", "turns": 0, "execution": "plain"},
-        {"session_id": "sesn_1", "turns": 1, "execution": "plain"},
+        {"session_id": "sesn_1", "turns": 0, "execution": "plain", **limit},
+        {"session_id": "sesn_1", "turns": 1, "execution": "plain", **limit},
     ]
 
 
@@ -194,14 +201,25 @@ def test_an_unknown_outcome_is_reported_then_the_execution_fails(machine: Machin
     assert report["session_id"] == "sesn_1" and report["error"]["Error"] == "UnknownOutcome"
 
 
-def test_continue_as_new_after_the_turn_limit_keeps_the_run_owner(machine: Machine) -> None:
-    machine.lambdas.outcomes = [{"outcome": "run_again"}] * 50 + [{"outcome": "parked"}]
+def test_continue_as_new_starts_the_execution_model_turn_handed_the_run_to(machine: Machine) -> None:
+    # Given a ModelTurn that, at the turn limit, hands the run over to a continuation it names
+    machine.lambdas.outcomes = [
+        {"outcome": "run_again"},
+        {"outcome": "run_again", "continue_as": "long-2"},
+        {"outcome": "parked"},
+    ]
+    # When the run goes on past that turn
     assert machine.run("long")["status"] == "SUCCEEDED"
-    # The 50th turn ended this execution; a new one continued from turn 0 with the same owner token
     deadline = time.monotonic() + 30
-    while len(machine.lambdas.calls) < 51 and time.monotonic() < deadline:
+    while len(machine.lambdas.calls) < 3 and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert machine.lambdas.kinds() == ["ModelTurn"] * 51
-    assert machine.lambdas.calls[50][1] == {"session_id": "sesn_1", "turns": 0, "execution": "long"}
+    # Then the execution of exactly that name continued from turn 0, owning the run under its own name
+    assert machine.lambdas.kinds() == ["ModelTurn"] * 3
+    assert machine.lambdas.calls[2][1] == {
+        "session_id": "sesn_1",
+        "turns": 0,
+        "execution": "long-2",
+        "turns_per_execution": 50,
+    }
     executions = machine.sfn.list_executions(stateMachineArn=machine.arn)["executions"]
-    assert len(executions) == 2
+    assert sorted(e["name"] for e in executions) == ["long", "long-2"]

@@ -14,7 +14,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from managed_agents.adapters.aws.step_functions_orchestrator import finish_run, ownership_watch, release_failed_run
+from managed_agents.adapters.aws.step_functions_orchestrator import (
+    finish_run,
+    hand_over_run,
+    ownership_watch,
+    release_failed_run,
+)
 from managed_agents.adapters.aws.tool_wait import hold_tool_wait
 from managed_agents.aws_runtime import AwsDeps
 from managed_agents.harness.failures import failure_message, report_session_failure
@@ -30,6 +35,12 @@ class ModelTurnInput(BaseModel):
     session_id: str = Field(min_length=1)
     turns: int = Field(0, ge=0, description="ModelTurn invocations so far in this execution")
     execution: str | None = Field(None, description="$$.Execution.Name; fences a stopped execution's late call")
+    turns_per_execution: int | None = Field(
+        None,
+        ge=1,
+        description="the definition's maxTurnsPerExecution: a turn that runs again at this count hands the run over to"
+        " a continuation (`continue_as`); absent (an older definition): never",
+    )
 
 
 class ModelTurnOutput(BaseModel):
@@ -38,6 +49,9 @@ class ModelTurnOutput(BaseModel):
     outcome: TurnOutcome
     wait_seconds: int = Field(ge=0, description="retry delay, or seconds to the tool deadline; else 0")
     reason: str = ""
+    continue_as: str | None = Field(
+        None, description="run_again in a new execution of this name (ContinueAsNew); it owns the run already"
+    )
 
 
 class RunError(BaseModel):
@@ -91,6 +105,18 @@ def model_turn(
             session_id=req.session_id, turns=req.turns + 1, outcome=outcome, wait_seconds=wait_seconds, reason=reason
         )
 
+    def run_again(reason: str = "") -> ModelTurnOutput:
+        """Another turn, in this execution or, at the turn limit, in the continuation this one hands the run to."""
+        limit_reached = req.turns_per_execution is not None and req.turns + 1 >= req.turns_per_execution
+        if not limit_reached or req.execution is None:
+            return reply("run_again", reason)
+        successor = hand_over_run(
+            harness.resources, req.session_id, req.execution, harness.events.last_seq(req.session_id)
+        )
+        if successor is None:
+            return reply("parked", "interrupted")  # another execution owns the run now
+        return reply("run_again", reason).model_copy(update={"continue_as": successor})
+
     with ownership_watch(harness.resources, req.session_id, req.execution) as cancel:
         outcome = advance(req.session_id, harness, cancel)
         steps = 1
@@ -111,7 +137,7 @@ def model_turn(
             outcome = advance(req.session_id, harness, cancel)
     if isinstance(outcome, RunAgain):
         # cancelled: another execution owns the run now, so this one ends
-        return reply("parked", "interrupted") if cancel.cancelled else reply("run_again")
+        return reply("parked", "interrupted") if cancel.cancelled else run_again()
     if isinstance(outcome, RetryAfter):
         return reply("retry_after", "model_error", math.ceil(outcome.seconds))
     if isinstance(outcome, WaitForTools):
@@ -119,7 +145,7 @@ def model_turn(
         return reply("wait_for_tools", "tool_results", max(0, math.ceil(left)))
     assert isinstance(outcome, Parked)
     if finish_run(harness.resources, req.session_id, req.execution):
-        return reply("run_again", "woken")
+        return run_again("woken")
     return reply("parked", outcome.reason)
 
 

@@ -15,6 +15,14 @@ turn, otherwise `_execution` is released. Both sides write the same record under
 wake lands first (the run goes on) or the release does (the wake starts a new execution): no wake is lost and no
 two executions drive one session. Duplicate wakes collapse into one pending flag.
 
+A run that continues as a new execution (the history limit, `maxTurnsPerExecution`) hands the run over before it
+ends: its last ModelTurn claims a new name for the continuation (`hand_over_run`, which also records the
+predecessor in `_continued_from`) and the ContinueAsNew state starts the execution of that name, whose input names
+it as the owner. The record thus always names the execution that runs, so a wake checks the right one (checking
+the finished original instead started a second execution, which cancelled the continuation's model turn). Until
+the continuation exists, DescribeExecution of its name finds nothing; while the predecessor still runs, that means
+"about to start", not "lost".
+
 A run parked in its ToolWait task (a task token on the record, see tool_wait.py) is woken by releasing that token:
 every append of user events (tool results from the sandbox worker, confirmations) ends in `wake`, so the wait
 ends as soon as something was logged and the next ModelTurn decides whether to wait again.
@@ -29,6 +37,7 @@ failed execution is still ending starts a new one, and a wake that came during t
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -45,9 +54,12 @@ from managed_agents.services.records import mutate
 if TYPE_CHECKING:
     from mypy_boto3_stepfunctions.client import SFNClient
 
+log = logging.getLogger(__name__)
+
 EXECUTION = "_execution"
 WAKE_PENDING = "_wake_pending"
 WAKES = "_wakes"
+CONTINUED_FROM = "_continued_from"
 MAX_NAME = 80
 
 
@@ -93,6 +105,7 @@ def finish_run(resources: ResourceStore, session_id: str, execution: str | None 
             again = True
         else:
             r.doc.pop(EXECUTION, None)
+            r.doc.pop(CONTINUED_FROM, None)
 
     try:
         mutate(resources, rec, change)
@@ -101,12 +114,45 @@ def finish_run(resources: ResourceStore, session_id: str, execution: str | None 
     return again
 
 
+def hand_over_run(resources: ResourceStore, session_id: str, execution: str, last_seq: int) -> str | None:
+    """The execution is about to continue as a new one: claim the run for the continuation's name and return it.
+
+    The name is claimed the way a wake claims one (`{session_id}-{last_seq}-{n}`), so the record names the execution
+    that will run before it runs; the state machine's ContinueAsNew state starts exactly that name (a retried start
+    of the same name and input is the same execution). None when `execution` no longer owns the run (it was stopped
+    and replaced): it then ends without continuing. A pending wake stays pending for the continuation.
+    """
+    rec = resources.get_by_id("session", session_id)
+    if rec is None or rec.doc.get("_deleted"):
+        return None
+    claimed: str | None = None
+
+    def change(r: Record) -> None:
+        nonlocal claimed
+        claimed = None
+        if r.doc.get(EXECUTION) != execution:
+            return
+        wakes = int(r.doc.get(WAKES) or 0) + 1  # type: ignore[call-overload]
+        claimed = execution_name(session_id, last_seq, wakes)
+        r.doc[WAKES] = wakes
+        r.doc[EXECUTION] = claimed
+        r.doc[CONTINUED_FROM] = execution
+
+    try:
+        mutate(resources, rec, change)
+    except NotFound:
+        return None
+    return claimed
+
+
 def release_failed_run(resources: ResourceStore, session_id: str, execution: str | None) -> bool:
     """The execution is about to fail (ReportFailure): release the run so the next wake starts a new execution.
 
     Returns True when a wake arrived while the failing execution owned the run (`_wake_pending`): nothing will run
     it in this execution, so the caller wakes the session again. An `execution` that no longer owns the run (stopped
-    and replaced) changes nothing; without one (an old definition's input) the current owner is released.
+    and replaced) changes nothing; without one (an old definition's input) the current owner is released. An
+    execution that handed the run over and then failed to start its continuation (`_continued_from`) releases the
+    continuation's claim: nothing else would start it.
     """
     rec = resources.get_by_id("session", session_id)
     if rec is None:
@@ -117,10 +163,12 @@ def release_failed_run(resources: ResourceStore, session_id: str, execution: str
         nonlocal pending
         pending = False
         owner = r.doc.get(EXECUTION)
-        if owner is None or (execution is not None and owner != execution):
+        handed_over = execution is not None and r.doc.get(CONTINUED_FROM) == execution
+        if owner is None or (execution is not None and owner != execution and not handed_over):
             return
         pending = bool(r.doc.pop(WAKE_PENDING, None))
         r.doc.pop(EXECUTION, None)
+        r.doc.pop(CONTINUED_FROM, None)
         r.doc.pop(TOKEN_FIELD, None)  # a tool-wait token of the failing execution is spent with it
 
     try:
@@ -168,7 +216,12 @@ class StepFunctionsOrchestrator:
             # The run waits in its ToolWait task: released, its next ModelTurn reads what was just logged.
             return
         owner = rec.doc.get(EXECUTION)
-        owner_running = isinstance(owner, str) and owner != stopped and self._running(owner)
+        predecessor = rec.doc.get(CONTINUED_FROM)
+        owner_running = (
+            isinstance(owner, str)
+            and owner != stopped
+            and self._running(owner, predecessor=predecessor if isinstance(predecessor, str) else None)
+        )
         last_seq = self.events.last_seq(session_id)
         claimed: str | None = None
 
@@ -184,6 +237,7 @@ class StepFunctionsOrchestrator:
             r.doc[WAKES] = wakes
             r.doc[EXECUTION] = claimed
             r.doc.pop(WAKE_PENDING, None)
+            r.doc.pop(CONTINUED_FROM, None)
 
         try:
             mutate(self.resources, rec, change)
@@ -212,14 +266,23 @@ class StepFunctionsOrchestrator:
                 return  # a retried wake of the same claim: the execution exists
             raise ServiceUnavailable(f"could not start the session run: {exc}") from exc
 
-    def _running(self, name: str) -> bool:
+    def _running(self, name: str, *, predecessor: str | None = None) -> bool:
+        """Whether execution `name` runs, or is about to: a continuation not started yet while the execution that
+        handed the run over to it (`predecessor`) still runs its ContinueAsNew state."""
+        status = self._status(name)
+        if status is None and predecessor is not None:
+            status = self._status(predecessor)
+        return status in ("RUNNING", "PENDING_REDRIVE")
+
+    def _status(self, name: str) -> str | None:
+        """The execution's status; None when it does not exist."""
         try:
             out = self.sfn.describe_execution(executionArn=execution_arn(self.state_machine_arn, name))
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == "ExecutionDoesNotExist":
-                return False
+                return None
             raise ServiceUnavailable(f"could not describe the session run: {exc}") from exc
-        return out["status"] in ("RUNNING", "PENDING_REDRIVE")
+        return str(out["status"])
 
     def _stop(self, session_id: str, *, cause: str) -> str | None:
         """StopExecution of the run's owner; returns the name of the execution stopped (or already gone)."""
@@ -227,12 +290,25 @@ class StepFunctionsOrchestrator:
         owner = rec.doc.get(EXECUTION) if rec is not None else None
         if not isinstance(owner, str):
             return None
-        try:
-            self.sfn.stop_execution(executionArn=execution_arn(self.state_machine_arn, owner), cause=cause)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") not in ("ExecutionDoesNotExist",):
-                raise ServiceUnavailable(f"could not stop the session run: {exc}") from exc
+        predecessor = rec.doc.get(CONTINUED_FROM) if rec is not None else None
+        if not self._stop_execution(owner, cause) and isinstance(predecessor, str):
+            # A continuation not started yet: stop the execution about to start it. Best effort: a continuation
+            # that starts anyway finds the run claimed by the wake that follows and ends (ownership_watch).
+            try:
+                self._stop_execution(predecessor, cause)
+            except ServiceUnavailable:
+                log.warning("could not stop the execution handing over the run", extra={"session_id": session_id})
         return owner
+
+    def _stop_execution(self, name: str, cause: str) -> bool:
+        """StopExecution; False when there is no such execution."""
+        try:
+            self.sfn.stop_execution(executionArn=execution_arn(self.state_machine_arn, name), cause=cause)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ExecutionDoesNotExist":
+                return False
+            raise ServiceUnavailable(f"could not stop the session run: {exc}") from exc
+        return True
 
 
 @contextmanager
