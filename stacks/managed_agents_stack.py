@@ -16,7 +16,7 @@ Who may do what (every role is its own, least privilege; `live` aliases are the 
 |           | write vault secrets (the only principal whose decrypt the vault key allows, which writes need too) |
 | provisioner | resources read-write, Run/List/Stop/DescribeTasks of the sandbox task, PassRole of its execution |
 |             | role |
-| triggers | events/resources read-write, spill objects, start session-run executions |
+| triggers | events/resources read-write, spill objects, start session-run executions, send to the trigger DLQ |
 | reaper | events/resources read-write, spill objects, start/describe session-run executions, send task results, |
 |        | invoke the provisioner (stop the lost sandbox) |
 | sandbox task | nothing: no task role |
@@ -359,6 +359,11 @@ class ManagedAgentsStack(Stack):
             "TriggersFunctionArn": (self.triggers_function.alias.function_arn, "Target of schedules"),
             "ScheduleGroupName": (self.triggers.schedule_group.ref, "Create schedules in this group"),
             "SchedulerRoleArn": (self.triggers.scheduler_role.role_arn, "Role schedules assume"),
+            "TriggerDeadLetterQueueArn": (
+                self.triggers.dead_letters.queue_arn,
+                "Failed triggers (a schedule's DeadLetterConfig goes here too)",
+            ),
+            "TriggerDeadLetterQueueUrl": (self.triggers.dead_letters.queue_url, "Read failed triggers here"),
         }
         for name, (value, description) in outputs.items():
             CfnOutput(self, name, value=value, description=description)

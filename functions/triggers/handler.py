@@ -1,7 +1,8 @@
-"""Target of the EventBridge trigger rule and of EventBridge Scheduler schedules: start a session per event.
+"""Target of the EventBridge trigger rule and of EventBridge Scheduler schedules: start a session per trigger.
 
-See managed_agents/services/triggers.py for the event shape and the idempotency on the event id. A malformed
-event raises (EventBridge then retries and dead-letters it); the message says what is wrong.
+See managed_agents/services/triggers.py for the event shapes and the idempotency key. A malformed trigger raises
+with a message saying what is wrong; the rule and Scheduler invoke asynchronously, so Lambda retries it and then
+sends it to the trigger dead-letter queue (the alias's on-failure destination, stacks/constructs/triggers.py).
 """
 
 from __future__ import annotations

@@ -1,22 +1,34 @@
-"""Sessions started by events: an EventBridge rule or an EventBridge Scheduler schedule (architecture: triggers).
+"""Work started by events: an EventBridge rule or an EventBridge Scheduler schedule (architecture: triggers).
 
-The event's `detail` (or, for a schedule, the target input itself) names what to start:
+Two envelopes reach the trigger function, each with an idempotency key, around one `detail`:
 
-    {"workspace_id": "wrkspc_...", "agent": "agent_..." | {"type": "agent", "id", "version"},
-     "environment_id": "env_...", "message": "text of the first user message",
-     "title"?: str, "metadata"?: {str: str}, "vault_ids"?: [str]}
+* an EventBridge event, as the rule delivers it: `{"id", "detail-type", "source", "detail": {...}, ...}`; the key
+  is the event's `id`, which EventBridge keeps across its redeliveries;
+* a Scheduler schedule's target input: `{"schedule_arn": "<aws.scheduler.schedule-arn>", "scheduled_time":
+  "<aws.scheduler.scheduled-time>", "detail": {...}}`, the placeholders filled in by Scheduler at each run; the key
+  is the schedule and the time the run was scheduled for, the same for every retry of that run.
 
-Starting is idempotent on the event id: EventBridge delivers at least once, and a redelivery returns the session
-the first delivery created. A marker record keyed by the event id is claimed before the session is created, so
-concurrent deliveries cannot both create one; a delivery that finds a claim without a session (the first one
-crashed in between) creates it.
+The `detail` is a trigger kind, discriminated by `type` (`start_session` when absent; a later kind runs a
+deployment):
+
+    {"type": "start_session", "agent": "agent_..." | {"type": "agent", "id", "version"}, "environment_id": "env_...",
+     "message": "text of the first user message", "workspace_id"?: "wrkspc_...", "title"?: str,
+     "metadata"?: {str: str}, "vault_ids"?: [str]}
+
+`workspace_id` may be left out: the agent's workspace is used (an AWS deployment has one, whose id nobody is told);
+given, it must be the agent's. Starting is idempotent on the key (EventBridge, Scheduler and Lambda's asynchronous
+invocation all deliver at least once): a marker record keyed by it is claimed before the session is created, so
+concurrent deliveries cannot both create one; a delivery that finds a claim without a session (the first one crashed
+in between) creates it. Bad input raises InvalidRequest or NotFound with a message saying what is wrong; the trigger
+function then fails, and after Lambda's retries the event lands in the trigger dead-letter queue (docs/deploy-aws.md).
 """
 
 from __future__ import annotations
 
-from typing import Any, cast
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter, ValidationError
 
 from managed_agents.domain.errors import Conflict, InvalidRequest, NotFound
 from managed_agents.domain.events import JsonObject
@@ -27,12 +39,18 @@ from managed_agents.services.sessions import SessionService
 from managed_agents.wire.sessions import AgentRefParams, SessionCreateParams
 
 TRIGGER = "trigger"
+START_SESSION: Literal["start_session"] = "start_session"
+SCHEDULER_PLACEHOLDER = "<aws.scheduler."
+_M = TypeVar("_M", bound=BaseModel)
 
 
-class TriggerDetail(BaseModel):
+class StartSessionTrigger(BaseModel):
+    """Create a session and send it its first user message."""
+
     model_config = ConfigDict(extra="forbid")
 
-    workspace_id: str = Field(min_length=1)
+    type: Literal["start_session"] = START_SESSION
+    workspace_id: str | None = Field(None, min_length=1, description="default: the agent's workspace")
     agent: str | AgentRefParams
     environment_id: str = Field(min_length=1)
     message: str = Field(min_length=1, max_length=100_000)
@@ -40,37 +58,104 @@ class TriggerDetail(BaseModel):
     metadata: dict[str, str] = Field(default_factory=dict)
     vault_ids: list[str] = Field(default_factory=list)
 
+    @property
+    def agent_id(self) -> str:
+        return self.agent if isinstance(self.agent, str) else self.agent.id
 
-def parse_trigger(event: dict[str, Any]) -> tuple[str, TriggerDetail]:
-    """(event id, detail) of an EventBridge event (`id`, `detail`) or of a Scheduler target input (the detail
-    itself plus `event_id`, e.g. the schedule's `<aws.scheduler.execution-id>`); InvalidRequest when malformed."""
-    if isinstance(event.get("detail"), dict):
-        event_id, raw = str(event.get("id") or ""), cast(dict[str, Any], event["detail"])
+
+def _kind(value: Any) -> str | None:
+    if isinstance(value, dict):
+        return str(value.get("type") or START_SESSION)
+    return getattr(value, "type", None)
+
+
+# One member today; each new kind is another tagged member (e.g. run_deployment).
+TriggerDetail = Annotated[Annotated[StartSessionTrigger, Tag(START_SESSION)], Discriminator(_kind)]
+TRIGGER_DETAIL: TypeAdapter[StartSessionTrigger] = TypeAdapter(TriggerDetail)
+
+
+class EventBridgeEvent(BaseModel):
+    """The envelope of an event an EventBridge rule delivers (the fields this function reads)."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    id: str = Field(min_length=1)
+    detail_type: str = Field(alias="detail-type")
+    detail: dict[str, Any]
+
+
+class ScheduledRun(BaseModel):
+    """A Scheduler schedule's target input: one run of the schedule, named by its schedule and scheduled time."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    schedule_arn: str = Field(min_length=1)
+    scheduled_time: str = Field(min_length=1)
+    detail: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Trigger:
+    key: str  # the idempotency key: the EventBridge event id, or `{schedule_arn}@{scheduled_time}`
+    detail: StartSessionTrigger
+
+
+def parse_trigger(event: dict[str, Any]) -> Trigger:
+    """The trigger an EventBridge event or a Scheduler input carries; InvalidRequest, saying what, when malformed."""
+    key: str
+    raw: dict[str, Any]
+    if "detail-type" in event:
+        envelope = _validate(EventBridgeEvent, event, "event")
+        key, raw = envelope.id, envelope.detail
+    elif "scheduled_time" in event or "schedule_arn" in event:
+        run = _validate(ScheduledRun, event, "schedule input")
+        if SCHEDULER_PLACEHOLDER in run.schedule_arn or SCHEDULER_PLACEHOLDER in run.scheduled_time:
+            raise InvalidRequest(
+                "the schedule input's <aws.scheduler.*> placeholders were not filled in: only a schedule's own run "
+                "fills them; invoke the function with real values to test it"
+            )
+        key, raw = f"{run.schedule_arn}@{run.scheduled_time}", run.detail
     else:
-        event_id, raw = str(event.get("event_id") or ""), {k: v for k, v in event.items() if k != "event_id"}
-    if not event_id:
-        raise InvalidRequest("the trigger event has no id to make it idempotent (EventBridge 'id' or 'event_id')")
+        raise InvalidRequest(
+            "not a trigger: expected an EventBridge event (id, detail-type, detail) or a schedule input "
+            "(schedule_arn, scheduled_time, detail); see docs/deploy-aws.md, 'Sessions from events and schedules'"
+        )
     try:
-        return event_id, TriggerDetail.model_validate(raw)
+        return Trigger(key, TRIGGER_DETAIL.validate_python(raw))
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise InvalidRequest(f"trigger detail.{where}: {first['msg']}") from exc
+        raise InvalidRequest(f"trigger detail.{_where(exc)}") from exc
+
+
+def _validate(model: type[_M], event: dict[str, Any], what: str) -> _M:
+    try:
+        return model.model_validate(event)
+    except ValidationError as exc:
+        raise InvalidRequest(f"trigger {what}: {_where(exc)}") from exc
+
+
+def _where(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    loc = [str(p) for p in first["loc"] if p != START_SESSION]  # (the tagged union's tag is noise for the reader)
+    return f"{'.'.join(loc) or '(root)'}: {first['msg']}"
 
 
 def start_session_from_event(sessions: SessionService, event: dict[str, Any]) -> JsonObject:
-    """Create (once per event id) the session the event asks for and send its first message."""
-    event_id, detail = parse_trigger(event)
+    """Create (once per idempotency key) the session the trigger asks for and send its first message."""
+    trigger = parse_trigger(event)
+    detail = trigger.detail
     resources = sessions.svc.resources
-    if resources.get("workspace", "_system", detail.workspace_id) is None:
-        raise NotFound(f"workspace {detail.workspace_id!r} not found")
-    marker_id = deterministic_id("session", TRIGGER, detail.workspace_id, event_id).replace("sesn_", "trg_", 1)
+    agent = resources.get_by_id("agent", detail.agent_id)
+    if agent is None or (detail.workspace_id is not None and agent.workspace_id != detail.workspace_id):
+        where = f" in workspace {detail.workspace_id!r}" if detail.workspace_id else ""
+        raise NotFound(f"agent {detail.agent_id!r} not found{where}")
+    workspace_id = agent.workspace_id
+    marker_id = deterministic_id("session", TRIGGER, workspace_id, trigger.key).replace("sesn_", "trg_", 1)
     now = sessions.svc.clock.now()
-    marker = Record(TRIGGER, detail.workspace_id, marker_id, {"event_id": event_id, "session_id": None}, now)
+    marker = Record(TRIGGER, workspace_id, marker_id, {"event_id": trigger.key, "session_id": None}, now)
     try:
         resources.insert(marker)
     except Conflict:
-        found = resources.get(TRIGGER, detail.workspace_id, marker_id)
+        found = resources.get(TRIGGER, workspace_id, marker_id)
         if found is not None and found.doc.get("session_id"):
             return {"session_id": found.doc["session_id"], "created": False}
         marker = found or marker
@@ -79,12 +164,12 @@ def start_session_from_event(sessions: SessionService, event: dict[str, Any]) ->
             "agent": detail.agent if isinstance(detail.agent, str) else detail.agent.model_dump(),
             "environment_id": detail.environment_id,
             "title": detail.title,
-            "metadata": {**detail.metadata, "trigger_event_id": event_id[:512]},
+            "metadata": {**detail.metadata, "trigger_event_id": trigger.key[:512]},
             "vault_ids": detail.vault_ids,
             "initial_events": [{"type": "user.message", "content": [{"type": "text", "text": detail.message}]}],
         }
     )
-    session = sessions.create(detail.workspace_id, params)
+    session = sessions.create(workspace_id, params)
 
     def record(r: Record) -> None:
         r.doc["session_id"] = session["id"]

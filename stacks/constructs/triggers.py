@@ -1,18 +1,24 @@
 """Triggers: sessions started by EventBridge events and by EventBridge Scheduler schedules.
 
 * a custom event bus and a rule on `detail-type` = `triggerDetailType` whose target is the triggers Lambda
-  (functions/triggers/handler.py): it creates a session from `detail` (agent, environment, initial message) and wakes
-  it. Undeliverable events go to an encrypted dead-letter queue.
-* a Scheduler schedule group and the role schedules assume to invoke the same Lambda; a schedule's input is an event
-  of the same shape (`{"detail-type": ..., "detail": {...}}`).
+  (functions/triggers/handler.py), which starts what the event's `detail` asks for (managed_agents/services/
+  triggers.py has the shapes);
+* a Scheduler schedule group and the role schedules assume to invoke the same Lambda with their input;
+* one dead-letter queue for every trigger that failed, wherever it failed: events the rule could not deliver (the
+  target's DLQ), invocations the function failed after Lambda's retries (the alias's on-failure destination: the
+  rule and Scheduler both invoke asynchronously, so a failure is otherwise dropped silently), and schedule runs
+  Scheduler could not deliver (a schedule's DeadLetterConfig; the schedule role may send to the queue). An alarm
+  goes off as soon as the queue holds a message.
 """
 
 from __future__ import annotations
 
 from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_scheduler as scheduler
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
@@ -20,6 +26,11 @@ from constructs import Construct
 from stacks.config import PlatformConfig
 from stacks.constructs.python_function import PythonFunction
 from stacks.nag import acknowledge
+
+# Lambda's asynchronous retries of a failed trigger (the maximum): a transient failure (DynamoDB throttled, Step
+# Functions unavailable) gets two more tries, a minute and two apart; starting is idempotent on the event's key.
+TRIGGER_RETRY_ATTEMPTS = 2
+TRIGGER_MAX_EVENT_AGE = Duration.hours(1)
 
 
 class Triggers(Construct):
@@ -38,14 +49,14 @@ class Triggers(Construct):
         acknowledge(
             self.dead_letters,
             "AwsSolutions-SQS3",
-            "This queue is itself the dead-letter queue of the start-session rule target (events EventBridge could "
-            "not deliver); nothing consumes it automatically, so it needs no DLQ of its own.",
+            "This queue is itself the dead-letter queue of every trigger (undeliverable events, failed invocations, "
+            "undeliverable schedule runs); nothing consumes it automatically, so it needs no DLQ of its own.",
         )
         self.rule = events.Rule(
             self,
             "StartSessionRule",
             event_bus=self.bus,
-            description="Start a session from an event (detail: agent, environment, initial message)",
+            description="Start a session from an event (detail: agent, environment, first message)",
             event_pattern=events.EventPattern(detail_type=[config.trigger_detail_type]),
             targets=[
                 targets.LambdaFunction(
@@ -55,6 +66,27 @@ class Triggers(Construct):
                     max_event_age=Duration.hours(1),
                 )
             ],
+        )
+        # Both the rule and Scheduler invoke asynchronously: what the function fails ends here, not nowhere.
+        function.alias.configure_async_invoke(
+            on_failure=destinations.SqsDestination(self.dead_letters),
+            retry_attempts=TRIGGER_RETRY_ATTEMPTS,
+            max_event_age=TRIGGER_MAX_EVENT_AGE,
+        )
+        self.failures_alarm = cloudwatch.Alarm(
+            self,
+            "FailuresAlarm",
+            alarm_description=(
+                "A trigger (EventBridge event or Scheduler run) failed: its event and the error are in the trigger "
+                "dead-letter queue (docs/deploy-aws.md, 'Sessions from events and schedules')"
+            ),
+            metric=self.dead_letters.metric_approximate_number_of_messages_visible(
+                period=Duration.minutes(5), statistic=cloudwatch.Stats.MAXIMUM
+            ),
+            threshold=1,
+            evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
 
         self.schedule_group = scheduler.CfnScheduleGroup(self, "ScheduleGroup", name=f"{config.prefix}-schedules")
@@ -74,3 +106,6 @@ class Triggers(Construct):
             ),
         )
         function.grant_invoke(self.scheduler_role)
+        # A schedule's DeadLetterConfig sends with the schedule's role (Scheduler user guide, "Configuring a
+        # schedule's dead-letter queue").
+        self.dead_letters.grant_send_messages(self.scheduler_role)

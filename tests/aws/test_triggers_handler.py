@@ -1,6 +1,16 @@
-"""The EventBridge / Scheduler triggers handler: one session per event id, a readable error for bad events."""
+"""The EventBridge / Scheduler triggers handler: the documented examples work verbatim, once per key.
+
+The events are built from docs/deploy-aws.md ("Sessions from events and schedules"): the JSON its commands write,
+with the shell variables filled in as bash would, delivered the way EventBridge delivers an event to a rule target
+and the way Scheduler fills in a schedule's input. The rule's pattern and bus come from the synthesized template.
+"""
 
 from __future__ import annotations
+
+import json
+import re
+import uuid
+from typing import Any
 
 import pytest
 
@@ -10,6 +20,42 @@ from managed_agents.ports import iter_all
 from managed_agents.wire.agents import AgentCreateParams
 from managed_agents.wire.environments import EnvironmentCreateParams
 from tests.aws.conftest import AwsEnv, FakeLambdaContext
+from tests.infra.conftest import REPO_ROOT, Synth
+
+DOCS = REPO_ROOT / "docs" / "deploy-aws.md"
+SCHEDULE_ARN = "arn:aws:scheduler:us-east-1:123456789012:schedule/managed-agents-schedules/nightly-report"
+
+
+def documented_json(name: str, variables: dict[str, str]) -> Any:
+    """The JSON the docs' triggers section writes to `name` (a `cat > name <<JSON` heredoc), `$VARS` expanded."""
+    section = DOCS.read_text().split("## Sessions from events and schedules", 1)[1].split("\n## ", 1)[0]
+    match = re.search(rf"cat > {re.escape(name)} <<JSON\n(.*?)\nJSON\n", section, re.S)
+    assert match, f"docs/deploy-aws.md no longer writes {name}"
+    text = re.sub(r"\$([A-Z_]+)", lambda m: variables[m.group(1)], match.group(1))
+    return json.loads(text)
+
+
+def delivered_event(entry: dict[str, Any]) -> dict[str, Any]:
+    """A PutEvents entry as EventBridge hands it to a rule's Lambda target."""
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": entry["DetailType"],
+        "source": entry["Source"],
+        "account": "123456789012",
+        "time": "2026-12-06T06:00:00Z",
+        "region": "us-east-1",
+        "resources": [],
+        "detail": json.loads(entry["Detail"]),
+    }
+
+
+def scheduled_input(target: dict[str, Any], scheduled_time: str) -> dict[str, Any]:
+    """A schedule target's Input as Scheduler passes it at one run: its context attributes filled in."""
+    text = target["Input"].replace("<aws.scheduler.schedule-arn>", SCHEDULE_ARN)
+    text = text.replace("<aws.scheduler.scheduled-time>", scheduled_time)
+    result: dict[str, Any] = json.loads(text)
+    return result
 
 
 def _agent_env(env: AwsEnv) -> tuple[str, str, str]:
@@ -22,56 +68,99 @@ def _agent_env(env: AwsEnv) -> tuple[str, str, str]:
     return ws, str(agent["id"]), str(environment["id"])
 
 
-def test_an_event_starts_one_session_even_when_delivered_twice(aws_env: AwsEnv) -> None:
+def _run(event: dict[str, Any]) -> dict[str, Any]:
+    return triggers_handler(event, FakeLambdaContext())  # type: ignore[arg-type]
+
+
+def test_the_documented_event_starts_one_session_even_when_delivered_twice(
+    aws_env: AwsEnv, default_synth: Synth
+) -> None:
+    # Given an agent and an environment, and the event the docs' put-events command sends
     ws, agent_id, env_id = _agent_env(aws_env)
-    event = {
-        "id": "7bf73129-1428-4cd3-a780-95db273d1602",
-        "detail-type": "managed-agents.start-session",
-        "source": "my.app",
-        "detail": {
-            "workspace_id": ws,
-            "agent": agent_id,
-            "environment_id": env_id,
-            "message": "Summarise today's tickets",
-            "title": "nightly",
-            "metadata": {"team": "ops"},
-        },
-    }
-    first = triggers_handler(event, FakeLambdaContext())  # type: ignore[arg-type]
-    again = triggers_handler(event, FakeLambdaContext())  # type: ignore[arg-type]
+    (entry,) = documented_json("start-session.json", {"AGENT_ID": agent_id, "ENVIRONMENT_ID": env_id})
+    # (it goes to the stack's bus and matches the stack's rule)
+    (bus,) = default_synth.resources("AWS::Events::EventBus").values()
+    rules = default_synth.resources("AWS::Events::Rule").values()
+    (rule,) = [r for r in rules if "EventBusName" in r["Properties"]]  # (the reaper's is on the default bus)
+    assert entry["EventBusName"] == bus["Properties"]["Name"]
+    assert rule["Properties"]["EventPattern"] == {"detail-type": [entry["DetailType"]]}
+    event = delivered_event(entry)
+    # When EventBridge delivers it, and delivers it again
+    first = _run(event)
+    again = _run(event)
+    # Then one session was created in the agent's workspace, with the message as its first event, and woken
     assert first["created"] is True and again == {"session_id": first["session_id"], "created": False}
     rt = aws_env.deps.runtime
     session = rt.sessions.get(ws, first["session_id"])
-    assert session["title"] == "nightly" and session["metadata"]["team"] == "ops"
     assert session["metadata"]["trigger_event_id"] == event["id"]
     events = list(iter_all(rt.events, first["session_id"]))
     assert [e.type for e in events] == ["user.message"]
-    assert events[0].payload["content"] == [{"type": "text", "text": "Summarise today's tickets"}]
-    # the session was woken: the state machine has an execution for it
+    assert events[0].payload["content"] == [{"type": "text", "text": "Summarize yesterday's tickets"}]
     assert any(first["session_id"] in e["name"] for e in aws_env.executions())
 
 
-def test_a_schedule_input_uses_its_event_id(aws_env: AwsEnv) -> None:
+def test_the_documented_schedule_starts_one_session_per_scheduled_run(aws_env: AwsEnv) -> None:
+    # Given the target of the docs' create-schedule command
     ws, agent_id, env_id = _agent_env(aws_env)
-    schedule_input = {
-        "event_id": "schedule-run-1",
+    arns = {"TRIGGERS_FUNCTION_ARN": "fn", "SCHEDULER_ROLE_ARN": "role", "TRIGGER_DLQ_ARN": "dlq"}
+    target = documented_json("nightly-target.json", {"AGENT_ID": agent_id, "ENVIRONMENT_ID": env_id, **arns})
+    assert target["DeadLetterConfig"] == {"Arn": "dlq"}
+    # When Scheduler runs it, retries that run, then runs it the next day
+    monday = _run(scheduled_input(target, "2026-12-07T06:00:00Z"))
+    retried = _run(scheduled_input(target, "2026-12-07T06:00:00Z"))
+    tuesday = _run(scheduled_input(target, "2026-12-08T06:00:00Z"))
+    # Then each scheduled run started exactly one session
+    assert monday["created"] and tuesday["created"] and not retried["created"]
+    assert retried["session_id"] == monday["session_id"] != tuesday["session_id"]
+    session = aws_env.deps.runtime.sessions.get(ws, tuesday["session_id"])
+    assert session["metadata"]["trigger_event_id"] == f"{SCHEDULE_ARN}@2026-12-08T06:00:00Z"
+
+
+def test_a_pinned_agent_version_and_an_explicit_workspace_are_accepted(aws_env: AwsEnv) -> None:
+    ws, agent_id, env_id = _agent_env(aws_env)
+    detail = {
+        "type": "start_session",
         "workspace_id": ws,
         "agent": {"type": "agent", "id": agent_id, "version": 1},
         "environment_id": env_id,
         "message": "hourly check",
+        "title": "hourly",
+        "metadata": {"team": "ops"},
     }
-    out = triggers_handler(schedule_input, FakeLambdaContext())  # type: ignore[arg-type]
-    assert out["created"] is True
-    assert triggers_handler(schedule_input, FakeLambdaContext())["created"] is False  # type: ignore[arg-type]
+    out = _run({"id": "e-1", "detail-type": "StartSession", "source": "my.app", "detail": detail})
+    session = aws_env.deps.runtime.sessions.get(ws, out["session_id"])
+    assert session["title"] == "hourly" and session["metadata"]["team"] == "ops"
 
 
-def test_bad_events_say_what_is_wrong(aws_env: AwsEnv) -> None:
-    ws, agent_id, env_id = _agent_env(aws_env)
-    with pytest.raises(InvalidRequest) as info:
-        triggers_handler({"id": "e1", "detail": {"workspace_id": ws, "agent": agent_id}}, FakeLambdaContext())  # type: ignore[arg-type]
-    assert "environment_id" in info.value.message
-    with pytest.raises(InvalidRequest, match="no id"):
-        triggers_handler({"detail": {"workspace_id": ws}}, FakeLambdaContext())  # type: ignore[arg-type]
-    with pytest.raises(NotFound, match="wrkspc_nope"):
-        bad = {"workspace_id": "wrkspc_nope", "agent": agent_id, "environment_id": env_id, "message": "x"}
-        triggers_handler({"id": "e2", "detail": bad}, FakeLambdaContext())  # type: ignore[arg-type]
+@pytest.mark.parametrize(
+    ("event", "message"),
+    [
+        ({"id": "e1", "detail-type": "StartSession", "detail": {"agent": "AGENT"}}, "detail.environment_id: Field"),
+        ({"id": "e2", "detail-type": "StartSession", "detail": {"type": "run_deployment"}}, "does not match any"),
+        ({"detail-type": "StartSession", "detail": {}}, "trigger event: id: Field required"),
+        ({"agent": "AGENT", "message": "x"}, "not a trigger: expected an EventBridge event"),
+        (
+            {
+                "schedule_arn": "<aws.scheduler.schedule-arn>",
+                "scheduled_time": "<aws.scheduler.scheduled-time>",
+                "detail": {},
+            },
+            "placeholders were not filled in",
+        ),
+    ],
+)
+def test_a_malformed_trigger_says_what_is_wrong(aws_env: AwsEnv, event: dict[str, Any], message: str) -> None:
+    _, agent_id, _ = _agent_env(aws_env)
+    event = json.loads(json.dumps(event).replace("AGENT", agent_id))
+    with pytest.raises(InvalidRequest, match=re.escape(message)):
+        _run(event)
+
+
+def test_an_unknown_agent_or_a_foreign_workspace_is_not_found(aws_env: AwsEnv) -> None:
+    _, agent_id, env_id = _agent_env(aws_env)
+    unknown = {"agent": "agent_nope", "environment_id": env_id, "message": "x"}
+    with pytest.raises(NotFound, match="agent_nope"):
+        _run({"id": "e3", "detail-type": "StartSession", "detail": unknown})
+    foreign = {"workspace_id": "wrkspc_other", "agent": agent_id, "environment_id": env_id, "message": "x"}
+    with pytest.raises(NotFound, match="in workspace 'wrkspc_other'"):
+        _run({"id": "e4", "detail-type": "StartSession", "detail": foreign})
