@@ -55,7 +55,8 @@ def test_turn_limit_heartbeat_and_names_follow_context(variant: Synth) -> None:
         lid: f"arn:aws:lambda:us-east-1:123456789012:function:{lid}" for lid in variant.resources("AWS::Lambda::Alias")
     }
     states = state_machine_definition(variant.template, refs=refs)["States"]
-    assert {"Variable": "$.turns", "NumericGreaterThanEquals": 7} in states["NextStep"]["Choices"][0]["And"]
+    # (the turn limit reaches ModelTurn, which hands the run to a continuation once it is reached)
+    assert states["ModelTurn"]["Parameters"]["Payload"]["turns_per_execution"] == 7
     assert states["ToolWait"]["HeartbeatSeconds"] == 120
     assert states["ContinueAsNew"]["Parameters"]["StateMachineArn"].endswith(":stateMachine:acme-agents-session-run")
     names = {r["Properties"].get("Name") for r in variant.resources("AWS::SecretsManager::Secret").values()}

@@ -413,21 +413,23 @@ def test_session_run_is_a_standard_logged_traced_state_machine(default_synth: Sy
 def test_session_run_definition_follows_the_model_turn_contract(default_synth: Synth) -> None:
     states = _definition(default_synth)["States"]
     turn = states["ModelTurn"]
-    # ModelTurn gets pointers only: the session, the turn count and the run's owner token
+    # ModelTurn gets pointers only: the session, the turn count, the run's owner token and the turn limit
     assert turn["Parameters"]["Payload"] == {
         "session_id.$": "$.session_id",
         "turns.$": "$.turns",
         "execution.$": "$$.Execution.Input.execution",
+        "turns_per_execution": 50,
     }
     assert turn["OutputPath"] == "$.Payload" and turn["Next"] == "NextStep"
     assert "Lambda.ServiceException" in turn["Retry"][0]["ErrorEquals"]
     assert turn["Catch"][-1] == {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "ReportFailure"}
     # The Choice routes every outcome
     choices = states["NextStep"]["Choices"]
-    assert (
-        choices[0]["Next"] == "ContinueAsNew"
-        and {"Variable": "$.turns", "NumericGreaterThanEquals": 50} in choices[0]["And"]
-    )
+    # (a turn that runs again continues as the execution it names, which owns the run already)
+    assert choices[0]["Next"] == "ContinueAsNew" and choices[0]["And"] == [
+        {"Variable": "$.outcome", "StringEquals": "run_again"},
+        {"Variable": "$.continue_as", "IsString": True},
+    ]
     routes = {c["StringEquals"]: c["Next"] for c in choices if "StringEquals" in c}
     assert routes == {
         "run_again": "ModelTurn",
@@ -449,15 +451,13 @@ def test_session_run_definition_follows_the_model_turn_contract(default_synth: S
     assert wait["TimeoutSecondsPath"] == "$.wait_seconds" and wait["ResultPath"] is None
     assert wait["Catch"][0]["ErrorEquals"] == ["States.Timeout", "States.HeartbeatTimeout"]
     assert wait["Catch"][0]["Next"] == "ModelTurn" and wait["Next"] == "ModelTurn"
-    # Continue-as-new starts this same state machine with a fresh turn count, then succeeds
+    # Continue-as-new starts this same state machine, as the execution ModelTurn handed the run to (its owner token)
+    # with a fresh turn count, then succeeds
     cont = states["ContinueAsNew"]
     assert cont["Resource"].endswith(":states:::states:startExecution")
     assert cont["Parameters"]["StateMachineArn"].endswith(":stateMachine:managed-agents-session-run")
-    assert cont["Parameters"]["Input"] == {
-        "session_id.$": "$.session_id",
-        "turns": 0,
-        "execution.$": "$$.Execution.Input.execution",
-    }
+    assert cont["Parameters"]["Name.$"] == "$.continue_as"
+    assert cont["Parameters"]["Input"] == {"session_id.$": "$.session_id", "turns": 0, "execution.$": "$.continue_as"}
     assert states[cont["Next"]]["Type"] == "Succeed" and states["Parked"]["Type"] == "Succeed"
     # Failures are reported as session.error, then the execution fails
     report = states["ReportFailure"]
