@@ -13,7 +13,11 @@
 - the model: the scripted Messages server over HTTP; the API: the API Lambda's ASGI app (`create_lambda_app`) on
   loopback, driven by the official SDK;
 - with `reap_every=seconds`, the EventBridge schedule rule of the work reaper (moto delivers no events): a thread
-  that invokes functions/reaper's handler that often (the stack's rule: every minute).
+  that invokes functions/reaper's handler that often (the stack's rule: every minute);
+- IAM enforced (tests/aws/iam.py): each function's calls are signed by a moto role holding the actions of its
+  synthesized role, the API's by the API function's (the event-stream route: the stream function's), the state
+  machine's by its own; a call a role is not allowed fails as on AWS, and any such denial fails the block at its end
+  (`iam_without` takes actions away from roles, for tests that show a scenario needs them; it implies no check).
 
 The environment (fake AWS credentials, short retry settings, table names, ...) is set for the duration of the block
 and restored afterwards; `env` overrides any of it (or adds `MANAGED_AGENTS_*` settings).
@@ -47,6 +51,7 @@ from moto.stepfunctions.parser.asl.component.state.exec.state_task.service impor
 import functions.mcp_proxy.handler as mcp_proxy_handler
 import functions.provisioner.handler as provisioner_handler
 import functions.reaper.handler as reaper_handler
+import functions.triggers.handler as triggers_handler
 from functions.model_turn.handler import handler as model_turn_handler
 from functions.model_turn.handler import report_failure as report_failure_handler
 from functions.tool_wait.handler import handler as tool_wait_handler
@@ -69,12 +74,14 @@ from managed_agents.settings import (
     SANDBOX_TASK_DEFINITION_ENV,
     SPILL_BUCKET_ENV,
     STATE_MACHINE_ARN_ENV,
+    VAULT_KMS_KEY_ARN_ENV,
     VAULT_SECRET_PREFIX_ENV,
 )
 from managed_agents.testing.loopback import UvicornThread, free_port
 from managed_agents.testing.scripted_model import ScriptedModelServer
 from managed_agents.wiring import Runtime
 from stacks.asl import logical_id, state_machine_definition
+from tests.aws.iam import PRINCIPAL, IamEnforcement, acting_as
 from tests.e2e.conftest import wait_until
 from tests.infra.conftest import Synth
 
@@ -201,6 +208,27 @@ class Platform:
     url: str = ""
     admin_key: str = ""
     runtime: Runtime | None = None  # the API Lambda's runtime (the app served on `url`)
+    iam: IamEnforcement | None = None
+    reap: Callable[[], None] = lambda: None  # one run of the work reaper's schedule, now
+    cluster: str = ""  # the ECS cluster of the sandbox tasks
+
+    def ecs(self) -> Any:
+        return boto3.client("ecs", region_name=REGION)
+
+    def invoke(self, function: str, event: dict[str, Any]) -> Any:
+        """Invoke one of the stack's Lambdas (e.g. "ToolWait") as the state machine would; its result document."""
+        out = boto3.client("lambda", region_name=REGION).invoke(
+            FunctionName=f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{function}", Payload=json.dumps(event).encode()
+        )
+        assert "FunctionError" not in out, out["Payload"].read()
+        return json.loads(out["Payload"].read())
+
+    def trigger(self, event: dict[str, Any]) -> dict[str, Any]:
+        """Deliver an EventBridge event or a Scheduler input to the triggers function, as its role."""
+        self.invocations.append("Triggers")
+        with acting_as("Triggers"):
+            result: dict[str, Any] = triggers_handler.handler(event, FakeLambdaContext("TriggersFunction"))
+        return result
 
     def stored_bytes(self) -> bytes:
         """Everything persisted in the platform's stores: every item of both tables and every spilled object."""
@@ -319,7 +347,7 @@ def _patch_moto(
         calls.append(kind)
         event = json.loads(body)
         try:
-            with inflight:
+            with inflight, acting_as(kind):
                 result = lock.released(lambda: handlers[kind](event, FakeLambdaContext(name)))
         except Exception as exc:  # a Lambda's unhandled error: FunctionError + the error document
             response_headers["x-amz-function-error"] = "Unhandled"
@@ -376,6 +404,7 @@ def aws_platform(
     env: Mapping[str, str] | None = None,
     model: ScriptedModelServer | None = None,
     reap_every: float | None = None,
+    iam_without: Mapping[str, frozenset[str]] | None = None,
 ) -> Iterator[Platform]:
     """The platform for the block: `synth` is the synthesized app (tests/infra/conftest.py `default_synth` or a
     `synth_variant(...)`), `tmp_path` holds the sandboxes' working directories and logs, `env` overrides the
@@ -385,7 +414,7 @@ def aws_platform(
     with pytest.MonkeyPatch.context() as monkeypatch, ExitStack() as stack:
         if model is None:
             model = stack.enter_context(ScriptedModelServer(fallback="error"))
-        yield from _platform(synth, monkeypatch, tmp_path, dict(env or {}), model, reap_every)
+        yield from _platform(synth, monkeypatch, tmp_path, dict(env or {}), model, reap_every, iam_without)
 
 
 class _Schedule:
@@ -423,6 +452,7 @@ def _platform(
     env: dict[str, str],
     model: ScriptedModelServer,
     reap_every: float | None,
+    iam_without: Mapping[str, frozenset[str]] | None,
 ) -> Iterator[Platform]:
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     for name, value in {**_FAKE_AWS, **DEFAULT_ENV}.items():
@@ -466,6 +496,8 @@ def _platform(
                 {"name": "sandbox", "image": "sandbox:test", "essential": True, "cpu": 1024, "memory": 2048}
             ],
         )["taskDefinition"]["taskDefinitionArn"]
+        # the vault key (the stack's VaultKey): vault secrets are encrypted with it, as in the stack
+        vault_key = boto3.client("kms", region_name=REGION).create_key(Description="vault")["KeyMetadata"]["Arn"]
         ec2 = boto3.client("ec2", region_name=REGION)
         vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
         ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})  # as CDK's VPC (moto needs it)
@@ -492,6 +524,7 @@ def _platform(
             SANDBOX_SECURITY_GROUP_ENV: group,
             MCP_PROXY_FUNCTION_ENV: f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:McpProxy",
             VAULT_SECRET_PREFIX_ENV: f"ma-{suffix}/vault/",
+            VAULT_KMS_KEY_ARN_ENV: vault_key,
             **env,
         }.items():
             monkeypatch.setenv(name, value)
@@ -502,27 +535,40 @@ def _platform(
         rt: Runtime = app.state.runtime
         ws = rt.keys.create_workspace("default")
         _, admin_key = rt.keys.create_key(ws, name="admin")
+        iam = IamEnforcement(template, without=dict(iam_without or {}))
+        iam.provision(REGION)
+        iam.install(monkeypatch)
 
         def reap() -> None:
             calls.append("Reaper")
-            with inflight:
+            with inflight, acting_as("Reaper"):
                 reaper_handler.handler(
                     {"source": "aws.events", "detail-type": "Scheduled Event"}, FakeLambdaContext("Reaper")
                 )
 
         try:
-            with UvicornThread(app, port):
+            with iam.enforced(), UvicornThread(_AsApiFunctions(app), port):
                 try:
                     with _Schedule(reap_every, reap):
                         client = anthropic.Anthropic(base_url=api_url, api_key=admin_key, max_retries=0)
                         yield Platform(
-                            client, model, sfn, arn, sandboxes, calls, url=api_url, admin_key=admin_key, runtime=rt
+                            client,
+                            model,
+                            sfn,
+                            arn,
+                            sandboxes,
+                            calls,
+                            url=api_url,
+                            admin_key=admin_key,
+                            runtime=rt,
+                            iam=iam,
+                            reap=reap,
+                            cluster=f"sandboxes-{suffix}",
                         )
                 finally:
                     # Nothing may outlive moto: stop the runs still going and let running handlers return; stop the
                     # sandbox workers while the API is up (uvicorn's shutdown would wait for their open streams).
-                    for execution in sfn.list_executions(stateMachineArn=arn, statusFilter="RUNNING")["executions"]:
-                        sfn.stop_execution(executionArn=execution["executionArn"], cause="platform teardown")
+                    _stop_running(sfn, arn)
                     if not inflight.drained(timeout=30):
                         log.warning("handlers still running at teardown: %d", inflight.count)
                     sandboxes.close()
@@ -531,3 +577,38 @@ def _platform(
             lambda_deps.cache_clear()
             provisioner_handler.provisioner.cache_clear()
         _reset_mcp_proxy()
+        denials = iam.denials()
+        if denials and not iam_without:
+            missing = sorted({(d.principal, d.action) for d in denials})
+            raise AssertionError(f"calls the synthesized IAM policies do not allow (principal, action): {missing}")
+
+
+def _stop_running(sfn: Any, arn: str) -> None:
+    """Stop the executions still running. moto fails to stop one whose worker has not started yet (AttributeError
+    inside moto): try again a moment later."""
+    for _ in range(50):
+        try:
+            for execution in sfn.list_executions(stateMachineArn=arn, statusFilter="RUNNING")["executions"]:
+                sfn.stop_execution(executionArn=execution["executionArn"], cause="platform teardown")
+            return
+        except AttributeError:
+            threading.Event().wait(0.1)
+    log.warning("could not stop the running executions at teardown")
+
+
+class _AsApiFunctions:
+    """The API app as the stack serves it: the event-stream route by the stream function, the rest by the API
+    function; each request's AWS calls sign with that function's role."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        token = PRINCIPAL.set("Stream" if str(scope["path"]).endswith("/events/stream") else "Api")
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            PRINCIPAL.reset(token)
