@@ -1,23 +1,27 @@
 """ManagedAgentsStack: composes the constructs, makes the cross-construct grants and emits the outputs.
 
-Who may do what (every role is its own, least privilege; `live` aliases are the only invoke targets):
+Who may do what (every role is its own, least privilege; `live` aliases are the only invoke targets). Each grant is
+exercised by a scenario run with IAM enforced on these policies (tests/aws/test_iam_enforced_scenarios.py). Events:
+read (slices, by id, spilled payloads), append (with `spill`: payloads over the item limit), delete; resources: read
+always, and the writes named:
 
 | principal | may |
 | --- | --- |
-| API Lambda | events/resources read-write, spill objects, read the admin key secret, invoke the provisioner, |
-|            | delete (never read or write) vault secrets, no use of the vault key, invoke the MCP proxy (vault |
-|            | secret writes and credential validation), start/stop/describe session-run executions, send task |
-|            | results |
-| ModelTurn | events/resources read-write, spill objects, read the model key, invoke MCP proxy, provisioner |
-| ReportFailure | events/resources read-write, spill objects, start/describe session-run executions (a wake that |
-|               | came during the failed run starts a new one) |
-| ToolWait | resources read-write, events read, send task results |
-| MCP proxy | resources read-write (a refresh records the token's expiry on the credential), read, create and |
-|           | write vault secrets (the only principal whose decrypt the vault key allows, which writes need too) |
-| provisioner | resources read-write, Run/List/Stop/DescribeTasks of the sandbox task, PassRole of its execution |
-|             | role |
-| triggers | events/resources read-write, spill objects, start session-run executions, send to the trigger DLQ |
-| reaper | events/resources read-write, spill objects, start/describe session-run executions, send task results, |
+| API Lambda | events read/append/spill/delete, resources put/update/delete, read the admin key secret, invoke the |
+|            | provisioner, delete (never read or write) vault secrets, no use of the vault key, invoke the MCP |
+|            | proxy (vault secret writes and credential validation), start/stop/describe session-run executions, |
+|            | send task results |
+| event-stream Lambda | events read, resources read |
+| ModelTurn | events read/append/spill, resources put/update, read the model key, invoke the MCP proxy and the |
+|           | provisioner |
+| ReportFailure | events append, resources update, start/describe session-run executions (a wake that came during |
+|               | the failed run starts a new one) |
+| ToolWait | events read, resources update, send task results |
+| MCP proxy | resources update (a refresh records the token's expiry on the credential), read, create and write |
+|           | vault secrets (the only principal whose decrypt the vault key allows, which writes need too) |
+| provisioner | Run/List/Stop/DescribeTasks of the sandbox task, PassRole of its execution role |
+| triggers | events append/spill, resources put/update, start session-run executions, send to the trigger DLQ |
+| reaper | events read/append, resources update, start/describe session-run executions, send task results, |
 |        | invoke the provisioner (stop the lost sandbox) |
 | sandbox task | nothing: no task role |
 """
@@ -74,7 +78,7 @@ class ManagedAgentsStack(Stack):
                 names.ENV_VAULT_KMS_KEY_ARN: self.secrets.vault_key.key_arn,
             },
         )
-        self.data.grant_resources(self.mcp_proxy.role, write=True)
+        self.data.grant_resources(self.mcp_proxy.role, write=["update"])  # an OAuth refresh's new expiry
         self.secrets.allow_vault_reader(self.mcp_proxy.role)
 
         # Provisioner: one Fargate sandbox task per session. Its fixed name lets the API know its ARN without a
@@ -98,7 +102,6 @@ class ManagedAgentsStack(Stack):
                 names.ENV_SANDBOX_CAPACITY_PROVIDER: "FARGATE_SPOT" if config.sandbox_spot else "FARGATE",
             },
         )
-        self.data.grant_resources(self.provisioner.role, write=True)
         self.sandbox.grant_run(self.provisioner.role)
         provisioner_arn = PythonFunction.alias_arn(self, provisioner_name)
 
@@ -118,9 +121,9 @@ class ManagedAgentsStack(Stack):
                 names.ENV_PROVISIONER_FUNCTION: self.provisioner.alias.function_arn,
             },
         )
-        self.data.grant_events(self.model_turn.role, write=True)
-        self.data.grant_resources(self.model_turn.role, write=True)
-        self.secrets.model_key.grant_read(self.model_turn.role)
+        self.data.grant_events(self.model_turn.role, read=True, append=True, spill=True)
+        self.data.grant_resources(self.model_turn.role, write=["put", "update"])
+        self._grant_read_secret(self.model_turn.role, self.secrets.model_key.secret_arn, "ReadModelKey")
         self.secrets.deny_vault_reads(self.model_turn.role)
         self.mcp_proxy.grant_invoke(self.model_turn.role)
         self.provisioner.grant_invoke(self.model_turn.role)
@@ -132,8 +135,8 @@ class ManagedAgentsStack(Stack):
             timeout=Duration.seconds(60),
             environment={**data_env, names.ENV_STATE_MACHINE_ARN: sm_arn},
         )
-        self.data.grant_events(self.report_failure.role, write=True)
-        self.data.grant_resources(self.report_failure.role, write=True)
+        self.data.grant_events(self.report_failure.role, append=True)  # session.error and idle: never spilled
+        self.data.grant_resources(self.report_failure.role, write=["update"])
         # It releases the failed run; a wake that came during the failed turn starts a new execution.
         self._grant_wake(self.report_failure.role, sm_arn)
         self._grant_describe_runs(self.report_failure.role)
@@ -145,8 +148,8 @@ class ManagedAgentsStack(Stack):
             timeout=Duration.seconds(30),
             environment=data_env,
         )
-        self.data.grant_events(self.tool_wait.role, write=False)
-        self.data.grant_resources(self.tool_wait.role, write=True)
+        self.data.grant_events(self.tool_wait.role, read=True)
+        self.data.grant_resources(self.tool_wait.role, write=["update"])
         self._grant_task_response(self.tool_wait.role)
 
         self.session_loop = SessionLoop(
@@ -180,12 +183,12 @@ class ManagedAgentsStack(Stack):
             stream_environment={**data_env, names.ENV_SSE_MAX_SECONDS: str(max(config.api_timeout_seconds - 60, 30))},
         )
         stream_role = self.api.stream_function.role
-        self.data.grant_events(stream_role, write=False)
-        self.data.grant_resources(stream_role, write=False)
+        self.data.grant_events(stream_role, read=True)
+        self.data.grant_resources(stream_role)
         api_role = self.api.function.role
-        self.data.grant_events(api_role, write=True)
-        self.data.grant_resources(api_role, write=True)
-        self.secrets.admin_key.grant_read(api_role)
+        self.data.grant_events(api_role, read=True, append=True, spill=True, delete=True)
+        self.data.grant_resources(api_role, write=["put", "update", "delete"])
+        self._grant_read_secret(api_role, self.secrets.admin_key.secret_arn, "ReadAdminKey")
         self.secrets.allow_vault_remover(api_role)
         self.mcp_proxy.grant_invoke(api_role)
         self._grant_wake(api_role, sm_arn)
@@ -213,8 +216,8 @@ class ManagedAgentsStack(Stack):
             timeout=Duration.seconds(60),
             environment={**data_env, names.ENV_STATE_MACHINE_ARN: sm_arn},
         )
-        self.data.grant_events(self.triggers_function.role, write=True)
-        self.data.grant_resources(self.triggers_function.role, write=True)
+        self.data.grant_events(self.triggers_function.role, append=True, spill=True)  # the first message
+        self.data.grant_resources(self.triggers_function.role, write=["put", "update"])
         self._grant_wake(self.triggers_function.role, sm_arn)
         self.triggers = Triggers(self, "Triggers", config=config, function=self.triggers_function)
 
@@ -232,8 +235,8 @@ class ManagedAgentsStack(Stack):
             },
         )
         reaper_role = self.reaper.role
-        self.data.grant_events(reaper_role, write=True)
-        self.data.grant_resources(reaper_role, write=True)
+        self.data.grant_events(reaper_role, read=True, append=True)  # error results and session.error: never spilled
+        self.data.grant_resources(reaper_role, write=["update"])
         self._grant_wake(reaper_role, sm_arn)
         self._grant_describe_runs(reaper_role)
         self._grant_task_response(reaper_role)
@@ -267,11 +270,17 @@ class ManagedAgentsStack(Stack):
             iam.PolicyStatement(sid="InvokeProvisioner", actions=["lambda:InvokeFunction"], resources=[provisioner_arn])
         )
 
+    def _grant_read_secret(self, role: iam.IRole, secret_arn: str, sid: str) -> None:
+        """GetSecretValue of one secret, the only call made on it (grant_read adds DescribeSecret too)."""
+        role.add_to_principal_policy(
+            iam.PolicyStatement(sid=sid, actions=["secretsmanager:GetSecretValue"], resources=[secret_arn])
+        )
+
     def _grant_task_response(self, role: iam.IRole) -> None:
         role.add_to_principal_policy(
             iam.PolicyStatement(
                 sid="ReleaseToolWaitTokens",
-                actions=["states:SendTaskSuccess", "states:SendTaskFailure", "states:SendTaskHeartbeat"],
+                actions=["states:SendTaskSuccess"],
                 resources=["*"],
             )
         )
@@ -284,8 +293,8 @@ class ManagedAgentsStack(Stack):
             f"{self.secrets.vault_prefix}*"
         )
         task_response = (
-            "states:SendTaskSuccess/SendTaskFailure/SendTaskHeartbeat support no resource-level permissions (IAM "
-            "accepts only `*` for them); the task token in the call is the capability."
+            "states:SendTaskSuccess supports no resource-level permissions (IAM accepts only `*` for it); the task "
+            "token in the call is the capability."
         )
         spill = (
             "Object-level access to the platform's own spill bucket: payload keys are per session and event id, "
@@ -321,8 +330,9 @@ class ManagedAgentsStack(Stack):
             self.reaper,
         )
         for fn in event_log_users:
-            acknowledge(fn.role, "AwsSolutions-IAM5", spill, spill_objects)
-        for fn in (*event_log_users, self.mcp_proxy, self.provisioner):
+            if fn is not self.report_failure:  # (it appends small events only: no spilled payload to read or write)
+                acknowledge(fn.role, "AwsSolutions-IAM5", spill, spill_objects)
+        for fn in (*event_log_users, self.mcp_proxy):
             acknowledge(fn.role, "AwsSolutions-IAM5", index, resources_index)
         for fn in (self.tool_wait, self.api.function, self.reaper):
             acknowledge(fn.role, "AwsSolutions-IAM5", task_response, "Resource::*")

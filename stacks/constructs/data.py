@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+from typing import Literal
+
 from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
@@ -17,6 +20,12 @@ from stacks.config import RESOURCES_TTL_ATTRIBUTE, PlatformConfig
 # the stack and the adapter cannot drift.
 # Object keys the platform writes in the spill bucket (event payloads over the item limit; files later).
 SPILL_OBJECT_PATTERN = "*"
+ResourceWrite = Literal["put", "update", "delete"]
+_RESOURCE_WRITES: dict[str, str] = {
+    "put": "dynamodb:PutItem",
+    "update": "dynamodb:UpdateItem",
+    "delete": "dynamodb:DeleteItem",
+}
 
 
 class Data(Construct):
@@ -90,32 +99,55 @@ class Data(Construct):
             removal_policy=removal,
         )
 
-    def grant_events(self, grantee: iam.IGrantable, *, write: bool) -> None:
-        """Event log access: reads (Query/Get) and, for writers, the conditional transactional appends."""
-        actions = ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:DescribeTable"]
-        if write:
-            actions += [
-                "dynamodb:PutItem",
-                "dynamodb:UpdateItem",
-                "dynamodb:DeleteItem",
-                "dynamodb:BatchWriteItem",
-                "dynamodb:ConditionCheckItem",
-            ]
-        grantee.grant_principal.add_to_principal_policy(
-            iam.PolicyStatement(actions=actions, resources=[self.events_table.table_arn])
-        )
-        self._grant_spill(grantee, write=write)
+    def grant_events(
+        self,
+        grantee: iam.IGrantable,
+        *,
+        read: bool = False,
+        append: bool = False,
+        spill: bool = False,
+        delete: bool = False,
+    ) -> None:
+        """Event log access, by what the EventStore adapter (dynamodb_event_store.py) calls for it:
 
-    def grant_resources(self, grantee: iam.IGrantable, *, write: bool) -> None:
-        actions = ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:DescribeTable"]
-        if write:
-            actions += [
-                "dynamodb:PutItem",
-                "dynamodb:UpdateItem",
-                "dynamodb:DeleteItem",
-                "dynamodb:BatchWriteItem",
-                "dynamodb:ConditionCheckItem",
-            ]
+        * read: Query (a slice, the last seq) and GetItem (an event by id), and the spilled payloads (GetObject);
+        * append: Query (the next seq), PutItem (the transaction's puts of events and id guards) and BatchGetItem
+          (which ids of a conflicting append were written); `spill`: payloads over the item limit (PutObject);
+        * delete: Query and BatchWriteItem (a deleted session's items), ListBucket and DeleteObject (its payloads).
+        """
+        actions: set[str] = set()
+        objects: list[str] = []
+        if read:
+            actions |= {"dynamodb:Query", "dynamodb:GetItem"}
+            objects.append("s3:GetObject")
+        if append:
+            actions |= {"dynamodb:Query", "dynamodb:PutItem", "dynamodb:BatchGetItem"}
+        if spill:
+            objects.append("s3:PutObject")
+        if delete:
+            actions |= {"dynamodb:Query", "dynamodb:BatchWriteItem"}
+            objects.append("s3:DeleteObject")
+        if actions:
+            grantee.grant_principal.add_to_principal_policy(
+                iam.PolicyStatement(actions=sorted(actions), resources=[self.events_table.table_arn])
+            )
+        if objects:
+            grantee.grant_principal.add_to_principal_policy(
+                iam.PolicyStatement(
+                    actions=objects, resources=[self.spill_bucket.arn_for_objects(SPILL_OBJECT_PATTERN)]
+                )
+            )
+        if delete:
+            # Deleting a session's spilled payloads lists its prefix first.
+            grantee.grant_principal.add_to_principal_policy(
+                iam.PolicyStatement(actions=["s3:ListBucket"], resources=[self.spill_bucket.bucket_arn])
+            )
+
+    def grant_resources(self, grantee: iam.IGrantable, *, write: Collection[ResourceWrite] = ()) -> None:
+        """Resources table access: reads (GetItem by id; Query of the by_time and lookup indexes, and BatchGetItem of
+        what they find) always, and the writes named: put (insert), update (replace), delete."""
+        actions = ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query"]
+        actions += [_RESOURCE_WRITES[w] for w in sorted(write)]
         indexes_arn = f"{self.resources_table.table_arn}/index/*"
         grantee.grant_principal.add_to_principal_policy(
             iam.PolicyStatement(actions=actions, resources=[self.resources_table.table_arn])
@@ -123,16 +155,3 @@ class Data(Construct):
         grantee.grant_principal.add_to_principal_policy(
             iam.PolicyStatement(actions=["dynamodb:Query"], resources=[indexes_arn])
         )
-
-    def _grant_spill(self, grantee: iam.IGrantable, *, write: bool) -> None:
-        actions = ["s3:GetObject"]
-        if write:
-            actions += ["s3:PutObject", "s3:DeleteObject"]
-        grantee.grant_principal.add_to_principal_policy(
-            iam.PolicyStatement(actions=actions, resources=[self.spill_bucket.arn_for_objects(SPILL_OBJECT_PATTERN)])
-        )
-        if write:
-            # Deleting a session's spilled payloads lists its prefix first.
-            grantee.grant_principal.add_to_principal_policy(
-                iam.PolicyStatement(actions=["s3:ListBucket"], resources=[self.spill_bucket.bucket_arn])
-            )

@@ -139,11 +139,7 @@ class Secrets(Construct):
         role.add_to_principal_policy(
             iam.PolicyStatement(
                 sid="ReadVaultSecrets",
-                actions=[
-                    "secretsmanager:GetSecretValue",
-                    "secretsmanager:PutSecretValue",
-                    "secretsmanager:DescribeSecret",
-                ],
+                actions=["secretsmanager:GetSecretValue", "secretsmanager:PutSecretValue"],
                 resources=[self.vault_secrets_arn],
             )
         )
