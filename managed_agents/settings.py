@@ -108,6 +108,11 @@ VAULT_SECRET_PREFIX_ENV = f"{ENV_PREFIX}VAULT_SECRET_PREFIX"
 VAULT_KMS_KEY_ARN_ENV = f"{ENV_PREFIX}VAULT_KMS_KEY_ARN"
 
 
+# What the API Lambda accepts: below Lambda's 6,291,456-byte invocation payload limit by the room API Gateway's proxy
+# event takes besides the body (headers twice, the request context, JSON escaping of the body: a few KB to tens of KB).
+LAMBDA_MAX_REQUEST_BYTES = 6_000_000
+
+
 class AwsSettings(ServerSettings):
     """The API, task and trigger Lambdas (the fields a Lambda does not use stay unset)."""
 
@@ -120,6 +125,12 @@ class AwsSettings(ServerSettings):
         None, description="S3 bucket of the blob store (files, skill archives, outputs); unset: no blob store"
     )
     state_machine_arn: str | None = Field(None, description="the session-run state machine (wake = StartExecution)")
+    max_request_bytes: int | None = Field(
+        LAMBDA_MAX_REQUEST_BYTES,
+        ge=1024,
+        description="API Lambda: largest request body (413 above it). A Lambda invocation carries at most 6 MB"
+        " (6,291,456 bytes), the request's headers and API Gateway's event fields included, so the body gets less",
+    )
     stream_poll_seconds: float = Field(0.5, gt=0, description="event streams re-read the log this often")
     steps_per_model_turn: int = Field(
         32,

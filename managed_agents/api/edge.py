@@ -32,6 +32,7 @@ from managed_agents.domain.errors import (
     PermissionDenied,
     RequestTooLarge,
     ServiceUnavailable,
+    too_large_message,
 )
 from managed_agents.services.idempotency import IdempotencyService, StoredResponse, fingerprint
 from managed_agents.services.keys import Principal
@@ -227,9 +228,13 @@ class EdgeRoute(APIRoute):
     async def _with_body(self, request: Request) -> tuple[Request, bytes]:
         own = (self.openapi_extra or {}).get(MAX_BODY_EXTRA)
         cap: int = own or _settings_value(request, "max_request_body_bytes", DEFAULT_MAX_BODY_BYTES)
+        # the deployment's own ceiling over every route's cap (the API Lambda: what one invocation can carry)
+        ceiling: int | None = _settings_value(request, "max_request_bytes", None)
+        deployment = ceiling is not None and ceiling < cap
+        cap = min(cap, ceiling) if ceiling is not None else cap
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > cap:
-            raise _too_large(cap, f"Content-Length says {declared} bytes")
+            raise _too_large(cap, int(declared), deployment=deployment)
         timeout: float = _settings_value(request, "body_timeout_seconds", DEFAULT_BODY_TIMEOUT_SECONDS)
         chunks: list[bytes] = []
         size = 0
@@ -238,7 +243,7 @@ class EdgeRoute(APIRoute):
                 async for chunk in request.stream():
                     size += len(chunk)
                     if size > cap:
-                        raise _too_large(cap, "the body sent so far is larger")
+                        raise _too_large(cap, size, deployment=deployment, at_least=True)
                     chunks.append(chunk)
         except TimeoutError as exc:
             raise InvalidRequest(
@@ -283,8 +288,11 @@ def _replayed(stored: StoredResponse, explicit: bool) -> Response:
     return Response(stored.body, status_code=stored.status, media_type="application/json", headers=headers)
 
 
-def _too_large(cap: int, what: str) -> RequestTooLarge:
-    return RequestTooLarge(f"request body too large: {what} than the {cap} bytes this endpoint accepts")
+def _too_large(cap: int, size: int, *, deployment: bool, at_least: bool = False) -> RequestTooLarge:
+    if deployment:  # the deployment cannot take more whatever the endpoint: say how to send large content instead
+        return RequestTooLarge(too_large_message(cap, size, at_least=at_least))
+    what = "the body sent so far is larger than" if at_least else f"Content-Length says {size} bytes, more than"
+    return RequestTooLarge(f"request body too large: {what} the {cap} bytes this endpoint accepts")
 
 
 def edge_router(

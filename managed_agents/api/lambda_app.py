@@ -25,6 +25,8 @@ def create_lambda_app(settings: AwsSettings | None = None, *, clients: AwsClient
     clients = clients or AwsClients()
     rt = build_aws_runtime(settings, clients=clients)
     app = create_app(rt)
+    # settings.max_request_bytes, what one Lambda invocation can carry, caps every route's body (api/edge.py): a
+    # readable 413 rather than API Gateway's 502
     # The admin key is read and registered on the first request, never at init (admin_bootstrap.py).
     install_admin_key_bootstrap(app, rt.keys, settings.admin_key_secret_arn, secrets_client=clients.secretsmanager)
     return app

@@ -108,3 +108,15 @@ class DuplicateEvent(Exception):
 
 class StaleRevision(Exception):
     """A conditional resource write lost a race (optimistic concurrency on the stored revision)."""
+
+
+def too_large_message(limit: int, size: int | None = None, *, at_least: bool = False) -> str:
+    """What a request body over the deployment's limit is told (the API's 413, and API Gateway's own responses)."""
+    if size is None:
+        what = "the request body is too large"
+    else:
+        what = f"the request body is {'more than ' if at_least else ''}{size:,} bytes"
+    return (
+        f"{what}; this deployment accepts at most {limit:,} bytes per request. Send large content (images, PDFs, "
+        "other documents) by reference instead of inline: a URL source, or a file uploaded beforehand"
+    )

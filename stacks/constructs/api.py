@@ -12,6 +12,8 @@ Authentication is the app's own (Authorization: Bearer / x-api-key API keys), ex
 
 from __future__ import annotations
 
+import json
+
 from aws_cdk import Aws, Duration, RemovalPolicy
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_lambda as lambda_
@@ -19,6 +21,8 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
 
+from managed_agents.domain.errors import RequestTooLarge, too_large_message
+from managed_agents.settings import LAMBDA_MAX_REQUEST_BYTES
 from stacks.config import PlatformConfig
 from stacks.constructs.python_function import PythonFunction
 from stacks.nag import acknowledge
@@ -141,6 +145,7 @@ class Api(Construct):
                 scope_permission_to_method=False,
             ),
         )
+        self._gateway_responses()
         self.stage = self.rest_api.deployment_stage
         if config.waf_web_acl_arn:
             wafv2.CfnWebACLAssociation(
@@ -151,6 +156,44 @@ class Api(Construct):
     @property
     def url(self) -> str:
         return self.rest_api.url
+
+    def _gateway_responses(self) -> None:
+        """What API Gateway answers itself, in the API's error envelope, for requests the function never sees.
+
+        A body over LAMBDA_MAX_REQUEST_BYTES reaches the function and gets its 413 (RequestSizeLimitMiddleware). A
+        larger one whose invocation Lambda refuses (6 MB for the whole event) is an integration failure, which API
+        Gateway cannot tell apart from the others, so its message names the usual cause and the limit; over API
+        Gateway's own 10 MB it is REQUEST_TOO_LARGE, a 413.
+        """
+        limit = LAMBDA_MAX_REQUEST_BYTES
+        responses = {
+            "RequestTooLarge": (
+                apigw.ResponseType.REQUEST_TOO_LARGE,
+                "413",
+                RequestTooLarge.error_type,
+                too_large_message(limit),
+            ),
+            "IntegrationFailure": (
+                apigw.ResponseType.INTEGRATION_FAILURE,
+                "502",
+                "api_error",
+                "the API function could not answer this request. If its body was large, that is the cause: a Lambda "
+                "invocation carries at most 6 MB, and " + too_large_message(limit).split("; ", 1)[1],
+            ),
+        }
+        for id_, (response_type, status, error_type, message) in responses.items():
+            envelope = {
+                "type": "error",
+                "error": {"type": error_type, "message": message},
+                "request_id": "$context.requestId",
+            }
+            self.rest_api.add_gateway_response(
+                id_,
+                type=response_type,
+                status_code=status,
+                response_headers={"request-id": "context.requestId", "content-type": "'application/json'"},
+                templates={"application/json": json.dumps(envelope, separators=(",", ":"))},
+            )
 
     def _acknowledge(self, config: PlatformConfig) -> None:
         acknowledge(
