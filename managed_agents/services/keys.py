@@ -7,6 +7,9 @@
 * Work tokens (`wt-ma-…`) are the `sessions_token` inside a work item's `secret`: short-lived (they die with
   the item's lease) and scoped to that one item and its session. They are the only credential that may post
   `user.tool_result`.
+* Every key is looked up by the SHA-256 of its secret (`ResourceStore.find(kind, "hash", ...)`), which both store
+  adapters answer consistently: a key works on the request right after the one that created it (the DynamoDB
+  adapter reads an item addressed by the hash, not its eventually consistent index).
 * The bootstrap key (`ensure_bootstrap_key`) is an API key whose secret the deployment generated, not this
   service: on AWS, Secrets Manager's random string (no `sk-ma-` prefix; any secret of at least
   `BOOTSTRAP_MIN_LENGTH` URL-safe characters is accepted). Its workspace and key ids derive from fixed parts and

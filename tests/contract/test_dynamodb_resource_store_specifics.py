@@ -16,6 +16,7 @@ from managed_agents.adapters.aws.dynamodb_resource_store import (
     SPARSE_LOOKUPS,
     TTL_ATTRIBUTE,
     DynamoDbResourceStore,
+    direct_key,
     item_key,
     lookup_key,
 )
@@ -180,3 +181,56 @@ def test_expiring_records_carry_the_tables_ttl_attribute(dynamodb_resource_store
     # Then it holds the epoch seconds in the attribute the stack enables TTL on, so DynamoDB removes it itself
     assert TTL_ATTRIBUTE == RESOURCES_TTL_ATTRIBUTE
     assert item[TTL_ATTRIBUTE] == {"N": str(int(expires.timestamp()))}
+
+
+def test_a_key_hash_is_found_with_consistent_reads_even_when_the_index_lags(
+    dynamodb_resource_store: DynamoDbResourceStore, calls: list[str]
+) -> None:
+    # Given an API key record, written with the item that addresses it by its hash, in one transaction
+    store, ws, digest = dynamodb_resource_store, "wrkspc_k", f"h_{uuid.uuid4().hex}"
+    key = _rec("api_key", ws, hash=digest)
+    store.insert(key)
+    assert calls[-1] == "TransactWriteItems"
+    # (the lookup index has not caught up yet: the record's index key is gone from the index's point of view)
+    _drop_index_key(store, key, slot=1)
+    calls.clear()
+    # When the key is looked up by its hash
+    found = store.find("api_key", "hash", [digest])
+    # Then it is found without asking the index: consistent reads of the hash's item and of the record
+    assert [r.id for r in found] == [key.id]
+    assert calls == ["BatchGetItem", "BatchGetItem"]
+    item = store.dynamodb.get_item(TableName=store.table_name, Key={PK: {"S": direct_key("api_key", "hash", digest)}})
+    assert item["Item"]["target"] == {"S": item_key("api_key", key.id)}
+
+
+def test_a_key_written_before_its_hash_item_existed_is_found_through_the_index(
+    dynamodb_resource_store: DynamoDbResourceStore,
+) -> None:
+    # Given a key record as an older version wrote it: no item addressed by its hash
+    store, ws, digest = dynamodb_resource_store, "wrkspc_old", f"h_{uuid.uuid4().hex}"
+    key = _rec("api_key", ws, hash=digest)
+    store.insert(key)
+    store.dynamodb.delete_item(TableName=store.table_name, Key={PK: {"S": direct_key("api_key", "hash", digest)}})
+    # Then it is still found, through the lookup index as before
+    assert [r.id for r in store.find("api_key", "hash", [digest])] == [key.id]
+
+
+def test_the_hash_item_is_deleted_with_its_key_and_never_listed(dynamodb_resource_store: DynamoDbResourceStore) -> None:
+    store, ws, digest = dynamodb_resource_store, "wrkspc_del", f"h_{uuid.uuid4().hex}"
+    key = _rec("api_key", ws, hash=digest)
+    store.insert(key)
+    # (the hash's item is in no index: listing keys lists the key once)
+    rows, _ = store.list_records("api_key", ws, ListQuery(limit=10, include_archived=True))
+    assert [r.id for r in rows] == [key.id]
+    assert store.delete("api_key", ws, key.id)
+    pk = direct_key("api_key", "hash", digest)
+    assert "Item" not in store.dynamodb.get_item(TableName=store.table_name, Key={PK: {"S": pk}})
+
+
+def _drop_index_key(store: DynamoDbResourceStore, rec: Record, *, slot: int) -> None:
+    store.dynamodb.update_item(
+        TableName=store.table_name,
+        Key={PK: {"S": item_key(rec.kind, rec.id)}},
+        UpdateExpression="REMOVE #lk",
+        ExpressionAttributeNames={"#lk": lookup_key(slot)},
+    )

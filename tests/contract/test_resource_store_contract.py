@@ -387,6 +387,25 @@ def test_find_follows_replaced_attributes_and_kinds(resource_store: ResourceStor
     assert len(found) == 1 and found[0].rev == 2
 
 
+@pytest.mark.parametrize("kind", ["api_key", "environment_key"])
+def test_a_key_is_found_by_its_hash_as_soon_as_it_is_written_and_until_it_is_deleted(
+    resource_store: ResourceStore, kind: str
+) -> None:
+    # Given a key record (a client uses a key right after it was created: the lookup must see it at once)
+    ws, digest = _ws(), f"h_{uuid.uuid4().hex}"
+    key = _rec(kind, ws, hash=digest, environment_id="env_1")
+    resource_store.insert(key)
+    # Then it is found by its hash, also after a revoke (archived), and no longer once deleted
+    assert _ids(resource_store.find(kind, "hash", [digest])) == [key.id]
+    revoked = mutate(resource_store, key, lambda r: setattr(r, "archived", True))
+    (found,) = resource_store.find(kind, "hash", [digest])
+    assert found.archived and found.rev == revoked.rev
+    assert resource_store.delete(kind, ws, key.id)
+    assert resource_store.find(kind, "hash", [digest]) == []
+    # And a hash no key has finds nothing
+    assert resource_store.find(kind, "hash", [f"h_{uuid.uuid4().hex}"]) == []
+
+
 def test_live_work_items_are_found_by_state_until_they_stop(resource_store: ResourceStore) -> None:
     # Given work items of two workspaces in every state (the work reaper looks for the leased ones)
     a, b = _ws(), _ws()

@@ -36,8 +36,15 @@ rows read, in Python with SQLite's typed equality, reading ahead when they are p
 correctness. `find` on an attribute that `LOOKUPS` does not declare raises ValueError: it would need a Scan.
 
 GSIs are eventually consistent: a list or find issued right after a write may miss it for a moment (the rows it
-returns are re-read consistently, so they are never staler than the index says). Low-cardinality lookups
-(`session` `status`) put many items in one index partition; shard the value if its write rate ever needs it.
+returns are re-read consistently, so they are never staler than the index says). Where that would refuse a request,
+`find` does not use an index: the attributes in `DIRECT_LOOKUPS` (an API key's and an environment key's hash, which a
+client sends right after the key was created) also get an item of their own, `pk` = `"{kind}_{attr}#{value}"` (e.g.
+`api_key_hash#<sha256>`) holding the record's key in `target`, written in the same transaction as the record (insert,
+replace) and deleted with it; `find` reads those items and the records with consistent reads (BatchGetItem). A record
+written before these items existed has none: `find` then queries the lookup index as before (eventually consistent).
+
+Low-cardinality lookups (`session` `status`) put many items in one index partition; shard the value if its write
+rate ever needs it.
 """
 
 from __future__ import annotations
@@ -73,6 +80,11 @@ LIST_PK = "list_pk"
 LIST_SK = "list_sk"
 SCOPE_SK = "scope_sk"
 LOOKUP_SLOTS = 4
+# Lookups `find` answers with consistent reads through an item addressed by the value (see the module doc). The
+# attribute must also be a lookup (domain/lookups.py: records without the item are found through its index).
+# Persisted key format.
+DIRECT_LOOKUPS: frozenset[tuple[str, str]] = frozenset({("api_key", "hash"), ("environment_key", "hash")})
+DIRECT_TARGET = "target"
 COMPRESS_ABOVE_BYTES = 32_000
 MAX_ITEM_BYTES = 390_000  # DynamoDB's 400 KB item limit, less room for the keys and attribute names
 
@@ -147,6 +159,11 @@ def item_key(kind: str, id_: str) -> str:
     return f"{kind}#{id_}"
 
 
+def direct_key(kind: str, attr: str, value: str | int) -> str:
+    """The key of the item that addresses a record by a DIRECT_LOOKUPS value: `api_key_hash#<sha256>`."""
+    return f"{kind}_{attr}#{value}"
+
+
 def _typed(value: str | int) -> str:
     # bool is an int, as SQLite's json_extract makes JSON true 1
     return f"n:{int(value)}" if isinstance(value, int) else f"s:{value}"
@@ -193,6 +210,14 @@ def _condition_failed(exc: ClientError) -> bool:
     return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
 
 
+def _first_condition_failed(exc: ClientError) -> bool:
+    """A cancelled transaction whose first item (the record) failed its condition."""
+    if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+        return False
+    reasons = exc.response.get("CancellationReasons") or [{}]
+    return bool(reasons) and reasons[0].get("Code") == "ConditionalCheckFailed"
+
+
 class DynamoDbResourceStore:
     def __init__(
         self,
@@ -201,6 +226,7 @@ class DynamoDbResourceStore:
         dynamodb_client: DynamoDBClient | None = None,
         lookups: Mapping[str, tuple[str, ...]] = LOOKUPS,
         sparse: Mapping[tuple[str, str], frozenset[str | int]] = SPARSE_LOOKUPS,
+        direct: frozenset[tuple[str, str]] = DIRECT_LOOKUPS,
     ) -> None:
         for kind, attrs in lookups.items():
             if len(attrs) > LOOKUP_SLOTS:
@@ -208,9 +234,13 @@ class DynamoDbResourceStore:
         for kind, attr in sparse:
             if attr not in lookups.get(kind, ()):
                 raise ValueError(f"sparse lookup {kind}.{attr} is not a lookup attribute")
+        for kind, attr in direct:
+            if kind in lookups and attr not in lookups[kind]:
+                raise ValueError(f"direct lookup {kind}.{attr} is not a lookup attribute")
         self.table_name = table_name
         self.lookups = dict(lookups)
         self.sparse = dict(sparse)
+        self.direct = direct
         self.query_calls = 0  # DynamoDB Query calls made so far (benchmarks report queries per page)
         self._ddb = dynamodb_client
         self._lock = threading.Lock()
@@ -252,16 +282,21 @@ class DynamoDbResourceStore:
         for slot, lookup in self._lookup_values(rec).items():
             if lookup is not None:
                 item[lookup_key(slot)] = {"S": lookup}
+        put: dict[str, Any] = {
+            "TableName": self.table_name,
+            "Item": item,
+            "ConditionExpression": "attribute_not_exists(#pk)",
+            "ExpressionAttributeNames": {"#pk": PK},
+        }
+        pointers = self._direct_items(rec)
         with _translated("insert"):
             try:
-                self.dynamodb.put_item(
-                    TableName=self.table_name,
-                    Item=item,
-                    ConditionExpression="attribute_not_exists(#pk)",
-                    ExpressionAttributeNames={"#pk": PK},
-                )
+                if pointers:
+                    self._transact([{"Put": put}, *({"Put": p} for p in pointers)])
+                else:
+                    self.dynamodb.put_item(**put)
             except ClientError as exc:
-                if _condition_failed(exc):
+                if _condition_failed(exc) or _first_condition_failed(exc):
                     raise Conflict(f"{rec.kind} {rec.id} already exists") from exc
                 raise
 
@@ -327,34 +362,50 @@ class DynamoDbResourceStore:
             else:
                 values[f":lk{slot}"] = {"S": value}
                 sets.append(f"#lk{slot} = :lk{slot}")
+        update: dict[str, Any] = {
+            "TableName": self.table_name,
+            "Key": {PK: {"S": item_key(rec.kind, rec.id)}},
+            "UpdateExpression": f"SET {', '.join(sets)} REMOVE {', '.join(removes)}",
+            "ConditionExpression": "attribute_exists(#pk) AND #ws = :ws AND #rev = :expected",
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": values,
+        }
+        # (the items of a changed value are written again; one of a value the record no longer has is left, and
+        # `find` ignores it: it checks the record's current attribute)
+        pointers = self._direct_items(new)
         with _translated("replace"):
             try:
-                self.dynamodb.update_item(
-                    TableName=self.table_name,
-                    Key={PK: {"S": item_key(rec.kind, rec.id)}},
-                    UpdateExpression=f"SET {', '.join(sets)} REMOVE {', '.join(removes)}",
-                    ConditionExpression="attribute_exists(#pk) AND #ws = :ws AND #rev = :expected",
-                    ExpressionAttributeNames=names,
-                    ExpressionAttributeValues=values,
-                )
+                if pointers:
+                    self._transact([{"Update": update}, *({"Put": p} for p in pointers)])
+                else:
+                    self.dynamodb.update_item(**update)
             except ClientError as exc:
-                if _condition_failed(exc):
+                if _condition_failed(exc) or _first_condition_failed(exc):
                     raise StaleRevision(f"{rec.kind} {rec.id} changed since revision {expected_rev}") from exc
                 raise
         return new
 
     def delete(self, kind: str, workspace_id: str, id_: str) -> bool:
+        delete: dict[str, Any] = {
+            "TableName": self.table_name,
+            "Key": {PK: {"S": item_key(kind, id_)}},
+            "ConditionExpression": "attribute_exists(#pk) AND #ws = :ws",
+            "ExpressionAttributeNames": {"#pk": PK, "#ws": "workspace_id"},
+            "ExpressionAttributeValues": {":ws": {"S": workspace_id}},
+        }
+        current = self.get_by_id(kind, id_) if any(k == kind for k, _ in self.direct) else None
+        pointers = [
+            {"TableName": self.table_name, "Key": {PK: p["Item"][PK]}}
+            for p in (self._direct_items(current) if current is not None else [])
+        ]
         with _translated("delete"):
             try:
-                self.dynamodb.delete_item(
-                    TableName=self.table_name,
-                    Key={PK: {"S": item_key(kind, id_)}},
-                    ConditionExpression="attribute_exists(#pk) AND #ws = :ws",
-                    ExpressionAttributeNames={"#pk": PK, "#ws": "workspace_id"},
-                    ExpressionAttributeValues={":ws": {"S": workspace_id}},
-                )
+                if pointers:
+                    self._transact([{"Delete": delete}, *({"Delete": p} for p in pointers)])
+                else:
+                    self.dynamodb.delete_item(**delete)
             except ClientError as exc:
-                if _condition_failed(exc):
+                if _condition_failed(exc) or _first_condition_failed(exc):
                     return False
                 raise
         return True
@@ -416,7 +467,12 @@ class DynamoDbResourceStore:
                 f"{sorted(map(str, self.sparse[(kind, attr)]))}, see SPARSE_LOOKUPS)"
             )
         keys: list[str] = []
-        for value in dict.fromkeys(values):
+        wanted = list(dict.fromkeys(values))
+        if (kind, attr) in self.direct:
+            found = self._direct_targets(kind, attr, wanted)
+            keys.extend(found.values())
+            wanted = [v for v in wanted if v not in found]  # (records older than their direct items: the index)
+        for value in wanted:
             kwargs: dict[str, Any] = {
                 "IndexName": lookup_index(slot),
                 "KeyConditionExpression": "#pk = :pk",
@@ -433,6 +489,50 @@ class DynamoDbResourceStore:
         return [r for r in self._batch_get(keys) if any(_same(r.attrs.get(attr), v) for v in values)]
 
     # -- internals -----------------------------------------------------------------------------------------------
+
+    def _direct_items(self, rec: Record) -> list[dict[str, Any]]:
+        """The Put requests of the items that address `rec` by its DIRECT_LOOKUPS values."""
+        out: list[dict[str, Any]] = []
+        for kind, attr in sorted(self.direct):
+            value = rec.attrs.get(attr)
+            if kind == rec.kind and isinstance(value, str | int):
+                item: _Item = {
+                    PK: {"S": direct_key(kind, attr, value)},
+                    DIRECT_TARGET: {"S": item_key(rec.kind, rec.id)},
+                }
+                out.append({"TableName": self.table_name, "Item": item})
+        return out
+
+    def _direct_targets(self, kind: str, attr: str, values: Sequence[str]) -> dict[str, str]:
+        """value -> the key of the record its direct item names, for the values that have one (consistent reads)."""
+        by_key = {direct_key(kind, attr, v): v for v in values}
+        out: dict[str, str] = {}
+        pending = list(by_key)
+        for start in range(0, len(pending), _BATCH_GET_MAX):
+            request: dict[str, Any] = {
+                self.table_name: {
+                    "Keys": [{PK: {"S": k}} for k in pending[start : start + _BATCH_GET_MAX]],
+                    "ConsistentRead": True,
+                    "ProjectionExpression": "#pk, #target",
+                    "ExpressionAttributeNames": {"#pk": PK, "#target": DIRECT_TARGET},
+                }
+            }
+            for attempt in range(10):
+                with _translated("read"):
+                    batch = self.dynamodb.batch_get_item(RequestItems=request)
+                for item in batch["Responses"].get(self.table_name, []):
+                    out[by_key[item[PK]["S"]]] = item[DIRECT_TARGET]["S"]
+                unprocessed = batch.get("UnprocessedKeys") or {}
+                if not unprocessed:
+                    break
+                request = dict(unprocessed)
+                time.sleep(random.uniform(0, 0.01 * 2**attempt))
+            else:
+                raise ServiceUnavailable("resource store batch read left unprocessed keys")
+        return out
+
+    def _transact(self, items: list[dict[str, Any]]) -> None:
+        self.dynamodb.transact_write_items(TransactItems=items)  # type: ignore[arg-type]
 
     def _slot(self, kind: str, attr: str, value: str | int | None = None) -> int | None:
         """The GSI slot of `kind.attr`; with a value, None also when a sparse lookup leaves that value out."""
