@@ -290,7 +290,7 @@ def _replayed(stored: StoredResponse, explicit: bool) -> Response:
 
 def _too_large(cap: int, size: int, *, deployment: bool, at_least: bool = False) -> RequestTooLarge:
     if deployment:  # the deployment cannot take more whatever the endpoint: say how to send large content instead
-        return RequestTooLarge(too_large_message(cap, size, at_least=at_least))
+        return RequestTooLarge(too_large_message(cap, cap if at_least else size, at_least=at_least))
     what = "the body sent so far is larger than" if at_least else f"Content-Length says {size} bytes, more than"
     return RequestTooLarge(f"request body too large: {what} the {cap} bytes this endpoint accepts")
 
