@@ -8,7 +8,7 @@ bucket, state machine, `LAMBDA_TASK_ROOT` so Powertools tracing is on as in Lamb
   `uvicorn` and `managed_agents.api.lambda_app` and building the app, which `functions/api/run.sh` does at init);
 - `init_ms_no_pyc`: the same when none of the non-stdlib modules has bytecode, as with an asset that ships no
   `__pycache__` (/var/task is read-only, so every init compiles each module from source). The bundled asset compiles
-  its bytecode at build time (`bytecode_script` in stacks/constructs/python_function.py), so `init_ms`, measured with
+  its bytecode at build time (`compile_bytecode` in stacks/lambda_bundle.py), so `init_ms`, measured with
   this checkout's bytecode, is the deployed figure; `init_ms_no_pyc` is what that step saves;
 - `first_call_ms` / `warm_call_ms`: the first and the second invocation of the handler in the same process, each with
   a real event of its kind (ModelTurn: a model turn of a fresh session, the key read from Secrets Manager; triggers:

@@ -12,7 +12,7 @@ Every setting has a default here, so `python app.py` synthesizes with no context
 | `removalPolicy` | `retain` | `retain` keeps tables, buckets and secrets on `cdk destroy`; `destroy` deletes them |
 | `pythonRuntime` | `3.13` | Lambda Python runtime (3.12+: SnapStart for Python needs 3.12 or later) |
 | `snapStart` | `true` | SnapStart on published versions of every Python Lambda (callers use the `live` alias) |
-| `bundleDependencies` | `false` | `true`: install the locked runtime dependencies in the Lambda asset (Docker) |
+| `bundleDependencies` | `true` | the Lambda asset holds the locked runtime dependencies, built without Docker |
 | `lwaLayerArn` | LWA arm64 layer v`lwaLayerVersion` | Lambda Web Adapter layer of the API Lambda |
 | `lwaLayerVersion` | `30` | version of the public arm64 LWA layer (account 753240598075) in the deploy region |
 | `apiStageName` | `live` | API Gateway stage; the SDK's `base_url` is the stage URL |
@@ -125,7 +125,7 @@ class PlatformConfig:
     removal_policy: str = "retain"
     python_runtime: str = "3.13"
     snap_start: bool = True
-    bundle_dependencies: bool = False
+    bundle_dependencies: bool = True
     lwa_layer_arn: str | None = None
     lwa_layer_version: int = 30
     api_stage_name: str = "live"

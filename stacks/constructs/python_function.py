@@ -3,64 +3,34 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from aws_cdk import Annotations, ArnFormat, BundlingOptions, Duration, IgnoreMode, RemovalPolicy, Stack
+import jsii
+from aws_cdk import Annotations, ArnFormat, BundlingOptions, Duration, IgnoreMode, ILocalBundling, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from stacks.config import PlatformConfig
+from stacks.lambda_bundle import LOCK_FILES, REPO_ROOT, build_bundle
 from stacks.nag import acknowledge
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 ALIAS_NAME = "live"  # every caller invokes this alias (SnapStart restores published versions only)
 
-# The Lambda asset is an allowlist of the repo: the application package and the thin entry points. Everything else
-# (cdk.out, .venv, tests, .git, .data, bench, docs, sandbox_task, caches) stays out. Gitignore syntax, last match wins.
+# The Lambda asset's source is an allowlist of the repo: the application package, the thin entry points, and the lock
+# (so a dependency change changes the asset's hash). Everything else (cdk.out, .venv, tests, .git, .data, .build,
+# bench, docs, sandbox_task, caches) stays out. Gitignore syntax, last match wins.
 LAMBDA_ASSET_EXCLUDE = [
     "*",
     "!managed_agents/",
     "!managed_agents/**",
     "!functions/",
     "!functions/**",
+    *(f"!{name}" for name in LOCK_FILES),
     "__pycache__/",
     "*.pyc",
 ]
-
-ASSET_OUTPUT = "/asset-output"
-TASK_ROOT = "/var/task"  # where Lambda puts the asset
-
-
-def bytecode_script(out: str) -> str:
-    """Shell commands that replace every `__pycache__` under `out` with bytecode compiled once, at build time.
-
-    /var/task is read-only: without bytecode in the asset, every cold start compiles each module it imports from
-    source (about twice the import time, see bench/lambda_cold_path.py). `unchecked-hash` pycs hold a source hash
-    instead of an mtime and are loaded without looking at the source; the file names they record are the deployed ones
-    (`-s {out} -p /var/task`), and PYTHONHASHSEED=0 fixes the order of set constants, so the output does not depend on
-    when or where it was built. The interpreter is the build image's, which is the function's runtime (the pyc name
-    carries its version: cpython-313).
-    """
-    return (
-        f"find {out} -name __pycache__ -prune -exec rm -rf {{}} +; "
-        "PYTHONHASHSEED=0 python -m compileall -q -j 0 --invalidation-mode unchecked-hash "
-        f"-s {out} -p {TASK_ROOT} {out}"
-    )
-
-
-# Run inside the Lambda Python build image when `bundleDependencies` is on: the locked runtime dependencies (with the
-# `aws` extra) installed as aarch64 wheels for the function's Python, then the project itself, then functions/, then
-# their bytecode.
-_BUNDLE_SCRIPT = (
-    "set -euo pipefail; "
-    "pip install --no-cache-dir --quiet uv; "
-    "uv export --frozen --no-dev --extra aws --no-emit-project --no-hashes -o /tmp/requirements.txt; "
-    f"pip install --no-cache-dir --quiet -r /tmp/requirements.txt -t {ASSET_OUTPUT} "
-    "--platform manylinux2014_aarch64 --implementation cp --python-version {python} --only-binary=:all:; "
-    f"pip install --no-cache-dir --quiet --no-deps . -t {ASSET_OUTPUT}; "
-    f"cp -r functions {ASSET_OUTPUT}/; " + bytecode_script(ASSET_OUTPUT).replace("{", "{{").replace("}", "}}")
-)
 
 
 def runtime_for(config: PlatformConfig) -> lambda_.Runtime:
@@ -71,15 +41,31 @@ def runtime_for(config: PlatformConfig) -> lambda_.Runtime:
     }[config.python_runtime]
 
 
+@jsii.implements(ILocalBundling)
+class LocalBundling:
+    """CDK local bundling: builds the bundle on this machine (stacks/lambda_bundle.py); Docker is never used."""
+
+    def __init__(self, python: str) -> None:
+        self.python = python
+
+    def try_bundle(self, output_dir: str, *_: Any, **__: Any) -> bool:
+        build_bundle(Path(output_dir), self.python)
+        return True
+
+
 def lambda_code(config: PlatformConfig) -> lambda_.Code:
-    """The one code asset every Python Lambda of the stack shares (same package, different handlers)."""
+    """The one code asset every Python Lambda of the stack shares (same package, different handlers).
+
+    `bundleDependencies` (default on): the dependencies, the code and its bytecode, built without Docker. Off: the
+    application code alone, as it is in the repo (for templates that are not deployed)."""
     bundling = None
     if config.bundle_dependencies:
         runtime = runtime_for(config)
         bundling = BundlingOptions(
+            # Never run: local bundling always builds (or fails with what to install). The image is a required field.
             image=runtime.bundling_image,
-            command=["bash", "-c", _BUNDLE_SCRIPT.format(python=config.python_runtime)],
-            user="root",
+            local=LocalBundling(config.python_runtime),
+            command=["false"],
         )
     return lambda_.Code.from_asset(
         str(REPO_ROOT), exclude=LAMBDA_ASSET_EXCLUDE, ignore_mode=IgnoreMode.GIT, bundling=bundling

@@ -1,7 +1,8 @@
-"""The Lambda asset ships bytecode compiled at build time, reproducibly (stacks/constructs/python_function.py).
+"""The Lambda asset ships bytecode compiled at build time, reproducibly (stacks/lambda_bundle.py `compile_bytecode`).
 
-The bundling itself runs in Docker (not here); its last step, `bytecode_script`, is plain shell and runs here on a
-copy of the application package with this machine's Python.
+The bundle compiles with an interpreter of the function's Python version; here the step runs on a copy of the
+application package with this machine's Python (the pycs then carry its version tag). The whole bundle, built as a
+synth builds it, is checked by tests/infra/test_lambda_bundle_imports.py.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from stacks.constructs.python_function import _BUNDLE_SCRIPT, ASSET_OUTPUT, REPO_ROOT, bytecode_script
+from stacks.lambda_bundle import REPO_ROOT, compile_bytecode
 
 # PEP 552: the pyc header's flags word; bit 0 = hash-based, bit 1 = check the source.
 UNCHECKED_HASH_FLAGS = 0b01
@@ -23,20 +24,11 @@ def build(out: Path) -> None:
     stale = out / "managed_agents" / "__pycache__"
     stale.mkdir()
     (stale / "stale.cpython-311.pyc").write_bytes(b"left over from a local run")
-    subprocess.run(["bash", "-c", bytecode_script(str(out))], check=True, cwd=out, timeout=300)
+    compile_bytecode(out, sys.executable)
 
 
 def pycs(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*.pyc"))}
-
-
-def test_the_bundle_compiles_bytecode_after_dropping_every_cache() -> None:
-    script = _BUNDLE_SCRIPT.format(python="3.13")
-    drop = script.index(f"find {ASSET_OUTPUT} -name __pycache__ -prune -exec rm -rf {{}} +")
-    compile_ = script.index(
-        f"python -m compileall -q -j 0 --invalidation-mode unchecked-hash -s {ASSET_OUTPUT} -p /var/task {ASSET_OUTPUT}"
-    )
-    assert script.index("cp -r functions") < drop < compile_  # every module of the asset, after the last copy
 
 
 def test_the_bytecode_step_compiles_every_module_as_unchecked_hash_pycs(tmp_path: Path) -> None:
