@@ -9,7 +9,9 @@ Every setting has a default here, so `python app.py` synthesizes with no context
 | `prefix` | `managed-agents` | prefix of every physical name (secrets, state machine, bus, log groups, cluster, |
 | | | the provisioner function `{prefix}-provisioner`) |
 | `logRetentionDays` | `30` | retention of every log group (a CloudWatch value: 1, 3, 5, 7, 14, 30, 60, 90, ...) |
-| `removalPolicy` | `retain` | `retain` keeps tables, buckets and secrets on `cdk destroy`; `destroy` deletes them |
+| `removalPolicy` | `retain` | `retain` keeps the data (tables, buckets, secrets, key, log groups) on `cdk destroy` |
+| | | and on updates that remove it, never after a failed first deploy (`RetainExceptOnCreate`; the |
+| | | deletion-protected tables: `Retain`); `destroy` deletes all of it |
 | `pythonRuntime` | `3.13` | Lambda Python runtime (3.12+: SnapStart for Python needs 3.12 or later) |
 | `snapStart` | `true` | SnapStart on published versions of every Python Lambda (callers use the `live` alias) |
 | `bundleDependencies` | `true` | the Lambda asset holds the locked runtime dependencies, built without Docker |
@@ -49,6 +51,7 @@ import re
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from aws_cdk import RemovalPolicy
 from aws_cdk import aws_logs as logs
 from constructs import Node
 
@@ -200,6 +203,20 @@ class PlatformConfig:
     @property
     def destroy_on_removal(self) -> bool:
         return self.removal_policy == "destroy"
+
+    @property
+    def removal(self) -> RemovalPolicy:
+        """What `cdk destroy` (or an update that drops it) does with a resource holding data. Retained resources have
+        no fixed physical name, so a retained one never blocks the next deploy; and a failed first deploy deletes what
+        it created (RetainExceptOnCreate), so its retry starts clean."""
+        return RemovalPolicy.DESTROY if self.destroy_on_removal else RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE
+
+    @property
+    def table_removal(self) -> RemovalPolicy:
+        """The tables: deletion-protected while retained, so CloudFormation could not delete one after a failed
+        create either (a rollback would fail); `Retain` keeps a failed first deploy's empty tables instead
+        (docs/deploy-aws.md says how to remove them)."""
+        return RemovalPolicy.DESTROY if self.destroy_on_removal else RemovalPolicy.RETAIN
 
     @property
     def log_retention(self) -> logs.RetentionDays:

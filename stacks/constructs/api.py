@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 
-from aws_cdk import Aws, Duration, RemovalPolicy
+from aws_cdk import Aws, Duration
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -90,7 +90,7 @@ class Api(Construct):
             config.stream_memory_mb,
             stream_environment,
         )
-        removal = RemovalPolicy.DESTROY if config.destroy_on_removal else RemovalPolicy.RETAIN
+        removal = config.removal
         self.access_logs = logs.LogGroup(self, "AccessLogs", retention=config.log_retention, removal_policy=removal)
         integration = apigw.LambdaIntegration(
             self.function.alias,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Literal
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Duration
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_s3 as s3
@@ -33,7 +33,7 @@ class Data(Construct):
 
     def __init__(self, scope: Construct, id_: str, *, config: PlatformConfig) -> None:
         super().__init__(scope, id_)
-        removal = RemovalPolicy.DESTROY if config.destroy_on_removal else RemovalPolicy.RETAIN
+        removal, table_removal = config.removal, config.table_removal
         pitr = dynamodb.PointInTimeRecoverySpecification(point_in_time_recovery_enabled=True)
 
         # The append-only event log: one partition per session, gapless `seq`. No TTL: the log is the durable record.
@@ -46,7 +46,7 @@ class Data(Construct):
             point_in_time_recovery_specification=pitr,
             encryption=dynamodb.TableEncryption.AWS_MANAGED,
             deletion_protection=not config.destroy_on_removal,
-            removal_policy=removal,
+            removal_policy=table_removal,
         )
         # Agents, environments, sessions, keys, vault metadata: `pk` only, a by-time list index and keys-only lookup
         # indexes. TTL is enabled on `expires_at` (epoch seconds) for records that should expire on their own.
@@ -60,7 +60,7 @@ class Data(Construct):
             encryption=dynamodb.TableEncryption.AWS_MANAGED,
             time_to_live_attribute=RESOURCES_TTL_ATTRIBUTE,
             deletion_protection=not config.destroy_on_removal,
-            removal_policy=removal,
+            removal_policy=table_removal,
         )
         self.resources_table.add_global_secondary_index(
             index_name=resource_store.LIST_INDEX,

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import jsii
-from aws_cdk import Annotations, ArnFormat, BundlingOptions, Duration, IgnoreMode, ILocalBundling, RemovalPolicy, Stack
+from aws_cdk import Annotations, ArnFormat, BundlingOptions, Duration, IgnoreMode, ILocalBundling, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -101,7 +101,7 @@ class PythonFunction(Construct):
             self,
             "Logs",
             retention=config.log_retention,
-            removal_policy=RemovalPolicy.DESTROY if config.destroy_on_removal else RemovalPolicy.RETAIN,
+            removal_policy=config.removal,
         )
         self.role = iam.Role(
             self,

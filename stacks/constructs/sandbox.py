@@ -8,7 +8,7 @@ and the API URL as container environment overrides at RunTask time. Egress follo
 
 from __future__ import annotations
 
-from aws_cdk import ArnFormat, IgnoreMode, RemovalPolicy, Stack
+from aws_cdk import ArnFormat, IgnoreMode, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_ecr as ecr
 from aws_cdk import aws_ecr_assets as ecr_assets
@@ -36,7 +36,7 @@ class Sandbox(Construct):
     def __init__(self, scope: Construct, id_: str, *, config: PlatformConfig) -> None:
         super().__init__(scope, id_)
         stack = Stack.of(self)
-        removal = RemovalPolicy.DESTROY if config.destroy_on_removal else RemovalPolicy.RETAIN
+        removal = config.removal
         retention = config.log_retention
 
         if config.vpc_id:

@@ -20,7 +20,7 @@ CloudFormation; the key policy is the resource policy that covers all of them.
 
 from __future__ import annotations
 
-from aws_cdk import ArnFormat, Aws, Duration, RemovalPolicy, Stack
+from aws_cdk import ArnFormat, Aws, Duration, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_secretsmanager as secretsmanager
@@ -51,12 +51,11 @@ _KEY_ADMIN_ACTIONS = [
 class Secrets(Construct):
     def __init__(self, scope: Construct, id_: str, *, config: PlatformConfig) -> None:
         super().__init__(scope, id_)
-        removal = RemovalPolicy.DESTROY if config.destroy_on_removal else RemovalPolicy.RETAIN
+        removal = config.removal
         self.vault_prefix = f"{config.prefix}/vault/"
         self.model_key = secretsmanager.Secret(
             self,
             "ModelApiKey",
-            secret_name=f"{config.prefix}/model-api-key",
             description="Anthropic API key of the ModelTurn Lambda. Deployed as a random placeholder: put the real "
             "key with `aws secretsmanager put-secret-value` (docs/deploy-aws.md).",
             removal_policy=removal,
@@ -70,7 +69,6 @@ class Secrets(Construct):
         self.admin_key = secretsmanager.Secret(
             self,
             "AdminApiKey",
-            secret_name=f"{config.prefix}/admin-api-key",
             description="The platform's admin API key (use the value as the SDK's api_key). The API Lambda registers "
             "its hash on its first request; a new value put here replaces the key within 10 minutes.",
             # 48 letters and digits: a key KeyService.ensure_bootstrap_key accepts (>= 32 URL-safe characters).

@@ -26,7 +26,7 @@ pointers above, never payloads (ToolWait's result is discarded; catches keep the
 
 from __future__ import annotations
 
-from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
+from aws_cdk import ArnFormat, Duration, Fn, Stack
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
@@ -71,6 +71,16 @@ def retry_lambda_not_ready(task: tasks.LambdaInvoke) -> None:
 
 def state_machine_name(config: PlatformConfig) -> str:
     return f"{config.prefix}-session-run"
+
+
+def log_group_name(scope: Construct, config: PlatformConfig) -> str:
+    """`/aws/vendedlogs/states/{prefix}-session-run-{id}`: the prefix CloudWatch Logs recommends for vended logs (its
+    resource policy then covers them all at once), and `id` from the stack's id, new at each creation of the stack, so
+    a log group kept from a destroyed stack never collides with the next one's."""
+    stack_uuid = Fn.select(2, Fn.split("/", Stack.of(scope).stack_id))
+    return Fn.join(
+        "", [f"/aws/vendedlogs/states/{state_machine_name(config)}-", Fn.select(4, Fn.split("-", stack_uuid))]
+    )
 
 
 def state_machine_arn(scope: Construct, config: PlatformConfig) -> str:
@@ -234,9 +244,9 @@ class SessionLoop(Construct):
         self.log_group = logs.LogGroup(
             self,
             "Logs",
-            log_group_name=f"/aws/vendedlogs/states/{state_machine_name(config)}",
+            log_group_name=log_group_name(self, config),
             retention=config.log_retention,
-            removal_policy=RemovalPolicy.DESTROY if config.destroy_on_removal else RemovalPolicy.RETAIN,
+            removal_policy=config.removal,
         )
         self.state_machine = sfn.StateMachine(
             self,
