@@ -11,7 +11,7 @@ import os
 
 import aws_cdk as cdk
 
-from stacks.config import PlatformConfig
+from stacks.config import SUPPORTED_REGIONS, PlatformConfig
 from stacks.managed_agents_stack import ManagedAgentsStack
 from stacks.nag import attach_nag
 
@@ -44,6 +44,13 @@ def build_app(app: cdk.App | None = None) -> tuple[cdk.App, ManagedAgentsStack]:
         description="Self-hosted Managed Agents platform (API, session loop, sandboxes, triggers)",
     )
     cdk.Tags.of(stack).add("app", "managed-agents")
+    region = env.region if env else None
+    if region and not cdk.Token.is_unresolved(region) and region not in SUPPORTED_REGIONS and not config.lwa_layer_arn:
+        cdk.Annotations.of(stack).add_warning_v2(
+            "managed-agents:region",
+            f"{region} is not a supported region (stacks/config.py SUPPORTED_REGIONS, docs/deploy-aws.md): the Lambda "
+            "Web Adapter layer or SnapStart may be missing there; set -c lwaLayerArn=... (and -c snapStart=false).",
+        )
     if config.nag:
         attach_nag(app)
     return app, stack

@@ -88,6 +88,19 @@ ENV_SANDBOX_ASSIGN_PUBLIC_IP = f"{ENV_PREFIX}SANDBOX_ASSIGN_PUBLIC_IP"
 ENV_SANDBOX_CAPACITY_PROVIDER = f"{ENV_PREFIX}SANDBOX_CAPACITY_PROVIDER"
 ENV_API_URL = f"{ENV_PREFIX}API_URL"
 
+# Regions the stack deploys to as it is: Lambda SnapStart (every Python Lambda, on published versions; Lambda guide,
+# "Supported Regions": every commercial region but Asia Pacific (New Zealand, Taipei)) and the public arm64 Lambda Web
+# Adapter layer of the API functions (account 753240598075; awslabs/aws-lambda-web-adapter publishes it in these
+# commercial regions, not in China, GovCloud or the newest regions). cfn-lint checks the template in each of them
+# (tests/infra/test_app_synth_checks.py). Elsewhere in the commercial partition: `-c lwaLayerArn=` a layer you publish
+# from the adapter's release (and `-c snapStart=false` where SnapStart is missing).
+SUPPORTED_REGIONS = (
+    "us-east-1", "us-east-2", "us-west-1", "us-west-2", "ca-central-1", "sa-east-1",
+    "eu-west-1", "eu-west-2", "eu-west-3", "eu-central-1", "eu-central-2", "eu-north-1", "eu-south-1", "eu-south-2",
+    "ap-northeast-1", "ap-northeast-2", "ap-northeast-3", "ap-south-1", "ap-south-2", "ap-southeast-1",
+    "ap-southeast-2", "ap-southeast-3", "ap-southeast-4", "ap-east-1", "me-south-1", "me-central-1", "af-south-1",
+)  # fmt: skip
+
 # Persisted names (compatibility data: changing one needs a migration note). ASL state names of "session run":
 STATE_MODEL_TURN = "ModelTurn"
 STATE_NEXT_STEP = "NextStep"
