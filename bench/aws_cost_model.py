@@ -61,9 +61,6 @@ PRICES = {
     "dynamodb_storage_per_gb_month": 0.25,
     "fargate_arm_per_vcpu_hour": 0.03238,
     "fargate_arm_per_gb_hour": 0.00356,
-    # Fargate Spot runs X86_64 tasks only (sandboxSpot switches the task to x86): its discount applies to these
-    "fargate_x86_per_vcpu_hour": 0.04048,
-    "fargate_x86_per_gb_hour": 0.004445,
     "apigateway_rest_per_request": 3.50 / 1_000_000,
     "cloudwatch_logs_ingest_per_gb": 0.50,
     "secretsmanager_per_api_call": 0.05 / 10_000,
@@ -659,12 +656,11 @@ def cost_hour(
 
 
 def sandbox_hour(spot_discount: float | None = None) -> float:
-    """The reference sandbox's hour: ARM64 on demand, or x86 at the Spot discount (Spot runs no ARM64 tasks)."""
+    """The reference sandbox's hour: ARM64 on demand, or ARM64 at the Spot discount (Fargate Spot runs ARM64 tasks on
+    platform 1.4.0+)."""
     p = PRICES
-    if spot_discount is None:
-        return SANDBOX_VCPU * p["fargate_arm_per_vcpu_hour"] + SANDBOX_GB * p["fargate_arm_per_gb_hour"]
-    x86 = SANDBOX_VCPU * p["fargate_x86_per_vcpu_hour"] + SANDBOX_GB * p["fargate_x86_per_gb_hour"]
-    return (1 - spot_discount) * x86
+    arm = SANDBOX_VCPU * p["fargate_arm_per_vcpu_hour"] + SANDBOX_GB * p["fargate_arm_per_gb_hour"]
+    return arm if spot_discount is None else (1 - spot_discount) * arm
 
 
 def design_floor(spot_discount: float, *, model_seconds: float, stream_max_seconds: float) -> dict[str, Any]:
@@ -686,7 +682,11 @@ def design_floor(spot_discount: float, *, model_seconds: float, stream_max_secon
         "four_event_writes_per_turn": TURNS_PER_HOUR * 4 * p["dynamodb_per_wru"],
     }
     on_demand, spot = sandbox_hour(None), sandbox_hour(spot_discount)
-    items = {"sandbox_on_demand_arm64": on_demand, f"sandbox_spot_x86_{spot_discount:.0%}_off": spot, **besides_sandbox}
+    items = {
+        "sandbox_on_demand_arm64": on_demand,
+        f"sandbox_spot_arm64_{spot_discount:.0%}_off": spot,
+        **besides_sandbox,
+    }
     rest = sum(besides_sandbox.values())
     return {
         "usd": {k: round(v, 5) for k, v in items.items()},
@@ -759,7 +759,7 @@ def main() -> None:
             ("client_polls_every_2s", "polling", None, None),
             ("stream_function_128mb", args.client, {"ApiStream": 128}, None),
             ("model_turn_256mb", args.client, {"ModelTurn": 256}, None),
-            (f"sandbox_on_fargate_spot_x86_{spot:.0%}_off", args.client, None, spot),
+            (f"sandbox_on_fargate_spot_arm64_{spot:.0%}_off", args.client, None, spot),
             ("spot_and_model_turn_256mb", args.client, small_model_turn, spot),
             ("spot_model_turn_256mb_stream_128mb", args.client, smallest, spot),
         )

@@ -28,12 +28,11 @@ Every setting has a default here, so `python app.py` synthesizes with no context
 | `modelTurnTimeoutSeconds` | `900` | ModelTurn Lambda timeout (one model request may stream for minutes) |
 | `maxTurnsPerExecution` | `50` | continue-as-new: a new execution after this many turns (history limit) |
 | `toolHeartbeatSeconds` | `0` | heartbeat of the tool-wait task (0: none; the wait_seconds timeout still applies) |
-| `sandboxCpu`, `sandboxMemoryMb` | `1024`, `2048` | Fargate sandbox task size (ARM64; X86_64 with `sandboxSpot`) |
-| `sandboxSpot` | `false` | `true`: sandboxes run on Fargate Spot (up to 70% off x86 prices; Spot runs X86_64 tasks |
-| | | only, so the task and its image become linux/amd64; an interruption, with two minutes' notice, |
-| | | is a lost sandbox: error results for its pending calls, a fresh one next) |
+| `sandboxCpu`, `sandboxMemoryMb` | `1024`, `2048` | Fargate sandbox task size (ARM64) |
+| `sandboxSpot` | `false` | `true`: sandboxes run on Fargate Spot, still ARM64 (up to 70% off; an interruption, with |
+| | | two minutes' notice, is a lost sandbox: error results for its pending calls, a fresh one next) |
 | `sandboxImage` | built from sandbox_task/ | an image URI to use instead of building sandbox_task/Dockerfile |
-| | | (linux/arm64, or linux/amd64 with `sandboxSpot`) |
+| | | (linux/arm64) |
 | `sandboxNetworking` | `unrestricted` | sandbox egress cap: `unrestricted` (each environment's `networking` picks its |
 | | | security group: all outbound, or HTTPS 443 only for `limited`) or `limited` (every sandbox 443 only) |
 | `vpcId` | none (a new VPC) | an existing VPC (looked up: needs account/region at synth) |

@@ -161,7 +161,7 @@ class Sandbox(Construct):
             file="sandbox_task/Dockerfile",
             exclude=SANDBOX_IMAGE_EXCLUDE,
             ignore_mode=IgnoreMode.GIT,
-            platform=ecr_assets.Platform.LINUX_AMD64 if config.sandbox_spot else ecr_assets.Platform.LINUX_ARM64,
+            platform=ecr_assets.Platform.LINUX_ARM64,
         )
         asset.repository.grant_pull(self.execution_role)
         self._acknowledge_ecr_token()
@@ -246,7 +246,7 @@ def _ecr_repository_arn(image: str, stack: Stack) -> str | None:
 
 
 def sandbox_architecture(config: PlatformConfig) -> str:
-    """ARM64 (Graviton, about 20% cheaper than x86 on demand), except on Fargate Spot, which runs X86_64 tasks only
-    (ECS developer guide, "Fargate capacity providers": Linux ARM64 tasks don't support the Fargate Spot capacity
-    provider)."""
-    return "X86_64" if config.sandbox_spot else "ARM64"
+    """ARM64 (Graviton, about 20% cheaper than x86 on demand), on Fargate and on Fargate Spot alike: Spot runs Linux
+    ARM64 tasks on platform version 1.4.0 and later (ECS API reference, CapacityProviderStrategyItem), which is what
+    LATEST resolves to."""
+    return "ARM64"

@@ -225,8 +225,8 @@ def test_spot_sandboxes_are_opt_in_and_give_the_cluster_the_fargate_capacity_pro
     assert _env(spot, PROVISIONER)["MANAGED_AGENTS_SANDBOX_CAPACITY_PROVIDER"] == "FARGATE_SPOT"
     ((_, association),) = spot.resources("AWS::ECS::ClusterCapacityProviderAssociations").items()
     assert set(association["Properties"]["CapacityProviders"]) == {"FARGATE", "FARGATE_SPOT"}
-    # Fargate Spot runs X86_64 tasks only: the Spot task definition and its image are amd64, the default's arm64
-    for synth, arch, platform in ((default_synth, "ARM64", "linux/arm64"), (spot, "X86_64", "linux/amd64")):
+    # Fargate Spot runs ARM64 tasks (platform 1.4.0+): both task definitions and their images stay arm64
+    for synth, arch, platform in ((default_synth, "ARM64", "linux/arm64"), (spot, "ARM64", "linux/arm64")):
         tasks = synth.resources("AWS::ECS::TaskDefinition").values()
         assert [t["Properties"]["RuntimePlatform"]["CpuArchitecture"] for t in tasks] == [arch]
         (assets,) = synth.outdir.glob("*.assets.json")
