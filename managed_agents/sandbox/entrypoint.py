@@ -18,11 +18,17 @@ Exit codes: 0 served, 3 package installation failed (the last stderr line says w
 to end its process tree) makes this process a supervisor (Linux): it runs the worker as its child, adopts every
 process the tools start (a child subreaper, so daemons that detach with setsid stay its descendants), and kills
 them all when the worker ends, when it is stopped, or when the server dies (a parent-death signal).
+
+The Fargate image starts this as root with `MANAGED_AGENTS_SANDBOX_USER=sandbox`: packages are installed as root
+(apt included, and the package managers the image lacks: npm, cargo, gem, go come from Debian), then the process
+gives the working directory to that user and drops root for good before the worker runs any tool. Started as any
+other user (the embedded sandboxes), it installs what needs no root and refuses `apt` with a message that says why.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import ctypes
 import json
 import os
@@ -31,9 +37,12 @@ import signal
 import subprocess
 import sys
 import time
+import zlib
+from collections.abc import Callable
 
 EXIT_CONFIG = 2
 EXIT_PACKAGES = 3
+PACKED_PACKAGES_PREFIX = "zlib:"  # as the ECS provisioner writes a long list (ecs_sandbox_provisioner.py)
 _WORK_VARS = (
     "ANTHROPIC_BASE_URL",
     "ANTHROPIC_WORK_ID",
@@ -54,10 +63,76 @@ def _fail(code: int, message: str) -> None:
     raise SystemExit(code)
 
 
+# Debian packages that bring a package manager the image lacks (the Fargate image has apt and pip only)
+TOOL_PACKAGES = {"npm": ["nodejs", "npm"], "cargo": ["cargo"], "gem": ["ruby"], "go": ["golang-go"]}
+SANDBOX_USER_ENV = "MANAGED_AGENTS_SANDBOX_USER"  # set by the Fargate image: who runs the tools after installation
+
+
+def system_packages(packages: dict[str, object], *, have: Callable[[str], bool]) -> list[str]:
+    """The Debian packages to install first: the environment's `apt` list, then the tools its other managers need
+    that are missing (`have(tool)`)."""
+    names = [str(n) for n in (packages.get("apt") or []) if str(n).strip()]  # type: ignore[attr-defined]
+    for manager, debs in TOOL_PACKAGES.items():
+        if packages.get(manager) and not have(manager):
+            names += [d for d in debs if d not in names]
+    return names
+
+
+def _install_system_packages(names: list[str], *, wanted_apt: bool) -> None:
+    """apt-get update + install, as root (the Fargate image starts as root and drops to its user afterwards)."""
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        if wanted_apt:
+            _fail(
+                EXIT_PACKAGES,
+                "installing apt packages failed: apt needs root, and this sandbox runs as "
+                f"uid {os.geteuid()} (the Fargate image installs them as root before dropping privileges)",
+            )
+        return  # a missing tool is reported by the manager's own step
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *names]):
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False, timeout=1800)
+        if proc.returncode != 0:
+            lines = [ln for ln in (proc.stderr or proc.stdout or "").strip().splitlines() if ln.strip()]
+            why = " / ".join(lines[-3:])[:800] or f"exit code {proc.returncode}"
+            _fail(EXIT_PACKAGES, f"installing apt packages {' '.join(names)!r} failed: {why}")
+
+
+def drop_privileges(workdir: str) -> None:
+    """Run the tools as the image's user (`MANAGED_AGENTS_SANDBOX_USER`), not root: hand it the working directory
+    (and what was installed there), then give up root for good. Nothing to do when not root or no user is set."""
+    name = os.environ.pop(SANDBOX_USER_ENV, "")
+    if not name or os.geteuid() != 0:
+        return
+    import pwd
+
+    try:
+        user = pwd.getpwnam(name)
+    except KeyError:
+        _fail(EXIT_CONFIG, f"{SANDBOX_USER_ENV}={name!r} is not a user of this image")
+    for root, dirs, files in os.walk(workdir):
+        for entry in (root, *(os.path.join(root, d) for d in dirs), *(os.path.join(root, f) for f in files)):
+            os.lchown(entry, user.pw_uid, user.pw_gid)
+    os.initgroups(name, user.pw_gid)
+    os.setgid(user.pw_gid)
+    os.setuid(user.pw_uid)
+    os.environ.update(HOME=user.pw_dir, USER=name, LOGNAME=name)
+
+
+def decode_packages(raw: str) -> dict[str, object]:
+    """MANAGED_AGENTS_SANDBOX_PACKAGES: JSON, or `zlib:` + base64 of it compressed (a long list, from the ECS
+    provisioner: RunTask overrides are capped at 8,192 characters)."""
+    if raw.startswith(PACKED_PACKAGES_PREFIX):
+        raw = zlib.decompress(base64.b64decode(raw[len(PACKED_PACKAGES_PREFIX) :])).decode()
+    value = json.loads(raw or "{}")
+    if not isinstance(value, dict):
+        raise ValueError("not a JSON object")
+    return value
+
+
 def _install_commands(packages: dict[str, object], workdir: str) -> list[tuple[str, list[str]]]:
     prefix = os.path.join(workdir, ".packages")
     plan: list[tuple[str, list[str]]] = []
-    for manager in ("apt", "pip", "npm", "cargo", "gem", "go"):
+    for manager in ("pip", "npm", "cargo", "gem", "go"):
         names = [str(n) for n in (packages.get(manager) or []) if str(n).strip()]  # type: ignore[attr-defined]
         if not names:
             continue
@@ -65,8 +140,6 @@ def _install_commands(packages: dict[str, object], workdir: str) -> list[tuple[s
             cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--target", os.path.join(prefix, "pip"), *names]
         elif manager == "npm":
             cmd = ["npm", "install", "--silent", "--prefix", os.path.join(prefix, "npm"), *names]
-        elif manager == "apt":
-            cmd = ["apt-get", "install", "-y", "--no-install-recommends", *names]
         elif manager == "cargo":
             cmd = ["cargo", "install", "--root", os.path.join(prefix, "cargo"), *names]
         elif manager == "gem":
@@ -78,7 +151,11 @@ def _install_commands(packages: dict[str, object], workdir: str) -> list[tuple[s
 
 
 def install_packages(packages: dict[str, object], workdir: str) -> None:
-    """Install what the environment lists, before the first tool call; any failure ends the sandbox (exit 3)."""
+    """Install what the environment lists, before the first tool call; any failure ends the sandbox (exit 3). As root
+    (the Fargate image), Debian packages first: the `apt` list and the package managers the image lacks."""
+    debs = system_packages(packages, have=lambda tool: shutil.which(tool) is not None)
+    if debs:
+        _install_system_packages(debs, wanted_apt=bool(packages.get("apt")))
     for manager, cmd in _install_commands(packages, workdir):
         if manager == "pip":
             probe = subprocess.run([sys.executable, "-m", "pip", "--version"], capture_output=True, check=False)
@@ -128,10 +205,11 @@ def main() -> None:
     os.makedirs(workdir, exist_ok=True)
     os.chdir(workdir)
     try:
-        packages = json.loads(config["MANAGED_AGENTS_SANDBOX_PACKAGES"] or "{}")
-    except ValueError:
-        _fail(EXIT_CONFIG, "MANAGED_AGENTS_SANDBOX_PACKAGES is not JSON")
+        packages = decode_packages(config["MANAGED_AGENTS_SANDBOX_PACKAGES"])
+    except (ValueError, zlib.error):
+        _fail(EXIT_CONFIG, "MANAGED_AGENTS_SANDBOX_PACKAGES is not a JSON object")
     install_packages(packages, workdir)
+    drop_privileges(workdir)
     idle = float(config["MANAGED_AGENTS_SANDBOX_IDLE_SECONDS"] or 300)
     asyncio.run(_serve(config, workdir, idle))
 

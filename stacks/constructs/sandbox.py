@@ -21,11 +21,14 @@ from stacks.config import SANDBOX_CONTAINER_NAME, PlatformConfig
 from stacks.constructs.python_function import REPO_ROOT
 from stacks.nag import acknowledge
 
-# The image's build context is the repo root restricted to what sandbox_task/Dockerfile copies.
+# The image's build context is the repo root restricted to what sandbox_task/Dockerfile copies (the lock: the SDK's
+# version).
 SANDBOX_IMAGE_EXCLUDE = [
     "*",
     "!sandbox_task/",
     "!sandbox_task/**",
+    "!pyproject.toml",
+    "!uv.lock",
     "!managed_agents/",
     "!managed_agents/sandbox/",
     "!managed_agents/sandbox/entrypoint.py",

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import random
+import string
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import Any
@@ -12,6 +14,7 @@ import pytest
 from moto import mock_aws
 
 from managed_agents.adapters.aws.ecs_sandbox_provisioner import (
+    MAX_OVERRIDES_CHARS,
     NETWORKING_TAG,
     SESSION_TAG,
     WORK_TAG,
@@ -20,6 +23,7 @@ from managed_agents.adapters.aws.ecs_sandbox_provisioner import (
     provisioner_from_settings,
 )
 from managed_agents.ports import SandboxLaunch
+from managed_agents.sandbox.entrypoint import decode_packages
 from managed_agents.settings import EcsSandboxSettings
 from tests.contract.conftest import fake_aws_env
 
@@ -209,3 +213,30 @@ def test_spot_sandboxes_run_with_a_capacity_provider_strategy_instead_of_a_launc
         ecs_cluster="c", sandbox_task_definition="t:1", sandbox_capacity_provider="FARGATE_SPOT"
     )
     assert provisioner_from_settings(settings, ecs_client=object()).capacity_provider == "FARGATE_SPOT"  # type: ignore[arg-type]
+
+
+def test_a_long_package_list_goes_compressed_and_the_overrides_stay_under_the_ecs_cap(ecs: Ecs) -> None:
+    # Given an environment whose packages list is far longer than RunTask's 8,192-character overrides
+    packages = {"pip": [f"company-internal-package-{i}==1.{i}.0" for i in range(900)], "apt": ["ripgrep", "jq"]}
+    assert len(json.dumps(packages)) > 3 * MAX_OVERRIDES_CHARS
+    sent: list[dict[str, Any]] = []
+    ecs.client.meta.events.register("provide-client-params.ecs.RunTask", lambda params, **_: sent.append(params))
+    # When its sandbox is launched
+    ecs.provisioner.launch(replace(_spec("sesn_long", "work_long"), packages=packages), _exit)
+    # Then the overrides fit, and the entrypoint reads back exactly the environment's packages
+    (request,) = sent
+    assert len(json.dumps(request["overrides"], separators=(",", ":"))) <= MAX_OVERRIDES_CHARS
+    env = {e["name"]: e["value"] for e in request["overrides"]["containerOverrides"][0]["environment"]}
+    assert decode_packages(env["MANAGED_AGENTS_SANDBOX_PACKAGES"]) == packages
+    assert len(ecs.running()) == 1
+
+
+def test_packages_that_do_not_fit_even_compressed_start_no_task_and_say_why(ecs: Ecs) -> None:
+    # Given a list that compresses badly (random names) and is far over the cap
+    rng = random.Random(7)
+    names = ["".join(rng.choices(string.ascii_lowercase + string.digits, k=24)) for _ in range(800)]
+    spec = replace(_spec("sesn_huge", "work_huge"), packages={"pip": names})
+    # When its sandbox is launched, Then no task starts and the error names the cap
+    with pytest.raises(SandboxLaunchFailed, match=r"over ECS's 8192 for RunTask overrides; list fewer packages"):
+        ecs.provisioner.launch(spec, _exit)
+    assert ecs.running() == []

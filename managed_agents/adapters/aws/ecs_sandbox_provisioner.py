@@ -3,9 +3,10 @@
 The task definition (stacks/constructs/sandbox.py) has no task role and no secrets. RunTask overrides the sandbox
 container's environment with exactly what `managed_agents/sandbox/entrypoint.py` reads when
 `MANAGED_AGENTS_SANDBOX_CONFIG` is not `stdin`: the work item's coordinates, its secret (the session-scoped work token,
-the only credential the sandbox ever holds), the API URL, the idle timeout and the environment's packages. Tasks are
-tagged with their session and work item and started by the session id (`startedBy`, at most 36 characters), so
-`stop` finds them without any state of its own.
+the only credential the sandbox ever holds), the API URL, the idle timeout and the environment's packages (compressed
+when that is shorter: RunTask overrides are capped at 8,192 characters; a launch whose overrides would not fit fails
+with a message that says so). Tasks are tagged with their session and work item and started by the session id
+(`startedBy`, at most 36 characters), so `stop` finds them without any state of its own.
 
 Egress follows the environment's `config.networking`: RunTask attaches the security group of its policy
 (`unrestricted`: all outbound traffic; `limited`: the deployment's limited group, outbound TCP 443 only in the CDK
@@ -21,8 +22,10 @@ provisioner Lambda (functions/provisioner/handler.py), which runs an `EcsSandbox
 
 from __future__ import annotations
 
+import base64
 import json
 import time
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -32,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from managed_agents.adapters.aws.lambda_invoke import DEFAULT_RETRY, InvokeRefused, InvokeRetry, invoke
 from managed_agents.ports import SandboxExited, SandboxLaunch
+from managed_agents.sandbox.entrypoint import PACKED_PACKAGES_PREFIX
 from managed_agents.settings import EcsSandboxSettings
 
 if TYPE_CHECKING:
@@ -43,10 +47,19 @@ WORK_TAG = "managed-agents:work"
 NETWORKING_TAG = "managed-agents:networking"
 NETWORKING_POLICIES = ("unrestricted", "limited")
 MAX_STARTED_BY = 36
+MAX_OVERRIDES_CHARS = 8192  # RunTask `overrides` (ECS API reference, TaskOverride)
 
 
 class SandboxLaunchFailed(RuntimeError):
     """RunTask did not start a task; the message says why in words a user can act on."""
+
+
+def encode_packages(packages: Mapping[str, Any]) -> str:
+    """The environment's packages as the entrypoint reads them: JSON, or `zlib:` + base64 of the zlib-compressed JSON
+    when that is shorter (a long list; RunTask overrides are capped at 8,192 characters, ECS API reference)."""
+    plain = json.dumps(packages, separators=(",", ":"))
+    packed = PACKED_PACKAGES_PREFIX + base64.b64encode(zlib.compress(plain.encode(), 9)).decode()
+    return packed if len(packed) < len(plain) else plain
 
 
 def task_environment(spec: SandboxLaunch, *, api_url: str, idle_seconds: float) -> list[dict[str, str]]:
@@ -58,9 +71,20 @@ def task_environment(spec: SandboxLaunch, *, api_url: str, idle_seconds: float) 
         "ANTHROPIC_SESSION_ID": spec.session_id,
         "ANTHROPIC_WORK_SECRET": spec.secret,
         "MANAGED_AGENTS_SANDBOX_IDLE_SECONDS": f"{idle_seconds:g}",
-        "MANAGED_AGENTS_SANDBOX_PACKAGES": json.dumps(spec.packages, separators=(",", ":")),
+        "MANAGED_AGENTS_SANDBOX_PACKAGES": encode_packages(spec.packages),
     }
     return [{"name": k, "value": v} for k, v in values.items()]
+
+
+def check_overrides_size(overrides: Mapping[str, Any]) -> None:
+    """RunTask refuses overrides over 8,192 characters (their JSON); say so before ECS answers with a bare error."""
+    size = len(json.dumps(overrides, separators=(",", ":")))
+    if size > MAX_OVERRIDES_CHARS:
+        raise SandboxLaunchFailed(
+            f"the environment's packages do not fit in an ECS task launch: its settings take {size} characters "
+            f"compressed, over ECS's {MAX_OVERRIDES_CHARS} for RunTask overrides; list fewer packages (or install "
+            "them in a custom sandbox image, the sandboxImage setting)"
+        )
 
 
 class EcsSandboxProvisioner:
@@ -124,19 +148,21 @@ class EcsSandboxProvisioner:
             raise SandboxLaunchFailed("the provisioner does not know the API URL sandboxes call back")
         groups = self.security_groups_for(spec.networking)
         policy = str(spec.networking.get("type") or "unrestricted")
+        overrides = {
+            "containerOverrides": [
+                {
+                    "name": self.container,
+                    "environment": task_environment(spec, api_url=api_url, idle_seconds=self.idle_seconds),
+                }
+            ]
+        }
+        check_overrides_size(overrides)
         kwargs: dict[str, Any] = {
             "cluster": self.cluster,
             "taskDefinition": self.task_definition,
             "count": 1,
             "startedBy": spec.session_id[:MAX_STARTED_BY],
-            "overrides": {
-                "containerOverrides": [
-                    {
-                        "name": self.container,
-                        "environment": task_environment(spec, api_url=api_url, idle_seconds=self.idle_seconds),
-                    }
-                ]
-            },
+            "overrides": overrides,
             "tags": [
                 {"key": SESSION_TAG, "value": spec.session_id},
                 {"key": WORK_TAG, "value": spec.work_id},
