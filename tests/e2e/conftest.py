@@ -1,19 +1,26 @@
 """End-to-end fixtures: our server on loopback, driven only through the official `anthropic` SDK.
 
-Every test that uses `server` (or `client`) runs twice, once per backend:
+Every test that uses `server` (or `client`) runs once per backend:
 - `[embedded]`: the embedded runtime (SQLite, in-process orchestrator, subprocess sandboxes) in-process;
 - `[aws]`: the AWS platform of tests/aws/platform.py: DynamoDB, S3, Secrets Manager, ECS and the synthesized
-  Step Functions state machine in moto, every Lambda invoke dispatched to the real handlers, the API Lambda's app.
+  Step Functions state machine in moto, every Lambda invoke dispatched to the real handlers, the API Lambda's app;
+- `[deployed]`: a running deployment, through its URL and API key only (`MANAGED_AGENTS_E2E_BASE_URL`,
+  `MANAGED_AGENTS_E2E_KEY`; skipped, saying so, without them): the post-deploy smoke check of docs/deploy-aws.md,
+  `pytest -m deployed tests/e2e`. A test that scripts the model or reads the server's internals (`model_server`,
+  `server.rt`, `server.model`, `server.platform`, stored bytes, sandbox directories) skips there with the reason.
 A test (or module) that is inherently about the embedded runtime says so with `embedded_only("reason")`.
 """
 
 from __future__ import annotations
 
+import inspect
+import os
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import anthropic
 import pytest
@@ -30,7 +37,15 @@ from tests.infra.conftest import Synth
 if TYPE_CHECKING:
     from tests.aws.platform import Platform
 
-BACKENDS = ["embedded", pytest.param("aws", marks=pytest.mark.slow)]
+BACKENDS = [
+    "embedded",
+    pytest.param("aws", marks=pytest.mark.slow),
+    pytest.param("deployed", marks=pytest.mark.deployed),
+]
+DEPLOYED_URL_ENV = "MANAGED_AGENTS_E2E_BASE_URL"
+DEPLOYED_KEY_ENV = "MANAGED_AGENTS_E2E_KEY"
+# What a test uses that a deployment does not expose: the scripted model, the server's runtime and stores.
+_INTERNALS = re.compile(r"\bserver\.(rt|model|platform|stored_bytes|sandbox_workdir)\b|\bserver_settings\b")
 # ServerSettings fields with no meaning on AWS (the embedded runtime's data directory and sandboxes)
 _EMBEDDED_ONLY_SETTINGS = {"data_dir", "sandbox_isolation"}
 
@@ -39,6 +54,12 @@ def embedded_only(reason: str) -> pytest.MarkDecorator:
     """Run a test (or, as `pytestmark`, a module) on the embedded backend only; `reason` says why."""
     assert reason.strip(), "say why the test cannot run on the AWS backend"
     return pytest.mark.parametrize("backend", ["embedded"])
+
+
+def deployed_only(reason: str) -> pytest.MarkDecorator:
+    """Run a test against a deployment only (the post-deploy smoke check); `reason` says why."""
+    assert reason.strip(), "say why the test runs against a deployment only"
+    return pytest.mark.parametrize("backend", [pytest.param("deployed", marks=pytest.mark.deployed)])
 
 
 @dataclass
@@ -67,6 +88,37 @@ class Server:
 
     def client(self, key: str | None = None, **kw: Any) -> anthropic.Anthropic:
         return anthropic.Anthropic(base_url=self.url, api_key=key or self.admin_key, max_retries=0, **kw)
+
+
+class DeployedServer(Server):
+    """A deployment reached through its URL and key only; its internals are out of reach (the test skips)."""
+
+    def __getattribute__(self, name: str) -> Any:
+        if name in ("rt", "model", "platform", "stored_bytes", "sandbox_workdir"):
+            pytest.skip(f"needs the server's internals (server.{name}): not available from a deployment")
+        return super().__getattribute__(name)
+
+
+def needs_internals(request: pytest.FixtureRequest) -> str | None:
+    """Why the requesting test cannot run against a deployment, or None (its own parameters and source say)."""
+    function = request.function
+    fresh = request.node.get_closest_marker("fresh_server")
+    if fresh:
+        return f"needs a server of its own: {fresh.args[0] if fresh.args else 'it lists everything'}"
+    if "model_server" in inspect.signature(function).parameters:
+        return "scripts the model (model_server): a deployment calls the real model"
+    found = _INTERNALS.search(inspect.getsource(function))
+    return f"reads the server's internals ({found.group(0)}): not available from a deployment" if found else None
+
+
+def deployed_server(request: pytest.FixtureRequest) -> DeployedServer:
+    url, key = os.environ.get(DEPLOYED_URL_ENV), os.environ.get(DEPLOYED_KEY_ENV)
+    if not url or not key:
+        pytest.skip(f"no deployment to test: set {DEPLOYED_URL_ENV} (the ApiUrl output) and {DEPLOYED_KEY_ENV}")
+    reason = needs_internals(request)
+    if reason:
+        pytest.skip(reason)
+    return DeployedServer(url, key, cast(Runtime, None), cast(ScriptedModelServer, None), "deployed")
 
 
 @pytest.fixture
@@ -117,6 +169,9 @@ def server(
     request: pytest.FixtureRequest,
     tmp_path: Path,
 ) -> Iterator[Server]:
+    if backend == "deployed":
+        yield deployed_server(request)
+        return
     if backend == "aws":
         from tests.aws.platform import aws_platform  # moto and the handlers: only for the AWS leg
 

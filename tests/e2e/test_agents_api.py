@@ -93,6 +93,7 @@ def test_update_distinguishes_omitted_from_null_and_patches_metadata(client: ant
     assert [v.version for v in client.beta.agents.versions.list(agent.id)] == [3, 2, 1]
 
 
+@pytest.mark.fresh_server("it lists every agent and expects only its own three")
 def test_list_paginates_and_hides_archived(client: anthropic.Anthropic) -> None:
     # Given three agents
     ids = [client.beta.agents.create(name=f"a{i}", model="claude-sonnet-4-6").id for i in range(3)]
