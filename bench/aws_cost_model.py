@@ -17,11 +17,20 @@ request, halved when eventually consistent, doubled in transactions; a failed co
 S3 puts; bytes stored; API requests by route, split into the worker's (time-driven: heartbeats, polls) and per-turn
 ones; Powertools log bytes.
 
+Priced per deployment rather than per session (`idle_month`): what a deployment costs with no session at all, the KMS
+key, the two secrets and one per vault credential, SnapStart's snapshot cache of each SnapStart function (billed per
+GB-second of its memory while its version is active), the work reaper's invocation every minute (its metric is
+published only when it reaps), NAT gateways when used.
+
 Modelled, with the assumption printed: the model's streaming time the ModelTurn Lambda waits through
 (`--model-seconds`), the open event streams (the worker's; the client's unless `--client polling`), which keep an API
 Lambda invocation running for their whole life, Lambda platform and metric log lines, API access log lines, and
 the model key read from Secrets Manager every 5 minutes, the sandbox's public IPv4 address. Excluded: model tokens,
-SnapStart's cache and restore charges (per published version and per cold start, not per session), KMS, X-Ray.
+KMS requests, X-Ray. Added per active hour: SnapStart restores (`RESTORES_PER_HOUR` cold starts of
+the SnapStart functions), the custom metrics published in the run (each metric-hour counted against the one session:
+they are per deployment), Container Insights when on (`CONTAINER_INSIGHTS_METRICS` metrics and its performance log
+events), NAT data when sandboxes egress through a NAT gateway (an image pull per sandbox start and the worker's API
+traffic).
 
 Run: `uv run --frozen python bench/aws_cost_model.py [--quick] [--messages N] [--tool-turns K] [--model-seconds S]`.
 """
@@ -65,8 +74,22 @@ PRICES = {
     "cloudwatch_logs_ingest_per_gb": 0.50,
     "secretsmanager_per_api_call": 0.05 / 10_000,
     "public_ipv4_per_hour": 0.005,  # the sandbox task's public address (default networking: no NAT gateway)
+    # SnapStart for Python: the snapshot cache per GB-second of the function's memory while a version is active
+    # (idle or not, 3 hours at least), and each restore per GB of memory restored
+    "snapstart_cache_per_gb_second": 0.0000015046,
+    "snapstart_restore_per_gb": 0.0001397998,
+    "custom_metric_per_month": 0.30,  # CloudWatch custom metrics (first 10,000), pro-rated by the hours published
+    "secret_per_month": 0.40,  # Secrets Manager, per secret (the two keys, and one per vault credential)
+    "kms_key_per_month": 1.00,
+    "nat_gateway_per_hour": 0.045,
+    "nat_per_gb": 0.045,  # NAT gateway data processing
+    "cloudwatch_logs_storage_per_gb_month": 0.03,
 }
-GOAL_PER_HOUR = 0.04
+HOURS_PER_MONTH = 730
+SECONDS_PER_MONTH = 30 * 24 * 3600
+GOAL_ON_DEMAND = 0.08  # per active session-hour, on-demand defaults (the hosted price for the same sandbox)
+GOAL_SPOT = 0.04  # the same with sandboxSpot=true
+GOAL_IDLE_MONTH = 5.0  # a deployment with no session
 HOSTED_PER_HOUR = 0.08
 TURNS_PER_HOUR = 180  # one model turn every 20 s
 SANDBOX_VCPU, SANDBOX_GB = 1.0, 2.0
@@ -78,6 +101,12 @@ SECRET_CACHE_SECONDS = 300  # the model key's cache (managed_agents/aws_runtime.
 # the official worker heartbeats its lease every min(ttl / 2, 30 s) (anthropic.lib.environments); our lease is 60 s
 WORKER_HEARTBEAT_SECONDS = 30.0
 STREAM_POLL_ENV = "MANAGED_AGENTS_STREAM_POLL_SECONDS"
+RESTORES_PER_HOUR = 2.0  # cold starts of each SnapStart function per active session-hour (assumed)
+CONTAINER_INSIGHTS_METRICS = 24  # ECS Container Insights (standard): ~12 metrics x (cluster, task family) dimensions
+CONTAINER_INSIGHTS_LOG_BYTES_PER_HOUR = 90_000  # its performance log events of one task (one a minute, ~1.5 KB)
+SANDBOX_IMAGE_GB = 0.2  # the sandbox image pulled at each sandbox start (compressed layers), through NAT if any
+SANDBOX_STARTS_PER_HOUR = 1.0  # the sandbox idles out after 5 minutes without work; the reference keeps it busy
+REAPER_BILLED_MS = 100  # the work reaper's billed duration per run (one Query of the live-work index)
 TIME_DRIVEN_ROUTES = ("heartbeat", "poll")  # the worker's lease heartbeats and empty work polls
 
 _origin: contextvars.ContextVar[str] = contextvars.ContextVar("origin", default="task")
@@ -132,6 +161,7 @@ class Meter:
     api_seconds: float = 0.0  # API Lambda time of the requests that are not event streams
     log_bytes: int = 0
     open_streams: int = 0  # event streams open now
+    metric_names: set[str] = field(default_factory=set)  # custom metrics published (Powertools add_metric)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def snapshot(self) -> dict[str, Any]:
@@ -428,6 +458,9 @@ class Run:
     events: int  # events the window logged
     memory_mb: dict[str, int]
     sse_max_seconds: float
+    snap_start: set[str] = field(default_factory=set)  # functions with SnapStart (from the template)
+    metric_names: set[str] = field(default_factory=set)  # custom metrics the handlers published in the window
+    event_bytes_per_turn: float = 0.0
 
 
 @contextmanager
@@ -444,8 +477,15 @@ def platform_run() -> Iterator[tuple[Any, Meter, Any]]:
         synth = _load(outdir)
         DynamoDbUnits(meter).install(mp)
         install_api_meter(mp, meter)
-        from managed_agents.observability import logger
+        from managed_agents.observability import logger, metrics
 
+        add_metric = metrics.add_metric
+
+        def counted_metric(*args: Any, **kwargs: Any) -> Any:
+            meter.metric_names.add(str(kwargs.get("name") or args[0]))
+            return add_metric(*args, **kwargs)
+
+        mp.setattr(metrics, "add_metric", counted_metric)
         handler = LogBytes(meter, logger.registered_formatter)
         logging.getLogger(logger.name).addHandler(handler)
         shipped = logger.registered_handler
@@ -472,16 +512,18 @@ def synth_app(outdir: Path) -> None:
         raise RuntimeError(f"python app.py failed:\n{proc.stderr[-4000:]}")
 
 
-def memory_sizes(template: dict[str, Any]) -> dict[str, int]:
-    """MemorySize of each Lambda by its handler's role in the platform (from the synthesized template)."""
+def functions_by_role(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each Lambda's properties by its handler's role in the platform (from the synthesized template)."""
     names = {
         "functions.model_turn.handler.handler": "ModelTurn",
         "functions.model_turn.handler.report_failure": "ReportFailure",
         "functions.tool_wait.handler.handler": "ToolWait",
         "functions.provisioner.handler.handler": "Provisioner",
         "functions.mcp_proxy.handler.handler": "McpProxy",
+        "functions.triggers.handler.handler": "Triggers",
+        "functions.reaper.handler.handler": "Reaper",
     }
-    out: dict[str, int] = {}
+    out: dict[str, dict[str, Any]] = {}
     for res in template["Resources"].values():
         if res["Type"] != "AWS::Lambda::Function":
             continue
@@ -491,8 +533,21 @@ def memory_sizes(template: dict[str, Any]) -> dict[str, int]:
         if name == "Api" and "/Api/StreamFunction/" in res.get("Metadata", {}).get("aws:cdk:path", ""):
             name = "ApiStream"  # GET .../events/stream has a function of its own (stacks/constructs/api.py)
         if name:
-            out[name] = int(props.get("MemorySize", 128))
+            out[name] = props
     return out
+
+
+def memory_sizes(template: dict[str, Any]) -> dict[str, int]:
+    """MemorySize of each Lambda by its role."""
+    return {name: int(props.get("MemorySize", 128)) for name, props in functions_by_role(template).items()}
+
+
+def snap_start_functions(template: dict[str, Any]) -> set[str]:
+    return {
+        name
+        for name, props in functions_by_role(template).items()
+        if props.get("SnapStart", {}).get("ApplyOn") == "PublishedVersions"
+    }
 
 
 def measure(messages: int, tool_turns: int) -> Run:
@@ -540,6 +595,8 @@ def measure(messages: int, tool_turns: int) -> Run:
             event_items=event_items,
             events=len(events) - events_before,
             memory_mb=memory_sizes(synth.template),
+            snap_start=snap_start_functions(synth.template),
+            metric_names=set(meter.metric_names),
             sse_max_seconds=ServerSettings().sse_max_seconds or 840.0,
         )
 
@@ -572,8 +629,12 @@ def cost_hour(
     client: str,
     memory_mb: dict[str, int] | None = None,
     spot_discount: float | None = None,
+    snap_start: set[str] | None = None,
+    container_insights: bool = False,
+    nat: bool = False,
 ) -> tuple[dict[str, float], dict[str, Any]]:
     memory = {**run.memory_mb, **(memory_mb or {})}
+    snap = run.snap_start if snap_start is None else snap_start
     w = run.window
     per_turn = TURNS_PER_HOUR / run.model_turns  # window counts -> one hour of the reference workload
     hour_wall = 3600 / run.wall_seconds  # time-driven counts (heartbeats, polls, stream re-reads) -> one hour
@@ -627,7 +688,14 @@ def cost_hour(
         + invocations_h * (LAMBDA_PLATFORM_LOG_BYTES + EMF_LOG_BYTES)
         + requests_h * ACCESS_LOG_BYTES
     )
-    secrets_h = 3600 / SECRET_CACHE_SECONDS
+    secret_calls = sum(n for k, n in w["calls"].items() if k.startswith("secretsmanager."))
+    secrets_h = 3600 / SECRET_CACHE_SECONDS + secret_calls * per_turn
+    restored_gb_h = RESTORES_PER_HOUR * sum(memory.get(fn, 128) / 1024 for fn in snap)
+    metric_hours = len(run.metric_names) + (CONTAINER_INSIGHTS_METRICS if container_insights else 0)
+    if container_insights:
+        log_h += CONTAINER_INSIGHTS_LOG_BYTES_PER_HOUR
+    # NAT: the sandbox's traffic to the API (its requests and its event stream) and its image pull
+    nat_gb_h = (SANDBOX_STARTS_PER_HOUR * SANDBOX_IMAGE_GB + 2 * events_h * bytes_per_event / 1e9) if nat else 0.0
     cost = {
         "step_functions": transitions_h * p["stepfunctions_standard_per_transition"],
         "lambda_tasks": gb_s * p["lambda_arm_per_gb_second"] + task_requests * p["lambda_per_request"],
@@ -636,9 +704,12 @@ def cost_hour(
         "dynamodb_requests": wru_h * p["dynamodb_per_wru"] + rru_h * p["dynamodb_per_rru"],
         "dynamodb_storage_month": stored_h / 1e9 * p["dynamodb_storage_per_gb_month"],
         "fargate_sandbox": sandbox_hour(spot_discount),
-        "sandbox_public_ipv4": p["public_ipv4_per_hour"],
+        "sandbox_public_ipv4": 0.0 if nat else p["public_ipv4_per_hour"],  # behind NAT: the NAT's address (idle)
         "cloudwatch_logs": log_h / 1e9 * p["cloudwatch_logs_ingest_per_gb"],
         "secrets_manager": secrets_h * p["secretsmanager_per_api_call"],
+        "snapstart_restores": restored_gb_h * p["snapstart_restore_per_gb"],
+        "custom_metrics": metric_hours * p["custom_metric_per_month"] / HOURS_PER_MONTH,
+        "nat_data": nat_gb_h * p["nat_per_gb"],
     }
     counts = {
         "state_transitions": round(transitions_h),
@@ -651,8 +722,39 @@ def cost_hour(
         "bytes_stored": round(stored_h),
         "log_bytes": round(log_h),
         "secret_reads": round(secrets_h),
+        "snapstart_gb_restored": round(restored_gb_h, 2),
+        "custom_metrics_published": metric_hours,
+        "nat_gb": round(nat_gb_h, 3),
     }
     return cost, counts
+
+
+def idle_month(
+    memory_mb: dict[str, int],
+    snap_start: set[str],
+    *,
+    credentials: int = 0,
+    nat_gateways: int = 0,
+) -> dict[str, float]:
+    """A month of a deployment with no session: what is billed whether or not anything runs."""
+    p = PRICES
+    reaper_runs = SECONDS_PER_MONTH / 60  # the work reaper, every minute
+    reaper_gb_s = reaper_runs * REAPER_BILLED_MS / 1000 * memory_mb.get("Reaper", 256) / 1024
+    return {
+        "kms_vault_key": p["kms_key_per_month"],
+        "secrets_model_and_admin_keys": 2 * p["secret_per_month"],
+        "secrets_vault_credentials": credentials * p["secret_per_month"],
+        "snapstart_cache": sum(memory_mb.get(fn, 128) / 1024 for fn in snap_start)
+        * SECONDS_PER_MONTH
+        * p["snapstart_cache_per_gb_second"],
+        "reaper_lambda": reaper_gb_s * p["lambda_arm_per_gb_second"] + reaper_runs * p["lambda_per_request"],
+        "reaper_logs_and_reads": reaper_runs
+        * (LAMBDA_PLATFORM_LOG_BYTES + EMF_LOG_BYTES)
+        / 1e9
+        * p["cloudwatch_logs_ingest_per_gb"]
+        + reaper_runs * 0.5 * p["dynamodb_per_rru"],
+        "nat_gateways": nat_gateways * (p["nat_gateway_per_hour"] + p["public_ipv4_per_hour"]) * HOURS_PER_MONTH,
+    }
 
 
 def sandbox_hour(spot_discount: float | None = None) -> float:
@@ -742,27 +844,38 @@ def main() -> None:
     cost, counts = cost_hour(run, model_seconds=args.model_seconds, client=args.client)
     total = sum(cost.values())
     spot = args.spot_discount
-    # ModelTurn peaks near 125 MB of Python heap (bench/lambda_cold_path.py): 256 MB holds it with the runtime. The
-    # event-stream function peaks near 80 MB: with the runtime and the web adapter, 128 MB is too tight to rely on.
-    small_model_turn = {"ModelTurn": 256}
-    smallest = {"ApiStream": 128, "ModelTurn": 256}
+    everything = set(run.memory_mb)
+    # The sizes before the memory review (every function SnapStart, 1 GB API and ModelTurn, 256 MB streams, 512 MB
+    # others), for comparison: peaks measured since are ModelTurn ~125 MB, API and streams ~78 MB, others <= 70 MB.
+    before = {
+        "Api": 1024,
+        "ModelTurn": 1024,
+        "ApiStream": 256,
+        **dict.fromkeys(everything - {"Api", "ModelTurn", "ApiStream"}, 512),
+    }
+
+    def hour(**kw: Any) -> float:
+        c = kw.pop("client", args.client)
+        return round(sum(cost_hour(run, model_seconds=args.model_seconds, client=c, **kw)[0].values()), 4)
+
+    spot_total = hour(spot_discount=spot)
     what_if = {
-        name: round(
-            sum(
-                cost_hour(run, model_seconds=args.model_seconds, client=c, memory_mb=mem, spot_discount=discount)[
-                    0
-                ].values()
-            ),
-            4,
-        )
-        for name, c, mem, discount in (
-            ("client_polls_every_2s", "polling", None, None),
-            ("stream_function_128mb", args.client, {"ApiStream": 128}, None),
-            ("model_turn_256mb", args.client, {"ModelTurn": 256}, None),
-            (f"sandbox_on_fargate_spot_arm64_{spot:.0%}_off", args.client, None, spot),
-            ("spot_and_model_turn_256mb", args.client, small_model_turn, spot),
-            ("spot_model_turn_256mb_stream_128mb", args.client, smallest, spot),
-        )
+        f"sandbox_on_fargate_spot_arm64_{spot:.0%}_off": spot_total,
+        "container_insights_on": hour(container_insights=True),
+        "sandboxes_behind_a_nat_gateway_data_only": hour(nat=True),
+        "stream_function_256mb": hour(memory_mb={"ApiStream": 256}),
+        "model_turn_1024mb": hour(memory_mb={"ModelTurn": 1024}),
+        "snapstart_on_every_function": hour(snap_start=everything),
+        "sizes_and_snapstart_before_this_review": hour(memory_mb=before, snap_start=everything),
+        "client_polls_every_2s": hour(client="polling"),
+    }
+    idle = idle_month(run.memory_mb, run.snap_start)
+    idle_total = sum(idle.values())
+    idle_what_if = {
+        "with_10_vault_credentials": idle_total + 10 * PRICES["secret_per_month"],
+        "snapstart_on_every_function": sum(idle_month(run.memory_mb, everything).values()),
+        "sizes_and_snapstart_before_this_review": sum(idle_month(before, everything).values()),
+        "one_nat_gateway": sum(idle_month(run.memory_mb, run.snap_start, nat_gateways=1).values()),
     }
     emit(
         bench="aws_cost_model",
@@ -773,17 +886,35 @@ def main() -> None:
             "model_seconds_per_turn": args.model_seconds,
             "event_stream_max_seconds": run.sse_max_seconds,
             "storage": "one month of what the hour stores",
+            "snapstart_restores_per_function_hour": RESTORES_PER_HOUR,
+            "custom_metrics": "every metric published in the run counts a full hour against this one session",
+            "spot_discount": spot,
         },
+        snap_start=sorted(run.snap_start),
+        memory_mb=run.memory_mb,
         counts=counts,
         usd={k: round(v, 5) for k, v in cost.items()},
         total_usd=round(total, 4),
-        goal_usd=GOAL_PER_HOUR,
-        meets_goal=total <= GOAL_PER_HOUR,
+        goal_usd=GOAL_ON_DEMAND,
+        meets_goal=total <= GOAL_ON_DEMAND,
+        spot_total_usd=spot_total,
+        spot_goal_usd=GOAL_SPOT,
+        spot_meets_goal=spot_total <= GOAL_SPOT,
         total_usd_what_if=what_if,
         design_floor=design_floor(spot, model_seconds=args.model_seconds, stream_max_seconds=run.sse_max_seconds),
         hosted_usd=HOSTED_PER_HOUR,
         prices=PRICES,
         prices_source=PRICES_SOURCE,
+    )
+    emit(
+        bench="aws_cost_model",
+        per="idle month (no session)",
+        usd={k: round(v, 3) for k, v in idle.items()},
+        total_usd=round(idle_total, 2),
+        goal_usd=GOAL_IDLE_MONTH,
+        meets_goal=idle_total <= GOAL_IDLE_MONTH,
+        total_usd_what_if={k: round(v, 2) for k, v in idle_what_if.items()},
+        note="superseded versions are deleted at each deploy (PythonFunction), so one snapshot per SnapStart function",
     )
 
 

@@ -13,7 +13,8 @@ Every setting has a default here, so `python app.py` synthesizes with no context
 | | | and on updates that remove it, never after a failed first deploy (`RetainExceptOnCreate`; the |
 | | | deletion-protected tables: `Retain`); `destroy` deletes all of it |
 | `pythonRuntime` | `3.13` | Lambda Python runtime (3.12+: SnapStart for Python needs 3.12 or later) |
-| `snapStart` | `true` | SnapStart on published versions of every Python Lambda (callers use the `live` alias) |
+| `snapStart` | `true` | SnapStart on the API and ModelTurn functions, whose cold starts users wait for (every |
+| | | function is called through its `live` alias); `false`: none (regions without SnapStart) |
 | `bundleDependencies` | `true` | the Lambda asset holds the locked runtime dependencies, built without Docker |
 | `lwaLayerArn` | LWA arm64 layer v`lwaLayerVersion` | Lambda Web Adapter layer of the API Lambda |
 | `lwaLayerVersion` | `30` | version of the public arm64 LWA layer (account 753240598075) in the deploy region |
@@ -22,9 +23,10 @@ Every setting has a default here, so `python app.py` synthesizes with no context
 | `apiTimeoutSeconds` | `900` | integration timeout of the streamed (SSE) API responses |
 | `apiExecutionLogging` | `true` | API Gateway execution logs (ERROR level; creates the account-level CloudWatch role) |
 | `wafWebAclArn` | none | a regional WAFv2 web ACL to associate with the API stage |
-| `apiMemoryMb`, `modelTurnMemoryMb`, `functionMemoryMb` | `1024`, `1024`, `512` | Lambda memory sizes |
-| `streamMemoryMb` | `256` | memory of the event-stream Lambda (`GET .../events/stream`): an open stream is billed |
-| | | for its whole duration while it mostly waits between log reads |
+| `apiMemoryMb`, `modelTurnMemoryMb`, `functionMemoryMb` | `512`, `256`, `256` | Lambda memory sizes (peaks |
+| | | measured: API ~78 MB, ModelTurn ~125 MB, the others <= 70 MB; memory also sets the CPU share) |
+| `streamMemoryMb` | `128` | memory of the event-stream Lambda (`GET .../events/stream`, peak ~78 MB): an open |
+| | | stream is billed for its whole duration while it mostly waits between log reads |
 | `modelTurnTimeoutSeconds` | `900` | ModelTurn Lambda timeout (one model request may stream for minutes) |
 | `maxTurnsPerExecution` | `50` | continue-as-new: a new execution after this many turns (history limit) |
 | `toolHeartbeatSeconds` | `0` | heartbeat of the tool-wait task (0: none; the wait_seconds timeout still applies) |
@@ -33,6 +35,8 @@ Every setting has a default here, so `python app.py` synthesizes with no context
 | | | two minutes' notice, is a lost sandbox: error results for its pending calls, a fresh one next) |
 | `sandboxImage` | built from sandbox_task/ | an image URI to use instead of building sandbox_task/Dockerfile |
 | | | (linux/arm64) |
+| `containerInsights` | `false` | CloudWatch Container Insights on the sandbox cluster (per-task CPU, memory, |
+| | | network metrics; billed as custom metrics and log ingestion while tasks run) |
 | `sandboxNetworking` | `unrestricted` | sandbox egress cap: `unrestricted` (each environment's `networking` picks its |
 | | | security group: all outbound, or HTTPS 443 only for `limited`) or `limited` (every sandbox 443 only) |
 | `vpcId` | none (a new VPC) | an existing VPC (looked up: needs account/region at synth) |
@@ -149,10 +153,10 @@ class PlatformConfig:
     api_timeout_seconds: int = 900
     api_execution_logging: bool = True
     waf_web_acl_arn: str | None = None
-    api_memory_mb: int = 1024
-    stream_memory_mb: int = 256
-    model_turn_memory_mb: int = 1024
-    function_memory_mb: int = 512
+    api_memory_mb: int = 512
+    stream_memory_mb: int = 128
+    model_turn_memory_mb: int = 256
+    function_memory_mb: int = 256
     model_turn_timeout_seconds: int = 900
     max_turns_per_execution: int = 50
     tool_heartbeat_seconds: int = 0
@@ -160,6 +164,7 @@ class PlatformConfig:
     sandbox_memory_mb: int = 2048
     sandbox_image: str | None = None
     sandbox_spot: bool = False
+    container_insights: bool = False
     sandbox_networking: str = "unrestricted"
     vpc_id: str | None = None
     nat_gateways: int = 0

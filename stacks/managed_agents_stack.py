@@ -112,6 +112,7 @@ class ManagedAgentsStack(Stack):
             "ModelTurn: one harness turn (the code the embedded orchestrator calls)",
             memory_mb=config.model_turn_memory_mb,
             timeout=Duration.seconds(config.model_turn_timeout_seconds),
+            snap_start=True,  # a session's time to first token waits for its init (importing the model SDK: ~1 s)
             environment={
                 **data_env,
                 **config.harness_environment(),

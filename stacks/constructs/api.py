@@ -63,7 +63,9 @@ class Api(Construct):
         super().__init__(scope, id_)
         layer = lambda_.LayerVersion.from_layer_version_arn(self, "WebAdapter", lwa_layer_arn(config))
 
-        def app_function(id_: str, description: str, memory_mb: int, env: dict[str, str]) -> PythonFunction:
+        def app_function(
+            id_: str, description: str, memory_mb: int, env: dict[str, str], *, snap_start: bool
+        ) -> PythonFunction:
             """The ASGI app behind Lambda Web Adapter (the API function, or the event-stream function)."""
             return PythonFunction(
                 self,
@@ -76,6 +78,7 @@ class Api(Construct):
                 timeout=Duration.seconds(config.api_timeout_seconds),
                 environment={**lwa_environment(), **env},
                 layers=[layer],
+                snap_start=snap_start,
             )
 
         self.function = app_function(
@@ -83,12 +86,16 @@ class Api(Construct):
             "Managed Agents API: the ASGI app behind Lambda Web Adapter (response streaming)",
             config.api_memory_mb,
             environment,
+            snap_start=True,  # every SDK call may meet a cold start: ~0.9 s of init on demand (bench/lambda_cold_path)
         )
         self.stream_function = app_function(
             "StreamFunction",
             "Managed Agents API, event streams only (GET /v1/sessions/{id}/events/stream): read-only",
             config.stream_memory_mb,
             stream_environment,
+            # A stream's first byte may wait for an on-demand init (~1 s), once per stream (each lasts up to 14
+            # minutes); a snapshot would cost its GB-seconds all month, idle or not.
+            snap_start=False,
         )
         removal = config.removal
         self.access_logs = logs.LogGroup(self, "AccessLogs", retention=config.log_retention, removal_policy=removal)

@@ -1,4 +1,5 @@
-"""PythonFunction: one Python Lambda as this platform runs them (ARM64, SnapStart, own role and log group)."""
+"""PythonFunction: one Python Lambda as this platform runs them (ARM64, own role and log group, SnapStart where it
+pays)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,16 @@ from pathlib import Path
 from typing import Any
 
 import jsii
-from aws_cdk import Annotations, ArnFormat, BundlingOptions, Duration, IgnoreMode, ILocalBundling, Stack
+from aws_cdk import (
+    Annotations,
+    ArnFormat,
+    BundlingOptions,
+    Duration,
+    IgnoreMode,
+    ILocalBundling,
+    RemovalPolicy,
+    Stack,
+)
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -75,8 +85,8 @@ def lambda_code(config: PlatformConfig) -> lambda_.Code:
 class PythonFunction(Construct):
     """A Python Lambda with its own least-privilege role, an explicit log group and a `live` alias.
 
-    SnapStart applies to published versions only, so every caller (API Gateway, Step Functions, EventBridge,
-    other Lambdas) invokes `alias`, never `$LATEST`. Active X-Ray tracing on.
+    Every version is published and SnapStart (where on) applies to published versions only, so every caller (API
+    Gateway, Step Functions, EventBridge, other Lambdas) invokes `alias`, never `$LATEST`. Active X-Ray tracing on.
     """
 
     def __init__(
@@ -93,9 +103,12 @@ class PythonFunction(Construct):
         environment: dict[str, str] | None = None,
         layers: list[lambda_.ILayerVersion] | None = None,
         function_name: str | None = None,
+        snap_start: bool = False,
     ) -> None:
         """`function_name`: a fixed physical name, for a function whose ARN others must know without a reference
-        (a reference would close a dependency cycle); see `alias_arn`."""
+        (a reference would close a dependency cycle); see `alias_arn`. `snap_start`: a function whose cold start a
+        user waits for (the API, ModelTurn), when the `snapStart` setting is on. A SnapStart version's snapshot is
+        billed per GB-second for as long as the version is active, idle or not (bench/aws_cost_model.py)."""
         super().__init__(scope, id_)
         self.log_group = logs.LogGroup(
             self,
@@ -134,7 +147,10 @@ class PythonFunction(Construct):
             role=self.role,
             log_group=self.log_group,
             tracing=lambda_.Tracing.ACTIVE,
-            snap_start=lambda_.SnapStartConf.ON_PUBLISHED_VERSIONS if config.snap_start else None,
+            snap_start=lambda_.SnapStartConf.ON_PUBLISHED_VERSIONS if snap_start and config.snap_start else None,
+            # A deploy that publishes a new version deletes the previous one (not kept, as CDK does by default):
+            # callers use the alias, and a superseded SnapStart version would go on paying for its snapshot.
+            current_version_options=lambda_.VersionOptions(removal_policy=RemovalPolicy.DESTROY),
             environment={**base_env, **(environment or {})},
             layers=layers,
         )

@@ -101,10 +101,20 @@ class Sandbox(Construct):
             "Cluster",
             cluster_name=f"{config.prefix}-sandboxes",
             vpc=self.vpc,
-            container_insights_v2=ecs.ContainerInsights.ENABLED,
+            container_insights_v2=(
+                ecs.ContainerInsights.ENABLED if config.container_insights else ecs.ContainerInsights.DISABLED
+            ),
             # FARGATE and FARGATE_SPOT associated: RunTask picks one (sandboxSpot; the provisioner's strategy)
             enable_fargate_capacity_providers=config.sandbox_spot,
         )
+        if not config.container_insights:
+            acknowledge(
+                self.cluster,
+                "AwsSolutions-ECS4",
+                "Container Insights is a setting (containerInsights=true): its per-task metrics are billed as custom "
+                "metrics and log ingestion while sandboxes run, about a tenth of an active session-hour's cost "
+                "(bench/aws_cost_model.py); task logs and ECS's own CPU/memory metrics stay on.",
+            )
         self.log_group = logs.LogGroup(self, "Logs", retention=retention, removal_policy=removal)
         self.execution_role = iam.Role(
             self,

@@ -232,3 +232,16 @@ def test_spot_sandboxes_are_opt_in_and_give_the_cluster_the_fargate_capacity_pro
         (assets,) = synth.outdir.glob("*.assets.json")
         images = json.loads(assets.read_text())["dockerImages"].values()
         assert [i["source"]["platform"] for i in images] == [platform]
+
+
+def test_container_insights_is_a_setting_off_by_default(
+    default_synth: Synth, synth_variant: Callable[[dict[str, Any]], Synth]
+) -> None:
+    # (it bills custom metrics and log ingestion per running task: bench/aws_cost_model.py prices it)
+    def setting(synth: Synth) -> list[Any]:
+        clusters = synth.resources("AWS::ECS::Cluster").values()
+        settings = [s for c in clusters for s in c["Properties"]["ClusterSettings"]]
+        return [s["Value"] for s in settings if s["Name"] == "containerInsights"]
+
+    assert setting(default_synth) == ["disabled"]
+    assert setting(synth_variant({"containerInsights": "true"})) == ["enabled"]

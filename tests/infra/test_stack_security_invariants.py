@@ -374,15 +374,24 @@ def test_api_lambda_runs_the_asgi_app_behind_lambda_web_adapter(default_synth: S
     assert '--port "${AWS_LWA_PORT:-8080}"' in run_sh.read_text() and env["AWS_LWA_PORT"] == "8080"
 
 
-def test_python_lambdas_are_arm64_with_snapstart_and_invoked_through_aliases(default_synth: Synth) -> None:
+def test_python_lambdas_are_arm64_with_snapstart_where_users_wait_and_invoked_through_aliases(
+    default_synth: Synth,
+) -> None:
     functions = default_synth.resources("AWS::Lambda::Function")
     # API, event streams, ModelTurn, ReportFailure, ToolWait, MCP proxy, provisioner, triggers, work reaper
     assert len(functions) == 9
-    for fn in functions.values():
+    snap = set()
+    for lid, fn in functions.items():
         props = fn["Properties"]
         assert props["Architectures"] == ["arm64"] and props["Runtime"] == "python3.13"
-        assert props["SnapStart"] == {"ApplyOn": "PublishedVersions"}
         assert props["TracingConfig"] == {"Mode": "Active"}
+        if props.get("SnapStart") == {"ApplyOn": "PublishedVersions"}:
+            snap.add(lid)
+    # SnapStart (a snapshot billed all month per version) on the API and ModelTurn only: users wait for their inits
+    assert snap == {_function(default_synth, API)[0], logical_id(default_synth.template, "ModelTurn/Function/Resource")}
+    # And a new version replaces the previous one (deleted, so no superseded snapshot goes on being billed)
+    versions = default_synth.resources("AWS::Lambda::Version")
+    assert len(versions) == 9 and {v.get("DeletionPolicy", "Delete") for v in versions.values()} == {"Delete"}
     # Every Lambda the state machine calls is a live alias (SnapStart runs published versions only)
     aliases = set(default_synth.resources("AWS::Lambda::Alias"))
     definition = default_synth.resources("AWS::StepFunctions::StateMachine")
@@ -509,7 +518,7 @@ def test_event_streams_have_their_own_small_read_only_function(default_synth: Sy
     props = fn["Properties"]
     statements = _role_statements(default_synth, _role_of(default_synth, API, stream=True))
     # Then it runs the same app with less memory than the API function
-    assert props["MemorySize"] == 256 < _function(default_synth, API)[1]["Properties"]["MemorySize"]
+    assert props["MemorySize"] == 128 < _function(default_synth, API)[1]["Properties"]["MemorySize"]
     env = props["Environment"]["Variables"]
     assert "MANAGED_AGENTS_STATE_MACHINE_ARN" not in env and "MANAGED_AGENTS_ADMIN_KEY_SECRET_ARN" not in env
     # And its role reads the log and records, and writes, starts or decrypts nothing
