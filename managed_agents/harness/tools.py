@@ -18,6 +18,7 @@ Permission policies (api-reference §3.3): agent toolset default `always_allow`,
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -32,13 +33,24 @@ BUILTIN_TOOLS: tuple[str, ...] = SANDBOX_TOOLS + WEB_TOOLS
 AGENT_TOOLSET = "agent_toolset_20260401"
 
 
+_TOOLSET_LOCK = threading.Lock()
+
+
 @cache
-def sandbox_tool_definitions() -> dict[str, JsonObject]:
-    """The reference toolset's own tool definitions (name, description, input_schema)."""
+def _build_sandbox_tool_definitions() -> dict[str, JsonObject]:
     from anthropic.lib.tools.agent_toolset import AgentToolContext, beta_agent_toolset_20260401
 
     tools = beta_agent_toolset_20260401(AgentToolContext(workdir="/"))
     return {t.name: cast(JsonObject, dict(t.to_dict())) for t in tools}
+
+
+def sandbox_tool_definitions() -> dict[str, JsonObject]:
+    """The reference toolset's own tool definitions (name, description, input_schema).
+
+    Built once under a lock: pydantic builds the toolset's input models' schemas lazily and not thread-safely, so
+    two sessions' first turns racing here failed one of them with "'dict' object has no attribute 'rebuild'"."""
+    with _TOOLSET_LOCK:
+        return _build_sandbox_tool_definitions()
 
 
 @dataclass(frozen=True)

@@ -216,14 +216,21 @@ def all_events(client: anthropic.Anthropic, session_id: str) -> list[Any]:
 
 
 def wait_idle(client: anthropic.Anthropic, session_id: str, timeout: float = 10.0, count: int = 1) -> list[Any]:
-    """Wait until the log holds `count` session.status_idle events; return all events."""
+    """Wait until the log holds `count` session.status_idle events; return all events. On a timeout the error
+    shows the log as it stood (type and a short body per event), so a failure seen once under load can be read."""
+    seen: list[Any] = []
 
     def done() -> list[Any] | None:
         evs = all_events(client, session_id)
+        seen[:] = evs
         idles = [e for e in evs if e.type == "session.status_idle"]
         return evs if len(idles) >= count else None
 
-    result: list[Any] = wait_until(done, timeout)
+    try:
+        result: list[Any] = wait_until(done, timeout)
+    except AssertionError as exc:
+        log = "\n".join(f"  {e.type}: {str(e.model_dump(exclude={'id', 'type'}))[:300]}" for e in seen)
+        raise AssertionError(f"{exc}: session {session_id} never had {count} idle(s); its log:\n{log}") from None
     return result
 
 
