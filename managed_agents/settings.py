@@ -29,6 +29,12 @@ class HarnessSettings(BaseSettings):
     compaction_threshold_tokens: int = Field(
         160_000, ge=1000, description="compact the context when a request would exceed this many tokens"
     )
+    usage_event_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="a session.usage snapshot after a model request when the last is this old (budgeted"
+        " sessions get one after every request)",
+    )
     compaction_max_per_turn: int = Field(
         8, ge=1, description="compactions one turn may make before it ends in compaction_limit_reached_error"
     )

@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import Literal, cast
 
 from managed_agents.domain.events import STATUS_BY_EVENT, JsonObject, StoredEvent
@@ -108,6 +109,14 @@ class SessionState:
     measuring_compaction: bool = False  # a compaction's first request has not ended yet
     running_since: datetime | None = None
     active_seconds: float = 0.0
+    # budgets (harness/budget.py): the list cost of the priced requests (minor units, exact), requests with usage
+    # that had no list price, the cost of the latest request (what the next one is projected to cost)
+    list_cost: Decimal = Decimal(0)
+    unpriced_requests: int = 0
+    last_request_cost: Decimal = Decimal(0)
+    budget_stop_seq: int | None = None  # the idle{budget_reached} the session is stopped at (None: not stopped)
+    last_input_seq: int = 0  # the latest client input that asks for a turn (user.message, system.message, ...)
+    last_usage_at: datetime | None = None  # the latest session.usage snapshot (or the first model request's start)
 
     @property
     def unresolved(self) -> list[ToolCall]:
@@ -134,6 +143,8 @@ def fold(events: Iterable[StoredEvent], state: SessionState | None = None) -> Se
 
 def _apply(st: SessionState, ev: StoredEvent) -> None:
     t, p, internal = ev.type, ev.payload, ev.internal or {}
+    if t in ("user.message", "system.message", "user.define_outcome"):
+        st.last_input_seq = ev.seq
     if t == "user.message":
         st.pending.extend(_message_content(cast(list[JsonObject], p.get("content") or [])))
     elif t == "system.message":
@@ -142,12 +153,20 @@ def _apply(st: SessionState, ev: StoredEvent) -> None:
     elif t == "span.model_request_start":
         st.requests_started += 1
         st.inflight = ev
+        st.budget_stop_seq = None
+        if st.last_usage_at is None:  # the period of the periodic snapshot starts with the first request
+            st.last_usage_at = ev.processed_at
         if not internal.get("compaction"):
             _flush_user_turn(st)
     elif t == "span.model_request_end":
         compaction = st.inflight is not None and bool((st.inflight.internal or {}).get("compaction"))
         st.inflight = None
         st.usage.add(cast(JsonObject, p.get("model_usage") or {}))
+        if isinstance(internal.get("list_cost"), str):
+            st.last_request_cost = Decimal(cast(str, internal["list_cost"]))
+            st.list_cost += st.last_request_cost
+        elif internal.get("unpriced"):
+            st.unpriced_requests += 1
         if p.get("is_error"):
             st.consecutive_errors += 1 if not internal.get("interrupted") else 0
         else:
@@ -197,6 +216,9 @@ def _apply(st: SessionState, ev: StoredEvent) -> None:
             c.resolve(cast(list[JsonObject], p.get("content") or []), bool(p.get("is_error")))
     elif t == "user.interrupt":
         st.interrupt_seq = ev.seq
+        st.budget_stop_seq = None  # an interrupted session does not resume its turn when the budget is raised
+    elif t == "session.usage":
+        st.last_usage_at = ev.processed_at
     elif t == "session.error":
         err = cast(JsonObject, p.get("error") or {})
         st.last_error_retry = str(cast(JsonObject, err.get("retry_status") or {}).get("type") or "")
@@ -229,6 +251,8 @@ def _apply(st: SessionState, ev: StoredEvent) -> None:
             # compaction limits count per turn
             st.compactions_in_turn, st.compacted_context_tokens, st.measuring_compaction = 0, None, False
         stop = cast(JsonObject, p.get("stop_reason") or {})
+        if new_status == "idle" and stop.get("type") == "budget_reached":
+            st.budget_stop_seq = ev.seq
         if new_status == "idle" and stop.get("type") == "requires_action":
             st.idle_requires_action = tuple(str(i) for i in cast(list[object], stop.get("event_ids") or []))
         else:

@@ -78,7 +78,8 @@ def decide(st: SessionState, *, now: datetime, tool_timeout: timedelta) -> Actio
         if expired:
             return TimeOutTools(expired)
         return WaitForTools(min(c.logged_at for c in unresolved) + tool_timeout)
-    if st.calls or st.has_unsent_input:
+    if st.calls or st.has_unsent_input or st.budget_stop_seq is not None:
+        # a session stopped at its budget resumes its turn (the harness parks it again while still over budget)
         return RunModel(st.requests_started + 1)
     if st.status != "idle":
         return GoIdle({"type": "end_turn"})

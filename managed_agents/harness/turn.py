@@ -14,13 +14,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import cast
 
+from managed_agents.domain import prices
 from managed_agents.domain.clock import Clock, rfc3339
 from managed_agents.domain.errors import DuplicateEvent
 from managed_agents.domain.events import STATUS_BY_EVENT, JsonObject, NewEvent, StoredEvent, builtin_tool_result_type
 from managed_agents.domain.ids import deterministic_event_id
 from managed_agents.domain.session_state import SessionState, ToolCall, fold
-from managed_agents.harness import compaction, step, web
-from managed_agents.harness.context import build_request
+from managed_agents.harness import budget, compaction, step, web
+from managed_agents.harness.context import build_request, model_id
 from managed_agents.harness.event_batches import Entry, request_end, session_error, tool_error
 from managed_agents.harness.state_cache import StateCache
 from managed_agents.harness.tools import Toolbox, mcp_servers
@@ -99,6 +100,9 @@ class _Turn:
         self.in_sequence = True  # every batch this step appended followed the state's last event directly
         self.agent = cast(JsonObject, rec.doc["agent"])
         self.toolbox = Toolbox(self.agent, web_search_available=bool(deps.settings.web_search_url))
+        self.ledger = budget.Ledger(
+            model_id(self.agent), cast(JsonObject | None, rec.doc.get("budget")), deps.settings.usage_event_seconds
+        )
 
     def load_mcp_tools(self) -> list[Entry]:
         """Offer the agent's MCP tools with the servers' real schemas; a server that cannot be listed is left
@@ -133,6 +137,7 @@ class _Turn:
         return builtin_tool_result_type(self.rec.doc.get("_environment_type"))
 
     def append(self, key: str, events: Sequence[Entry]) -> list[StoredEvent]:
+        events = budget.price(self.ledger, self.state, events, self.deps.clock.now())
         batch = [
             NewEvent(deterministic_event_id(self.sid, key, i), type_, payload, internal)
             for i, (type_, payload, internal) in enumerate(events)
@@ -163,6 +168,8 @@ class _Turn:
                 "cache_read_input_tokens": u.cache_read_input_tokens,
                 "cache_creation": {"ephemeral_5m_input_tokens": u.cache_creation_input_tokens},
             }
+            tracked = not st.unpriced_requests and prices.price_for(self.ledger.model) is not None
+            r.doc["_list_cost"] = str(st.list_cost) if tracked else None
             r.doc["_active_seconds"] = st.active_seconds
             r.doc["_running_since"] = rfc3339(st.running_since) if st.running_since else None
             r.doc["updated_at"] = rfc3339(self.deps.clock.now())
@@ -281,6 +288,14 @@ def _run_model(turn: _Turn, action: step.RunModel, cancel: CancelToken | None) -
     mcp_errors = turn.load_mcp_tools()
     compacting = action.rerun and compaction.is_compaction(st.inflight)
     if not action.rerun:
+        spend = budget.gate(st, turn.ledger.budget)
+        if spend == "stay_stopped":
+            if turn.rec.doc.get("status") != st.status:
+                turn.sync_record()
+            return Parked("budget_reached")
+        if spend == "stop":
+            turn.append(f"budget@{st.last_seq}", budget.stop_events(st, turn.ledger.budget, deps.clock.now()))
+            return RunAgain()
         verdict = compaction.verdict(st, settings)
         if isinstance(verdict, compaction.LimitReached):
             stop: list[Entry] = [

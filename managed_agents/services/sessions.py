@@ -18,6 +18,7 @@ from typing import cast
 
 from pydantic import BaseModel
 
+from managed_agents.domain import prices
 from managed_agents.domain.clock import parse_rfc3339, rfc3339
 from managed_agents.domain.errors import AuthenticationFailed, Conflict, InvalidRequest, NotFound, PermissionDenied
 from managed_agents.domain.events import (
@@ -32,6 +33,7 @@ from managed_agents.domain.events import (
 from managed_agents.domain.ids import deterministic_event_id, new_id
 from managed_agents.domain.session_state import SessionState, fold
 from managed_agents.ports import EventNotifier, EventStore, ListQuery, Record, iter_all, read_wire
+from managed_agents.services import budgets
 from managed_agents.services.agents import AgentService, check_tools, resolve_model, resolve_tools
 from managed_agents.services.common import Services, archive_record, check_metadata, list_page, patch_metadata, render
 from managed_agents.services.environments import EnvironmentService
@@ -120,6 +122,8 @@ def render_session(doc: JsonObject, now: datetime) -> JsonObject:
     out["stats"] = {"active_seconds": round(active, 3), "duration_seconds": round((now - created).total_seconds(), 3)}
     usage = dict(cast(JsonObject, doc.get("usage") or _usage_zero()))
     usage["active_seconds"] = round(active, 3)
+    if doc.get("budget") is not None or doc.get("_list_cost") is not None:
+        usage["list_cost"] = {"amount": prices.amount(budgets.consumed(doc)), "currency": prices.CURRENCY}
     out["usage"] = usage
     return out
 
@@ -215,12 +219,19 @@ class SessionService:
             raise InvalidRequest(
                 "resources: session resources (files, repositories, memory stores) are not supported yet"
             )
-        if params.budget is not None:
-            raise InvalidRequest("budget: session budgets are not supported yet", error_code="model_not_budgetable")
         for i, ev in enumerate(params.initial_events):
             if isinstance(ev, UserDefineOutcomeParams):
                 raise InvalidRequest(f"initial_events[{i}]: user.define_outcome (outcomes) is not supported yet")
         agent = self._resolve_agent(ws, params.agent)
+        session_agent: JsonObject = {
+            **{k: agent.get(k) for k in SESSION_AGENT_FIELDS},
+            "multiagent": session_multiagent(
+                cast(JsonObject | None, agent.get("multiagent")),
+                agent,
+                lambda agent_id, version: self.agents.snapshot(ws, agent_id, version),
+            ),
+        }
+        budget = budgets.on_create(session_agent, params.budget)
         if self.vaults is not None:
             self.vaults.check_vault_ids(ws, list(params.vault_ids))
         env = self.environments.record(ws, params.environment_id)
@@ -234,21 +245,15 @@ class SessionService:
             "id": sid,
             "type": "session",
             "status": "idle",
-            "agent": {
-                **{k: agent.get(k) for k in SESSION_AGENT_FIELDS},
-                "multiagent": session_multiagent(
-                    cast(JsonObject | None, agent.get("multiagent")),
-                    agent,
-                    lambda agent_id, version: self.agents.snapshot(ws, agent_id, version),
-                ),
-            },
+            "agent": session_agent,
             "environment_id": params.environment_id,
             "title": params.title,
             "metadata": check_metadata(dict(params.metadata)),
             "resources": [],
             "vault_ids": list(params.vault_ids),
             "deployment_id": None,
-            "budget": None,
+            "budget": budget,
+            "_budget_created": budget is not None,
             "outcome_evaluations": [],
             "usage": _usage_zero(),
             "created_at": rfc3339(now),
@@ -294,9 +299,9 @@ class SessionService:
         rec = self.record(ws, sid)
         if "vault_ids" in fields:
             raise InvalidRequest("vault_ids: cannot be changed after a session is created")
-        if "budget" in fields:
-            raise InvalidRequest("budget: can only be set when the session is created", error_code="budget_create_only")
         changed: JsonObject = {}
+        if "budget" in fields:
+            changed["budget"] = budgets.on_update(rec.doc, params.budget)
         if "agent" in fields and params.agent is not None:
             if rec.doc["status"] in ACTIVE:
                 raise Conflict(f"agent: session {sid!r} is running; update its agent when it is idle")
@@ -326,6 +331,8 @@ class SessionService:
 
         def change(r: Record) -> None:
             r.doc.update(changed)
+            if "budget" in changed and changed["budget"] is None:
+                r.doc["_budget_removed"] = True
             if changed:
                 r.doc["updated_at"] = rfc3339(self.svc.clock.now())
 
@@ -334,6 +341,8 @@ class SessionService:
             payload = dict(changed)
             ev = NewEvent(new_id("event"), "session.updated", payload)
             self.events.append(sid, [ev])
+            if "budget" in changed and self.svc.orchestrator is not None:
+                self.svc.orchestrator.wake(sid)  # a session stopped at its budget resumes once it is raised
         return render_session(new.doc, self.svc.clock.now())
 
     def archive(self, ws: str, sid: str) -> JsonObject:

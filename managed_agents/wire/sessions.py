@@ -107,6 +107,18 @@ class EventSendParams(Params):
     events: Annotated[list[EventParams], Field(min_length=1, max_length=100)]
 
 
+class MonetaryAmountParams(Params):
+    """Minor units as an integer decimal string with no leading zeros ("2500" is $25.00); USD only."""
+
+    amount: Annotated[str, Field(pattern=r"^(0|[1-9][0-9]{0,17})$")]
+    currency: Literal["USD"]
+
+
+class BudgetLimitParams(Params):
+    type: Literal["limit"]
+    max_list_cost: MonetaryAmountParams
+
+
 class SessionCreateParams(Params):
     agent: (
         Annotated[str, Field(min_length=1)]
@@ -118,7 +130,7 @@ class SessionCreateParams(Params):
     title: Annotated[str, Field(max_length=1024)] | None = None
     vault_ids: Annotated[list[str], Field(max_length=50)] = Field(default_factory=list)
     resources: list[dict[str, object]] = Field(default_factory=list)
-    budget: dict[str, object] | None = None
+    budget: BudgetLimitParams | None = None
 
 
 class SessionAgentUpdate(Params):
@@ -128,7 +140,7 @@ class SessionAgentUpdate(Params):
 
 class SessionUpdateParams(Params):
     agent: SessionAgentUpdate | None = None
-    budget: dict[str, object] | None = None
+    budget: BudgetLimitParams | None = None
     metadata: MetadataPatch | None = None
     title: Annotated[str, Field(max_length=1024)] | None = None
     vault_ids: list[str] | None = None

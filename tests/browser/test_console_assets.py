@@ -5,7 +5,8 @@ from __future__ import annotations
 import httpx2
 import pytest
 
-from managed_agents.api.console import STATIC_DIR
+from managed_agents.api.console import GENERATED_ASSETS, STATIC_DIR
+from managed_agents.domain import prices
 from tests.e2e.conftest import Server
 
 
@@ -42,7 +43,22 @@ def test_index_and_every_asset_are_served_with_their_type(http: httpx2.Client) -
             for line in (STATIC_DIR / name).read_text().splitlines():
                 if line.startswith("import ") and " from " in line:
                     target = line.split(" from ")[1].strip().strip('";').removeprefix("./")
-                    assert (STATIC_DIR / target).is_file(), f"{name} imports missing {target}"
+                    assert (STATIC_DIR / target).is_file() or target in GENERATED_ASSETS, f"{name} imports {target}"
+    for name in GENERATED_ASSETS:
+        resp = http.get(f"/console/static/{name}")
+        assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/javascript"), name
+        assert resp.headers["content-security-policy"] == index.headers["content-security-policy"]
+
+
+def test_the_console_prices_with_the_platform_table(http: httpx2.Client) -> None:
+    # Given the platform's price table (budgets price model requests with it)
+    # When the console loads its prices module
+    text = http.get("/console/static/prices.js").text
+    # Then it is that table: every model, its rates, and the date they were read
+    assert f'PRICES_AS_OF = "{prices.PRICES_AS_OF}"' in text
+    for model, price in prices.PRICES.items():
+        assert f'"{model}": {{' in text
+        assert f'"output": {float(price.output)}' in text
 
 
 @pytest.mark.parametrize(

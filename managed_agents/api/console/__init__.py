@@ -15,9 +15,11 @@ from pathlib import Path
 from fastapi import APIRouter
 from fastapi.responses import FileResponse, RedirectResponse, Response
 
+from managed_agents.domain import prices
 from managed_agents.domain.errors import NotFound
 
 STATIC_DIR = (Path(__file__).parent / "static").resolve()
+GENERATED_ASSETS = ("prices.js",)  # served from code, not from static/ (see console_prices)
 
 CONTENT_TYPES = {
     ".html": "text/html; charset=utf-8",
@@ -70,6 +72,14 @@ async def console_root() -> Response:
 @router.get("/")
 async def console_index() -> FileResponse:
     return _file(STATIC_DIR / "index.html", cache="no-cache")
+
+
+@router.get("/static/prices.js")
+async def console_prices() -> Response:
+    """The platform's price table (domain/prices.py) as the module pricing.js imports: one table for budgets and
+    the console's estimates."""
+    headers = {**SECURITY_HEADERS, "cache-control": "no-cache"}
+    return Response(prices.console_module(), media_type=CONTENT_TYPES[".js"], headers=headers)
 
 
 @router.get("/static/{name:path}")

@@ -1,36 +1,11 @@
 // List prices used for the console's cost *estimates*, USD per million tokens.
 //
-// Source: Anthropic's public price list, https://platform.claude.com/docs/en/about-claude/pricing and the
-// per-model overview pages (platform.claude.com/docs/en/models/<model>/overview), read 2026-11-21.
-// Columns: input, 5-minute cache write, 1-hour cache write, cache read (hits and refreshes), output.
-// Not included: Batch API discounts, `inference_geo` surcharges, fast mode, long-prompt tiers, server tool fees.
-// A model that is not listed here gets no estimate (shown as "—") rather than a guessed one. When the server
-// reports `usage.list_cost` on a session, the console shows that instead of this estimate.
-// Keep this table the only place prices live; update the date above when you change it.
+// The table is the platform's own (managed_agents/domain/prices.py, the one budgets price requests with), served
+// as ./prices.js. A model that is not listed gets no estimate (shown as "—") rather than a guessed one.
 
-export const PRICES_AS_OF = "2026-11-21";
+import { ALIASES, PRICES, PRICES_AS_OF } from "./prices.js";
 
-const row = (input, write5m, write1h, read, output) => ({ input, write5m, write1h, read, output });
-
-export const PRICES = {
-  "claude-opus-5": row(5, 6.25, 10, 0.5, 25),
-  "claude-opus-4-8": row(5, 6.25, 10, 0.5, 25),
-  "claude-opus-4-7": row(5, 6.25, 10, 0.5, 25),
-  "claude-opus-4-6": row(5, 6.25, 10, 0.5, 25),
-  "claude-opus-4-5": row(5, 6.25, 10, 0.5, 25),
-  "claude-opus-4-1": row(15, 18.75, 30, 1.5, 75),
-  "claude-opus-4-0": row(15, 18.75, 30, 1.5, 75),
-  // Sonnet 5.5: the overview page read on the date above lists a $0.20 cache read.
-  "claude-sonnet-5-5": row(2, 2.5, 4, 0.2, 10),
-  "claude-sonnet-5": row(2, 2.5, 4, 0.2, 10),
-  "claude-sonnet-4-6": row(3, 3.75, 6, 0.3, 15),
-  "claude-sonnet-4-5": row(3, 3.75, 6, 0.3, 15),
-  "claude-sonnet-4-0": row(3, 3.75, 6, 0.3, 15),
-  "claude-haiku-4-5": row(1, 1.25, 2, 0.1, 5),
-  "claude-3-5-haiku": row(0.8, 1, 1.6, 0.08, 4),
-};
-
-const ALIASES = { "claude-opus-4": "claude-opus-4-0", "claude-sonnet-4": "claude-sonnet-4-0" };
+export { PRICES, PRICES_AS_OF };
 
 const resolved = new Map(); // model id -> price row or null
 
@@ -74,13 +49,18 @@ export function formatCost(dollars) {
   return `$${dollars.toFixed(2)}`;
 }
 
-/** Server-reported list cost ({amount in minor units as a string, currency}) or the estimate. */
+/**
+ * A session's cost: the estimate from the price table (the platform prices budgets with the same table, and the
+ * estimate keeps the fractions of a cent that the server's `usage.list_cost` rounds up), else the server's figure
+ * ({amount in minor units as a string, currency}).
+ */
 export function sessionCost(session) {
+  const model = session.agent && session.agent.model && (session.agent.model.id || session.agent.model);
+  const est = estimateCost(model, session.usage);
+  if (est !== null) return { text: formatCost(est), estimated: true };
   const lc = session.usage && session.usage.list_cost;
   if (lc && lc.amount !== undefined && lc.currency) {
     return { text: `${(Number(lc.amount) / 100).toFixed(2)} ${lc.currency}`, estimated: false };
   }
-  const model = session.agent && session.agent.model && (session.agent.model.id || session.agent.model);
-  const est = estimateCost(model, session.usage);
-  return { text: formatCost(est), estimated: est !== null };
+  return { text: formatCost(null), estimated: false };
 }
