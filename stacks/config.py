@@ -65,7 +65,7 @@ from managed_agents.aws_runtime import (
     SPILL_BUCKET_ENV,
     STATE_MACHINE_ARN_ENV,
 )
-from managed_agents.settings import ENV_PREFIX, HarnessSettings
+from managed_agents.settings import ENV_PREFIX, FILES_BUCKET_ENV, HarnessSettings
 
 # Lambda environment variable names. The first five are the AWS composition root's (managed_agents/aws_runtime.py);
 # the rest have no reader yet and are proposed here for the code that will read them.
@@ -73,6 +73,7 @@ from managed_agents.settings import ENV_PREFIX, HarnessSettings
 ENV_EVENTS_TABLE = EVENTS_TABLE_ENV
 ENV_RESOURCES_TABLE = RESOURCES_TABLE_ENV
 ENV_SPILL_BUCKET = SPILL_BUCKET_ENV
+ENV_FILES_BUCKET = FILES_BUCKET_ENV
 ENV_STATE_MACHINE_ARN = STATE_MACHINE_ARN_ENV
 ENV_MODEL_KEY_SECRET_ARN = MODEL_API_KEY_SECRET_ARN_ENV
 ENV_ADMIN_KEY_SECRET_ARN = f"{ENV_PREFIX}ADMIN_KEY_SECRET_ARN"

@@ -7,12 +7,14 @@ always, and the writes named:
 
 | principal | may |
 | --- | --- |
-| API Lambda | events read/append/spill/delete, resources put/update/delete, read the admin key secret, invoke the |
+| API Lambda | events read/append/spill/delete, resources put/update/delete, files bucket objects read/write/delete, |
+|            | read the admin key secret, invoke the |
 |            | provisioner, delete (never read or write) vault secrets, no use of the vault key, invoke the MCP |
 |            | proxy (vault secret writes and credential validation), start/stop/describe session-run executions, |
 |            | send task results |
 | event-stream Lambda | events read, resources read |
-| ModelTurn | events read/append/spill, resources put/update, read the model key, invoke the MCP proxy and the |
+| ModelTurn | events read/append/spill, resources put/update, files bucket objects read (file blocks), |
+|           | read the model key, invoke the MCP proxy and the |
 |           | provisioner |
 | ReportFailure | events append, resources update, start/describe session-run executions (a wake that came during |
 |               | the failed run starts a new one) |
@@ -123,6 +125,9 @@ class ManagedAgentsStack(Stack):
             },
         )
         self.data.grant_events(self.model_turn.role, read=True, append=True, spill=True)
+        # the harness inlines file blocks (image, document) into model requests
+        self.model_turn.add_environment(names.ENV_FILES_BUCKET, self.data.files_bucket.bucket_name)
+        self.data.grant_files(self.model_turn.role, read=True)
         self.data.grant_resources(self.model_turn.role, write=["put", "update"])
         self._grant_read_secret(self.model_turn.role, self.secrets.model_key.secret_arn, "ReadModelKey")
         self.secrets.deny_vault_reads(self.model_turn.role)
@@ -170,6 +175,7 @@ class ManagedAgentsStack(Stack):
             code=code,
             environment={
                 **data_env,
+                names.ENV_FILES_BUCKET: self.data.files_bucket.bucket_name,
                 names.ENV_STATE_MACHINE_ARN: sm_arn,
                 names.ENV_ADMIN_KEY_SECRET_ARN: self.secrets.admin_key.secret_arn,
                 names.ENV_VAULT_SECRET_PREFIX: self.secrets.vault_prefix,
@@ -189,6 +195,7 @@ class ManagedAgentsStack(Stack):
         api_role = self.api.function.role
         self.data.grant_events(api_role, read=True, append=True, spill=True, delete=True)
         self.data.grant_resources(api_role, write=["put", "update", "delete"])
+        self.data.grant_files(api_role, read=True, write=True, delete=True)  # files, skills, outputs: the APIs
         self._grant_read_secret(api_role, self.secrets.admin_key.secret_arn, "ReadAdminKey")
         self.secrets.allow_vault_remover(api_role)
         self.mcp_proxy.grant_invoke(api_role)
@@ -330,6 +337,13 @@ class ManagedAgentsStack(Stack):
             self.tool_wait,
             self.reaper,
         )
+        files_objects = f"Resource::<{self._lid(self.data.files_bucket)}.Arn>/*"
+        files = (
+            "Object-level access to the platform's own files bucket: blob keys are per workspace and file, skill or "
+            "output id, created at run time, so no fixed object ARN exists."
+        )
+        for fn in (self.api.function, self.model_turn):
+            acknowledge(fn.role, "AwsSolutions-IAM5", files, files_objects)
         for fn in event_log_users:
             if fn is not self.report_failure:  # (it appends small events only: no spilled payload to read or write)
                 acknowledge(fn.role, "AwsSolutions-IAM5", spill, spill_objects)
@@ -364,6 +378,7 @@ class ManagedAgentsStack(Stack):
             "EventsTableName": (self.data.events_table.table_name, "Event log table"),
             "ResourcesTableName": (self.data.resources_table.table_name, "Resources table"),
             "SpillBucketName": (self.data.spill_bucket.bucket_name, "Large event payloads"),
+            "FilesBucketName": (self.data.files_bucket.bucket_name, "Files, skill archives and session outputs"),
             "StateMachineArn": (self.session_loop.state_machine.state_machine_arn, "session run"),
             "SandboxClusterName": (self.sandbox.cluster.cluster_name, "Fargate sandboxes"),
             "EventBusName": (self.triggers.bus.event_bus_name, "Put StartSession events here"),

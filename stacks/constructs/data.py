@@ -1,4 +1,4 @@
-"""Data: the DynamoDB tables (event log, resources) and the S3 spill bucket with its access-log bucket."""
+"""Data: the DynamoDB tables (event log, resources), the S3 spill and files buckets and their access-log bucket."""
 
 from __future__ import annotations
 
@@ -18,8 +18,11 @@ from stacks.config import RESOURCES_TTL_ATTRIBUTE, PlatformConfig
 
 # The resources table's schema is the adapter's (managed_agents/adapters/aws/dynamodb_resource_store.py): imported, so
 # the stack and the adapter cannot drift.
-# Object keys the platform writes in the spill bucket (event payloads over the item limit; files later).
+# Object keys the platform writes in the spill bucket (event payloads over the item limit).
 SPILL_OBJECT_PATTERN = "*"
+# Object keys of the blob store in the files bucket (managed_agents/adapters/blob_keys.py: files, skill archives,
+# session outputs), created at run time per workspace and id.
+FILES_OBJECT_PATTERN = "*"
 ResourceWrite = Literal["put", "update", "delete"]
 _RESOURCE_WRITES: dict[str, str] = {
     "put": "dynamodb:PutItem",
@@ -98,6 +101,37 @@ class Data(Construct):
             server_access_logs_prefix="spill/",
             removal_policy=removal,
         )
+        # The blob store (BlobStore port, adapters/aws/s3_blob_store.py): uploaded files, skill archives, session
+        # outputs. Users' data, so it is kept like the tables (`table_removal`); an upload that never completed is
+        # cleaned up after a day.
+        self.files_bucket = s3.Bucket(
+            self,
+            "FilesBucket",
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            enforce_ssl=True,
+            object_ownership=s3.ObjectOwnership.BUCKET_OWNER_ENFORCED,
+            server_access_logs_bucket=self.access_log_bucket,
+            server_access_logs_prefix="files/",
+            lifecycle_rules=[s3.LifecycleRule(abort_incomplete_multipart_upload_after=Duration.days(1))],
+            removal_policy=removal,
+        )
+
+    def grant_files(
+        self, grantee: iam.IGrantable, *, read: bool = False, write: bool = False, delete: bool = False
+    ) -> None:
+        """Blob store access, by what the S3BlobStore adapter calls: read = GetObject (download, head), write =
+        PutObject (a single PUT or the managed transfer's multipart upload, and the presigned upload URLs the API
+        hands out), delete = DeleteObject (also how a failed or oversized upload is aborted, so writers get it too)."""
+        actions = (["s3:GetObject"] if read else []) + (["s3:PutObject", "s3:DeleteObject"] if write else [])
+        if delete and "s3:DeleteObject" not in actions:
+            actions.append("s3:DeleteObject")
+        if actions:
+            grantee.grant_principal.add_to_principal_policy(
+                iam.PolicyStatement(
+                    actions=actions, resources=[self.files_bucket.arn_for_objects(FILES_OBJECT_PATTERN)]
+                )
+            )
 
     def grant_events(
         self,

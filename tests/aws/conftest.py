@@ -23,6 +23,7 @@ from managed_agents.aws_runtime import (
     AwsDeps,
     lambda_deps,
 )
+from managed_agents.settings import FILES_BUCKET_ENV
 from managed_agents.testing.scripted_model import ScriptedModelServer
 from tests.contract.conftest import fake_aws_env
 
@@ -73,6 +74,7 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsEnv]:
         create_resources_table(ddb, f"resources-{suffix}")
         create_events_table(ddb, f"events-{suffix}")
         s3.create_bucket(Bucket=f"spill-{suffix}")
+        s3.create_bucket(Bucket=f"files-{suffix}")
         secret_arn = sm.create_secret(Name=f"model-key-{suffix}", SecretString="sk-test-from-secrets-manager")["ARN"]
         machine = sfn.create_state_machine(
             name=f"session-run-{suffix}",
@@ -82,6 +84,7 @@ def aws_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[AwsEnv]:
         monkeypatch.setenv(RESOURCES_TABLE_ENV, f"resources-{suffix}")
         monkeypatch.setenv(EVENTS_TABLE_ENV, f"events-{suffix}")
         monkeypatch.setenv(SPILL_BUCKET_ENV, f"spill-{suffix}")
+        monkeypatch.setenv(FILES_BUCKET_ENV, f"files-{suffix}")
         monkeypatch.setenv(STATE_MACHINE_ARN_ENV, machine)
         monkeypatch.setenv(MODEL_API_KEY_SECRET_ARN_ENV, secret_arn)
         monkeypatch.setenv("ANTHROPIC_BASE_URL", model.base_url)

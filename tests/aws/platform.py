@@ -57,6 +57,7 @@ from functions.model_turn.handler import report_failure as report_failure_handle
 from functions.tool_wait.handler import handler as tool_wait_handler
 from managed_agents.adapters.aws.dynamodb_event_store import DynamoDbEventStore, create_events_table
 from managed_agents.adapters.aws.dynamodb_resource_store import DynamoDbResourceStore, create_resources_table
+from managed_agents.adapters.aws.s3_blob_store import S3BlobStore
 from managed_agents.adapters.publishing_event_store import PublishingEventStore
 from managed_agents.api.lambda_app import create_lambda_app
 from managed_agents.aws_runtime import lambda_deps
@@ -65,6 +66,7 @@ from managed_agents.settings import (
     API_URL_ENV,
     ECS_CLUSTER_ENV,
     EVENTS_TABLE_ENV,
+    FILES_BUCKET_ENV,
     MCP_PROXY_FUNCTION_ENV,
     MODEL_API_KEY_SECRET_ARN_ENV,
     PROVISIONER_FUNCTION_ENV,
@@ -231,7 +233,8 @@ class Platform:
         return result
 
     def stored_bytes(self) -> bytes:
-        """Everything persisted in the platform's stores: every item of both tables and every spilled object."""
+        """Everything persisted in the platform's stores: every item of both tables, every spilled object and every
+        blob (files, skill archives, outputs)."""
         rt = self.runtime
         assert rt is not None and isinstance(rt.resources, DynamoDbResourceStore)
         events = rt.events.inner if isinstance(rt.events, PublishingEventStore) else rt.events
@@ -241,9 +244,11 @@ class Platform:
         for table in (rt.resources.table_name, events.table_name):
             for page in ddb.get_paginator("scan").paginate(TableName=table):
                 out.append(json.dumps(page["Items"], default=str).encode())
-        for listing in s3.get_paginator("list_objects_v2").paginate(Bucket=events.bucket_name):
-            for obj in listing.get("Contents", []):
-                out.append(s3.get_object(Bucket=events.bucket_name, Key=obj["Key"])["Body"].read())
+        buckets = [events.bucket_name] + ([rt.blobs.bucket] if isinstance(rt.blobs, S3BlobStore) else [])
+        for bucket in buckets:
+            for listing in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+                for obj in listing.get("Contents", []):
+                    out.append(s3.get_object(Bucket=bucket, Key=obj["Key"])["Body"].read())
         return b"".join(out)
 
     def executions(self) -> list[dict[str, Any]]:
@@ -480,6 +485,7 @@ def _platform(
         create_resources_table(ddb, f"resources-{suffix}")
         create_events_table(ddb, f"events-{suffix}")
         boto3.client("s3", region_name=REGION).create_bucket(Bucket=f"spill-{suffix}")
+        boto3.client("s3", region_name=REGION).create_bucket(Bucket=f"files-{suffix}")
         secret = boto3.client("secretsmanager", region_name=REGION).create_secret(
             Name=f"model-key-{suffix}", SecretString="sk-test-from-secrets-manager"
         )["ARN"]
@@ -513,6 +519,7 @@ def _platform(
             RESOURCES_TABLE_ENV: f"resources-{suffix}",
             EVENTS_TABLE_ENV: f"events-{suffix}",
             SPILL_BUCKET_ENV: f"spill-{suffix}",
+            FILES_BUCKET_ENV: f"files-{suffix}",
             STATE_MACHINE_ARN_ENV: arn,
             MODEL_API_KEY_SECRET_ARN_ENV: secret,
             "ANTHROPIC_BASE_URL": model.base_url,

@@ -265,7 +265,7 @@ def test_no_statement_grants_a_wildcard_action(default_synth: Synth) -> None:
             offenders.append((lid, wildcard))
     # Then no statement allows every action of a service; the only wildcards are the TLS-only denies
     assert offenders == []
-    assert tls_denies == 3  # the spill bucket, its access-log bucket and the dead-letter queue
+    assert tls_denies == 4  # the spill and files buckets, their access-log bucket and the dead-letter queue
 
 
 # ------------------------------------------------------------------------------------------------------------ tables
@@ -312,8 +312,9 @@ def test_tables_are_on_demand_encrypted_with_pitr_and_match_the_adapters_schemas
     assert resources["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
 
 
-def test_spill_bucket_is_private_encrypted_ssl_only_and_logged(default_synth: Synth) -> None:
-    bucket_lid = logical_id(default_synth.template, "Data/SpillBucket/Resource")
+@pytest.mark.parametrize("bucket", ["SpillBucket", "FilesBucket"])
+def test_data_buckets_are_private_encrypted_ssl_only_and_logged(default_synth: Synth, bucket: str) -> None:
+    bucket_lid = logical_id(default_synth.template, f"Data/{bucket}/Resource")
     props = default_synth.template["Resources"][bucket_lid]["Properties"]
     assert props["PublicAccessBlockConfiguration"] == {
         "BlockPublicAcls": True,
@@ -331,6 +332,31 @@ def test_spill_bucket_is_private_encrypted_ssl_only_and_logged(default_synth: Sy
     assert any(
         st["Effect"] == "Deny" and st["Condition"] == {"Bool": {"aws:SecureTransport": "false"}} for st in policies[0]
     )
+
+
+def test_files_bucket_objects_are_for_the_api_and_model_turn_only(default_synth: Synth) -> None:
+    # Given the files bucket's object ARN as policies name it
+    template = default_synth.template
+    bucket_lid = logical_id(template, "Data/FilesBucket/Resource")
+    objects = {"Fn::Join": ["", [{"Fn::GetAtt": [bucket_lid, "Arn"]}, "/*"]]}
+    granted: dict[str, set[str]] = {}
+    for policy in default_synth.resources("AWS::IAM::Policy").values():
+        for st in policy["Properties"]["PolicyDocument"]["Statement"]:
+            if st.get("Resource") == objects and st["Effect"] == "Allow":
+                actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
+                for role in policy["Properties"]["Roles"]:
+                    granted.setdefault(role["Ref"], set()).update(actions)
+    # Then the API reads, writes and deletes blobs, ModelTurn reads them (file blocks), and no one else touches them
+    api_role = logical_id(template, "Api/ApiFunction/Role/Resource")
+    turn_role = logical_id(template, "ModelTurn/Role/Resource")
+    assert granted == {
+        api_role: {"s3:GetObject", "s3:PutObject", "s3:DeleteObject"},
+        turn_role: {"s3:GetObject"},
+    }
+    # And both know the bucket
+    functions = default_synth.resources("AWS::Lambda::Function").values()
+    knowing = [f for f in functions if "MANAGED_AGENTS_FILES_BUCKET" in f["Properties"]["Environment"]["Variables"]]
+    assert len(knowing) == 2
 
 
 # --------------------------------------------------------------------------------------------------------------- API
