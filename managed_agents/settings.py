@@ -52,6 +52,12 @@ class ServerSettings(HarnessSettings):
         ge=1024,
         description="largest request body (413 above it); a route may set its own (api/edge.py MAX_BODY_EXTRA)",
     )
+    max_file_bytes: int = Field(
+        500 * 1024 * 1024,
+        ge=1,
+        description="largest file the Files API stores (413 above it); on AWS a direct upload is also bounded by"
+        " max_request_bytes (the Lambda request cap)",
+    )
     max_header_bytes: int = Field(
         16 * 1024, ge=1024, description="embedded server: largest request line plus headers (431 above it)"
     )
@@ -128,7 +134,9 @@ class AwsSettings(ServerSettings):
     events_table: str = Field(min_length=3, description="DynamoDB events table")
     spill_bucket: str = Field(min_length=3, description="S3 bucket of spilled event payloads")
     files_bucket: str | None = Field(
-        None, description="S3 bucket of the blob store (files, skill archives, outputs); unset: no blob store"
+        None,
+        description="S3 bucket of the blob store (files, skill archives, outputs, under `blobs/`); unset: the spill"
+        " bucket",
     )
     state_machine_arn: str | None = Field(None, description="the session-run state machine (wake = StartExecution)")
     max_request_bytes: int | None = Field(

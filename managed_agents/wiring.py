@@ -31,7 +31,9 @@ from managed_agents.ports import (
 from managed_agents.services.agents import AgentService
 from managed_agents.services.common import Services
 from managed_agents.services.environments import EnvironmentService
+from managed_agents.services.files import FileService
 from managed_agents.services.keys import KeyService
+from managed_agents.services.session_resources import SessionResourceService
 from managed_agents.services.sessions import SessionService
 from managed_agents.services.vaults import CredentialProber, SecretRemover, VaultService
 from managed_agents.services.work import WorkService, WorkSettings
@@ -67,6 +69,8 @@ class Runtime:
     secrets: SecretStore | None = None
     vaults: VaultService | None = None
     mcp_proxy: McpProxy | None = None
+    files: FileService | None = None  # None: no blob store, no Files API
+    session_resources: SessionResourceService | None = None
     _reaper_stop: threading.Event = field(default_factory=threading.Event)
 
     def set_api_url(self, url: str) -> None:
@@ -147,6 +151,9 @@ def compose(settings: ServerSettings, adapters: Adapters) -> Runtime:
         vaults = VaultService(svc, a.vault_secrets, a.credential_secrets, prober=a.prober)
         sessions.vaults = vaults
     sessions.ended_hooks.extend(a.session_ended)
+    files = FileService(svc, a.blobs, max_bytes=settings.max_file_bytes) if a.blobs is not None else None
+    session_resources = SessionResourceService(svc, files) if files is not None else None
+    sessions.session_resources = session_resources
     return Runtime(
         settings=settings,
         resources=a.resources,
@@ -161,6 +168,8 @@ def compose(settings: ServerSettings, adapters: Adapters) -> Runtime:
         orchestrator=None,
         work=work,
         vaults=vaults,
+        files=files,
+        session_resources=session_resources,
     )
 
 

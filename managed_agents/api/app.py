@@ -10,7 +10,7 @@ from managed_agents import __version__
 from managed_agents.api import console
 from managed_agents.api.errors import RequestIdMiddleware, install_error_handlers
 from managed_agents.api.openapi import install_openapi
-from managed_agents.api.routes import agents, environments, planned, sessions, vaults, work
+from managed_agents.api.routes import agents, environments, files, planned, session_resources, sessions, vaults, work
 
 if TYPE_CHECKING:
     from managed_agents.wiring import Runtime
@@ -27,7 +27,16 @@ def create_app(rt: Runtime) -> FastAPI:
     app.state.runtime = rt
     install_error_handlers(app)
     app.add_middleware(RequestIdMiddleware)
-    built = (agents.router, environments.router, sessions.router, work.router, work.keys_router, vaults.router)
+    built = (
+        agents.router,
+        environments.router,
+        session_resources.router,
+        sessions.router,
+        work.router,
+        work.keys_router,
+        vaults.router,
+        files.router,
+    )
     for r in (*built, console.router, *planned.routers):  # planned last: a built route always wins
         app.include_router(r)
 

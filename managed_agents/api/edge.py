@@ -52,6 +52,12 @@ REPLAYS_RETRIES_EXTRA = {REPLAYS_RETRIES: True}
 # the OpenAPI document too. (Not FastAPI's `max_body_size=`: Starlette's limiter behind it replaces any response to
 # an oversized request with a plain-text 413, outside the error envelope.)
 MAX_BODY_EXTRA = "x-max-body-bytes"
+# A route that reads its own body as a stream (a file upload): `openapi_extra={STREAMS_BODY: "<settings field>"}`,
+# the field giving the largest content it takes (the body may exceed it by MULTIPART_SLACK: part headers, form
+# fields). The door still enforces that cap (counted as the body arrives) but buffers nothing, and such a POST is not
+# replayed by Idempotency-Key or SDK-retry detection (that needs the whole body to fingerprint).
+STREAMS_BODY = "x-streams-body"
+MULTIPART_SLACK = 64 * 1024
 
 
 T = TypeVar("T")
@@ -178,6 +184,8 @@ class EdgeRoute(APIRoute):
                 betas.check(betas.parse(request.headers.getlist("anthropic-beta")), self.beta)
                 if self.body_field is None and request.method not in ("POST", "PUT", "PATCH"):
                     return await handler(request)
+                if (self.openapi_extra or {}).get(STREAMS_BODY):
+                    return await handler(self._streamed(request))
                 request, body = await self._with_body(request)
                 if request.method == "POST" and self.idempotent:
                     return await self._once(request, p, body, handler)
@@ -225,8 +233,12 @@ class EdgeRoute(APIRoute):
                 await to_thread.run_sync(service.release, outcome)
         return response
 
-    async def _with_body(self, request: Request) -> tuple[Request, bytes]:
-        own = (self.openapi_extra or {}).get(MAX_BODY_EXTRA)
+    def _cap(self, request: Request) -> tuple[int, bool]:
+        """The route's body cap and whether it is the deployment's ceiling; 413 at once when Content-Length is over."""
+        extra = self.openapi_extra or {}
+        own = extra.get(MAX_BODY_EXTRA)
+        if extra.get(STREAMS_BODY):
+            own = _settings_value(request, extra[STREAMS_BODY], DEFAULT_MAX_BODY_BYTES) + MULTIPART_SLACK
         cap: int = own or _settings_value(request, "max_request_body_bytes", DEFAULT_MAX_BODY_BYTES)
         # the deployment's own ceiling over every route's cap (the API Lambda: what one invocation can carry)
         ceiling: int | None = _settings_value(request, "max_request_bytes", None)
@@ -235,6 +247,26 @@ class EdgeRoute(APIRoute):
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > cap:
             raise _too_large(cap, int(declared), deployment=deployment)
+        return cap, deployment
+
+    def _streamed(self, request: Request) -> Request:
+        """The request with its body counted as the handler reads it: 413 once more than the cap arrives."""
+        cap, deployment = self._cap(request)
+        size = 0
+
+        async def receive() -> Message:
+            nonlocal size
+            message = await request.receive()
+            if message["type"] == "http.request":
+                size += len(message.get("body", b""))
+                if size > cap:
+                    raise _too_large(cap, size, deployment=deployment, at_least=True)
+            return message
+
+        return Request(request.scope, receive)
+
+    async def _with_body(self, request: Request) -> tuple[Request, bytes]:
+        cap, deployment = self._cap(request)
         timeout: float = _settings_value(request, "body_timeout_seconds", DEFAULT_BODY_TIMEOUT_SECONDS)
         chunks: list[bytes] = []
         size = 0

@@ -24,6 +24,8 @@ PREFIXES = {
     "request": "req_",
     "work": "work_",
     "environment_key": "envkey_",
+    "file": "file_",
+    "session_resource": "sesrsc_",
 }
 
 

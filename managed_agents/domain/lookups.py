@@ -19,6 +19,7 @@ LOOKUPS: Mapping[str, tuple[str, ...]] = {
     # the work queue (services/work.py): a session's items, a work token's item, an environment's queue, and the
     # live items by state (the reaper's `find("work", "state", LEASED)`)
     "work": ("session_id", "token", "environment_id", "state"),
+    "file": ("scope_id",),  # a session's output files (`files.list(scope_id=...)`)
 }
 # Sparse lookups: (kind, attr) -> the only values written to the DynamoDB index. A work item leaves the state index
 # when it stops, so the reaper's Query reads live items only. These are services/work.py's LIVE states (a unit test

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import cast
 
 from pydantic import BaseModel
@@ -69,15 +70,24 @@ class Collection:
 
     # -- create and read --------------------------------------------------------------------------------------
 
-    def insert(self, ws: str, fields: JsonObject, *, attrs: Attrs | None = None, id_: str | None = None) -> Record:
-        """Store a new document: `fields` plus `id`, `type` and the timestamps; `metadata`, if given, is checked."""
+    def insert(
+        self,
+        ws: str,
+        fields: JsonObject,
+        *,
+        attrs: Attrs | None = None,
+        id_: str | None = None,
+        expires_at: datetime | None = None,
+    ) -> Record:
+        """Store a new document: `fields` plus `id`, `type` and the timestamps; `metadata`, if given, is checked.
+        `expires_at`: the store may drop the record from then on (Record.expires_at)."""
         now = self.svc.clock.now()
         rid = id_ or self.kind.new_id()
         doc: JsonObject = {"id": rid, "type": self.kind.name, **fields}
         if "metadata" in doc:
             doc["metadata"] = check_metadata(dict(cast(dict[str, str], doc["metadata"])))
         doc.update({"created_at": rfc3339(now), "updated_at": rfc3339(now), "archived_at": None})
-        rec = Record(self.kind.name, ws, rid, doc, now, attrs=dict(attrs or {}))
+        rec = Record(self.kind.name, ws, rid, doc, now, attrs=dict(attrs or {}), expires_at=expires_at)
         self.svc.resources.insert(rec)
         return rec
 

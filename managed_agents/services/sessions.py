@@ -41,6 +41,8 @@ from managed_agents.services.idempotency import RETRY_WINDOW
 from managed_agents.services.keys import Principal
 from managed_agents.services.multiagent import session_multiagent
 from managed_agents.services.records import mutate
+from managed_agents.services.session_resources import TOKENS as RESOURCE_TOKENS
+from managed_agents.services.session_resources import SessionResourceService
 from managed_agents.services.vaults import VaultService
 from managed_agents.services.work import WorkService
 from managed_agents.wire.agents import AgentCreateParams
@@ -167,6 +169,7 @@ class SessionService:
         self.environments = EnvironmentService(svc)
         self.work: WorkService | None = None  # set by wiring: speculative hands, stop on delete
         self.vaults: VaultService | None = None  # set by wiring: vault_ids are checked at create
+        self.session_resources: SessionResourceService | None = None  # set by wiring: `resources` at create
         self.ended_hooks: list[Callable[[str], object]] = []  # called with the id of a deleted/archived session
 
     def check_access(self, p: Principal, sid: str) -> Record:
@@ -215,10 +218,8 @@ class SessionService:
         return doc
 
     def create(self, ws: str, params: SessionCreateParams) -> JsonObject:
-        if params.resources:
-            raise InvalidRequest(
-                "resources: session resources (files, repositories, memory stores) are not supported yet"
-            )
+        if params.resources and self.session_resources is None:
+            raise InvalidRequest("resources: session resources are not served by this deployment (no blob store)")
         for i, ev in enumerate(params.initial_events):
             if isinstance(ev, UserDefineOutcomeParams):
                 raise InvalidRequest(f"initial_events[{i}]: user.define_outcome (outcomes) is not supported yet")
@@ -239,6 +240,10 @@ class SessionService:
             raise InvalidRequest(
                 f"environment_id: environment {params.environment_id!r} is archived", error_code="environment_archived"
             )
+        resources: list[JsonObject] = []
+        tokens: dict[str, str] = {}
+        if params.resources and self.session_resources is not None:
+            resources, tokens = self.session_resources.prepare(ws, list(params.resources))
         now = self.svc.clock.now()
         sid = new_id("session")
         doc: JsonObject = {
@@ -249,7 +254,7 @@ class SessionService:
             "environment_id": params.environment_id,
             "title": params.title,
             "metadata": check_metadata(dict(params.metadata)),
-            "resources": [],
+            "resources": resources,
             "vault_ids": list(params.vault_ids),
             "deployment_id": None,
             "budget": budget,
@@ -261,6 +266,7 @@ class SessionService:
             "archived_at": None,
             "_environment_type": cast(JsonObject, env.doc["config"])["type"],
             "_effort": agent.get("_explicit_effort"),
+            **({RESOURCE_TOKENS: tokens} if tokens else {}),
         }
         attrs: dict[str, str | int | None] = {
             "status": "idle",

@@ -13,6 +13,7 @@ from managed_agents.wire.agents import (
     URLMCPServerParams,
 )
 from managed_agents.wire.common import Metadata, MetadataPatch, Params, ToolResultContent, UserContent
+from managed_agents.wire.session_resources import ResourceParams
 
 
 class AgentRefParams(Params):
@@ -129,7 +130,7 @@ class SessionCreateParams(Params):
     metadata: Metadata = Field(default_factory=dict)
     title: Annotated[str, Field(max_length=1024)] | None = None
     vault_ids: Annotated[list[str], Field(max_length=50)] = Field(default_factory=list)
-    resources: list[dict[str, object]] = Field(default_factory=list)
+    resources: Annotated[list[ResourceParams], Field(max_length=100)] = Field(default_factory=list)
     budget: BudgetLimitParams | None = None
 
 

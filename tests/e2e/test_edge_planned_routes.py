@@ -13,8 +13,6 @@ from tests.e2e.conftest import Server
 
 # (name, the SDK call) for one method of every resource that is planned but not built
 CALLS: list[tuple[str, Callable[[anthropic.Anthropic], Any]]] = [
-    ("files", lambda c: c.beta.files.list()),
-    ("files.retrieve_metadata", lambda c: c.beta.files.retrieve_metadata("file_1")),
     ("skills", lambda c: c.beta.skills.list()),
     ("memory_stores", lambda c: c.beta.memory_stores.list()),
     ("memory_stores.create", lambda c: c.beta.memory_stores.create(name="m")),
@@ -23,7 +21,6 @@ CALLS: list[tuple[str, Callable[[anthropic.Anthropic], Any]]] = [
     ("dreams", lambda c: c.beta.dreams.list()),
     ("tunnels", lambda c: c.beta.tunnels.list()),
     ("user_profiles", lambda c: c.beta.user_profiles.list()),
-    ("sessions.resources", lambda c: c.beta.sessions.resources.list("sesn_1")),
     ("sessions.threads", lambda c: c.beta.sessions.threads.list("sesn_1")),
     ("sessions.threads.events", lambda c: c.beta.sessions.threads.events.list("sthr_1", session_id="sesn_1")),
 ]
@@ -46,7 +43,7 @@ def test_a_planned_endpoint_is_a_clear_400(
 
 def test_planned_endpoints_still_need_a_key(server: Server) -> None:
     # Given / When an unauthenticated client calls a planned endpoint
-    resp = httpx2.get(server.url + "/v1/files", timeout=10)
+    resp = httpx2.get(server.url + "/v1/dreams", timeout=10)
     # Then it is refused as any endpoint is
     assert resp.status_code == 401 and resp.json()["error"]["type"] == "authentication_error"
 

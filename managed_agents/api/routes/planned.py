@@ -18,7 +18,6 @@ from managed_agents.domain.errors import InvalidRequest
 
 NO_BETA = None
 PLANNED: list[tuple[str, str, betas.BetaRule | None]] = [
-    ("/v1/files", "the Files API", NO_BETA),
     ("/v1/skills", "skills", NO_BETA),
     ("/v1/memory_stores", "memory stores", betas.BetaRule.of("memory stores", betas.AGENT_MEMORY)),
     ("/v1/deployments", "deployments", betas.BetaRule.of("deployments", betas.MANAGED_AGENTS)),
@@ -27,7 +26,6 @@ PLANNED: list[tuple[str, str, betas.BetaRule | None]] = [
     ("/v1/tunnels", "MCP tunnels", betas.BetaRule.of("tunnels", betas.MCP_TUNNELS)),
     ("/v1/user_profiles", "user profiles", betas.BetaRule.of("user profiles", betas.USER_PROFILES)),
     ("/v1/organizations/webhooks", "webhook endpoints", betas.BetaRule.of("webhooks", betas.WEBHOOKS)),
-    ("/v1/sessions/{session_id}/resources", "session resources", betas.SESSIONS_API),
     ("/v1/sessions/{session_id}/threads", "session threads (multi-agent)", betas.SESSIONS_API),
 ]
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
