@@ -162,7 +162,7 @@ def test_worker_killed_mid_tool_yields_an_error_result_and_the_next_call_gets_a_
     # Given a cloud session whose sandbox is running a long bash call
     sid = _cloud_session(client)
     model_server.push(
-        tool_step("toolu_slow", "bash", {"command": "echo started > started.txt; sleep 60"}),
+        tool_step("toolu_slow", "bash", {"command": "echo started > started.txt; sleep 300"}),
         {"match": "abandoned", **tool_step("toolu_again", "bash", {"command": "echo fresh-$((20+22))"})},
         "recovered",
     )
@@ -174,7 +174,9 @@ def test_worker_killed_mid_tool_yields_an_error_result_and_the_next_call_gets_a_
     assert first_pid is not None
     # When the sandbox is killed with SIGKILL
     os.killpg(first_pid, signal.SIGKILL)
-    events = wait_idle(client, sid, timeout=60)
+    # (two sandboxes start in this test: under CI's load, with the compat run niced beside the main run, a fresh
+    # worker's start alone has taken tens of seconds; a call wrongly re-run would still hang past this bound)
+    events = wait_idle(client, sid, timeout=150)
     # Then the pending call got an error result, the session a readable error, and the model saw it
     results = sandbox_results(events, CLOUD_RESULT)
     assert results[0].is_error and "stopped unexpectedly" in results[0].content[0].text
