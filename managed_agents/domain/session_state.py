@@ -6,7 +6,8 @@ The fold also rebuilds the Messages API transcript from the `internal` parts the
 Transcript rules:
 * user input (`user.message`, `system.message`) collects in `pending` until a `span.model_request_start`,
   where it is flushed into the transcript as the user turn that request saw (a request re-run after a crash
-  therefore sees exactly what the first attempt saw);
+  therefore sees exactly what the first attempt saw); a `system.message` becomes a `role: "system"` turn of its own
+  after the user turn it accompanies (api-reference §3.1; the Messages API takes system turns mid-conversation);
 * the user turn after an assistant turn with tool calls starts with one `tool_result` per call, in call order;
 * `span.model_request_end` without error appends the assistant turn (its raw content, thinking signatures
   included);
@@ -28,6 +29,8 @@ from typing import Literal, cast
 from managed_agents.domain.events import STATUS_BY_EVENT, JsonObject, StoredEvent
 
 ToolKind = Literal["builtin", "custom", "mcp", "server"]
+# A pending entry that is a system.message rather than a user block: `{SYSTEM_TURN: [text blocks]}`
+SYSTEM_TURN = "_system_turn"
 
 
 @dataclass
@@ -148,8 +151,8 @@ def _apply(st: SessionState, ev: StoredEvent) -> None:
     if t == "user.message":
         st.pending.extend(_message_content(cast(list[JsonObject], p.get("content") or [])))
     elif t == "system.message":
-        texts = [str(b.get("text", "")) for b in cast(list[JsonObject], p.get("content") or [])]
-        st.pending.append({"type": "text", "text": "<system-message>\n" + "\n".join(texts) + "\n</system-message>"})
+        blocks = cast(list[JsonObject], p.get("content") or [])
+        st.pending.append({SYSTEM_TURN: [{"type": "text", "text": str(b.get("text", ""))} for b in blocks]})
     elif t == "span.model_request_start":
         st.requests_started += 1
         st.inflight = ev
@@ -275,13 +278,16 @@ def _take_settled_results(st: SessionState) -> list[JsonObject]:
 
 
 def _add_user_blocks(st: SessionState, blocks: list[JsonObject]) -> None:
-    if not blocks:
-        return
-    if st.transcript and st.transcript[-1]["role"] == "user":
-        prev = cast(list[JsonObject], st.transcript[-1]["content"])
-        st.transcript[-1] = {"role": "user", "content": [*prev, *blocks]}
-    else:
-        st.transcript.append({"role": "user", "content": blocks})
+    """Append user blocks to the transcript (joining a trailing user turn); a system message's marker becomes a
+    `role: "system"` turn of its own, in its place (after the user turn it accompanies)."""
+    for block in blocks:
+        if SYSTEM_TURN in block:
+            st.transcript.append({"role": "system", "content": block[SYSTEM_TURN]})
+        elif st.transcript and st.transcript[-1]["role"] == "user":
+            prev = cast(list[JsonObject], st.transcript[-1]["content"])
+            st.transcript[-1] = {"role": "user", "content": [*prev, block]}
+        else:
+            st.transcript.append({"role": "user", "content": [block]})
 
 
 def _message_content(blocks: list[JsonObject]) -> list[JsonObject]:
