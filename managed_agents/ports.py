@@ -9,6 +9,7 @@ import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import BinaryIO, Literal, Protocol
 
 from managed_agents.domain.events import JsonObject, NewEvent, Order, StoredEvent, TimeRange
@@ -289,6 +290,18 @@ class SandboxLaunch:
 
 
 SandboxExited = Callable[[str, int, str], None]  # (work id, exit code, readable detail)
+
+
+@dataclass(frozen=True)
+class Mount:
+    """A session resource put in place by the platform (services/materialize.py) for a sandbox to mount."""
+
+    source: Path  # on the platform's side, out of the sandbox's reach
+    target: str  # the absolute path inside the sandbox
+    read_only: bool
+
+
+Materialize = Callable[[str, Path, str], list[Mount]]  # (session id, stage directory, attempt) -> mounts
 
 
 class SandboxProvisioner(Protocol):

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from managed_agents.adapters.publishing_event_store import PublishingEventStore
 from managed_agents.domain.clock import Clock, SystemClock
@@ -33,6 +33,8 @@ from managed_agents.services.common import Services
 from managed_agents.services.environments import EnvironmentService
 from managed_agents.services.files import FileService
 from managed_agents.services.keys import KeyService
+from managed_agents.services.materialize import Materializer
+from managed_agents.services.outputs import OutputCollector
 from managed_agents.services.session_resources import SessionResourceService
 from managed_agents.services.sessions import SessionService
 from managed_agents.services.vaults import CredentialProber, SecretRemover, VaultService
@@ -229,6 +231,24 @@ def build_local_runtime(
         ),
     )
     rt.provisioner, rt.secrets, rt.mcp_proxy = provisioner, secrets, mcp_proxy
+    if provisioner is not None and rt.session_resources is not None:  # resources in place before the worker starts
+        materializer = Materializer(resources, rt.events, rt.files)
+        provisioner.materialize = materializer.prepare
+        stage = provisioner.stage
+        rt.session_resources.added_hooks.append(lambda sid, res: materializer.add_live(sid, stage(sid), res))
+        if rt.files is not None:  # outputs collected when the session idles and when its sandbox stops
+            collector = OutputCollector(resources, rt.files)
+            outputs = provisioner.outputs
+
+            def collect(sid: str) -> None:
+                threading.Thread(
+                    target=collector.collect, args=(sid, outputs(sid)), name=f"outputs-{sid}", daemon=True
+                ).start()
+
+            provisioner.stopped_hooks.append(lambda sid: collector.collect(sid, outputs(sid)))
+            cast(PublishingEventStore, rt.events).observers.append(
+                lambda sid, stored: collect(sid) if any(e.type == "session.status_idle" for e in stored) else None
+            )
     if start_orchestrator:
         assert provisioner is not None and rt.work is not None
         model = model or AnthropicMessagesModel(

@@ -8,22 +8,33 @@ call site can append without publishing.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from managed_agents.domain.events import NewEvent, Order, StoredEvent, TimeRange
 from managed_agents.ports import EventNotifier, EventStore
+
+log = logging.getLogger("managed_agents.events")
 
 
 class PublishingEventStore:
     def __init__(self, inner: EventStore, notifier: EventNotifier) -> None:
         self.inner = inner
         self.notifier = notifier
+        # called with (session id, the events just stored) after each append: reactions that must not slow the
+        # appender (they hand long work to a thread) and whose failure must not fail it (logged)
+        self.observers: list[Callable[[str, list[StoredEvent]], object]] = []
 
     def append(self, session_id: str, events: Sequence[NewEvent]) -> list[StoredEvent]:
         stored = self.inner.append(session_id, events)
         if stored:
             self.notifier.publish(session_id, stored[-1].seq)
+            for observe in self.observers:
+                try:
+                    observe(session_id, stored)
+                except Exception:
+                    log.exception("an event observer failed", extra={"session_id": session_id})
         return stored
 
     def read(

@@ -90,15 +90,17 @@ class FileService:
         content_type: str | None = None,
         expires_in_seconds: int | None = None,
         scope_id: str | None = None,
+        output_path: str | None = None,
     ) -> JsonObject:
-        """Store the bytes (streamed, hashed, at most `max_bytes`), then the metadata; a failure leaves neither."""
+        """Store the bytes (streamed, hashed, at most `max_bytes`), then the metadata; a failure leaves neither.
+        `output_path`: a session output's path under the outputs directory, kept as its name (services/outputs.py)."""
         if expires_in_seconds is not None and not MIN_EXPIRES_SECONDS <= expires_in_seconds <= MAX_EXPIRES_SECONDS:
             raise InvalidRequest(
                 f"expires_in_seconds: must be between {MIN_EXPIRES_SECONDS} and {MAX_EXPIRES_SECONDS}, got"
                 f" {expires_in_seconds}"
             )
-        mime_type = mime_type_of(content_type, filename)
-        name = clean_filename(filename, mime_type)
+        mime_type = mime_type_of(content_type, output_path or filename)
+        name = output_path[-MAX_FILENAME:] if output_path else clean_filename(filename, mime_type)
         fid = FILES.new_id()
         key = blob_key(ws, fid)
         info = self.blobs.put(key, data, max_bytes=self.max_bytes, content_type=mime_type)
@@ -112,6 +114,7 @@ class FileService:
             "expires_at": rfc3339(expires) if expires is not None else None,
             "scope": {"type": "session", "id": scope_id} if scope_id else None,
             "_sha256": info.sha256,
+            **({"_output_path": output_path} if output_path else {}),
         }
         try:
             attrs: Attrs | None = {"scope_id": scope_id} if scope_id else None

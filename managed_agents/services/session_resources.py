@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import posixpath
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol, cast
 from urllib.parse import urlsplit
 
@@ -41,6 +42,7 @@ from managed_agents.wire.session_resources import (
     ResourceParams,
 )
 
+log = logging.getLogger("managed_agents.session_resources")
 MAX_RESOURCES = 100
 MAX_LIST_LIMIT = 1000
 OUTPUTS_DIR = "/mnt/session/outputs"
@@ -72,6 +74,8 @@ class SessionResourceService:
         self.svc = svc
         self.files = files
         self.memory_stores: MemoryStoreResources | None = None  # set by wiring once memory stores exist
+        # called with (session id, resource) after resources.add: a running sandbox gets the file at once
+        self.added_hooks: list[Callable[[str, JsonObject], object]] = []
 
     # -- building resources (create and add) ---------------------------------------------------------------
 
@@ -154,6 +158,11 @@ class SessionResourceService:
             r.doc["updated_at"] = new[0]["created_at"]
 
         mutate(self.svc.resources, rec, change)
+        for hook in self.added_hooks:
+            try:
+                hook(sid, added[0])
+            except Exception:  # the resource is added; the next sandbox mounts it whatever happened here
+                log.exception("a session resource hook failed", extra={"session_id": sid})
         return added[0]
 
     def list(self, ws: str, sid: str, limit: int | None, page: str | None) -> tuple[list[JsonObject], str | None]:

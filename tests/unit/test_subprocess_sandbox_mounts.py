@@ -8,6 +8,7 @@ import pytest
 
 from managed_agents.adapters.local import subprocess_sandbox
 from managed_agents.adapters.local.subprocess_sandbox import SubprocessSandboxProvisioner
+from managed_agents.ports import Mount
 
 
 def _mounts(args: list[str]) -> list[tuple[str, str]]:
@@ -42,13 +43,18 @@ def layout(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
     paths["tmp_venv"].rmdir()
 
 
-def _provisioner(layout: dict[str, Path], interpreter: tuple[Path, ...], monkeypatch: pytest.MonkeyPatch) -> list[str]:
+def _provisioner(
+    layout: dict[str, Path],
+    interpreter: tuple[Path, ...],
+    monkeypatch: pytest.MonkeyPatch,
+    resources: tuple[Mount, ...] = (),
+) -> list[str]:
     monkeypatch.setattr(subprocess_sandbox, "interpreter_paths", lambda python: interpreter)
     prov = SubprocessSandboxProvisioner(layout["data"] / "sandboxes", isolation="bubblewrap", hidden=(layout["data"],))
     prov.entrypoint = layout["checkout"] / "managed_agents" / "sandbox" / "entrypoint.py"
     workdir = prov.workdir("sesn_1")
     workdir.mkdir()
-    return prov._bubblewrap(workdir)
+    return prov._bubblewrap(workdir, resources)
 
 
 def test_an_interpreter_under_the_home_is_mounted_back_over_the_hidden_home(
@@ -67,8 +73,10 @@ def test_an_interpreter_under_the_home_is_mounted_back_over_the_hidden_home(
     for needed in (str(venv), str(uv_python), entry_dir):
         assert mounts.index(("--ro-bind", needed)) > home_hidden
     # And nothing more: not what a mounted-back directory already holds, not what was never hidden, not the home
-    binds = [path for option, path in mounts if option == "--ro-bind"]
-    assert sorted(binds) == sorted(["/", str(venv), str(uv_python), entry_dir])
+    # (the root is a tmpfs holding the host's top-level entries read-only)
+    assert mounts[0] == ("--tmpfs", "/")
+    binds = [path for option, path in mounts if option == "--ro-bind" and len(Path(path).parts) > 2]
+    assert sorted(binds) == sorted([str(venv), str(uv_python), entry_dir])
     # And the session's working directory comes last, writable
     assert mounts[-1] == ("--bind", str(layout["data"] / "sandboxes" / "sesn_1"))
 
@@ -78,7 +86,7 @@ def test_a_venv_under_tmp_is_mounted_back_over_the_private_tmp(
 ) -> None:
     mounts = _mounts(_provisioner(layout, (layout["tmp_venv"], Path("/usr")), monkeypatch))
     assert mounts.index(("--ro-bind", str(layout["tmp_venv"]))) > mounts.index(("--tmpfs", "/tmp"))
-    assert ("--ro-bind", "/usr") not in mounts
+    assert mounts.count(("--ro-bind", "/usr")) == 1  # the root's entry, not mounted back again
 
 
 def test_a_hidden_directory_inside_a_mounted_back_one_stays_hidden(
@@ -88,3 +96,28 @@ def test_a_hidden_directory_inside_a_mounted_back_one_stays_hidden(
     mounts = _mounts(_provisioner(layout, (layout["checkout"],), monkeypatch))
     # Then the data dir is hidden again after the checkout is mounted back
     assert mounts.index(("--tmpfs", str(layout["data"]))) > mounts.index(("--ro-bind", str(layout["checkout"])))
+
+
+def test_session_resources_are_mounted_last_at_their_paths_on_a_read_only_root(
+    layout: dict[str, Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Given resources staged by the platform: a read-only file, a writable repository under /workspace (which the
+    # host does not have) and the outputs directory under /mnt (which the host has)
+    staged = tmp_path / "stage"
+    resources = (
+        Mount(staged / "uploads", "/mnt/session/uploads", True),
+        Mount(staged / "outputs", "/mnt/session/outputs", False),
+        Mount(staged / "repos" / "r1", "/workspace/hello", False),
+    )
+    args = _provisioner(layout, (layout["venv"],), monkeypatch, resources)
+    mounts = _mounts(args)
+    # Then each is mounted at its path after the workdir, read-only or not as staged
+    workdir = mounts.index(("--bind", str(layout["data"] / "sandboxes" / "sesn_1")))
+    assert mounts.index(("--ro-bind", str(staged / "uploads"))) > workdir
+    assert mounts.index(("--bind", str(staged / "outputs"))) > workdir
+    assert mounts.index(("--bind", str(staged / "repos" / "r1"))) > workdir
+    # And /mnt and /workspace are the sandbox's own (the host's /mnt is not shown), the rest of / is the host's
+    assert ("--ro-bind", "/mnt") not in mounts and ("--ro-bind", "/workspace") not in mounts
+    assert ("--ro-bind", "/usr") in mounts
+    # And the root is made read-only once everything is mounted
+    assert args.index("--remount-ro") > args.index(str(staged / "repos" / "r1"))

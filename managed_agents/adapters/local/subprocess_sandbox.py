@@ -34,10 +34,11 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from managed_agents.ports import SandboxExited, SandboxLaunch
+from managed_agents.ports import Materialize, Mount, SandboxExited, SandboxLaunch
 
 log = logging.getLogger("managed_agents.sandbox")
 ENTRYPOINT = Path(__file__).resolve().parents[2] / "sandbox" / "entrypoint.py"
@@ -124,6 +125,9 @@ class SubprocessSandboxProvisioner:
         self._lock = threading.Lock()
         self._running: dict[str, _Sandbox] = {}
         self._closing = False
+        # Puts a session's resources in its stage before the worker starts (services/materialize.py; set by wiring)
+        self.materialize: Materialize | None = None
+        self.stopped_hooks: list[Callable[[str], object]] = []  # called with the session id when a sandbox ends
 
     @property
     def refusal(self) -> str | None:
@@ -146,6 +150,30 @@ class SubprocessSandboxProvisioner:
 
     def workdir(self, session_id: str) -> Path:
         return self.root / session_id
+
+    def stage(self, session_id: str) -> Path:
+        """Where the platform puts a session's resources and collects its outputs: beside its workdir, out of the
+        sandbox's reach (the sandbox sees them only at their mount paths)."""
+        return self.root / ".stage" / session_id
+
+    def outputs(self, session_id: str) -> Path:
+        """The session's outputs directory (mounted at /mnt/session/outputs)."""
+        return self.stage(session_id) / "outputs"
+
+    def _mounts(self, spec: SandboxLaunch, workdir: Path) -> list[Mount]:
+        if self.materialize is None:
+            return []
+        mounts = self.materialize(spec.session_id, self.stage(spec.session_id), spec.work_id)
+        if self.bwrap:
+            return mounts
+        # Unisolated (no mount namespace): each resource appears under the workdir at its mount path instead
+        for m in mounts:
+            link = workdir / m.target.lstrip("/")
+            link.parent.mkdir(parents=True, exist_ok=True)
+            if not link.is_symlink():
+                shutil.rmtree(link, ignore_errors=True)
+                link.symlink_to(m.source)
+        return []
 
     # -- launch ----------------------------------------------------------------------------------------------
 
@@ -173,9 +201,10 @@ class SubprocessSandboxProvisioner:
             "MANAGED_AGENTS_SANDBOX_IDLE_SECONDS": f"{self.idle_seconds:g}",
             "MANAGED_AGENTS_SANDBOX_PACKAGES": json.dumps(spec.packages),
         }
+        mounts = self._mounts(spec, workdir)
         cmd = [self.python, "-I", str(self.entrypoint)]
         if self.bwrap:
-            cmd = self._bubblewrap(workdir) + cmd
+            cmd = self._bubblewrap(workdir, mounts) + cmd
         else:  # no PID namespace to end the tree: the entrypoint supervises it, and dies with this server
             config["MANAGED_AGENTS_SANDBOX_SUPERVISE"] = str(os.getpid())
         log_path = self.logs / f"{spec.work_id}.log"
@@ -224,7 +253,7 @@ class SubprocessSandboxProvisioner:
             extra={"session_id": spec.session_id, "work_id": spec.work_id, "pid": outcome[0].proc.pid},
         )
 
-    def _bubblewrap(self, workdir: Path) -> list[str]:
+    def _bubblewrap(self, workdir: Path, mounts: Sequence[Mount] = ()) -> list[str]:
         assert self.bwrap is not None
         home = Path(os.path.expanduser("~")).resolve()
         hidden = {p for p in (Path("/tmp"), *self.hidden, self.root, home) if p != Path("/") and p.exists()}
@@ -234,11 +263,28 @@ class SubprocessSandboxProvisioner:
         needed = {p for p in needed if any(p.is_relative_to(h) for h in hidden)}
         needed = {p for p in needed if not any(p != q and p.is_relative_to(q) for q in needed)}
         # Deeper mounts last: a directory hidden inside a mounted-back one (the data dir in the checkout) stays hidden
-        mounts = [(p, ["--tmpfs", str(p)]) for p in hidden] + [(p, ["--ro-bind", str(p), str(p)]) for p in needed]
-        args = [self.bwrap, "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"]
-        for _, mount in sorted(mounts, key=lambda m: (len(m[0].parts), m[1][0] == "--ro-bind")):
+        binds = [(p, ["--tmpfs", str(p)]) for p in hidden] + [(p, ["--ro-bind", str(p), str(p)]) for p in needed]
+        # The root is a tmpfs holding the host's top-level entries read-only, so that a resource's mount path may
+        # name a directory the host does not have (/workspace); a top-level directory that resources are mounted
+        # under is the sandbox's own when the host has none, and /mnt always (the host's is not shown); a mount path
+        # under another host directory needs its parent to exist there.
+        tops = {Path("/", *Path(m.target).parts[1:2]) for m in mounts}
+        own = {top for top in tops if top == Path("/mnt") or not top.exists()}
+        args = [self.bwrap, "--tmpfs", "/"]
+        for entry in sorted(Path("/").iterdir()):
+            if entry.name in ("proc", "dev") or entry in own:
+                continue
+            if entry.is_symlink():
+                args += ["--symlink", os.readlink(entry), str(entry)]
+            elif entry.exists():
+                args += ["--ro-bind", str(entry), str(entry)]
+        args += ["--dev", "/dev", "--proc", "/proc"]
+        for _, mount in sorted(binds, key=lambda m: (len(m[0].parts), m[1][0] == "--ro-bind")):
             args += mount
-        args += ["--bind", str(workdir), str(workdir), "--chdir", str(workdir)]
+        args += ["--bind", str(workdir), str(workdir)]
+        for m in sorted(mounts, key=lambda m: len(Path(m.target).parts)):
+            args += ["--ro-bind" if m.read_only else "--bind", str(m.source), m.target]
+        args += ["--remount-ro", "/", "--chdir", str(workdir)]
         args += ["--unshare-all", "--share-net", "--die-with-parent", "--new-session", "--hostname", "sandbox"]
         return args
 
@@ -249,6 +295,11 @@ class SubprocessSandboxProvisioner:
                 del self._running[session_id]
         detail = _last_line(box.log_path) if code != 0 else ""
         log.info("sandbox exited", extra={"session_id": session_id, "work_id": box.work_id, "exit_code": code})
+        for hook in self.stopped_hooks:  # (outputs are collected: what the sandbox wrote outlives it)
+            try:
+                hook(session_id)
+            except Exception:
+                log.exception("sandbox stop hook failed", extra={"session_id": session_id})
         if self._closing:  # the server is stopping: its next start finds the item and replaces the sandbox
             return
         try:
@@ -282,6 +333,7 @@ class SubprocessSandboxProvisioner:
     def dispose(self, session_id: str) -> None:
         self.stop(session_id, None)
         shutil.rmtree(self.workdir(session_id), ignore_errors=True)
+        shutil.rmtree(self.stage(session_id), ignore_errors=True)
 
     def pid(self, session_id: str) -> int | None:
         with self._lock:

@@ -1,0 +1,241 @@
+"""Session resources put in place for a sandbox, by the platform, before its worker starts (architecture: "Inputs
+and outputs").
+
+`Materializer.prepare(session_id, stage)` writes a session's resources into `stage`, a directory *outside* the
+sandbox's reach, and returns the mounts that put them at their mount paths:
+- a `file` resource: its bytes copied from the blob store (checked against the stored SHA-256), mounted read-only;
+  files at the default `/mnt/session/uploads/<file_id>` go into one read-only directory mounted there, so a file
+  added while the sandbox runs appears at once (`add_live`);
+- a `github_repository`: `git clone` run here, with the token in an `http.extraHeader` passed through git's
+  environment configuration (`GIT_CONFIG_*`): never in argv, never in `.git/config`, never in the sandbox; cloned
+  once per session and kept across sandbox restarts (the agent's edits survive); mounted read-write;
+- `/mnt/session/outputs`: the session's outputs directory, mounted read-write (collected by the outputs step).
+A resource that cannot be put in place (a deleted or expired file, a clone that fails) is a `session.error` of the
+reference's type (`repository_*_error`, else `unknown_error`), with `retry_status: retrying`: the sandbox starts
+without it, as the hosted API does.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import cast
+from urllib.parse import urlsplit
+
+from managed_agents.domain.errors import ApiError, DuplicateEvent
+from managed_agents.domain.events import JsonObject, NewEvent
+from managed_agents.domain.ids import deterministic_event_id
+from managed_agents.ports import EventStore, Mount, ResourceStore
+from managed_agents.services.files import FileService, blob_key
+from managed_agents.services.session_resources import OUTPUTS_DIR, UPLOADS_DIR, repository_token, resources_of
+
+log = logging.getLogger("managed_agents.materialize")
+CLONE_TIMEOUT_SECONDS = 600.0
+
+
+class MaterializeError(Exception):
+    def __init__(self, error_type: str, message: str, *, repository_url: str | None = None) -> None:
+        super().__init__(message)
+        self.error_type = error_type
+        self.message = message
+        self.repository_url = repository_url
+
+    def event_error(self) -> JsonObject:
+        error: JsonObject = {"type": self.error_type, "message": self.message, "retry_status": {"type": "retrying"}}
+        if self.error_type.startswith("repository_"):
+            error["repository_url"] = self.repository_url
+        return error
+
+
+class Materializer:
+    def __init__(
+        self,
+        resources: ResourceStore,
+        events: EventStore,
+        files: FileService | None,
+        *,
+        git: str = "git",
+        clone_timeout: float = CLONE_TIMEOUT_SECONDS,
+    ) -> None:
+        self.resources = resources
+        self.events = events
+        self.files = files
+        self.git = git
+        self.clone_timeout = clone_timeout
+
+    def prepare(self, session_id: str, stage: Path, attempt: str = "") -> list[Mount]:
+        """Put the session's resources into `stage` and return their mounts (outputs and uploads directories
+        first). Failures are logged as `session.error` events (one per resource and `attempt`), never raised."""
+        sess = self.resources.get_by_id("session", session_id)
+        stage.mkdir(parents=True, exist_ok=True, mode=0o700)
+        uploads, outputs = stage / "uploads", stage / "outputs"
+        uploads.mkdir(exist_ok=True)
+        outputs.mkdir(exist_ok=True)
+        mounts = [Mount(uploads, UPLOADS_DIR, True), Mount(outputs, OUTPUTS_DIR, False)]
+        if sess is None:
+            return mounts
+        errors: list[tuple[str, MaterializeError]] = []
+        for res in resources_of(sess.doc):
+            rid = str(res.get("id") or "")
+            try:
+                if res.get("type") == "file":
+                    mount = self._file(sess.workspace_id, res, stage)
+                elif res.get("type") == "github_repository":
+                    mount = self._repository(res, repository_token(sess.doc, rid), stage)
+                else:
+                    continue  # memory stores: mounted by the worker through the API
+                if mount is not None:
+                    mounts.append(mount)
+            except MaterializeError as exc:
+                errors.append((rid, exc))
+        self._report(session_id, errors, attempt)
+        return mounts
+
+    def add_live(self, session_id: str, stage: Path, resource: JsonObject) -> None:
+        """A file resource added while a sandbox runs: copied now when its mount path is in the uploads directory
+        (mounted as a whole); elsewhere it is mounted by the next sandbox."""
+        sess = self.resources.get_by_id("session", session_id)
+        if sess is None or resource.get("type") != "file" or not stage.exists():
+            return
+        try:
+            self._file(sess.workspace_id, resource, stage)
+        except MaterializeError as exc:
+            self._report(session_id, [(str(resource.get("id")), exc)], "live")
+
+    # -- files ------------------------------------------------------------------------------------------------
+
+    def _file(self, ws: str, res: JsonObject, stage: Path) -> Mount | None:
+        file_id, target = str(res["file_id"]), str(res["mount_path"])
+        if self.files is None:
+            raise MaterializeError("unknown_error", f"file {file_id}: this deployment has no Files API")
+        try:
+            rec = self.files.record(ws, file_id)
+        except ApiError as exc:
+            raise MaterializeError(
+                "unknown_error", f"file resource {res.get('id')}: {exc.message}; it is not mounted at {target}"
+            ) from exc
+        in_uploads = target.startswith(UPLOADS_DIR + "/") and "/" not in target[len(UPLOADS_DIR) + 1 :]
+        dest = stage / "uploads" / target.rsplit("/", 1)[-1] if in_uploads else stage / "files" / str(res["id"])
+        expected = self.files.sha256(rec)
+        if dest.exists() and (not expected or _sha256(dest) == expected):
+            return None if in_uploads else Mount(dest, target, True)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".part-")
+        digest = hashlib.sha256()
+        try:
+            with os.fdopen(fd, "wb") as out:
+                for chunk in self.files.blobs.open(blob_key(ws, file_id)):
+                    digest.update(chunk)
+                    out.write(chunk)
+            if expected and digest.hexdigest() != expected:
+                raise MaterializeError(
+                    "unknown_error", f"file {file_id}: its stored bytes do not match their hash; not mounted"
+                )
+            os.chmod(tmp, 0o444)
+            os.replace(tmp, dest)
+        except ApiError as exc:
+            raise MaterializeError("unknown_error", f"file {file_id}: {exc.message}; not mounted at {target}") from exc
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+        return None if in_uploads else Mount(dest, target, True)
+
+    # -- repositories -----------------------------------------------------------------------------------------
+
+    def _repository(self, res: JsonObject, token: str | None, stage: Path) -> Mount:
+        url, target = str(res["url"]), str(res["mount_path"])
+        dest = stage / "repos" / str(res["id"])
+        if not (dest / ".git").exists():
+            shutil.rmtree(dest, ignore_errors=True)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            self._clone(url, token, cast(JsonObject | None, res.get("checkout")), dest)
+        return Mount(dest, target, False)
+
+    def _clone(self, url: str, token: str | None, checkout: JsonObject | None, dest: Path) -> None:
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(dest.parent), "LANG": "C.UTF-8"}
+        env.update({"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "/bin/false", "GIT_CONFIG_NOSYSTEM": "1"})
+        if token:  # through git's environment configuration: not argv (the process list), not .git/config
+            basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
+            env.update(
+                {"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "http.extraHeader"}
+                | {"GIT_CONFIG_VALUE_0": f"Authorization: Basic {basic}"}
+            )
+        args = [self.git, "clone", "--quiet", "--no-tags"]
+        if checkout and checkout.get("type") == "branch":
+            args += ["--branch", str(checkout["name"]), "--single-branch"]
+        args += ["--", url, str(dest)]
+        self._git(args, env, url, token)
+        if checkout and checkout.get("type") == "commit":
+            sha = str(checkout["sha"])
+            try:
+                self._git([self.git, "-C", str(dest), "checkout", "--quiet", "--detach", sha], env, url, token)
+            except MaterializeError as exc:
+                shutil.rmtree(dest, ignore_errors=True)
+                raise MaterializeError(
+                    "repository_checkout_error",
+                    f"commit {sha} of {_redacted(url)} could not be checked out: {exc.message}",
+                    repository_url=url,
+                ) from exc
+
+    def _git(self, args: list[str], env: dict[str, str], url: str, token: str | None) -> None:
+        try:
+            done = subprocess.run(args, env=env, capture_output=True, timeout=self.clone_timeout, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise MaterializeError(
+                "repository_clone_error", f"{_redacted(url)} could not be cloned: {exc}", repository_url=url
+            ) from exc
+        if done.returncode == 0:
+            return
+        detail = done.stderr.decode(errors="replace").strip().splitlines()
+        text = (detail[-1] if detail else f"git exited with {done.returncode}")[:500]
+        if token:
+            text = text.replace(token, "***")
+        low = text.lower()
+        kind = "repository_clone_error"
+        if "authentication" in low or " 401" in low or "could not read username" in low:
+            kind = "repository_authentication_error"
+        elif " 403" in low:
+            kind = "repository_forbidden_error"
+        elif "not found" in low or " 404" in low:
+            kind = "repository_not_found_error"
+        elif "remote branch" in low:
+            kind = "repository_checkout_error"
+        raise MaterializeError(kind, f"{_redacted(url)} could not be cloned: {text}", repository_url=url)
+
+    # -- errors -----------------------------------------------------------------------------------------------
+
+    def _report(self, session_id: str, errors: list[tuple[str, MaterializeError]], attempt: str) -> None:
+        if not errors:
+            return
+        batch = [
+            NewEvent(
+                deterministic_event_id(session_id, f"materialize@{attempt}@{rid}"),
+                "session.error",
+                {"error": exc.event_error()},
+            )
+            for rid, exc in errors
+        ]
+        for rid, _ in errors:
+            log.warning("resource not materialized", extra={"session_id": session_id, "resource_id": rid})
+        try:
+            self.events.append(session_id, batch)
+        except DuplicateEvent:
+            pass
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _redacted(url: str) -> str:
+    parts = urlsplit(url)
+    return parts._replace(netloc=parts.hostname or "").geturl() if parts.username or parts.password else url
