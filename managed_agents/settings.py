@@ -35,6 +35,9 @@ class HarnessSettings(BaseSettings):
         description="a session.usage snapshot after a model request when the last is this old (budgeted"
         " sessions get one after every request)",
     )
+    outcome_heartbeat_seconds: float = Field(
+        10.0, gt=0, description="span.outcome_evaluation_ongoing every this long while an outcome's grader runs"
+    )
     compaction_max_per_turn: int = Field(
         8, ge=1, description="compactions one turn may make before it ends in compaction_limit_reached_error"
     )

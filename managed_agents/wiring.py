@@ -156,6 +156,7 @@ def compose(settings: ServerSettings, adapters: Adapters) -> Runtime:
     files = FileService(svc, a.blobs, max_bytes=settings.max_file_bytes) if a.blobs is not None else None
     session_resources = SessionResourceService(svc, files) if files is not None else None
     sessions.session_resources = session_resources
+    sessions.files = files
     return Runtime(
         settings=settings,
         resources=a.resources,

@@ -26,6 +26,7 @@ PREFIXES = {
     "environment_key": "envkey_",
     "file": "file_",
     "session_resource": "sesrsc_",
+    "outcome": "outc_",
 }
 
 

@@ -27,6 +27,7 @@ from decimal import Decimal
 from typing import Literal, cast
 
 from managed_agents.domain.events import STATUS_BY_EVENT, JsonObject, StoredEvent
+from managed_agents.domain.outcomes import DEFAULT_MAX_ITERATIONS, Outcome, brief, feedback
 
 ToolKind = Literal["builtin", "custom", "mcp", "server"]
 # A pending entry that is a system.message rather than a user block: `{SYSTEM_TURN: [text blocks]}`
@@ -120,10 +121,25 @@ class SessionState:
     budget_stop_seq: int | None = None  # the idle{budget_reached} the session is stopped at (None: not stopped)
     last_input_seq: int = 0  # the latest client input that asks for a turn (user.message, system.message, ...)
     last_usage_at: datetime | None = None  # the latest session.usage snapshot (or the first model request's start)
+    # outcomes (domain/outcomes.py): every outcome defined, and the evaluation whose end is not logged yet
+    outcomes: list[Outcome] = field(default_factory=list)
+    evaluation_inflight: StoredEvent | None = None
+    evaluation_errors: int = 0  # session.error events of the evaluation in flight (its grader's failed attempts)
 
     @property
     def unresolved(self) -> list[ToolCall]:
         return [c for c in self.calls if not c.resolved]
+
+    @property
+    def active_outcome(self) -> Outcome | None:
+        last = self.outcomes[-1] if self.outcomes else None
+        return last if last is not None and not last.terminal else None
+
+    @property
+    def needs_evaluation(self) -> bool:
+        """The agent ended its turn on an outcome being worked on: the grader judges next."""
+        o = self.active_outcome
+        return o is not None and o.result == "running" and o.agent_done and self.evaluation_inflight is None
 
     @property
     def has_unsent_input(self) -> bool:
@@ -148,7 +164,13 @@ def _apply(st: SessionState, ev: StoredEvent) -> None:
     t, p, internal = ev.type, ev.payload, ev.internal or {}
     if t in ("user.message", "system.message", "user.define_outcome"):
         st.last_input_seq = ev.seq
-    if t == "user.message":
+    if t == "user.define_outcome":
+        rubric = cast(JsonObject, p.get("rubric") or {})
+        text = str(internal.get("rubric_text") or rubric.get("content") or "")
+        max_iterations = int(cast(int, p.get("max_iterations") or DEFAULT_MAX_ITERATIONS))
+        st.outcomes.append(Outcome(str(p.get("outcome_id")), str(p.get("description")), text, max_iterations))
+        st.pending.append({"type": "text", "text": brief(str(p.get("description")), text)})
+    elif t == "user.message":
         st.pending.extend(_message_content(cast(list[JsonObject], p.get("content") or [])))
     elif t == "system.message":
         blocks = cast(list[JsonObject], p.get("content") or [])
@@ -161,6 +183,9 @@ def _apply(st: SessionState, ev: StoredEvent) -> None:
             st.last_usage_at = ev.processed_at
         if not internal.get("compaction"):
             _flush_user_turn(st)
+            o = st.active_outcome
+            if o is not None:
+                o.result, o.agent_done = "running", False
     elif t == "span.model_request_end":
         compaction = st.inflight is not None and bool((st.inflight.internal or {}).get("compaction"))
         st.inflight = None
@@ -188,6 +213,10 @@ def _apply(st: SessionState, ev: StoredEvent) -> None:
             content = cast(list[JsonObject] | None, internal.get("content"))
             if content and not compaction:
                 st.transcript.append({"role": "assistant", "content": content})
+                o = st.active_outcome
+                ended = internal.get("stop_reason") not in ("pause_turn", "refusal")
+                if o is not None and ended and not any(b.get("type") == "tool_use" for b in content):
+                    o.agent_done = True
     elif t in ("agent.tool_use", "agent.custom_tool_use", "agent.mcp_tool_use"):
         kind = cast(
             ToolKind,
@@ -222,7 +251,15 @@ def _apply(st: SessionState, ev: StoredEvent) -> None:
         st.budget_stop_seq = None  # an interrupted session does not resume its turn when the budget is raised
     elif t == "session.usage":
         st.last_usage_at = ev.processed_at
+    elif t == "span.outcome_evaluation_start":
+        st.evaluation_inflight, st.evaluation_errors = ev, 0
+        if st.active_outcome is not None:
+            st.active_outcome.result = "evaluating"
+    elif t == "span.outcome_evaluation_end":
+        _end_evaluation(st, ev)
     elif t == "session.error":
+        if st.evaluation_inflight is not None:
+            st.evaluation_errors += 1
         err = cast(JsonObject, p.get("error") or {})
         st.last_error_retry = str(cast(JsonObject, err.get("retry_status") or {}).get("type") or "")
     elif t == "agent.thread_context_compacted":
@@ -260,6 +297,29 @@ def _apply(st: SessionState, ev: StoredEvent) -> None:
             st.idle_requires_action = tuple(str(i) for i in cast(list[object], stop.get("event_ids") or []))
         else:
             st.idle_requires_action = None
+
+
+def _end_evaluation(st: SessionState, ev: StoredEvent) -> None:
+    p, internal = ev.payload, ev.internal or {}
+    st.evaluation_inflight = None
+    usage = cast(JsonObject, p.get("usage") or {})
+    st.usage.add(usage)
+    if isinstance(internal.get("list_cost"), str):
+        st.list_cost += Decimal(cast(str, internal["list_cost"]))
+    elif internal.get("unpriced"):
+        st.unpriced_requests += 1
+    o = st.active_outcome
+    if o is None:
+        return
+    result, explanation = str(p.get("result")), str(p.get("explanation") or "")
+    o.explanation, o.agent_done = explanation, False
+    if result == "needs_revision":
+        o.iteration, o.result = o.iteration + 1, "running"
+        st.pending.append({"type": "text", "text": feedback(result, explanation, int(cast(int, p["iteration"])))})
+        return
+    o.result, o.completed_at = result, ev.processed_at
+    if result == "max_iterations_reached":  # one final acknowledgment turn follows
+        st.pending.append({"type": "text", "text": feedback(result, explanation, int(cast(int, p["iteration"])))})
 
 
 def _flush_user_turn(st: SessionState) -> None:

@@ -37,6 +37,8 @@ class Ledger:
 
 
 Gate = Literal["go", "stop", "stay_stopped"]
+# the events that close a model request, and where their usage is: the agent's requests and the outcome grader's
+PRICED = {"span.model_request_end": "model_usage", "span.outcome_evaluation_end": "usage"}
 
 
 def gate(st: SessionState, budget: object) -> Gate:
@@ -62,10 +64,10 @@ def price(ledger: Ledger, st: SessionState, entries: Sequence[Entry], now: datet
     """The batch with each request end priced, and a `session.usage` snapshot after it when one is due."""
     out: list[Entry] = []
     for type_, payload, internal in entries:
-        if type_ != "span.model_request_end":
+        if type_ not in PRICED:
             out.append((type_, payload, internal))
             continue
-        usage = cast(JsonObject, payload.get("model_usage") or {})
+        usage = cast(JsonObject, payload.get(PRICED[type_]) or {})
         cost = prices.list_cost(ledger.model, usage)
         extra: JsonObject = {}
         if cost is not None:

@@ -19,6 +19,13 @@ class RunModel:
 
 
 @dataclass(frozen=True)
+class Evaluate:
+    """The grader judges the active outcome (harness/outcomes.py)."""
+
+    rerun: bool = False  # an evaluation whose start is logged but whose end is not (crash recovery)
+
+
+@dataclass(frozen=True)
 class HandleInterrupt:
     close_request: bool  # a model request was in flight when the interrupt came
 
@@ -50,7 +57,7 @@ class Park:
     reason: str
 
 
-Action = RunModel | HandleInterrupt | GoIdle | RunPlatformTools | TimeOutTools | WaitForTools | Park
+Action = RunModel | Evaluate | HandleInterrupt | GoIdle | RunPlatformTools | TimeOutTools | WaitForTools | Park
 
 
 def decide(st: SessionState, *, now: datetime, tool_timeout: timedelta) -> Action:
@@ -60,6 +67,10 @@ def decide(st: SessionState, *, now: datetime, tool_timeout: timedelta) -> Actio
         if st.interrupt_seq is not None and st.interrupt_seq > st.inflight.seq:
             return HandleInterrupt(close_request=True)
         return RunModel(st.requests_started, rerun=True)
+    if st.evaluation_inflight is not None:
+        if st.interrupt_seq is not None and st.interrupt_seq > st.evaluation_inflight.seq:
+            return HandleInterrupt(close_request=False)
+        return Evaluate(rerun=True)
     if st.interrupt_seq is not None:
         return HandleInterrupt(close_request=False)
     if st.consecutive_errors and st.last_error_retry == "retrying":
@@ -78,7 +89,11 @@ def decide(st: SessionState, *, now: datetime, tool_timeout: timedelta) -> Actio
         if expired:
             return TimeOutTools(expired)
         return WaitForTools(min(c.logged_at for c in unresolved) + tool_timeout)
-    if st.calls or st.has_unsent_input or st.budget_stop_seq is not None:
+    if st.calls or st.has_unsent_input:
+        return RunModel(st.requests_started + 1)
+    if st.needs_evaluation:
+        return Evaluate()
+    if st.budget_stop_seq is not None:
         # a session stopped at its budget resumes its turn (the harness parks it again while still over budget)
         return RunModel(st.requests_started + 1)
     if st.status != "idle":

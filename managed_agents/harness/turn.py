@@ -20,7 +20,7 @@ from managed_agents.domain.errors import DuplicateEvent
 from managed_agents.domain.events import STATUS_BY_EVENT, JsonObject, NewEvent, StoredEvent, builtin_tool_result_type
 from managed_agents.domain.ids import deterministic_event_id
 from managed_agents.domain.session_state import SessionState, ToolCall, fold
-from managed_agents.harness import budget, compaction, step, web
+from managed_agents.harness import budget, compaction, outcomes, step, web
 from managed_agents.harness.context import build_request, model_id
 from managed_agents.harness.event_batches import Entry, request_end, session_error, tool_error
 from managed_agents.harness.state_cache import StateCache
@@ -69,6 +69,9 @@ class Parked:
 
 
 Outcome = RunAgain | RetryAfter | WaitForTools | Parked
+
+# spans after which the session record caches what the log says (status, usage, outcome evaluations)
+SYNCED_SPANS = frozenset({"span.model_request_end", "span.outcome_evaluation_start", "span.outcome_evaluation_end"})
 
 ERROR_TYPES = {
     "rate_limited": "model_rate_limited_error",
@@ -150,7 +153,7 @@ class _Turn:
         if stored and stored[0].seq != self.state.last_seq + 1:
             self.in_sequence = False  # events appended by others meanwhile are not in this state: do not cache it
         fold(stored, self.state)
-        if any(e.type in STATUS_BY_EVENT or e.type == "span.model_request_end" for e in stored):
+        if any(e.type in STATUS_BY_EVENT or e.type in SYNCED_SPANS for e in stored):
             self.sync_record()
         return stored
 
@@ -171,6 +174,7 @@ class _Turn:
             tracked = not st.unpriced_requests and prices.price_for(self.ledger.model) is not None
             r.doc["_list_cost"] = str(st.list_cost) if tracked else None
             r.doc["_active_seconds"] = st.active_seconds
+            r.doc["outcome_evaluations"] = [o.render() for o in st.outcomes]
             r.doc["_running_since"] = rfc3339(st.running_since) if st.running_since else None
             r.doc["updated_at"] = rfc3339(self.deps.clock.now())
 
@@ -227,6 +231,8 @@ def _step(turn: _Turn, cancel: CancelToken | None) -> Outcome:
         return _handle_interrupt(turn, action)
     if isinstance(action, step.RunPlatformTools):
         return _run_platform_tools(turn, action)
+    if isinstance(action, step.Evaluate):
+        return outcomes.evaluate(turn, action.rerun, cancel)
     return _run_model(turn, action, cancel)
 
 
@@ -274,6 +280,10 @@ def _handle_interrupt(turn: _Turn, action: step.HandleInterrupt) -> Outcome:
     batch: list[Entry] = []
     if action.close_request and st.inflight is not None:
         batch.append(request_end(st.inflight.id, None, is_error=False, internal={"interrupted": True}))
+    active = st.active_outcome
+    if st.evaluation_inflight is not None and active is not None:
+        message = "The user interrupted the session while the outcome was being evaluated."
+        batch.append(outcomes.end_event(st.evaluation_inflight.id, active, "interrupted", message, None))
     for call in st.unresolved:
         message = "The user interrupted the session before this tool call finished."
         batch.append(tool_error(call.event_id, message, kind=call.kind, builtin_result=turn.builtin_result))
@@ -426,9 +436,20 @@ def _response_events(turn: _Turn, key: str, start_id: str, response: ModelRespon
         idle: JsonObject = {"stop_reason": {"type": "refusal"}}
         idle["stop_details"] = response.stop_details or {"type": "refusal", "category": None, "explanation": None}
         batch.append(("session.status_idle", idle, None))
-    elif calls == 0 and response.stop_reason != "pause_turn" and not turn.state.pending:
+    elif (
+        calls == 0
+        and response.stop_reason != "pause_turn"
+        and not turn.state.pending
+        and not _grader_follows(turn.state)
+    ):
         batch.append(("session.status_idle", {"stop_reason": {"type": "end_turn"}}, None))
     return batch
+
+
+def _grader_follows(st: SessionState) -> bool:
+    """The agent works on an outcome: a turn it ends is judged by the grader before the session goes idle."""
+    o = st.active_outcome
+    return o is not None and o.result == "running"
 
 
 def _tool_use_events(turn: _Turn, block: JsonObject, event_id: str) -> list[Entry]:

@@ -31,12 +31,14 @@ from managed_agents.domain.events import (
     builtin_tool_result_type,
 )
 from managed_agents.domain.ids import deterministic_event_id, new_id
+from managed_agents.domain.outcomes import DEFAULT_MAX_ITERATIONS
 from managed_agents.domain.session_state import SessionState, fold
 from managed_agents.ports import EventNotifier, EventStore, ListQuery, Record, iter_all, read_wire
 from managed_agents.services import budgets
 from managed_agents.services.agents import AgentService, check_tools, resolve_model, resolve_tools
 from managed_agents.services.common import Services, archive_record, check_metadata, list_page, patch_metadata, render
 from managed_agents.services.environments import EnvironmentService
+from managed_agents.services.files import FileService
 from managed_agents.services.idempotency import RETRY_WINDOW
 from managed_agents.services.keys import Principal
 from managed_agents.services.multiagent import session_multiagent
@@ -50,6 +52,7 @@ from managed_agents.wire.sessions import (
     AgentRefParams,
     AgentWithOverridesParams,
     EventParams,
+    FileRubric,
     SessionCreateParams,
     SessionUpdateParams,
     SystemMessageParams,
@@ -88,6 +91,8 @@ CLIENT_EVENT_TYPES = (
     "system.message",
 )
 RETRY_SCAN = 200
+MAX_RUBRIC_CHARS = 262_144
+OUTCOME_MARK = "\x00outcome"  # in a send's `answered` set: the send already defines an outcome
 log = logging.getLogger("managed_agents.sessions")
 
 
@@ -169,6 +174,7 @@ class SessionService:
         self.environments = EnvironmentService(svc)
         self.work: WorkService | None = None  # set by wiring: speculative hands, stop on delete
         self.vaults: VaultService | None = None  # set by wiring: vault_ids are checked at create
+        self.files: FileService | None = None  # set by wiring: file rubrics of outcomes are read from it
         self.session_resources: SessionResourceService | None = None  # set by wiring: `resources` at create
         self.ended_hooks: list[Callable[[str], object]] = []  # called with the id of a deleted/archived session
 
@@ -220,9 +226,6 @@ class SessionService:
     def create(self, ws: str, params: SessionCreateParams) -> JsonObject:
         if params.resources and self.session_resources is None:
             raise InvalidRequest("resources: session resources are not served by this deployment (no blob store)")
-        for i, ev in enumerate(params.initial_events):
-            if isinstance(ev, UserDefineOutcomeParams):
-                raise InvalidRequest(f"initial_events[{i}]: user.define_outcome (outcomes) is not supported yet")
         agent = self._resolve_agent(ws, params.agent)
         session_agent: JsonObject = {
             **{k: agent.get(k) for k in SESSION_AGENT_FIELDS},
@@ -430,6 +433,22 @@ class SessionService:
         stored = self._append_user_events(rec, self.state(sid), list(events), p, digest)
         return _echo(stored, events)
 
+    def _file_rubric(self, ws: str, file_id: str, where: str) -> str:
+        """A file rubric's text (UTF-8, at most the text rubric's 262,144 characters)."""
+        if self.files is None:
+            raise InvalidRequest(f"{where}.rubric: file rubrics need the Files API, which this deployment has not")
+        _, chunks = self.files.content(ws, file_id)
+        data = b"".join(chunks)
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidRequest(f"{where}.rubric.file_id: file {file_id!r} is not UTF-8 text") from exc
+        if len(text) > MAX_RUBRIC_CHARS:
+            raise InvalidRequest(
+                f"{where}.rubric.file_id: file {file_id!r} is longer than {MAX_RUBRIC_CHARS} characters"
+            )
+        return text
+
     def _logged_send(self, sid: str, p: Principal, digest: str) -> list[StoredEvent]:
         """The events a send of this credential logged within RETRY_WINDOW, if its latest send was this one.
 
@@ -474,12 +493,18 @@ class SessionService:
             payload = _dump(ev)
             payload.pop("type")
             logged: str = ev.type
+            internal: JsonObject | None = None
             if isinstance(ev, UserToolResultParams):  # the worker's result: the agent's on a cloud environment
                 logged = builtin_tool_result_type(rec.doc.get("_environment_type"))
-            batch.append(NewEvent(new_id("event"), logged, payload))
+            if isinstance(ev, UserDefineOutcomeParams):
+                payload["outcome_id"] = new_id("outcome")
+                payload["max_iterations"] = ev.max_iterations or DEFAULT_MAX_ITERATIONS
+                if isinstance(ev.rubric, FileRubric):  # resolved to its text once, when the outcome is defined
+                    internal = {"rubric_text": self._file_rubric(rec.workspace_id, ev.rubric.file_id, where)}
+            batch.append(NewEvent(new_id("event"), logged, payload, internal))
         if p is not None and digest is not None:  # what a retry of this send recognises it by (_logged_send)
             sent: JsonObject = {"by": p.key_id, "hash": digest, "batch": batch[0].id}
-            batch = [NewEvent(e.id, e.type, e.payload, {"sent": sent}) for e in batch]
+            batch = [NewEvent(e.id, e.type, e.payload, {**(e.internal or {}), "sent": sent}) for e in batch]
         marked = rec.doc["status"] not in ACTIVE
         if marked:
 
@@ -548,7 +573,16 @@ class SessionService:
                 raise InvalidRequest(f"{where}.session_thread_id: session has no thread {ev.session_thread_id!r}")
             return
         if isinstance(ev, UserDefineOutcomeParams):
-            raise InvalidRequest(f"{where}: user.define_outcome (outcomes) is not supported yet")
+            active = st.active_outcome
+            if active is not None:
+                raise InvalidRequest(
+                    f"{where}: outcome {active.outcome_id!r} is still being worked on; define the next outcome when"
+                    " it has reached a result"
+                )
+            if OUTCOME_MARK in answered:
+                raise InvalidRequest(f"{where}: one request defines at most one outcome")
+            answered.add(OUTCOME_MARK)
+            return
         if isinstance(ev, SystemMessageParams):
             ok_prev = (UserMessageParams, UserToolResultParams, UserCustomToolResultParams)
             if not last or not isinstance(previous, ok_prev):
