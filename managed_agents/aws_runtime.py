@@ -299,6 +299,7 @@ class AwsDeps:
                 mcp=self.mcp,
                 # a warm container's next ModelTurn of a session reads only the events logged since its last one
                 states=StateCache(),
+                files=rt.files.read if rt.files is not None else None,
             )
         return self._harness
 

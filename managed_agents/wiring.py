@@ -267,6 +267,7 @@ def build_local_runtime(
             hands=rt.work.ensure_for_session,
             mcp=mcp_proxy,
             states=StateCache(max_sessions=max(1024, settings.max_concurrent_sessions)),
+            files=rt.files.read if rt.files is not None else None,
         )
         rt.orchestrator = InProcessOrchestrator(
             deps,

@@ -351,7 +351,8 @@ def _add_user_blocks(st: SessionState, blocks: list[JsonObject]) -> None:
 
 
 def _message_content(blocks: list[JsonObject]) -> list[JsonObject]:
-    """User message blocks in Messages API form (file sources need the Files API; refused at the edge)."""
+    """User message blocks in Messages API form (file sources stay references: the harness inlines them per request,
+    harness/file_blocks.py)."""
     out: list[JsonObject] = []
     for b in blocks:
         if b.get("type") == "redacted":

@@ -23,6 +23,7 @@ from managed_agents.domain.session_state import SessionState, ToolCall, fold
 from managed_agents.harness import budget, compaction, outcomes, step, web
 from managed_agents.harness.context import build_request, model_id
 from managed_agents.harness.event_batches import Entry, request_end, session_error, tool_error
+from managed_agents.harness.file_blocks import FileLoader, inline_file_sources
 from managed_agents.harness.state_cache import StateCache
 from managed_agents.harness.tools import Toolbox, mcp_servers
 from managed_agents.ports import (
@@ -91,6 +92,7 @@ class HarnessDeps:
     hands: Callable[[str], object] | None = None
     mcp: McpGateway | None = None  # the MCP proxy: lists and calls the tools of the agent's MCP servers
     states: StateCache | None = None  # folded states between steps (None: every step folds the whole log)
+    files: FileLoader | None = None  # reads Files API files for image/document blocks (harness/file_blocks.py)
 
 
 class _Turn:
@@ -332,6 +334,8 @@ def _run_model(turn: _Turn, action: step.RunModel, cancel: CancelToken | None) -
     else:
         effort = cast(str | None, turn.rec.doc.get("_effort"))
         request = build_request(turn.agent, turn.toolbox, st.transcript, max_tokens=settings.max_tokens, effort=effort)
+        if deps.files is not None:
+            request = inline_file_sources(request, turn.rec.workspace_id, deps.files)
         wanted = deps.notifier.wants_previews(turn.sid) if deps.notifier is not None else frozenset()
     try:
         if wanted:

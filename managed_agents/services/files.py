@@ -18,10 +18,10 @@ import mimetypes
 import unicodedata
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from managed_agents.domain.clock import parse_rfc3339, rfc3339
-from managed_agents.domain.errors import InvalidRequest, NotFound
+from managed_agents.domain.errors import InvalidRequest, NotFound, RequestTooLarge
 from managed_agents.domain.events import JsonObject
 from managed_agents.domain.ids import new_id
 from managed_agents.ports import BlobStore, ListQuery, Record
@@ -33,6 +33,7 @@ MIN_EXPIRES_SECONDS = 3600
 MAX_EXPIRES_SECONDS = 7_776_000
 MAX_FILENAME = 255
 MAX_IDS = 100
+INLINE_MAX_BYTES = 32 * 1024 * 1024  # the Messages API's request size limit
 OCTET_STREAM = "application/octet-stream"
 # Extensions `mimetypes` does not know on every platform, for the types agents handle most.
 _EXTENSIONS = {"text/plain": ".txt", "application/pdf": ".pdf", "image/png": ".png", "image/jpeg": ".jpg"}
@@ -148,6 +149,16 @@ class FileService:
         """The file's metadata and its bytes in chunks."""
         rec = self.record(ws, fid)
         return self.files.render(rec.doc), self.blobs.open(blob_key(ws, fid))
+
+    def read(self, ws: str, fid: str) -> tuple[str, bytes]:
+        """A live file's MIME type and whole content, at most INLINE_MAX_BYTES (for the model's content blocks)."""
+        rec = self.record(ws, fid)
+        size = int(cast(int, rec.doc["size_bytes"]))
+        if size > INLINE_MAX_BYTES:
+            raise RequestTooLarge(
+                f"file {fid} is {size:,} bytes; at most {INLINE_MAX_BYTES:,} can be given to the model in one request"
+            )
+        return str(rec.doc["mime_type"]), b"".join(self.blobs.open(blob_key(ws, fid)))
 
     def sha256(self, rec: Record) -> str:
         return str(rec.doc.get("_sha256") or "")

@@ -550,6 +550,16 @@ class SessionService:
         except Exception:  # the caller reports the append's failure; this one only goes to the log
             log.exception("session %s: could not settle its status after a failed append", rec.id)
 
+    def _check_file_source(self, ws: str, file_id: str, where: str) -> None:
+        """A block's file must be a live file of the workspace (harness/file_blocks.py inlines it per request)."""
+        files = self.session_resources.files if self.session_resources is not None else None
+        if files is None:
+            raise InvalidRequest(f"{where}: file sources need the Files API, which this deployment does not have")
+        try:
+            files.record(ws, file_id)
+        except NotFound as exc:
+            raise InvalidRequest(f"{where}.file_id: {exc.message}", error_code=exc.error_code) from exc
+
     def _check_event(
         self,
         rec: Record,
@@ -564,9 +574,7 @@ class SessionService:
             for j, block in enumerate(ev.content):
                 source = getattr(block, "source", None)
                 if source is not None and getattr(source, "type", None) == "file":
-                    raise InvalidRequest(
-                        f"{where}.content[{j}].source: file sources need the Files API (not supported yet)"
-                    )
+                    self._check_file_source(rec.workspace_id, str(source.file_id), f"{where}.content[{j}].source")
             return
         if isinstance(ev, UserInterruptParams):
             if ev.session_thread_id is not None:
