@@ -30,6 +30,8 @@ import { estimateCost, formatCost, sessionCost } from "./pricing.js";
 import { Trace, coalesce } from "./trace.js";
 
 const PAGE = 1000; // events.list maximum
+// events after which the header (status, usage, budget, outcomes) is fetched again
+const HEADER_EVENTS = new Set(["span.model_request_end", "span.outcome_evaluation_end", "session.usage", "session.updated"]);
 const AHEAD = 8; // page cursors asked for ahead of each history page (x-next-pages)
 const IN_FLIGHT = 4; // history pages loading at once (a browser opens 6 connections per host; the stream holds one)
 const PARTIAL_AFTER_MS = 400; // a long history still loading by then shows its newest page meanwhile
@@ -110,7 +112,34 @@ const TITLES = {
   "session.deleted": "Session deleted",
   "span.model_request_start": "Model request",
   "span.model_request_end": "Model response",
+  "span.outcome_evaluation_start": "Outcome evaluation",
+  "span.outcome_evaluation_ongoing": "Grader still judging",
+  "span.outcome_evaluation_end": "Outcome verdict",
 };
+
+/** Minor units ("2500", USD) as money: "$25.00". */
+function money(amount, currency = "USD") {
+  const n = Number(amount);
+  if (!Number.isFinite(n)) return "—";
+  return currency === "USD" ? `$${(n / 100).toFixed(2)}` : `${(n / 100).toFixed(2)} ${currency}`;
+}
+
+/** The budget's use: "$0.02 of $0.03 (67%)" with a meter, or null when the session has none. */
+function budgetUse(budget, usage) {
+  if (!budget || !budget.max_list_cost) return null;
+  const limit = Number(budget.max_list_cost.amount);
+  const spent = Number((usage && usage.list_cost && usage.list_cost.amount) || 0);
+  const pct = limit > 0 ? Math.round((100 * spent) / limit) : 100;
+  return h(
+    "span.budget-use",
+    h("meter.budget-meter", { min: "0", max: String(Math.max(limit, 1)), value: String(Math.min(spent, limit)) }),
+    ` ${money(spent, budget.max_list_cost.currency)} of ${money(limit, budget.max_list_cost.currency)} (${pct}%)`,
+  );
+}
+
+function verdictBadge(result) {
+  return badge(result, `verdict-${result}`);
+}
 
 function eventBody(trace, ev) {
   switch (ev.type) {
@@ -196,8 +225,43 @@ function eventBody(trace, ev) {
     case "session.status_terminated":
     case "session.deleted":
       return null;
-    case "session.usage":
-      return h("p.meta", usageLine(ev.usage || {}));
+    case "session.usage": {
+      const u = ev.usage || {};
+      const cc = u.cache_creation || {};
+      const line = usageLine({ ...u, cache_creation_input_tokens: (cc.ephemeral_5m_input_tokens || 0) + (cc.ephemeral_1h_input_tokens || 0) });
+      const cost = u.list_cost ? ` · list cost ${money(u.list_cost.amount, u.list_cost.currency)}` : "";
+      const use = budgetUse(ev.budget, u);
+      return h("p.meta", line, cost, use ? [" · budget ", use] : null);
+    }
+    case "user.define_outcome": {
+      const rubric = ev.rubric || {};
+      return [
+        h(
+          "p.meta",
+          ev.description || "",
+          ` · up to ${fmtInt(ev.max_iterations)} iterations · `,
+          h("code", ev.outcome_id || ""),
+        ),
+        rubric.type === "file"
+          ? h("p.meta", "Rubric: file ", h("code", rubric.file_id || ""))
+          : collapsible(rubric.content || "", { label: "Rubric", fileName: `${ev.id}-rubric.txt` }),
+      ];
+    }
+    case "span.outcome_evaluation_start":
+      return h("p.meta", `The grader judges iteration ${fmtInt((ev.iteration || 0) + 1)} of `, h("code", ev.outcome_id || ""));
+    case "span.outcome_evaluation_ongoing":
+      return h("p.meta", `The grader is still judging iteration ${fmtInt((ev.iteration || 0) + 1)}`);
+    case "span.outcome_evaluation_end": {
+      const u = ev.usage || {};
+      return [
+        h(
+          "p.meta",
+          verdictBadge(ev.result),
+          ` iteration ${fmtInt((ev.iteration || 0) + 1)} · ${usageLine(u)} · ${formatCost(trace.modelId ? estimateFor(trace, u) : null)}`,
+        ),
+        ev.explanation ? h("p.verdict-explanation", ev.explanation) : null,
+      ];
+    }
     default: {
       const { id, type, processed_at, ...rest } = ev;
       return Object.keys(rest).length ? collapsible(json(rest), { label: "Fields", fileName: `${id}.json` }) : null;
@@ -761,7 +825,41 @@ function isFatal(err) {
 // ---------------------------------------------------------------------------------------------------------------
 // the page
 
-function header(session, env) {
+/** Each outcome with its iterations' verdicts (from the trace) and its current result (from the session). */
+function outcomesList(session, trace) {
+  const outcomes = session.outcome_evaluations || [];
+  if (!outcomes.length) return "—";
+  const ends = trace ? trace.events.filter((e) => e.type === "span.outcome_evaluation_end") : [];
+  return h(
+    "ul.outcomes",
+    outcomes.map((o) =>
+      h(
+        "li.outcome",
+        { dataset: { outcome: o.outcome_id } },
+        h("span.outcome-description", o.description || o.outcome_id),
+        " ",
+        verdictBadge(o.result),
+        ` after ${fmtInt((o.iteration || 0) + 1)} iteration${o.iteration ? "s" : ""}`,
+        h(
+          "ol.outcome-iterations",
+          ends
+            .filter((e) => e.outcome_id === o.outcome_id)
+            .map((e) =>
+              h(
+                "li.outcome-iteration",
+                { dataset: { iteration: String(e.iteration) } },
+                `Iteration ${fmtInt((e.iteration || 0) + 1)}: `,
+                verdictBadge(e.result),
+                e.explanation ? ` ${e.explanation}` : null,
+              ),
+            ),
+        ),
+      ),
+    ),
+  );
+}
+
+function header(session, env, trace = null) {
   const agent = session.agent || {};
   const model = agent.model && (agent.model.id || agent.model);
   const cost = sessionCost(session);
@@ -794,6 +892,8 @@ function header(session, env) {
         ` · cache write ${fmtInt((cc.ephemeral_5m_input_tokens || 0) + (cc.ephemeral_1h_input_tokens || 0))}`,
     ],
     ["Cost", cost.estimated ? `${cost.text} (estimate)` : cost.text],
+    ["Budget", h("span#session-budget", budgetUse(session.budget, session.usage) || "none")],
+    ["Outcomes", h("div#session-outcomes", outcomesList(session, trace))],
     [
       "Metadata",
       Object.keys(session.metadata || {}).length
@@ -837,17 +937,17 @@ export async function sessionView(main, sessionId, { signal }) {
   const agent = session.agent || {};
   const modelId = agent.model && (agent.model.id || agent.model);
   let env = null;
-  const headerSlot = h("section", { "aria-label": "Session details" }, header(session, env));
+  const trace = new Trace(modelId);
+  const headerSlot = h("section", { "aria-label": "Session details" }, header(session, env, trace));
   get(`v1/environments/${encodeURIComponent(session.environment_id)}`, {}, { signal }).then(
     (e) => {
       env = e;
-      headerSlot.replaceChildren(header(session, env));
+      headerSlot.replaceChildren(header(session, env, trace));
     },
     () => {},
   );
   const traceRoot = h("div.trace-root");
   main.append(headerSlot, traceRoot);
-  const trace = new Trace(modelId);
   let view = null; // built once the whole history is in; a partial view shows the newest page until then
   let partial = null;
   signal.addEventListener("abort", () => {
@@ -864,7 +964,7 @@ export async function sessionView(main, sessionId, { signal }) {
       refreshTimer = null;
       try {
         session = await get(`v1/sessions/${encodeURIComponent(sessionId)}`, {}, { signal });
-        headerSlot.replaceChildren(header(session, env));
+        headerSlot.replaceChildren(header(session, env, trace));
       } catch {
         /* the trace stays; the header refreshes on the next event */
       }
@@ -879,7 +979,7 @@ export async function sessionView(main, sessionId, { signal }) {
       if (!view) return; // history still loading: the view is built from the complete trace
       view.update(added);
       main.dataset.events = String(trace.size);
-      if (added.some((a) => a.ev.type.startsWith("session.status_") || a.ev.type === "span.model_request_end")) {
+      if (added.some((a) => a.ev.type.startsWith("session.status_") || HEADER_EVENTS.has(a.ev.type))) {
         refreshHeader();
       }
     },
@@ -925,6 +1025,7 @@ export async function sessionView(main, sessionId, { signal }) {
       partial = null;
     }
     traceRoot.hidden = false;
+    headerSlot.replaceChildren(header(session, env, trace)); // the outcomes' iterations come from the trace
     view = new TraceView(traceRoot, trace);
     const lastTurn = trace.turns[trace.turns.length - 1];
     if (lastTurn) view.open(lastTurn);
