@@ -137,6 +137,7 @@ class Adapters:
     credential_secrets: CredentialSecrets | None = None  # where they are written (the MCP proxy Lambda on AWS)
     prober: CredentialProber | None = None
     session_ended: Sequence[Callable[[str], object]] = ()  # called with the id of a deleted or archived session
+    mounts_resources: bool = False  # the provisioner puts session resources in place (embedded: services/materialize)
 
 
 def compose(settings: ServerSettings, adapters: Adapters) -> Runtime:
@@ -146,6 +147,7 @@ def compose(settings: ServerSettings, adapters: Adapters) -> Runtime:
     events = PublishingEventStore(a.events, a.notifier)
     svc = Services(a.resources, a.clock, a.orchestrator)
     work = WorkService(svc, events, a.work, a.provisioner, background_launch=a.background_launch)
+    work.mounts_resources = a.mounts_resources
     sessions = SessionService(svc, events, a.notifier)
     sessions.work = work if a.speculative_hands else None
     vaults = None
@@ -229,6 +231,7 @@ def build_local_runtime(
             credential_secrets=mcp_proxy,  # writes under the lock its OAuth refreshes of the credential hold
             prober=mcp_proxy,
             session_ended=(mcp_proxy.close_session,),
+            mounts_resources=True,
         ),
     )
     rt.provisioner, rt.secrets, rt.mcp_proxy = provisioner, secrets, mcp_proxy

@@ -246,6 +246,8 @@ class EdgeRoute(APIRoute):
         cap = min(cap, ceiling) if ceiling is not None else cap
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > cap:
+            if extra.get(STREAMS_BODY):
+                raise _upload_too_large(cap, int(declared), deployment=deployment)
             raise _too_large(cap, int(declared), deployment=deployment)
         return cap, deployment
 
@@ -260,7 +262,7 @@ class EdgeRoute(APIRoute):
             if message["type"] == "http.request":
                 size += len(message.get("body", b""))
                 if size > cap:
-                    raise _too_large(cap, size, deployment=deployment, at_least=True)
+                    raise _upload_too_large(cap, size, deployment=deployment, at_least=True)
             return message
 
         return Request(request.scope, receive)
@@ -318,6 +320,18 @@ def _replayed(stored: StoredResponse, explicit: bool) -> Response:
         )
     headers = {"idempotent-replayed": "true" if explicit else "retry", "original-request-id": stored.request_id}
     return Response(stored.body, status_code=stored.status, media_type="application/json", headers=headers)
+
+
+def _upload_too_large(cap: int, size: int, *, deployment: bool, at_least: bool = False) -> RequestTooLarge:
+    """A streamed upload over its cap: the deployment's request cap (the API Lambda's) or the largest file stored."""
+    what = f"the upload is {'more than ' if at_least else ''}{size:,} bytes"
+    if deployment:
+        return RequestTooLarge(
+            f"{what}; this deployment's API takes at most {cap:,} bytes per request (the Lambda request cap), so a"
+            f" file sent with files.upload can be about {cap - MULTIPART_SLACK:,} bytes at most here (see"
+            " docs/files.md, 'Large files')"
+        )
+    return RequestTooLarge(f"{what}; files are at most {cap - MULTIPART_SLACK:,} bytes on this server (max_file_bytes)")
 
 
 def _too_large(cap: int, size: int, *, deployment: bool, at_least: bool = False) -> RequestTooLarge:

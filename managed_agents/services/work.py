@@ -110,6 +110,9 @@ class WorkService:
         self._pollers: dict[str, dict[str, float]] = {}  # environment → worker id → monotonic time of last poll
         self._launcher = threading.BoundedSemaphore(64)
         self.background_launch = background_launch
+        # False where the provisioner does not put session resources in place (the Fargate init step is not built
+        # yet): a launch for a session with file or repository resources then says so in a session.error
+        self.mounts_resources = True
 
     # -- helpers --------------------------------------------------------------------------------------------
 
@@ -231,6 +234,8 @@ class WorkService:
             networking=cast(JsonObject, config.get("networking") or {}),
         )
         provisioner = self.provisioner
+        if not self.mounts_resources:
+            self._warn_unmounted(sess, rec.id)
 
         def launch() -> None:
             try:
@@ -243,6 +248,23 @@ class WorkService:
             launch()
             return
         threading.Thread(target=launch, name=f"launch-{rec.id}", daemon=True).start()
+
+    def _warn_unmounted(self, sess: Record, work_id: str) -> None:
+        kinds = sorted({str(r.get("type")) for r in cast(list[JsonObject], sess.doc.get("resources") or [])})
+        kinds = [k for k in kinds if k in ("file", "github_repository")]
+        if not kinds:
+            return
+        error = {
+            "type": "unknown_error",
+            "message": f"This deployment's sandboxes do not mount session resources yet ({', '.join(kinds)}):"
+            " the sandbox starts without them. Files stay readable through the Files API.",
+            "retry_status": {"type": "retrying"},
+        }
+        event = NewEvent(deterministic_event_id(sess.id, f"unmounted@{work_id}"), "session.error", {"error": error})
+        try:
+            self.events.append(sess.id, [event])
+        except DuplicateEvent:
+            pass
 
     # -- the worker's side ---------------------------------------------------------------------------------------
 

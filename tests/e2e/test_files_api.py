@@ -171,3 +171,21 @@ def test_created_at_is_rfc3339(server: Server) -> None:
         "expires_at",
         "scope",
     }
+
+
+def test_a_file_over_the_deployments_request_cap(server: Server) -> None:
+    # Given a file larger than one API Lambda invocation carries (6,000,000 bytes)
+    client = strict(server)
+    data = os.urandom(6_100_000)
+    if server.backend == "embedded":
+        # Then the embedded server (no such cap) stores it
+        f = client.beta.files.upload(file=("big.bin", data, "application/octet-stream"))
+        assert f.size_bytes == len(data) and client.beta.files.download(f.id).read() == data
+        return
+    # Then the AWS deployment answers a 413 that says why and what to do, and stores nothing
+    with pytest.raises(anthropic.APIStatusError) as info:
+        client.beta.files.upload(file=("big.bin", data, "application/octet-stream"))
+    assert info.value.status_code == 413
+    message = _error(info.value)["message"]
+    assert "Lambda request cap" in message and "docs/files.md" in message
+    assert client.beta.files.list().data == []
