@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TYPE_CHECKING, cast
 
 from managed_agents.domain.events import JsonObject
@@ -141,10 +142,9 @@ def evaluate(turn: _Turn, rerun: bool, cancel: CancelToken | None) -> StepOutcom
             return RunAgain()
     assert st.evaluation_inflight is not None
     start_id = st.evaluation_inflight.id
-    heartbeat = _Heartbeat(turn, key, outcome, deps.clock.now())
     request = grader_request(turn.agent, outcome, st.transcript)
     try:
-        response = deps.model.stream_message(request, cancel=cancel, on_event=heartbeat.on_event)
+        response = _grade(turn, key, outcome, request, cancel)
     except Cancelled:
         return RunAgain()
     except ModelError as exc:
@@ -174,16 +174,25 @@ def _idle() -> Entry:
     return ("session.status_idle", {"stop_reason": {"type": "end_turn"}}, None)
 
 
-class _Heartbeat:
-    """`span.outcome_evaluation_ongoing` every `outcome_heartbeat_seconds` while the grader's reply streams."""
+def _grade(turn: _Turn, key: str, outcome: Outcome, request: JsonObject, cancel: CancelToken | None) -> ModelResponse:
+    """The grader's request, with a `span.outcome_evaluation_ongoing` every `outcome_heartbeat_seconds` it takes.
 
-    def __init__(self, turn: _Turn, key: str, outcome: Outcome, started: datetime) -> None:
-        self.turn, self.key, self.outcome, self.last, self.count = turn, key, outcome, started, 0
-
-    def on_event(self, event: JsonObject) -> None:
-        now = self.turn.deps.clock.now()
-        if (now - self.last).total_seconds() < self.turn.deps.settings.outcome_heartbeat_seconds:
-            return
-        self.last, self.count = now, self.count + 1
-        payload: JsonObject = {"outcome_id": self.outcome.outcome_id, "iteration": self.outcome.iteration}
-        self.turn.append(f"{self.key}:ongoing{self.count}", [("span.outcome_evaluation_ongoing", payload, None)])
+    The request runs on a helper thread so that the heartbeats are appended from this one, like every other append
+    of the step (never from the model client's event loop). A heartbeat is only logged while this step's state is
+    the end of the log: once anything else was logged (an interrupt, or on AWS a run that took over before this
+    invocation's cancel token noticed) the step says nothing more until its request ends."""
+    interval = turn.deps.settings.outcome_heartbeat_seconds
+    payload: JsonObject = {"outcome_id": outcome.outcome_id, "iteration": outcome.iteration}
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="outcome-grader") as pool:
+        future = pool.submit(turn.deps.model.stream_message, request, cancel=cancel)
+        beats = 0
+        while True:
+            try:
+                return future.result(timeout=interval)
+            except FutureTimeout:
+                if (cancel is not None and cancel.cancelled) or turn.deps.events.last_seq(
+                    turn.sid
+                ) != turn.state.last_seq:
+                    continue  # the log moved on without this step (an interrupt, another run): no more heartbeats
+                beats += 1
+                turn.append(f"{key}:ongoing{beats}", [("span.outcome_evaluation_ongoing", payload, None)])
