@@ -161,3 +161,23 @@ export async function readStream(sessionId, { signal, onOpen, onEvent }) {
     }
   }
 }
+
+/** Download a file's content with the stored key (a plain link cannot send it) and hand it to the browser. */
+export async function downloadFile(fileId, filename) {
+  const key = auth.get();
+  const res = await fetch(apiUrl(`v1/files/${encodeURIComponent(fileId)}/content`), {
+    headers: requestHeaders(key),
+    cache: "no-store",
+    credentials: "omit",
+    referrerPolicy: "no-referrer",
+  });
+  if (!res.ok) throw await errorFrom(res);
+  const url = URL.createObjectURL(await res.blob());
+  const a = document.createElement("a");
+  a.href = url;
+  a.download = filename.split("/").pop() || fileId;
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60_000);
+}

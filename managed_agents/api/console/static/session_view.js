@@ -9,7 +9,7 @@
 // turn are rendered a chunk at a time as they scroll near the viewport, and large tool outputs are only put in
 // the DOM when expanded.
 
-import { ApiError, get, getWithHeaders, readStream } from "./api.js";
+import { ApiError, downloadFile, get, getAll, getWithHeaders, readStream } from "./api.js";
 import {
   LazyList,
   announce,
@@ -18,6 +18,7 @@ import {
   clear,
   collapsible,
   dl,
+  fmtBytes,
   fmtDate,
   fmtInt,
   fmtMs,
@@ -859,6 +860,59 @@ function outcomesList(session, trace) {
   );
 }
 
+/** The session's resources: what each is and where the sandbox sees it (a repository's token is never shown). */
+function resourcesList(session) {
+  const resources = session.resources || [];
+  if (!resources.length) return "—";
+  const what = (r) => {
+    if (r.type === "file") return ["file ", h("code", r.file_id)];
+    if (r.type === "github_repository") {
+      const at = r.checkout ? ` @ ${r.checkout.type} ${r.checkout.name || r.checkout.sha}` : "";
+      return ["repository ", h("code", r.url), at];
+    }
+    return [`${r.type} `, h("code", r.name || r.memory_store_id || "")];
+  };
+  return h(
+    "ul.resources",
+    resources.map((r) =>
+      h(
+        "li.resource",
+        { dataset: { resource: r.id || r.memory_store_id || "", type: r.type } },
+        h("code", r.mount_path || "—"),
+        ": ",
+        what(r),
+      ),
+    ),
+  );
+}
+
+/** The files the session wrote under /mnt/session/outputs, each a download link. */
+async function outputsList(sessionId, signal) {
+  const files = await getAll("v1/files", { scope_id: sessionId, limit: 1000 }, { signal });
+  if (!files.length) return h("p.muted", "None yet.");
+  return h(
+    "ul.outputs",
+    files.map((f) =>
+      h(
+        "li.output-file",
+        { dataset: { file: f.id } },
+        h(
+          "a",
+          {
+            href: "#",
+            onclick: (e) => {
+              e.preventDefault();
+              downloadFile(f.id, f.filename).catch((err) => announce(`Download failed: ${err.message}`));
+            },
+          },
+          f.filename,
+        ),
+        ` (${fmtBytes(f.size_bytes)})`,
+      ),
+    ),
+  );
+}
+
 function header(session, env, trace = null) {
   const agent = session.agent || {};
   const model = agent.model && (agent.model.id || agent.model);
@@ -894,6 +948,7 @@ function header(session, env, trace = null) {
     ["Cost", cost.estimated ? `${cost.text} (estimate)` : cost.text],
     ["Budget", h("span#session-budget", budgetUse(session.budget, session.usage) || "none")],
     ["Outcomes", h("div#session-outcomes", outcomesList(session, trace))],
+    ["Resources", h("div#session-resources", resourcesList(session))],
     [
       "Metadata",
       Object.keys(session.metadata || {}).length
@@ -947,7 +1002,15 @@ export async function sessionView(main, sessionId, { signal }) {
     () => {},
   );
   const traceRoot = h("div.trace-root");
-  main.append(headerSlot, traceRoot);
+  const outputsBody = h("div#session-outputs", "Loading…");
+  const outputsSlot = h("section", { "aria-label": "Output files" }, h("h2", "Output files"), outputsBody);
+  const refreshOutputs = () =>
+    outputsList(sessionId, signal).then(
+      (list) => outputsBody.replaceChildren(list),
+      (err) => outputsBody.replaceChildren(h("p.muted", `Output files could not be listed: ${err.message}`)),
+    );
+  refreshOutputs();
+  main.append(headerSlot, outputsSlot, traceRoot);
   let view = null; // built once the whole history is in; a partial view shows the newest page until then
   let partial = null;
   signal.addEventListener("abort", () => {
@@ -965,6 +1028,7 @@ export async function sessionView(main, sessionId, { signal }) {
       try {
         session = await get(`v1/sessions/${encodeURIComponent(sessionId)}`, {}, { signal });
         headerSlot.replaceChildren(header(session, env, trace));
+        if (session.status === "idle") refreshOutputs(); // outputs are collected when the session idles
       } catch {
         /* the trace stays; the header refreshes on the next event */
       }
