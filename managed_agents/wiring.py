@@ -37,6 +37,7 @@ from managed_agents.services.materialize import Materializer
 from managed_agents.services.outputs import OutputCollector
 from managed_agents.services.session_resources import SessionResourceService
 from managed_agents.services.sessions import SessionService
+from managed_agents.services.skills import SkillService
 from managed_agents.services.vaults import CredentialProber, SecretRemover, VaultService
 from managed_agents.services.work import WorkService, WorkSettings
 from managed_agents.settings import ServerSettings
@@ -73,6 +74,7 @@ class Runtime:
     mcp_proxy: McpProxy | None = None
     files: FileService | None = None  # None: no blob store, no Files API
     session_resources: SessionResourceService | None = None
+    skills: SkillService | None = None  # None without a blob store
     _reaper_stop: threading.Event = field(default_factory=threading.Event)
 
     def set_api_url(self, url: str) -> None:
@@ -175,6 +177,7 @@ def compose(settings: ServerSettings, adapters: Adapters) -> Runtime:
         vaults=vaults,
         files=files,
         session_resources=session_resources,
+        skills=SkillService(svc, a.blobs) if a.blobs is not None else None,
     )
 
 

@@ -10,7 +10,17 @@ from managed_agents import __version__
 from managed_agents.api import console
 from managed_agents.api.errors import RequestIdMiddleware, install_error_handlers
 from managed_agents.api.openapi import install_openapi
-from managed_agents.api.routes import agents, environments, files, planned, session_resources, sessions, vaults, work
+from managed_agents.api.routes import (
+    agents,
+    environments,
+    files,
+    planned,
+    session_resources,
+    sessions,
+    skills,
+    vaults,
+    work,
+)
 
 if TYPE_CHECKING:
     from managed_agents.wiring import Runtime
@@ -37,7 +47,8 @@ def create_app(rt: Runtime) -> FastAPI:
         vaults.router,
         files.router,
     )
-    for r in (*built, console.router, *planned.routers):  # planned last: a built route always wins
+    know_how = (skills.router,)
+    for r in (*built, *know_how, console.router, *planned.routers):  # planned last: a built route always wins
         app.include_router(r)
 
     install_openapi(app)

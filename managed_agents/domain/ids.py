@@ -27,6 +27,11 @@ PREFIXES = {
     "file": "file_",
     "session_resource": "sesrsc_",
     "outcome": "outc_",
+    "skill": "skill_",
+    "skill_version": "skillver_",
+    "memory_store": "memstore_",
+    "memory": "mem_",
+    "memory_version": "memver_",
 }
 
 

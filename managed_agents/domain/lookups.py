@@ -20,6 +20,11 @@ LOOKUPS: Mapping[str, tuple[str, ...]] = {
     # live items by state (the reaper's `find("work", "state", LEASED)`)
     "work": ("session_id", "token", "environment_id", "state"),
     "file": ("scope_id",),  # a session's output files (`files.list(scope_id=...)`)
+    "skill": ("name",),  # a skill's name is unique in its workspace (services/skills.py)
+    "skill_version": ("skill_id",),  # a skill's versions
+    # memory stores (services/memory_stores.py): a store's memories and versions, a memory's versions
+    "memory": ("store_id",),
+    "memory_version": ("store_id", "memory_id"),
 }
 # Sparse lookups: (kind, attr) -> the only values written to the DynamoDB index. A work item leaves the state index
 # when it stops, so the reaper's Query reads live items only. These are services/work.py's LIVE states (a unit test

@@ -7,6 +7,7 @@ changes nothing keeps the version. Responses always carry the resolved forms: `m
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import cast
 
 from pydantic import BaseModel
@@ -19,6 +20,7 @@ from managed_agents.ports import ListQuery, Record
 from managed_agents.services.common import Services, list_page, render
 from managed_agents.services.crud import Collection, Kind, Page, assign, assign_metadata
 from managed_agents.services.multiagent import Snapshot, follow_owner, resolve_multiagent
+from managed_agents.services.skills import check_skill_refs
 from managed_agents.wire.agents import (
     AgentCreateParams,
     AgentToolsetParams,
@@ -26,6 +28,7 @@ from managed_agents.wire.agents import (
     CustomToolParams,
     MCPToolsetParams,
     ModelConfigParams,
+    SkillParams,
     URLMCPServerParams,
 )
 
@@ -56,6 +59,13 @@ def resolve_model(model: str | ModelConfigParams) -> tuple[JsonObject, str | Non
 
 def _policy(p: BaseModel | None, default: str) -> JsonObject:
     return _dump(p) if p is not None else {"type": default}
+
+
+def skill_refs(svc: Services, ws: str, skills: Sequence[SkillParams]) -> list[JsonObject]:
+    """An agent's `skills` as stored (`version` "latest" when not pinned); its custom skills must exist."""
+    refs = [{**_dump(s), "version": s.version or "latest"} for s in skills]
+    check_skill_refs(svc.resources, ws, refs)
+    return refs
 
 
 def resolve_tools(tools: list[AgentToolsetParams | MCPToolsetParams | CustomToolParams]) -> list[JsonObject]:
@@ -150,7 +160,7 @@ class AgentService:
             "model": model,
             "tools": resolve_tools(list(params.tools)),
             "mcp_servers": [_dump(s) for s in params.mcp_servers],
-            "skills": [{**_dump(s), "version": s.version or "latest"} for s in params.skills],
+            "skills": skill_refs(self.svc, ws, params.skills),
             "multiagent": multiagent,
             "metadata": dict(params.metadata),
             "execution_identity": _dump(params.execution_identity)
@@ -226,7 +236,7 @@ class AgentService:
             doc["tools"] = resolve_tools(list(tools_p or []))
             doc["mcp_servers"] = [_dump(s) for s in servers_p or []]
         if "skills" in fields:
-            doc["skills"] = [{**_dump(s), "version": s.version or "latest"} for s in params.skills or []]
+            doc["skills"] = skill_refs(self.svc, ws, params.skills or [])
         if "multiagent" in fields:
             doc["multiagent"] = (
                 resolve_multiagent(

@@ -35,8 +35,16 @@ from managed_agents.domain.outcomes import DEFAULT_MAX_ITERATIONS
 from managed_agents.domain.session_state import SessionState, fold
 from managed_agents.ports import EventNotifier, EventStore, ListQuery, Record, iter_all, read_wire
 from managed_agents.services import budgets
-from managed_agents.services.agents import AgentService, check_tools, resolve_model, resolve_tools
-from managed_agents.services.common import Services, archive_record, check_metadata, list_page, patch_metadata, render
+from managed_agents.services.agents import AgentService, check_tools, resolve_model, resolve_tools, skill_refs
+from managed_agents.services.common import (
+    Services,
+    archive_record,
+    as_list,
+    check_metadata,
+    list_page,
+    patch_metadata,
+    render,
+)
 from managed_agents.services.environments import EnvironmentService
 from managed_agents.services.files import FileService
 from managed_agents.services.idempotency import RETRY_WINDOW
@@ -45,6 +53,7 @@ from managed_agents.services.multiagent import session_multiagent
 from managed_agents.services.records import mutate
 from managed_agents.services.session_resources import TOKENS as RESOURCE_TOKENS
 from managed_agents.services.session_resources import SessionResourceService
+from managed_agents.services.skills import resolve_skill_refs
 from managed_agents.services.vaults import VaultService
 from managed_agents.services.work import WorkService
 from managed_agents.wire.agents import AgentCreateParams
@@ -209,7 +218,7 @@ class SessionService:
             if "system" in fields:
                 doc["system"] = ref.system
             if "skills" in fields:
-                doc["skills"] = [{**_dump(s), "version": s.version or "latest"} for s in ref.skills or []]
+                doc["skills"] = skill_refs(self.svc, ws, ref.skills or [])
             if "tools" in fields or "mcp_servers" in fields:
                 parsed = AgentCreateParams.model_validate(
                     {"name": "x", "model": "x", "tools": doc["tools"], "mcp_servers": doc["mcp_servers"]}
@@ -227,6 +236,7 @@ class SessionService:
         if params.resources and self.session_resources is None:
             raise InvalidRequest("resources: session resources are not served by this deployment (no blob store)")
         agent = self._resolve_agent(ws, params.agent)
+        agent["skills"] = resolve_skill_refs(self.svc.resources, ws, as_list(agent.get("skills")))  # pinned
         session_agent: JsonObject = {
             **{k: agent.get(k) for k in SESSION_AGENT_FIELDS},
             "multiagent": session_multiagent(

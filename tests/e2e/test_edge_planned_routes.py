@@ -13,7 +13,6 @@ from tests.e2e.conftest import Server
 
 # (name, the SDK call) for one method of every resource that is planned but not built
 CALLS: list[tuple[str, Callable[[anthropic.Anthropic], Any]]] = [
-    ("skills", lambda c: c.beta.skills.list()),
     ("memory_stores", lambda c: c.beta.memory_stores.list()),
     ("memory_stores.create", lambda c: c.beta.memory_stores.create(name="m")),
     ("deployments", lambda c: c.beta.deployments.list()),
