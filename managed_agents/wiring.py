@@ -34,6 +34,7 @@ from managed_agents.services.environments import EnvironmentService
 from managed_agents.services.files import FileService
 from managed_agents.services.keys import KeyService
 from managed_agents.services.materialize import Materializer
+from managed_agents.services.memory_stores import MemoryStoreService
 from managed_agents.services.outputs import OutputCollector
 from managed_agents.services.session_resources import SessionResourceService
 from managed_agents.services.sessions import SessionService
@@ -75,6 +76,7 @@ class Runtime:
     files: FileService | None = None  # None: no blob store, no Files API
     session_resources: SessionResourceService | None = None
     skills: SkillService | None = None  # None without a blob store
+    memory_stores: MemoryStoreService | None = None
     _reaper_stop: threading.Event = field(default_factory=threading.Event)
 
     def set_api_url(self, url: str) -> None:
@@ -178,6 +180,7 @@ def compose(settings: ServerSettings, adapters: Adapters) -> Runtime:
         files=files,
         session_resources=session_resources,
         skills=SkillService(svc, a.blobs) if a.blobs is not None else None,
+        memory_stores=MemoryStoreService(svc),
     )
 
 

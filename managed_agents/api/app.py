@@ -14,6 +14,7 @@ from managed_agents.api.routes import (
     agents,
     environments,
     files,
+    memory_stores,
     planned,
     session_resources,
     sessions,
@@ -47,7 +48,7 @@ def create_app(rt: Runtime) -> FastAPI:
         vaults.router,
         files.router,
     )
-    know_how = (skills.router,)
+    know_how = (skills.router, memory_stores.router)
     for r in (*built, *know_how, console.router, *planned.routers):  # planned last: a built route always wins
         app.include_router(r)
 

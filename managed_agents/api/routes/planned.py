@@ -18,7 +18,6 @@ from managed_agents.domain.errors import InvalidRequest
 
 NO_BETA = None
 PLANNED: list[tuple[str, str, betas.BetaRule | None]] = [
-    ("/v1/memory_stores", "memory stores", betas.BetaRule.of("memory stores", betas.AGENT_MEMORY)),
     ("/v1/deployments", "deployments", betas.BetaRule.of("deployments", betas.MANAGED_AGENTS)),
     ("/v1/deployment_runs", "deployment runs", betas.BetaRule.of("deployment runs", betas.MANAGED_AGENTS)),
     ("/v1/dreams", "dreams", betas.BetaRule.of("dreams", betas.DREAMING)),
