@@ -163,6 +163,9 @@ def compose(settings: ServerSettings, adapters: Adapters) -> Runtime:
     session_resources = SessionResourceService(svc, files) if files is not None else None
     sessions.session_resources = session_resources
     sessions.files = files
+    memory_stores = MemoryStoreService(svc)
+    if session_resources is not None:
+        session_resources.memory_stores = memory_stores
     return Runtime(
         settings=settings,
         resources=a.resources,
@@ -180,7 +183,7 @@ def compose(settings: ServerSettings, adapters: Adapters) -> Runtime:
         files=files,
         session_resources=session_resources,
         skills=SkillService(svc, a.blobs) if a.blobs is not None else None,
-        memory_stores=MemoryStoreService(svc),
+        memory_stores=memory_stores,
     )
 
 

@@ -38,7 +38,7 @@ from managed_agents.ports import ListQuery, Record
 from managed_agents.services.common import Services, check_limit, check_metadata, list_page, render
 from managed_agents.services.crud import Collection, Kind, Page, assign, assign_metadata
 from managed_agents.services.keys import Principal
-from managed_agents.services.memory_paths import check_path, check_prefix, check_store_name
+from managed_agents.services.memory_paths import check_path, check_prefix, check_store_name, mount_slug
 from managed_agents.services.records import mutate
 from managed_agents.wire.memory_stores import (
     MAX_CONTENT_BYTES,
@@ -48,6 +48,7 @@ from managed_agents.wire.memory_stores import (
     MemoryUpdateParams,
     View,
 )
+from managed_agents.wire.session_resources import MemoryStoreResourceParams
 
 MEMORY_STORE = Kind(
     "memory_store", lambda: new_id("memory_store"), noun="memory store", not_found_code="memory_store_not_found"
@@ -57,6 +58,7 @@ MEMORY_PATH = "memory_path"
 MEMORY_VERSION = "memory_version"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 PATH_KEY_BYTES = 900
+MEMORY_MOUNT_ROOT = "/mnt/memory"
 FULL_VIEW_MAX = 20
 # Sorts after every path that shares what precedes it: memory paths may not hold U+10FFFF (wire/memory_stores.py).
 _ABOVE_ALL = "\U0010ffff"
@@ -499,6 +501,27 @@ class MemoryStoreService:
             )
 
         return self._render_version(mutate(self.svc.resources, rec, redact).doc, "full")
+
+    # -- sessions -------------------------------------------------------------------------------------------------
+
+    def attach(self, ws: str, params: MemoryStoreResourceParams) -> JsonObject:
+        """A `memory_store` session resource (api-reference §2.3.2): the store must exist in the workspace and be
+        live; it mounts at `/mnt/memory/<slug of its name>`, read-only when `access` says so."""
+        rec = self.stores.record(ws, params.memory_store_id)
+        if rec.archived:
+            raise InvalidRequest(
+                f"memory_store_id: memory store {rec.id!r} is archived and cannot be attached to a session",
+                error_code="memory_store_archived",
+            )
+        return {
+            "type": "memory_store",
+            "memory_store_id": rec.id,
+            "access": params.access or "read_write",
+            "description": rec.doc.get("description") or "",
+            "instructions": params.instructions or "",
+            "mount_path": f"{MEMORY_MOUNT_ROOT}/{mount_slug(str(rec.doc['name']))}",
+            "name": rec.doc["name"],
+        }
 
     # -- who may use a store --------------------------------------------------------------------------------------
 

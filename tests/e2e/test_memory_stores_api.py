@@ -194,3 +194,65 @@ def test_memory_stores_are_workspace_private_and_need_an_api_key(client: anthrop
     # deleting the store deletes its memories
     client.beta.memory_stores.delete(store.id)
     assert server.rt.resources.get_by_id("memory", mem.id) is None
+
+
+def test_sessions_attach_memory_stores_and_work_tokens_use_exactly_those(
+    client: anthropic.Anthropic, server: Server, model_server: Any
+) -> None:
+    from tests.e2e.test_work_queue_api import TOOLSET, _claim, _say
+
+    # Given a read_write store, a read_only store, a store the session does not have, and an archived one
+    rw = client.beta.memory_stores.create(name="Team Notes!", description="what we learned")
+    ro = client.beta.memory_stores.create(name="Policies")
+    other = client.beta.memory_stores.create(name="Elsewhere")
+    gone = client.beta.memory_stores.create(name="Old")
+    client.beta.memory_stores.archive(gone.id)
+    agent = client.beta.agents.create(name="a", model="m", tools=[TOOLSET])
+    env = client.beta.environments.create(name="sh", config={"type": "self_hosted"})
+    with pytest.raises(anthropic.BadRequestError):
+        client.beta.sessions.create(
+            agent=agent.id, environment_id=env.id, resources=[{"type": "memory_store", "memory_store_id": gone.id}]
+        )
+    with pytest.raises(anthropic.NotFoundError):
+        client.beta.sessions.create(
+            agent=agent.id, environment_id=env.id, resources=[{"type": "memory_store", "memory_store_id": "memstore_x"}]
+        )
+    # When a session is created with the first two
+    session = client.beta.sessions.create(
+        agent=agent.id,
+        environment_id=env.id,
+        resources=[
+            {"type": "memory_store", "memory_store_id": rw.id, "instructions": "keep it short"},
+            {"type": "memory_store", "memory_store_id": ro.id, "access": "read_only"},
+        ],
+    )
+    # Then they are mounted under /mnt/memory/<slug of the name>, with their access and texts
+    by_id = {r.memory_store_id: r for r in session.resources if r.type == "memory_store"}
+    assert by_id[rw.id].mount_path == "/mnt/memory/team-notes" and by_id[rw.id].access == "read_write"
+    assert by_id[rw.id].description == "what we learned" and by_id[rw.id].instructions == "keep it short"
+    assert by_id[ro.id].mount_path == "/mnt/memory/policies" and by_id[ro.id].access == "read_only"
+    assert by_id[ro.id].name == "Policies"
+    fact = client.beta.memory_stores.memories.create(ro.id, path="/rules.md", content="be kind")
+    # And the session's work token reads both, writes only the read_write one, and cannot reach any other store
+    model_server.push("hello")
+    _say(client, session.id)
+    _item, _worker, token = _claim(server, env.id)
+    assert [m.path for m in token.beta.memory_stores.memories.list(ro.id)] == ["/rules.md"]
+    assert token.beta.memory_stores.memories.retrieve(fact.id, memory_store_id=ro.id).content == "be kind"
+    written = token.beta.memory_stores.memories.create(rw.id, path="/learned.md", content="x")
+    versions = list(client.beta.memory_stores.memory_versions.list(rw.id, session_id=session.id))
+    assert [v.memory_id for v in versions] == [written.id]
+    assert versions[0].created_by is not None and versions[0].created_by.type == "session_actor"
+    assert versions[0].created_by.session_id == session.id  # type: ignore[union-attr]
+    with pytest.raises(anthropic.PermissionDeniedError):
+        token.beta.memory_stores.memories.create(ro.id, path="/sneaky.md", content="x")
+    with pytest.raises(anthropic.PermissionDeniedError):
+        token.beta.memory_stores.memories.update(fact.id, memory_store_id=ro.id, content="changed")
+    with pytest.raises(anthropic.PermissionDeniedError):
+        token.beta.memory_stores.memories.delete(fact.id, memory_store_id=ro.id)
+    with pytest.raises(anthropic.NotFoundError):
+        list(token.beta.memory_stores.memories.list(other.id))
+    with pytest.raises(anthropic.PermissionDeniedError):
+        token.beta.memory_stores.retrieve(rw.id)
+    with pytest.raises(anthropic.PermissionDeniedError):
+        token.beta.memory_stores.memory_versions.redact(versions[0].id, memory_store_id=rw.id)

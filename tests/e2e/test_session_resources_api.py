@@ -104,16 +104,17 @@ def test_resources_on_create_and_the_resources_api(server: Server) -> None:
     assert [r.id for r in client.beta.sessions.resources.list(session.id)] == [file_res.id, repo_res.id]
 
 
-def test_memory_store_resources_are_not_supported_yet(server: Server) -> None:
+def test_a_memory_store_resource_names_a_store_of_the_workspace(server: Server) -> None:
+    # (memory_store resources themselves: tests/e2e/test_memory_stores_api.py)
     client = strict(server)
     agent_id, env_id = _setup(client)
-    with pytest.raises(anthropic.BadRequestError) as info:
+    with pytest.raises(anthropic.NotFoundError) as info:
         client.beta.sessions.create(
             agent=agent_id,
             environment_id=env_id,
             resources=[{"type": "memory_store", "memory_store_id": "memstore_1"}],
         )
-    assert "memory_store" in _error(info.value)["message"] and "not supported" in _error(info.value)["message"]
+    assert _error(info.value)["details"]["error_code"] == "memory_store_not_found"
 
 
 def test_invalid_resources_are_precise_errors(server: Server) -> None:
