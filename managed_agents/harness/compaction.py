@@ -75,7 +75,7 @@ def verdict(st: SessionState, settings: HarnessSettings) -> bool | LimitReached:
     return True
 
 
-def request(agent: JsonObject, toolbox: Toolbox, st: SessionState) -> JsonObject:
+def request(agent: JsonObject, toolbox: Toolbox, st: SessionState, *, context: str | None = None) -> JsonObject:
     """The summary request: the transcript and the settled tool results, then the instruction. It shares the
     turn requests' prefix (tools, system, transcript), so it reads their prompt cache; it may not call tools."""
     settled = [c.tool_result_block() for c in st.calls]
@@ -85,7 +85,7 @@ def request(agent: JsonObject, toolbox: Toolbox, st: SessionState) -> JsonObject
         messages[-1] = {"role": "user", "content": [*cast(list[JsonObject], messages[-1]["content"]), *tail]}
     else:
         messages.append({"role": "user", "content": tail})
-    out = build_request(agent, toolbox, messages, max_tokens=SUMMARY_MAX_TOKENS)
+    out = build_request(agent, toolbox, messages, max_tokens=SUMMARY_MAX_TOKENS, context=context)
     if "tools" in out:
         out["tool_choice"] = {"type": "none"}
     return out

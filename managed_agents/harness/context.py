@@ -3,6 +3,10 @@
 Prompt caching: breakpoints on the last tool definition and the system prompt (the stable prefix: same for
 every turn of a session) and on the last block of the conversation, so each turn reads the previous turn's
 prefix from the cache (at most 4 breakpoints are allowed; we use 3).
+
+The system prompt is the agent's, then what the session carries (`session_context`): its skills (name,
+description, where SKILL.md is) and its memory stores (mount path, access, description, instructions). Both are
+fixed when the session is created, so the prefix stays the same for every turn and is cached with the rest.
 """
 
 from __future__ import annotations
@@ -20,8 +24,49 @@ def model_id(agent: JsonObject) -> str:
     return str(cast(JsonObject, agent["model"])["id"])
 
 
+SKILLS_DIR = "skills"  # under the sandbox's working directory (the official worker's `{workdir}/skills/<name>/`)
+
+
+def session_context(session: JsonObject) -> str | None:
+    """The system prompt's part about the session's skills and memory stores, or None when it has neither."""
+    parts: list[str] = []
+    skills = cast(list[JsonObject], session.get("_skills") or [])
+    if skills:
+        lines = [
+            "# Skills",
+            "Skills are folders of instructions, scripts and resources in your working directory. When a task matches"
+            " a skill's description, read its SKILL.md first (with the read tool or bash) and follow it.",
+        ]
+        for sk in skills:
+            lines.append(f"- {sk['name']}: {sk['description']} (instructions: {SKILLS_DIR}/{sk['name']}/SKILL.md)")
+        parts.append("\n".join(lines))
+    stores = [r for r in cast(list[JsonObject], session.get("resources") or []) if r.get("type") == "memory_store"]
+    if stores:
+        lines = [
+            "# Memory",
+            "Memory stores are folders that persist across sessions. Read them before starting work; write what is"
+            " worth remembering as files there (read-only stores cannot be changed).",
+        ]
+        for st in stores:
+            access = "read-only" if st.get("access") == "read_only" else "read-write"
+            line = f"- {st.get('mount_path')} ({st.get('name')}, {access})"
+            if st.get("description"):
+                line += f": {st['description']}"
+            if st.get("instructions"):
+                line += f"\n  Instructions: {st['instructions']}"
+            lines.append(line)
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts) or None
+
+
 def build_request(
-    agent: JsonObject, toolbox: Toolbox, transcript: list[JsonObject], *, max_tokens: int, effort: str | None = None
+    agent: JsonObject,
+    toolbox: Toolbox,
+    transcript: list[JsonObject],
+    *,
+    max_tokens: int,
+    effort: str | None = None,
+    context: str | None = None,
 ) -> JsonObject:
     messages = copy.deepcopy(transcript)
     if messages:
@@ -29,9 +74,10 @@ def build_request(
         if last:
             last[-1] = {**last[-1], "cache_control": EPHEMERAL}
     request: JsonObject = {"model": model_id(agent), "max_tokens": max_tokens, "messages": messages}
-    system = agent.get("system")
+    system: list[JsonObject] = [{"type": "text", "text": t} for t in (agent.get("system"), context) if t]
     if system:
-        request["system"] = [{"type": "text", "text": system, "cache_control": EPHEMERAL}]
+        system[-1]["cache_control"] = EPHEMERAL
+        request["system"] = system
     if toolbox.definitions:
         tools = copy.deepcopy(toolbox.definitions)
         tools[-1] = {**tools[-1], "cache_control": EPHEMERAL}

@@ -21,7 +21,7 @@ from managed_agents.domain.events import STATUS_BY_EVENT, JsonObject, NewEvent, 
 from managed_agents.domain.ids import deterministic_event_id
 from managed_agents.domain.session_state import SessionState, ToolCall, fold
 from managed_agents.harness import budget, compaction, outcomes, step, web
-from managed_agents.harness.context import build_request, model_id
+from managed_agents.harness.context import build_request, model_id, session_context
 from managed_agents.harness.event_batches import Entry, request_end, session_error, tool_error
 from managed_agents.harness.file_blocks import FileLoader, inline_file_sources
 from managed_agents.harness.state_cache import StateCache
@@ -329,11 +329,18 @@ def _run_model(turn: _Turn, action: step.RunModel, cancel: CancelToken | None) -
     start_id = st.inflight.id
     key = f"req{action.request_no}:end"
     if compacting:
-        request = compaction.request(turn.agent, turn.toolbox, st)
+        request = compaction.request(turn.agent, turn.toolbox, st, context=session_context(turn.rec.doc))
         wanted: frozenset[str] = frozenset()  # a summary is never shown: it is not an agent.message
     else:
         effort = cast(str | None, turn.rec.doc.get("_effort"))
-        request = build_request(turn.agent, turn.toolbox, st.transcript, max_tokens=settings.max_tokens, effort=effort)
+        request = build_request(
+            turn.agent,
+            turn.toolbox,
+            st.transcript,
+            max_tokens=settings.max_tokens,
+            effort=effort,
+            context=session_context(turn.rec.doc),
+        )
         if deps.files is not None:
             request = inline_file_sources(request, turn.rec.workspace_id, deps.files)
         wanted = deps.notifier.wants_previews(turn.sid) if deps.notifier is not None else frozenset()

@@ -53,7 +53,7 @@ from managed_agents.services.multiagent import session_multiagent
 from managed_agents.services.records import mutate
 from managed_agents.services.session_resources import TOKENS as RESOURCE_TOKENS
 from managed_agents.services.session_resources import SessionResourceService
-from managed_agents.services.skills import resolve_skill_refs
+from managed_agents.services.skills import resolve_skill_refs, skill_summaries
 from managed_agents.services.vaults import VaultService
 from managed_agents.services.work import WorkService
 from managed_agents.wire.agents import AgentCreateParams
@@ -268,6 +268,7 @@ class SessionService:
             "title": params.title,
             "metadata": check_metadata(dict(params.metadata)),
             "resources": resources,
+            "_skills": skill_summaries(self.svc.resources, ws, as_list(agent.get("skills"))),  # the system prompt's
             "vault_ids": list(params.vault_ids),
             "deployment_id": None,
             "budget": budget,

@@ -264,3 +264,15 @@ def _resolve(resources: ResourceStore, ws: str, skill_id: str, version: str, whe
     if rec is None or rec.doc.get("skill_id") != skill_id:
         raise InvalidRequest(f"{where}: skill {skill_id!r} has no version {version[:100]!r}")
     return version
+
+
+def skill_summaries(resources: ResourceStore, ws: str, pinned: list[JsonObject]) -> list[JsonObject]:
+    """Name and description of each pinned custom skill version: what the system prompt tells the model."""
+    out: list[JsonObject] = []
+    for ref in pinned:
+        if ref.get("type") != "custom":
+            continue
+        rec = resources.get(SKILL_VERSION.name, ws, str(ref.get("version")))
+        if rec is not None:
+            out.append({"name": rec.doc["name"], "description": rec.doc["description"]})
+    return out
