@@ -53,6 +53,7 @@ _WORK_VARS = (
     "MANAGED_AGENTS_SANDBOX_IDLE_SECONDS",
     "MANAGED_AGENTS_SANDBOX_PACKAGES",
     "MANAGED_AGENTS_SANDBOX_SUPERVISE",
+    "MANAGED_AGENTS_SANDBOX_MEMORY",  # "1": /mnt/memory is writable, the worker mounts the session's memory stores
 )
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
@@ -219,7 +220,12 @@ async def _serve(config: dict[str, str], workdir: str, idle: float) -> None:
     from anthropic.lib.environments import EnvironmentWorker
 
     client = AsyncAnthropic(base_url=config["ANTHROPIC_BASE_URL"], api_key=None, auth_token=None, max_retries=4)
-    worker = EnvironmentWorker(client, workdir=workdir, max_idle=idle, memory_sync_interval=None)
+    # Memory stores are mounted at their absolute mount paths (/mnt/memory/<slug>): only where the sandbox has that
+    # directory of its own (bubblewrap, the Fargate image); elsewhere the session runs without them.
+    if config.get("MANAGED_AGENTS_SANDBOX_MEMORY") == "1":
+        worker = EnvironmentWorker(client, workdir=workdir, max_idle=idle)
+    else:
+        worker = EnvironmentWorker(client, workdir=workdir, max_idle=idle, memory_sync_interval=None)
     await worker.handle_item(
         work_id=config["ANTHROPIC_WORK_ID"],
         environment_id=config["ANTHROPIC_ENVIRONMENT_ID"],

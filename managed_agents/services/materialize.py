@@ -9,7 +9,8 @@ sandbox's reach, and returns the mounts that put them at their mount paths:
 - a `github_repository`: `git clone` run here, with the token in an `http.extraHeader` passed through git's
   environment configuration (`GIT_CONFIG_*`): never in argv, never in `.git/config`, never in the sandbox; cloned
   once per session and kept across sandbox restarts (the agent's edits survive); mounted read-write;
-- `/mnt/session/outputs`: the session's outputs directory, mounted read-write (collected by the outputs step).
+- `/mnt/session/outputs`: the session's outputs directory, mounted read-write (collected by the outputs step);
+- `/mnt/memory`, when the session has memory stores: an empty writable directory the worker mounts them in.
 A resource that cannot be put in place (a deleted or expired file, a clone that fails) is a `session.error` of the
 reference's type (`repository_*_error`, else `unknown_error`), with `retry_status: retrying`: the sandbox starts
 without it, as the hosted API does.
@@ -33,6 +34,7 @@ from managed_agents.domain.events import JsonObject, NewEvent
 from managed_agents.domain.ids import deterministic_event_id
 from managed_agents.ports import EventStore, Mount, ResourceStore
 from managed_agents.services.files import FileService, blob_key
+from managed_agents.services.memory_stores import MEMORY_MOUNT_ROOT
 from managed_agents.services.session_resources import OUTPUTS_DIR, UPLOADS_DIR, repository_token, resources_of
 
 log = logging.getLogger("managed_agents.materialize")
@@ -89,11 +91,13 @@ class Materializer:
                 elif res.get("type") == "github_repository":
                     mount = self._repository(res, repository_token(sess.doc, rid), stage)
                 else:
-                    continue  # memory stores: mounted by the worker through the API
+                    continue  # memory stores: one mount for all (memory_mount below), filled by the worker
                 if mount is not None:
                     mounts.append(mount)
             except MaterializeError as exc:
                 errors.append((rid, exc))
+        if any(res.get("type") == "memory_store" for res in resources_of(sess.doc)):
+            mounts.append(memory_mount(stage))
         self._report(session_id, errors, attempt)
         return mounts
 
@@ -226,6 +230,17 @@ class Materializer:
             self.events.append(session_id, batch)
         except DuplicateEvent:
             pass
+
+
+def memory_mount(stage: Path) -> Mount:
+    """Where the official worker mounts the session's memory stores (`/mnt/memory/<slug>`, through the memory API
+    with its work token): one writable directory, empty at every sandbox start, since the worker refuses a store
+    folder that already exists (a dead run's leftovers it could upload). What a run wrote is in the store already:
+    the worker saves a `write`/`edit` at once and syncs other changes while it runs and when it ends."""
+    memory = stage / "memory"
+    shutil.rmtree(memory, ignore_errors=True)
+    memory.mkdir(mode=0o700)
+    return Mount(memory, MEMORY_MOUNT_ROOT, False)
 
 
 def _sha256(path: Path) -> str:

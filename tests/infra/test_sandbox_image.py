@@ -65,3 +65,12 @@ def test_the_container_starts_as_root_and_names_the_user_the_tools_run_as() -> N
     # And apt reaches Debian over HTTPS (limited networking allows TCP 443 only)
     assert any("s|http://deb.debian.org|https://deb.debian.org|g" in s for s in steps)
     assert steps[-1] == 'ENTRYPOINT ["python", "/opt/sandbox/entrypoint.py"]'
+
+
+def test_the_image_gives_the_sandbox_user_a_memory_mount_and_turns_memory_on() -> None:
+    steps = instructions()
+    # The worker mounts the session's memory stores at /mnt/memory/<slug> as `sandbox`, once root is dropped
+    assert any("mkdir -p" in s and "/mnt/memory" in s and "chown sandbox:sandbox" in s for s in steps)
+    chown = next(s for s in steps if "chown sandbox:sandbox" in s).split("chown sandbox:sandbox", 1)[1]
+    assert "/mnt/memory" in chown
+    assert any(s.startswith("ENV ") and "MANAGED_AGENTS_SANDBOX_MEMORY=1" in s for s in steps)

@@ -41,6 +41,7 @@ from pathlib import Path
 from managed_agents.ports import Materialize, Mount, SandboxExited, SandboxLaunch
 
 log = logging.getLogger("managed_agents.sandbox")
+MEMORY_MOUNT = "/mnt/memory"  # services/memory_stores.MEMORY_MOUNT_ROOT
 ENTRYPOINT = Path(__file__).resolve().parents[2] / "sandbox" / "entrypoint.py"
 TAIL_BYTES = 4000
 ISOLATIONS = ("auto", "bubblewrap", "none")
@@ -202,6 +203,8 @@ class SubprocessSandboxProvisioner:
             "MANAGED_AGENTS_SANDBOX_PACKAGES": json.dumps(spec.packages),
         }
         mounts = self._mounts(spec, workdir)
+        if any(m.target == MEMORY_MOUNT for m in mounts):  # (only isolated sandboxes have it at its absolute path)
+            config["MANAGED_AGENTS_SANDBOX_MEMORY"] = "1"  # the worker mounts and syncs the session's memory stores
         cmd = [self.python, "-I", str(self.entrypoint)]
         if self.bwrap:
             cmd = self._bubblewrap(workdir, mounts) + cmd
