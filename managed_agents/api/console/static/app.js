@@ -1,9 +1,11 @@
 // The console shell: sign-in state, hash routing (#/sessions, #/sessions/<id>, #/agents[/<id>],
-// #/environments[/<id>]) and one view at a time (the previous view's requests and stream are aborted).
+// #/environments[/<id>], #/skills[/<id>], #/memory_stores[/<id>[/memories/<id>]]) and one view at a time (the
+// previous view's requests and stream are aborted).
 // Ids and filters live in the URL fragment; the API key never does.
 
 import { ApiError, auth } from "./api.js";
 import { announce, clear, h } from "./dom.js";
+import { memoryStoresView, memoryStoreView, memoryView, skillsView, skillView } from "./know_how.js";
 import { sessionView } from "./session_view.js";
 import {
   agentView,
@@ -86,6 +88,21 @@ async function route() {
     } else if (section === "environments") {
       document.title = "Environments · Managed Agents console";
       await environmentsView(main, query, ctx);
+    } else if (section === "skills" && parts[1]) {
+      document.title = `Skill ${parts[1]} · Managed Agents console`;
+      await skillView(main, parts[1], ctx);
+    } else if (section === "skills") {
+      document.title = "Skills · Managed Agents console";
+      await skillsView(main, query, ctx);
+    } else if (section === "memory_stores" && parts[1] && parts[2] === "memories" && parts[3]) {
+      document.title = `Memory ${parts[3]} · Managed Agents console`;
+      await memoryView(main, parts[1], parts[3], ctx);
+    } else if (section === "memory_stores" && parts[1]) {
+      document.title = `Memory store ${parts[1]} · Managed Agents console`;
+      await memoryStoreView(main, parts[1], query, ctx);
+    } else if (section === "memory_stores") {
+      document.title = "Memory stores · Managed Agents console";
+      await memoryStoresView(main, query, ctx);
     } else {
       clear(main).append(h("h1", "Page not found"), h("p", h("a", { href: "#/sessions" }, "Sessions")));
     }
