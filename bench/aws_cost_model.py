@@ -140,6 +140,42 @@ def item_size(item: dict[str, Any] | None) -> int:
     return sum(len(k.encode()) + value_size(v) for k, v in (item or {}).items())
 
 
+@dataclass(frozen=True)
+class Index:
+    """A global secondary index as DescribeTable gives it: its key attributes and what it projects."""
+
+    keys: tuple[str, ...]
+    projection: str  # ALL | KEYS_ONLY | INCLUDE
+    include: tuple[str, ...] = ()
+
+    def entry(self, item: dict[str, Any] | None, table_keys: list[str]) -> dict[str, Any] | None:
+        """The item's entry in this index (None: the item is not in it)."""
+        if not item or not all(a in item for a in self.keys):
+            return None
+        if self.projection == "ALL":
+            return item
+        kept = {*table_keys, *self.keys, *self.include}
+        return {k: v for k, v in item.items() if k in kept}
+
+    def write_units(self, before: dict[str, Any] | None, after: dict[str, Any] | None, table_keys: list[str]) -> int:
+        """WRU one table write costs this index (developer guide, "Global secondary indexes: writes"): nothing when
+        the item is in the index neither before nor after or its entry is unchanged (a KEYS_ONLY index is not
+        written when only unprojected attributes change); one write of the entry when it appears, disappears or
+        only its projected attributes change; two (a delete and a put) when an index key attribute changes."""
+        old, new = self.entry(before, table_keys), self.entry(after, table_keys)
+        if old == new:  # (both None: not in the index)
+            return 0
+        if old is None or new is None:
+            return math.ceil(max(item_size(old or new), 1) / 1024)
+        if any(old[a] != new[a] for a in self.keys):
+            return math.ceil(max(item_size(old), 1) / 1024) + math.ceil(max(item_size(new), 1) / 1024)
+        return math.ceil(max(item_size(old), item_size(new), 1) / 1024)
+
+
+def index_units(indexes: list[Index], before: Any, after: Any, table_keys: list[str]) -> int:
+    return sum(i.write_units(before, after, table_keys) for i in indexes)
+
+
 @dataclass
 class Units:
     wru: float = 0.0
@@ -206,7 +242,7 @@ class DynamoDbUnits:
 
     def __init__(self, meter: Meter) -> None:
         self.meter = meter
-        self.schemas: dict[str, tuple[list[str], list[list[str]]]] = {}  # table -> (key attrs, GSI key attrs)
+        self.schemas: dict[str, tuple[list[str], list[Index]]] = {}  # table -> (key attrs, its GSIs)
 
     def install(self, monkeypatch: Any) -> None:
         from botocore.client import BaseClient
@@ -243,11 +279,18 @@ class DynamoDbUnits:
             PRINCIPAL.reset(token)
             _uninstrumented.on = False
 
-    def _schema(self, raw: Callable[..., Any], table: str) -> tuple[list[str], list[list[str]]]:
+    def _schema(self, raw: Callable[..., Any], table: str) -> tuple[list[str], list[Index]]:
         if table not in self.schemas:
             desc = self._raw(raw, "DescribeTable", {"TableName": table})["Table"]
             keys = [k["AttributeName"] for k in desc["KeySchema"]]
-            gsis = [[k["AttributeName"] for k in g["KeySchema"]] for g in desc.get("GlobalSecondaryIndexes", [])]
+            gsis = [
+                Index(
+                    tuple(k["AttributeName"] for k in g["KeySchema"]),
+                    g["Projection"]["ProjectionType"],
+                    tuple(g["Projection"].get("NonKeyAttributes", ())),
+                )
+                for g in desc.get("GlobalSecondaryIndexes", [])
+            ]
             self.schemas[table] = (keys, gsis)
         return self.schemas[table]
 
@@ -265,8 +308,8 @@ class DynamoDbUnits:
         new: dict[str, Any] | None = None,
         factor: float = 1.0,
     ) -> tuple[Any, float, Exception | None]:
-        """Run one item write; its WRU: max(old, new) size per KB, for the table and each GSI holding the item."""
-        _, gsis = self._schema(raw, table)
+        """Run one item write; its WRU: max(old, new) size per KB for the table, plus what each GSI is written."""
+        keys, gsis = self._schema(raw, table)
         before = self._current(raw, table, key)
         result, error = None, None
         try:
@@ -276,8 +319,8 @@ class DynamoDbUnits:
         after = new if new is not None else (self._current(raw, table, key) if error is None else before)
         size = max(item_size(before), item_size(after), 1)
         per_write = math.ceil(size / 1024)
-        holders = sum(1 for g in gsis if any(all(a in i for a in g) for i in (before or {}, after or {})))
-        return result, factor * per_write * (1 + (holders if error is None else 0)), error
+        indexed = index_units(gsis, before, after, keys) if error is None else 0
+        return result, factor * (per_write + indexed), error
 
     def dynamodb_call(self, raw: Callable[[str, dict[str, Any]], Any], operation: str, params: dict[str, Any]) -> Any:
         wru = rru = 0.0
@@ -303,22 +346,18 @@ class DynamoDbUnits:
                 ((kind, op),) = entry.items()
                 keys, gsis = self._schema(raw, op["TableName"])
                 key = op.get("Key") or {k: op["Item"][k] for k in keys}
-                items.append((kind, op, key, gsis, self._current(raw, op["TableName"], key)))
+                items.append((kind, op, key, keys, gsis, self._current(raw, op["TableName"], key)))
             try:
                 result = raw(operation, params)
             except Exception as exc:
                 error = exc
-            for kind, op, key, gsis, before in items:
+            for kind, op, key, keys, gsis, before in items:
                 after = op.get("Item") if kind == "Put" else self._current(raw, op["TableName"], key)
                 if error is not None or kind == "ConditionCheck":
                     after = before
                 size = max(item_size(before), item_size(after), 1)
-                holders = (
-                    0
-                    if kind == "ConditionCheck" or error is not None
-                    else sum(1 for g in gsis if any(all(a in i for a in g) for i in (before or {}, after or {})))
-                )
-                units = 2 * math.ceil(size / 1024) * (1 + holders)
+                indexed = 0 if kind == "ConditionCheck" or error is not None else index_units(gsis, before, after, keys)
+                units = 2 * (math.ceil(size / 1024) + indexed)  # transactional: twice, the indexes' writes too
                 wru += units
                 tables[op["TableName"]] += units
         else:
