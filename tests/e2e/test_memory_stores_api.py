@@ -252,6 +252,14 @@ def test_sessions_attach_memory_stores_and_work_tokens_use_exactly_those(
         token.beta.memory_stores.memories.delete(fact.id, memory_store_id=ro.id)
     with pytest.raises(anthropic.NotFoundError):
         list(token.beta.memory_stores.memories.list(other.id))
+    # nor a store of another workspace, even one with a memory at the same path
+    ws2 = server.rt.keys.create_workspace("other")
+    _, key2 = server.rt.keys.create_key(ws2)
+    foreign = server.client(key2).beta.memory_stores.create(name="Team Notes!")
+    with pytest.raises(anthropic.NotFoundError):
+        list(token.beta.memory_stores.memories.list(foreign.id))
+    with pytest.raises(anthropic.NotFoundError):
+        token.beta.memory_stores.memories.create(foreign.id, path="/x.md", content="x")
     with pytest.raises(anthropic.PermissionDeniedError):
         token.beta.memory_stores.retrieve(rw.id)
     with pytest.raises(anthropic.PermissionDeniedError):

@@ -192,6 +192,12 @@ def test_a_work_token_reads_exactly_its_sessions_skill_versions(
     # And nothing else: another skill, a newer version, the skill list, uploads; an environment key reads none
     with pytest.raises(anthropic.NotFoundError):
         token.beta.skills.versions.download(other.latest_version_id, skill_id=other.id)
+    ws2 = server.rt.keys.create_workspace("other")
+    _, key2 = server.rt.keys.create_key(ws2)
+    files = _files("mine-skill", b"---\ndescription: d\n---\n")
+    foreign = server.client(key2).beta.skills.create(files=files)  # same name, another workspace
+    with pytest.raises(anthropic.NotFoundError):
+        token.beta.skills.versions.download(foreign.latest_version_id, skill_id=foreign.id)
     newer = client.beta.skills.versions.create(mine.id, files=_files("mine-skill", b"---\ndescription: e\n---\n"))
     with pytest.raises(anthropic.PermissionDeniedError):
         token.beta.skills.versions.download(newer.id, skill_id=mine.id)
