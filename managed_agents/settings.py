@@ -98,6 +98,13 @@ class ServerSettings(HarnessSettings):
         900.0, gt=0, description="a cloud sandbox must start heartbeating within this (package installs included)"
     )
     sandbox_start_delay_seconds: float = Field(0.0, ge=0, description="artificial provisioning delay (benchmarks)")
+    deployment_max_jitter_seconds: float = Field(
+        10.0, ge=0, le=300, description="a scheduled deployment run starts up to this long after its cron instant"
+    )
+    deployment_catch_up_seconds: float = Field(
+        86_400.0, ge=0, description="embedded: cron ticks missed while the server was down fire if at most this old"
+    )
+    deployment_tick_seconds: float = Field(1.0, gt=0, description="embedded: how often to look for due ticks")
 
 
 # -- the AWS deployment (read by managed_agents/aws_runtime.py; the CDK stack sets them, stacks/config.py) -----------

@@ -30,6 +30,7 @@ from managed_agents.ports import (
 )
 from managed_agents.services.agents import AgentService
 from managed_agents.services.common import Services
+from managed_agents.services.deployments import DeploymentService, ScheduleSettings
 from managed_agents.services.environments import EnvironmentService
 from managed_agents.services.files import FileService
 from managed_agents.services.keys import KeyService
@@ -67,6 +68,7 @@ class Runtime:
     agents: AgentService
     environments: EnvironmentService
     sessions: SessionService
+    deployments: DeploymentService
     orchestrator: InProcessOrchestrator | None
     work: WorkService | None = None
     provisioner: SubprocessSandboxProvisioner | None = None
@@ -99,6 +101,20 @@ class Runtime:
                     log.exception("work reaper failed")
 
         threading.Thread(target=loop, name="work-reaper", daemon=True).start()
+
+    def start_scheduler(self) -> None:
+        """The embedded deployment scheduler: fire the due cron ticks (services/deployments.py `run_due`; its
+        docstring states the missed-tick policy). Its state is in the store, so a restart resumes it."""
+        deployments = self.deployments
+
+        def loop() -> None:
+            while not self._reaper_stop.wait(self.settings.deployment_tick_seconds):
+                try:
+                    deployments.run_due()
+                except Exception:
+                    log.exception("deployment scheduler failed")
+
+        threading.Thread(target=loop, name="deployment-scheduler", daemon=True).start()
 
     def recover(self) -> int:
         """Wake every session the store says was running when the process last stopped."""
@@ -166,6 +182,11 @@ def compose(settings: ServerSettings, adapters: Adapters) -> Runtime:
     memory_stores = MemoryStoreService(svc)
     if session_resources is not None:
         session_resources.memory_stores = memory_stores
+    deployments = DeploymentService(
+        svc,
+        sessions,
+        ScheduleSettings(settings.deployment_max_jitter_seconds, settings.deployment_catch_up_seconds),
+    )
     return Runtime(
         settings=settings,
         resources=a.resources,
@@ -184,6 +205,7 @@ def compose(settings: ServerSettings, adapters: Adapters) -> Runtime:
         session_resources=session_resources,
         skills=SkillService(svc, a.blobs) if a.blobs is not None else None,
         memory_stores=memory_stores,
+        deployments=deployments,
     )
 
 
@@ -288,6 +310,7 @@ def build_local_runtime(
         )
         rt.sessions.svc.orchestrator = rt.orchestrator
         rt.start_reaper()
+        rt.start_scheduler()
     return rt
 
 

@@ -12,6 +12,7 @@ from managed_agents.api.errors import RequestIdMiddleware, install_error_handler
 from managed_agents.api.openapi import install_openapi
 from managed_agents.api.routes import (
     agents,
+    deployments,
     environments,
     files,
     memory_stores,
@@ -47,6 +48,8 @@ def create_app(rt: Runtime) -> FastAPI:
         work.keys_router,
         vaults.router,
         files.router,
+        deployments.router,
+        deployments.runs_router,
     )
     know_how = (skills.router, memory_stores.router)
     for r in (*built, *know_how, console.router, *planned.routers):  # planned last: a built route always wins

@@ -110,6 +110,8 @@ class BetaRule:
 AGENTS_API = BetaRule.of("agents", MANAGED_AGENTS)
 SESSIONS_API = BetaRule.of("sessions", MANAGED_AGENTS)
 VAULTS_API = BetaRule.of("vaults", MANAGED_AGENTS)
+DEPLOYMENTS_API = BetaRule.of("deployments", MANAGED_AGENTS)
+DEPLOYMENT_RUNS_API = BetaRule.of("deployment runs", MANAGED_AGENTS)
 ENVIRONMENTS_API = BetaRule("environments", frozenset({ENVIRONMENTS, MANAGED_AGENTS}), ENVIRONMENTS, exclusive=True)
 
 

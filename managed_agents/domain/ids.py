@@ -32,6 +32,8 @@ PREFIXES = {
     "memory_store": "memstore_",
     "memory": "mem_",
     "memory_version": "memver_",
+    "deployment": "depl_",
+    "deployment_run": "drun_",
 }
 
 

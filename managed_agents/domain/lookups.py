@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 LOOKUPS: Mapping[str, tuple[str, ...]] = {
-    "session": ("status", "agent_id", "environment_id"),
+    "session": ("status", "agent_id", "environment_id", "deployment_id"),  # all 4 DynamoDB slots are taken
     "agent_version": ("agent_id",),
     "api_key": ("hash",),
     "environment_key": ("hash", "environment_id"),
@@ -25,12 +25,16 @@ LOOKUPS: Mapping[str, tuple[str, ...]] = {
     # memory stores (services/memory_stores.py): a store's memories and versions, a memory's versions
     "memory": ("store_id",),
     "memory_version": ("store_id", "memory_id"),
+    # services/deployments.py: the embedded scheduler's scheduled deployments; a deployment's runs
+    "deployment": ("agent_id", "scheduled"),
+    "deployment_run": ("deployment_id",),
 }
 # Sparse lookups: (kind, attr) -> the only values written to the DynamoDB index. A work item leaves the state index
 # when it stops, so the reaper's Query reads live items only. These are services/work.py's LIVE states (a unit test
 # pins it).
 SPARSE_LOOKUPS: Mapping[tuple[str, str], frozenset[str | int]] = {
     ("work", "state"): frozenset({"queued", "starting", "active", "stopping"}),
+    ("deployment", "scheduled"): frozenset({"yes"}),  # active, scheduled and not archived
 }
 
 

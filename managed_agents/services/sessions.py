@@ -14,7 +14,7 @@ import json
 import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import cast
+from typing import NamedTuple, cast
 
 from pydantic import BaseModel
 
@@ -174,6 +174,17 @@ def decode_seq_cursor(page: str | None, order: Order = "asc") -> int | None:
     return seq
 
 
+class CreatePlan(NamedTuple):
+    """What a session create would store, once every check passed (`SessionService.check_create`)."""
+
+    snapshot: JsonObject  # the agent version's stored document
+    agent: JsonObject  # the session's `agent`
+    budget: JsonObject | None
+    environment: Record
+    resources: list[JsonObject]
+    tokens: dict[str, str]
+
+
 class SessionService:
     def __init__(self, svc: Services, events: EventStore, notifier: EventNotifier) -> None:
         self.svc = svc
@@ -232,7 +243,9 @@ class SessionService:
                 doc["mcp_servers"] = [_dump(s) for s in servers]
         return doc
 
-    def create(self, ws: str, params: SessionCreateParams) -> JsonObject:
+    def check_create(self, ws: str, params: SessionCreateParams) -> CreatePlan:
+        """Every check a session create makes before it stores anything, and what it would store (deployments
+        validate their session template with it, services/deployments.py)."""
         if params.resources and self.session_resources is None:
             raise InvalidRequest("resources: session resources are not served by this deployment (no blob store)")
         agent = self._resolve_agent(ws, params.agent)
@@ -257,8 +270,16 @@ class SessionService:
         tokens: dict[str, str] = {}
         if params.resources and self.session_resources is not None:
             resources, tokens = self.session_resources.prepare(ws, list(params.resources))
+        return CreatePlan(agent, session_agent, budget, env, resources, tokens)
+
+    def create(
+        self, ws: str, params: SessionCreateParams, *, deployment_id: str | None = None, session_id: str | None = None
+    ) -> JsonObject:
+        """`deployment_id`: the deployment that fires it; `session_id`: a fixed id (a deployment run's, so two fires
+        of one tick cannot both create a session: the second insert is a Conflict)."""
+        agent, session_agent, budget, env, resources, tokens = self.check_create(ws, params)
         now = self.svc.clock.now()
-        sid = new_id("session")
+        sid = session_id or new_id("session")
         doc: JsonObject = {
             "id": sid,
             "type": "session",
@@ -270,7 +291,7 @@ class SessionService:
             "resources": resources,
             "_skills": skill_summaries(self.svc.resources, ws, as_list(agent.get("skills"))),  # the system prompt's
             "vault_ids": list(params.vault_ids),
-            "deployment_id": None,
+            "deployment_id": deployment_id,
             "budget": budget,
             "_budget_created": budget is not None,
             "outcome_evaluations": [],
@@ -288,6 +309,8 @@ class SessionService:
             "agent_version": int(cast(int, agent["version"])),
             "environment_id": params.environment_id,
         }
+        if deployment_id is not None:
+            attrs["deployment_id"] = deployment_id
         rec = Record("session", ws, sid, doc, now, attrs=attrs)
         self.svc.resources.insert(rec)
         if params.initial_events:

@@ -8,12 +8,16 @@ Two envelopes reach the trigger function, each with an idempotency key, around o
   "<aws.scheduler.scheduled-time>", "detail": {...}}`, the placeholders filled in by Scheduler at each run; the key
   is the schedule and the time the run was scheduled for, the same for every retry of that run.
 
-The `detail` is a trigger kind, discriminated by `type` (`start_session` when absent; a later kind runs a
-deployment):
+The `detail` is a trigger kind, discriminated by `type` (`start_session` when absent):
 
     {"type": "start_session", "agent": "agent_..." | {"type": "agent", "id", "version"}, "environment_id": "env_...",
      "message": "text of the first user message", "workspace_id"?: "wrkspc_...", "title"?: str,
      "metadata"?: {str: str}, "vault_ids"?: [str]}
+    {"type": "run_deployment", "deployment_id": "depl_...", "workspace_id"?: "wrkspc_..."}
+
+`run_deployment` fires a deployment (services/deployments.py): from a Scheduler schedule it is the cron tick
+`scheduled_time` (each deployment's own schedule sends it; at most one run per tick, however often it is delivered),
+from an EventBridge event a run like `POST /v1/deployments/{id}/run` (trigger `manual`), once per event id.
 
 `workspace_id` may be left out: the agent's workspace is used (an AWS deployment has one, whose id nobody is told);
 given, it must be the agent's. Starting is idempotent on the key (EventBridge, Scheduler and Lambda's asynchronous
@@ -30,10 +34,12 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter, ValidationError
 
+from managed_agents.domain.clock import parse_rfc3339
 from managed_agents.domain.errors import Conflict, InvalidRequest, NotFound
 from managed_agents.domain.events import JsonObject
 from managed_agents.domain.ids import deterministic_id
 from managed_agents.ports import Record
+from managed_agents.services.deployments import DeploymentService
 from managed_agents.services.records import mutate
 from managed_agents.services.sessions import SessionService
 from managed_agents.wire.sessions import AgentRefParams, SessionCreateParams
@@ -63,15 +69,28 @@ class StartSessionTrigger(BaseModel):
         return self.agent if isinstance(self.agent, str) else self.agent.id
 
 
+class RunDeploymentTrigger(BaseModel):
+    """Fire a deployment: its scheduled tick (a Scheduler input) or an on-demand run (an EventBridge event)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["run_deployment"]
+    deployment_id: str = Field(min_length=1)
+    workspace_id: str | None = Field(None, min_length=1, description="default: the deployment's workspace")
+
+
 def _kind(value: Any) -> str | None:
     if isinstance(value, dict):
         return str(value.get("type") or START_SESSION)
     return getattr(value, "type", None)
 
 
-# One member today; each new kind is another tagged member (e.g. run_deployment).
-TriggerDetail = Annotated[Annotated[StartSessionTrigger, Tag(START_SESSION)], Discriminator(_kind)]
-TRIGGER_DETAIL: TypeAdapter[StartSessionTrigger] = TypeAdapter(TriggerDetail)
+RUN_DEPLOYMENT = "run_deployment"
+TriggerDetail = Annotated[
+    Annotated[StartSessionTrigger, Tag(START_SESSION)] | Annotated[RunDeploymentTrigger, Tag(RUN_DEPLOYMENT)],
+    Discriminator(_kind),
+]
+TRIGGER_DETAIL: TypeAdapter[StartSessionTrigger | RunDeploymentTrigger] = TypeAdapter(TriggerDetail)
 
 
 class EventBridgeEvent(BaseModel):
@@ -97,13 +116,15 @@ class ScheduledRun(BaseModel):
 @dataclass(frozen=True)
 class Trigger:
     key: str  # the idempotency key: the EventBridge event id, or `{schedule_arn}@{scheduled_time}`
-    detail: StartSessionTrigger
+    detail: StartSessionTrigger | RunDeploymentTrigger
+    scheduled_time: str | None = None  # a Scheduler run's
 
 
 def parse_trigger(event: dict[str, Any]) -> Trigger:
     """The trigger an EventBridge event or a Scheduler input carries; InvalidRequest, saying what, when malformed."""
     key: str
     raw: dict[str, Any]
+    scheduled: str | None = None
     if "detail-type" in event:
         envelope = _validate(EventBridgeEvent, event, "event")
         key, raw = envelope.id, envelope.detail
@@ -114,14 +135,14 @@ def parse_trigger(event: dict[str, Any]) -> Trigger:
                 "the schedule input's <aws.scheduler.*> placeholders were not filled in: only a schedule's own run "
                 "fills them; invoke the function with real values to test it"
             )
-        key, raw = f"{run.schedule_arn}@{run.scheduled_time}", run.detail
+        key, raw, scheduled = f"{run.schedule_arn}@{run.scheduled_time}", run.detail, run.scheduled_time
     else:
         raise InvalidRequest(
             "not a trigger: expected an EventBridge event (id, detail-type, detail) or a schedule input "
             "(schedule_arn, scheduled_time, detail); see docs/deploy-aws.md, 'Sessions from events and schedules'"
         )
     try:
-        return Trigger(key, TRIGGER_DETAIL.validate_python(raw))
+        return Trigger(key, TRIGGER_DETAIL.validate_python(raw), scheduled)
     except ValidationError as exc:
         raise InvalidRequest(f"trigger detail.{_where(exc)}") from exc
 
@@ -135,14 +156,44 @@ def _validate(model: type[_M], event: dict[str, Any], what: str) -> _M:
 
 def _where(exc: ValidationError) -> str:
     first = exc.errors()[0]
-    loc = [str(p) for p in first["loc"] if p != START_SESSION]  # (the tagged union's tag is noise for the reader)
+    loc = [str(p) for p in first["loc"] if p not in (START_SESSION, RUN_DEPLOYMENT)]  # (the union's tag is noise)
     return f"{'.'.join(loc) or '(root)'}: {first['msg']}"
+
+
+def handle_trigger(sessions: SessionService, deployments: DeploymentService, event: dict[str, Any]) -> JsonObject:
+    """What the trigger function does with one event: `{"session_id", "created"}`, plus `"run_id"` and `"error"`
+    for a deployment run (a run that failed is recorded, not raised: the run is the record of the failure)."""
+    trigger = parse_trigger(event)
+    if isinstance(trigger.detail, RunDeploymentTrigger):
+        return run_deployment(deployments, trigger, trigger.detail)
+    return start_session(sessions, trigger, trigger.detail)
+
+
+def run_deployment(deployments: DeploymentService, trigger: Trigger, detail: RunDeploymentTrigger) -> JsonObject:
+    if trigger.scheduled_time is not None:
+        try:
+            scheduled_at = parse_rfc3339(trigger.scheduled_time)
+        except ValueError as exc:
+            raise InvalidRequest(
+                f"trigger schedule input: scheduled_time {trigger.scheduled_time!r} is not a time"
+            ) from exc
+        run = deployments.fire_scheduled(detail.deployment_id, scheduled_at, detail.workspace_id)
+        if run is None:  # paused or archived since the schedule fired: nothing to do, nothing to retry
+            return {"run_id": None, "session_id": None, "error": None, "created": False}
+    else:
+        run = deployments.fire_event(detail.deployment_id, trigger.key, detail.workspace_id)
+    return {"run_id": run["id"], "session_id": run["session_id"], "error": run["error"], "created": True}
 
 
 def start_session_from_event(sessions: SessionService, event: dict[str, Any]) -> JsonObject:
     """Create (once per idempotency key) the session the trigger asks for and send its first message."""
     trigger = parse_trigger(event)
-    detail = trigger.detail
+    if not isinstance(trigger.detail, StartSessionTrigger):
+        raise InvalidRequest("trigger detail.type: expected start_session")
+    return start_session(sessions, trigger, trigger.detail)
+
+
+def start_session(sessions: SessionService, trigger: Trigger, detail: StartSessionTrigger) -> JsonObject:
     resources = sessions.svc.resources
     agent = resources.get_by_id("agent", detail.agent_id)
     if agent is None or (detail.workspace_id is not None and agent.workspace_id != detail.workspace_id):

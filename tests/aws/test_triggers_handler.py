@@ -136,7 +136,7 @@ def test_a_pinned_agent_version_and_an_explicit_workspace_are_accepted(aws_env: 
     ("event", "message"),
     [
         ({"id": "e1", "detail-type": "StartSession", "detail": {"agent": "AGENT"}}, "detail.environment_id: Field"),
-        ({"id": "e2", "detail-type": "StartSession", "detail": {"type": "run_deployment"}}, "does not match any"),
+        ({"id": "e2", "detail-type": "StartSession", "detail": {"type": "stop_everything"}}, "does not match any"),
         ({"detail-type": "StartSession", "detail": {}}, "trigger event: id: Field required"),
         ({"agent": "AGENT", "message": "x"}, "not a trigger: expected an EventBridge event"),
         (

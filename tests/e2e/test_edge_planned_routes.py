@@ -13,8 +13,6 @@ from tests.e2e.conftest import Server
 
 # (name, the SDK call) for one method of every resource that is planned but not built
 CALLS: list[tuple[str, Callable[[anthropic.Anthropic], Any]]] = [
-    ("deployments", lambda c: c.beta.deployments.list()),
-    ("deployment_runs", lambda c: c.beta.deployment_runs.list()),
     ("dreams", lambda c: c.beta.dreams.list()),
     ("tunnels", lambda c: c.beta.tunnels.list()),
     ("user_profiles", lambda c: c.beta.user_profiles.list()),

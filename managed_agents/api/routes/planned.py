@@ -18,8 +18,6 @@ from managed_agents.domain.errors import InvalidRequest
 
 NO_BETA = None
 PLANNED: list[tuple[str, str, betas.BetaRule | None]] = [
-    ("/v1/deployments", "deployments", betas.BetaRule.of("deployments", betas.MANAGED_AGENTS)),
-    ("/v1/deployment_runs", "deployment runs", betas.BetaRule.of("deployment runs", betas.MANAGED_AGENTS)),
     ("/v1/dreams", "dreams", betas.BetaRule.of("dreams", betas.DREAMING)),
     ("/v1/tunnels", "MCP tunnels", betas.BetaRule.of("tunnels", betas.MCP_TUNNELS)),
     ("/v1/user_profiles", "user profiles", betas.BetaRule.of("user profiles", betas.USER_PROFILES)),

@@ -1,0 +1,150 @@
+"""The embedded deployment scheduler across restarts (services/deployments.py, "Embedded missed-tick policy").
+
+Given a deployment on a 5-minute schedule in a data directory, a runtime that stops and a new one that opens the
+same directory: ticks already fired are never fired again, ticks missed while down fire once each (within the
+catch-up window), older ones are skipped, and a fire cut off between its claim and its outcome is finished once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from managed_agents.domain.clock import rfc3339
+from managed_agents.ports import ListQuery
+from managed_agents.services.common import page_query
+from managed_agents.settings import ServerSettings
+from managed_agents.wire.agents import AgentCreateParams
+from managed_agents.wire.deployments import DeploymentCreateParams
+from managed_agents.wire.environments import EnvironmentCreateParams
+from managed_agents.wiring import Runtime, build_local_runtime
+
+T0 = datetime(2027, 3, 1, 12, 0, 30, tzinfo=UTC)
+WS = "wrkspc_test"
+
+
+class Clock:
+    def __init__(self, now: datetime) -> None:
+        self.at = now
+
+    def now(self) -> datetime:
+        return self.at
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock(T0)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> ServerSettings:
+    return ServerSettings(
+        data_dir=str(tmp_path / "data"), deployment_max_jitter_seconds=0, deployment_catch_up_seconds=3600
+    )
+
+
+def open_runtime(settings: ServerSettings, clock: Clock) -> Runtime:
+    return build_local_runtime(settings, clock=clock, start_orchestrator=False)
+
+
+@pytest.fixture
+def deployment_id(settings: ServerSettings, clock: Clock) -> Iterator[str]:
+    rt = open_runtime(settings, clock)
+    agent = rt.agents.create(WS, AgentCreateParams(name="a", model="claude-sonnet-4-6"))
+    env = rt.environments.create(WS, EnvironmentCreateParams(name="e"))
+    dep = rt.deployments.create(
+        WS,
+        DeploymentCreateParams.model_validate(
+            {
+                "agent": agent["id"],
+                "environment_id": env["id"],
+                "name": "every five minutes",
+                "initial_events": [{"type": "user.message", "content": [{"type": "text", "text": "go"}]}],
+                "schedule": {"type": "cron", "expression": "*/5 * * * *", "timezone": "UTC"},
+            }
+        ),
+    )
+    rt.close()
+    yield str(dep["id"])
+
+
+def scheduled_ats(rt: Runtime, deployment_id: str) -> list[str]:
+    runs, _ = rt.deployments.list_runs(WS, page_query(None, 1000, max_limit=1000), deployment_id=deployment_id)
+    return sorted(str(r["trigger_context"]["scheduled_at"]) for r in runs)  # type: ignore[index]
+
+
+def ticks(*minutes: int) -> list[str]:
+    return [rfc3339(datetime(2027, 3, 1, 12, 0, tzinfo=UTC) + timedelta(minutes=m)) for m in minutes]
+
+
+def test_fired_ticks_are_not_fired_again_after_a_restart(
+    settings: ServerSettings, clock: Clock, deployment_id: str
+) -> None:
+    # Given the scheduler fired the ticks up to 12:10
+    rt = open_runtime(settings, clock)
+    clock.at = T0 + timedelta(minutes=10)
+    assert rt.deployments.run_due() == 2
+    assert scheduled_ats(rt, deployment_id) == ticks(5, 10)
+    rt.close()
+    # When the server restarts and the scheduler looks again at the same time
+    rt = open_runtime(settings, clock)
+    # Then nothing fires twice
+    assert rt.deployments.run_due() == 0
+    assert scheduled_ats(rt, deployment_id) == ticks(5, 10)
+    # And a later tick fires once
+    clock.at = T0 + timedelta(minutes=15)
+    assert rt.deployments.run_due() == 1
+    assert scheduled_ats(rt, deployment_id) == ticks(5, 10, 15)
+    rt.close()
+
+
+def test_ticks_missed_while_down_fire_once_each_within_the_catch_up_window(
+    settings: ServerSettings, clock: Clock, deployment_id: str
+) -> None:
+    # Given the server was down from 12:00 to 12:20
+    clock.at = T0 + timedelta(minutes=20)
+    rt = open_runtime(settings, clock)
+    # When it comes back, the missed ticks fire, oldest first, one run each
+    assert rt.deployments.run_due() == 4
+    assert scheduled_ats(rt, deployment_id) == ticks(5, 10, 15, 20)
+    rt.close()
+
+
+def test_ticks_older_than_the_catch_up_window_are_skipped(
+    settings: ServerSettings, clock: Clock, deployment_id: str
+) -> None:
+    # Given the server was down for three hours (the window is one hour)
+    clock.at = T0 + timedelta(hours=3)
+    rt = open_runtime(settings, clock)
+    # Then only the last hour's ticks fire
+    assert rt.deployments.run_due() == 12
+    fired = scheduled_ats(rt, deployment_id)
+    assert fired[0] == ticks(125)[0] and fired[-1] == ticks(180)[0]
+    rt.close()
+
+
+def test_a_fire_cut_off_after_its_claim_is_finished_once(
+    settings: ServerSettings, clock: Clock, deployment_id: str
+) -> None:
+    rt = open_runtime(settings, clock)
+    # Given a fire of the 12:05 tick claimed its run and then the process died (no session, no outcome)
+    real_start = rt.deployments._start_session
+    rt.deployments._start_session = lambda *a: (_ for _ in ()).throw(SystemExit("killed"))  # type: ignore[method-assign]
+    clock.at = T0 + timedelta(minutes=5)
+    with pytest.raises(SystemExit):
+        rt.deployments.run_due()
+    rt.deployments._start_session = real_start  # type: ignore[method-assign]
+    rt.close()
+    # When the server restarts and the scheduler runs
+    rt = open_runtime(settings, clock)
+    rt.deployments.run_due()
+    # Then the tick has one run, with its session
+    runs, _ = rt.deployments.list_runs(WS, ListQuery(limit=100), deployment_id=deployment_id)
+    assert len(runs) == 1 and runs[0]["session_id"] and runs[0]["error"] is None
+    assert "_pending" not in runs[0]
+    sessions = rt.resources.find("session", "deployment_id", [deployment_id])
+    assert [s.id for s in sessions] == [runs[0]["session_id"]]
+    rt.close()
