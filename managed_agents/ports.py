@@ -46,6 +46,25 @@ class EventStore(Protocol):
     def delete_session(self, session_id: str) -> None: ...
 
 
+@dataclass(frozen=True)
+class OutboxEntry:
+    """A webhook event the event store recorded with the append that caused it (services/webhooks.py)."""
+
+    key: str  # the outbox's own id of the entry
+    session_id: str
+    event_id: str  # the session event that caused it
+    type: str  # the webhook event type (`session.status_idled`, ...)
+    created_at: datetime
+
+
+class Outbox(Protocol):
+    """Webhook events waiting to be fanned out to endpoints, oldest first."""
+
+    def pending(self, limit: int = 100) -> list[OutboxEntry]: ...
+
+    def done(self, keys: Sequence[str]) -> None: ...
+
+
 @dataclass
 class Record:
     """A stored resource document with the attributes lists filter on."""

@@ -104,6 +104,14 @@ class ServerSettings(HarnessSettings):
     deployment_catch_up_seconds: float = Field(
         86_400.0, ge=0, description="embedded: cron ticks missed while the server was down fire if at most this old"
     )
+    webhook_allow_loopback: bool = Field(True, description="deliver webhooks to loopback addresses (local development)")
+    webhook_allow_private: bool = Field(
+        False, description="deliver webhooks to private, link-local and reserved addresses"
+    )
+    webhook_retry_base_seconds: float = Field(5.0, ge=0, description="first retry delay of a failed webhook delivery")
+    webhook_retry_max_seconds: float = Field(3600.0, ge=0, description="cap of the webhook retry backoff")
+    webhook_max_attempts: int = Field(16, ge=1, le=100, description="a delivery's attempts before it fails")
+    webhook_poll_seconds: float = Field(0.25, gt=0, description="embedded: the deliverer looks for work this often")
     deployment_tick_seconds: float = Field(1.0, gt=0, description="embedded: how often to look for due ticks")
 
 
@@ -140,6 +148,7 @@ class AwsSettings(ServerSettings):
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", populate_by_name=True)
 
+    webhook_allow_loopback: bool = Field(False, description="AWS: the web_fetch policy as is, loopback refused")
     resources_table: str = Field(min_length=3, description="DynamoDB resources table")
     events_table: str = Field(min_length=3, description="DynamoDB events table")
     spill_bucket: str = Field(min_length=3, description="S3 bucket of spilled event payloads")

@@ -24,6 +24,7 @@ from managed_agents.ports import (
     EventStore,
     ModelClient,
     Orchestrator,
+    Outbox,
     ResourceStore,
     SandboxProvisioner,
     SecretStore,
@@ -41,6 +42,7 @@ from managed_agents.services.session_resources import SessionResourceService
 from managed_agents.services.sessions import SessionService
 from managed_agents.services.skills import SkillService
 from managed_agents.services.vaults import CredentialProber, SecretRemover, VaultService
+from managed_agents.services.webhooks import WebhookDeliverer, WebhookService, WebhookSettings, outbox_types
 from managed_agents.services.work import WorkService, WorkSettings
 from managed_agents.settings import ServerSettings
 
@@ -69,6 +71,7 @@ class Runtime:
     environments: EnvironmentService
     sessions: SessionService
     deployments: DeploymentService
+    webhooks: WebhookService
     orchestrator: InProcessOrchestrator | None
     work: WorkService | None = None
     provisioner: SubprocessSandboxProvisioner | None = None
@@ -79,6 +82,7 @@ class Runtime:
     session_resources: SessionResourceService | None = None
     skills: SkillService | None = None  # None without a blob store
     memory_stores: MemoryStoreService | None = None
+    deliverer: WebhookDeliverer | None = None  # None: no outbox (webhooks are stored, not delivered)
     _reaper_stop: threading.Event = field(default_factory=threading.Event)
 
     def set_api_url(self, url: str) -> None:
@@ -130,6 +134,8 @@ class Runtime:
 
     def close(self) -> None:
         self._reaper_stop.set()
+        if self.deliverer is not None:
+            self.deliverer.close()
         if self.orchestrator is not None:
             self.orchestrator.close()
         if self.provisioner is not None:
@@ -156,6 +162,7 @@ class Adapters:
     vault_secrets: SecretRemover | None = None  # where credential secrets are purged; None: no vault API
     credential_secrets: CredentialSecrets | None = None  # where they are written (the MCP proxy Lambda on AWS)
     prober: CredentialProber | None = None
+    outbox: Outbox | None = None  # the webhook outbox the event store writes; None: webhooks are not delivered
     session_ended: Sequence[Callable[[str], object]] = ()  # called with the id of a deleted or archived session
     mounts_resources: bool = False  # the provisioner puts session resources in place (embedded: services/materialize)
 
@@ -187,6 +194,19 @@ def compose(settings: ServerSettings, adapters: Adapters) -> Runtime:
         sessions,
         ScheduleSettings(settings.deployment_max_jitter_seconds, settings.deployment_catch_up_seconds),
     )
+    webhooks = WebhookService(
+        svc,
+        WebhookSettings(
+            allow_loopback=settings.webhook_allow_loopback,
+            allow_private=settings.webhook_allow_private,
+            retry_base_seconds=settings.webhook_retry_base_seconds,
+            retry_max_seconds=settings.webhook_retry_max_seconds,
+            max_attempts=settings.webhook_max_attempts,
+        ),
+    )
+    deliverer = None
+    if a.outbox is not None:
+        deliverer = WebhookDeliverer(svc, a.outbox, webhooks, poll_seconds=settings.webhook_poll_seconds)
     return Runtime(
         settings=settings,
         resources=a.resources,
@@ -206,6 +226,8 @@ def compose(settings: ServerSettings, adapters: Adapters) -> Runtime:
         skills=SkillService(svc, a.blobs) if a.blobs is not None else None,
         memory_stores=memory_stores,
         deployments=deployments,
+        webhooks=webhooks,
+        deliverer=deliverer,
     )
 
 
@@ -221,7 +243,12 @@ def build_local_runtime(
     from managed_agents.adapters.local.in_process_orchestrator import InProcessOrchestrator
     from managed_agents.adapters.local.notifier import LocalNotifier
     from managed_agents.adapters.local.secret_file_store import EncryptedFileSecretStore
-    from managed_agents.adapters.local.sqlite_store import SqliteDatabase, SqliteEventStore, SqliteResourceStore
+    from managed_agents.adapters.local.sqlite_store import (
+        SqliteDatabase,
+        SqliteEventStore,
+        SqliteOutbox,
+        SqliteResourceStore,
+    )
     from managed_agents.adapters.local.subprocess_sandbox import SubprocessSandboxProvisioner
     from managed_agents.harness.failures import harness_failure_reporter
     from managed_agents.harness.state_cache import StateCache
@@ -244,11 +271,13 @@ def build_local_runtime(
             start_delay_seconds=settings.sandbox_start_delay_seconds,
             hidden=(data_dir,),
         )
+    event_store = SqliteEventStore(db, clock)
     rt = compose(
         settings,
         Adapters(
             resources=resources,
-            events=SqliteEventStore(db, clock),
+            events=event_store,
+            outbox=SqliteOutbox(db),
             notifier=LocalNotifier(),
             clock=clock,
             blobs=DirectoryBlobStore(data_dir / BLOB_DIR),
@@ -284,6 +313,12 @@ def build_local_runtime(
             cast(PublishingEventStore, rt.events).observers.append(
                 lambda sid, stored: collect(sid) if any(e.type == "session.status_idle" for e in stored) else None
             )
+    event_store.outbox_types = outbox_types  # each webhook's outbox row is written in its event's transaction
+    deliverer = rt.deliverer
+    if deliverer is not None:  # once the append committed, the deliverer need not wait for its next look
+        cast(PublishingEventStore, rt.events).observers.append(
+            lambda sid, stored: deliverer.wake() if any(outbox_types(e) for e in stored) else None
+        )
     if start_orchestrator:
         assert provisioner is not None and rt.work is not None
         model = model or AnthropicMessagesModel(
@@ -311,6 +346,8 @@ def build_local_runtime(
         rt.sessions.svc.orchestrator = rt.orchestrator
         rt.start_reaper()
         rt.start_scheduler()
+        if deliverer is not None:
+            deliverer.start()
     return rt
 
 

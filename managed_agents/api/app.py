@@ -21,6 +21,7 @@ from managed_agents.api.routes import (
     sessions,
     skills,
     vaults,
+    webhooks,
     work,
 )
 
@@ -50,6 +51,7 @@ def create_app(rt: Runtime) -> FastAPI:
         files.router,
         deployments.router,
         deployments.runs_router,
+        webhooks.router,
     )
     know_how = (skills.router, memory_stores.router)
     for r in (*built, *know_how, console.router, *planned.routers):  # planned last: a built route always wins

@@ -112,6 +112,7 @@ SESSIONS_API = BetaRule.of("sessions", MANAGED_AGENTS)
 VAULTS_API = BetaRule.of("vaults", MANAGED_AGENTS)
 DEPLOYMENTS_API = BetaRule.of("deployments", MANAGED_AGENTS)
 DEPLOYMENT_RUNS_API = BetaRule.of("deployment runs", MANAGED_AGENTS)
+WEBHOOKS_API = BetaRule.of("webhooks", WEBHOOKS)
 ENVIRONMENTS_API = BetaRule("environments", frozenset({ENVIRONMENTS, MANAGED_AGENTS}), ENVIRONMENTS, exclusive=True)
 
 

@@ -28,6 +28,8 @@ LOOKUPS: Mapping[str, tuple[str, ...]] = {
     # services/deployments.py: the embedded scheduler's scheduled deployments; a deployment's runs
     "deployment": ("agent_id", "scheduled"),
     "deployment_run": ("deployment_id",),
+    # services/webhooks.py: an endpoint's delivery log, the deliverer's pending deliveries
+    "webhook_delivery": ("endpoint_id", "state"),
 }
 # Sparse lookups: (kind, attr) -> the only values written to the DynamoDB index. A work item leaves the state index
 # when it stops, so the reaper's Query reads live items only. These are services/work.py's LIVE states (a unit test
@@ -35,6 +37,7 @@ LOOKUPS: Mapping[str, tuple[str, ...]] = {
 SPARSE_LOOKUPS: Mapping[tuple[str, str], frozenset[str | int]] = {
     ("work", "state"): frozenset({"queued", "starting", "active", "stopping"}),
     ("deployment", "scheduled"): frozenset({"yes"}),  # active, scheduled and not archived
+    ("webhook_delivery", "state"): frozenset({"pending"}),
 }
 
 

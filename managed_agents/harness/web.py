@@ -108,6 +108,11 @@ def _matches(host: str, pattern: str) -> bool:
     return host == pattern or (host.endswith("." + pattern) and not pattern.replace(".", "").isdigit())
 
 
+def resolve_addresses(host: str, port: int) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """The addresses `host` stands for (itself when it is one); FetchRefused when it does not resolve."""
+    return _addresses(host, port)
+
+
 def _addresses(host: str, port: int) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
     try:
         return [ipaddress.ip_address(host)]

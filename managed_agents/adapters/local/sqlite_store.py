@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,7 +20,7 @@ from managed_agents.domain.clock import Clock, SystemClock, parse_rfc3339, rfc33
 from managed_agents.domain.errors import Conflict, DuplicateEvent, ServiceUnavailable, StaleRevision
 from managed_agents.domain.events import JsonObject, NewEvent, Order, StoredEvent, TimeRange
 from managed_agents.domain.lookups import lookup_attributes
-from managed_agents.ports import ListQuery, Record
+from managed_agents.ports import ListQuery, OutboxEntry, Record
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS resources (
@@ -48,6 +48,13 @@ CREATE TABLE IF NOT EXISTS events (
 ) WITHOUT ROWID;
 CREATE UNIQUE INDEX IF NOT EXISTS events_by_id ON events (session_id, id);
 CREATE INDEX IF NOT EXISTS events_by_type ON events (session_id, type, seq);
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    session_id TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    type TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
 """
 
 # One expression index per looked-up attribute (domain/lookups.py), led by the kind: `find` and `equals` filters on
@@ -158,6 +165,9 @@ class SqliteEventStore:
     def __init__(self, db: SqliteDatabase, clock: Clock | None = None) -> None:
         self.db = db
         self.clock = clock or SystemClock()
+        # what an appended event also puts in the outbox (services/webhooks.py `outbox_types`), in the same
+        # transaction as the append: a crash cannot keep the event and lose its webhook
+        self.outbox_types: Callable[[StoredEvent], Sequence[str]] | None = None
 
     def append(self, session_id: str, events: Sequence[NewEvent]) -> list[StoredEvent]:
         if not events:
@@ -194,6 +204,12 @@ class SqliteEventStore:
                     for s in stored
                 ],
             )
+            if self.outbox_types is not None:
+                outboxed = [(session_id, s.id, t, rfc3339(now)) for s in stored for t in self.outbox_types(s)]
+                if outboxed:
+                    conn.executemany(
+                        "INSERT INTO outbox (session_id, event_id, type, created_at) VALUES (?,?,?,?)", outboxed
+                    )
         return stored
 
     def read(
@@ -438,3 +454,21 @@ class SqliteResourceStore:
             attrs=json.loads(str(attrs)),
             expires_at=None if expires_at is None else parse_rfc3339(str(expires_at)),
         )
+
+
+class SqliteOutbox:
+    """The outbox rows the event store writes (`SqliteEventStore.outbox_types`), oldest first (ports.Outbox)."""
+
+    def __init__(self, db: SqliteDatabase) -> None:
+        self.db = db
+
+    def pending(self, limit: int = 100) -> list[OutboxEntry]:
+        rows = self.db.query(
+            "SELECT seq, session_id, event_id, type, created_at FROM outbox ORDER BY seq LIMIT ?", (limit,)
+        )
+        return [OutboxEntry(str(r[0]), r[1], r[2], r[3], parse_rfc3339(r[4])) for r in rows]
+
+    def done(self, keys: Sequence[str]) -> None:
+        if keys:
+            with self.db.transaction() as conn:
+                conn.executemany("DELETE FROM outbox WHERE seq = ?", [(int(k),) for k in keys])

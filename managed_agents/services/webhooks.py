@@ -1,0 +1,500 @@
+"""Webhooks: endpoints, an outbox, signed delivery with retries (api-reference §2.11; architecture: "Running
+without a client").
+
+**Endpoints** are served at `/v1/organizations/webhooks` in the shape of the SDK's organization webhooks
+(`client.beta.organizations.webhooks`: create, retrieve, update, list, delete, regenerate_signing_secret), scoped to
+the caller's workspace ([inferred]: hosted configures workspace webhooks in its console and has no API for them; this
+server has no organization level, so the SDK's own endpoint API serves). `enabled_events` takes the reference's
+session, agent, environment, deployment, vault... event types as well as the SDK's organization ones. The signing
+secret (`whsec_...`) is returned by create and regenerate only. Our addition: `GET .../{id}/deliveries`, the
+delivery log (each delivery's attempts, status codes and latency).
+
+**Payloads** are the reference's thin events, signed with Standard Webhooks (`webhook-id`, `webhook-timestamp`,
+`webhook-signature`), so `client.beta.webhooks.unwrap(body, headers=..., key=secret)` verifies them. The payload
+`id` is the same for every endpoint and every retry of one event (receivers deduplicate on it); `organization_id`
+is this server's fixed `ORGANIZATION_ID` (it has no organizations).
+
+**Which events** (today): the session status changes of the log, as they are appended: `session.status_run_started`,
+`session.status_idled` (and `session.requires_action` when the idle's stop reason is `requires_action`),
+`session.status_rescheduled`, `session.status_terminated`, `session.updated`.
+
+**Delivery never blocks the session loop and survives restarts**: the event store writes an outbox row in the same
+transaction as the event (embedded: SQLite `outbox`); a background deliverer fans each row out into one delivery
+record per subscribed endpoint (ids derived from event and endpoint: a fan-out redone after a crash adds nothing),
+then removes the row. A delivery is attempted until the receiver answers 2xx (at least once: a crash after the POST
+and before its record sends it again), with exponential backoff (`webhook_retry_base_seconds` doubling, capped at
+`webhook_retry_max_seconds`, `webhook_max_attempts` attempts: about six hours by default). A delivery that runs out
+of attempts disables its endpoint (`state: disabled`, `disabled_reason`); pending deliveries of a disabled or
+deleted endpoint are dropped (the SDK: "events that happen while the endpoint is disabled are never delivered").
+
+**Targets**: http(s) only. Addresses are checked when the endpoint is saved and again at each attempt (DNS can
+change): loopback is allowed when `webhook_allow_loopback` (the embedded default, for local development), other
+non-public addresses (private, link-local, reserved) only when `webhook_allow_private`. Redirects are not followed.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import cast
+from urllib.parse import urlsplit
+
+import httpx2
+from standardwebhooks.webhooks import Webhook
+
+from managed_agents.domain.clock import parse_rfc3339, rfc3339
+from managed_agents.domain.errors import Conflict, InvalidRequest
+from managed_agents.domain.events import JsonObject, StoredEvent
+from managed_agents.domain.ids import new_ulid
+from managed_agents.harness.web import FetchRefused, resolve_addresses
+from managed_agents.ports import ListQuery, Outbox, OutboxEntry, Record
+from managed_agents.services.common import Services
+from managed_agents.services.crud import Collection, Kind
+from managed_agents.services.records import mutate
+from managed_agents.wire.webhooks import WebhookEndpointCreateParams, WebhookEndpointUpdateParams
+
+ENDPOINT = Kind("webhook_endpoint", lambda: "whep_01" + new_ulid(), noun="webhook endpoint")
+DELIVERY = Kind("webhook_delivery", lambda: "whdl_01" + new_ulid(), noun="webhook delivery")
+ORGANIZATION_ID = "org_self_hosted"
+PENDING = "pending"
+MAX_ENDPOINTS = 32
+SECRET_KEY = "_signing_secret"
+_RESOURCE_EVENTS = {
+    "agent": ("created", "updated", "archived", "deleted"),
+    "environment": ("created", "updated", "archived", "deleted"),
+    "session": (
+        "created",
+        "updated",
+        "archived",
+        "deleted",
+        "pending",
+        "running",
+        "idled",
+        "requires_action",
+        "budget_reached",
+        "outcome_evaluation_ended",
+        "status_idled",
+        "status_rescheduled",
+        "status_run_started",
+        "status_terminated",
+        "thread_created",
+        "thread_idled",
+        "thread_terminated",
+    ),
+    "deployment": ("created", "updated", "archived", "deleted", "paused", "unpaused"),
+    "deployment_run": ("started", "succeeded", "failed"),
+    "memory_store": ("created", "archived", "deleted"),
+    "vault": ("created", "archived", "deleted"),
+    "vault_credential": ("created", "archived", "deleted", "refresh_failed"),
+    "external_key": ("failed", "recovered"),
+    "external_storage": ("failed", "recovered"),
+    "user_profile": ("enforcement_action_opened", "enforcement_action_resolved", "program_status_updated"),
+}
+EVENT_TYPES = frozenset(f"{kind}.{name}" for kind, names in _RESOURCE_EVENTS.items() for name in names)
+log = logging.getLogger("managed_agents.webhooks")
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    allow_loopback: bool = True
+    allow_private: bool = False
+    retry_base_seconds: float = 5.0
+    retry_max_seconds: float = 3600.0
+    max_attempts: int = 16
+    timeout_seconds: float = 10.0
+    concurrency: int = 16
+
+
+def outbox_types(event: StoredEvent) -> list[str]:
+    """The webhook events a session event causes (written to the outbox with it)."""
+    payload = event.payload
+    if payload.get("session_thread_id"):
+        return []  # a thread's own status: the session.thread_* events are not delivered yet
+    if event.type == "session.status_idle":
+        stop = cast(JsonObject, payload.get("stop_reason") or {})
+        return ["session.status_idled", *(["session.requires_action"] if stop.get("type") == "requires_action" else [])]
+    return {
+        "session.status_running": ["session.status_run_started"],
+        "session.status_rescheduled": ["session.status_rescheduled"],
+        "session.status_terminated": ["session.status_terminated"],
+        "session.updated": ["session.updated"],
+    }.get(event.type, [])
+
+
+def webhook_event_id(event_id: str, type_: str) -> str:
+    digest = hashlib.sha256(f"{event_id}\x00{type_}".encode()).hexdigest()[:26]
+    return f"wevt_{digest}"
+
+
+def check_target(url: str, settings: WebhookSettings, *, field: str = "url") -> None:
+    """InvalidRequest unless `url` is http(s) on an address the policy allows (module docstring, "Targets")."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise InvalidRequest(f"{field}: must be an absolute http or https URL")
+    if parts.username is not None or parts.password is not None or parts.fragment:
+        raise InvalidRequest(f"{field}: must not carry user info or a fragment")
+    try:
+        addresses = resolve_addresses(parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
+    except FetchRefused as exc:
+        raise InvalidRequest(f"{field}: {exc}") from exc
+    for address in addresses:
+        if address.is_loopback and settings.allow_loopback:
+            continue
+        if not address.is_global and not (settings.allow_private and not address.is_loopback):
+            raise InvalidRequest(
+                f"{field}: {parts.hostname} resolves to a non-public address ({address}), which this server does not"
+                " deliver to (MANAGED_AGENTS_WEBHOOK_ALLOW_PRIVATE / _ALLOW_LOOPBACK)"
+            )
+
+
+def _new_secret() -> str:
+    return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+
+
+def _endpoint_view(doc: JsonObject) -> JsonObject:
+    doc.pop("archived_at", None)
+    return doc
+
+
+class WebhookService:
+    def __init__(self, svc: Services, settings: WebhookSettings | None = None) -> None:
+        self.svc = svc
+        self.settings = settings or WebhookSettings()
+        self.endpoints = Collection(svc, ENDPOINT, view=_endpoint_view)
+        self.deliveries = Collection(svc, DELIVERY)
+
+    # -- endpoints -------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _events(events: Sequence[str]) -> list[str]:
+        unknown = [e for e in events if e not in EVENT_TYPES]
+        if unknown:
+            raise InvalidRequest(f"enabled_events: unknown event type {unknown[0]!r}")
+        return list(dict.fromkeys(events))
+
+    def create(self, ws: str, params: WebhookEndpointCreateParams) -> JsonObject:
+        check_target(params.url, self.settings)
+        live = sum(1 for _ in self.endpoints.iterate(ws, include_archived=False))
+        if live >= MAX_ENDPOINTS:
+            raise InvalidRequest(f"a workspace has at most {MAX_ENDPOINTS} webhook endpoints")
+        secret = _new_secret()
+        doc = self.endpoints.create(
+            ws,
+            {
+                "url": params.url,
+                "name": params.name or "",
+                "description": params.description or "",
+                "enabled_events": self._events(params.enabled_events),
+                "state": "enabled",
+                "disabled_reason": "",
+                SECRET_KEY: secret,
+            },
+        )
+        return {**doc, "signing_secret": secret}
+
+    def get(self, ws: str, endpoint_id: str) -> JsonObject:
+        return self.endpoints.get(ws, endpoint_id)
+
+    def update(self, ws: str, endpoint_id: str, params: WebhookEndpointUpdateParams) -> JsonObject:
+        sent = params.model_fields_set
+        if "url" in sent and params.url is not None:
+            check_target(params.url, self.settings)
+
+        def edit(doc: JsonObject) -> None:
+            for name in ("url", "name", "description"):
+                if name in sent and getattr(params, name) is not None:
+                    doc[name] = getattr(params, name)
+            if params.enabled_events:  # "an empty list leaves it unchanged" (SDK)
+                doc["enabled_events"] = self._events(params.enabled_events)
+            if params.state is not None and params.state != doc["state"]:
+                doc["state"] = params.state
+                doc["disabled_reason"] = ""
+
+        return self.endpoints.update(ws, endpoint_id, edit)
+
+    def list_endpoints(
+        self, ws: str, *, limit: int, order: str, after_id: str | None, before_id: str | None
+    ) -> JsonObject:
+        """The SDK's `Page` shape: `data, has_more, first_id, last_id`; `after_id` continues after an endpoint,
+        `before_id` gives the first `limit` endpoints that come before it (SDK docstring)."""
+        if not 1 <= limit <= 100:
+            raise InvalidRequest(f"limit: must be between 1 and 100, got {limit}")
+        rows = list(self.endpoints.iterate(ws, include_archived=False))
+        if order == "desc":
+            rows.reverse()
+        ids = [r.id for r in rows]
+        for name, value in (("after_id", after_id), ("before_id", before_id)):
+            if value is not None and value not in ids:
+                raise InvalidRequest(f"{name}: no webhook endpoint {value!r}")
+        if after_id is not None:
+            rows = rows[ids.index(after_id) + 1 :]
+        if before_id is not None:
+            rows = rows[: ids.index(before_id)]
+        page = rows[:limit]
+        data = [self.endpoints.render(r.doc) for r in page]
+        return {
+            "data": data,
+            "has_more": len(rows) > limit,
+            "first_id": page[0].id if page else None,
+            "last_id": page[-1].id if page else None,
+        }
+
+    def delete(self, ws: str, endpoint_id: str) -> JsonObject:
+        self.endpoints.record(ws, endpoint_id)
+        self.svc.resources.delete(ENDPOINT.name, ws, endpoint_id)
+        return {"id": endpoint_id, "type": "webhook_endpoint_deleted"}
+
+    def regenerate_secret(self, ws: str, endpoint_id: str) -> JsonObject:
+        rec = self.endpoints.record(ws, endpoint_id)
+        secret = _new_secret()
+
+        def edit(r: Record) -> None:
+            r.doc[SECRET_KEY] = secret
+
+        self.endpoints.change(rec, edit, touch=True)
+        return {"signing_secret": secret}
+
+    def list_deliveries(self, ws: str, endpoint_id: str, query: ListQuery) -> tuple[list[JsonObject], str | None]:
+        self.endpoints.record(ws, endpoint_id)
+        query.equals["endpoint_id"] = endpoint_id
+        return self.deliveries.list(ws, query)
+
+
+class WebhookDeliverer:
+    """Fans the outbox out into deliveries and attempts the due ones (module docstring). `run_once` is one pass;
+    `start` runs passes on a background thread, woken early by `wake()`."""
+
+    def __init__(
+        self,
+        svc: Services,
+        outbox: Outbox,
+        webhooks: WebhookService,
+        *,
+        http: httpx2.Client | None = None,
+        poll_seconds: float = 0.25,
+    ) -> None:
+        self.svc = svc
+        self.outbox = outbox
+        self.webhooks = webhooks
+        self.settings = webhooks.settings
+        self.http = http or httpx2.Client(timeout=self.settings.timeout_seconds, follow_redirects=False)
+        self.poll_seconds = poll_seconds
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._pool = ThreadPoolExecutor(max_workers=self.settings.concurrency, thread_name_prefix="webhook")
+        self._in_flight: set[str] = set()
+        self._lock = threading.Lock()
+        self.on_attempt: Callable[[JsonObject], object] | None = None  # tests and the bench observe attempts
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        def loop() -> None:
+            while not self._stop.is_set():
+                self._wake.wait(self.poll_seconds)
+                self._wake.clear()
+                try:
+                    self.run_once()
+                except Exception:
+                    log.exception("webhook delivery pass failed")
+
+        threading.Thread(target=loop, name="webhook-deliverer", daemon=True).start()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def run_once(self, now: datetime | None = None, *, wait: bool = False) -> int:
+        """Fan out the outbox, then start the due attempts (concurrently); the number started. `wait`: return only
+        once they ended."""
+        self.fan_out()
+        now = now or self.svc.clock.now()
+        due = [
+            r
+            for r in self.svc.resources.find(DELIVERY.name, "state", [PENDING])
+            if parse_rfc3339(str(r.doc["next_attempt_at"])) <= now
+        ]
+        due.sort(key=lambda r: str(r.doc["next_attempt_at"]))
+        started = []
+        for rec in due:
+            with self._lock:
+                if rec.id in self._in_flight:
+                    continue
+                self._in_flight.add(rec.id)
+            started.append(self._pool.submit(self._attempt_guarded, rec))
+        if wait:
+            for f in started:
+                f.result()
+        return len(started)
+
+    # -- fan-out ---------------------------------------------------------------------------------------------
+
+    def fan_out(self, batch: int = 500) -> int:
+        made = 0
+        while True:
+            entries = self.outbox.pending(batch)
+            if not entries:
+                return made
+            subscribers: dict[str, list[Record]] = {}
+            for entry in entries:
+                made += self._fan_out_one(entry, subscribers)
+            self.outbox.done([e.key for e in entries])
+
+    def _fan_out_one(self, entry: OutboxEntry, subscribers: dict[str, list[Record]]) -> int:
+        session = self.svc.resources.get_by_id("session", entry.session_id)
+        if session is None:
+            return 0
+        ws = session.workspace_id
+        if ws not in subscribers:
+            subscribers[ws] = [
+                r
+                for r in self.webhooks.endpoints.iterate(ws, include_archived=False)
+                if r.doc.get("state") == "enabled"
+            ]
+        event_id = webhook_event_id(entry.event_id, entry.type)
+        payload = json.dumps(
+            {
+                "id": event_id,
+                "type": "event",
+                "created_at": rfc3339(entry.created_at),
+                "data": {
+                    "type": entry.type,
+                    "id": entry.session_id,
+                    "organization_id": ORGANIZATION_ID,
+                    "workspace_id": ws,
+                },
+            },
+            separators=(",", ":"),
+        )
+        made = 0
+        for endpoint in subscribers[ws]:
+            if entry.type not in cast(list[str], endpoint.doc.get("enabled_events") or []):
+                continue
+            delivery_id = "whdl_" + hashlib.sha256(f"{event_id}\x00{endpoint.id}".encode()).hexdigest()[:26]
+            fields: JsonObject = {
+                "endpoint_id": endpoint.id,
+                "event": {"id": event_id, "type": entry.type, "created_at": rfc3339(entry.created_at)},
+                "state": PENDING,
+                "attempts": [],
+                "next_attempt_at": rfc3339(self.svc.clock.now()),
+                "_payload": payload,
+            }
+            try:
+                self.webhooks.deliveries.insert(
+                    ws, fields, attrs={"endpoint_id": endpoint.id, "state": PENDING}, id_=delivery_id
+                )
+                made += 1
+            except Conflict:
+                pass  # fanned out before a crash
+        return made
+
+    # -- attempts --------------------------------------------------------------------------------------------
+
+    def _attempt_guarded(self, rec: Record) -> None:
+        try:
+            self.attempt(rec)
+        except Exception:
+            log.exception("webhook delivery attempt failed", extra={"delivery_id": rec.id})
+        finally:
+            with self._lock:
+                self._in_flight.discard(rec.id)
+
+    def attempt(self, rec: Record) -> None:
+        endpoint = self.svc.resources.get(ENDPOINT.name, rec.workspace_id, str(rec.doc["endpoint_id"]))
+        if endpoint is None or endpoint.doc.get("state") != "enabled":
+            self._finish(rec, "dropped", None)
+            return
+        url = str(endpoint.doc["url"])
+        payload = str(rec.doc["_payload"])
+        event = cast(JsonObject, rec.doc["event"])
+        started = time.monotonic()
+        at = self.svc.clock.now()
+        status: int | None = None
+        error: str | None = None
+        try:
+            check_target(url, self.settings)
+            headers = self._signed_headers(str(endpoint.doc[SECRET_KEY]), str(event["id"]), at, payload)
+            response = self.http.post(url, content=payload.encode(), headers=headers)
+            status = response.status_code
+            if not 200 <= status < 300:
+                error = f"HTTP {status}"
+        except InvalidRequest as exc:
+            error = str(exc)
+        except httpx2.HTTPError as exc:
+            error = f"{type(exc).__name__}: {exc}"[:500]
+        attempt: JsonObject = {
+            "attempted_at": rfc3339(at),
+            "status_code": status,
+            "latency_ms": round((time.monotonic() - started) * 1000, 1),
+            "error": error,
+        }
+        self._finish(rec, "delivered" if error is None else None, attempt)
+        if self.on_attempt is not None:
+            self.on_attempt({"delivery_id": rec.id, **attempt})
+
+    @staticmethod
+    def _signed_headers(secret: str, msg_id: str, at: datetime, payload: str) -> dict[str, str]:
+        signature = Webhook(secret).sign(msg_id, at, payload)
+        return {
+            "content-type": "application/json",
+            "webhook-id": msg_id,
+            "webhook-timestamp": str(int(at.timestamp())),
+            "webhook-signature": signature,
+            "user-agent": "managed-agents-webhooks/1",
+        }
+
+    def _finish(self, rec: Record, state: str | None, attempt: JsonObject | None) -> None:
+        """Record an attempt: `state` delivered or dropped ends the delivery; None schedules a retry, or fails it
+        (and disables its endpoint) when it has no attempts left."""
+        exhausted = False
+
+        def edit(r: Record) -> None:
+            nonlocal exhausted
+            attempts = [*cast(list[JsonObject], r.doc.get("attempts") or []), *([attempt] if attempt else [])]
+            r.doc["attempts"] = attempts
+            final = state
+            if final is None:
+                n = len(attempts)
+                if n >= self.settings.max_attempts:
+                    final, exhausted = "failed", True
+                else:
+                    delay = min(self.settings.retry_base_seconds * 2 ** (n - 1), self.settings.retry_max_seconds)
+                    r.doc["next_attempt_at"] = rfc3339(self.svc.clock.now() + timedelta(seconds=delay))
+            if final is not None:
+                r.doc["state"] = final
+                r.doc["next_attempt_at"] = None
+                r.attrs["state"] = final
+            r.doc["updated_at"] = rfc3339(self.svc.clock.now())
+
+        mutate(self.svc.resources, rec, edit)
+        if exhausted:
+            self._disable(rec.workspace_id, str(rec.doc["endpoint_id"]), len(self._attempts(rec)) + 1)
+
+    @staticmethod
+    def _attempts(rec: Record) -> list[JsonObject]:
+        return cast(list[JsonObject], rec.doc.get("attempts") or [])
+
+    def _disable(self, ws: str, endpoint_id: str, attempts: int) -> None:
+        endpoint = self.svc.resources.get(ENDPOINT.name, ws, endpoint_id)
+        if endpoint is None:
+            return
+
+        def edit(r: Record) -> None:
+            if r.doc.get("state") == "enabled":
+                r.doc["state"] = "disabled"
+                r.doc["disabled_reason"] = f"a delivery failed {attempts} attempts over its retry window"
+                r.doc["updated_at"] = rfc3339(self.svc.clock.now())
+
+        mutate(self.svc.resources, endpoint, edit)
+        log.warning("webhook endpoint disabled", extra={"endpoint_id": endpoint_id})

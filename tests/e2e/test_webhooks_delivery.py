@@ -1,0 +1,204 @@
+"""Webhooks through the official SDK: endpoints (`client.beta.organization.webhooks`), signed deliveries verified with
+`client.beta.webhooks.unwrap`, retries, the delivery log, auto-disable, the address policy, and kill -9.
+
+Embedded only: on AWS the delivery path (a queue and a Lambda) is not built yet; the endpoint API is the same code.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+from typing import Any
+
+import anthropic
+import pytest
+
+from managed_agents.settings import ServerSettings
+from managed_agents.testing.scripted_model import ScriptedModelServer
+from tests.e2e.conftest import embedded_only, sandbox_isolation, wait_idle, wait_until
+from tests.e2e.loopback_http import serve
+from tests.e2e.sandbox_support import tool_step
+
+pytestmark = embedded_only("webhook delivery on AWS (a queue and a Lambda) is not built yet")
+HELLO = [{"type": "user.message", "content": [{"type": "text", "text": "hi"}]}]
+
+
+@dataclass
+class Receiver:
+    """A webhook receiver on loopback: answers `fail_first` requests with 500, then 200; keeps what it got."""
+
+    fail_first: int = 0
+    received: list[tuple[dict[str, str], str, int]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def handler(self) -> type[BaseHTTPRequestHandler]:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length") or 0)).decode()
+                with receiver.lock:
+                    status = 500 if len(receiver.received) < receiver.fail_first else 200
+                    receiver.received.append(({k.lower(): v for k, v in self.headers.items()}, body, status))
+                self.send_response(status)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        return Handler
+
+    def delivered(self) -> list[tuple[dict[str, str], str]]:
+        with self.lock:
+            return [(h, b) for h, b, status in self.received if status == 200]
+
+
+@pytest.fixture
+def server_settings(tmp_path: Path) -> ServerSettings:
+    return ServerSettings(
+        data_dir=str(tmp_path / "data"),
+        retry_base_seconds=0.01,
+        retry_max_seconds=0.05,
+        sandbox_isolation=sandbox_isolation(),
+        webhook_retry_base_seconds=0.1,
+        webhook_retry_max_seconds=0.2,
+        webhook_poll_seconds=0.05,
+    )
+
+
+@pytest.fixture
+def receiver() -> Iterator[tuple[Receiver, str]]:
+    r = Receiver()
+    with serve(r.handler()) as url:
+        yield r, url + "/hooks"
+
+
+def _session(client: anthropic.Anthropic, **agent: Any) -> str:
+    a = client.beta.agents.create(name="a", model="claude-sonnet-4-6", **agent)
+    env = client.beta.environments.create(name="e", config={"type": "cloud"})
+    return client.beta.sessions.create(agent=a.id, environment_id=env.id).id
+
+
+def _say(client: anthropic.Anthropic, sid: str) -> None:
+    client.beta.sessions.events.send(sid, events=HELLO)  # type: ignore[arg-type]
+
+
+def test_idle_and_requires_action_arrive_signed_and_unwrap(
+    client: anthropic.Anthropic, model_server: ScriptedModelServer, receiver: tuple[Receiver, str]
+) -> None:
+    r, url = receiver
+    # Given an endpoint for the session status events, created through the SDK
+    endpoint = client.beta.organization.webhooks.create(
+        url=url,
+        enabled_events=["session.status_idled", "session.requires_action"],  # type: ignore[list-item]
+        name="ops",
+    )
+    secret = endpoint.signing_secret
+    assert secret.startswith("whsec_") and endpoint.state == "enabled"
+    assert "signing_secret" not in client.beta.organization.webhooks.retrieve(endpoint.id).model_dump()
+    # When a session calls a custom tool (it then waits for the caller: requires_action)
+    sid = _session(
+        client,
+        tools=[
+            {
+                "type": "custom",
+                "name": "lookup",
+                "description": "look",
+                "input_schema": {"type": "object", "properties": {}},
+            }
+        ],
+    )
+    model_server.push(tool_step("toolu_1", "lookup", {}))
+    _say(client, sid)
+    wait_idle(client, sid, timeout=30)
+    # Then the receiver gets both events, each verified by the SDK with the endpoint's secret
+    got = wait_until(lambda: len(r.delivered()) >= 2 and r.delivered(), timeout=20)
+    events = [client.beta.webhooks.unwrap(body, headers=headers, key=secret) for headers, body in got]
+    assert sorted(e.data.type for e in events) == ["session.requires_action", "session.status_idled"]
+    for e in events:
+        assert e.type == "event" and e.data.id == sid and e.data.workspace_id
+    # And a payload signed with another secret does not verify
+    headers, body = got[0]
+    with pytest.raises(Exception, match="signature"):
+        client.beta.webhooks.unwrap(body, headers=headers, key="whsec_" + "A" * 43 + "=")
+
+
+def test_a_receiver_failing_three_times_gets_the_event_once_after_retries(
+    client: anthropic.Anthropic, model_server: ScriptedModelServer, receiver: tuple[Receiver, str]
+) -> None:
+    r, url = receiver
+    r.fail_first = 3
+    endpoint = client.beta.organization.webhooks.create(url=url, enabled_events=["session.status_idled"])  # type: ignore[list-item]
+    sid = _session(client)
+    model_server.push("done")
+    _say(client, sid)
+    wait_idle(client, sid, timeout=30)
+    # Then after three failed attempts the fourth delivers it, once
+    wait_until(lambda: r.delivered(), timeout=30)
+    assert [s for _, _, s in r.received] == [500, 500, 500, 200]
+    ids = {h["webhook-id"] for h, _, _ in r.received}
+    assert len(ids) == 1  # every attempt is the same event (receivers deduplicate on it)
+    # And the delivery log shows the attempts
+    log = client.get(
+        f"/v1/organizations/webhooks/{endpoint.id}/deliveries",
+        cast_to=object,
+        options={"headers": {"anthropic-beta": "webhooks-2026-10-07"}},
+    )
+    (delivery,) = log["data"]  # type: ignore[index]
+    assert delivery["state"] == "delivered" and delivery["event"]["type"] == "session.status_idled"
+    assert [a["status_code"] for a in delivery["attempts"]] == [500, 500, 500, 200]
+    assert all(a["latency_ms"] >= 0 for a in delivery["attempts"])
+    assert "_payload" not in delivery
+
+
+def test_an_endpoint_that_keeps_failing_is_disabled(
+    server_settings: ServerSettings,
+    client: anthropic.Anthropic,
+    model_server: ScriptedModelServer,
+    receiver: tuple[Receiver, str],
+) -> None:
+    r, url = receiver
+    r.fail_first = 10**6
+    endpoint = client.beta.organization.webhooks.create(url=url, enabled_events=["session.status_idled"])  # type: ignore[list-item]
+    sid = _session(client)
+    model_server.push("done")
+    _say(client, sid)
+    wait_idle(client, sid, timeout=30)
+    # Then once the delivery ran out of attempts, the endpoint is disabled, saying why
+    got = wait_until(
+        lambda: (e := client.beta.organization.webhooks.retrieve(endpoint.id)).state == "disabled" and e, timeout=60
+    )
+    assert got.disabled_reason
+    assert len(r.received) == 16  # webhook_max_attempts
+    # And enabling it again clears the reason
+    again = client.beta.organization.webhooks.update(endpoint.id, state="enabled")
+    assert again.state == "enabled" and again.disabled_reason == ""
+
+
+@pytest.mark.parametrize("url", ["http://10.1.2.3/hook", "http://169.254.169.254/latest", "ftp://127.0.0.1/x"])
+def test_private_and_link_local_targets_are_refused(client: anthropic.Anthropic, url: str) -> None:
+    with pytest.raises(anthropic.BadRequestError):
+        client.beta.organization.webhooks.create(url=url, enabled_events=["session.status_idled"])  # type: ignore[list-item]
+
+
+def test_endpoints_crud_through_the_sdk(client: anthropic.Anthropic, receiver: tuple[Receiver, str]) -> None:
+    _, url = receiver
+    a = client.beta.organization.webhooks.create(url=url, enabled_events=["session.status_idled"])  # type: ignore[list-item]
+    b = client.beta.organization.webhooks.create(url=url, enabled_events=["agent.created"], description="d")  # type: ignore[list-item]
+    page = client.beta.organization.webhooks.list(limit=1)
+    assert [e.id for e in page.data] == [b.id] and page.has_more
+    assert [e.id for e in client.beta.organization.webhooks.list()] == [b.id, a.id]
+    updated = client.beta.organization.webhooks.update(a.id, name="renamed", enabled_events=[])
+    assert updated.name == "renamed" and updated.enabled_events == ["session.status_idled"]
+    new_secret = client.beta.organization.webhooks.regenerate_signing_secret(a.id)
+    assert new_secret.signing_secret.startswith("whsec_") and new_secret.signing_secret != a.signing_secret
+    deleted = client.beta.organization.webhooks.delete(a.id)
+    assert deleted.type == "webhook_endpoint_deleted"
+    with pytest.raises(anthropic.NotFoundError):
+        client.beta.organization.webhooks.retrieve(a.id)
+    with pytest.raises(anthropic.BadRequestError):
+        client.beta.organization.webhooks.create(url=url, enabled_events=["session.exploded"])  # type: ignore[list-item]

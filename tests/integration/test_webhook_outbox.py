@@ -1,0 +1,59 @@
+"""The webhook outbox is written with the event (one SQLite transaction) and survives a restart.
+
+Given an endpoint and a session in a data directory: appending a status event writes its outbox row with it (and a
+failed append writes none); a runtime that stops before fanning it out leaves the row, and the next runtime on the
+same directory delivers it, once.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from managed_agents.domain.errors import DuplicateEvent
+from managed_agents.domain.events import NewEvent
+from managed_agents.settings import ServerSettings
+from managed_agents.wire.agents import AgentCreateParams
+from managed_agents.wire.environments import EnvironmentCreateParams
+from managed_agents.wire.sessions import SessionCreateParams
+from managed_agents.wire.webhooks import WebhookEndpointCreateParams
+from managed_agents.wiring import Runtime, build_local_runtime
+from tests.e2e.loopback_http import serve
+from tests.e2e.test_webhooks_delivery import Receiver
+
+WS = "wrkspc_test"
+
+
+def open_runtime(tmp_path: Path) -> Runtime:
+    return build_local_runtime(ServerSettings(data_dir=str(tmp_path / "data")), start_orchestrator=False)
+
+
+def test_the_outbox_row_is_written_with_the_event_and_delivered_after_a_restart(tmp_path: Path) -> None:
+    r = Receiver()
+    with serve(r.handler()) as url:
+        rt = open_runtime(tmp_path)
+        rt.webhooks.create(WS, WebhookEndpointCreateParams(url=url, enabled_events=["session.status_idled"]))
+        agent = rt.agents.create(WS, AgentCreateParams(name="a", model="claude-sonnet-4-6"))
+        env = rt.environments.create(WS, EnvironmentCreateParams(name="e"))
+        sid = str(rt.sessions.create(WS, SessionCreateParams(agent=agent["id"], environment_id=env["id"]))["id"])
+        assert rt.deliverer is not None
+        outbox = rt.deliverer.outbox
+        # When a status event is appended, its outbox row is there with it
+        rt.events.append(sid, [NewEvent("sevt_idle1", "session.status_idle", {"stop_reason": {"type": "end_turn"}})])
+        assert [e.type for e in outbox.pending()] == ["session.status_idled"]
+        # And an append that fails writes no row
+        with pytest.raises(DuplicateEvent):
+            rt.events.append(sid, [NewEvent("sevt_idle1", "session.status_idle", {})])
+        assert len(outbox.pending()) == 1
+        # When the runtime stops before delivering (no deliverer ran) and a new one opens the same data
+        rt.close()
+        rt = open_runtime(tmp_path)
+        assert rt.deliverer is not None
+        rt.deliverer.run_once(wait=True)
+        # Then the event is delivered once, and the outbox is empty
+        assert len(r.delivered()) == 1
+        assert rt.deliverer.outbox.pending() == []
+        rt.deliverer.run_once(wait=True)
+        assert len(r.delivered()) == 1
+        rt.close()
