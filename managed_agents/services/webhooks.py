@@ -294,6 +294,9 @@ class WebhookDeliverer:
         self._in_flight: set[str] = set()
         self._lock = threading.Lock()
         self.on_attempt: Callable[[JsonObject], object] | None = None  # tests and the bench observe attempts
+        # no pending delivery is due before this (None: unknown, read the store): a pass with nothing new and
+        # nothing due reads no delivery, however many wait hours for their next attempt
+        self._quiet_until: datetime | None = None
 
     def wake(self) -> None:
         self._wake.set()
@@ -318,13 +321,20 @@ class WebhookDeliverer:
     def run_once(self, now: datetime | None = None, *, wait: bool = False) -> int:
         """Fan out the outbox, then start the due attempts (concurrently); the number started. `wait`: return only
         once they ended."""
-        self.fan_out()
+        if self.fan_out():
+            self._later(None)
         now = now or self.svc.clock.now()
-        due = [
-            r
-            for r in self.svc.resources.find(DELIVERY.name, "state", [PENDING])
-            if parse_rfc3339(str(r.doc["next_attempt_at"])) <= now
-        ]
+        with self._lock:
+            if self._quiet_until is not None and now < self._quiet_until:
+                return 0
+            self._quiet_until = datetime.max.replace(tzinfo=now.tzinfo)  # lowered below and by each new retry
+        due: list[Record] = []
+        for r in self.svc.resources.find(DELIVERY.name, "state", [PENDING]):
+            at = parse_rfc3339(str(r.doc["next_attempt_at"]))
+            if at <= now:
+                due.append(r)
+            else:
+                self._later(at)
         due.sort(key=lambda r: str(r.doc["next_attempt_at"]))
         started = []
         for rec in due:
@@ -337,6 +347,14 @@ class WebhookDeliverer:
             for f in started:
                 f.result()
         return len(started)
+
+    def _later(self, at: datetime | None) -> None:
+        """A delivery is due at `at` (None: something new, read the store on the next pass)."""
+        with self._lock:
+            if at is None or self._quiet_until is None:
+                self._quiet_until = None
+            else:
+                self._quiet_until = min(self._quiet_until, at)
 
     # -- fan-out ---------------------------------------------------------------------------------------------
 
@@ -458,6 +476,7 @@ class WebhookDeliverer:
         """Record an attempt: `state` delivered or dropped ends the delivery; None schedules a retry, or fails it
         (and disables its endpoint) when it has no attempts left."""
         exhausted = False
+        retries: list[datetime] = []
 
         def edit(r: Record) -> None:
             nonlocal exhausted
@@ -470,7 +489,9 @@ class WebhookDeliverer:
                     final, exhausted = "failed", True
                 else:
                     delay = min(self.settings.retry_base_seconds * 2 ** (n - 1), self.settings.retry_max_seconds)
-                    r.doc["next_attempt_at"] = rfc3339(self.svc.clock.now() + timedelta(seconds=delay))
+                    retry_at = self.svc.clock.now() + timedelta(seconds=delay)
+                    r.doc["next_attempt_at"] = rfc3339(retry_at)
+                    retries.append(retry_at)
             if final is not None:
                 r.doc["state"] = final
                 r.doc["next_attempt_at"] = None
@@ -478,6 +499,8 @@ class WebhookDeliverer:
             r.doc["updated_at"] = rfc3339(self.svc.clock.now())
 
         mutate(self.svc.resources, rec, edit)
+        if retries:
+            self._later(retries[-1])
         if exhausted:
             self._disable(rec.workspace_id, str(rec.doc["endpoint_id"]), len(self._attempts(rec)) + 1)
 
