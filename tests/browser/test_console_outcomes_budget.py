@@ -6,7 +6,7 @@ import anthropic
 
 from managed_agents.testing.scripted_model import ScriptedModelServer
 from tests.browser.conftest import Console
-from tests.e2e.conftest import wait_idle
+from tests.e2e.conftest import wait_idle, wait_until
 
 USAGE_1K = {"input_tokens": 1000, "output_tokens": 1000, "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0}
 
@@ -39,7 +39,9 @@ def test_outcome_iterations_verdicts_and_budget_use(
         initial_events=[outcome],  # type: ignore[list-item]
     )
     wait_idle(client, session.id)
-    got = client.beta.sessions.retrieve(session.id)
+    got = wait_until(
+        lambda: (s := client.beta.sessions.retrieve(session.id)).outcome_evaluations[0].result == "satisfied" and s
+    )
     spent = got.usage.list_cost.amount if got.usage.list_cost else "?"
     # When its page is opened
     console.sign_in(fragment=f"#/sessions/{session.id}")

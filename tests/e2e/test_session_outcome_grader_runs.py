@@ -60,5 +60,9 @@ def test_an_interrupt_ends_a_running_evaluation_interrupted(server: Server, mode
     start = next(e for e in events if e.type == "span.outcome_evaluation_start")
     assert end.result == "interrupted" and end.outcome_evaluation_start_id == start.id
     assert events[-1].type == "session.status_idle" and events[-1].stop_reason.type == "end_turn"
-    [evaluation] = client.beta.sessions.retrieve(sid).outcome_evaluations
-    assert evaluation.result == "interrupted" and evaluation.completed_at is not None
+    evaluation = wait_until(
+        lambda: next(
+            (o for o in client.beta.sessions.retrieve(sid).outcome_evaluations if o.result == "interrupted"), None
+        )
+    )
+    assert evaluation.completed_at is not None

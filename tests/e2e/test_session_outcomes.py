@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import anthropic
@@ -10,7 +11,7 @@ import pytest
 
 from managed_agents.harness.outcomes import GRADER_SYSTEM
 from managed_agents.testing.scripted_model import ScriptedModelServer
-from tests.e2e.conftest import Server, wait_idle
+from tests.e2e.conftest import Server, wait_idle, wait_until
 
 LOOKUP_TOOL: Any = {
     "type": "custom",
@@ -40,6 +41,16 @@ def _session(client: anthropic.Anthropic, **kw: Any) -> Any:
     agent = client.beta.agents.create(name="poet", model="claude-sonnet-4-6", system="You are a poet.")
     env = client.beta.environments.create(name="e", config={"type": "cloud"})
     return client.beta.sessions.create(agent=agent.id, environment_id=env.id, **kw)
+
+
+def _settled(client: anthropic.Anthropic, sid: str, check: Callable[[Any], bool]) -> Any:
+    """The session once its record shows what the log says (the record is updated right after the append)."""
+
+    def ready() -> Any:
+        s = client.beta.sessions.retrieve(sid)
+        return s if check(s) else None
+
+    return wait_until(ready)
 
 
 def _text(body: dict[str, Any]) -> str:
@@ -97,7 +108,7 @@ def test_outcome_met_on_the_second_evaluation(server: Server, model_server: Scri
     # And the agent got the grader's explanation to revise by
     assert "Missing a title line." in _text(agent_second) and RUBRIC in _text(agent_second)
     # And the session tracks the evaluation
-    got = client.beta.sessions.retrieve(session.id)
+    got = _settled(client, session.id, lambda s: s.outcome_evaluations[0].result == "satisfied")
     [evaluation] = got.outcome_evaluations
     assert evaluation.outcome_id == define.outcome_id and evaluation.description == "A haiku about budgets"
     assert (evaluation.result, evaluation.iteration) == ("satisfied", 1)
@@ -131,7 +142,8 @@ def test_outcome_exhausts_max_iterations(server: Server, model_server: ScriptedM
         "session.status_idle",
     ]
     assert "Still no title." in _text(model_server.requests[-1]["body"])
-    [evaluation] = client.beta.sessions.retrieve(session.id).outcome_evaluations
+    got = _settled(client, session.id, lambda s: s.outcome_evaluations[0].result == "max_iterations_reached")
+    [evaluation] = got.outcome_evaluations
     assert (evaluation.result, evaluation.iteration) == ("max_iterations_reached", 1)
     model_server.assert_complete()
 
@@ -148,7 +160,7 @@ def test_one_outcome_at_a_time(server: Server, model_server: ScriptedModelServer
     )
     session = client.beta.sessions.create(agent=agent.id, environment_id=env.id, initial_events=[_outcome()])
     use = next(e for e in wait_idle(client, session.id) if e.type == "agent.custom_tool_use")
-    assert client.beta.sessions.retrieve(session.id).outcome_evaluations[0].result == "running"
+    _settled(client, session.id, lambda s: s.outcome_evaluations[0].result == "running")
     # When a second outcome is defined meanwhile, Then it is refused
     with pytest.raises(anthropic.BadRequestError) as info:
         client.beta.sessions.events.send(session.id, events=[_outcome()])
@@ -161,7 +173,7 @@ def test_one_outcome_at_a_time(server: Server, model_server: ScriptedModelServer
     }
     client.beta.sessions.events.send(session.id, events=[result])
     wait_idle(client, session.id, count=2)
-    assert client.beta.sessions.retrieve(session.id).outcome_evaluations[0].result == "satisfied"
+    _settled(client, session.id, lambda s: s.outcome_evaluations[0].result == "satisfied")
     # And one request defines at most one outcome
     with pytest.raises(anthropic.BadRequestError):
         client.beta.sessions.events.send(session.id, events=[_outcome(), _outcome()])
