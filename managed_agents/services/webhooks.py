@@ -15,8 +15,9 @@ delivery log (each delivery's attempts, status codes and latency).
 is this server's fixed `ORGANIZATION_ID` (it has no organizations).
 
 **Which events** (today): the session status changes of the log, as they are appended: `session.status_run_started`,
-`session.status_idled` (and `session.requires_action` when the idle's stop reason is `requires_action`),
-`session.status_rescheduled`, `session.status_terminated`, `session.updated`.
+`session.status_idled` (and `session.requires_action` or `session.budget_reached` when the idle's stop reason is
+that), `session.status_rescheduled`, `session.status_terminated`, `session.updated`, and
+`session.outcome_evaluation_ended` at each `span.outcome_evaluation_end`.
 
 **Delivery never blocks the session loop and survives restarts**: the event store writes an outbox row in the same
 transaction as the event (embedded: SQLite `outbox`); a background deliverer fans each row out into one delivery
@@ -121,12 +122,15 @@ def outbox_types(event: StoredEvent) -> list[str]:
         return []  # a thread's own status: the session.thread_* events are not delivered yet
     if event.type == "session.status_idle":
         stop = cast(JsonObject, payload.get("stop_reason") or {})
-        return ["session.status_idled", *(["session.requires_action"] if stop.get("type") == "requires_action" else [])]
+        also = {"requires_action": "session.requires_action", "budget_reached": "session.budget_reached"}
+        extra = also.get(str(stop.get("type")))
+        return ["session.status_idled", *([extra] if extra else [])]
     return {
         "session.status_running": ["session.status_run_started"],
         "session.status_rescheduled": ["session.status_rescheduled"],
         "session.status_terminated": ["session.status_terminated"],
         "session.updated": ["session.updated"],
+        "span.outcome_evaluation_end": ["session.outcome_evaluation_ended"],
     }.get(event.type, [])
 
 
