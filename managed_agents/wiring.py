@@ -300,6 +300,7 @@ def build_local_runtime(
         provisioner.materialize = materializer.prepare
         stage = provisioner.stage
         rt.session_resources.added_hooks.append(lambda sid, res: materializer.add_live(sid, stage(sid), res))
+        rt.sessions.created_hooks.append(lambda sid: materializer.prefetch(sid, stage(sid)))
         if rt.files is not None:  # outputs collected when the session idles and when its sandbox stops
             collector = OutputCollector(resources, rt.files)
             outputs = provisioner.outputs

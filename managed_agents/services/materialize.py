@@ -25,6 +25,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
 from pathlib import Path
 from typing import cast
 from urllib.parse import urlsplit
@@ -70,10 +71,31 @@ class Materializer:
         self.files = files
         self.git = git
         self.clone_timeout = clone_timeout
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def _lock(self, session_id: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(session_id, threading.Lock())
+
+    def prefetch(self, session_id: str, stage: Path) -> None:
+        """At session create: put a cloud session's resources in place ahead of its first sandbox, in a thread (the
+        clone then overlaps the first model turn instead of delaying the first tool call)."""
+        sess = self.resources.get_by_id("session", session_id)
+        if sess is None or sess.doc.get("_environment_type") != "cloud" or not resources_of(sess.doc):
+            return
+        threading.Thread(
+            target=self.prepare, args=(session_id, stage, "create"), name=f"prefetch-{session_id}", daemon=True
+        ).start()
 
     def prepare(self, session_id: str, stage: Path, attempt: str = "") -> list[Mount]:
         """Put the session's resources into `stage` and return their mounts (outputs and uploads directories
-        first). Failures are logged as `session.error` events (one per resource and `attempt`), never raised."""
+        first); one call per session at a time. A failure is a `session.error` (once per resource and version of
+        it: a token rotation tries again), never raised. `attempt` names the caller in logs."""
+        with self._lock(session_id):
+            return self._prepare(session_id, stage, attempt)
+
+    def _prepare(self, session_id: str, stage: Path, attempt: str) -> list[Mount]:
         sess = self.resources.get_by_id("session", session_id)
         stage.mkdir(parents=True, exist_ok=True, mode=0o700)
         uploads, outputs = stage / "uploads", stage / "outputs"
@@ -95,7 +117,7 @@ class Materializer:
                 if mount is not None:
                     mounts.append(mount)
             except MaterializeError as exc:
-                errors.append((rid, exc))
+                errors.append((f"{rid}@{res.get('updated_at')}", exc))
         if any(res.get("type") == "memory_store" for res in resources_of(sess.doc)):
             mounts.append(memory_mount(stage))
         self._report(session_id, errors, attempt)
@@ -108,9 +130,10 @@ class Materializer:
         if sess is None or resource.get("type") != "file" or not stage.exists():
             return
         try:
-            self._file(sess.workspace_id, resource, stage)
+            with self._lock(session_id):
+                self._file(sess.workspace_id, resource, stage)
         except MaterializeError as exc:
-            self._report(session_id, [(str(resource.get("id")), exc)], "live")
+            self._report(session_id, [(f"{resource.get('id')}@{resource.get('updated_at')}", exc)], "live")
 
     # -- files ------------------------------------------------------------------------------------------------
 
@@ -118,14 +141,15 @@ class Materializer:
         file_id, target = str(res["file_id"]), str(res["mount_path"])
         if self.files is None:
             raise MaterializeError("unknown_error", f"file {file_id}: this deployment has no Files API")
+        in_uploads = target.startswith(UPLOADS_DIR + "/") and "/" not in target[len(UPLOADS_DIR) + 1 :]
+        dest = stage / "uploads" / target.rsplit("/", 1)[-1] if in_uploads else stage / "files" / str(res["id"])
         try:
             rec = self.files.record(ws, file_id)
         except ApiError as exc:
+            dest.unlink(missing_ok=True)  # a copy made while the file lived (a prefetch) goes with it
             raise MaterializeError(
                 "unknown_error", f"file resource {res.get('id')}: {exc.message}; it is not mounted at {target}"
             ) from exc
-        in_uploads = target.startswith(UPLOADS_DIR + "/") and "/" not in target[len(UPLOADS_DIR) + 1 :]
-        dest = stage / "uploads" / target.rsplit("/", 1)[-1] if in_uploads else stage / "files" / str(res["id"])
         expected = self.files.sha256(rec)
         if dest.exists() and (not expected or _sha256(dest) == expected):
             return None if in_uploads else Mount(dest, target, True)
@@ -218,18 +242,19 @@ class Materializer:
             return
         batch = [
             NewEvent(
-                deterministic_event_id(session_id, f"materialize@{attempt}@{rid}"),
+                deterministic_event_id(session_id, f"materialize@{key}"),
                 "session.error",
                 {"error": exc.event_error()},
             )
-            for rid, exc in errors
+            for key, exc in errors
         ]
-        for rid, _ in errors:
-            log.warning("resource not materialized", extra={"session_id": session_id, "resource_id": rid})
-        try:
-            self.events.append(session_id, batch)
-        except DuplicateEvent:
-            pass
+        for key, _ in errors:
+            log.warning("resource not materialized", extra={"session_id": session_id, "resource": key, "by": attempt})
+        for event in batch:  # one by one: an error already reported (same resource, same version) is skipped
+            try:
+                self.events.append(session_id, [event])
+            except DuplicateEvent:
+                pass
 
 
 def memory_mount(stage: Path) -> Mount:

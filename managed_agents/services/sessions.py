@@ -197,6 +197,7 @@ class SessionService:
         self.files: FileService | None = None  # set by wiring: file rubrics of outcomes are read from it
         self.session_resources: SessionResourceService | None = None  # set by wiring: `resources` at create
         self.ended_hooks: list[Callable[[str], object]] = []  # called with the id of a deleted/archived session
+        self.created_hooks: list[Callable[[str], object]] = []  # called with the id of a new session
 
     def check_access(self, p: Principal, sid: str) -> Record:
         """Session-level calls: any API key of the workspace, an environment key of the session's environment,
@@ -321,6 +322,11 @@ class SessionService:
                     self.svc.resources.delete("session", ws, sid)
                 raise
             rec = self.record(ws, sid)
+        for hook in self.created_hooks:
+            try:
+                hook(sid)
+            except Exception:  # the session exists; what a hook prepares is prepared again when needed
+                log.exception("a session create hook failed", extra={"session_id": sid})
         return render_session(rec.doc, self.svc.clock.now())
 
     def record(self, ws: str, sid: str) -> Record:
