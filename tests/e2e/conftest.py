@@ -241,3 +241,17 @@ def create_environment_key(client: anthropic.Anthropic, environment_id: str, nam
     body: Any = client.post(f"/v1/environments/{environment_id}/keys", body={"name": name}, cast_to=object)
     key: str = body["key"]
     return key
+
+
+def strict_client(server: Server) -> anthropic.Anthropic:
+    """The official SDK validating every response against its models (`_strict_response_validation`)."""
+    return server.client(_strict_response_validation=True)
+
+
+def error_body(exc: anthropic.APIStatusError) -> dict[str, Any]:
+    """The `error` object of an error response's envelope (api-reference §1.4)."""
+    body = exc.body
+    assert isinstance(body, dict)
+    err = body.get("error", body)
+    assert isinstance(err, dict)
+    return err

@@ -6,32 +6,19 @@ from __future__ import annotations
 import hashlib
 import os
 from datetime import timedelta
-from typing import Any
 
 import anthropic
 import httpx2
 import pytest
 
 from managed_agents.domain.clock import parse_rfc3339
-from tests.e2e.conftest import Server
+from tests.e2e.conftest import Server, error_body, strict_client
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 40
 
 
-def strict(server: Server) -> anthropic.Anthropic:
-    return server.client(_strict_response_validation=True)
-
-
-def _error(exc: anthropic.APIStatusError) -> dict[str, Any]:
-    body = exc.body
-    assert isinstance(body, dict)
-    err = body.get("error", body)
-    assert isinstance(err, dict)
-    return err
-
-
 def test_upload_list_download_delete_binary_and_unicode_names(server: Server) -> None:
-    client = strict(server)
+    client = strict_client(server)
     # Given a binary file and a text file with a unicode name inside a path
     binary = PNG + os.urandom(5000)
     png = client.beta.files.upload(file=("image.png", binary, "image/png"))
@@ -62,7 +49,7 @@ def test_upload_list_download_delete_binary_and_unicode_names(server: Server) ->
 
 
 def test_unnamed_uploads_get_an_extension_for_their_type(server: Server) -> None:
-    client = strict(server)
+    client = strict_client(server)
     pdf = client.beta.files.upload(file=("", b"%PDF-1.4\n%%EOF\n", "application/pdf"))
     assert pdf.filename == "unnamed.pdf" and pdf.mime_type == "application/pdf"
     raw = client.beta.files.upload(file=b"\x00\x01\x02")
@@ -71,7 +58,7 @@ def test_unnamed_uploads_get_an_extension_for_their_type(server: Server) -> None
 
 
 def test_list_pages_and_ids(server: Server) -> None:
-    client = strict(server)
+    client = strict_client(server)
     ids = [client.beta.files.upload(file=(f"f{i}.txt", f"{i}".encode(), "text/plain")).id for i in range(5)]
     # Pages of 2 walk all of them once, newest first
     first = client.beta.files.list(limit=2)
@@ -84,7 +71,7 @@ def test_list_pages_and_ids(server: Server) -> None:
     # ids[] is exclusive with page and limit
     with pytest.raises(anthropic.BadRequestError) as info:
         client.beta.files.list(ids=[ids[0]], limit=2)
-    assert "ids" in _error(info.value)["message"]
+    assert "ids" in error_body(info.value)["message"]
     with pytest.raises(anthropic.BadRequestError):
         client.beta.files.list(ids=[f"file_{i}" for i in range(101)])
     with pytest.raises(anthropic.BadRequestError):
@@ -96,18 +83,18 @@ def test_list_pages_and_ids(server: Server) -> None:
 
 
 def test_expires_in_seconds(server: Server) -> None:
-    client = strict(server)
+    client = strict_client(server)
     f = client.beta.files.upload(file=("e.txt", b"x", "text/plain"), expires_in_seconds=3600)
     assert f.expires_at is not None
     assert abs((f.expires_at - f.created_at) - timedelta(seconds=3600)) < timedelta(seconds=1)
     for bad in (3599, 7_776_001, -1):
         with pytest.raises(anthropic.BadRequestError) as info:
             client.beta.files.upload(file=("e.txt", b"x", "text/plain"), expires_in_seconds=bad)
-        assert "expires_in_seconds" in _error(info.value)["message"]
+        assert "expires_in_seconds" in error_body(info.value)["message"]
 
 
 def test_an_expired_file_is_gone(server: Server) -> None:
-    client = strict(server)
+    client = strict_client(server)
     f = client.beta.files.upload(file=("e.txt", b"gone", "text/plain"), expires_in_seconds=3600)
     # When its expiry passes (the server's clock moved past it)
     ws = str(server.rt.keys.workspaces()[0]["id"])
@@ -118,7 +105,7 @@ def test_an_expired_file_is_gone(server: Server) -> None:
     # Then retrieve and download say file_expired, and lists leave it out
     with pytest.raises(anthropic.NotFoundError) as info:
         client.beta.files.retrieve_metadata(f.id)
-    assert _error(info.value)["details"]["error_code"] == "file_expired"
+    assert error_body(info.value)["details"]["error_code"] == "file_expired"
     with pytest.raises(anthropic.NotFoundError):
         client.beta.files.download(f.id)
     assert f.id not in [x.id for x in client.beta.files.list(limit=1000)]
@@ -126,7 +113,7 @@ def test_an_expired_file_is_gone(server: Server) -> None:
 
 
 def test_content_is_hashed(server: Server) -> None:
-    client = strict(server)
+    client = strict_client(server)
     data = os.urandom(70_000)
     f = client.beta.files.upload(file=("h.bin", data, "application/octet-stream"))
     ws = str(server.rt.keys.workspaces()[0]["id"])
@@ -156,7 +143,7 @@ def test_malformed_uploads_are_400s(server: Server) -> None:
 
 
 def test_created_at_is_rfc3339(server: Server) -> None:
-    client = strict(server)
+    client = strict_client(server)
     f = client.beta.files.upload(file=("t.txt", b"t", "text/plain"))
     raw = client.get(f"/v1/files/{f.id}", cast_to=object)
     assert isinstance(raw, dict) and parse_rfc3339(str(raw["created_at"]))
@@ -175,7 +162,7 @@ def test_created_at_is_rfc3339(server: Server) -> None:
 
 def test_a_file_over_the_deployments_request_cap(server: Server) -> None:
     # Given a file larger than one API Lambda invocation carries (6,000,000 bytes)
-    client = strict(server)
+    client = strict_client(server)
     data = os.urandom(6_100_000)
     if server.backend == "embedded":
         # Then the embedded server (no such cap) stores it
@@ -186,6 +173,6 @@ def test_a_file_over_the_deployments_request_cap(server: Server) -> None:
     with pytest.raises(anthropic.APIStatusError) as info:
         client.beta.files.upload(file=("big.bin", data, "application/octet-stream"))
     assert info.value.status_code == 413
-    message = _error(info.value)["message"]
+    message = error_body(info.value)["message"]
     assert "Lambda request cap" in message and "docs/files.md" in message
     assert client.beta.files.list().data == []

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import anthropic
 import pytest
 
 from managed_agents.settings import ServerSettings
-from tests.e2e.conftest import Server
+from tests.e2e.conftest import Server, error_body, strict_client
 
 
 @pytest.fixture
@@ -17,24 +16,12 @@ def server_settings(tmp_path: Path) -> ServerSettings:
     return ServerSettings(data_dir=str(tmp_path / "data"), max_file_bytes=1000)
 
 
-def strict(server: Server) -> anthropic.Anthropic:
-    return server.client(_strict_response_validation=True)
-
-
-def _error(exc: anthropic.APIStatusError) -> dict[str, Any]:
-    body = exc.body
-    assert isinstance(body, dict)
-    err = body.get("error", body)
-    assert isinstance(err, dict)
-    return err
-
-
 def test_a_file_over_the_size_limit_is_a_413(server: Server) -> None:
-    client = strict(server)
+    client = strict_client(server)
     with pytest.raises(anthropic.APIStatusError) as info:
         client.beta.files.upload(file=("big.bin", b"x" * 200_000, "application/octet-stream"))
     assert info.value.status_code == 413
-    assert "bytes" in _error(info.value)["message"]
+    assert "bytes" in error_body(info.value)["message"]
     # A body within the multipart slack but content over the limit is refused by the store, leaving nothing
     with pytest.raises(anthropic.APIStatusError) as info:
         client.beta.files.upload(file=("big.bin", b"x" * 1001, "application/octet-stream"))

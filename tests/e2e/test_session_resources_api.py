@@ -8,24 +8,12 @@ from typing import Any
 import anthropic
 import pytest
 
-from tests.e2e.conftest import Server
+from tests.e2e.conftest import Server, error_body, strict_client
 
 TOKEN = "ghp_resource-canary-5f1e0c77"
 ROTATED = "ghp_rotated-canary-93d1aa04"
 BETA = {"anthropic-beta": "managed-agents-2026-04-01"}
 REPO = "https://github.com/octo/hello-world.git"
-
-
-def strict(server: Server) -> anthropic.Anthropic:
-    return server.client(_strict_response_validation=True)
-
-
-def _error(exc: anthropic.APIStatusError) -> dict[str, Any]:
-    body = exc.body
-    assert isinstance(body, dict)
-    err = body.get("error", body)
-    assert isinstance(err, dict)
-    return err
 
 
 def _setup(client: anthropic.Anthropic) -> tuple[str, str]:
@@ -35,7 +23,7 @@ def _setup(client: anthropic.Anthropic) -> tuple[str, str]:
 
 
 def test_resources_on_create_and_the_resources_api(server: Server) -> None:
-    client = strict(server)
+    client = strict_client(server)
     agent_id, env_id = _setup(client)
     f = client.beta.files.upload(file=("data.csv", b"a,b\n1,2\n", "text/csv"))
     # Given a session created with a file and a private repository
@@ -93,7 +81,7 @@ def test_resources_on_create_and_the_resources_api(server: Server) -> None:
     # And a file resource has no token to rotate
     with pytest.raises(anthropic.BadRequestError) as info:
         client.beta.sessions.resources.update(file_res.id, session_id=session.id, authorization_token="x")
-    assert "github_repository" in _error(info.value)["message"]
+    assert "github_repository" in error_body(info.value)["message"]
     # When one is deleted
     deleted = client.beta.sessions.resources.delete(added.id, session_id=session.id)
     assert deleted.id == added.id and deleted.type == "session_resource_deleted"
@@ -106,7 +94,7 @@ def test_resources_on_create_and_the_resources_api(server: Server) -> None:
 
 def test_a_memory_store_resource_names_a_store_of_the_workspace(server: Server) -> None:
     # (memory_store resources themselves: tests/e2e/test_memory_stores_api.py)
-    client = strict(server)
+    client = strict_client(server)
     agent_id, env_id = _setup(client)
     with pytest.raises(anthropic.NotFoundError) as info:
         client.beta.sessions.create(
@@ -114,11 +102,11 @@ def test_a_memory_store_resource_names_a_store_of_the_workspace(server: Server) 
             environment_id=env_id,
             resources=[{"type": "memory_store", "memory_store_id": "memstore_1"}],
         )
-    assert _error(info.value)["details"]["error_code"] == "memory_store_not_found"
+    assert error_body(info.value)["details"]["error_code"] == "memory_store_not_found"
 
 
 def test_invalid_resources_are_precise_errors(server: Server) -> None:
-    client = strict(server)
+    client = strict_client(server)
     agent_id, env_id = _setup(client)
     f = client.beta.files.upload(file=("a.txt", b"a", "text/plain"))
 
@@ -130,22 +118,22 @@ def test_invalid_resources_are_precise_errors(server: Server) -> None:
 
     # a file that does not exist: 404 naming it
     err = create({"type": "file", "file_id": "file_missing"})
-    assert isinstance(err, anthropic.NotFoundError) and "file_missing" in _error(err)["message"]
+    assert isinstance(err, anthropic.NotFoundError) and "file_missing" in error_body(err)["message"]
     # mount paths: relative, '..', the outputs directory, twice the same
-    assert "absolute" in _error(create({"type": "file", "file_id": f.id, "mount_path": "rel/a"}))["message"]
-    assert ".." in _error(create({"type": "file", "file_id": f.id, "mount_path": "/a/../b"}))["message"]
+    assert "absolute" in error_body(create({"type": "file", "file_id": f.id, "mount_path": "rel/a"}))["message"]
+    assert ".." in error_body(create({"type": "file", "file_id": f.id, "mount_path": "/a/../b"}))["message"]
     outputs = create({"type": "file", "file_id": f.id, "mount_path": "/mnt/session/outputs/a"})
-    assert "outputs" in _error(outputs)["message"]
+    assert "outputs" in error_body(outputs)["message"]
     twice = create(
         {"type": "file", "file_id": f.id, "mount_path": "/x/a"},
         {"type": "file", "file_id": f.id, "mount_path": "/x/a"},
     )
-    assert "resources[1].mount_path" in _error(twice)["message"]
+    assert "resources[1].mount_path" in error_body(twice)["message"]
     # repositories: not http(s), credentials in the URL, a malformed commit, unknown fields
-    assert "url" in _error(create({"type": "github_repository", "url": "file:///etc"}))["message"]
+    assert "url" in error_body(create({"type": "github_repository", "url": "file:///etc"}))["message"]
     assert (
         "authorization_token"
-        in _error(create({"type": "github_repository", "url": "https://u:p@github.com/o/r"}))["message"]
+        in error_body(create({"type": "github_repository", "url": "https://u:p@github.com/o/r"}))["message"]
     )
     create({"type": "github_repository", "url": REPO, "checkout": {"type": "commit", "sha": "abc"}})
     create({"type": "file", "file_id": f.id, "extra": 1})
