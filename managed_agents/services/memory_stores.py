@@ -34,8 +34,8 @@ from managed_agents.domain.clock import rfc3339
 from managed_agents.domain.errors import Conflict, InvalidRequest, NotFound, PermissionDenied, StaleRevision
 from managed_agents.domain.events import JsonObject
 from managed_agents.domain.ids import new_id
-from managed_agents.ports import ListQuery, Record
-from managed_agents.services.common import Services, check_limit, check_metadata, list_page, render
+from managed_agents.ports import ListQuery, Record, ResourceStore
+from managed_agents.services.common import RecordPage, Services, check_limit, check_metadata, list_page, render
 from managed_agents.services.crud import Collection, Kind, Page, assign, assign_metadata
 from managed_agents.services.keys import Principal
 from managed_agents.services.memory_paths import check_path, check_prefix, check_store_name, mount_slug
@@ -56,6 +56,7 @@ MEMORY_STORE = Kind(
 MEMORY = "memory"
 MEMORY_PATH = "memory_path"
 MEMORY_VERSION = "memory_version"
+STORE_SESSION = "memory_store_session"  # a session's use of a store: sessions.list(memory_store_id=...)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 PATH_KEY_BYTES = 900
 MEMORY_MOUNT_ROOT = "/mnt/memory"
@@ -170,10 +171,10 @@ class MemoryStoreService:
         return self.stores.archive(ws, store_id)
 
     def delete(self, ws: str, store_id: str) -> JsonObject:
-        """The store, its memories, their path entries and versions."""
+        """The store, its memories, their path entries and versions (sessions keep their resource, as a record)."""
         self.stores.record(ws, store_id)
         res = self.svc.resources
-        for kind in (MEMORY_VERSION, MEMORY, MEMORY_PATH):
+        for kind in (MEMORY_VERSION, MEMORY, MEMORY_PATH, STORE_SESSION):
             for rec in list(self._store_rows(ws, kind, store_id)):
                 res.delete(kind, ws, rec.id)
         return self.stores.delete(ws, store_id)
@@ -536,3 +537,40 @@ class MemoryStoreService:
             raise NotFound(f"memory store {store_id!r} not found", error_code="memory_store_not_found")
         if write and all(r.get("access") == "read_only" for r in attached):
             raise PermissionDenied(f"memory store {store_id!r} is attached to this session read-only")
+
+
+# -- the sessions of a store ----------------------------------------------------------------------------------
+
+
+def index_session(resources: ResourceStore, session: Record) -> None:
+    """Record, before the session itself, which memory stores a new session has (`sessions.list(memory_store_id)`
+    reads these entries in the session's (created_at, id) order; one left by a create that failed lists nothing)."""
+    for res in cast(list[JsonObject], session.doc.get("resources") or []):
+        if res.get("type") == "memory_store":
+            store_id = str(res["memory_store_id"])
+            entry = Record(
+                STORE_SESSION,
+                session.workspace_id,
+                f"{store_id}:{session.id}",
+                {"session_id": session.id},
+                session.created_at,
+                attrs={"store_id": store_id},
+            )
+            resources.insert(entry)
+
+
+def sessions_of_store(resources: ResourceStore, ws: str, store_id: str, query: ListQuery) -> RecordPage:
+    """One page of the sessions that have the store, with the query's other filters applied to them (a page may
+    then hold fewer than `limit` sessions; its tokens still lead on)."""
+    page = list_page(resources, STORE_SESSION, ws, replace(query, equals={"store_id": store_id}, any_of={}))
+    out: list[Record] = []
+    for entry in page.rows:
+        rec = resources.get("session", ws, str(entry.doc["session_id"]))
+        if rec is None or rec.doc.get("_deleted") or (rec.archived and not query.include_archived):
+            continue
+        if any(rec.attrs.get(k) != v for k, v in query.equals.items()):
+            continue
+        if any(rec.attrs.get(k) not in vs for k, vs in query.any_of.items()):
+            continue
+        out.append(rec)
+    return RecordPage(out, page.next_page, page.prev_page)

@@ -49,6 +49,7 @@ from managed_agents.services.environments import EnvironmentService
 from managed_agents.services.files import FileService
 from managed_agents.services.idempotency import RETRY_WINDOW
 from managed_agents.services.keys import Principal
+from managed_agents.services.memory_stores import index_session, sessions_of_store
 from managed_agents.services.multiagent import session_multiagent
 from managed_agents.services.records import mutate
 from managed_agents.services.session_resources import TOKENS as RESOURCE_TOKENS
@@ -313,6 +314,7 @@ class SessionService:
         if deployment_id is not None:
             attrs["deployment_id"] = deployment_id
         rec = Record("session", ws, sid, doc, now, attrs=attrs)
+        index_session(self.svc.resources, rec)
         self.svc.resources.insert(rec)
         if params.initial_events:
             try:
@@ -338,8 +340,13 @@ class SessionService:
     def get(self, ws: str, sid: str) -> JsonObject:
         return render_session(self.record(ws, sid).doc, self.svc.clock.now())
 
-    def list_sessions(self, ws: str, query: ListQuery) -> tuple[list[JsonObject], str | None, str | None]:
-        page = list_page(self.svc.resources, "session", ws, query)
+    def list_sessions(
+        self, ws: str, query: ListQuery, *, memory_store_id: str | None = None
+    ) -> tuple[list[JsonObject], str | None, str | None]:
+        if memory_store_id is not None:
+            page = sessions_of_store(self.svc.resources, ws, memory_store_id, query)
+        else:
+            page = list_page(self.svc.resources, "session", ws, query)
         now = self.svc.clock.now()
         return [render_session(r.doc, now) for r in page.rows], page.next_page, page.prev_page
 

@@ -232,6 +232,17 @@ def test_sessions_attach_memory_stores_and_work_tokens_use_exactly_those(
     assert by_id[rw.id].description == "what we learned" and by_id[rw.id].instructions == "keep it short"
     assert by_id[ro.id].mount_path == "/mnt/memory/policies" and by_id[ro.id].access == "read_only"
     assert by_id[ro.id].name == "Policies"
+    # And sessions.list finds the sessions that have a store (with the other filters applied)
+    plain = client.beta.sessions.create(agent=agent.id, environment_id=env.id)
+    assert [x.id for x in client.beta.sessions.list(memory_store_id=rw.id)] == [session.id]
+    assert [x.id for x in client.beta.sessions.list(memory_store_id=ro.id, statuses=["idle"])] == [session.id]
+    assert [x.id for x in client.beta.sessions.list(memory_store_id=ro.id, statuses=["running"])] == []
+    assert list(client.beta.sessions.list(memory_store_id=other.id)) == []
+    assert plain.id in {x.id for x in client.beta.sessions.list()}
+    again = client.beta.sessions.create(
+        agent=agent.id, environment_id=env.id, resources=[{"type": "memory_store", "memory_store_id": rw.id}]
+    )
+    assert [x.id for x in client.beta.sessions.list(memory_store_id=rw.id, limit=1)] == [again.id, session.id]
     fact = client.beta.memory_stores.memories.create(ro.id, path="/rules.md", content="be kind")
     # And the session's work token reads both, writes only the read_write one, and cannot reach any other store
     model_server.push("hello")

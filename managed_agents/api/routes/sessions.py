@@ -72,11 +72,10 @@ async def list_sessions(
         query.equals["agent_version"] = agent_version
     if deployment_id is not None:
         query.equals["deployment_id"] = deployment_id
-    if memory_store_id is not None:
-        return {"data": [], "next_page": None, "prev_page": None}  # no memory stores exist yet
     if wanted:
         query.any_of["status"] = tuple(wanted)
-    data, nxt, prev = await call(runtime(request).sessions.list_sessions, p.workspace_id, query)
+    sessions = runtime(request).sessions
+    data, nxt, prev = await call(sessions.list_sessions, p.workspace_id, query, memory_store_id=memory_store_id)
     return {"data": data, "next_page": nxt, "prev_page": prev}
 
 
