@@ -35,7 +35,7 @@ import os
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from managed_agents.adapters.aws.dynamodb_event_store import DynamoDbEventStore
 from managed_agents.adapters.aws.dynamodb_resource_store import DynamoDbResourceStore
@@ -103,6 +103,7 @@ class AwsClients:
     stepfunctions: SFNClient | None = None
     secretsmanager: SecretsManagerClient | None = None
     lambda_: LambdaClient | None = None
+    scheduler: Any = None  # EventBridge Scheduler (deployment schedules); created on first use
 
     def sfn(self) -> SFNClient:
         if self.stepfunctions is None:
@@ -154,11 +155,23 @@ def build_aws_runtime(
 
         vault_secrets = SecretsManagerSecretStore(prefix=settings.vault_secret_prefix, client=clients.secretsmanager)
         gateway = mcp_gateway(settings, clients)
+    schedules = None
+    if settings.deployment_schedule_group:
+        from managed_agents.adapters.aws.scheduler_deployment_schedules import SchedulerDeploymentSchedules
+
+        schedules = SchedulerDeploymentSchedules(
+            client=clients.scheduler,
+            group=settings.deployment_schedule_group,
+            target_arn=settings.deployment_schedule_target_arn,
+            role_arn=settings.deployment_schedule_role_arn,
+            dead_letter_arn=settings.deployment_schedule_dead_letter_arn,
+        )
     rt = compose(
         settings,
         Adapters(
             resources=resources,
             events=events,
+            deployment_schedules=schedules,
             notifier=PollingNotifier(settings.stream_poll_seconds),
             clock=clock,
             blobs=S3BlobStore(bucket=settings.files_bucket or settings.spill_bucket, client=clients.s3),

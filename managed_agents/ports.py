@@ -65,6 +65,15 @@ class Outbox(Protocol):
     def done(self, keys: Sequence[str]) -> None: ...
 
 
+class DeploymentSchedules(Protocol):
+    """Where a deployment's cron schedule runs outside the process (AWS: EventBridge Scheduler). The embedded
+    runtime has none: its in-process scheduler reads the store (services/deployments.py)."""
+
+    def put(self, deployment_id: str, schedule: JsonObject | None, enabled: bool) -> None:
+        """Create, update, enable or disable the deployment's schedule; None: remove it."""
+        ...
+
+
 @dataclass
 class Record:
     """A stored resource document with the attributes lists filter on."""

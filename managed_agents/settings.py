@@ -136,6 +136,10 @@ SANDBOX_ASSIGN_PUBLIC_IP_ENV = f"{ENV_PREFIX}SANDBOX_ASSIGN_PUBLIC_IP"
 MCP_PROXY_FUNCTION_ENV = f"{ENV_PREFIX}MCP_PROXY_FUNCTION"
 VAULT_SECRET_PREFIX_ENV = f"{ENV_PREFIX}VAULT_SECRET_PREFIX"
 VAULT_KMS_KEY_ARN_ENV = f"{ENV_PREFIX}VAULT_KMS_KEY_ARN"
+DEPLOYMENT_SCHEDULE_GROUP_ENV = f"{ENV_PREFIX}DEPLOYMENT_SCHEDULE_GROUP"
+DEPLOYMENT_SCHEDULE_ROLE_ARN_ENV = f"{ENV_PREFIX}DEPLOYMENT_SCHEDULE_ROLE_ARN"
+DEPLOYMENT_SCHEDULE_TARGET_ARN_ENV = f"{ENV_PREFIX}DEPLOYMENT_SCHEDULE_TARGET_ARN"
+DEPLOYMENT_SCHEDULE_DEAD_LETTER_ARN_ENV = f"{ENV_PREFIX}DEPLOYMENT_SCHEDULE_DEAD_LETTER_ARN"
 
 
 # What the API Lambda accepts: below Lambda's 6,291,456-byte invocation payload limit by the room API Gateway's proxy
@@ -149,6 +153,12 @@ class AwsSettings(ServerSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", populate_by_name=True)
 
     webhook_allow_loopback: bool = Field(False, description="AWS: the web_fetch policy as is, loopback refused")
+    deployment_schedule_group: str | None = Field(
+        None, description="the EventBridge Scheduler group of deployment schedules (unset: deployments are manual)"
+    )
+    deployment_schedule_role_arn: str | None = Field(None, description="the role deployment schedules assume")
+    deployment_schedule_target_arn: str | None = Field(None, description="what they invoke: the trigger function")
+    deployment_schedule_dead_letter_arn: str | None = Field(None, description="where undeliverable runs go")
     resources_table: str = Field(min_length=3, description="DynamoDB resources table")
     events_table: str = Field(min_length=3, description="DynamoDB events table")
     spill_bucket: str = Field(min_length=3, description="S3 bucket of spilled event payloads")

@@ -20,6 +20,7 @@ from managed_agents.domain.clock import Clock, SystemClock
 from managed_agents.ports import (
     BlobStore,
     CredentialSecrets,
+    DeploymentSchedules,
     EventNotifier,
     EventStore,
     ModelClient,
@@ -162,6 +163,7 @@ class Adapters:
     vault_secrets: SecretRemover | None = None  # where credential secrets are purged; None: no vault API
     credential_secrets: CredentialSecrets | None = None  # where they are written (the MCP proxy Lambda on AWS)
     prober: CredentialProber | None = None
+    deployment_schedules: DeploymentSchedules | None = None  # AWS: EventBridge Scheduler; None: in-process
     outbox: Outbox | None = None  # the webhook outbox the event store writes; None: webhooks are not delivered
     session_ended: Sequence[Callable[[str], object]] = ()  # called with the id of a deleted or archived session
     mounts_resources: bool = False  # the provisioner puts session resources in place (embedded: services/materialize)
@@ -194,6 +196,7 @@ def compose(settings: ServerSettings, adapters: Adapters) -> Runtime:
         sessions,
         ScheduleSettings(settings.deployment_max_jitter_seconds, settings.deployment_catch_up_seconds),
     )
+    deployments.schedules = a.deployment_schedules
     webhooks = WebhookService(
         svc,
         WebhookSettings(

@@ -65,7 +65,15 @@ from managed_agents.aws_runtime import (
     SPILL_BUCKET_ENV,
     STATE_MACHINE_ARN_ENV,
 )
-from managed_agents.settings import ENV_PREFIX, FILES_BUCKET_ENV, HarnessSettings
+from managed_agents.settings import (
+    DEPLOYMENT_SCHEDULE_DEAD_LETTER_ARN_ENV,
+    DEPLOYMENT_SCHEDULE_GROUP_ENV,
+    DEPLOYMENT_SCHEDULE_ROLE_ARN_ENV,
+    DEPLOYMENT_SCHEDULE_TARGET_ARN_ENV,
+    ENV_PREFIX,
+    FILES_BUCKET_ENV,
+    HarnessSettings,
+)
 
 # Lambda environment variable names. The first five are the AWS composition root's (managed_agents/aws_runtime.py);
 # the rest have no reader yet and are proposed here for the code that will read them.
@@ -91,6 +99,10 @@ ENV_SANDBOX_LIMITED_SECURITY_GROUP = f"{ENV_PREFIX}SANDBOX_LIMITED_SECURITY_GROU
 ENV_SANDBOX_ASSIGN_PUBLIC_IP = f"{ENV_PREFIX}SANDBOX_ASSIGN_PUBLIC_IP"
 ENV_SANDBOX_CAPACITY_PROVIDER = f"{ENV_PREFIX}SANDBOX_CAPACITY_PROVIDER"
 ENV_API_URL = f"{ENV_PREFIX}API_URL"
+ENV_DEPLOYMENT_SCHEDULE_GROUP = DEPLOYMENT_SCHEDULE_GROUP_ENV
+ENV_DEPLOYMENT_SCHEDULE_ROLE_ARN = DEPLOYMENT_SCHEDULE_ROLE_ARN_ENV
+ENV_DEPLOYMENT_SCHEDULE_TARGET_ARN = DEPLOYMENT_SCHEDULE_TARGET_ARN_ENV
+ENV_DEPLOYMENT_SCHEDULE_DEAD_LETTER_ARN = DEPLOYMENT_SCHEDULE_DEAD_LETTER_ARN_ENV
 
 # Regions the stack deploys to as it is: Lambda SnapStart (every Python Lambda, on published versions; Lambda guide,
 # "Supported Regions": every commercial region but Asia Pacific (New Zealand, Taipei)) and the public arm64 Lambda Web

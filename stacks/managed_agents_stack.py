@@ -228,6 +228,7 @@ class ManagedAgentsStack(Stack):
         self.data.grant_resources(self.triggers_function.role, write=["put", "update"])
         self._grant_wake(self.triggers_function.role, sm_arn)
         self.triggers = Triggers(self, "Triggers", config=config, function=self.triggers_function)
+        self._deployment_schedules()
 
         # Work reaper: every minute, stop work whose lease ran out and tell its session (WorkService.reap).
         self.reaper = function(
@@ -257,6 +258,41 @@ class ManagedAgentsStack(Stack):
     def _lid(self, construct: Construct) -> str:
         """The logical id of an L2 construct's CloudFormation resource, as cdk-nag's findings name it."""
         return self.get_logical_id(cast(CfnElement, construct.node.default_child))
+
+    def _deployment_schedules(self) -> None:
+        """One EventBridge Scheduler schedule per scheduled deployment, in the triggers' schedule group, invoking the
+        trigger function (adapters/aws/scheduler_deployment_schedules.py). The API creates, updates and deletes
+        them with the deployment; the trigger function pauses them when a run auto-pauses its deployment."""
+        group = cast(str, self.triggers.schedule_group.name)
+        schedules_arn = self.format_arn(service="scheduler", resource="schedule", resource_name=f"{group}/*")
+        api, trigger = self.api.function, self.triggers_function
+        for fn, actions in (
+            (
+                api,
+                [
+                    "scheduler:GetSchedule",
+                    "scheduler:CreateSchedule",
+                    "scheduler:UpdateSchedule",
+                    "scheduler:DeleteSchedule",
+                ],
+            ),
+            (trigger, ["scheduler:GetSchedule", "scheduler:UpdateSchedule", "scheduler:DeleteSchedule"]),
+        ):
+            fn.add_environment(names.ENV_DEPLOYMENT_SCHEDULE_GROUP, group)
+            fn.role.add_to_principal_policy(
+                iam.PolicyStatement(sid="DeploymentSchedules", actions=actions, resources=[schedules_arn])
+            )
+            fn.role.add_to_principal_policy(
+                iam.PolicyStatement(
+                    sid="PassScheduleRole",
+                    actions=["iam:PassRole"],
+                    resources=[self.triggers.scheduler_role.role_arn],
+                    conditions={"StringEquals": {"iam:PassedToService": "scheduler.amazonaws.com"}},
+                )
+            )
+        api.add_environment(names.ENV_DEPLOYMENT_SCHEDULE_ROLE_ARN, self.triggers.scheduler_role.role_arn)
+        api.add_environment(names.ENV_DEPLOYMENT_SCHEDULE_TARGET_ARN, trigger.alias.function_arn)
+        api.add_environment(names.ENV_DEPLOYMENT_SCHEDULE_DEAD_LETTER_ARN, self.triggers.dead_letters.queue_arn)
 
     def _grant_wake(self, role: iam.IRole, sm_arn: str) -> None:
         role.add_to_principal_policy(
@@ -369,6 +405,17 @@ class ManagedAgentsStack(Stack):
             "pinned to the sandbox cluster by the ecs:cluster condition.",
             "Resource::*",
         )
+
+        schedules = (
+            "Deployment schedules are created at run time, one per scheduled deployment and named after it; the "
+            "statement covers the schedules of the platform's own schedule group only."
+        )
+        schedules_finding = (
+            f"Resource::arn:<AWS::Partition>:scheduler:<AWS::Region>:<AWS::AccountId>:schedule/"
+            f"{self.triggers.schedule_group.name}/*"
+        )
+        for fn in (self.api.function, self.triggers_function):
+            acknowledge(fn.role, "AwsSolutions-IAM5", schedules, schedules_finding)
 
     def _outputs(self) -> None:
         outputs = {

@@ -44,7 +44,7 @@ from managed_agents.domain.clock import parse_rfc3339, rfc3339
 from managed_agents.domain.errors import ApiError, Conflict, InvalidRequest, NotFound
 from managed_agents.domain.events import JsonObject
 from managed_agents.domain.ids import deterministic_id, new_id
-from managed_agents.ports import ListQuery, Record
+from managed_agents.ports import DeploymentSchedules, ListQuery, Record
 from managed_agents.services.common import Services, list_page
 from managed_agents.services.crud import Collection, Kind, Page, assign, assign_metadata
 from managed_agents.services.records import mutate
@@ -130,6 +130,15 @@ class DeploymentService:
         self.items = Collection(svc, DEPLOYMENT, view=self._view)
         self.runs = Collection(svc, RUN)
         self.fire_hooks: list[Callable[[JsonObject], object]] = []  # called with each run recorded
+        self.schedules: DeploymentSchedules | None = None  # AWS: one Scheduler schedule per deployment
+
+    def _sync(self, doc: JsonObject) -> None:
+        """Make the external schedule (if any) follow the stored deployment: its cron, enabled while active,
+        removed once archived or manual-only."""
+        if self.schedules is None:
+            return
+        schedule = None if doc.get("archived_at") else cast(JsonObject | None, doc.get("schedule"))
+        self.schedules.put(str(doc["id"]), schedule, doc.get("status") == "active")
 
     # -- the wire form ---------------------------------------------------------------------------------------
 
@@ -240,7 +249,9 @@ class DeploymentService:
         if "_next_fire_at" in probe.doc:
             fields["_next_fire_at"] = probe.doc["_next_fire_at"]
         attrs: dict[str, str | int | None] = {"agent_id": str(cast(JsonObject, fields["agent"])["id"]), **probe.attrs}
-        return self.items.create(ws, fields, attrs=attrs, id_=rid)
+        doc = self.items.create(ws, fields, attrs=attrs, id_=rid)
+        self._sync(doc)
+        return doc
 
     def record(self, ws: str, deployment_id: str) -> Record:
         return self.items.record(ws, deployment_id)
@@ -277,7 +288,11 @@ class DeploymentService:
             self._check(ws, doc)
             self._scheduling(r, restart=schedule_changed)
 
-        return self.items.render(self.items.change(rec, edit).doc)
+        return self._synced(self.items.change(rec, edit))
+
+    def _synced(self, rec: Record) -> JsonObject:
+        self._sync(rec.doc)
+        return self.items.render(rec.doc)
 
     def list_deployments(self, ws: str, query: ListQuery) -> Page:
         return self.items.list(ws, query)
@@ -293,11 +308,11 @@ class DeploymentService:
             r.doc.update({"archived_at": now, "status": "active", "paused_reason": None})
             self._scheduling(r, restart=False)
 
-        return self.items.render(self.items.change(rec, edit).doc)
+        return self._synced(self.items.change(rec, edit))
 
     def pause(self, ws: str, deployment_id: str, reason: JsonObject | None = None) -> JsonObject:
         rec = self.items.live(ws, deployment_id, doing="paused")
-        return self.items.render(self._pause(rec, reason or {"type": "manual"}).doc)
+        return self.items.render(self._pause(rec, reason or {"type": "manual"}).doc)  # _pause syncs
 
     def _pause(self, rec: Record, reason: JsonObject) -> Record:
         def edit(r: Record) -> None:
@@ -306,7 +321,9 @@ class DeploymentService:
             r.doc.update({"status": "paused", "paused_reason": reason})
             self._scheduling(r, restart=False)
 
-        return self.items.change(rec, edit)
+        paused = self.items.change(rec, edit)
+        self._sync(paused.doc)
+        return paused
 
     def unpause(self, ws: str, deployment_id: str) -> JsonObject:
         rec = self.items.live(ws, deployment_id, doing="unpaused")
@@ -317,7 +334,7 @@ class DeploymentService:
             r.doc.update({"status": "active", "paused_reason": None})
             self._scheduling(r, restart=True)  # the ticks of the pause are not fired
 
-        return self.items.render(self.items.change(rec, edit).doc)
+        return self._synced(self.items.change(rec, edit))
 
     # -- runs ------------------------------------------------------------------------------------------------
 

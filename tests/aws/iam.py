@@ -306,6 +306,18 @@ class IamEnforcement:
 
         monkeypatch.setattr(IAMRequestBase, "check_action_permitted", checked)
 
+        check_signature: Callable[..., Any] = IAMRequestBase.check_signature
+
+        def signature_checked(request: IAMRequestBase) -> None:
+            # moto recomputes EventBridge Scheduler's signatures wrongly (its rest-json GETs with a query fail for any
+            # credentials): the key still names the principal, and the action check below still applies
+            scope = request._headers.get("Authorization", "").partition("Credential=")[2].split(",")[0]
+            if "/scheduler/" in scope:
+                return
+            check_signature(request)
+
+        monkeypatch.setattr(IAMRequestBase, "check_signature", signature_checked)
+
     @contextlib.contextmanager
     def enforced(self) -> Iterator[None]:
         from moto import settings

@@ -64,6 +64,9 @@ from managed_agents.aws_runtime import lambda_deps
 from managed_agents.sandbox import entrypoint
 from managed_agents.settings import (
     API_URL_ENV,
+    DEPLOYMENT_SCHEDULE_GROUP_ENV,
+    DEPLOYMENT_SCHEDULE_ROLE_ARN_ENV,
+    DEPLOYMENT_SCHEDULE_TARGET_ARN_ENV,
     ECS_CLUSTER_ENV,
     EVENTS_TABLE_ENV,
     FILES_BUCKET_ENV,
@@ -509,6 +512,8 @@ def _platform(
         ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})  # as CDK's VPC (moto needs it)
         subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
         group = ec2.create_security_group(GroupName=f"sandbox-{suffix}", Description="sandbox", VpcId=vpc)["GroupId"]
+        # the Triggers construct's schedule group: deployment schedules live in it
+        boto3.client("scheduler", region_name=REGION).create_schedule_group(Name=f"schedules-{suffix}")
         sfn = boto3.client("stepfunctions", region_name=REGION)
         arn = sfn.create_state_machine(
             name=machine["Properties"]["StateMachineName"],
@@ -532,6 +537,9 @@ def _platform(
             MCP_PROXY_FUNCTION_ENV: f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:McpProxy",
             VAULT_SECRET_PREFIX_ENV: f"ma-{suffix}/vault/",
             VAULT_KMS_KEY_ARN_ENV: vault_key,
+            DEPLOYMENT_SCHEDULE_GROUP_ENV: f"schedules-{suffix}",
+            DEPLOYMENT_SCHEDULE_ROLE_ARN_ENV: f"arn:aws:iam::{ACCOUNT}:role/deployment-schedules",
+            DEPLOYMENT_SCHEDULE_TARGET_ARN_ENV: f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:Triggers",
             **env,
         }.items():
             monkeypatch.setenv(name, value)

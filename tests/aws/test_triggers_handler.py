@@ -16,8 +16,9 @@ import pytest
 
 from functions.triggers.handler import handler as triggers_handler
 from managed_agents.domain.errors import InvalidRequest, NotFound
-from managed_agents.ports import iter_all
+from managed_agents.ports import ListQuery, iter_all
 from managed_agents.wire.agents import AgentCreateParams
+from managed_agents.wire.deployments import DeploymentCreateParams
 from managed_agents.wire.environments import EnvironmentCreateParams
 from tests.aws.conftest import AwsEnv, FakeLambdaContext
 from tests.infra.conftest import REPO_ROOT, Synth
@@ -26,9 +27,11 @@ DOCS = REPO_ROOT / "docs" / "deploy-aws.md"
 SCHEDULE_ARN = "arn:aws:scheduler:us-east-1:123456789012:schedule/managed-agents-schedules/nightly-report"
 
 
-def documented_json(name: str, variables: dict[str, str]) -> Any:
+def documented_json(
+    name: str, variables: dict[str, str], heading: str = "## Sessions from events and schedules"
+) -> Any:
     """The JSON the docs' triggers section writes to `name` (a `cat > name <<JSON` heredoc), `$VARS` expanded."""
-    section = DOCS.read_text().split("## Sessions from events and schedules", 1)[1].split("\n## ", 1)[0]
+    section = DOCS.read_text().split(heading, 1)[1].split("\n## ", 1)[0]
     match = re.search(rf"cat > {re.escape(name)} <<JSON\n(.*?)\nJSON\n", section, re.S)
     assert match, f"docs/deploy-aws.md no longer writes {name}"
     text = re.sub(r"\$([A-Z_]+)", lambda m: variables[m.group(1)], match.group(1))
@@ -164,3 +167,27 @@ def test_an_unknown_agent_or_a_foreign_workspace_is_not_found(aws_env: AwsEnv) -
     foreign = {"workspace_id": "wrkspc_other", "agent": agent_id, "environment_id": env_id, "message": "x"}
     with pytest.raises(NotFound, match="in workspace 'wrkspc_other'"):
         _run({"id": "e4", "detail-type": "StartSession", "detail": foreign})
+
+
+def test_the_documented_run_deployment_event_runs_it_once(aws_env: AwsEnv) -> None:
+    # Given a deployment and the event the docs' run-deployment command sends
+    ws, agent_id, env_id = _agent_env(aws_env)
+    rt = aws_env.deps.runtime
+    hello = [{"type": "user.message", "content": [{"type": "text", "text": "go"}]}]
+    dep = rt.deployments.create(
+        ws,
+        DeploymentCreateParams.model_validate(
+            {"agent": agent_id, "environment_id": env_id, "name": "d", "initial_events": hello}
+        ),
+    )
+    (entry,) = documented_json(
+        "run-deployment.json", {"DEPLOYMENT_ID": str(dep["id"])}, heading="## Deployments and their schedules"
+    )
+    event = delivered_event(entry)
+    # When EventBridge delivers it twice
+    first, again = _run(event), _run(event)
+    # Then the deployment ran once, a manual run with its session
+    assert first["run_id"] == again["run_id"] and first["session_id"] and first["error"] is None
+    runs, _ = rt.deployments.list_runs(ws, ListQuery(limit=10), deployment_id=str(dep["id"]))
+    assert [r["id"] for r in runs] == [first["run_id"]] and runs[0]["trigger_context"] == {"type": "manual"}
+    assert rt.sessions.get(ws, str(first["session_id"]))["deployment_id"] == dep["id"]

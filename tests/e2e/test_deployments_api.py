@@ -7,6 +7,8 @@ schedule's input to the trigger function, as EventBridge Scheduler sends it.
 
 from __future__ import annotations
 
+import json
+import os
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -278,3 +280,43 @@ def test_resources_are_checked_like_a_sessions_and_stamped_on_each_run(
     assert run.session_id is not None, run.error
     session = client.beta.sessions.retrieve(run.session_id)
     assert [r.type for r in session.resources] == ["file", "github_repository"]
+
+
+def test_each_scheduled_deployment_has_a_scheduler_schedule_that_follows_it(
+    server: Server, client: anthropic.Anthropic
+) -> None:
+    if server.platform is None:
+        pytest.skip("embedded: the in-process scheduler reads the store; no external schedules")
+    import boto3
+
+    from managed_agents.settings import DEPLOYMENT_SCHEDULE_GROUP_ENV
+
+    scheduler = boto3.client("scheduler", region_name="us-east-1")
+    group = os.environ[DEPLOYMENT_SCHEDULE_GROUP_ENV]
+    agent, env = _setup(client)
+    # When a deployment with a weekday schedule in a timezone is created
+    dep = client.beta.deployments.create(
+        agent=agent.id,
+        environment_id=env.id,
+        name="n",
+        initial_events=HELLO,
+        schedule={"type": "cron", "expression": "30 9 * * 1-5", "timezone": "Europe/Paris"},
+    )
+    # Then its schedule invokes the trigger function with the deployment, in Scheduler's cron form
+    got = scheduler.get_schedule(Name=dep.id, GroupName=group)
+    assert got["ScheduleExpression"] == "cron(30 9 ? * MON,TUE,WED,THU,FRI *)"
+    assert got["ScheduleExpressionTimezone"] == "Europe/Paris" and got["State"] == "ENABLED"
+    target_input = json.loads(got["Target"]["Input"])
+    assert target_input["detail"] == {"type": "run_deployment", "deployment_id": dep.id}
+    assert target_input["scheduled_time"] == "<aws.scheduler.scheduled-time>"
+    # And pausing disables it, unpausing enables it, a new schedule replaces it
+    client.beta.deployments.pause(dep.id)
+    assert scheduler.get_schedule(Name=dep.id, GroupName=group)["State"] == "DISABLED"
+    client.beta.deployments.unpause(dep.id)
+    client.beta.deployments.update(dep.id, schedule={"type": "cron", "expression": "0 6 1 * *", "timezone": "UTC"})
+    got = scheduler.get_schedule(Name=dep.id, GroupName=group)
+    assert (got["State"], got["ScheduleExpression"]) == ("ENABLED", "cron(0 6 1 * ? *)")
+    # And archiving deletes it
+    client.beta.deployments.archive(dep.id)
+    with pytest.raises(scheduler.exceptions.ResourceNotFoundException):
+        scheduler.get_schedule(Name=dep.id, GroupName=group)

@@ -33,8 +33,8 @@ def test_kill9_between_the_event_and_its_delivery_loses_nothing(tmp_path: Path) 
             client.beta.organization.webhooks.create(url=base + "/hooks", enabled_events=["session.status_idled"])  # type: ignore[list-item]
             sid = _session(client)
             _say(client, sid)
-            wait_idle(client, sid, timeout=30)
-            wait_until(lambda: r.received, timeout=20)  # the event was appended and attempted (and failed)
+            wait_idle(client, sid, timeout=90)
+            wait_until(lambda: r.received, timeout=60)  # the event was appended and attempted (and failed)
             # When the server is killed with SIGKILL and the receiver comes back
             first.kill9()
         finally:
@@ -45,7 +45,7 @@ def test_kill9_between_the_event_and_its_delivery_loses_nothing(tmp_path: Path) 
         second = ServeProcess(data_dir, port, model.base_url, tmp_path / "serve.log", env=env)
         try:
             # Then the restarted server delivers the event
-            got = wait_until(lambda: r.delivered(), timeout=30)
+            got = wait_until(lambda: r.delivered(), timeout=90)
             payload = json.loads(got[0][1])
             assert payload["data"] == {**payload["data"], "type": "session.status_idled", "id": sid}
         finally:
