@@ -35,7 +35,7 @@ import os
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from managed_agents.adapters.aws.dynamodb_event_store import DynamoDbEventStore
 from managed_agents.adapters.aws.dynamodb_resource_store import DynamoDbResourceStore
@@ -104,6 +104,7 @@ class AwsClients:
     secretsmanager: SecretsManagerClient | None = None
     lambda_: LambdaClient | None = None
     scheduler: Any = None  # EventBridge Scheduler (deployment schedules); created on first use
+    events: Any = None  # EventBridge (lifecycle events on the bus); created on first use
 
     def sfn(self) -> SFNClient:
         if self.stepfunctions is None:
@@ -195,6 +196,11 @@ def build_aws_runtime(
         ),
     )
     rt.secrets = vault_secrets
+    if settings.event_bus_name:  # lifecycle events on the bus, put by whichever function appended them
+        from managed_agents.adapters.aws.eventbridge_lifecycle import EventBridgeLifecyclePublisher
+
+        publisher = EventBridgeLifecyclePublisher(bus_name=settings.event_bus_name, client=clients.events)
+        cast(PublishingEventStore, rt.events).observers.append(publisher)
     return rt
 
 

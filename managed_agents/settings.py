@@ -136,6 +136,7 @@ SANDBOX_ASSIGN_PUBLIC_IP_ENV = f"{ENV_PREFIX}SANDBOX_ASSIGN_PUBLIC_IP"
 MCP_PROXY_FUNCTION_ENV = f"{ENV_PREFIX}MCP_PROXY_FUNCTION"
 VAULT_SECRET_PREFIX_ENV = f"{ENV_PREFIX}VAULT_SECRET_PREFIX"
 VAULT_KMS_KEY_ARN_ENV = f"{ENV_PREFIX}VAULT_KMS_KEY_ARN"
+EVENT_BUS_NAME_ENV = f"{ENV_PREFIX}EVENT_BUS_NAME"
 DEPLOYMENT_SCHEDULE_GROUP_ENV = f"{ENV_PREFIX}DEPLOYMENT_SCHEDULE_GROUP"
 DEPLOYMENT_SCHEDULE_ROLE_ARN_ENV = f"{ENV_PREFIX}DEPLOYMENT_SCHEDULE_ROLE_ARN"
 DEPLOYMENT_SCHEDULE_TARGET_ARN_ENV = f"{ENV_PREFIX}DEPLOYMENT_SCHEDULE_TARGET_ARN"
@@ -153,6 +154,9 @@ class AwsSettings(ServerSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", populate_by_name=True)
 
     webhook_allow_loopback: bool = Field(False, description="AWS: the web_fetch policy as is, loopback refused")
+    event_bus_name: str | None = Field(
+        None, description="the platform's EventBridge bus: session lifecycle events are put on it (unset: not)"
+    )
     deployment_schedule_group: str | None = Field(
         None, description="the EventBridge Scheduler group of deployment schedules (unset: deployments are manual)"
     )

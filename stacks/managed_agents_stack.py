@@ -251,6 +251,7 @@ class ManagedAgentsStack(Stack):
         self._grant_task_response(reaper_role)
         self._grant_invoke_provisioner(reaper_role, provisioner_arn)
         self.work_reaper = WorkReaper(self, "WorkReaper", function=self.reaper)
+        self._lifecycle_events()
 
         self._acknowledge_wildcards()
         self._outputs()
@@ -258,6 +259,21 @@ class ManagedAgentsStack(Stack):
     def _lid(self, construct: Construct) -> str:
         """The logical id of an L2 construct's CloudFormation resource, as cdk-nag's findings name it."""
         return self.get_logical_id(cast(CfnElement, construct.node.default_child))
+
+    def _lifecycle_events(self) -> None:
+        """Every function that appends session events puts the lifecycle ones on the platform's bus
+        (adapters/aws/eventbridge_lifecycle.py); their detail-types never match the StartSession rule."""
+        for fn in (
+            self.model_turn,
+            self.report_failure,
+            self.triggers_function,
+            self.api.function,
+            self.api.stream_function,
+            self.tool_wait,
+            self.reaper,
+        ):
+            fn.add_environment(names.ENV_EVENT_BUS_NAME, self.triggers.bus.event_bus_name)
+            self.triggers.bus.grant_put_events_to(fn.role)
 
     def _deployment_schedules(self) -> None:
         """One EventBridge Scheduler schedule per scheduled deployment, in the triggers' schedule group, invoking the

@@ -68,6 +68,7 @@ from managed_agents.settings import (
     DEPLOYMENT_SCHEDULE_ROLE_ARN_ENV,
     DEPLOYMENT_SCHEDULE_TARGET_ARN_ENV,
     ECS_CLUSTER_ENV,
+    EVENT_BUS_NAME_ENV,
     EVENTS_TABLE_ENV,
     FILES_BUCKET_ENV,
     MCP_PROXY_FUNCTION_ENV,
@@ -512,7 +513,8 @@ def _platform(
         ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})  # as CDK's VPC (moto needs it)
         subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
         group = ec2.create_security_group(GroupName=f"sandbox-{suffix}", Description="sandbox", VpcId=vpc)["GroupId"]
-        # the Triggers construct's schedule group: deployment schedules live in it
+        # the Triggers construct's bus (lifecycle events are put on it) and schedule group (deployment schedules)
+        boto3.client("events", region_name=REGION).create_event_bus(Name=f"bus-{suffix}")
         boto3.client("scheduler", region_name=REGION).create_schedule_group(Name=f"schedules-{suffix}")
         sfn = boto3.client("stepfunctions", region_name=REGION)
         arn = sfn.create_state_machine(
@@ -537,6 +539,7 @@ def _platform(
             MCP_PROXY_FUNCTION_ENV: f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:McpProxy",
             VAULT_SECRET_PREFIX_ENV: f"ma-{suffix}/vault/",
             VAULT_KMS_KEY_ARN_ENV: vault_key,
+            EVENT_BUS_NAME_ENV: f"bus-{suffix}",
             DEPLOYMENT_SCHEDULE_GROUP_ENV: f"schedules-{suffix}",
             DEPLOYMENT_SCHEDULE_ROLE_ARN_ENV: f"arn:aws:iam::{ACCOUNT}:role/deployment-schedules",
             DEPLOYMENT_SCHEDULE_TARGET_ARN_ENV: f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:Triggers",

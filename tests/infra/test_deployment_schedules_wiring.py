@@ -11,6 +11,7 @@ from managed_agents.settings import (
     DEPLOYMENT_SCHEDULE_GROUP_ENV,
     DEPLOYMENT_SCHEDULE_ROLE_ARN_ENV,
     DEPLOYMENT_SCHEDULE_TARGET_ARN_ENV,
+    EVENT_BUS_NAME_ENV,
 )
 from stacks.asl import logical_id
 from tests.infra.conftest import Synth
@@ -69,3 +70,20 @@ def test_the_trigger_function_may_pause_schedules_but_not_create_them(default_sy
         "scheduler:UpdateSchedule",
         "scheduler:DeleteSchedule",
     }
+
+
+def test_every_function_that_appends_session_events_puts_lifecycle_events_on_the_bus(default_synth: Synth) -> None:
+    bus = logical_id(default_synth.template, "Triggers/Bus/Resource")
+    for path in (
+        "ModelTurn/Function/Resource",
+        "ReportFailure/Function/Resource",
+        "ToolWait/Function/Resource",
+        "Reaper/Function/Resource",
+        "TriggersFunction/Function/Resource",
+        "Api/ApiFunction/Function/Resource",
+        "Api/StreamFunction/Function/Resource",
+    ):
+        env = _function(default_synth, path)["Properties"]["Environment"]["Variables"]
+        assert env[EVENT_BUS_NAME_ENV] == {"Ref": bus}, path
+        puts = [st for st in _allowed(default_synth, path) if st["Action"] == "events:PutEvents"]
+        assert [st["Resource"] for st in puts] == [{"Fn::GetAtt": [bus, "Arn"]}], path
