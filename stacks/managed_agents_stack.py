@@ -261,17 +261,10 @@ class ManagedAgentsStack(Stack):
         return self.get_logical_id(cast(CfnElement, construct.node.default_child))
 
     def _lifecycle_events(self) -> None:
-        """Every function that appends session events puts the lifecycle ones on the platform's bus
-        (adapters/aws/eventbridge_lifecycle.py); their detail-types never match the StartSession rule."""
-        for fn in (
-            self.model_turn,
-            self.report_failure,
-            self.triggers_function,
-            self.api.function,
-            self.api.stream_function,
-            self.tool_wait,
-            self.reaper,
-        ):
+        """The functions that append lifecycle events (the harness's status changes, a failed run's idle, the API's
+        session.updated) also put them on the platform's bus (adapters/aws/eventbridge_lifecycle.py); their
+        detail-types never match the StartSession rule."""
+        for fn in (self.model_turn, self.report_failure, self.api.function):  # status changes; session.updated
             fn.add_environment(names.ENV_EVENT_BUS_NAME, self.triggers.bus.event_bus_name)
             self.triggers.bus.grant_put_events_to(fn.role)
 
@@ -292,7 +285,7 @@ class ManagedAgentsStack(Stack):
                     "scheduler:DeleteSchedule",
                 ],
             ),
-            (trigger, ["scheduler:GetSchedule", "scheduler:UpdateSchedule", "scheduler:DeleteSchedule"]),
+            (trigger, ["scheduler:GetSchedule", "scheduler:UpdateSchedule"]),
         ):
             fn.add_environment(names.ENV_DEPLOYMENT_SCHEDULE_GROUP, group)
             fn.role.add_to_principal_policy(

@@ -66,6 +66,10 @@ NOT_EXERCISED: dict[tuple[str, str], str] = {
     "without releasing the tool wait) wakes a new one; moto keeps a stopped execution's task token valid, so the "
     "platform cannot reach this branch (tests/aws/test_reaper_handler.py does, without IAM)",
     ("Reaper", "states:StartExecution"): "as for states:DescribeExecution: the new run of a session whose run is gone",
+    ("Api", "iam:PassRole"): "creating a deployment schedule passes the schedule role to Scheduler; moto's Scheduler "
+    "checks no PassRole (tests/infra/test_deployment_schedules_wiring.py pins the statement)",
+    ("Triggers", "iam:PassRole"): "an auto-pause updates the deployment's schedule, passing its role again; moto's "
+    "Scheduler checks no PassRole",
 }
 CUSTOM_TOOL = {
     "type": "custom",
@@ -338,9 +342,42 @@ def runs(synth_variant: Callable[[dict[str, Any]], Synth], tmp_path_factory: pyt
         scenario("admin key", lambda: admin_key(platform, admin))
         scenario("trigger", lambda: trigger(platform))
         scenario("crashed turn", lambda: crashed_turn(platform, monkeypatch))
+        scenario("deployment", lambda: deployment(platform))
         platform.settled(1)
         out.checks = list(iam.checks)
     yield out  # (the platform is gone: what the tests below look at is recorded)
+
+
+def deployment(platform: Platform) -> None:
+    """A scheduled deployment: its Scheduler schedule created, paused, resumed; a tick after its agent was archived
+    auto-pauses it (the trigger function disables the schedule); a session title changed (session.updated on the
+    bus); archived (the schedule deleted)."""
+    client = platform.client
+    agent = client.beta.agents.create(name="d", model="claude-sonnet-4-6")
+    env = client.beta.environments.create(name="d", config={"type": "cloud"})
+    hello = [{"type": "user.message", "content": [{"type": "text", "text": "go"}]}]
+    schedule = {"type": "cron", "expression": "0 0 1 1 *", "timezone": "UTC"}
+    dep = client.beta.deployments.create(
+        agent=agent.id,
+        environment_id=env.id,
+        name="d",
+        initial_events=hello,
+        schedule=schedule,  # type: ignore[arg-type]
+    )
+    client.beta.deployments.pause(dep.id)
+    client.beta.deployments.unpause(dep.id)
+    client.beta.agents.archive(agent.id)
+    platform.trigger(
+        {
+            "schedule_arn": f"arn:aws:scheduler:{REGION}:123456789012:schedule/g/{dep.id}",
+            "scheduled_time": "2027-01-01T00:00:00Z",
+            "detail": {"type": "run_deployment", "deployment_id": dep.id},
+        }
+    )
+    assert client.beta.deployments.retrieve(dep.id).status == "paused"
+    sid = platform.session([])
+    client.beta.sessions.update(sid, title="renamed")
+    client.beta.deployments.archive(dep.id)
 
 
 SCENARIOS = [
@@ -356,6 +393,7 @@ SCENARIOS = [
     "trigger",
     "crashed turn",
     "late token",
+    "deployment",
 ]
 
 

@@ -63,26 +63,14 @@ def test_the_api_manages_deployment_schedules_in_the_group_with_the_schedule_rol
     assert pass_role["Condition"] == {"StringEquals": {"iam:PassedToService": "scheduler.amazonaws.com"}}
 
 
-def test_the_trigger_function_may_pause_schedules_but_not_create_them(default_synth: Synth) -> None:
+def test_the_trigger_function_may_pause_schedules_but_not_create_or_delete_them(default_synth: Synth) -> None:
     statements = _allowed(default_synth, "TriggersFunction/Function/Resource")
-    assert _actions(statements, "scheduler:") == {
-        "scheduler:GetSchedule",
-        "scheduler:UpdateSchedule",
-        "scheduler:DeleteSchedule",
-    }
+    assert _actions(statements, "scheduler:") == {"scheduler:GetSchedule", "scheduler:UpdateSchedule"}
 
 
-def test_every_function_that_appends_session_events_puts_lifecycle_events_on_the_bus(default_synth: Synth) -> None:
+def test_the_functions_that_append_lifecycle_events_put_them_on_the_bus(default_synth: Synth) -> None:
     bus = logical_id(default_synth.template, "Triggers/Bus/Resource")
-    for path in (
-        "ModelTurn/Function/Resource",
-        "ReportFailure/Function/Resource",
-        "ToolWait/Function/Resource",
-        "Reaper/Function/Resource",
-        "TriggersFunction/Function/Resource",
-        "Api/ApiFunction/Function/Resource",
-        "Api/StreamFunction/Function/Resource",
-    ):
+    for path in ("ModelTurn/Function/Resource", "ReportFailure/Function/Resource", "Api/ApiFunction/Function/Resource"):
         env = _function(default_synth, path)["Properties"]["Environment"]["Variables"]
         assert env[EVENT_BUS_NAME_ENV] == {"Ref": bus}, path
         puts = [st for st in _allowed(default_synth, path) if st["Action"] == "events:PutEvents"]

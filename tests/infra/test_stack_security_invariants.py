@@ -125,6 +125,7 @@ def test_only_the_provisioner_runs_sandbox_tasks_and_passes_only_the_execution_r
     task_lid, task = default_synth.one("AWS::ECS::TaskDefinition")
     exec_role = task["Properties"]["ExecutionRoleArn"]["Fn::GetAtt"][0]
     provisioner_role = _role_of(default_synth, PROVISIONER)
+    scheduler_role = logical_id(default_synth.template, "Triggers/SchedulerRole/Resource")
     runners, passers = set(), set()
     for lid, st in _statements(default_synth):
         actions = _as_list(st["Action"])
@@ -132,6 +133,10 @@ def test_only_the_provisioner_runs_sandbox_tasks_and_passes_only_the_execution_r
             runners.add(lid)
             assert [_text(r) for r in _as_list(st["Resource"])] == [f"<{task_lid}>"]
         if "iam:PassRole" in actions:
+            if st["Condition"] == {"StringEquals": {"iam:PassedToService": "scheduler.amazonaws.com"}}:
+                # deployment schedules (stacks/managed_agents_stack.py): the schedule role, to Scheduler only
+                assert [_text(r) for r in _as_list(st["Resource"])] == [f"<{scheduler_role}.Arn>"]
+                continue
             passers.add(lid)
             assert [_text(r) for r in _as_list(st["Resource"])] == [f"<{exec_role}.Arn>"]
             assert st["Condition"] == {"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}}

@@ -128,6 +128,8 @@ class SchedulerDeploymentSchedules:
             self.client.update_schedule(Target=existing["Target"], **fields)
 
     def _delete(self, name: str) -> None:
+        if self._existing(name) is None:  # (most deployments never had a second schedule: read, don't delete)
+            return
         try:
             self.client.delete_schedule(Name=name, GroupName=self.group)
         except self.client.exceptions.ResourceNotFoundException:
