@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, cast
 
 from managed_agents.adapters.publishing_event_store import PublishingEventStore
 from managed_agents.domain.clock import Clock, SystemClock
+from managed_agents.domain.events import StoredEvent
 from managed_agents.ports import (
     BlobStore,
     CredentialSecrets,
@@ -317,7 +318,12 @@ def build_local_runtime(
             cast(PublishingEventStore, rt.events).observers.append(
                 lambda sid, stored: collect(sid) if any(e.type == "session.status_idle" for e in stored) else None
             )
-    event_store.outbox_types = outbox_types  # each webhook's outbox row is written in its event's transaction
+    webhooks = rt.webhooks
+
+    def outboxed(event: StoredEvent) -> list[str]:  # each webhook's outbox row is written in its event's transaction
+        return outbox_types(event) if webhooks.any_enabled() else []
+
+    event_store.outbox_types = outboxed
     deliverer = rt.deliverer
     if deliverer is not None:  # once the append committed, the deliverer need not wait for its next look
         cast(PublishingEventStore, rt.events).observers.append(

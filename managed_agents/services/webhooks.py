@@ -175,6 +175,15 @@ class WebhookService:
         self.settings = settings or WebhookSettings()
         self.endpoints = Collection(svc, ENDPOINT, view=_endpoint_view)
         self.deliveries = Collection(svc, DELIVERY)
+        self._any_enabled: bool | None = None
+
+    def any_enabled(self) -> bool:
+        """Whether some endpoint (of any workspace) is enabled: when none is, events write no outbox rows, so a
+        server without webhooks does no webhook work at all. Read once, then set by create and enable (an endpoint
+        disabled or deleted leaves it on: rows for no subscriber are fanned out to nobody and dropped)."""
+        if self._any_enabled is None:
+            self._any_enabled = bool(self.svc.resources.find(ENDPOINT.name, "state", ["enabled"]))
+        return self._any_enabled
 
     # -- endpoints -------------------------------------------------------------------------------------------
 
@@ -202,7 +211,9 @@ class WebhookService:
                 "disabled_reason": "",
                 SECRET_KEY: secret,
             },
+            attrs={"state": "enabled"},
         )
+        self._any_enabled = True
         return {**doc, "signing_secret": secret}
 
     def get(self, ws: str, endpoint_id: str) -> JsonObject:
@@ -223,7 +234,14 @@ class WebhookService:
                 doc["state"] = params.state
                 doc["disabled_reason"] = ""
 
-        return self.endpoints.update(ws, endpoint_id, edit)
+        def edit_record(r: Record) -> None:
+            edit(r.doc)
+            r.attrs["state"] = str(r.doc["state"])
+
+        updated = self.endpoints.change(self.endpoints.live(ws, endpoint_id), edit_record)
+        if updated.doc["state"] == "enabled":
+            self._any_enabled = True
+        return self.endpoints.render(updated.doc)
 
     def list_endpoints(
         self, ws: str, *, limit: int, order: str, after_id: str | None, before_id: str | None
@@ -520,6 +538,7 @@ class WebhookDeliverer:
         def edit(r: Record) -> None:
             if r.doc.get("state") == "enabled":
                 r.doc["state"] = "disabled"
+                r.attrs["state"] = "disabled"
                 r.doc["disabled_reason"] = f"a delivery failed {attempts} attempts over its retry window"
                 r.doc["updated_at"] = rfc3339(self.svc.clock.now())
 

@@ -142,13 +142,17 @@ def test_a_receiver_failing_three_times_gets_the_event_once_after_retries(
     assert [s for _, _, s in r.received] == [500, 500, 500, 200]
     ids = {h["webhook-id"] for h, _, _ in r.received}
     assert len(ids) == 1  # every attempt is the same event (receivers deduplicate on it)
+
     # And the delivery log shows the attempts
-    log = client.get(
-        f"/v1/organizations/webhooks/{endpoint.id}/deliveries",
-        cast_to=object,
-        options={"headers": {"anthropic-beta": "webhooks-2026-10-07"}},
-    )
-    (delivery,) = log["data"]  # type: ignore[index]
+    def delivered() -> Any:
+        log = client.get(
+            f"/v1/organizations/webhooks/{endpoint.id}/deliveries",
+            cast_to=object,
+            options={"headers": {"anthropic-beta": "webhooks-2026-10-07"}},
+        )
+        return log["data"][0]["state"] == "delivered" and log  # type: ignore[index]
+
+    (delivery,) = wait_until(delivered, timeout=30)["data"]  # (recorded once the receiver's answer is read)
     assert delivery["state"] == "delivered" and delivery["event"]["type"] == "session.status_idled"
     assert [a["status_code"] for a in delivery["attempts"]] == [500, 500, 500, 200]
     assert all(a["latency_ms"] >= 0 for a in delivery["attempts"])

@@ -33,12 +33,15 @@ def test_the_outbox_row_is_written_with_the_event_and_delivered_after_a_restart(
     r = Receiver()
     with serve(r.handler()) as url:
         rt = open_runtime(tmp_path)
-        rt.webhooks.create(WS, WebhookEndpointCreateParams(url=url, enabled_events=["session.status_idled"]))
         agent = rt.agents.create(WS, AgentCreateParams(name="a", model="claude-sonnet-4-6"))
         env = rt.environments.create(WS, EnvironmentCreateParams(name="e"))
         sid = str(rt.sessions.create(WS, SessionCreateParams(agent=agent["id"], environment_id=env["id"]))["id"])
         assert rt.deliverer is not None
         outbox = rt.deliverer.outbox
+        # While no endpoint exists, events write no outbox rows (a server without webhooks does no webhook work)
+        rt.events.append(sid, [NewEvent("sevt_idle0", "session.status_idle", {"stop_reason": {"type": "end_turn"}})])
+        assert outbox.pending() == []
+        rt.webhooks.create(WS, WebhookEndpointCreateParams(url=url, enabled_events=["session.status_idled"]))
         # When a status event is appended, its outbox row is there with it
         rt.events.append(sid, [NewEvent("sevt_idle1", "session.status_idle", {"stop_reason": {"type": "end_turn"}})])
         assert [e.type for e in outbox.pending()] == ["session.status_idled"]
