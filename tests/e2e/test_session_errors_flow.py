@@ -7,7 +7,7 @@ from typing import Any
 import anthropic
 
 from managed_agents.testing.scripted_model import ScriptedModelServer
-from tests.e2e.conftest import wait_idle
+from tests.e2e.conftest import wait_idle, wait_until
 
 
 def _session(client: anthropic.Anthropic) -> str:
@@ -95,7 +95,8 @@ def test_repeated_5xx_exhausts_retries_and_session_recovers(
     assert events[-1].stop_reason.type == "retries_exhausted"
     assert not any(e.type == "agent.message" for e in events)
     assert len(model_server.requests) == 4
-    assert client.beta.sessions.retrieve(sid).status == "idle"
+    # (the record follows the log right after the append: polled, bounded)
+    assert wait_until(lambda: client.beta.sessions.retrieve(sid).status == "idle", timeout=30)
     # When the user writes again and the model is back (after one more transient failure)
     model_server.push(_error(529, "overloaded_error"), "back again")
     _say(client, sid, "retry please")
