@@ -58,7 +58,8 @@ def test_kill9_mid_turn_then_restart_finishes_the_turn_once(tmp_path: Path, mode
             return evs if evs and evs[-1].type == "session.status_idle" else None
 
         events: list[Any] = wait_until(idle_events, timeout=20, interval=0.05)
-        status = client.beta.sessions.retrieve(session.id).status
+        # the record follows the log right after the append: polled, bounded (a session stuck `running` still fails)
+        status = wait_until(lambda: (s := client.beta.sessions.retrieve(session.id).status) == "idle" and s, timeout=30)
     finally:
         for p in procs:
             p.stop()
