@@ -16,7 +16,7 @@ import httpx2
 import pytest
 
 from managed_agents.domain.events import NewEvent, StoredEvent
-from tests.e2e.conftest import Server
+from tests.e2e.conftest import Server, wait_until
 
 LONE = "\udfff"
 
@@ -59,7 +59,7 @@ def test_lone_surrogate_in_a_message_is_a_400_and_the_session_stays_idle(
     message = _bad_request(resp)
     assert "events[0]" in message and "content[0].text" in message and "surrogate" in message
     # And nothing happened: the session is idle, its log empty, and it can be deleted
-    assert client.beta.sessions.retrieve(sid).status == "idle"
+    assert wait_until(lambda: client.beta.sessions.retrieve(sid).status == "idle", timeout=30)
     assert list(client.beta.sessions.events.list(sid)) == []
     assert client.beta.sessions.delete(sid).type == "session_deleted"
 
@@ -116,6 +116,6 @@ def test_a_failed_append_leaves_the_session_idle_and_deletable(
             sid, events=[{"type": "user.message", "content": [{"type": "text", "text": "x"}]}]
         )
     # Then the session is not left running: it is idle and can be deleted
-    assert client.beta.sessions.retrieve(sid).status == "idle"
+    assert wait_until(lambda: client.beta.sessions.retrieve(sid).status == "idle", timeout=30)
     monkeypatch.undo()
     assert client.beta.sessions.delete(sid).type == "session_deleted"

@@ -151,7 +151,8 @@ def test_kill9_during_compaction_and_its_continuation_restarts_cleanly(
             return evs if evs[-1].type == "session.status_idle" and len(evs) > 6 else None
 
         events: list[Any] = wait_until(idle_events, timeout=30, interval=0.05)
-        status = client.beta.sessions.retrieve(sid).status
+        # the record follows the log right after the append: polled, bounded (a session stuck `running` still fails)
+        status = wait_until(lambda: (s := client.beta.sessions.retrieve(sid).status) == "idle" and s, timeout=30)
     finally:
         for p in procs:
             p.stop()

@@ -120,7 +120,7 @@ def test_budget_reached_mid_session_and_raised_to_continue(server: Server, model
     assert client.beta.sessions.retrieve(session.id).usage.list_cost.amount == "2"
     # When the budget is changed but the next request would still cross it, Then the session stays stopped
     client.beta.sessions.update(session.id, budget=_budget("2"))
-    assert client.beta.sessions.retrieve(session.id).status == "idle"
+    assert wait_until(lambda: client.beta.sessions.retrieve(session.id).status == "idle", timeout=30)
     # When it is raised enough, Then the turn resumes with the tool result and ends normally
     client.beta.sessions.update(session.id, budget=_budget("10"))
     events = wait_idle(client, session.id, count=3)

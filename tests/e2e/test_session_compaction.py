@@ -20,7 +20,7 @@ import pytest
 
 from managed_agents.settings import ServerSettings
 from managed_agents.testing.scripted_model import ScriptedModelServer
-from tests.e2e.conftest import wait_idle
+from tests.e2e.conftest import wait_idle, wait_until
 from tests.e2e.loopback_http import serve
 
 THRESHOLD = 1000
@@ -213,7 +213,7 @@ def test_a_compaction_that_leaves_the_context_over_the_threshold_ends_the_turn(
     _assert_spans_closed(events)
     # And from the crossing to the idle the model was asked twice: the summary and the continuation
     assert len(_bodies(model_server)) == 3
-    assert client.beta.sessions.retrieve(sid).status == "idle"
+    assert wait_until(lambda: client.beta.sessions.retrieve(sid).status == "idle", timeout=30)
     model_server.assert_complete()
 
 

@@ -47,7 +47,7 @@ def test_interrupt_cuts_a_hanging_model_request(client: anthropic.Anthropic, mod
     ]
     assert events[4].model_request_start_id == events[2].id
     assert events[-1].stop_reason.type == "end_turn"
-    assert client.beta.sessions.retrieve(sid).status == "idle"
+    assert wait_until(lambda: client.beta.sessions.retrieve(sid).status == "idle", timeout=30)
 
 
 def test_message_after_interrupt_in_same_request_runs_a_new_turn(

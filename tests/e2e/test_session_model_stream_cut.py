@@ -13,7 +13,7 @@ import anthropic
 import pytest
 
 from managed_agents.testing.scripted_model import ScriptedModelServer
-from tests.e2e.conftest import wait_idle
+from tests.e2e.conftest import wait_idle, wait_until
 
 TEXT = "a reply long enough to be cut in the middle of its text deltas " * 4
 CUTS = {
@@ -93,5 +93,5 @@ def test_responses_cut_short_every_time_exhaust_the_retries(
     assert events[-1].type == "session.status_idle" and events[-1].stop_reason.type == "retries_exhausted"
     _assert_every_span_closed(events)
     assert all(e.is_error for e in events if e.type == "span.model_request_end")
-    assert client.beta.sessions.retrieve(sid).status == "idle"
+    assert wait_until(lambda: client.beta.sessions.retrieve(sid).status == "idle", timeout=30)
     model_server.assert_complete()

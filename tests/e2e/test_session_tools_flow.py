@@ -10,7 +10,7 @@ import anthropic
 import pytest
 
 from managed_agents.testing.scripted_model import ScriptedModelServer
-from tests.e2e.conftest import wait_idle
+from tests.e2e.conftest import wait_idle, wait_until
 
 WEATHER_TOOL = {
     "type": "custom",
@@ -64,7 +64,7 @@ def test_custom_tool_round_trip(client: anthropic.Anthropic, model_server: Scrip
     idle = events[-1]
     assert idle.stop_reason.type == "requires_action"
     assert idle.stop_reason.event_ids == [use.id]
-    assert client.beta.sessions.retrieve(sid).status == "idle"
+    assert wait_until(lambda: client.beta.sessions.retrieve(sid).status == "idle", timeout=30)
     # And the model was offered the tool
     assert [t["name"] for t in model_server.requests[0]["body"]["tools"]] == ["get_weather"]
     # When the client sends the result
