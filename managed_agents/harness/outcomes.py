@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, cast
 
 from managed_agents.domain.events import JsonObject
 from managed_agents.domain.outcomes import Outcome
-from managed_agents.harness import budget
 from managed_agents.harness.context import model_id
 from managed_agents.harness.event_batches import Entry, session_error
 from managed_agents.ports import Cancelled, CancelToken, ModelError, ModelResponse
@@ -117,21 +116,16 @@ def end_event(start_id: str, outcome: Outcome, result: str, explanation: str, re
 
 
 def evaluate(turn: _Turn, rerun: bool, cancel: CancelToken | None) -> StepOutcome:
-    from managed_agents.harness.turn import Parked, RetryAfter, RunAgain
+    from managed_agents.harness.turn import RetryAfter, RunAgain, budget_gate
 
     deps, st = turn.deps, turn.state
     outcome = st.active_outcome
     assert outcome is not None
     key = f"eval:{outcome.outcome_id}:{outcome.iteration}"
     if not rerun:
-        spend = budget.gate(st, turn.ledger.budget)
-        if spend == "stay_stopped":
-            if turn.rec.doc.get("status") != st.status:
-                turn.sync_record()
-            return Parked("budget_reached")
-        if spend == "stop":
-            turn.append(f"budget@{st.last_seq}", budget.stop_events(st, turn.ledger.budget, deps.clock.now()))
-            return RunAgain()
+        stopped = budget_gate(turn)
+        if stopped is not None:
+            return stopped
         start: list[Entry] = []
         if st.status != "running":
             start.append(("session.status_running", {}, None))

@@ -294,20 +294,30 @@ def _handle_interrupt(turn: _Turn, action: step.HandleInterrupt) -> Outcome:
     return RunAgain()
 
 
+def budget_gate(turn: _Turn) -> Outcome | None:
+    """Before a model request starts (the agent's or a grader's): what to do when the session's budget says stop,
+    None when the request may go ahead (budget.gate)."""
+    st = turn.state
+    spend = budget.gate(st, turn.ledger.budget)
+    if spend == "stay_stopped":
+        if turn.rec.doc.get("status") != st.status:
+            turn.sync_record()
+        return Parked("budget_reached")
+    if spend == "stop":
+        turn.append(f"budget@{st.last_seq}", budget.stop_events(st, turn.ledger.budget, turn.deps.clock.now()))
+        return RunAgain()
+    return None
+
+
 def _run_model(turn: _Turn, action: step.RunModel, cancel: CancelToken | None) -> Outcome:
     deps, st = turn.deps, turn.state
     settings = deps.settings
     mcp_errors = turn.load_mcp_tools()
     compacting = action.rerun and compaction.is_compaction(st.inflight)
     if not action.rerun:
-        spend = budget.gate(st, turn.ledger.budget)
-        if spend == "stay_stopped":
-            if turn.rec.doc.get("status") != st.status:
-                turn.sync_record()
-            return Parked("budget_reached")
-        if spend == "stop":
-            turn.append(f"budget@{st.last_seq}", budget.stop_events(st, turn.ledger.budget, deps.clock.now()))
-            return RunAgain()
+        stopped = budget_gate(turn)
+        if stopped is not None:
+            return stopped
         verdict = compaction.verdict(st, settings)
         if isinstance(verdict, compaction.LimitReached):
             stop: list[Entry] = [
