@@ -34,6 +34,7 @@ PREFIXES = {
     "memory_version": "memver_",
     "deployment": "depl_",
     "deployment_run": "drun_",
+    "session_thread": "sthr_",
 }
 
 

@@ -32,6 +32,7 @@ LOOKUPS: Mapping[str, tuple[str, ...]] = {
     "webhook_delivery": ("endpoint_id", "state"),
     "memory_store_session": ("store_id",),  # the sessions that have a store
     "webhook_endpoint": ("state",),  # whether any endpoint is enabled at all (no outbox rows written when none is)
+    "session_thread": ("session_id",),  # services/threads.py: a session's child threads
 }
 # Sparse lookups: (kind, attr) -> the only values written to the DynamoDB index. A work item leaves the state index
 # when it stops, so the reaper's Query reads live items only. These are services/work.py's LIVE states (a unit test

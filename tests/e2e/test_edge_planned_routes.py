@@ -16,8 +16,6 @@ CALLS: list[tuple[str, Callable[[anthropic.Anthropic], Any]]] = [
     ("dreams", lambda c: c.beta.dreams.list()),
     ("tunnels", lambda c: c.beta.tunnels.list()),
     ("user_profiles", lambda c: c.beta.user_profiles.list()),
-    ("sessions.threads", lambda c: c.beta.sessions.threads.list("sesn_1")),
-    ("sessions.threads.events", lambda c: c.beta.sessions.threads.events.list("sthr_1", session_id="sesn_1")),
 ]
 
 

@@ -21,7 +21,6 @@ PLANNED: list[tuple[str, str, betas.BetaRule | None]] = [
     ("/v1/dreams", "dreams", betas.BetaRule.of("dreams", betas.DREAMING)),
     ("/v1/tunnels", "MCP tunnels", betas.BetaRule.of("tunnels", betas.MCP_TUNNELS)),
     ("/v1/user_profiles", "user profiles", betas.BetaRule.of("user profiles", betas.USER_PROFILES)),
-    ("/v1/sessions/{session_id}/threads", "session threads (multi-agent)", betas.SESSIONS_API),
 ]
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 

@@ -182,22 +182,30 @@ async def stream_events(
     event_deltas: Annotated[list[str] | None, Query(alias="event_deltas[]")] = None,
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> StreamingResponse:
+    await call(runtime(request).sessions.check_access, p, session_id)
+    return await open_event_stream(request, p, session_id, session_id, last_event_id)
+
+
+async def open_event_stream(
+    request: Request, p: Principal, session_id: str, log_id: str, last_event_id: str | None
+) -> StreamingResponse:
+    """The SSE stream of a log (`log_id`: the session's, or a child thread's, services/threads.py) of a session the
+    caller may read (checked by the caller)."""
     rt = runtime(request)
     deltas = multi(request, "event_deltas")
     for d in deltas:
         if d not in ("agent.message", "agent.thinking"):
             raise InvalidRequest(f"event_deltas: {d!r} is not one of agent.message, agent.thinking")
-    await call(rt.sessions.check_access, p, session_id)
     # Subscribe before reading the log: no append can be missed.
-    subscription = rt.notifier.subscribe(session_id, previews=frozenset(deltas))
+    subscription = rt.notifier.subscribe(log_id, previews=frozenset(deltas))
     if last_event_id:
-        ev = await call(rt.events.get, session_id, last_event_id)
+        ev = await call(rt.events.get, log_id, last_event_id)
         if ev is None:
             subscription.close()
             raise InvalidRequest(f"Last-Event-ID: {last_event_id!r} is not an event of session {session_id!r}")
         after = ev.seq
     else:
-        after = await call(rt.events.last_seq, session_id)
+        after = await call(rt.events.last_seq, log_id)
     req_id = request_id(request)
 
     async def still_exists() -> bool:
@@ -224,7 +232,7 @@ async def stream_events(
 
     body = event_stream(
         store=rt.events,
-        session_id=session_id,
+        session_id=log_id,
         subscription=subscription,
         after_seq=after,
         ping_seconds=rt.settings.sse_ping_seconds,
