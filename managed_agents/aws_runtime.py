@@ -193,6 +193,9 @@ def build_aws_runtime(
             vault_secrets=vault_secrets,
             credential_secrets=gateway or _NoMcpProxy(),
             prober=gateway,
+            # the sandbox task's init container puts session resources in place (sandbox/materials.py)
+            mounts_resources=True,
+            init_tokens=True,
         ),
     )
     rt.secrets = vault_secrets

@@ -315,6 +315,8 @@ class SandboxLaunch:
     api_url: str
     packages: JsonObject
     networking: JsonObject
+    # Fargate: the materialization token of the task's init container (services/materials.py), never the sandbox's
+    init_token: str = ""
 
 
 SandboxExited = Callable[[str, int, str], None]  # (work id, exit code, readable detail)

@@ -168,6 +168,9 @@ class Adapters:
     outbox: Outbox | None = None  # the webhook outbox the event store writes; None: webhooks are not delivered
     session_ended: Sequence[Callable[[str], object]] = ()  # called with the id of a deleted or archived session
     mounts_resources: bool = False  # the provisioner puts session resources in place (embedded: services/materialize)
+    init_tokens: bool = (
+        False  # ...through an init container given a materialization token (Fargate: services/materials)
+    )
 
 
 def compose(settings: ServerSettings, adapters: Adapters) -> Runtime:
@@ -178,6 +181,7 @@ def compose(settings: ServerSettings, adapters: Adapters) -> Runtime:
     svc = Services(a.resources, a.clock, a.orchestrator)
     work = WorkService(svc, events, a.work, a.provisioner, background_launch=a.background_launch)
     work.mounts_resources = a.mounts_resources
+    work.init_tokens = a.init_tokens
     sessions = SessionService(svc, events, a.notifier)
     sessions.work = work if a.speculative_hands else None
     vaults = None

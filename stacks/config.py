@@ -134,6 +134,7 @@ STATE_FAILED = "Failed"
 OUTCOMES = ("run_again", "retry_after", "wait_for_tools", "parked")
 # The sandbox container's name in the task definition (the provisioner overrides its environment).
 SANDBOX_CONTAINER_NAME = "sandbox"
+SANDBOX_INIT_CONTAINER_NAME = "init"  # puts session resources in place (managed_agents/sandbox/materials.py)
 # The resources table's TTL attribute (epoch seconds): items that should expire (work leases, task tokens) set it.
 RESOURCES_TTL_ATTRIBUTE = "expires_at"
 

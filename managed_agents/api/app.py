@@ -15,6 +15,7 @@ from managed_agents.api.routes import (
     deployments,
     environments,
     files,
+    materials,
     memory_stores,
     planned,
     session_resources,
@@ -54,6 +55,7 @@ def create_app(rt: Runtime) -> FastAPI:
         deployments.router,
         deployments.runs_router,
         webhooks.router,
+        materials.router,
     )
     know_how = (skills.router, memory_stores.router)
     for r in (*built, *know_how, console.router, *planned.routers):  # planned last: a built route always wins

@@ -54,7 +54,9 @@ _WORK_VARS = (
     "MANAGED_AGENTS_SANDBOX_PACKAGES",
     "MANAGED_AGENTS_SANDBOX_SUPERVISE",
     "MANAGED_AGENTS_SANDBOX_MEMORY",  # "1": /mnt/memory is writable, the worker mounts the session's memory stores
+    "MANAGED_AGENTS_SANDBOX_ROOT",  # where the init container's paths are (Fargate: `/`; tests: a directory)
 )
+LINKS_FILE = "mnt/session/.links.json"  # written by the init container (sandbox/materials.py), relative to the root
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 
@@ -117,6 +119,27 @@ def drop_privileges(workdir: str) -> None:
     os.setgid(user.pw_gid)
     os.setuid(user.pw_uid)
     os.environ.update(HOME=user.pw_dir, USER=name, LOGNAME=name)
+
+
+def link_resources(root: str) -> None:
+    """Link each session resource the init container put in a task volume to its mount path (a path outside
+    `/mnt/session` and `/workspace`, the volumes): as root on Fargate, before privileges are dropped, so a link may
+    be made anywhere. A path that exists already is left alone (the image's own files win)."""
+    try:
+        with open(os.path.join(root, LINKS_FILE), encoding="utf-8") as fh:
+            links = json.load(fh)
+    except (OSError, ValueError):
+        return  # no init container, or nothing to link
+    for link in links if isinstance(links, list) else []:
+        path = os.path.join(root, str(link.get("path", "")).lstrip("/"))
+        target = os.path.join(root, str(link.get("target", "")).lstrip("/"))
+        if ".." in path.split(os.sep) or os.path.lexists(path):
+            continue
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            os.symlink(target, path)
+        except OSError as exc:
+            print(f"sandbox: {link.get('path')} could not be linked: {exc}", file=sys.stderr, flush=True)
 
 
 def decode_packages(raw: str) -> dict[str, object]:
@@ -210,6 +233,7 @@ def main() -> None:
     except (ValueError, zlib.error):
         _fail(EXIT_CONFIG, "MANAGED_AGENTS_SANDBOX_PACKAGES is not a JSON object")
     install_packages(packages, workdir)
+    link_resources(config.get("MANAGED_AGENTS_SANDBOX_ROOT") or "/")
     drop_privileges(workdir)
     idle = float(config["MANAGED_AGENTS_SANDBOX_IDLE_SECONDS"] or 300)
     asyncio.run(_serve(config, workdir, idle))

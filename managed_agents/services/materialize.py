@@ -18,22 +18,20 @@ without it, as the hosted API does.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import logging
 import os
 import shutil
-import subprocess
 import tempfile
 import threading
 from pathlib import Path
 from typing import cast
-from urllib.parse import urlsplit
 
 from managed_agents.domain.errors import ApiError, DuplicateEvent
 from managed_agents.domain.events import JsonObject, NewEvent
 from managed_agents.domain.ids import deterministic_event_id
 from managed_agents.ports import EventStore, Mount, ResourceStore
+from managed_agents.sandbox.materials import CloneError, clone
 from managed_agents.services.files import FileService, blob_key
 from managed_agents.services.memory_stores import MEMORY_MOUNT_ROOT
 from managed_agents.services.session_resources import OUTPUTS_DIR, UPLOADS_DIR, repository_token, resources_of
@@ -185,76 +183,29 @@ class Materializer:
         return Mount(dest, target, False)
 
     def _clone(self, url: str, token: str | None, checkout: JsonObject | None, dest: Path) -> None:
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(dest.parent), "LANG": "C.UTF-8"}
-        env.update({"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "/bin/false", "GIT_CONFIG_NOSYSTEM": "1"})
-        if token:  # through git's environment configuration: not argv (the process list), not .git/config
-            basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
-            env.update(
-                {"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "http.extraHeader"}
-                | {"GIT_CONFIG_VALUE_0": f"Authorization: Basic {basic}"}
-            )
-        args = [self.git, "clone", "--quiet", "--no-tags"]
-        if checkout and checkout.get("type") == "branch":
-            args += ["--branch", str(checkout["name"]), "--single-branch"]
-        args += ["--", url, str(dest)]
-        self._git(args, env, url, token)
-        if checkout and checkout.get("type") == "commit":
-            sha = str(checkout["sha"])
-            try:
-                self._git([self.git, "-C", str(dest), "checkout", "--quiet", "--detach", sha], env, url, token)
-            except MaterializeError as exc:
-                shutil.rmtree(dest, ignore_errors=True)
-                raise MaterializeError(
-                    "repository_checkout_error",
-                    f"commit {sha} of {_redacted(url)} could not be checked out: {exc.message}",
-                    repository_url=url,
-                ) from exc
-
-    def _git(self, args: list[str], env: dict[str, str], url: str, token: str | None) -> None:
         try:
-            done = subprocess.run(args, env=env, capture_output=True, timeout=self.clone_timeout, check=False)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise MaterializeError(
-                "repository_clone_error", f"{_redacted(url)} could not be cloned: {exc}", repository_url=url
-            ) from exc
-        if done.returncode == 0:
-            return
-        detail = done.stderr.decode(errors="replace").strip().splitlines()
-        text = (detail[-1] if detail else f"git exited with {done.returncode}")[:500]
-        if token:
-            text = text.replace(token, "***")
-        low = text.lower()
-        kind = "repository_clone_error"
-        if "authentication" in low or " 401" in low or "could not read username" in low:
-            kind = "repository_authentication_error"
-        elif " 403" in low:
-            kind = "repository_forbidden_error"
-        elif "not found" in low or " 404" in low:
-            kind = "repository_not_found_error"
-        elif "remote branch" in low:
-            kind = "repository_checkout_error"
-        raise MaterializeError(kind, f"{_redacted(url)} could not be cloned: {text}", repository_url=url)
+            clone(url, token, checkout, dest, git=self.git, timeout=self.clone_timeout)
+        except CloneError as exc:
+            raise MaterializeError(exc.kind, exc.message, repository_url=url) from exc
 
     # -- errors -----------------------------------------------------------------------------------------------
 
     def _report(self, session_id: str, errors: list[tuple[str, MaterializeError]], attempt: str) -> None:
-        if not errors:
-            return
-        batch = [
-            NewEvent(
-                deterministic_event_id(session_id, f"materialize@{key}"),
-                "session.error",
-                {"error": exc.event_error()},
-            )
-            for key, exc in errors
-        ]
-        for key, _ in errors:
-            log.warning("resource not materialized", extra={"session_id": session_id, "resource": key, "by": attempt})
-        for event in batch:  # one by one: an error already reported (same resource, same version) is skipped
-            try:
-                self.events.append(session_id, [event])
-            except DuplicateEvent:
-                pass
+        report_errors(self.events, session_id, errors, attempt)
+
+
+def report_errors(events: EventStore, session_id: str, errors: list[tuple[str, MaterializeError]], by: str) -> None:
+    """One `session.error` per resource and version of it (`key`: `<resource id>@<updated_at>`): an error already
+    reported is skipped, a token rotation (a new version) tries again."""
+    for key, exc in errors:
+        log.warning("resource not materialized", extra={"session_id": session_id, "resource": key, "by": by})
+        event = NewEvent(
+            deterministic_event_id(session_id, f"materialize@{key}"), "session.error", {"error": exc.event_error()}
+        )
+        try:
+            events.append(session_id, [event])
+        except DuplicateEvent:
+            pass
 
 
 def memory_mount(stage: Path) -> Mount:
@@ -274,8 +225,3 @@ def _sha256(path: Path) -> str:
         while chunk := fh.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def _redacted(url: str) -> str:
-    parts = urlsplit(url)
-    return parts._replace(netloc=parts.hostname or "").geturl() if parts.username or parts.password else url

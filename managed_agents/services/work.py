@@ -58,6 +58,7 @@ from managed_agents.ports import (
 )
 from managed_agents.services.common import Services, list_page, patch_metadata, render
 from managed_agents.services.keys import WORK_TOKEN_PREFIX, Principal, hash_key
+from managed_agents.services.materials import needs_init, new_init_token
 from managed_agents.services.records import mutate
 
 log = logging.getLogger("managed_agents.work")
@@ -110,9 +111,11 @@ class WorkService:
         self._pollers: dict[str, dict[str, float]] = {}  # environment → worker id → monotonic time of last poll
         self._launcher = threading.BoundedSemaphore(64)
         self.background_launch = background_launch
-        # False where the provisioner does not put session resources in place (the Fargate init step is not built
-        # yet): a launch for a session with file or repository resources then says so in a session.error
+        # False where the provisioner does not put session resources in place: a launch for a session with file or
+        # repository resources then says so in a session.error
         self.mounts_resources = True
+        # True where an init container puts them in place (Fargate): a launch then carries a materialization token
+        self.init_tokens = False
 
     # -- helpers --------------------------------------------------------------------------------------------
 
@@ -196,9 +199,12 @@ class WorkService:
             "token": None,
         }
         token = None
+        init_token = ""
         if platform:
             token = WORK_TOKEN_PREFIX + secrets.token_urlsafe(32)
             attrs["token"] = hash_key(token)
+            if self.init_tokens and needs_init(sess.doc):
+                init_token, doc["_init_token"] = new_init_token()
         rec = Record("work", sess.workspace_id, work_id, doc, now, attrs=attrs)
         try:
             self.resources.insert(rec)
@@ -207,13 +213,13 @@ class WorkService:
         log.info("work queued", extra={"session_id": session_id, "work_id": work_id, "environment_type": env_type})
         if platform:
             assert token is not None
-            self._launch(rec, sess, encode_secret(token))
+            self._launch(rec, sess, encode_secret(token), init_token)
         else:
             with self._queued:
                 self._queued.notify_all()
         return rec
 
-    def _launch(self, rec: Record, sess: Record, secret: str) -> None:
+    def _launch(self, rec: Record, sess: Record, secret: str, init_token: str = "") -> None:
         env = self.resources.get("environment", sess.workspace_id, str(sess.doc["environment_id"]))
         config = cast(JsonObject, env.doc.get("config") if env else {}) or {}
         if self.provisioner is None or not (self.settings.api_url or self.settings.provisioner_knows_api_url):
@@ -232,6 +238,7 @@ class WorkService:
             api_url=self.settings.api_url or "",
             packages=cast(JsonObject, config.get("packages") or {}),
             networking=cast(JsonObject, config.get("networking") or {}),
+            init_token=init_token,
         )
         provisioner = self.provisioner
         if not self.mounts_resources:

@@ -17,7 +17,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from stacks.config import SANDBOX_CONTAINER_NAME, PlatformConfig
+from stacks.config import SANDBOX_CONTAINER_NAME, SANDBOX_INIT_CONTAINER_NAME, PlatformConfig
 from stacks.constructs.python_function import REPO_ROOT
 from stacks.nag import acknowledge
 
@@ -32,7 +32,10 @@ SANDBOX_IMAGE_EXCLUDE = [
     "!managed_agents/",
     "!managed_agents/sandbox/",
     "!managed_agents/sandbox/entrypoint.py",
+    "!managed_agents/sandbox/materials.py",
 ]
+# The task volumes the init container fills and the sandbox container uses (sandbox/materials.py): name → path
+SANDBOX_VOLUMES = {"session": "/mnt/session", "workspace": "/workspace"}
 
 
 class Sandbox(Construct):
@@ -139,26 +142,55 @@ class Sandbox(Construct):
             execution_role_arn=self.execution_role.role_arn,
             # No task_role_arn: the sandbox gets no AWS credentials. No secrets, no environment: the provisioner
             # overrides the environment per task with the session-scoped work token and the API URL.
+            # Two containers of one image sharing the task volumes: `init` (sandbox/materials.py, not essential)
+            # puts the session's resources in place with the materialization token only it is given at RunTask;
+            # `sandbox` (the official worker) starts once `init` exited 0 and never holds that token.
+            volumes=[ecs.CfnTaskDefinition.VolumeProperty(name=name) for name in SANDBOX_VOLUMES],
             container_definitions=[
+                ecs.CfnTaskDefinition.ContainerDefinitionProperty(
+                    name=SANDBOX_INIT_CONTAINER_NAME,
+                    image=self.image_uri,
+                    essential=False,
+                    entry_point=["python", "/opt/sandbox/materials.py"],
+                    mount_points=self._mount_points(),
+                    stop_timeout=30,
+                    log_configuration=self._logs(stack, "init"),
+                ),
                 ecs.CfnTaskDefinition.ContainerDefinitionProperty(
                     name=SANDBOX_CONTAINER_NAME,
                     image=self.image_uri,
                     essential=True,
+                    depends_on=[
+                        ecs.CfnTaskDefinition.ContainerDependencyProperty(
+                            container_name=SANDBOX_INIT_CONTAINER_NAME, condition="SUCCESS"
+                        )
+                    ],
+                    mount_points=self._mount_points(),
                     linux_parameters=ecs.CfnTaskDefinition.LinuxParametersProperty(init_process_enabled=True),
                     stop_timeout=30,
-                    log_configuration=ecs.CfnTaskDefinition.LogConfigurationProperty(
-                        log_driver="awslogs",
-                        options={
-                            "awslogs-group": self.log_group.log_group_name,
-                            "awslogs-region": stack.region,
-                            "awslogs-stream-prefix": "sandbox",
-                        },
-                    ),
-                )
+                    log_configuration=self._logs(stack, "sandbox"),
+                ),
             ],
         )
         self.task_definition.node.add_dependency(self.execution_role)
         self.subnet_ids = self.vpc.select_subnets(subnet_type=self.subnet_selection.subnet_type).subnet_ids
+
+    @staticmethod
+    def _mount_points() -> list[ecs.CfnTaskDefinition.MountPointProperty]:
+        return [
+            ecs.CfnTaskDefinition.MountPointProperty(source_volume=name, container_path=path, read_only=False)
+            for name, path in SANDBOX_VOLUMES.items()
+        ]
+
+    def _logs(self, stack: Stack, prefix: str) -> ecs.CfnTaskDefinition.LogConfigurationProperty:
+        return ecs.CfnTaskDefinition.LogConfigurationProperty(
+            log_driver="awslogs",
+            options={
+                "awslogs-group": self.log_group.log_group_name,
+                "awslogs-region": stack.region,
+                "awslogs-stream-prefix": prefix,
+            },
+        )
 
     def _image(self, config: PlatformConfig, stack: Stack) -> str:
         if config.sandbox_image:

@@ -61,7 +61,7 @@ from managed_agents.adapters.aws.s3_blob_store import S3BlobStore
 from managed_agents.adapters.publishing_event_store import PublishingEventStore
 from managed_agents.api.lambda_app import create_lambda_app
 from managed_agents.aws_runtime import lambda_deps
-from managed_agents.sandbox import entrypoint
+from managed_agents.sandbox import entrypoint, materials
 from managed_agents.settings import (
     API_URL_ENV,
     DEPLOYMENT_SCHEDULE_GROUP_ENV,
@@ -168,30 +168,67 @@ class MotoLock:
 
 @dataclass
 class Sandboxes:
-    """Fargate stand-in: each RunTask starts the official worker with the task's environment overrides."""
+    """Fargate stand-in: each RunTask runs the task's init container (managed_agents/sandbox/materials.py) with its
+    environment overrides, then, once it exited 0 (the task definition's `dependsOn: SUCCESS`), the official worker
+    with the sandbox container's. Both as subprocesses, in a thread (the init program calls the API, which calls
+    moto: RunTask must return first); the task volumes are the session's working directory (`/mnt/session` →
+    `<workdir>/mnt/session`)."""
 
     root: Path
     runs: list[dict[str, Any]] = field(default_factory=list)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    threads: list[threading.Thread] = field(default_factory=list)
+    stopped: set[str] = field(default_factory=set)
+    closing: bool = False
 
     def start(self, task_arn: str, overrides: dict[str, Any]) -> None:
-        (container,) = overrides["containerOverrides"]
-        env = {e["name"]: e["value"] for e in container["environment"]}
-        self.runs.append({"container": container["name"], "environment": env})
+        containers = {
+            c["name"]: {e["name"]: e["value"] for e in c["environment"]} for c in overrides["containerOverrides"]
+        }
+        env, init_env = containers["sandbox"], containers.get("init")
+        self.runs.append({"container": "sandbox", "environment": env, "init": init_env})
         workdir = self.root / env["ANTHROPIC_SESSION_ID"]
+        workdir.mkdir(parents=True, exist_ok=True)
         base = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(workdir), "LANG": "C.UTF-8"}
         proc_env = {**base, **env, "MANAGED_AGENTS_SANDBOX_WORKDIR": str(workdir)}
-        with open(self.root / f"{env['ANTHROPIC_WORK_ID']}.log", "wb") as log:
-            self.procs[task_arn] = subprocess.Popen(
-                [sys.executable, entrypoint.__file__], env=proc_env, stdout=log, stderr=subprocess.STDOUT
-            )
+        proc_env["MANAGED_AGENTS_SANDBOX_ROOT"] = str(workdir)
+        log_path = self.root / f"{env['ANTHROPIC_WORK_ID']}.log"
+
+        def run() -> None:
+            with open(log_path, "ab") as log:
+                if init_env is not None:
+                    init = subprocess.Popen(
+                        [sys.executable, materials.__file__],
+                        env={**base, **init_env, "MANAGED_AGENTS_INIT_ROOT": str(workdir)},
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                    )
+                    self.procs[task_arn] = init
+                    if init.wait() != 0:
+                        return
+                if task_arn in self.stopped or self.closing:
+                    return
+                self.procs[task_arn] = subprocess.Popen(
+                    [sys.executable, entrypoint.__file__], env=proc_env, stdout=log, stderr=subprocess.STDOUT
+                )
+
+        thread = threading.Thread(target=run, name=f"task-{task_arn[-8:]}", daemon=True)
+        self.threads.append(thread)
+        thread.start()
 
     def stop(self, task_arn: str) -> None:
+        self.stopped.add(task_arn)
         proc = self.procs.get(task_arn)
         if proc is not None and proc.poll() is None:
             proc.terminate()
 
     def close(self) -> None:
+        self.closing = True
+        for proc in list(self.procs.values()):
+            if proc.poll() is None:
+                proc.terminate()
+        for thread in self.threads:
+            thread.join(30)
         for proc in self.procs.values():
             if proc.poll() is None:
                 proc.terminate()
@@ -503,7 +540,8 @@ def _platform(
             memory="2048",
             # (moto sums container-level cpu/memory even for Fargate; the stack sets them on the task only)
             containerDefinitions=[
-                {"name": "sandbox", "image": "sandbox:test", "essential": True, "cpu": 1024, "memory": 2048}
+                {"name": "init", "image": "sandbox:test", "essential": False, "cpu": 0, "memory": 128},
+                {"name": "sandbox", "image": "sandbox:test", "essential": True, "cpu": 1024, "memory": 1920},
             ],
         )["taskDefinition"]["taskDefinitionArn"]
         # the vault key (the stack's VaultKey): vault secrets are encrypted with it, as in the stack

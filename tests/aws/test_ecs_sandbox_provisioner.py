@@ -107,7 +107,7 @@ def test_launch_runs_one_task_whose_environment_is_the_work_item_only(ecs: Ecs) 
     assert request["launchType"] == "FARGATE" and request["startedBy"] == "sesn_a"
     assert request["networkConfiguration"]["awsvpcConfiguration"]["assignPublicIp"] == "DISABLED"
     # And its container overrides carry only the work coordinates, the secret and the worker's settings
-    (override,) = request["overrides"]["containerOverrides"]
+    override, init = request["overrides"]["containerOverrides"]
     assert override["name"] == "sandbox" and set(override) == {"name", "environment"}
     env = {e["name"]: e["value"] for e in override["environment"]}
     assert env == {
@@ -119,6 +119,30 @@ def test_launch_runs_one_task_whose_environment_is_the_work_item_only(ecs: Ecs) 
         "MANAGED_AGENTS_SANDBOX_IDLE_SECONDS": "120",
         "MANAGED_AGENTS_SANDBOX_PACKAGES": json.dumps({"pip": ["rich"]}, separators=(",", ":")),
     }
+    # And the init container's, where to read resources from, without a token (the session has none)
+    assert init["name"] == "init"
+    assert {e["name"]: e["value"] for e in init["environment"]} == {
+        "ANTHROPIC_BASE_URL": "https://api.example.test/live",
+        "ANTHROPIC_ENVIRONMENT_ID": "env_1",
+        "ANTHROPIC_WORK_ID": "work_a",
+    }
+
+
+def test_the_materialization_token_goes_to_the_init_container_only(ecs: Ecs) -> None:
+    sent: list[dict[str, Any]] = []
+    ecs.client.meta.events.register("provide-client-params.ecs.RunTask", lambda params, **_: sent.append(params))
+    # When a sandbox is launched for a session with resources, beside the longest package list that fits
+    packages = {"pip": [f"company-internal-package-{i}==1.{i}.0" for i in range(900)]}
+    token = "wi-ma-" + "t" * 43
+    ecs.provisioner.launch(replace(_spec("sesn_r", "work_r"), init_token=token, packages=packages), _exit)
+    # Then only the init container's overrides hold the token, and the overrides stay under the ECS cap
+    (request,) = sent
+    sandbox, init = request["overrides"]["containerOverrides"]
+    assert (
+        token not in json.dumps(sandbox)
+        and {"name": "MANAGED_AGENTS_INIT_TOKEN", "value": token} in init["environment"]
+    )
+    assert len(json.dumps(request["overrides"], separators=(",", ":"))) <= MAX_OVERRIDES_CHARS
 
 
 def test_stop_stops_only_the_sessions_task_serving_that_work(ecs: Ecs) -> None:

@@ -74,3 +74,13 @@ def test_the_image_gives_the_sandbox_user_a_memory_mount_and_turns_memory_on() -
     chown = next(s for s in steps if "chown sandbox:sandbox" in s).split("chown sandbox:sandbox", 1)[1]
     assert "/mnt/memory" in chown
     assert any(s.startswith("ENV ") and "MANAGED_AGENTS_SANDBOX_MEMORY=1" in s for s in steps)
+
+
+def test_the_image_runs_the_init_program_with_git() -> None:
+    steps = instructions()
+    # The init container (same image, `python /opt/sandbox/materials.py`) clones with git
+    assert any("apt-get install" in s and " git " in f"{s} " for s in steps)
+    assert "COPY managed_agents/sandbox/entrypoint.py managed_agents/sandbox/materials.py /opt/sandbox/" in steps
+    assert "!managed_agents/sandbox/materials.py" in SANDBOX_IMAGE_EXCLUDE
+    # And the session volume's mount point exists in the image
+    assert any("mkdir -p" in s and "/mnt/session" in s for s in steps)

@@ -10,10 +10,13 @@ from typing import Any
 import pytest
 from aws_cdk import assertions
 
+from managed_agents.adapters.aws import ecs_sandbox_provisioner
 from managed_agents.adapters.aws.dynamodb_event_store import create_events_table
 from managed_agents.adapters.aws.dynamodb_resource_store import create_resources_table
 from managed_agents.settings import VAULT_KMS_KEY_ARN_ENV
 from stacks.asl import logical_id, render, state_machine_definition
+from stacks.config import SANDBOX_CONTAINER_NAME as SANDBOX_CONTAINER
+from stacks.config import SANDBOX_INIT_CONTAINER_NAME as INIT_CONTAINER
 from tests.infra.conftest import REPO_ROOT, Synth
 
 pytestmark = pytest.mark.slow
@@ -119,6 +122,27 @@ def test_sandbox_task_has_no_task_role_no_secrets_and_no_environment(default_syn
     exec_role = props["ExecutionRoleArn"]["Fn::GetAtt"][0]
     actions = {a for st in _role_statements(default_synth, exec_role) for a in _as_list(st["Action"])}
     assert actions and all(a.startswith("ecr:") or a in ("logs:CreateLogStream", "logs:PutLogEvents") for a in actions)
+
+
+def test_an_init_container_fills_the_task_volumes_before_the_sandbox_container_starts(default_synth: Synth) -> None:
+    # Given the sandbox task definition
+    _, task = default_synth.one("AWS::ECS::TaskDefinition")
+    props = task["Properties"]
+    containers = {c["Name"]: c for c in props["ContainerDefinitions"]}
+    assert set(containers) == {SANDBOX_CONTAINER, INIT_CONTAINER}
+    init, sandbox = containers[INIT_CONTAINER], containers[SANDBOX_CONTAINER]
+    # Then the init container runs the materials program of the same image and may end (not essential)
+    assert init["Image"] == sandbox["Image"] and init["Essential"] is False and sandbox["Essential"] is True
+    assert init["EntryPoint"] == ["python", "/opt/sandbox/materials.py"]
+    # And the sandbox container starts only once it exited 0
+    assert sandbox["DependsOn"] == [{"ContainerName": INIT_CONTAINER, "Condition": "SUCCESS"}]
+    # And both mount the two task volumes at the same paths (what init writes is what the sandbox sees)
+    assert [v["Name"] for v in props["Volumes"]] == ["session", "workspace"]
+    for container in (init, sandbox):
+        mounts = {(m["SourceVolume"], m["ContainerPath"], m["ReadOnly"]) for m in container["MountPoints"]}
+        assert mounts == {("session", "/mnt/session", False), ("workspace", "/workspace", False)}
+    # And the provisioner overrides the containers the stack names
+    assert (INIT_CONTAINER, SANDBOX_CONTAINER) == (ecs_sandbox_provisioner.INIT_CONTAINER, "sandbox")
 
 
 def test_only_the_provisioner_runs_sandbox_tasks_and_passes_only_the_execution_role(default_synth: Synth) -> None:

@@ -5,7 +5,10 @@ container's environment with exactly what `managed_agents/sandbox/entrypoint.py`
 `MANAGED_AGENTS_SANDBOX_CONFIG` is not `stdin`: the work item's coordinates, its secret (the session-scoped work token,
 the only credential the sandbox ever holds), the API URL, the idle timeout and the environment's packages (compressed
 when that is shorter: RunTask overrides are capped at 8,192 characters; a launch whose overrides would not fit fails
-with a message that says so). Tasks are tagged with their session and work item and started by the session id
+with a message that says so). The init container's environment gets the API URL, the work item's ids and, when the
+session has file or repository resources, the materialization token that reads them (sandbox/materials.py: the
+sandbox container never holds it; the overrides carry one token, never the resources themselves, so their number
+does not count against the cap). Tasks are tagged with their session and work item and started by the session id
 (`startedBy`, at most 36 characters), so `stop` finds them without any state of its own.
 
 Egress follows the environment's `config.networking`: RunTask attaches the security group of its policy
@@ -36,6 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from managed_agents.adapters.aws.lambda_invoke import DEFAULT_RETRY, InvokeRefused, InvokeRetry, invoke
 from managed_agents.ports import SandboxExited, SandboxLaunch
 from managed_agents.sandbox.entrypoint import PACKED_PACKAGES_PREFIX
+from managed_agents.sandbox.materials import INIT_TOKEN_ENV
 from managed_agents.settings import EcsSandboxSettings
 
 if TYPE_CHECKING:
@@ -48,6 +52,7 @@ NETWORKING_TAG = "managed-agents:networking"
 NETWORKING_POLICIES = ("unrestricted", "limited")
 MAX_STARTED_BY = 36
 MAX_OVERRIDES_CHARS = 8192  # RunTask `overrides` (ECS API reference, TaskOverride)
+INIT_CONTAINER = "init"  # the task definition's init container (stacks/constructs/sandbox.py), sandbox/materials.py
 
 
 class SandboxLaunchFailed(RuntimeError):
@@ -76,6 +81,20 @@ def task_environment(spec: SandboxLaunch, *, api_url: str, idle_seconds: float) 
     return [{"name": k, "value": v} for k, v in values.items()]
 
 
+def init_environment(spec: SandboxLaunch, *, api_url: str) -> list[dict[str, str]]:
+    """The init container's environment overrides (sandbox/materials.py): where to read the session's resources and
+    the materialization token that reads them (absent: nothing to put in place). The sandbox container never gets
+    the token: a container's overrides are its own."""
+    values = {
+        "ANTHROPIC_BASE_URL": api_url,
+        "ANTHROPIC_ENVIRONMENT_ID": spec.environment_id,
+        "ANTHROPIC_WORK_ID": spec.work_id,
+    }
+    if spec.init_token:
+        values[INIT_TOKEN_ENV] = spec.init_token
+    return [{"name": k, "value": v} for k, v in values.items()]
+
+
 def check_overrides_size(overrides: Mapping[str, Any]) -> None:
     """RunTask refuses overrides over 8,192 characters (their JSON); say so before ECS answers with a bare error."""
     size = len(json.dumps(overrides, separators=(",", ":")))
@@ -94,6 +113,7 @@ class EcsSandboxProvisioner:
         cluster: str,
         task_definition: str,
         container: str = "sandbox",
+        init_container: str = INIT_CONTAINER,
         subnets: Sequence[str] = (),
         security_groups: Sequence[str] = (),
         limited_security_groups: Sequence[str] | None = None,
@@ -106,6 +126,7 @@ class EcsSandboxProvisioner:
         self.cluster = cluster
         self.task_definition = task_definition
         self.container = container
+        self.init_container = init_container
         self.subnets = [s for s in subnets if s]
         self.security_groups = [g for g in security_groups if g]
         # None: one set of groups for every sandbox (a deployment without a separate limited group)
@@ -153,7 +174,8 @@ class EcsSandboxProvisioner:
                 {
                     "name": self.container,
                     "environment": task_environment(spec, api_url=api_url, idle_seconds=self.idle_seconds),
-                }
+                },
+                {"name": self.init_container, "environment": init_environment(spec, api_url=api_url)},
             ]
         }
         check_overrides_size(overrides)
@@ -288,6 +310,7 @@ class LaunchSpec(BaseModel):
     api_url: str = ""
     packages: dict[str, Any] = Field(default_factory=dict)
     networking: dict[str, Any] = Field(default_factory=dict)
+    init_token: str = ""
 
     def to_launch(self) -> SandboxLaunch:
         return SandboxLaunch(**self.model_dump())

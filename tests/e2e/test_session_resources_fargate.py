@@ -1,0 +1,134 @@
+"""Session resources in a Fargate sandbox (the AWS leg: moto's RunTask runs the task's init container, then the
+official worker, as processes; tests/aws/platform.py): the init container, which alone holds a materialization
+token, downloads the session's files and clones its private repository (served by `git http-backend` on loopback
+behind a token check) into the task volumes; bash reads them before the first tool call; the repository token is
+nowhere the sandbox container, its ECS overrides, the events or the logs can see; the materialization token dies
+once the worker runs; a failed clone or a deleted file is a readable session.error."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anthropic
+import httpx
+import pytest
+
+from managed_agents.testing.git_server import GitHttpServer, make_repository
+from managed_agents.testing.scripted_model import ScriptedModelServer
+from tests.e2e.conftest import Server, wait_idle
+from tests.e2e.sandbox_support import TOOLSET, tool_step
+
+pytestmark = pytest.mark.parametrize("backend", [pytest.param("aws", marks=pytest.mark.slow)])
+TOKEN = "ghs_repo-token-canary-fargate-51d0"
+# the stand-in's task volumes are the session's working directory, the tools' cwd: /mnt/session → ./mnt/session
+PROBE = (
+    "cat mnt/session/uploads/*; echo; cat data/in.csv; echo; cat workspace/hello/README.md;"
+    " git -C workspace/hello log --format=%H -1; cat src/tools/TOOL.md; echo ENV; env; echo CONFIG;"
+    " cat workspace/hello/.git/config; echo GREP; grep -rl ghs_repo . 2>/dev/null | head -5; echo END"
+)
+
+
+def _results(events: list[Any]) -> list[str]:
+    return ["".join(getattr(b, "text", "") for b in e.content or []) for e in events if e.type == "agent.tool_result"]
+
+
+def _session(client: anthropic.Anthropic, resources: list[Any]) -> str:
+    agent = client.beta.agents.create(name="a", model="claude-sonnet-4-6", tools=[TOOLSET])
+    env = client.beta.environments.create(name="c", config={"type": "cloud"})
+    return client.beta.sessions.create(agent=agent.id, environment_id=env.id, resources=resources).id
+
+
+def _say(client: anthropic.Anthropic, sid: str, text: str) -> None:
+    client.beta.sessions.events.send(
+        sid, events=[{"type": "user.message", "content": [{"type": "text", "text": text}]}]
+    )
+
+
+def test_the_init_container_mounts_files_and_clones_without_the_sandbox_seeing_the_token(
+    server: Server, client: anthropic.Anthropic, model_server: ScriptedModelServer, tmp_path: Any
+) -> None:
+    sha = make_repository(tmp_path / "git", "hello.git", {"README.md": b"hello from the repo\n"})
+    make_repository(tmp_path / "git", "tools.git", {"TOOL.md": b"a tool\n"}, branch="dev")
+    with GitHttpServer(tmp_path / "git", token=TOKEN) as git:
+        # Given a session with an uploaded file (default and custom mount paths) and two private repositories
+        f = client.beta.files.upload(file=("data.csv", b"a,b\n1,2\n", "text/csv"))
+        g = client.beta.files.upload(file=("in.csv", "x,ü\n".encode(), "text/csv"))
+        sid = _session(
+            client,
+            [
+                {"type": "file", "file_id": f.id},
+                {"type": "file", "file_id": g.id, "mount_path": "/data/in.csv"},
+                {
+                    "type": "github_repository",
+                    "url": git.url("hello.git"),
+                    "authorization_token": TOKEN,
+                    "mount_path": "/workspace/hello",
+                    "checkout": {"type": "commit", "sha": sha},
+                },
+                {
+                    "type": "github_repository",
+                    "url": git.url("tools.git"),
+                    "authorization_token": TOKEN,
+                    "mount_path": "/src/tools",
+                    "checkout": {"type": "branch", "name": "dev"},
+                },
+            ],
+        )
+        # When the model's first tool call reads them through bash
+        model_server.push(tool_step("toolu_1", "bash", {"command": PROBE}), "done")
+        _say(client, sid, "look")
+        events = wait_idle(client, sid, timeout=120)
+    (result,) = _results(events)
+    # Then the files and both repositories were in place before that call (outside the volumes: linked)
+    assert "a,b\n1,2" in result and "x,ü" in result and "hello from the repo" in result and sha in result
+    assert "a tool" in result
+    assert [e for e in events if e.type == "session.error"] == []
+    # And the init container cloned with the token, which is nowhere the sandbox can see
+    assert git.requests and all(ok for _, ok in git.requests)
+    assert TOKEN not in result and result.split("GREP", 1)[1].split("END")[0].strip() == ""
+    workdir = server.sandbox_workdir(sid)
+    assert all(TOKEN.encode() not in p.read_bytes() for p in workdir.rglob("*") if p.is_file() and not p.is_symlink())
+    assert TOKEN not in str([e.model_dump() for e in events])
+    platform = server.platform
+    assert platform is not None
+    assert all(TOKEN.encode() not in p.read_bytes() for p in platform.sandboxes.root.glob("*.log"))
+    # nor in either container's ECS overrides: the sandbox container has no materialization token either
+    (run,) = platform.sandboxes.runs
+    assert TOKEN not in str(run) and "MANAGED_AGENTS_INIT_TOKEN" not in run["environment"]
+    init_token = run["init"]["MANAGED_AGENTS_INIT_TOKEN"]
+    # And the materialization token died when the worker started (its item is no longer `starting`)
+    ids = run["init"]
+    url = f"{server.url}/v1/environments/{ids['ANTHROPIC_ENVIRONMENT_ID']}/work/{ids['ANTHROPIC_WORK_ID']}"
+    denied = httpx.get(f"{url}/materials", headers={"Authorization": f"Bearer {init_token}"})
+    assert denied.status_code == 401, denied.text
+    # nor does the sandbox's work token read the manifest
+    work_token = run["environment"]["ANTHROPIC_WORK_SECRET"]
+    assert httpx.get(f"{url}/materials", headers={"Authorization": f"Bearer {work_token}"}).status_code == 401
+
+
+def test_a_failed_clone_and_a_deleted_file_are_readable_session_errors_on_fargate(
+    server: Server, client: anthropic.Anthropic, model_server: ScriptedModelServer, tmp_path: Any
+) -> None:
+    make_repository(tmp_path / "git", "hello.git", {"README.md": b"x\n"})
+    with GitHttpServer(tmp_path / "git", token=TOKEN) as git:
+        f = client.beta.files.upload(file=("gone.txt", b"gone", "text/plain"))
+        sid = _session(
+            client,
+            [
+                {"type": "file", "file_id": f.id},
+                {"type": "github_repository", "url": git.url("hello.git"), "authorization_token": "wrong-token"},
+                {"type": "github_repository", "url": git.url("missing.git"), "authorization_token": TOKEN},
+            ],
+        )
+        client.beta.files.delete(f.id)
+        model_server.push(tool_step("toolu_1", "bash", {"command": "echo ran"}), "k")
+        _say(client, sid, "look")
+        events = wait_idle(client, sid, timeout=120)
+    errors = [e.error for e in events if e.type == "session.error"]
+    types = sorted(err.type for err in errors)
+    assert types == ["repository_authentication_error", "repository_not_found_error", "unknown_error"], errors
+    for err in errors:
+        assert err.retry_status.type == "retrying" and err.message and "wrong-token" not in err.message
+    assert any(f.id in err.message and "not mounted" in err.message for err in errors)
+    # And the sandbox started without them: the tool ran
+    assert "ran" in _results(events)[0]
