@@ -56,6 +56,7 @@ def create_app(rt: Runtime) -> FastAPI:
         deployments.runs_router,
         webhooks.router,
         materials.router,
+        materials.outputs_router,
     )
     know_how = (skills.router, memory_stores.router)
     for r in (*built, *know_how, console.router, *planned.routers):  # planned last: a built route always wins

@@ -34,6 +34,7 @@ import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -55,7 +56,9 @@ _WORK_VARS = (
     "MANAGED_AGENTS_SANDBOX_SUPERVISE",
     "MANAGED_AGENTS_SANDBOX_MEMORY",  # "1": /mnt/memory is writable, the worker mounts the session's memory stores
     "MANAGED_AGENTS_SANDBOX_ROOT",  # where the init container's paths are (Fargate: `/`; tests: a directory)
+    "MANAGED_AGENTS_SANDBOX_OUTPUTS",  # set (Fargate): this directory's files are sent to the platform as outputs
 )
+OUTPUTS_SYNC_SECONDS = 2.0
 LINKS_FILE = "mnt/session/.links.json"  # written by the init container (sandbox/materials.py), relative to the root
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
@@ -250,12 +253,87 @@ async def _serve(config: dict[str, str], workdir: str, idle: float) -> None:
         worker = EnvironmentWorker(client, workdir=workdir, max_idle=idle)
     else:
         worker = EnvironmentWorker(client, workdir=workdir, max_idle=idle, memory_sync_interval=None)
-    await worker.handle_item(
-        work_id=config["ANTHROPIC_WORK_ID"],
-        environment_id=config["ANTHROPIC_ENVIRONMENT_ID"],
-        session_id=config["ANTHROPIC_SESSION_ID"],
-        work_secret=config["ANTHROPIC_WORK_SECRET"],
+    outputs = config.get("MANAGED_AGENTS_SANDBOX_OUTPUTS") or ""
+    sync = OutputsSync(config, outputs) if outputs else None
+    serving = asyncio.ensure_future(
+        worker.handle_item(
+            work_id=config["ANTHROPIC_WORK_ID"],
+            environment_id=config["ANTHROPIC_ENVIRONMENT_ID"],
+            session_id=config["ANTHROPIC_SESSION_ID"],
+            work_secret=config["ANTHROPIC_WORK_SECRET"],
+        )
     )
+    if sync is None:
+        await serving
+        return
+    # ECS stops a task with SIGTERM (StopTask, a Spot reclaim): end the worker, then send the outputs one last time
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, serving.cancel)
+    syncing = asyncio.ensure_future(sync.loop())
+    try:
+        await serving
+    except asyncio.CancelledError:
+        pass
+    finally:
+        syncing.cancel()
+        await asyncio.to_thread(sync.once)
+
+
+class OutputsSync:
+    """Fargate: the task's volumes end with it, so the sandbox sends what the agent wrote under the outputs directory
+    to the platform itself (`PUT /v1/sessions/{id}/outputs/{path}`, with its work token: the platform stores each as
+    a session-scoped file, replacing the previous one at that path): every OUTPUTS_SYNC_SECONDS (so within that time
+    of the session going idle) and once more when the worker ends (idle timeout, or SIGTERM from StopTask). Only
+    regular files whose size or modification time changed since they were last sent; links are not followed."""
+
+    def __init__(self, config: dict[str, str], root: str) -> None:
+        self.root = root
+        self.base = f"{config['ANTHROPIC_BASE_URL'].rstrip('/')}/v1/sessions/{config['ANTHROPIC_SESSION_ID']}/outputs/"
+        raw = config["ANTHROPIC_WORK_SECRET"]
+        self.token = str(json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))["sessions_token"])
+        self.sent: dict[str, tuple[int, int]] = {}
+
+    async def loop(self) -> None:
+        while True:
+            await asyncio.sleep(OUTPUTS_SYNC_SECONDS)
+            await asyncio.to_thread(self.once)
+
+    def once(self) -> None:
+        import urllib.error
+        import urllib.parse
+        import urllib.request
+
+        for dirpath, _dirs, files in os.walk(self.root):
+            for name in files:
+                path = os.path.join(dirpath, name)
+                try:
+                    st = os.lstat(path)
+                except OSError:
+                    continue
+                rel = os.path.relpath(path, self.root)
+                seen = (st.st_size, st.st_mtime_ns)
+                if not stat.S_ISREG(st.st_mode) or self.sent.get(rel) == seen:
+                    continue
+                try:
+                    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+                    with os.fdopen(fd, "rb") as fh:
+                        req = urllib.request.Request(
+                            self.base + urllib.parse.quote(rel.replace(os.sep, "/")),
+                            data=fh,
+                            method="PUT",
+                            headers={
+                                "Authorization": f"Bearer {self.token}",
+                                "Content-Type": "application/octet-stream",
+                                "Content-Length": str(st.st_size),
+                            },
+                        )
+                        urllib.request.urlopen(req, timeout=120).close()
+                    self.sent[rel] = seen
+                except urllib.error.HTTPError as exc:
+                    if 400 <= exc.code < 500:  # refused (too large, too many outputs): not sent again as it is
+                        self.sent[rel] = seen
+                    print(f"sandbox: output {rel!r} not stored: {exc.code} {exc.read()[:300]!r}", file=sys.stderr)
+                except OSError as exc:  # retried at the next pass
+                    print(f"sandbox: output {rel!r} not sent yet: {exc}", file=sys.stderr, flush=True)
 
 
 # -- the supervisor of an unisolated sandbox ---------------------------------------------------------------------

@@ -21,12 +21,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from managed_agents.domain.errors import ApiError
-from managed_agents.ports import ResourceStore
+from managed_agents.domain.errors import ApiError, InvalidRequest, NotFound
+from managed_agents.ports import Record, ResourceStore
 from managed_agents.services.files import FileService
 
 log = logging.getLogger("managed_agents.outputs")
 MAX_OUTPUTS = 1000
+_FULL = "\x00full"  # _store: the session has MAX_OUTPUTS already
 
 
 class OutputCollector:
@@ -45,32 +46,66 @@ class OutputCollector:
         sess = self.resources.get_by_id("session", session_id)
         if sess is None or sess.doc.get("_deleted") or not outputs.is_dir():
             return []
-        ws = sess.workspace_id
         with self._lock(session_id):
-            known = {
-                str(r.doc.get("_output_path")): r
-                for r in self.files.files.iterate(ws, include_archived=True, scope_id=session_id)
-            }
+            known = self._known(sess.workspace_id, session_id)
             made: list[str] = []
             for rel, fd in _regular_files(outputs):
                 with os.fdopen(fd, "rb") as fh:
-                    digest = _sha256(fh)
-                    old = known.get(rel)
-                    if old is not None and old.doc.get("_sha256") == digest:
-                        continue
-                    if len(known) + len(made) >= MAX_OUTPUTS and old is None:
-                        log.warning("too many outputs", extra={"session_id": session_id, "limit": MAX_OUTPUTS})
+                    fid = self._store(sess.workspace_id, session_id, known, rel, fh)
+                    if fid == _FULL:
                         break
-                    fh.seek(0)
-                    try:
-                        meta = self.files.upload(ws, fh, filename=None, scope_id=session_id, output_path=rel)
-                    except ApiError as exc:
-                        log.warning("output not collected", extra={"session_id": session_id, "reason": exc.message})
-                        continue
-                made.append(str(meta["id"]))
-                if old is not None:
-                    self.files.delete(ws, old.id)
+                if fid:
+                    made.append(fid)
             return made
+
+    def put(self, session_id: str, rel: str, fh: BinaryIO) -> str | None:
+        """One output sent by the sandbox (Fargate: its entrypoint, with its work token): stored as `collect` stores
+        a file it found; the id of the file made, None when that path already holds these bytes."""
+        rel = clean_output_path(rel)
+        sess = self.resources.get_by_id("session", session_id)
+        if sess is None or sess.doc.get("_deleted"):
+            raise NotFound(f"session {session_id!r} not found")
+        with self._lock(session_id):
+            fid = self._store(sess.workspace_id, session_id, self._known(sess.workspace_id, session_id), rel, fh)
+        if fid == _FULL:
+            raise InvalidRequest(f"this session has {MAX_OUTPUTS} outputs already, the most it may have")
+        return fid
+
+    def _known(self, ws: str, session_id: str) -> dict[str, Record]:
+        return {
+            str(r.doc.get("_output_path")): r
+            for r in self.files.files.iterate(ws, include_archived=True, scope_id=session_id)
+        }
+
+    def _store(self, ws: str, session_id: str, known: dict[str, Record], rel: str, fh: BinaryIO) -> str | None:
+        """Store `fh` as the output at `rel` unless that path holds these bytes already (then None); the file it
+        replaces is deleted. `_FULL` when the session has its MAX_OUTPUTS already; None (logged) when refused."""
+        digest = _sha256(fh)
+        old = known.get(rel)
+        if old is not None and old.doc.get("_sha256") == digest:
+            return None
+        if len(known) >= MAX_OUTPUTS and old is None:
+            log.warning("too many outputs", extra={"session_id": session_id, "limit": MAX_OUTPUTS})
+            return _FULL
+        fh.seek(0)
+        try:
+            meta = self.files.upload(ws, fh, filename=None, scope_id=session_id, output_path=rel)
+        except ApiError as exc:
+            log.warning("output not collected", extra={"session_id": session_id, "reason": exc.message})
+            return None
+        fid = str(meta["id"])
+        known[rel] = self.files.files.record(ws, fid)
+        if old is not None:
+            self.files.delete(ws, old.id)
+        return fid
+
+
+def clean_output_path(rel: str) -> str:
+    """A path relative to the outputs directory, as the sandbox names it: no empty, `.` or `..` part."""
+    parts = rel.split("/")
+    if not rel or len(rel) > 1000 or any(p in ("", ".", "..") for p in parts) or "\x00" in rel:
+        raise InvalidRequest(f"output path {rel[:200]!r}: a relative path without empty, '.' or '..' parts")
+    return rel
 
 
 def _regular_files(root: Path) -> Iterator[tuple[str, int]]:

@@ -192,6 +192,7 @@ class Sandboxes:
         base = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(workdir), "LANG": "C.UTF-8"}
         proc_env = {**base, **env, "MANAGED_AGENTS_SANDBOX_WORKDIR": str(workdir)}
         proc_env["MANAGED_AGENTS_SANDBOX_ROOT"] = str(workdir)
+        proc_env["MANAGED_AGENTS_SANDBOX_OUTPUTS"] = str(workdir / "mnt/session/outputs")  # the image's ENV
         log_path = self.root / f"{env['ANTHROPIC_WORK_ID']}.log"
 
         def run() -> None:

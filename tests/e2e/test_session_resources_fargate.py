@@ -7,6 +7,7 @@ once the worker runs; a failed clone or a deleted file is a readable session.err
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import anthropic
@@ -15,7 +16,7 @@ import pytest
 
 from managed_agents.testing.git_server import GitHttpServer, make_repository
 from managed_agents.testing.scripted_model import ScriptedModelServer
-from tests.e2e.conftest import Server, wait_idle
+from tests.e2e.conftest import Server, wait_idle, wait_until
 from tests.e2e.sandbox_support import TOOLSET, tool_step
 
 pytestmark = pytest.mark.parametrize("backend", [pytest.param("aws", marks=pytest.mark.slow)])
@@ -132,3 +133,66 @@ def test_a_failed_clone_and_a_deleted_file_are_readable_session_errors_on_fargat
     assert any(f.id in err.message and "not mounted" in err.message for err in errors)
     # And the sandbox started without them: the tool ran
     assert "ran" in _results(events)[0]
+
+
+def _outputs(client: anthropic.Anthropic, sid: str, count: int) -> dict[str, Any]:
+    def found() -> dict[str, Any] | None:
+        files = {f.filename: f for f in client.beta.files.list(scope_id=sid)}
+        return files if len(files) >= count else None
+
+    result: dict[str, Any] = wait_until(found, timeout=60)
+    return result
+
+
+def test_outputs_a_fargate_sandbox_writes_become_session_files_and_survive_its_stop(
+    server: Server, client: anthropic.Anthropic, model_server: ScriptedModelServer
+) -> None:
+    # Given a cloud session whose first tool call writes outputs (a link among them) in its task's volume
+    sid = _session(client, [])
+    write = (
+        "mkdir -p mnt/session/outputs/sub && printf 'the report\\n' > mnt/session/outputs/report.md"
+        " && head -c 3000 /dev/urandom > mnt/session/outputs/sub/data.bin && ln -s /etc/passwd mnt/session/outputs/leak"
+        " && sha256sum mnt/session/outputs/sub/data.bin"
+    )
+    model_server.push(tool_step("toolu_1", "bash", {"command": write}), "written")
+    _say(client, sid, "write")
+    events = wait_idle(client, sid, timeout=120)
+    digest = _results(events)[0].split()[0]
+    # Then the sandbox sent them: session-scoped files with their bytes; the link was not followed
+    files = _outputs(client, sid, 2)
+    assert set(files) == {"report.md", "sub/data.bin"}
+    assert all(f.scope is not None and f.scope.type == "session" and f.scope.id == sid for f in files.values())
+    assert client.beta.files.download(files["report.md"].id).read() == b"the report\n"
+    assert hashlib.sha256(client.beta.files.download(files["sub/data.bin"].id).read()).hexdigest() == digest
+    # When the next call rewrites one output and hangs, and the task is stopped (StopTask: SIGTERM) meanwhile
+    hang = "echo v2 > mnt/session/outputs/report.md && echo late > mnt/session/outputs/late.txt && sleep 60"
+    model_server.push(tool_step("toolu_2", "bash", {"command": hang}), "after")
+    _say(client, sid, "again")
+    workdir = server.sandbox_workdir(sid)
+    wait_until(lambda: (workdir / "mnt/session/outputs/late.txt").exists(), timeout=60)
+    platform = server.platform
+    assert platform is not None
+    ecs = platform.ecs()
+    for arn in ecs.list_tasks(cluster=platform.cluster, desiredStatus="RUNNING")["taskArns"]:
+        ecs.stop_task(cluster=platform.cluster, task=arn, reason="test")
+
+    # Then nothing written before the stop is lost: the changed output replaced, the new one stored
+    def settled() -> dict[str, Any] | None:
+        now = {f.filename: f for f in client.beta.files.list(scope_id=sid)}
+        changed = now.get("report.md") is not None and now["report.md"].id != files["report.md"].id
+        return now if changed and "late.txt" in now else None
+
+    now = wait_until(settled, timeout=60)
+    assert set(now) == {"report.md", "sub/data.bin", "late.txt"} and now["sub/data.bin"].id == files["sub/data.bin"].id
+    assert client.beta.files.download(now["report.md"].id).read() == b"v2\n"
+    assert client.beta.files.download(now["late.txt"].id).read() == b"late\n"
+
+
+def test_only_the_sessions_work_token_writes_its_outputs(server: Server, client: anthropic.Anthropic) -> None:
+    sid = _session(client, [])
+    url = f"{server.url}/v1/sessions/{sid}/outputs/x.txt"
+    # An API key (not the sandbox) is refused, as is no credential
+    refused = httpx.put(url, content=b"x", headers={"Authorization": f"Bearer {server.admin_key}"})
+    assert refused.status_code == 403, refused.text
+    assert httpx.put(url, content=b"x").status_code == 401
+    assert list(client.beta.files.list(scope_id=sid)) == []

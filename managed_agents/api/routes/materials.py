@@ -6,6 +6,7 @@ OpenAPI document: no SDK calls them.
 
 from __future__ import annotations
 
+import tempfile
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Request
@@ -13,8 +14,10 @@ from fastapi.responses import StreamingResponse
 
 from managed_agents.api.deps import call, runtime
 from managed_agents.api.edge import credential
+from managed_agents.domain.errors import PermissionDenied, RequestTooLarge, ServiceUnavailable
 from managed_agents.domain.events import JsonObject
 from managed_agents.services.materials import MaterialService
+from managed_agents.services.outputs import OutputCollector
 
 router = APIRouter(prefix="/v1/environments/{environment_id}/work/{work_id}/materials", include_in_schema=False)
 
@@ -43,3 +46,34 @@ async def report_errors(
     environment_id: str, work_id: str, request: Request, body: Annotated[JsonObject, Body()]
 ) -> JsonObject:
     return await call(_materials(request).report, environment_id, work_id, credential(request), body)
+
+
+# -- outputs a Fargate sandbox sends (its volumes end with its task) ----------------------------------------------
+
+outputs_router = APIRouter(prefix="/v1/sessions/{session_id}/outputs", include_in_schema=False)
+
+
+@outputs_router.put("/{path:path}")
+async def put_output(session_id: str, path: str, request: Request) -> JsonObject:
+    """One file of the sandbox's `/mnt/session/outputs`, sent by its entrypoint with the work token of that session's
+    work item (no other credential): stored as a session-scoped file, replacing the one at that path."""
+    rt = runtime(request)
+    p = await call(rt.keys.authenticate, credential(request))
+    if p.kind != "work" or p.session_id != session_id:
+        raise PermissionDenied(f"{p.describe()} cannot write the outputs of session {session_id!r}")
+    if rt.files is None:
+        raise ServiceUnavailable("this deployment has no Files API")
+    cap = rt.settings.max_file_bytes
+    spool = tempfile.SpooledTemporaryFile(max_size=8 << 20)
+    try:
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > cap:
+                raise RequestTooLarge(f"an output is at most {cap:,} bytes (max_file_bytes)")
+            spool.write(chunk)
+        spool.seek(0)
+        fid = await call(OutputCollector(rt.resources, rt.files).put, session_id, path, spool)
+    finally:
+        spool.close()
+    return {"path": path, "file_id": fid}
