@@ -190,6 +190,32 @@ def test_worker_killed_mid_tool_yields_an_error_result_and_the_next_call_gets_a_
     assert len(server.rt.resources.find("work", "session_id", [sid])) == 2
 
 
+def test_a_replacement_sandbox_runs_only_new_calls_never_the_answered_ones_again(
+    server: Server, client: anthropic.Anthropic, model_server: ScriptedModelServer
+) -> None:
+    # Given a cloud session whose sandbox ran one call, then stopped between turns (as an idle sandbox does)
+    sid = _cloud_session(client)
+    model_server.push(tool_step("toolu_one", "bash", {"command": "echo one >> calls.txt"}), "done once")
+    _say(client, sid, "first")
+    wait_idle(client, sid)
+    assert server.rt.provisioner is not None
+    first_pid = server.rt.provisioner.pid(sid)
+    assert first_pid is not None
+    server.rt.provisioner.stop(sid, None)
+    wait_until(lambda: server.rt.provisioner is not None and server.rt.provisioner.pid(sid) is None, timeout=30)
+    # When the next turn's call starts a fresh sandbox on the same workdir
+    model_server.push(tool_step("toolu_two", "bash", {"command": "cat calls.txt; echo two >> calls.txt"}), "done")
+    _say(client, sid, "second")
+    events = wait_idle(client, sid, timeout=60, count=2)
+    # Then the fresh worker ran the new call only: the first call, answered in the log by an `agent.tool_result`,
+    # was not run again (SDK workers before 2.16 counted only `user.tool_result` as an answer and re-ran it)
+    results = sandbox_results(events, CLOUD_RESULT)
+    assert [r.is_error for r in results] == [False, False]
+    assert results[1].content[0].text.strip() == "one"
+    assert (_workdir(server, sid) / "calls.txt").read_text().split() == ["one", "two"]
+    assert server.rt.provisioner.pid(sid) not in (None, first_pid)
+
+
 def test_sandbox_that_never_starts_becomes_a_readable_session_error(
     server: Server, client: anthropic.Anthropic, model_server: ScriptedModelServer
 ) -> None:
