@@ -2,8 +2,10 @@
 
 `served()` starts `managed-agents scripted-model` and `managed-agents serve` (each its own Python process, on
 free loopback ports), waits for both to answer, and stops them with SIGTERM on exit. The server process can
-run under a profiler (`profile="sample"` or `"cprofile"`, see `bench/_profiled_serve.py`); its report is
-written when the server stops. `ProcessCpu` reads a process's CPU seconds from /proc (Linux).
+run under a profiler (`profile="sample"` or `"cprofile"`, see `bench/_profiled_serve.py`; its report is
+written when the server stops), or be sampled from outside by py-spy (`profile="py-spy"`: native sampling of every
+thread, no instrumentation in the server; the report covers the profile window only).
+`ProcessCpu` reads a process's CPU seconds from /proc (Linux).
 """
 
 from __future__ import annotations
@@ -48,10 +50,16 @@ class Served:
     model_pid: int
     model_url: str
     profile_out: Path | None
+    profile_mode: str | None = None
+    _spy: subprocess.Popen[bytes] | None = None
 
     def profile_window(self, start: bool) -> None:
         """Profiled server only: restart the profile (start) or write its report now (end)."""
-        if self.profile_out is not None:
+        if self.profile_out is None:
+            return
+        if self.profile_mode == "py-spy":
+            self._py_spy(start)
+        else:
             os.kill(self.server_pid, signal.SIGUSR1 if start else signal.SIGUSR2)
 
     def cpu(self) -> dict[str, float]:
@@ -61,6 +69,57 @@ class Served:
             "model": cpu_seconds(self.model_pid),
             "clients": cpu_seconds(os.getpid()),
         }
+
+    def _py_spy(self, start: bool) -> None:
+        assert self.profile_out is not None
+        raw = self.profile_out.with_suffix(".raw")
+        if start:
+            spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+            args = [spy, "record", "--pid", str(self.server_pid), "--rate", "200", "--gil", "--format", "raw"]
+            self._spy = subprocess.Popen(
+                [*args, "--output", str(raw)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            )
+        elif self._spy is not None:
+            self._spy.send_signal(signal.SIGINT)
+            self._spy.wait(60)
+            self._spy = None
+            self.profile_out.write_text(collapsed_report(raw.read_text()))
+
+
+def collapsed_report(collapsed: str, top: int = 70) -> str:
+    """Self and inclusive sample shares per function from py-spy's collapsed stacks (`a;b;c count` lines)."""
+    self_n: dict[str, int] = {}
+    incl_n: dict[str, int] = {}
+    total = 0
+    for line in collapsed.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack:
+            continue
+        n = int(count)
+        total += n
+        frames = [_short(f) for f in stack.split(";")[1:]] or ["?"]  # the first frame is the thread
+        self_n[frames[-1]] = self_n.get(frames[-1], 0) + n
+        for f in set(frames):
+            incl_n[f] = incl_n.get(f, 0) + n
+    lines = [f"py-spy samples={total} (idle threads excluded)", "", "== self, % of samples"]
+    for title, table in (("", self_n), ("== inclusive, % of samples", incl_n)):
+        if title:
+            lines += ["", title]
+        lines += [
+            f"{v * 100 / max(1, total):6.2f}%  {k}"
+            for k, v in sorted(table.items(), key=lambda kv: -kv[1])[: top * (1 if table is self_n else 3)]
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _short(frame: str) -> str:
+    """`func (path/to/module.py:12)` -> `func (module path after site-packages/ or the repo)`."""
+    for marker in ("site-packages/", "/managed_agents/", "python3.11/"):
+        if marker in frame:
+            head, _, tail = frame.partition("(")
+            path = tail.split(marker, 1)[1] if marker in tail else tail
+            return f"{head}({'managed_agents/' if marker == '/managed_agents/' else ''}{path}"
+    return frame
 
 
 def _healthy(url: str) -> bool:
@@ -109,7 +168,10 @@ def served(*, latency_ms: int, profile: str | None = None, extra_env: dict[str, 
             "MANAGED_AGENTS_LOG_LEVEL": "WARNING",
         }
         profile_out: Path | None = None
-        if profile:
+        if profile == "py-spy":
+            profile_out = Path(os.environ.get("BENCH_PROFILE_OUT", BENCH_DIR / "profile-py-spy.txt"))
+            args = _cli()
+        elif profile:
             profile_out = Path(os.environ.get("BENCH_PROFILE_OUT", BENCH_DIR / f"profile-{profile}.txt"))
             server_env["BENCH_PROFILE"] = profile
             server_env["BENCH_PROFILE_OUT"] = str(profile_out)
@@ -130,7 +192,7 @@ def served(*, latency_ms: int, profile: str | None = None, extra_env: dict[str, 
             raise RuntimeError("a benchmark process did not start:\n" + _tail(root)) from exc
         admin_key = (data_dir / "admin.key").read_text().strip()
         try:
-            yield Served(url, admin_key, data_dir, server.pid, model.pid, model_url, profile_out)
+            yield Served(url, admin_key, data_dir, server.pid, model.pid, model_url, profile_out, profile)
         finally:
             if server.poll() is not None:
                 print("the server exited during the benchmark:\n" + _tail(root), file=sys.stderr)
