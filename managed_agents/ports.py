@@ -15,11 +15,30 @@ from typing import BinaryIO, Literal, Protocol
 from managed_agents.domain.events import JsonObject, NewEvent, Order, StoredEvent, TimeRange
 
 
+@dataclass
+class RecordSync:
+    """A change of one resource record that an append makes in the same transaction (`EventStore.append`'s `sync`).
+
+    The session record caches what its log says (status, usage, outcome evaluations): written with the events that
+    change them, a reader never sees the log ahead of the record. `change` gets a copy of the record as it is inside
+    the transaction and the events just stored; the store writes the copy (next revision) and keeps it in `written`.
+    A store whose `atomic_record_sync` is false ignores it: the caller then writes the record itself, after."""
+
+    kind: str
+    workspace_id: str
+    id: str
+    change: Callable[[Record, Sequence[StoredEvent]], None]
+    written: Record | None = None
+
+
 class EventStore(Protocol):
     """Append-only per-session log with a gapless sequence starting at 1."""
 
-    def append(self, session_id: str, events: Sequence[NewEvent]) -> list[StoredEvent]:
-        """Append atomically, assigning the next sequence numbers and `processed_at`.
+    def append(
+        self, session_id: str, events: Sequence[NewEvent], *, sync: RecordSync | None = None
+    ) -> list[StoredEvent]:
+        """Append atomically, assigning the next sequence numbers and `processed_at`; with `sync` (and
+        `atomic_record_sync`), also write that record change in the same transaction.
 
         Raises DuplicateEvent, appending nothing, when any of the event ids is already in the session's log.
         """
@@ -128,6 +147,15 @@ class ResourceStore(Protocol):
     def find(self, kind: str, attr: str, values: Sequence[str]) -> list[Record]:
         """Records of any workspace whose attribute is one of values (key lookup, crash recovery)."""
         ...
+
+
+class RevocationMarker(Protocol):
+    """Tells every process of a deployment that a credential was revoked, so caches of checked credentials
+    (services/keys.py) drop what they hold at once. `version()` changes after every `mark()`, in any process."""
+
+    def mark(self) -> None: ...
+
+    def version(self) -> int: ...
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from managed_agents.domain.events import NewEvent, Order, StoredEvent, TimeRange
-from managed_agents.ports import EventNotifier, EventStore
+from managed_agents.ports import EventNotifier, EventStore, RecordSync
 
 log = logging.getLogger("managed_agents.events")
 
@@ -26,8 +26,10 @@ class PublishingEventStore:
         # appender (they hand long work to a thread) and whose failure must not fail it (logged)
         self.observers: list[Callable[[str, list[StoredEvent]], object]] = []
 
-    def append(self, session_id: str, events: Sequence[NewEvent]) -> list[StoredEvent]:
-        stored = self.inner.append(session_id, events)
+    def append(
+        self, session_id: str, events: Sequence[NewEvent], *, sync: RecordSync | None = None
+    ) -> list[StoredEvent]:
+        stored = self.inner.append(session_id, events, sync=sync)
         if stored:
             self.notifier.publish(session_id, stored[-1].seq)
             for observe in self.observers:

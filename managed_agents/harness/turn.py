@@ -39,6 +39,7 @@ from managed_agents.ports import (
     ModelResponse,
     ModelUsage,
     Record,
+    RecordSync,
     ResourceStore,
     iter_all,
 )
@@ -142,45 +143,64 @@ class _Turn:
         return builtin_tool_result_type(self.rec.doc.get("_environment_type"))
 
     def append(self, key: str, events: Sequence[Entry]) -> list[StoredEvent]:
+        """Log a batch (deterministic ids: a re-run appends nothing) and fold it; when it changes what the session
+        record caches, the record is written in the same transaction where the store can (RecordSync)."""
         events = budget.price(self.ledger, self.state, events, self.deps.clock.now())
         batch = [
             NewEvent(deterministic_event_id(self.sid, key, i), type_, payload, internal)
             for i, (type_, payload, internal) in enumerate(events)
         ]
+        synced = any(e.type in STATUS_BY_EVENT or e.type in SYNCED_SPANS for e in batch)
+        folded: list[Sequence[StoredEvent]] = []
+
+        def change(r: Record, stored: Sequence[StoredEvent]) -> None:
+            self._fold(stored)
+            folded.append(stored)
+            self._cache_state(r)
+
+        sync = None
+        if synced and getattr(self.deps.events, "atomic_record_sync", False):
+            sync = RecordSync(self.rec.kind, self.rec.workspace_id, self.rec.id, change)
         try:
-            stored = self.deps.events.append(self.sid, batch)
+            stored = self.deps.events.append(self.sid, batch, sync=sync)
         except DuplicateEvent:
             log.info("batch already in the log", extra={"session_id": self.sid, "key": key})
             return []
-        if stored and stored[0].seq != self.state.last_seq + 1:
-            self.in_sequence = False  # events appended by others meanwhile are not in this state: do not cache it
-        fold(stored, self.state)
-        if any(e.type in STATUS_BY_EVENT or e.type in SYNCED_SPANS for e in stored):
+        if not folded:
+            self._fold(stored)
+        if sync is not None and sync.written is not None:
+            self.rec = sync.written
+        elif synced and stored and sync is None:
             self.sync_record()
         return stored
 
-    def sync_record(self) -> None:
-        """Cache the log-derived status, usage and stats on the session record (idempotent)."""
+    def _fold(self, stored: Sequence[StoredEvent]) -> None:
+        if stored and stored[0].seq != self.state.last_seq + 1:
+            self.in_sequence = False  # events appended by others meanwhile are not in this state: do not cache it
+        fold(stored, self.state)
+
+    def _cache_state(self, r: Record) -> None:
+        """Put the log-derived status, usage and stats on a copy of the session record (idempotent)."""
         st = self.state
+        u = st.usage
+        r.doc["status"] = st.status
+        r.attrs["status"] = st.status
+        r.doc["usage"] = {
+            "input_tokens": u.input_tokens,
+            "output_tokens": u.output_tokens,
+            "cache_read_input_tokens": u.cache_read_input_tokens,
+            "cache_creation": {"ephemeral_5m_input_tokens": u.cache_creation_input_tokens},
+        }
+        tracked = not st.unpriced_requests and prices.price_for(self.ledger.model) is not None
+        r.doc["_list_cost"] = str(st.list_cost) if tracked else None
+        r.doc["_active_seconds"] = st.active_seconds
+        r.doc["outcome_evaluations"] = [o.render() for o in st.outcomes]
+        r.doc["_running_since"] = rfc3339(st.running_since) if st.running_since else None
+        r.doc["updated_at"] = rfc3339(self.deps.clock.now())
 
-        def change(r: Record) -> None:
-            u = st.usage
-            r.doc["status"] = st.status
-            r.attrs["status"] = st.status
-            r.doc["usage"] = {
-                "input_tokens": u.input_tokens,
-                "output_tokens": u.output_tokens,
-                "cache_read_input_tokens": u.cache_read_input_tokens,
-                "cache_creation": {"ephemeral_5m_input_tokens": u.cache_creation_input_tokens},
-            }
-            tracked = not st.unpriced_requests and prices.price_for(self.ledger.model) is not None
-            r.doc["_list_cost"] = str(st.list_cost) if tracked else None
-            r.doc["_active_seconds"] = st.active_seconds
-            r.doc["outcome_evaluations"] = [o.render() for o in st.outcomes]
-            r.doc["_running_since"] = rfc3339(st.running_since) if st.running_since else None
-            r.doc["updated_at"] = rfc3339(self.deps.clock.now())
-
-        self.rec = mutate(self.deps.resources, self.rec, change)
+    def sync_record(self) -> None:
+        """Cache the log-derived status, usage and stats on the session record, in a write of its own."""
+        self.rec = mutate(self.deps.resources, self.rec, self._cache_state)
 
 
 def advance(session_id: str, deps: HarnessDeps, cancel: CancelToken | None = None) -> Outcome:

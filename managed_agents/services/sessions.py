@@ -33,7 +33,7 @@ from managed_agents.domain.events import (
 from managed_agents.domain.ids import deterministic_event_id, new_id
 from managed_agents.domain.outcomes import DEFAULT_MAX_ITERATIONS
 from managed_agents.domain.session_state import SessionState, fold
-from managed_agents.ports import EventNotifier, EventStore, ListQuery, Record, iter_all, read_wire
+from managed_agents.ports import EventNotifier, EventStore, ListQuery, Record, RecordSync, iter_all, read_wire
 from managed_agents.services import budgets
 from managed_agents.services.agents import AgentService, check_tools, resolve_model, resolve_tools, skill_refs
 from managed_agents.services.common import (
@@ -104,6 +104,13 @@ RETRY_SCAN = 200
 MAX_RUBRIC_CHARS = 262_144
 OUTCOME_MARK = "\x00outcome"  # in a send's `answered` set: the send already defines an outcome
 log = logging.getLogger("managed_agents.sessions")
+# the sent events `_check_event` checks against the folded log
+STATEFUL_PARAMS = (
+    UserToolConfirmationParams,
+    UserCustomToolResultParams,
+    UserToolResultParams,
+    UserDefineOutcomeParams,
+)
 
 
 def _usage_zero() -> JsonObject:
@@ -455,6 +462,12 @@ class SessionService:
     def state(self, sid: str) -> SessionState:
         return fold(iter_all(self.events, sid))
 
+    def _log_end(self, sid: str) -> SessionState:
+        """A state that knows only where the log ends (enough for events checked against nothing logged)."""
+        st = SessionState()
+        st.last_seq = self.events.last_seq(sid)
+        return st
+
     def send(self, p: Principal, sid: str, events: Sequence[EventParams], *, retried: bool = False) -> list[JsonObject]:
         """Check and append the events. `retried`: the client says this is a retry of a request whose response it
         did not get (the SDK's `x-stainless-retry-count` >= 1): if the send was logged, its events are returned
@@ -477,7 +490,10 @@ class SessionService:
             raise InvalidRequest(f"session {sid!r} is archived and accepts no new events")
         if rec.doc["status"] == "terminated":
             raise Conflict(f"session {sid!r} is terminated and accepts no new events")
-        stored = self._append_user_events(rec, self.state(sid), list(events), p, digest)
+        # the folded log only for the events checked against it (a tool result, a confirmation, an outcome): a plain
+        # user.message needs only where the log ends
+        st = self.state(sid) if any(isinstance(e, STATEFUL_PARAMS) for e in events) else self._log_end(sid)
+        stored = self._append_user_events(rec, st, list(events), p, digest)
         return _echo(stored, events)
 
     def _file_rubric(self, ws: str, file_id: str, where: str) -> str:
@@ -553,15 +569,20 @@ class SessionService:
             sent: JsonObject = {"by": p.key_id, "hash": digest, "batch": batch[0].id}
             batch = [NewEvent(e.id, e.type, e.payload, {**(e.internal or {}), "sent": sent}) for e in batch]
         marked = rec.doc["status"] not in ACTIVE
-        if marked:
 
-            def mark(r: Record) -> None:
+        def mark(r: Record) -> None:
+            if r.doc.get("status") not in ACTIVE:
                 r.doc["status"] = "running"
                 r.attrs["status"] = "running"
 
+        sync: RecordSync | None = None
+        if marked and getattr(self.events, "atomic_record_sync", False):
+            sync = RecordSync(rec.kind, rec.workspace_id, rec.id, lambda r, _stored: mark(r))
+            marked = False  # nothing is marked unless the events are logged with it
+        elif marked:
             rec = mutate(self.svc.resources, rec, mark)
         try:
-            stored = self.events.append(sid, batch)
+            stored = self.events.append(sid, batch, sync=sync)
         except Exception:
             self._after_failed_append(rec, st.last_seq, marked)
             raise

@@ -97,7 +97,7 @@ class _FailingAppends:
     def __init__(self, inner: Any) -> None:
         self.inner = inner
 
-    def append(self, session_id: str, events: list[NewEvent]) -> list[StoredEvent]:
+    def append(self, session_id: str, events: list[NewEvent], **kwargs: Any) -> list[StoredEvent]:
         raise OSError("disk full")
 
     def __getattr__(self, name: str) -> Any:

@@ -40,6 +40,7 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 from managed_agents.domain.clock import Clock, SystemClock, parse_rfc3339, rfc3339
 from managed_agents.domain.errors import DuplicateEvent, ServiceUnavailable
 from managed_agents.domain.events import JsonObject, NewEvent, Order, StoredEvent, TimeRange
+from managed_agents.ports import RecordSync
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -183,7 +184,14 @@ class DynamoDbEventStore:
 
     # -- the port ------------------------------------------------------------------------------------------------
 
-    def append(self, session_id: str, events: Sequence[NewEvent]) -> list[StoredEvent]:
+    # The session record lives in the resources table and is written by its own adapter after the append
+    # (`RecordSync` is ignored): putting it in this TransactWriteItems would need this adapter to encode resource
+    # items (lookup pointers included) and to retry on the record's revision too.
+    atomic_record_sync = False
+
+    def append(
+        self, session_id: str, events: Sequence[NewEvent], *, sync: RecordSync | None = None
+    ) -> list[StoredEvent]:
         """Append atomically with the next sequence numbers (see the module docstring for how).
 
         Raises DuplicateEvent when an id is already in the session's log, ValueError for more than

@@ -20,7 +20,7 @@ from managed_agents.domain.clock import Clock, SystemClock, parse_rfc3339, rfc33
 from managed_agents.domain.errors import Conflict, DuplicateEvent, ServiceUnavailable, StaleRevision
 from managed_agents.domain.events import JsonObject, NewEvent, Order, StoredEvent, TimeRange
 from managed_agents.domain.lookups import lookup_attributes
-from managed_agents.ports import ListQuery, OutboxEntry, Record
+from managed_agents.ports import ListQuery, OutboxEntry, Record, RecordSync
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS resources (
@@ -162,6 +162,8 @@ def _range_sql(column: str, rng: TimeRange | None, params: list[object]) -> str:
 
 
 class SqliteEventStore:
+    atomic_record_sync = True  # `append(..., sync=)` writes the record in the append's transaction
+
     def __init__(self, db: SqliteDatabase, clock: Clock | None = None) -> None:
         self.db = db
         self.clock = clock or SystemClock()
@@ -169,7 +171,9 @@ class SqliteEventStore:
         # transaction as the append: a crash cannot keep the event and lose its webhook
         self.outbox_types: Callable[[StoredEvent], Sequence[str]] | None = None
 
-    def append(self, session_id: str, events: Sequence[NewEvent]) -> list[StoredEvent]:
+    def append(
+        self, session_id: str, events: Sequence[NewEvent], *, sync: RecordSync | None = None
+    ) -> list[StoredEvent]:
         if not events:
             return []
         ids = [e.id for e in events]
@@ -210,6 +214,8 @@ class SqliteEventStore:
                     conn.executemany(
                         "INSERT INTO outbox (session_id, event_id, type, created_at) VALUES (?,?,?,?)", outboxed
                     )
+            if sync is not None:
+                sync.written = _sync_record(conn, sync, stored)
         return stored
 
     def read(
@@ -318,6 +324,32 @@ class SqliteEventStore:
             payload=json.loads(str(payload)),
             internal=None if internal is None else json.loads(str(internal)),
         )
+
+
+def _sync_record(conn: sqlite3.Connection, sync: RecordSync, stored: list[StoredEvent]) -> Record | None:
+    """Apply `sync` to its record inside the caller's write transaction (no other writer can come between)."""
+    row = conn.execute(
+        f"SELECT {_RECORD_COLUMNS} FROM resources WHERE kind = ? AND id = ? AND workspace_id = ?",
+        (sync.kind, sync.id, sync.workspace_id),
+    ).fetchone()
+    if row is None:
+        return None
+    rec = SqliteResourceStore._record(row)
+    sync.change(rec, stored)
+    rec.rev += 1
+    conn.execute(
+        "UPDATE resources SET rev = ?, archived = ?, attrs = ?, doc = ?, expires_at = ? WHERE kind = ? AND id = ?",
+        (
+            rec.rev,
+            int(rec.archived),
+            _dumps(rec.attrs),
+            _dumps(rec.doc),
+            None if rec.expires_at is None else rfc3339(rec.expires_at),
+            rec.kind,
+            rec.id,
+        ),
+    )
+    return rec
 
 
 class SqliteResourceStore:
