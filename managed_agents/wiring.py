@@ -28,6 +28,7 @@ from managed_agents.ports import (
     Orchestrator,
     Outbox,
     ResourceStore,
+    RevocationMarker,
     SandboxProvisioner,
     SecretStore,
 )
@@ -58,6 +59,7 @@ DB_FILE = "managed_agents.db"
 SANDBOX_DIR = "sandboxes"
 BLOB_DIR = "blobs"
 ADMIN_KEY_FILE = "admin.key"
+REVOCATIONS_FILE = "credentials.revoked"  # its length counts key revocations (adapters/local/revocation_marker.py)
 
 
 @dataclass
@@ -171,6 +173,7 @@ class Adapters:
     init_tokens: bool = (
         False  # ...through an init container given a materialization token (Fargate: services/materials)
     )
+    revocations: RevocationMarker | None = None  # None: authenticated keys are not cached (services/keys.py)
 
 
 def compose(settings: ServerSettings, adapters: Adapters) -> Runtime:
@@ -222,7 +225,7 @@ def compose(settings: ServerSettings, adapters: Adapters) -> Runtime:
         notifier=a.notifier,
         clock=a.clock,
         blobs=a.blobs,
-        keys=KeyService(a.resources, a.clock),
+        keys=KeyService(a.resources, a.clock, revocations=a.revocations),
         agents=AgentService(svc),
         environments=EnvironmentService(svc),
         sessions=sessions,
@@ -250,6 +253,7 @@ def build_local_runtime(
     from managed_agents.adapters.local.directory_blob_store import DirectoryBlobStore
     from managed_agents.adapters.local.in_process_orchestrator import InProcessOrchestrator
     from managed_agents.adapters.local.notifier import LocalNotifier
+    from managed_agents.adapters.local.revocation_marker import FileRevocationMarker
     from managed_agents.adapters.local.secret_file_store import EncryptedFileSecretStore
     from managed_agents.adapters.local.sqlite_store import (
         SqliteDatabase,
@@ -300,6 +304,7 @@ def build_local_runtime(
             prober=mcp_proxy,
             session_ended=(mcp_proxy.close_session,),
             mounts_resources=True,
+            revocations=FileRevocationMarker(data_dir / REVOCATIONS_FILE),
         ),
     )
     rt.provisioner, rt.secrets, rt.mcp_proxy = provisioner, secrets, mcp_proxy

@@ -153,7 +153,11 @@ async def authenticate(request: Request) -> Principal:
     found: Principal | None = getattr(request.state, PRINCIPAL, None)
     if found is not None:
         return found
-    p: Principal = await read(runtime(request).keys.authenticate, credential(request))
+    keys, secret = runtime(request).keys, credential(request)
+    # a key checked moments ago is taken from the cache here, on the event loop: no thread, no store read
+    p = keys.cached(secret)
+    if p is None:
+        p = await read(keys.authenticate, secret)
     workspace = request.headers.get("anthropic-workspace-id")
     if workspace and workspace != p.workspace_id:
         raise PermissionDenied(

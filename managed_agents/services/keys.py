@@ -14,12 +14,20 @@
   service: on AWS, Secrets Manager's random string (no `sk-ma-` prefix; any secret of at least
   `BOOTSTRAP_MIN_LENGTH` URL-safe characters is accepted). Its workspace and key ids derive from fixed parts and
   the secret's hash, so any number of API containers can register it at once and exactly one record results.
+* API keys and environment keys that authenticated are cached for `CACHE_SECONDS` (by the secret's hash) where the
+  deployment has a `RevocationMarker` (embedded: a file in the data dir): a request with a cached key needs no
+  store read, and no thread (api/edge.py checks the cache on the event loop). A revocation, by this process or any
+  other on the same data dir, marks it, and every entry cached before the mark is dropped on its next use: a revoked
+  key fails on the next request, as without the cache. Work tokens are never cached (they die with their lease).
+  Without a marker (AWS: containers share no file) nothing is cached.
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
+import time
 from dataclasses import dataclass
 from typing import cast
 
@@ -27,7 +35,7 @@ from managed_agents.domain.clock import Clock, rfc3339
 from managed_agents.domain.errors import AuthenticationFailed, Conflict, InvalidRequest, NotFound
 from managed_agents.domain.events import JsonObject
 from managed_agents.domain.ids import deterministic_id, new_id
-from managed_agents.ports import ListQuery, Record, ResourceStore
+from managed_agents.ports import ListQuery, Record, ResourceStore, RevocationMarker
 from managed_agents.services.common import render
 from managed_agents.services.records import mutate
 
@@ -37,6 +45,8 @@ WORK_TOKEN_PREFIX = "wt-ma-"
 SYSTEM = "_system"
 BOOTSTRAP_MIN_LENGTH = 32
 BOOTSTRAP_KEY_NAME = "admin (bootstrap)"
+CACHE_SECONDS = 60.0  # longer than an event stream's credential re-check (sse_ping_seconds)
+CACHE_MAX_ENTRIES = 10_000
 _URL_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
 
 
@@ -61,10 +71,49 @@ class Principal:
         return "an API key"
 
 
+@dataclass(frozen=True)
+class _Cached:
+    principal: Principal
+    version: int  # the revocation marker's version read before the key was looked up
+    until: float  # time.monotonic()
+
+
 class KeyService:
-    def __init__(self, resources: ResourceStore, clock: Clock) -> None:
+    def __init__(self, resources: ResourceStore, clock: Clock, *, revocations: RevocationMarker | None = None) -> None:
         self.resources = resources
         self.clock = clock
+        self.revocations = revocations
+        self._cache: dict[str, _Cached] = {}
+        self._cache_lock = threading.Lock()
+
+    def cached(self, secret: str | None) -> Principal | None:
+        """The principal of a key that authenticated within CACHE_SECONDS with no revocation since, else None
+        (the caller then runs `authenticate`). No store read: one `stat` of the revocation marker."""
+        if self.revocations is None or not secret:
+            return None
+        digest = hash_key(secret)
+        hit = self._cache.get(digest)
+        if hit is None:
+            return None
+        if hit.until < time.monotonic() or hit.version != self.revocations.version():
+            with self._cache_lock:
+                self._cache.pop(digest, None)
+            return None
+        return hit.principal
+
+    def _remember(self, digest: str, p: Principal, version: int) -> None:
+        with self._cache_lock:
+            if len(self._cache) >= CACHE_MAX_ENTRIES:
+                self._cache.clear()
+            self._cache[digest] = _Cached(p, version, time.monotonic() + CACHE_SECONDS)
+
+    def _revoked(self, key_id: str) -> None:
+        """After a revocation is stored: drop this process's entries of the key and tell the other processes."""
+        with self._cache_lock:
+            for digest in [d for d, c in self._cache.items() if c.principal.key_id == key_id]:
+                del self._cache[digest]
+        if self.revocations is not None:
+            self.revocations.mark()
 
     def create_workspace(self, name: str = "default") -> str:
         now = self.clock.now()
@@ -154,7 +203,9 @@ class KeyService:
             r.archived = True
             r.doc["revoked_at"] = r.doc.get("revoked_at") or rfc3339(self.clock.now())
 
-        return render(mutate(self.resources, rec, change).doc)
+        doc = render(mutate(self.resources, rec, change).doc)
+        self._revoked(key_id)
+        return doc
 
     # -- environment keys --------------------------------------------------------------------------------------
 
@@ -202,25 +253,34 @@ class KeyService:
             r.archived = True
             r.doc["revoked_at"] = r.doc.get("revoked_at") or rfc3339(self.clock.now())
 
-        return render(mutate(self.resources, rec, change).doc)
+        doc = render(mutate(self.resources, rec, change).doc)
+        self._revoked(key_id)
+        return doc
 
     # -- authentication -----------------------------------------------------------------------------------------
 
     def authenticate(self, secret: str | None) -> Principal:
         if not secret:
             raise AuthenticationFailed("missing API key: send it as 'Authorization: Bearer <key>' or 'x-api-key'")
-        if secret.startswith(ENV_KEY_PREFIX):
-            return self._environment_key(secret)
         if secret.startswith(WORK_TOKEN_PREFIX):
             return self._work_token(secret)
-        found = [r for r in self.resources.find("api_key", "hash", [hash_key(secret)]) if not r.archived]
+        # the marker's version before the lookup: a revocation stored while it runs makes the entry stale at once
+        version = self.revocations.version() if self.revocations is not None else 0
+        digest = hash_key(secret)
+        p = self._environment_key(digest) if secret.startswith(ENV_KEY_PREFIX) else self._api_key(digest)
+        if self.revocations is not None:
+            self._remember(digest, p, version)
+        return p
+
+    def _api_key(self, digest: str) -> Principal:
+        found = [r for r in self.resources.find("api_key", "hash", [digest]) if not r.archived]
         if not found:
             raise AuthenticationFailed("invalid API key")
         doc = found[0].doc
         return Principal(workspace_id=cast(str, doc["workspace_id"]), key_id=found[0].id)
 
-    def _environment_key(self, secret: str) -> Principal:
-        found = [r for r in self.resources.find("environment_key", "hash", [hash_key(secret)]) if not r.archived]
+    def _environment_key(self, digest: str) -> Principal:
+        found = [r for r in self.resources.find("environment_key", "hash", [digest]) if not r.archived]
         if not found:
             raise AuthenticationFailed("invalid or revoked environment key")
         rec = found[0]

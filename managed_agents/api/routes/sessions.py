@@ -219,7 +219,7 @@ async def open_event_stream(
 
     async def recheck() -> None:
         """The credential still holds and still reaches this session (revoked keys, stopped work items)."""
-        now = await call(rt.keys.authenticate, secret)
+        now = rt.keys.cached(secret) or await call(rt.keys.authenticate, secret)
         try:
             await call(rt.sessions.check_access, now, session_id)
         except NotFound:  # deleted: the stream ends with session.deleted, as it always has
