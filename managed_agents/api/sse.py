@@ -15,13 +15,13 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from anyio import to_thread
 
 from managed_agents.domain.errors import ApiError
-from managed_agents.domain.events import JsonObject, StoredEvent
-from managed_agents.ports import EventStore, Subscription
+from managed_agents.domain.events import JsonObject
+from managed_agents.ports import EventStore, Subscription, read_wire
 
 log = logging.getLogger("managed_agents.sse")
 PING = b"event: ping\ndata: {}\n\n"
@@ -30,12 +30,33 @@ PREVIEWED_TYPES = frozenset({"agent.message", "agent.thinking"})
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 
-def _read(store: EventStore, session_id: str, after_seq: int, page: int) -> list[StoredEvent]:
-    return store.read(session_id, after_seq=after_seq, limit=page)
+class _Logged(NamedTuple):
+    seq: int
+    id: str
+    type: str
+    wire: str  # the event's wire JSON
+
+
+_TYPE_MARK = '","type":"'
+
+
+def _read(store: EventStore, session_id: str, after_seq: int, page: int) -> list[_Logged]:
+    """The next events as the log's own wire JSON (`read_wire`: SQLite splices its stored text), neither decoded
+    nor encoded again; id and type are cut from the text's head, `{"id":"<id>","type":"<type>",` (ids and types
+    never hold a quote)."""
+    out: list[_Logged] = []
+    for seq, text in read_wire(store, session_id, after_seq=after_seq, limit=page):
+        id_, _, rest = text[7:].partition(_TYPE_MARK)
+        out.append(_Logged(seq, id_, rest[: rest.index('"')], text))
+    return out
 
 
 def frame(event: JsonObject) -> bytes:
     return f"id: {event['id']}\nevent: {event['type']}\ndata: {_encode(event)}\n\n".encode()
+
+
+def _logged_frame(ev: _Logged) -> bytes:
+    return f"id: {ev.id}\nevent: {ev.type}\ndata: {ev.wire}\n\n".encode()
 
 
 def preview_frame(preview: JsonObject) -> bytes:
@@ -74,7 +95,7 @@ async def event_stream(
             if recheck is not None and time.monotonic() - last_check >= ping_seconds:
                 await recheck()  # raises ApiError when the credential no longer holds
                 last_check = time.monotonic()
-            events: list[StoredEvent] = await to_thread.run_sync(_read, store, session_id, after_seq, page)
+            events = await to_thread.run_sync(_read, store, session_id, after_seq, page)
             # Previews taken after the read: one whose final event was just read is stale (the final carries the
             # full content), the others belong to a message still streaming and go after the events read. (A final
             # delivered in an earlier pass needs no check: the subscription drops its previews once it is forgotten,
@@ -85,7 +106,7 @@ async def event_stream(
                 frames: list[bytes] = []
                 closing = False
                 for ev in events:
-                    frames.append(frame(ev.wire()))
+                    frames.append(_logged_frame(ev))
                     after_seq = ev.seq
                     if ev.type in PREVIEWED_TYPES:
                         subscription.forget_preview(ev.id)

@@ -9,6 +9,7 @@ from datetime import timedelta
 
 import pytest
 
+from managed_agents.api import sse
 from managed_agents.domain.errors import DuplicateEvent
 from managed_agents.domain.events import NewEvent, TimeRange
 from managed_agents.domain.ids import new_id
@@ -147,6 +148,19 @@ def test_wire_json_slices_equal_the_wire_form_of_read(event_store: EventStore) -
         assert [seq for seq, _ in got] == [e.seq for e in expected]
         assert [json.loads(text) for _, text in got] == [e.wire() for e in expected]
         assert all("hidden" not in text for _, text in got)
+
+
+def test_the_event_streams_reader_cuts_id_and_type_from_the_wire_text(event_store: EventStore) -> None:
+    # Given events whose payloads hold types of their own (content blocks) and text that looks like the head
+    sid = "sesn_" + uuid.uuid4().hex
+    payloads = [{}, {"content": [{"type": "text", "text": '","type":"x'}], "tool_use_id": "sevt_x"}]
+    event_store.append(sid, [NewEvent(new_id("event"), t, p) for t in ("agent.message", "span.x") for p in payloads])
+    # When the SSE stream reads them (api/sse.py: the wire text, not decoded)
+    got = sse._read(event_store, sid, 1, 500)
+    # Then each carries the event's own seq, id and type, and its wire JSON
+    expected = event_store.read(sid, after_seq=1)
+    assert [(e.seq, e.id, e.type) for e in got] == [(e.seq, e.id, e.type) for e in expected]
+    assert [json.loads(e.wire) for e in got] == [e.wire() for e in expected]
 
 
 @pytest.mark.slow
