@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import BinaryIO, Literal, Protocol
+from typing import BinaryIO, Literal, Protocol, runtime_checkable
 
 from managed_agents.domain.events import JsonObject, NewEvent, Order, StoredEvent, TimeRange
 
@@ -184,6 +184,15 @@ class BlobStore(Protocol):
     def delete(self, key: str) -> None:
         """Remove the object (no error when it is already gone)."""
         ...
+
+
+@runtime_checkable
+class PresignedUploads(Protocol):
+    """A blob store a client may write to directly (S3: a presigned POST), for uploads larger than the API takes."""
+
+    def presign_post(
+        self, key: str, *, max_bytes: int, expires_seconds: int, content_type: str
+    ) -> tuple[str, dict[str, str]]: ...
 
 
 class Subscription(Protocol):

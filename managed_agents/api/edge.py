@@ -332,8 +332,9 @@ def _upload_too_large(cap: int, size: int, *, deployment: bool, at_least: bool =
     if deployment:
         return RequestTooLarge(
             f"{what}; this deployment's API takes at most {cap:,} bytes per request (the Lambda request cap), so a"
-            f" file sent with files.upload can be about {cap - MULTIPART_SLACK:,} bytes at most here (see"
-            " docs/files.md, 'Large files')"
+            f" file sent with files.upload can be about {cap - MULTIPART_SLACK:,} bytes at most here. Send larger"
+            " files through an upload URL instead: POST /v1/files/uploads, POST the file to the url it returns, then"
+            " POST /v1/files/uploads/{upload_id}/complete (docs/files.md, 'Large files')"
         )
     return RequestTooLarge(f"{what}; files are at most {cap - MULTIPART_SLACK:,} bytes on this server (max_file_bytes)")
 

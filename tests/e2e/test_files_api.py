@@ -6,10 +6,12 @@ from __future__ import annotations
 import hashlib
 import os
 from datetime import timedelta
+from typing import Any
 
 import anthropic
 import httpx2
 import pytest
+import requests
 
 from managed_agents.domain.clock import parse_rfc3339
 from tests.e2e.conftest import Server, error_body, strict_client
@@ -168,11 +170,36 @@ def test_a_file_over_the_deployments_request_cap(server: Server) -> None:
         # Then the embedded server (no such cap) stores it
         f = client.beta.files.upload(file=("big.bin", data, "application/octet-stream"))
         assert f.size_bytes == len(data) and client.beta.files.download(f.id).read() == data
+        # and has no upload URLs to hand out (it needs none)
+        with pytest.raises(anthropic.BadRequestError, match=r"files\.upload takes files up to"):
+            client.post("/v1/files/uploads", body={"filename": "big.bin"}, cast_to=object)
         return
-    # Then the AWS deployment answers a 413 that says why and what to do, and stores nothing
+    # Then the AWS deployment answers a 413 that says why and names the flow for large files, and stores nothing
     with pytest.raises(anthropic.APIStatusError) as info:
         client.beta.files.upload(file=("big.bin", data, "application/octet-stream"))
     assert info.value.status_code == 413
     message = error_body(info.value)["message"]
-    assert "Lambda request cap" in message and "docs/files.md" in message
+    assert "Lambda request cap" in message and "POST /v1/files/uploads" in message and "docs/files.md" in message
     assert client.beta.files.list().data == []
+    # When the client takes that flow: an upload URL, the bytes posted straight to S3, then complete
+    upload: Any = client.post(
+        "/v1/files/uploads", body={"filename": "dir/big ü.bin", "expires_in_seconds": 7200}, cast_to=object
+    )
+    assert upload["upload_id"].startswith("fupl_") and upload["max_bytes"] >= len(data)
+    # (nothing to complete before the bytes are there)
+    with pytest.raises(anthropic.BadRequestError, match="nothing was uploaded yet"):
+        client.post(f"/v1/files/uploads/{upload['upload_id']}/complete", cast_to=object)
+    platform = server.platform
+    assert platform is not None
+    with platform.iam.unchecked():  # (moto cannot verify a POST policy's signature; S3 does)
+        posted = requests.post(upload["url"], data=upload["fields"], files={"file": ("big.bin", data)}, timeout=60)
+    assert posted.status_code in (200, 204), posted.text
+    done: Any = client.post(f"/v1/files/uploads/{upload['upload_id']}/complete", cast_to=object)
+    # Then it is a file like any other: its basename, its size, its bytes, its expiry
+    f = client.beta.files.retrieve_metadata(done["id"])
+    assert (f.filename, f.size_bytes, f.mime_type) == ("big ü.bin", len(data), "application/octet-stream")
+    assert f.expires_at is not None
+    assert client.beta.files.download(f.id).read() == data
+    # And an upload completes once
+    with pytest.raises(anthropic.NotFoundError):
+        client.post(f"/v1/files/uploads/{upload['upload_id']}/complete", cast_to=object)

@@ -85,3 +85,17 @@ class S3BlobStore:
 
     def delete(self, key: str) -> None:
         self.s3.delete_object(Bucket=self.bucket, Key=self._key(key))
+
+    def presign_post(
+        self, key: str, *, max_bytes: int, expires_seconds: int, content_type: str
+    ) -> tuple[str, dict[str, str]]:
+        """A presigned S3 POST (the URL and the form fields to send with the file) that stores at most `max_bytes`
+        of `content_type` at `key`, valid `expires_seconds`; S3 refuses anything else (the policy's conditions)."""
+        out = self.s3.generate_presigned_post(
+            self.bucket,
+            self._key(key),
+            Fields={"Content-Type": content_type},
+            Conditions=[["content-length-range", 1, max_bytes], {"Content-Type": content_type}],
+            ExpiresIn=expires_seconds,
+        )
+        return str(out["url"]), {k: str(v) for k, v in out["fields"].items()}

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 from urllib.parse import quote
 
-from fastapi import Depends, Query, Request
+from fastapi import Body, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 from starlette.datastructures import UploadFile
 
@@ -16,6 +16,7 @@ from managed_agents.api.multipart import read_form
 from managed_agents.domain.errors import InvalidRequest, NotFound
 from managed_agents.domain.events import JsonObject
 from managed_agents.services.common import page_query
+from managed_agents.services.file_uploads import LargeUploads
 from managed_agents.services.files import MAX_EXPIRES_SECONDS, MAX_IDS, MIN_EXPIRES_SECONDS, FileService
 from managed_agents.services.keys import Principal
 
@@ -55,6 +56,18 @@ def service(request: Request) -> FileService:
 
 
 Files = Annotated[FileService, Depends(service)]
+
+
+@router.post("/uploads")
+async def begin_large_upload(request: Request, p: Auth, f: Files, body: Annotated[JsonObject, Body()]) -> JsonObject:
+    """A presigned S3 POST for a file larger than one API request carries (services/file_uploads.py)."""
+    return await call(LargeUploads(f).begin, p.workspace_id, body)
+
+
+@router.post("/uploads/{upload_id}/complete")
+async def complete_large_upload(upload_id: str, request: Request, p: Auth, f: Files) -> JsonObject:
+    """The uploaded object, hashed and size-checked, becomes a file (`BetaFileMetadata`)."""
+    return await call(LargeUploads(f).complete, p.workspace_id, upload_id)
 
 
 @router.post("", openapi_extra=UPLOAD_EXTRA)
