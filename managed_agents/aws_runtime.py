@@ -91,6 +91,9 @@ if TYPE_CHECKING:
     from mypy_boto3_secretsmanager.client import SecretsManagerClient
     from mypy_boto3_stepfunctions.client import SFNClient
 
+    from managed_agents.adapters.aws.webhook_queue import SqsWebhookQueue
+    from managed_agents.services.webhooks import WebhookDeliverer
+
 SECRET_MAX_AGE_SECONDS = 300
 
 
@@ -105,6 +108,7 @@ class AwsClients:
     lambda_: LambdaClient | None = None
     scheduler: Any = None  # EventBridge Scheduler (deployment schedules); created on first use
     events: Any = None  # EventBridge (lifecycle events on the bus); created on first use
+    sqs: Any = None  # the webhook delivery queue; created on first use
 
     def sfn(self) -> SFNClient:
         if self.stepfunctions is None:
@@ -300,6 +304,19 @@ class AwsDeps:
     @functools.cached_property
     def mcp(self) -> LambdaMcpGateway | None:
         return mcp_gateway(self.settings, self.clients)
+
+    @functools.cached_property
+    def webhooks(self) -> tuple[WebhookDeliverer, SqsWebhookQueue]:
+        """The webhook functions' deliverer (the embedded one's code, without an outbox: the stream is it) and the
+        delivery queue (adapters/aws/webhook_queue.py)."""
+        from managed_agents.adapters.aws.webhook_queue import SqsWebhookQueue
+        from managed_agents.services.webhooks import WebhookDeliverer
+
+        if not self.settings.webhook_queue_url:
+            raise RuntimeError("MANAGED_AGENTS_WEBHOOK_QUEUE_URL is not set: this function cannot deliver webhooks")
+        rt = self.runtime
+        deliverer = WebhookDeliverer(rt.webhooks.svc, None, rt.webhooks)
+        return deliverer, SqsWebhookQueue(queue_url=self.settings.webhook_queue_url, client=self.clients.sqs)
 
     @property
     def harness(self) -> HarnessDeps:

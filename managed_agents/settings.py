@@ -137,6 +137,7 @@ MCP_PROXY_FUNCTION_ENV = f"{ENV_PREFIX}MCP_PROXY_FUNCTION"
 VAULT_SECRET_PREFIX_ENV = f"{ENV_PREFIX}VAULT_SECRET_PREFIX"
 VAULT_KMS_KEY_ARN_ENV = f"{ENV_PREFIX}VAULT_KMS_KEY_ARN"
 EVENT_BUS_NAME_ENV = f"{ENV_PREFIX}EVENT_BUS_NAME"
+WEBHOOK_QUEUE_URL_ENV = f"{ENV_PREFIX}WEBHOOK_QUEUE_URL"
 DEPLOYMENT_SCHEDULE_GROUP_ENV = f"{ENV_PREFIX}DEPLOYMENT_SCHEDULE_GROUP"
 DEPLOYMENT_SCHEDULE_ROLE_ARN_ENV = f"{ENV_PREFIX}DEPLOYMENT_SCHEDULE_ROLE_ARN"
 DEPLOYMENT_SCHEDULE_TARGET_ARN_ENV = f"{ENV_PREFIX}DEPLOYMENT_SCHEDULE_TARGET_ARN"
@@ -156,6 +157,9 @@ class AwsSettings(ServerSettings):
     webhook_allow_loopback: bool = Field(False, description="AWS: the web_fetch policy as is, loopback refused")
     event_bus_name: str | None = Field(
         None, description="the platform's EventBridge bus: session lifecycle events are put on it (unset: not)"
+    )
+    webhook_queue_url: str | None = Field(
+        None, description="the SQS queue of webhook deliveries (functions/webhooks; unset: no webhook is sent)"
     )
     deployment_schedule_group: str | None = Field(
         None, description="the EventBridge Scheduler group of deployment schedules (unset: deployments are manual)"

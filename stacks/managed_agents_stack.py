@@ -25,11 +25,16 @@ always, and the writes named:
 | triggers | events append/spill, resources put/update, start session-run executions, send to the trigger DLQ |
 | reaper | events read/append, resources update, start/describe session-run executions, send task results, |
 |        | invoke the provisioner (stop the lost sandbox) |
+| webhook relay | resources put (delivery records), send to the delivery queue; (Lambda, for its event source: |
+|               | read the events table's stream, send failed batches to the webhook dead-letter queue) |
+| webhook deliverer | resources update (deliveries, an endpoint's disabling), send to the delivery queue; (Lambda, |
+|                   | for its event source: receive and delete the queue's messages) |
 | sandbox task | nothing: no task role |
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, cast
 
 from aws_cdk import CfnElement, CfnOutput, Duration, Fn, Stack
@@ -45,6 +50,7 @@ from stacks.constructs.sandbox import Sandbox
 from stacks.constructs.secrets import Secrets
 from stacks.constructs.session_loop import SessionLoop, executions_arn, state_machine_arn
 from stacks.constructs.triggers import Triggers
+from stacks.constructs.webhooks import DELIVER_TIMEOUT, Webhooks
 from stacks.constructs.work_reaper import WorkReaper
 from stacks.nag import acknowledge
 
@@ -252,6 +258,7 @@ class ManagedAgentsStack(Stack):
         self._grant_invoke_provisioner(reaper_role, provisioner_arn)
         self.work_reaper = WorkReaper(self, "WorkReaper", function=self.reaper)
         self._lifecycle_events()
+        self._webhook_delivery(function, data_env)
 
         self._acknowledge_wildcards()
         self._outputs()
@@ -267,6 +274,38 @@ class ManagedAgentsStack(Stack):
         for fn in (self.model_turn, self.report_failure, self.api.function):  # status changes; session.updated
             fn.add_environment(names.ENV_EVENT_BUS_NAME, self.triggers.bus.event_bus_name)
             self.triggers.bus.grant_put_events_to(fn.role)
+
+    def _webhook_delivery(self, function: Callable[..., PythonFunction], data_env: dict[str, str]) -> None:
+        """Webhooks on AWS (stacks/constructs/webhooks.py): the relay fans the event log's stream out into delivery
+        records (resources put) and queues them; the deliverer posts them and records each attempt (resources
+        update: the delivery, and its endpoint when a delivery runs out of attempts)."""
+        self.webhook_relay = function(
+            "WebhookRelay",
+            "functions.webhooks.handler.relay",
+            "Webhook relay: fans session events from the event log's stream out into deliveries and queues them",
+            timeout=Duration.seconds(60),
+            environment=data_env,
+        )
+        self.webhook_deliver = function(
+            "WebhookDeliver",
+            "functions.webhooks.handler.deliver",
+            "Webhook deliverer: posts queued deliveries (signed), records each attempt, queues the next retry",
+            timeout=DELIVER_TIMEOUT,
+            environment=data_env,
+        )
+        # (the relay reads a session by id and lists its workspace's endpoints; the deliverer reads by id only)
+        self.data.grant_resources(self.webhook_relay.role, write=["put"], reads=["get", "list"])
+        self.data.grant_resources(self.webhook_deliver.role, write=["update"], reads=["get"])
+        self.webhooks = Webhooks(
+            self,
+            "Webhooks",
+            config=self.config,
+            events_table=self.data.events_table,
+            relay=self.webhook_relay,
+            deliver=self.webhook_deliver,
+        )
+        for fn in (self.webhook_relay, self.webhook_deliver):
+            fn.add_environment(names.ENV_WEBHOOK_QUEUE_URL, self.webhooks.queue.queue_url)
 
     def _deployment_schedules(self) -> None:
         """One EventBridge Scheduler schedule per scheduled deployment, in the triggers' schedule group, invoking the
@@ -392,7 +431,7 @@ class ManagedAgentsStack(Stack):
         for fn in event_log_users:
             if fn is not self.report_failure:  # (it appends small events only: no spilled payload to read or write)
                 acknowledge(fn.role, "AwsSolutions-IAM5", spill, spill_objects)
-        for fn in (*event_log_users, self.mcp_proxy):
+        for fn in (*event_log_users, self.mcp_proxy, self.webhook_relay):
             acknowledge(fn.role, "AwsSolutions-IAM5", index, resources_index)
         for fn in (self.tool_wait, self.api.function, self.reaper):
             acknowledge(fn.role, "AwsSolutions-IAM5", task_response, "Resource::*")

@@ -27,6 +27,8 @@ and before its record sends it again), with exponential backoff (`webhook_retry_
 `webhook_retry_max_seconds`, `webhook_max_attempts` attempts: about six hours by default). A delivery that runs out
 of attempts disables its endpoint (`state: disabled`, `disabled_reason`); pending deliveries of a disabled or
 deleted endpoint are dropped (the SDK: "events that happen while the endpoint is disabled are never delivered").
+On AWS the events table's stream is the outbox and this deliverer's fan-out and attempts run in two functions, the
+delivery queue's delays standing in for the background loop (adapters/aws/webhook_queue.py).
 
 **Targets**: http(s) only. Addresses are checked when the endpoint is saved and again at each attempt (DNS can
 change): loopback is allowed when `webhook_allow_loopback` (the embedded default, for local development), other
@@ -115,6 +117,17 @@ class WebhookSettings:
     concurrency: int = 16
 
 
+# The session events that cause webhooks (`outbox_types`) and what each causes, besides session.status_idle's
+_CAUSED = {
+    "session.status_running": ["session.status_run_started"],
+    "session.status_rescheduled": ["session.status_rescheduled"],
+    "session.status_terminated": ["session.status_terminated"],
+    "session.updated": ["session.updated"],
+    "span.outcome_evaluation_end": ["session.outcome_evaluation_ended"],
+}
+OUTBOX_SOURCE_TYPES = ("session.status_idle", *_CAUSED)
+
+
 def outbox_types(event: StoredEvent) -> list[str]:
     """The webhook events a session event causes (written to the outbox with it)."""
     payload = event.payload
@@ -125,13 +138,7 @@ def outbox_types(event: StoredEvent) -> list[str]:
         also = {"requires_action": "session.requires_action", "budget_reached": "session.budget_reached"}
         extra = also.get(str(stop.get("type")))
         return ["session.status_idled", *([extra] if extra else [])]
-    return {
-        "session.status_running": ["session.status_run_started"],
-        "session.status_rescheduled": ["session.status_rescheduled"],
-        "session.status_terminated": ["session.status_terminated"],
-        "session.updated": ["session.updated"],
-        "span.outcome_evaluation_end": ["session.outcome_evaluation_ended"],
-    }.get(event.type, [])
+    return list(_CAUSED.get(event.type, []))
 
 
 def webhook_event_id(event_id: str, type_: str) -> str:
@@ -298,7 +305,7 @@ class WebhookDeliverer:
     def __init__(
         self,
         svc: Services,
-        outbox: Outbox,
+        outbox: Outbox | None,
         webhooks: WebhookService,
         *,
         http: httpx2.Client | None = None,
@@ -381,20 +388,26 @@ class WebhookDeliverer:
     # -- fan-out ---------------------------------------------------------------------------------------------
 
     def fan_out(self, batch: int = 500) -> int:
+        """Fan the outbox out (embedded); the number of pending deliveries it gave."""
         made = 0
-        while True:
+        while self.outbox is not None:
             entries = self.outbox.pending(batch)
             if not entries:
-                return made
-            subscribers: dict[str, list[Record]] = {}
-            for entry in entries:
-                made += self._fan_out_one(entry, subscribers)
+                break
+            made += len(self.fan_out_entries(entries))
             self.outbox.done([e.key for e in entries])
+        return made
 
-    def _fan_out_one(self, entry: OutboxEntry, subscribers: dict[str, list[Record]]) -> int:
+    def fan_out_entries(self, entries: Sequence[OutboxEntry]) -> list[Record]:
+        """One delivery record per subscribed endpoint of each entry; the pending ones, made now or by an earlier
+        fan-out of the same entries (the embedded outbox after a crash, a redelivered stream batch on AWS)."""
+        subscribers: dict[str, list[Record]] = {}
+        return [rec for entry in entries for rec in self._fan_out_one(entry, subscribers)]
+
+    def _fan_out_one(self, entry: OutboxEntry, subscribers: dict[str, list[Record]]) -> list[Record]:
         session = self.svc.resources.get_by_id("session", entry.session_id)
         if session is None:
-            return 0
+            return []
         ws = session.workspace_id
         if ws not in subscribers:
             subscribers[ws] = [
@@ -417,7 +430,7 @@ class WebhookDeliverer:
             },
             separators=(",", ":"),
         )
-        made = 0
+        made: list[Record] = []
         for endpoint in subscribers[ws]:
             if entry.type not in cast(list[str], endpoint.doc.get("enabled_events") or []):
                 continue
@@ -431,12 +444,15 @@ class WebhookDeliverer:
                 "_payload": payload,
             }
             try:
-                self.webhooks.deliveries.insert(
-                    ws, fields, attrs={"endpoint_id": endpoint.id, "state": PENDING}, id_=delivery_id
+                made.append(
+                    self.webhooks.deliveries.insert(
+                        ws, fields, attrs={"endpoint_id": endpoint.id, "state": PENDING}, id_=delivery_id
+                    )
                 )
-                made += 1
-            except Conflict:
-                pass  # fanned out before a crash
+            except Conflict:  # fanned out before (a crash, a redelivery): still pending?
+                existing = self.svc.resources.get(DELIVERY.name, ws, delivery_id)
+                if existing is not None and existing.doc.get("state") == PENDING:
+                    made.append(existing)
         return made
 
     # -- attempts --------------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ SPILL_OBJECT_PATTERN = "*"
 # session outputs), created at run time per workspace and id.
 FILES_OBJECT_PATTERN = "*"
 ResourceWrite = Literal["put", "update", "delete"]
+ResourceRead = Literal["get", "list", "find"]
 _RESOURCE_WRITES: dict[str, str] = {
     "put": "dynamodb:PutItem",
     "update": "dynamodb:UpdateItem",
@@ -46,6 +47,8 @@ class Data(Construct):
             partition_key=dynamodb.Attribute(name=EVENTS_PK, type=dynamodb.AttributeType.STRING),
             sort_key=dynamodb.Attribute(name=EVENTS_SK, type=dynamodb.AttributeType.NUMBER),
             billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
+            # the webhook outbox (stacks/constructs/webhooks.py): the relay reads inserted event items
+            stream=dynamodb.StreamViewType.NEW_IMAGE,
             point_in_time_recovery_specification=pitr,
             encryption=dynamodb.TableEncryption.AWS_MANAGED,
             deletion_protection=not config.destroy_on_removal,
@@ -177,15 +180,27 @@ class Data(Construct):
                 iam.PolicyStatement(actions=["s3:ListBucket"], resources=[self.spill_bucket.bucket_arn])
             )
 
-    def grant_resources(self, grantee: iam.IGrantable, *, write: Collection[ResourceWrite] = ()) -> None:
-        """Resources table access: reads (GetItem by id; Query of the by_time and lookup indexes, and BatchGetItem of
-        what they find) always, and the writes named: put (insert), update (replace), delete."""
-        actions = ["dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query"]
+    def grant_resources(
+        self,
+        grantee: iam.IGrantable,
+        *,
+        write: Collection[ResourceWrite] = (),
+        reads: Collection[ResourceRead] = ("get", "list", "find"),
+    ) -> None:
+        """Resources table access: the reads named (get = GetItem by id; list = Query of the by_time index; find =
+        Query of the lookup indexes and BatchGetItem of what they find; all three unless said) and the writes named:
+        put (insert), update (replace), delete."""
+        actions = ["dynamodb:GetItem"] if "get" in reads else []
+        actions += ["dynamodb:BatchGetItem"] if "find" in reads else []
+        queries = bool({"list", "find"} & set(reads))
+        actions += ["dynamodb:Query"] if queries else []
         actions += [_RESOURCE_WRITES[w] for w in sorted(write)]
         indexes_arn = f"{self.resources_table.table_arn}/index/*"
         grantee.grant_principal.add_to_principal_policy(
             iam.PolicyStatement(actions=actions, resources=[self.resources_table.table_arn])
         )
+        if not queries:
+            return
         grantee.grant_principal.add_to_principal_policy(
             iam.PolicyStatement(actions=["dynamodb:Query"], resources=[indexes_arn])
         )

@@ -65,6 +65,8 @@ PRINCIPALS: Mapping[str, str] = {
     "Provisioner": "Provisioner/Role/Resource",
     "Triggers": "TriggersFunction/Role/Resource",
     "Reaper": "Reaper/Role/Resource",
+    "WebhookRelay": "WebhookRelay/Role/Resource",
+    "WebhookDeliver": "WebhookDeliver/Role/Resource",
     "StateMachine": "SessionLoop/StateMachine/Role/Resource",
 }
 
@@ -87,6 +89,21 @@ NOT_OUR_CALLS: Mapping[str, Mapping[str, str]] = {
         "logs:DescribeLogGroups": "Step Functions delivers the execution logs",
         "xray:GetSamplingRules": "Step Functions' X-Ray tracing",
         "xray:GetSamplingTargets": "Step Functions' X-Ray tracing",
+    },
+    "WebhookRelay": {
+        "dynamodb:ListStreams": "Lambda's event source mapping reads the events table's stream",
+        "dynamodb:DescribeStream": "Lambda's event source mapping reads the events table's stream",
+        "dynamodb:GetShardIterator": "Lambda's event source mapping reads the events table's stream",
+        "dynamodb:GetRecords": "Lambda's event source mapping reads the events table's stream",
+        "sqs:GetQueueAttributes": "Lambda checks the event source mapping's on-failure destination",
+        "sqs:GetQueueUrl": "Lambda checks the event source mapping's on-failure destination",
+    },
+    "WebhookDeliver": {
+        "sqs:ReceiveMessage": "Lambda's event source mapping polls the delivery queue",
+        "sqs:DeleteMessage": "Lambda's event source mapping deletes the messages the function handled",
+        "sqs:ChangeMessageVisibility": "Lambda's event source mapping",
+        "sqs:GetQueueAttributes": "Lambda's event source mapping",
+        "sqs:GetQueueUrl": "Lambda's event source mapping",
     },
     "Triggers": {
         "sqs:SendMessage": "Lambda sends a failed asynchronous invocation to the on-failure destination",

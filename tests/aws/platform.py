@@ -12,6 +12,10 @@
   environment is exactly the container overrides of the ECS RunTask call the provisioner made;
 - the model: the scripted Messages server over HTTP; the API: the API Lambda's ASGI app (`create_lambda_app`) on
   loopback, driven by the official SDK;
+- webhook delivery: the events table's stream and the delivery queue, which moto does not deliver to functions:
+  `Platform.pump_webhooks()` plays the two event source mappings once (the stream records that pass the synthesized
+  mapping's filter to functions/webhooks `relay`; the due queue messages to `deliver`, deleting those it did not
+  report as failed);
 - with `reap_every=seconds`, the EventBridge schedule rule of the work reaper (moto delivers no events): a thread
   that invokes functions/reaper's handler that often (the stack's rule: every minute);
 - IAM enforced (tests/aws/iam.py): each function's calls are signed by a moto role holding the actions of its
@@ -52,6 +56,7 @@ import functions.mcp_proxy.handler as mcp_proxy_handler
 import functions.provisioner.handler as provisioner_handler
 import functions.reaper.handler as reaper_handler
 import functions.triggers.handler as triggers_handler
+import functions.webhooks.handler as webhooks_handler
 from functions.model_turn.handler import handler as model_turn_handler
 from functions.model_turn.handler import report_failure as report_failure_handler
 from functions.tool_wait.handler import handler as tool_wait_handler
@@ -82,6 +87,7 @@ from managed_agents.settings import (
     STATE_MACHINE_ARN_ENV,
     VAULT_KMS_KEY_ARN_ENV,
     VAULT_SECRET_PREFIX_ENV,
+    WEBHOOK_QUEUE_URL_ENV,
 )
 from managed_agents.testing.loopback import UvicornThread, free_port
 from managed_agents.testing.scripted_model import ScriptedModelServer
@@ -91,7 +97,17 @@ from tests.aws.iam import PRINCIPAL, IamEnforcement, acting_as
 from tests.e2e.conftest import wait_until
 from tests.infra.conftest import Synth
 
-__all__ = ["ACCOUNT", "FUNCTIONS", "REGION", "FakeLambdaContext", "MotoLock", "Platform", "Sandboxes", "aws_platform"]
+__all__ = [
+    "ACCOUNT",
+    "FUNCTIONS",
+    "REGION",
+    "FakeLambdaContext",
+    "MotoLock",
+    "Platform",
+    "Sandboxes",
+    "WebhookPumps",
+    "aws_platform",
+]
 
 REGION, ACCOUNT = "us-east-1", "123456789012"
 FUNCTIONS = ("ModelTurn", "ReportFailure", "ToolWait", "Provisioner", "McpProxy", "Reaper")
@@ -255,6 +271,12 @@ class Platform:
     iam: IamEnforcement | None = None
     reap: Callable[[], None] = lambda: None  # one run of the work reaper's schedule, now
     cluster: str = ""  # the ECS cluster of the sandbox tasks
+    webhook_pumps: WebhookPumps | None = None
+
+    def pump_webhooks(self) -> tuple[int, int]:
+        """One poll of each webhook event source mapping: (stream records relayed, queue messages delivered)."""
+        assert self.webhook_pumps is not None
+        return self.webhook_pumps.stream_once(), self.webhook_pumps.queue_once()
 
     def ecs(self) -> Any:
         return boto3.client("ecs", region_name=REGION)
@@ -351,6 +373,83 @@ class Platform:
 
         result: list[Any] = wait_until(done, timeout, interval=0.1)
         return result
+
+
+def filter_matches(pattern: Mapping[str, Any], record: Mapping[str, Any]) -> bool:
+    """An event source mapping's filter pattern (the subset the stack uses: nested keys, lists of accepted values)."""
+    for key, rule in pattern.items():
+        value = record.get(key)
+        if isinstance(rule, Mapping):
+            if not isinstance(value, Mapping) or not filter_matches(rule, value):
+                return False
+        elif value not in rule:
+            return False
+    return True
+
+
+class WebhookPumps:
+    """The webhook functions' event source mappings, which moto does not run: the stream (with the synthesized filter)
+    to `relay`, the delivery queue to `deliver` (tests/aws/platform.py docstring)."""
+
+    def __init__(self, template: Mapping[str, Any], table: str, queue_url: str, calls: list[str], inflight: Any):
+        mappings = [
+            r["Properties"] for r in template["Resources"].values() if r["Type"] == "AWS::Lambda::EventSourceMapping"
+        ]
+        stream = next(m for m in mappings if "FilterCriteria" in m)
+        self.patterns = [json.loads(f["Pattern"]) for f in stream["FilterCriteria"]["Filters"]]
+        self.stream_batch = int(stream["BatchSize"])
+        self.queue_batch = int(next(m for m in mappings if "FunctionResponseTypes" in m)["BatchSize"])
+        self.table, self.queue_url, self.calls, self.inflight = table, queue_url, calls, inflight
+        self.iterators: dict[str, str] = {}
+        self.lock = threading.Lock()
+
+    def stream_once(self) -> int:
+        ddb = boto3.client("dynamodb", region_name=REGION)
+        # (moto serves the stream on the regional endpoint only, not the account-based one botocore now picks)
+        streams = boto3.client(
+            "dynamodbstreams", region_name=REGION, endpoint_url=f"https://streams.dynamodb.{REGION}.amazonaws.com"
+        )
+        arn = ddb.describe_table(TableName=self.table)["Table"]["LatestStreamArn"]
+        records: list[dict[str, Any]] = []
+        with self.lock:
+            for shard in streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]:
+                sid = shard["ShardId"]
+                if sid not in self.iterators:
+                    self.iterators[sid] = streams.get_shard_iterator(
+                        StreamArn=arn, ShardId=sid, ShardIteratorType="TRIM_HORIZON"
+                    )["ShardIterator"]
+                out = streams.get_records(ShardIterator=self.iterators[sid])
+                self.iterators[sid] = out["NextShardIterator"]
+                records += [r for r in out["Records"] if any(filter_matches(p, r) for p in self.patterns)]
+        for i in range(0, len(records), self.stream_batch):
+            self.calls.append("WebhookRelay")
+            with self.inflight, acting_as("WebhookRelay"):
+                webhooks_handler.relay(
+                    {"Records": json.loads(json.dumps(records[i : i + self.stream_batch], default=str))},
+                    FakeLambdaContext("WebhookRelay"),
+                )
+        return len(records)
+
+    def queue_once(self) -> int:
+        sqs = boto3.client("sqs", region_name=REGION)
+        messages = sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=self.queue_batch).get(
+            "Messages", []
+        )
+        if not messages:
+            return 0
+        event = {
+            "Records": [
+                {"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"]} for m in messages
+            ]
+        }
+        self.calls.append("WebhookDeliver")
+        with self.inflight, acting_as("WebhookDeliver"):
+            result = webhooks_handler.deliver(event, FakeLambdaContext("WebhookDeliver"))
+        failed = {f["itemIdentifier"] for f in result["batchItemFailures"]}
+        for m in messages:
+            if m["MessageId"] not in failed:
+                sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=m["ReceiptHandle"])
+        return len(messages)
 
 
 class _InFlight:
@@ -526,6 +625,11 @@ def _platform(
         ddb = boto3.client("dynamodb", region_name=REGION)
         create_resources_table(ddb, f"resources-{suffix}")
         create_events_table(ddb, f"events-{suffix}")
+        # (the stack's events table has a stream: the webhook outbox)
+        ddb.update_table(
+            TableName=f"events-{suffix}", StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"}
+        )
+        webhook_queue = boto3.client("sqs", region_name=REGION).create_queue(QueueName=f"webhooks-{suffix}")
         boto3.client("s3", region_name=REGION).create_bucket(Bucket=f"spill-{suffix}")
         boto3.client("s3", region_name=REGION).create_bucket(Bucket=f"files-{suffix}")
         secret = boto3.client("secretsmanager", region_name=REGION).create_secret(
@@ -582,6 +686,7 @@ def _platform(
             DEPLOYMENT_SCHEDULE_GROUP_ENV: f"schedules-{suffix}",
             DEPLOYMENT_SCHEDULE_ROLE_ARN_ENV: f"arn:aws:iam::{ACCOUNT}:role/deployment-schedules",
             DEPLOYMENT_SCHEDULE_TARGET_ARN_ENV: f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:Triggers",
+            WEBHOOK_QUEUE_URL_ENV: webhook_queue["QueueUrl"],
             **env,
         }.items():
             monkeypatch.setenv(name, value)
@@ -621,6 +726,9 @@ def _platform(
                             iam=iam,
                             reap=reap,
                             cluster=f"sandboxes-{suffix}",
+                            webhook_pumps=WebhookPumps(
+                                template, f"events-{suffix}", webhook_queue["QueueUrl"], calls, inflight
+                            ),
                         )
                 finally:
                     # Nothing may outlive moto: stop the runs still going and let running handlers return; stop the

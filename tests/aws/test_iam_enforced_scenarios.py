@@ -49,6 +49,8 @@ ENV = {
     "MANAGED_AGENTS_TOOL_WAIT_INLINE_SECONDS": "0",  # every tool wait goes to the ToolWait task
     "MANAGED_AGENTS_WORK_LEASE_TTL_SECONDS": "4",  # a lost sandbox is reapable within seconds
     "MANAGED_AGENTS_RETRY_BASE_SECONDS": "1",
+    "MANAGED_AGENTS_WEBHOOK_ALLOW_LOOPBACK": "true",  # the webhook receiver is on loopback
+    "MANAGED_AGENTS_WEBHOOK_RETRY_BASE_SECONDS": "1",
 }
 # Granted and needed, on paths these scenarios do not take: each says which path, and where it is tested.
 NOT_EXERCISED: dict[tuple[str, str], str] = {
@@ -343,6 +345,7 @@ def runs(synth_variant: Callable[[dict[str, Any]], Synth], tmp_path_factory: pyt
         scenario("trigger", lambda: trigger(platform))
         scenario("crashed turn", lambda: crashed_turn(platform, monkeypatch))
         scenario("deployment", lambda: deployment(platform))
+        scenario("webhooks", lambda: webhooks(platform))
         platform.settled(1)
         out.checks = list(iam.checks)
     yield out  # (the platform is gone: what the tests below look at is recorded)
@@ -380,6 +383,30 @@ def deployment(platform: Platform) -> None:
     client.beta.deployments.archive(dep.id)
 
 
+def webhooks(platform: Platform) -> None:
+    """A webhook delivered through the stream, the relay, the queue and the deliverer; its first attempt fails, so
+    the deliverer queues a retry."""
+    from tests.e2e.loopback_http import serve
+    from tests.e2e.test_webhooks_delivery import Receiver
+
+    receiver = Receiver(fail_first=1)
+    with serve(receiver.handler()) as base:
+        endpoint = platform.client.beta.organization.webhooks.create(
+            url=base + "/hooks",
+            enabled_events=["session.status_idled"],  # type: ignore[list-item]
+        )
+        plain_turn(platform)
+
+        def delivered() -> bool:
+            platform.pump_webhooks()
+            return bool(receiver.delivered())
+
+        wait_until(delivered, 60, interval=0.2)
+        platform.client.beta.organization.webhooks.delete(endpoint.id)
+    (headers, body) = receiver.delivered()[0]
+    assert platform.client.beta.webhooks.unwrap(body, headers=headers, key=endpoint.signing_secret).data.id
+
+
 SCENARIOS = [
     "plain turn",
     "large payloads",
@@ -394,6 +421,7 @@ SCENARIOS = [
     "crashed turn",
     "late token",
     "deployment",
+    "webhooks",
 ]
 
 

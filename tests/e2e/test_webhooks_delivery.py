@@ -1,7 +1,7 @@
 """Webhooks through the official SDK: endpoints (`client.beta.organization.webhooks`), signed deliveries verified with
 `client.beta.webhooks.unwrap`, retries, the delivery log, auto-disable, the address policy, and kill -9.
 
-Embedded only: on AWS the delivery path (a queue and a Lambda) is not built yet; the endpoint API is the same code.
+Embedded only: on AWS the same deliverer runs in two functions, tested in tests/aws/test_webhook_delivery_on_moto.py.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from tests.e2e.conftest import embedded_only, sandbox_isolation, wait_idle, wait
 from tests.e2e.loopback_http import serve
 from tests.e2e.sandbox_support import tool_step
 
-pytestmark = embedded_only("webhook delivery on AWS (a queue and a Lambda) is not built yet")
+pytestmark = embedded_only("the e2e AWS leg runs no webhook functions: tests/aws/test_webhook_delivery_on_moto.py")
 HELLO = [{"type": "user.message", "content": [{"type": "text", "text": "hi"}]}]
 
 

@@ -1,0 +1,109 @@
+"""Webhooks: delivery of webhook events on AWS (managed_agents/adapters/aws/webhook_queue.py has the design).
+
+* the events table's stream (NEW_IMAGE) is the outbox: the relay function's event source mapping passes it only
+  inserted event items of the types that cause webhooks (`OUTBOX_SOURCE_TYPES`: a filter, so the log's other events
+  invoke nothing); a batch that keeps failing is halved, retried, then recorded in the dead-letter queue;
+* the delivery queue: one message per delivery to look at, delayed for retries (SQS: at most 15 minutes a hop);
+  consumed by the deliver function with partial batch failures; a message that keeps failing goes to the same
+  dead-letter queue, and an alarm goes off as soon as that holds a message.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Duration
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_event_sources as sources
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from managed_agents.services.webhooks import OUTBOX_SOURCE_TYPES
+from stacks.config import PlatformConfig
+from stacks.constructs.python_function import PythonFunction
+from stacks.nag import acknowledge
+
+DELIVER_TIMEOUT = Duration.seconds(90)  # a batch of DELIVER_BATCH attempts, each at most the 10 s HTTP timeout
+DELIVER_BATCH = 5
+RELAY_RETRY_ATTEMPTS = 10
+MAX_RECEIVES = 5  # a message whose handling raised this often goes to the dead-letter queue
+
+
+class Webhooks(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        config: PlatformConfig,
+        events_table: dynamodb.ITable,
+        relay: PythonFunction,
+        deliver: PythonFunction,
+    ) -> None:
+        super().__init__(scope, id_)
+        self.dead_letters = sqs.Queue(
+            self,
+            "DeadLetters",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            retention_period=Duration.days(14),
+            removal_policy=config.removal,
+        )
+        acknowledge(
+            self.dead_letters,
+            "AwsSolutions-SQS3",
+            "This queue is itself the dead-letter queue of webhook delivery (stream batches the relay failed, "
+            "delivery messages that kept failing); nothing consumes it automatically, so it needs no DLQ of its own.",
+        )
+        self.queue = sqs.Queue(
+            self,
+            "Deliveries",
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            visibility_timeout=Duration.seconds(DELIVER_TIMEOUT.to_seconds() * 6),  # Lambda's advice for SQS sources
+            dead_letter_queue=sqs.DeadLetterQueue(max_receive_count=MAX_RECEIVES, queue=self.dead_letters),
+            removal_policy=config.removal,
+        )
+        relay.alias.add_event_source(
+            sources.DynamoEventSource(
+                events_table,
+                starting_position=lambda_.StartingPosition.TRIM_HORIZON,
+                batch_size=100,
+                bisect_batch_on_error=True,
+                retry_attempts=RELAY_RETRY_ATTEMPTS,
+                on_failure=sources.SqsDlq(self.dead_letters),
+                filters=[
+                    lambda_.FilterCriteria.filter(
+                        {
+                            "eventName": lambda_.FilterRule.is_equal("INSERT"),
+                            "dynamodb": {"NewImage": {"type": {"S": lambda_.FilterRule.or_(*OUTBOX_SOURCE_TYPES)}}},
+                        }
+                    )
+                ],
+            )
+        )
+        deliver.alias.add_event_source(
+            sources.SqsEventSource(self.queue, batch_size=DELIVER_BATCH, report_batch_item_failures=True)
+        )
+        for fn in (relay, deliver):  # the relay queues new deliveries, the deliverer their next attempts
+            fn.role.add_to_principal_policy(
+                iam.PolicyStatement(
+                    sid="QueueDeliveries", actions=["sqs:SendMessage"], resources=[self.queue.queue_arn]
+                )
+            )
+        self.failures_alarm = cloudwatch.Alarm(
+            self,
+            "FailuresAlarm",
+            alarm_description=(
+                "Webhook delivery failed beyond its retries (a stream batch the relay could not fan out, or a delivery "
+                "message that kept failing): see the webhook dead-letter queue (docs/deploy-aws.md, 'Webhooks')"
+            ),
+            metric=self.dead_letters.metric_approximate_number_of_messages_visible(
+                period=Duration.minutes(5), statistic=cloudwatch.Stats.MAXIMUM
+            ),
+            threshold=1,
+            evaluation_periods=1,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )

@@ -1,0 +1,149 @@
+"""Webhook delivery on AWS, in the moto platform: the events table's stream relayed by functions/webhooks `relay`
+(through the synthesized mapping's filter), the delivery queue drained by `deliver`, to a receiver on loopback.
+
+The platform plays the two event source mappings (`Platform.pump_webhooks`); IAM is enforced on the functions'
+synthesized roles as everywhere in the platform. Loopback targets are allowed here by setting
+MANAGED_AGENTS_WEBHOOK_ALLOW_LOOPBACK (the AWS default refuses them, as web_fetch does: tests/unit).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.aws.platform import Platform, aws_platform
+from tests.e2e.conftest import wait_until
+from tests.e2e.loopback_http import serve
+from tests.e2e.test_webhooks_delivery import Receiver
+from tests.infra.conftest import Synth
+
+pytestmark = pytest.mark.slow
+
+ENV = {
+    "MANAGED_AGENTS_WEBHOOK_ALLOW_LOOPBACK": "true",
+    "MANAGED_AGENTS_WEBHOOK_RETRY_BASE_SECONDS": "1",
+    "MANAGED_AGENTS_WEBHOOK_RETRY_MAX_SECONDS": "2",
+    "MANAGED_AGENTS_WEBHOOK_MAX_ATTEMPTS": "4",
+}
+BETA = {"anthropic-beta": "webhooks-2026-10-07"}
+
+
+@pytest.fixture(scope="module")
+def platform(default_synth: Synth, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
+    with aws_platform(default_synth, tmp_path_factory.mktemp("webhooks"), env=ENV) as p:
+        yield p
+
+
+def _pumped_until(platform: Platform, done: Any, timeout: float = 30) -> Any:
+    def step() -> Any:
+        platform.pump_webhooks()
+        return done()
+
+    return wait_until(step, timeout, interval=0.2)
+
+
+def _deliveries(platform: Platform, endpoint_id: str) -> list[dict[str, Any]]:
+    page = platform.client.get(
+        f"/v1/organizations/webhooks/{endpoint_id}/deliveries", cast_to=object, options={"headers": BETA}
+    )
+    assert isinstance(page, dict)
+    return list(page["data"])
+
+
+def test_a_session_turn_reaches_the_receiver_signed_through_stream_queue_and_lambda(platform: Platform) -> None:
+    client = platform.client
+    r = Receiver()
+    with serve(r.handler()) as base:
+        # Given an endpoint for two session status events
+        endpoint = client.beta.organization.webhooks.create(
+            url=base + "/hooks",
+            enabled_events=["session.status_idled", "session.status_run_started"],  # type: ignore[list-item]
+        )
+        # When a session runs a turn, and the stream and the queue are polled as Lambda would
+        platform.model.push("Hello")
+        sid = platform.session([])
+        platform.say(sid, "hi")
+        log_types = [e.type for e in platform.wait_idle(sid)]
+        # (one session.status_run_started per session.status_running: a turn the model failed runs again)
+        expected = log_types.count("session.status_running") + log_types.count("session.status_idle")
+        got = _pumped_until(platform, lambda: len(r.delivered()) >= expected and r.delivered())
+    # Then each event arrives once, verified by the SDK with the endpoint's secret
+    events = [client.beta.webhooks.unwrap(body, headers=headers, key=endpoint.signing_secret) for headers, body in got]
+    assert sorted(e.data.type for e in events) == sorted(
+        ["session.status_idled"] + ["session.status_run_started"] * (expected - 1)
+    )
+    assert {e.data.id for e in events} == {sid} and len({e.id for e in events}) == expected
+    # And the delivery log shows one successful attempt each, written by the deliver function
+    log = _deliveries(platform, endpoint.id)
+    assert [d["state"] for d in log] == ["delivered"] * expected
+    assert all(len(d["attempts"]) == 1 and d["attempts"][0]["status_code"] == 200 for d in log)
+    # And a stream batch delivered again (Lambda retries batches) sends nothing twice
+    platform.webhook_pumps.iterators.clear()  # type: ignore[union-attr]
+    platform.pump_webhooks()
+    platform.pump_webhooks()
+    assert len(r.received) == expected
+
+
+def test_a_receiver_failing_three_times_gets_the_event_once_after_delayed_retries(platform: Platform) -> None:
+    client = platform.client
+    r = Receiver(fail_first=3)
+    with serve(r.handler()) as base:
+        # Given a receiver that answers 500 three times, then 200
+        endpoint = client.beta.organization.webhooks.create(
+            url=base + "/hooks",
+            enabled_events=["session.status_idled"],  # type: ignore[list-item]
+        )
+        # When a session idles
+        platform.model.push("Hello")
+        sid = platform.session([])
+        platform.say(sid, "hi")
+        platform.wait_idle(sid)
+        # Then the event arrives after three failed attempts, retried through the queue's delays
+        (headers, body), *more = _pumped_until(platform, lambda: r.delivered(), timeout=60)
+    assert more == [] and [status for _, _, status in r.received] == [500, 500, 500, 200]
+    event = client.beta.webhooks.unwrap(body, headers=headers, key=endpoint.signing_secret)
+    assert event.data.type == "session.status_idled" and event.data.id == sid
+    (delivery,) = _deliveries(platform, endpoint.id)
+    assert delivery["state"] == "delivered"
+    assert [a["status_code"] for a in delivery["attempts"]] == [500, 500, 500, 200]
+    # And every attempt carried the same webhook id (receivers deduplicate on it)
+    assert len({h["webhook-id"] for h, _, _ in r.received}) == 1
+
+
+def test_an_endpoint_that_keeps_failing_is_disabled(platform: Platform) -> None:
+    client = platform.client
+    r = Receiver(fail_first=100)
+    with serve(r.handler()) as base:
+        # Given a receiver that always fails
+        endpoint = client.beta.organization.webhooks.create(
+            url=base + "/hooks",
+            enabled_events=["session.status_idled"],  # type: ignore[list-item]
+        )
+        # When a session idles and the delivery runs out of its attempts (4 here)
+        platform.model.push("Hello")
+        sid = platform.session([])
+        platform.say(sid, "hi")
+        platform.wait_idle(sid)
+
+        def disabled() -> bool:
+            return client.beta.organization.webhooks.retrieve(endpoint.id).state == "disabled"
+
+        _pumped_until(platform, disabled, timeout=60)
+    # Then the endpoint is disabled with its reason, and its delivery failed after 4 attempts
+    assert "4 attempts" in str(client.beta.organization.webhooks.retrieve(endpoint.id).disabled_reason)
+    (delivery,) = _deliveries(platform, endpoint.id)
+    assert delivery["state"] == "failed" and len(delivery["attempts"]) == 4
+    assert len(r.received) == 4
+
+
+def test_the_aws_default_refuses_loopback_targets() -> None:
+    from managed_agents.services.webhooks import WebhookSettings, check_target
+    from managed_agents.settings import AwsSettings
+
+    # Given the AWS settings' default (the web_fetch policy as is)
+    default = AwsSettings.model_fields["webhook_allow_loopback"].default
+    # Then a loopback target is refused
+    with pytest.raises(Exception, match="non-public address"):
+        check_target("http://127.0.0.1:9/hooks", WebhookSettings(allow_loopback=default))
