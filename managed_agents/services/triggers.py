@@ -21,10 +21,12 @@ from an EventBridge event a run like `POST /v1/deployments/{id}/run` (trigger `m
 
 `workspace_id` may be left out: the agent's workspace is used (an AWS deployment has one, whose id nobody is told);
 given, it must be the agent's. Starting is idempotent on the key (EventBridge, Scheduler and Lambda's asynchronous
-invocation all deliver at least once): a marker record keyed by it is claimed before the session is created, so
-concurrent deliveries cannot both create one; a delivery that finds a claim without a session (the first one crashed
-in between) creates it. Bad input raises InvalidRequest or NotFound with a message saying what is wrong; the trigger
-function then fails, and after Lambda's retries the event lands in the trigger dead-letter queue (docs/deploy-aws.md).
+invocation all deliver at least once): a marker record keyed by it is claimed before the session is created, and
+the session's id is derived from the key too, so deliveries racing past a claim without a session (the first one
+crashed in between, or is still creating it) cannot both create one: the second insert is a Conflict and that
+delivery answers with the session the first one made. Bad input raises InvalidRequest or NotFound with a message
+saying what is wrong; the trigger function then fails, and after Lambda's retries the event lands in the trigger
+dead-letter queue (docs/deploy-aws.md).
 """
 
 from __future__ import annotations
@@ -200,7 +202,8 @@ def start_session(sessions: SessionService, trigger: Trigger, detail: StartSessi
         where = f" in workspace {detail.workspace_id!r}" if detail.workspace_id else ""
         raise NotFound(f"agent {detail.agent_id!r} not found{where}")
     workspace_id = agent.workspace_id
-    marker_id = deterministic_id("session", TRIGGER, workspace_id, trigger.key).replace("sesn_", "trg_", 1)
+    session_id = deterministic_id("session", TRIGGER, workspace_id, trigger.key)
+    marker_id = session_id.replace("sesn_", "trg_", 1)
     now = sessions.svc.clock.now()
     marker = Record(TRIGGER, workspace_id, marker_id, {"event_id": trigger.key, "session_id": None}, now)
     try:
@@ -220,10 +223,16 @@ def start_session(sessions: SessionService, trigger: Trigger, detail: StartSessi
             "initial_events": [{"type": "user.message", "content": [{"type": "text", "text": detail.message}]}],
         }
     )
-    session = sessions.create(workspace_id, params)
+    try:
+        session_id = str(sessions.create(workspace_id, params, session_id=session_id)["id"])
+        created = True
+    except Conflict:  # a concurrent delivery of the same event created it (the session id is the key's)
+        if resources.get("session", workspace_id, session_id) is None:
+            raise
+        created = False
 
     def record(r: Record) -> None:
-        r.doc["session_id"] = session["id"]
+        r.doc["session_id"] = session_id
 
     mutate(resources, marker, record)
-    return {"session_id": session["id"], "created": True}
+    return {"session_id": session_id, "created": created}

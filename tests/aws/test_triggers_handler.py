@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import uuid
 from typing import Any
 
@@ -100,6 +101,43 @@ def test_the_documented_event_starts_one_session_even_when_delivered_twice(
     assert [e.type for e in events] == ["user.message"]
     assert events[0].payload["content"] == [{"type": "text", "text": "Summarize yesterday's tickets"}]
     assert any(first["session_id"] in e["name"] for e in aws_env.executions())
+
+
+def test_two_deliveries_racing_past_the_claim_create_one_session(
+    aws_env: AwsEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the documented event, and a first delivery held after its claim, before it creates the session
+    ws, agent_id, env_id = _agent_env(aws_env)
+    (entry,) = documented_json("start-session.json", {"AGENT_ID": agent_id, "ENVIRONMENT_ID": env_id})
+    event = delivered_event(entry)
+    rt = aws_env.deps.runtime
+    check_create = rt.sessions.check_create
+    held, released = threading.Event(), threading.Event()
+
+    def hold_the_first(*args: Any, **kwargs: Any) -> Any:
+        if not held.is_set():
+            held.set()
+            assert released.wait(30)
+        return check_create(*args, **kwargs)
+
+    monkeypatch.setattr(rt.sessions, "check_create", hold_the_first)
+    results: list[dict[str, Any]] = []
+    first = threading.Thread(target=lambda: results.append(_run(event)))
+    first.start()
+    assert held.wait(30)
+    # When a second delivery of the same event runs to its end meanwhile, then the first one goes on
+    results.append(_run(event))
+    released.set()
+    first.join(30)
+    # Then one session exists for the event, and both deliveries answer with it
+    second_result, first_result = results
+    assert second_result["created"] is True and first_result == {
+        "session_id": second_result["session_id"],
+        "created": False,
+    }
+    sessions = [r for r in rt.resources.find("session", "agent_id", [agent_id]) if r.workspace_id == ws]
+    assert [r.id for r in sessions] == [second_result["session_id"]]
+    assert [e.type for e in iter_all(rt.events, second_result["session_id"])] == ["user.message"]
 
 
 def test_the_documented_schedule_starts_one_session_per_scheduled_run(aws_env: AwsEnv) -> None:
