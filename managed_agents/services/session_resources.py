@@ -13,8 +13,9 @@ Types (the SDK's three):
   `/workspace/<repo name>`);
 - `memory_store`: served by `memory_stores` when one is wired (issue 15), else a 400 "not supported yet":
   `_memory_store` below is the one place that decides.
-Limits (ours; the reference gives none): at most MAX_RESOURCES per session; mount paths absolute, normalized, unique
-per session, and outside `/mnt/session/outputs` (where the session's outputs are collected).
+Limits (the reference gives none for sessions): at most MAX_RESOURCES per session, a deployment's maximum; mount
+paths absolute, normalized, unique per session, and outside `/mnt/session/outputs` (where the session's outputs are
+collected).
 """
 
 from __future__ import annotations
@@ -41,9 +42,10 @@ from managed_agents.wire.session_resources import (
     MemoryStoreResourceParams,
     ResourceParams,
 )
+from managed_agents.wire.sessions import MAX_SESSION_RESOURCES
 
 log = logging.getLogger("managed_agents.session_resources")
-MAX_RESOURCES = 100
+MAX_RESOURCES = MAX_SESSION_RESOURCES  # a deployment's maximum (wire/sessions.py)
 MAX_LIST_LIMIT = 1000
 OUTPUTS_DIR = "/mnt/session/outputs"
 UPLOADS_DIR = "/mnt/session/uploads"

@@ -14,6 +14,7 @@ from pydantic import Field
 
 from managed_agents.wire.common import Metadata, MetadataPatch, Params
 from managed_agents.wire.sessions import (
+    MAX_SESSION_RESOURCES,
     AgentRefParams,
     SystemMessageParams,
     UserDefineOutcomeParams,
@@ -29,7 +30,7 @@ Description = Annotated[str, Field(max_length=2048)]
 AgentParam = Annotated[str, Field(min_length=1)] | AgentRefParams
 # The shapes are checked where sessions check them: services/deployments.py validates a deployment as the session
 # create it stands for (SessionCreateParams and the sessions service's checks), so the two cannot drift apart.
-Resources = Annotated[list[dict[str, object]], Field(max_length=500)]
+Resources = Annotated[list[dict[str, object]], Field(max_length=MAX_SESSION_RESOURCES)]  # "Maximum 500" (SDK)
 Budget = dict[str, object]
 VaultIds = Annotated[list[str], Field(max_length=50)]
 

@@ -15,6 +15,9 @@ from managed_agents.wire.agents import (
 from managed_agents.wire.common import Metadata, MetadataPatch, Params, ToolResultContent, UserContent
 from managed_agents.wire.session_resources import ResourceParams
 
+# A session's resources: the reference caps a deployment's at 500 ("Maximum 500", SDK deployment_create_params) and
+# gives none for a session; every session a valid deployment stands for must be creatable, so sessions take as many.
+MAX_SESSION_RESOURCES = 500
 
 class AgentRefParams(Params):
     type: Literal["agent"]
@@ -130,7 +133,7 @@ class SessionCreateParams(Params):
     metadata: Metadata = Field(default_factory=dict)
     title: Annotated[str, Field(max_length=1024)] | None = None
     vault_ids: Annotated[list[str], Field(max_length=50)] = Field(default_factory=list)
-    resources: Annotated[list[ResourceParams], Field(max_length=100)] = Field(default_factory=list)
+    resources: Annotated[list[ResourceParams], Field(max_length=MAX_SESSION_RESOURCES)] = Field(default_factory=list)
     budget: BudgetLimitParams | None = None
 
 
