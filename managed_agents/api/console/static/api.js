@@ -80,7 +80,7 @@ export async function getWithHeaders(path, params = {}, { signal, key = auth.get
     throw err;
   }
   const res = await fetch(apiUrl(path, params), {
-    headers: { ...headers, ...requestHeaders(key) },
+    headers: { ...requestHeaders(key), ...headers }, // (a view may add a beta: webhooks)
     signal,
     cache: "no-store",
     credentials: "omit",

@@ -1,12 +1,13 @@
 // The console shell: sign-in state, hash routing (#/sessions, #/sessions/<id>, #/agents[/<id>],
-// #/environments[/<id>], #/skills[/<id>], #/memory_stores[/<id>[/memories/<id>]]) and one view at a time (the
-// previous view's requests and stream are aborted).
+// #/environments[/<id>], #/skills[/<id>], #/memory_stores[/<id>[/memories/<id>]], #/webhooks[/<id>]) and one view at
+// a time (the previous view's requests and stream are aborted).
 // Ids and filters live in the URL fragment; the API key never does.
 
 import { ApiError, auth } from "./api.js";
 import { announce, clear, h } from "./dom.js";
 import { memoryStoresView, memoryStoreView, memoryView, skillsView, skillView } from "./know_how.js";
 import { sessionView } from "./session_view.js";
+import { webhooksView, webhookView } from "./webhooks.js";
 import {
   agentView,
   agentsView,
@@ -103,6 +104,12 @@ async function route() {
     } else if (section === "memory_stores") {
       document.title = "Memory stores · Managed Agents console";
       await memoryStoresView(main, query, ctx);
+    } else if (section === "webhooks" && parts[1]) {
+      document.title = `Webhook ${parts[1]} · Managed Agents console`;
+      await webhookView(main, parts[1], query, ctx);
+    } else if (section === "webhooks") {
+      document.title = "Webhooks · Managed Agents console";
+      await webhooksView(main, query, ctx);
     } else {
       clear(main).append(h("h1", "Page not found"), h("p", h("a", { href: "#/sessions" }, "Sessions")));
     }

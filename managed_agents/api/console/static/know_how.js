@@ -3,7 +3,7 @@
 import { ApiError, get } from "./api.js";
 import { clear, dl, fmtBytes, h, time } from "./dom.js";
 
-function alertBox(err) {
+export function alertBox(err) {
   const extra = err instanceof ApiError && err.requestId ? ` (request ${err.requestId})` : "";
   return h("p", { role: "alert", class: "alert" }, `${err.message}${extra}`);
 }
@@ -24,7 +24,7 @@ function pager(next, query, route) {
   return nav;
 }
 
-function table(caption, columns, rows) {
+export function table(caption, columns, rows) {
   return h(
     "div.table-wrap",
     h(
@@ -36,7 +36,7 @@ function table(caption, columns, rows) {
   );
 }
 
-async function orNotFound(main, title, what, back, load) {
+export async function orNotFound(main, title, what, back, load) {
   try {
     return await load();
   } catch (err) {
