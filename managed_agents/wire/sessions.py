@@ -19,6 +19,7 @@ from managed_agents.wire.session_resources import ResourceParams
 # gives none for a session; every session a valid deployment stands for must be creatable, so sessions take as many.
 MAX_SESSION_RESOURCES = 500
 
+
 class AgentRefParams(Params):
     type: Literal["agent"]
     id: Annotated[str, Field(min_length=1)]
