@@ -7,7 +7,7 @@ Environment (set by the CDK stack on the API and task Lambdas):
 | `MANAGED_AGENTS_RESOURCES_TABLE` | the resources table (`create_resources_table` schema) |
 | `MANAGED_AGENTS_EVENTS_TABLE` | the events table (`create_events_table` schema) |
 | `MANAGED_AGENTS_SPILL_BUCKET` | S3 bucket for event payloads over the item limit |
-| `MANAGED_AGENTS_FILES_BUCKET` | S3 bucket of the blob store (files, outputs, ...: `blobs/`); unset: the spill bucket |
+| `MANAGED_AGENTS_FILES_BUCKET` | S3 bucket of the blob store (files, skills, outputs); unset: no blob store |
 | `MANAGED_AGENTS_STATE_MACHINE_ARN` | the "session run" state machine; unset: no orchestrator (nothing runs turns) |
 | `MANAGED_AGENTS_STREAM_POLL_SECONDS` | how often an open event stream re-reads the log (default 0.5) |
 | `MODEL_API_KEY_SECRET_ARN` | Secrets Manager secret holding the model API key (ModelTurn Lambda only) |
@@ -179,7 +179,7 @@ def build_aws_runtime(
             deployment_schedules=schedules,
             notifier=PollingNotifier(settings.stream_poll_seconds),
             clock=clock,
-            blobs=S3BlobStore(bucket=settings.files_bucket or settings.spill_bucket, client=clients.s3),
+            blobs=S3BlobStore(bucket=settings.files_bucket, client=clients.s3) if settings.files_bucket else None,
             work=WorkSettings(
                 lease_ttl_seconds=settings.work_lease_ttl_seconds,
                 start_timeout_seconds=settings.sandbox_start_timeout_seconds,

@@ -172,8 +172,8 @@ class AwsSettings(ServerSettings):
     spill_bucket: str = Field(min_length=3, description="S3 bucket of spilled event payloads")
     files_bucket: str | None = Field(
         None,
-        description="S3 bucket of the blob store (files, skill archives, outputs, under `blobs/`); unset: the spill"
-        " bucket",
+        description="S3 bucket of the blob store (files, skill archives, outputs); unset: no blob store (the files,"
+        " skills and outputs features answer that they are not configured)",
     )
     state_machine_arn: str | None = Field(None, description="the session-run state machine (wake = StartExecution)")
     max_request_bytes: int | None = Field(

@@ -69,6 +69,9 @@ class ManagedAgentsStack(Stack):
             names.ENV_EVENTS_TABLE: self.data.events_table.table_name,
             names.ENV_RESOURCES_TABLE: self.data.resources_table.table_name,
             names.ENV_SPILL_BUCKET: self.data.spill_bucket.bucket_name,
+            # Every function names the one blob bucket (files, skills, outputs); only the roles granted below may use
+            # it, so a function that reaches for blobs without a grant fails loudly instead of reading elsewhere.
+            names.ENV_FILES_BUCKET: self.data.files_bucket.bucket_name,
         }
 
         def function(id_: str, handler: str, description: str, **kw: Any) -> PythonFunction:
@@ -132,7 +135,6 @@ class ManagedAgentsStack(Stack):
         )
         self.data.grant_events(self.model_turn.role, read=True, append=True, spill=True)
         # the harness inlines file blocks (image, document) into model requests
-        self.model_turn.add_environment(names.ENV_FILES_BUCKET, self.data.files_bucket.bucket_name)
         self.data.grant_files(self.model_turn.role, read=True)
         self.data.grant_resources(self.model_turn.role, write=["put", "update"])
         self._grant_read_secret(self.model_turn.role, self.secrets.model_key.secret_arn, "ReadModelKey")
@@ -181,7 +183,6 @@ class ManagedAgentsStack(Stack):
             code=code,
             environment={
                 **data_env,
-                names.ENV_FILES_BUCKET: self.data.files_bucket.bucket_name,
                 names.ENV_STATE_MACHINE_ARN: sm_arn,
                 names.ENV_ADMIN_KEY_SECRET_ARN: self.secrets.admin_key.secret_arn,
                 names.ENV_VAULT_SECRET_PREFIX: self.secrets.vault_prefix,

@@ -382,10 +382,16 @@ def test_files_bucket_objects_are_for_the_api_and_model_turn_only(default_synth:
         api_role: {"s3:GetObject", "s3:PutObject", "s3:DeleteObject"},
         turn_role: {"s3:GetObject"},
     }
-    # And both know the bucket
+    # And every function that composes the runtime names that one bucket (never another: an ungranted one fails
+    # loudly on access instead of silently reading a different bucket)
     functions = default_synth.resources("AWS::Lambda::Function").values()
-    knowing = [f for f in functions if "MANAGED_AGENTS_FILES_BUCKET" in f["Properties"]["Environment"]["Variables"]]
-    assert len(knowing) == 2
+    runtime_envs = [
+        f["Properties"]["Environment"]["Variables"]
+        for f in functions
+        if "MANAGED_AGENTS_EVENTS_TABLE" in f.get("Properties", {}).get("Environment", {}).get("Variables", {})
+    ]
+    assert len(runtime_envs) >= 6
+    assert [env.get("MANAGED_AGENTS_FILES_BUCKET") for env in runtime_envs] == [{"Ref": bucket_lid}] * len(runtime_envs)
 
 
 # --------------------------------------------------------------------------------------------------------------- API
