@@ -356,6 +356,7 @@ def build_local_runtime(
             mcp=mcp_proxy,
             states=StateCache(max_sessions=max(1024, settings.max_concurrent_sessions)),
             files=rt.files.read if rt.files is not None else None,
+            cloud_memory=provisioner.bwrap is not None,  # an unisolated sandbox has no /mnt/memory of its own
         )
         rt.orchestrator = InProcessOrchestrator(
             deps,

@@ -27,8 +27,10 @@ def model_id(agent: JsonObject) -> str:
 SKILLS_DIR = "skills"  # under the sandbox's working directory (the official worker's `{workdir}/skills/<name>/`)
 
 
-def session_context(session: JsonObject) -> str | None:
-    """The system prompt's part about the session's skills and memory stores, or None when it has neither."""
+def session_context(session: JsonObject, *, memory_mounted: bool = True) -> str | None:
+    """The system prompt's part about the session's skills and memory stores, or None when it has neither.
+    `memory_mounted=False` (an unisolated embedded sandbox, which has no /mnt of its own): the stores are named as
+    attached but not available as files, so the model does not look for them there."""
     parts: list[str] = []
     skills = cast(list[JsonObject], session.get("_skills") or [])
     if skills:
@@ -41,7 +43,13 @@ def session_context(session: JsonObject) -> str | None:
             lines.append(f"- {sk['name']}: {sk['description']} (instructions: {SKILLS_DIR}/{sk['name']}/SKILL.md)")
         parts.append("\n".join(lines))
     stores = [r for r in cast(list[JsonObject], session.get("resources") or []) if r.get("type") == "memory_store"]
-    if stores:
+    if stores and not memory_mounted:
+        names = ", ".join(str(st.get("name") or st.get("memory_store_id")) for st in stores)
+        parts.append(
+            "# Memory\nMemory stores are attached to this session but this sandbox cannot mount them (it runs"
+            f" without isolation), so they are not available as files here: {names}."
+        )
+    elif stores:
         lines = [
             "# Memory",
             "Memory stores are folders that persist across sessions. Read them before starting work; write what is"

@@ -94,6 +94,7 @@ class HarnessDeps:
     mcp: McpGateway | None = None  # the MCP proxy: lists and calls the tools of the agent's MCP servers
     states: StateCache | None = None  # folded states between steps (None: every step folds the whole log)
     files: FileLoader | None = None  # reads Files API files for image/document blocks (harness/file_blocks.py)
+    cloud_memory: bool = True  # cloud sandboxes mount memory stores (False: unisolated embedded ones cannot)
 
 
 class _Turn:
@@ -359,7 +360,9 @@ def _run_model(turn: _Turn, action: step.RunModel, cancel: CancelToken | None) -
     start_id = st.inflight.id
     key = f"req{action.request_no}:end"
     if compacting:
-        request = compaction.request(turn.agent, turn.toolbox, st, context=session_context(turn.rec.doc))
+        request = compaction.request(
+            turn.agent, turn.toolbox, st, context=session_context(turn.rec.doc, memory_mounted=_memory_mounted(turn))
+        )
         wanted: frozenset[str] = frozenset()  # a summary is never shown: it is not an agent.message
     else:
         effort = cast(str | None, turn.rec.doc.get("_effort"))
@@ -369,7 +372,7 @@ def _run_model(turn: _Turn, action: step.RunModel, cancel: CancelToken | None) -
             st.transcript,
             max_tokens=settings.max_tokens,
             effort=effort,
-            context=session_context(turn.rec.doc),
+            context=session_context(turn.rec.doc, memory_mounted=_memory_mounted(turn)),
         )
         if deps.files is not None:
             request = inline_file_sources(request, turn.rec.workspace_id, deps.files)
@@ -543,3 +546,8 @@ def _model_failed(turn: _Turn, request_no: int, start_id: str, exc: ModelError, 
     batch.append(("session.status_idle", {"stop_reason": {"type": "retries_exhausted"}}, None))
     turn.append(f"req{request_no}:end", batch)
     return RunAgain()
+
+
+def _memory_mounted(turn: _Turn) -> bool:
+    """Whether the session's sandbox mounts its memory stores (self-hosted workers do, by default)."""
+    return turn.deps.cloud_memory or turn.rec.doc.get("_environment_type") != "cloud"

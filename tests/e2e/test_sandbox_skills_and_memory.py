@@ -13,9 +13,11 @@ from managed_agents.testing.scripted_model import ScriptedModelServer
 from tests.e2e.conftest import Server, embedded_only, wait_idle
 from tests.e2e.sandbox_support import CLOUD_RESULT, TOOLSET, result_texts, tool_step
 
-pytestmark = embedded_only(
-    "the embedded subprocess/bubblewrap sandbox runs the official worker; the Fargate stand-in's tool run is"
-    " tests/aws/test_state_machine_with_real_handlers.py"
+# The skill test runs on both legs (AWS: moto's RunTask runs the official worker as the Fargate stand-in); the memory
+# tests need a sandbox with /mnt of its own, which the stand-in (a plain process) is not.
+embedded_sandbox = embedded_only(
+    "memory mounts need a sandbox with /mnt/memory of its own; the Fargate stand-in is a plain process (the image"
+    " gives the real task one: tests/infra/test_sandbox_image.py)"
 )
 needs_bwrap = pytest.mark.skipif(
     bubblewrap_path() is None, reason="memory mounts need a sandbox with /mnt/memory of its own (bubblewrap)"
@@ -72,6 +74,7 @@ def _memory_session(client: anthropic.Anthropic, resources: list[Any]) -> str:
     return client.beta.sessions.create(agent=agent.id, environment_id=env.id, resources=resources).id
 
 
+@embedded_sandbox
 @needs_bwrap
 def test_sessions_read_and_write_memory_through_their_mounts_and_the_next_one_sees_it(
     server: Server, client: anthropic.Anthropic, model_server: ScriptedModelServer

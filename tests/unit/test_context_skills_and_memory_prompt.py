@@ -44,3 +44,10 @@ def test_a_session_without_skills_or_stores_adds_nothing() -> None:
     assert req["system"] == [{"type": "text", "text": "You are terse.", "cache_control": {"type": "ephemeral"}}]
     bare = build_request({**AGENT, "system": None}, Toolbox(AGENT), [], max_tokens=10, context="ctx")
     assert bare["system"] == [{"type": "text", "text": "ctx", "cache_control": {"type": "ephemeral"}}]
+
+
+def test_stores_a_sandbox_cannot_mount_are_named_but_not_as_folders() -> None:
+    context = session_context(SESSION, memory_mounted=False)
+    assert context is not None
+    assert "csv-tools" in context and "Team Notes" in context and "cannot mount them" in context
+    assert "/mnt/memory" not in context and "Instructions:" not in context
