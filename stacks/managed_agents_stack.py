@@ -24,7 +24,7 @@ always, and the writes named:
 | provisioner | Run/List/Stop/DescribeTasks of the sandbox task, PassRole of its execution role |
 | triggers | events append/spill, resources put/update, start session-run executions, send to the trigger DLQ |
 | reaper | events read/append, resources update, start/describe session-run executions, send task results, |
-|        | invoke the provisioner (stop the lost sandbox) |
+|        | invoke the provisioner (stop the lost sandbox), manage deployment schedules (re-sync failed syncs) |
 | webhook relay | resources put (delivery records), send to the delivery queue; (Lambda, for its event source: |
 |               | read the events table's stream, send failed batches to the webhook dead-letter queue) |
 | webhook deliverer | resources update (deliveries, an endpoint's disabling), send to the delivery queue; (Lambda, |
@@ -235,7 +235,6 @@ class ManagedAgentsStack(Stack):
         self.data.grant_resources(self.triggers_function.role, write=["put", "update"])
         self._grant_wake(self.triggers_function.role, sm_arn)
         self.triggers = Triggers(self, "Triggers", config=config, function=self.triggers_function)
-        self._deployment_schedules()
 
         # Work reaper: every minute, stop work whose lease ran out and tell its session (WorkService.reap).
         self.reaper = function(
@@ -258,6 +257,7 @@ class ManagedAgentsStack(Stack):
         self._grant_task_response(reaper_role)
         self._grant_invoke_provisioner(reaper_role, provisioner_arn)
         self.work_reaper = WorkReaper(self, "WorkReaper", function=self.reaper)
+        self._deployment_schedules()
         self._lifecycle_events()
         self._webhook_delivery(function, data_env)
 
@@ -314,17 +314,17 @@ class ManagedAgentsStack(Stack):
         them with the deployment; the trigger function pauses them when a run auto-pauses its deployment."""
         group = cast(str, self.triggers.schedule_group.name)
         schedules_arn = self.format_arn(service="scheduler", resource="schedule", resource_name=f"{group}/*")
-        api, trigger = self.api.function, self.triggers_function
+        api, trigger, reaper = self.api.function, self.triggers_function, self.reaper
+        manage = [
+            "scheduler:GetSchedule",
+            "scheduler:CreateSchedule",
+            "scheduler:UpdateSchedule",
+            "scheduler:DeleteSchedule",
+        ]
+        # (the reaper syncs what a failed sync left behind: services/deployments.py, "Schedule sync")
         for fn, actions in (
-            (
-                api,
-                [
-                    "scheduler:GetSchedule",
-                    "scheduler:CreateSchedule",
-                    "scheduler:UpdateSchedule",
-                    "scheduler:DeleteSchedule",
-                ],
-            ),
+            (api, manage),
+            (reaper, manage),
             (trigger, ["scheduler:GetSchedule", "scheduler:UpdateSchedule"]),
         ):
             fn.add_environment(names.ENV_DEPLOYMENT_SCHEDULE_GROUP, group)
@@ -339,9 +339,10 @@ class ManagedAgentsStack(Stack):
                     conditions={"StringEquals": {"iam:PassedToService": "scheduler.amazonaws.com"}},
                 )
             )
-        api.add_environment(names.ENV_DEPLOYMENT_SCHEDULE_ROLE_ARN, self.triggers.scheduler_role.role_arn)
-        api.add_environment(names.ENV_DEPLOYMENT_SCHEDULE_TARGET_ARN, trigger.alias.function_arn)
-        api.add_environment(names.ENV_DEPLOYMENT_SCHEDULE_DEAD_LETTER_ARN, self.triggers.dead_letters.queue_arn)
+        for fn in (api, reaper):
+            fn.add_environment(names.ENV_DEPLOYMENT_SCHEDULE_ROLE_ARN, self.triggers.scheduler_role.role_arn)
+            fn.add_environment(names.ENV_DEPLOYMENT_SCHEDULE_TARGET_ARN, trigger.alias.function_arn)
+            fn.add_environment(names.ENV_DEPLOYMENT_SCHEDULE_DEAD_LETTER_ARN, self.triggers.dead_letters.queue_arn)
 
     def _grant_wake(self, role: iam.IRole, sm_arn: str) -> None:
         role.add_to_principal_policy(
@@ -463,7 +464,7 @@ class ManagedAgentsStack(Stack):
             f"Resource::arn:<AWS::Partition>:scheduler:<AWS::Region>:<AWS::AccountId>:schedule/"
             f"{self.triggers.schedule_group.name}/*"
         )
-        for fn in (self.api.function, self.triggers_function):
+        for fn in (self.api.function, self.triggers_function, self.reaper):
             acknowledge(fn.role, "AwsSolutions-IAM5", schedules, schedules_finding)
 
     def _outputs(self) -> None:

@@ -5,6 +5,7 @@ work-state index (a Query, never a Scan), stops the expired ones, answers their 
 error tool results, appends a retrying session.error and wakes the session, so the next tool call gets a fresh
 sandbox. The embedded runtime runs the same call on a thread (`Runtime.start_reaper`). Every step is conditional on
 the item's revision, so overlapping invocations reap an item once. The scheduled event's content is not used.
+Each run also syncs the deployment schedules a write left unsynced (`DeploymentService.reconcile_schedules`).
 """
 
 from __future__ import annotations
@@ -28,7 +29,10 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, int]:
     if reaped:  # (a metric published every minute, zero or not, would bill a custom metric all month)
         logger.warning("expired work items stopped", reaped=reaped)
         metrics.add_metric(name="WorkReaped", unit="Count", value=reaped)
-    return {"reaped": reaped}
+    synced = lambda_deps().runtime.deployments.reconcile_schedules()
+    if synced:
+        logger.warning("deployment schedules synced after a failed sync", synced=synced)
+    return {"reaped": reaped, **({"schedules_synced": synced} if synced else {})}
 
 
 lambda_handler = handler

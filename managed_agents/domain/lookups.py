@@ -26,7 +26,8 @@ LOOKUPS: Mapping[str, tuple[str, ...]] = {
     "memory": ("store_id",),
     "memory_version": ("store_id", "memory_id"),
     # services/deployments.py: the embedded scheduler's scheduled deployments; a deployment's runs
-    "deployment": ("agent_id", "scheduled"),
+    # and (AWS) the deployments whose external schedule has not followed their last write yet
+    "deployment": ("agent_id", "scheduled", "schedule_sync"),
     "deployment_run": ("deployment_id",),
     # services/webhooks.py: an endpoint's delivery log, the deliverer's pending deliveries
     "webhook_delivery": ("endpoint_id", "state"),
@@ -40,6 +41,7 @@ LOOKUPS: Mapping[str, tuple[str, ...]] = {
 SPARSE_LOOKUPS: Mapping[tuple[str, str], frozenset[str | int]] = {
     ("work", "state"): frozenset({"queued", "starting", "active", "stopping"}),
     ("deployment", "scheduled"): frozenset({"yes"}),  # active, scheduled and not archived
+    ("deployment", "schedule_sync"): frozenset({"pending"}),
     ("webhook_delivery", "state"): frozenset({"pending"}),
 }
 

@@ -27,6 +27,12 @@ Decisions where the SDK is silent ([inferred]):
   runs will start, jitter included; `scheduled_at` is the cron instant itself.
 * `last_run_at` is the creation time of the latest scheduled run (success or error); manual runs leave it.
 * Archived deployments report `status: "active"` (SDK docstring), have no upcoming runs, and cannot run.
+* **Schedule sync (AWS)**: the store is the truth and the external schedule (EventBridge Scheduler) follows it. A
+  write that changes what the schedule should be marks the record (sparse lookup `schedule_sync: pending`, in the
+  same write), then syncs the schedule and clears the mark (only if the record has not been written since). A sync
+  that fails is logged, and the write still answers (it is durable); `reconcile_schedules` (the reaper function,
+  every minute) syncs every marked record, so the schedule converges on the last write even when a process dies
+  between the write and its sync.
 """
 
 from __future__ import annotations
@@ -41,7 +47,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from managed_agents.domain import schedules
 from managed_agents.domain.clock import parse_rfc3339, rfc3339
-from managed_agents.domain.errors import ApiError, Conflict, InvalidRequest, NotFound
+from managed_agents.domain.errors import ApiError, Conflict, InvalidRequest, NotFound, StaleRevision
 from managed_agents.domain.events import JsonObject
 from managed_agents.domain.ids import deterministic_id, new_id
 from managed_agents.ports import DeploymentSchedules, ListQuery, Record
@@ -92,6 +98,7 @@ _RUN_ERRORS = {
 }
 INITIAL_EVENTS: TypeAdapter[list[DeploymentInitialEventParams]] = TypeAdapter(list[DeploymentInitialEventParams])
 log = logging.getLogger("managed_agents.deployments")
+SYNC_ATTR, SYNC_PENDING = "schedule_sync", "pending"
 
 
 @dataclass(frozen=True)
@@ -132,13 +139,43 @@ class DeploymentService:
         self.fire_hooks: list[Callable[[JsonObject], object]] = []  # called with each run recorded
         self.schedules: DeploymentSchedules | None = None  # AWS: one Scheduler schedule per deployment
 
-    def _sync(self, doc: JsonObject) -> None:
+    def _sync(self, rec: Record) -> bool:
         """Make the external schedule (if any) follow the stored deployment: its cron, enabled while active,
-        removed once archived or manual-only."""
+        removed once archived or manual-only (module docstring, "Schedule sync"). False: it failed, and the record
+        stays marked for `reconcile_schedules`."""
         if self.schedules is None:
-            return
+            return True
+        doc = rec.doc
         schedule = None if doc.get("archived_at") else cast(JsonObject | None, doc.get("schedule"))
-        self.schedules.put(str(doc["id"]), schedule, doc.get("status") == "active")
+        try:
+            self.schedules.put(str(doc["id"]), schedule, doc.get("status") == "active")
+        except Exception:
+            log.warning("deployment schedule not synced: reconciled later", exc_info=True, extra={"id": rec.id})
+            return False
+        if rec.attrs.get(SYNC_ATTR) == SYNC_PENDING:
+            synced = Record(
+                rec.kind,
+                rec.workspace_id,
+                rec.id,
+                dict(doc),
+                rec.created_at,
+                rec.rev,
+                rec.archived,
+                {**rec.attrs, SYNC_ATTR: None},
+                rec.expires_at,
+            )
+            try:
+                self.svc.resources.replace(synced, expected_rev=rec.rev)
+            except StaleRevision:
+                pass  # written again since: that write marked it and syncs it (or the reconciler will)
+        return True
+
+    def reconcile_schedules(self) -> int:
+        """Sync every deployment whose external schedule has not followed its last write (a sync that failed, or a
+        process that died between the write and the sync); the number synced now. AWS: the reaper's every run."""
+        if self.schedules is None:
+            return 0
+        return sum(self._sync(rec) for rec in self.svc.resources.find(DEPLOYMENT.name, SYNC_ATTR, [SYNC_PENDING]))
 
     # -- the wire form ---------------------------------------------------------------------------------------
 
@@ -217,6 +254,8 @@ class DeploymentService:
         live = schedule is not None and doc["status"] == "active" and not rec.archived
         rec.attrs["scheduled"] = SCHEDULED if live else None
         rec.attrs["status"] = str(doc["status"])
+        if self.schedules is not None:  # the external schedule follows this write once synced (`_sync`)
+            rec.attrs[SYNC_ATTR] = SYNC_PENDING
         if schedule is None:
             doc.pop("_next_fire_at", None)
         elif restart or "_next_fire_at" not in doc:
@@ -249,9 +288,9 @@ class DeploymentService:
         if "_next_fire_at" in probe.doc:
             fields["_next_fire_at"] = probe.doc["_next_fire_at"]
         attrs: dict[str, str | int | None] = {"agent_id": str(cast(JsonObject, fields["agent"])["id"]), **probe.attrs}
-        doc = self.items.create(ws, fields, attrs=attrs, id_=rid)
-        self._sync(doc)
-        return doc
+        rec = self.items.insert(ws, fields, attrs=attrs, id_=rid)
+        self._sync(rec)
+        return self.items.render(rec.doc)
 
     def record(self, ws: str, deployment_id: str) -> Record:
         return self.items.record(ws, deployment_id)
@@ -291,7 +330,7 @@ class DeploymentService:
         return self._synced(self.items.change(rec, edit))
 
     def _synced(self, rec: Record) -> JsonObject:
-        self._sync(rec.doc)
+        self._sync(rec)
         return self.items.render(rec.doc)
 
     def list_deployments(self, ws: str, query: ListQuery) -> Page:
@@ -322,7 +361,7 @@ class DeploymentService:
             self._scheduling(r, restart=False)
 
         paused = self.items.change(rec, edit)
-        self._sync(paused.doc)
+        self._sync(paused)
         return paused
 
     def unpause(self, ws: str, deployment_id: str) -> JsonObject:

@@ -19,6 +19,7 @@ granted action makes a scenario fail. Two of those removals are also run for rea
 from __future__ import annotations
 
 import json
+import os
 import signal
 import threading
 import time
@@ -33,7 +34,7 @@ import pytest
 
 import managed_agents.adapters.aws.session_run as session_run
 from managed_agents.adapters.aws.tool_wait import TOKEN_FIELD
-from managed_agents.settings import ADMIN_KEY_SECRET_ARN_ENV
+from managed_agents.settings import ADMIN_KEY_SECRET_ARN_ENV, DEPLOYMENT_SCHEDULE_GROUP_ENV
 from managed_agents.testing.mcp_servers import McpTestServer
 from tests.aws.iam import Check, IamEnforcement, permits, role_policies
 from tests.aws.platform import REGION, Platform, aws_platform
@@ -70,6 +71,8 @@ NOT_EXERCISED: dict[tuple[str, str], str] = {
     ("Reaper", "states:StartExecution"): "as for states:DescribeExecution: the new run of a session whose run is gone",
     ("Api", "iam:PassRole"): "creating a deployment schedule passes the schedule role to Scheduler; moto's Scheduler "
     "checks no PassRole (tests/infra/test_deployment_schedules_wiring.py pins the statement)",
+    ("Reaper", "iam:PassRole"): "a reconcile creates or updates a deployment schedule, passing the schedule role; "
+    "moto's Scheduler checks no PassRole",
     ("Triggers", "iam:PassRole"): "an auto-pause updates the deployment's schedule, passing its role again; moto's "
     "Scheduler checks no PassRole",
 }
@@ -360,14 +363,46 @@ def deployment(platform: Platform) -> None:
     env = client.beta.environments.create(name="d", config={"type": "cloud"})
     hello = [{"type": "user.message", "content": [{"type": "text", "text": "go"}]}]
     schedule = {"type": "cron", "expression": "0 0 1 1 *", "timezone": "UTC"}
-    dep = client.beta.deployments.create(
-        agent=agent.id,
-        environment_id=env.id,
-        name="d",
-        initial_events=hello,
-        schedule=schedule,  # type: ignore[arg-type]
-    )
-    client.beta.deployments.pause(dep.id)
+    rt = platform.runtime
+    assert rt is not None and rt.deployments.schedules is not None
+    schedules = rt.deployments.schedules
+    put = schedules.put
+    failing = [0]
+
+    def flaky_put(*args: Any, **kwargs: Any) -> None:  # Scheduler failing between the store write and its sync
+        if failing[0]:
+            failing[0] -= 1
+            raise ConnectionError("Scheduler unavailable")
+        put(*args, **kwargs)
+
+    def create() -> Any:
+        return client.beta.deployments.create(
+            agent=agent.id,
+            environment_id=env.id,
+            name="d",
+            initial_events=hello,
+            schedule=schedule,  # type: ignore[arg-type]
+        )
+
+    schedules.put = flaky_put  # type: ignore[method-assign]
+    try:
+        dep = create()
+        failing[0] = 1
+        unsynced = create()
+        platform.reap()  # the reaper syncs what failed: `unsynced`'s schedule created
+        failing[0] = 1
+        client.beta.deployments.pause(dep.id)
+        platform.reap()  # `dep`'s schedule disabled
+        failing[0] = 1
+        client.beta.deployments.archive(unsynced.id)
+        platform.reap()  # `unsynced`'s schedule deleted
+    finally:
+        schedules.put = put  # type: ignore[method-assign]
+    group = os.environ[DEPLOYMENT_SCHEDULE_GROUP_ENV]
+    scheduler = boto3.client("scheduler", region_name=REGION)
+    assert scheduler.get_schedule(Name=dep.id, GroupName=group)["State"] == "DISABLED"
+    with pytest.raises(scheduler.exceptions.ResourceNotFoundException):
+        scheduler.get_schedule(Name=unsynced.id, GroupName=group)
     client.beta.deployments.unpause(dep.id)
     client.beta.agents.archive(agent.id)
     platform.trigger(
@@ -456,7 +491,9 @@ def test_removing_any_granted_action_denies_a_call_a_scenario_made(runs: Runs) -
     # When any one granted action is taken away (but those listed with the path that needs them)
     unneeded = _unneeded(runs) - NOT_EXERCISED.keys()
     # Then some call a scenario made is denied, which fails that scenario
-    assert sorted(unneeded) == [], "granted, but no scenario needs them: remove the grant or add the scenario"
+    assert sorted(unneeded) == [], (
+        f"granted, but no scenario needs them (remove the grant or add the scenario): {unneeded}"
+    )
 
 
 def test_each_action_listed_as_not_exercised_is_granted_and_still_not_exercised(runs: Runs) -> None:

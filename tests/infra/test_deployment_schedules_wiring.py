@@ -75,3 +75,19 @@ def test_the_functions_that_append_lifecycle_events_put_them_on_the_bus(default_
         assert env[EVENT_BUS_NAME_ENV] == {"Ref": bus}, path
         puts = [st for st in _allowed(default_synth, path) if st["Action"] == "events:PutEvents"]
         assert [st["Resource"] for st in puts] == [{"Fn::GetAtt": [bus, "Arn"]}], path
+
+
+def test_the_reaper_may_manage_schedules_to_sync_what_a_failed_sync_left(default_synth: Synth) -> None:
+    # (services/deployments.py, "Schedule sync": the reaper's every run reconciles marked deployments)
+    path = "Reaper/Function/Resource"
+    statements = _allowed(default_synth, path)
+    assert _actions(statements, "scheduler:") == {
+        "scheduler:GetSchedule",
+        "scheduler:CreateSchedule",
+        "scheduler:UpdateSchedule",
+        "scheduler:DeleteSchedule",
+    }
+    env = _function(default_synth, path)["Properties"]["Environment"]["Variables"]
+    api_env = _function(default_synth, "Api/ApiFunction/Function/Resource")["Properties"]["Environment"]["Variables"]
+    for name in (DEPLOYMENT_SCHEDULE_GROUP_ENV, DEPLOYMENT_SCHEDULE_ROLE_ARN_ENV, DEPLOYMENT_SCHEDULE_TARGET_ARN_ENV):
+        assert env[name] == api_env[name], name
