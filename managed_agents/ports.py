@@ -140,6 +140,18 @@ class ResourceStore(Protocol):
 
     def delete(self, kind: str, workspace_id: str, id_: str) -> bool: ...
 
+    def write_all(
+        self,
+        *,
+        inserts: Sequence[Record] = (),
+        replaces: Sequence[tuple[Record, int]] = (),
+        deletes: Sequence[tuple[str, str, str]] = (),
+    ) -> None:
+        """All of these writes in one transaction, or none: an insert whose id exists raises Conflict, a replace
+        (record, expected revision) whose revision moved or a delete (kind, workspace, id) of a record that is gone
+        raises StaleRevision. At most 25 records (DynamoDB's transactions hold 100 items, lookups included)."""
+        ...
+
     def list_records(self, kind: str, workspace_id: str, query: ListQuery) -> tuple[list[Record], bool]:
         """One page in (created_at, id) order and whether more rows follow."""
         ...

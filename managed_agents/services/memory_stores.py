@@ -13,8 +13,9 @@ Storage, on the ResourceStore port alone (both adapters, one contract suite):
 * `memory_version` records (`memver_…`): one per create, change and delete, with the actor that made it
   (`api_actor` for an API key, `session_actor` for a session's work token).
 
-A memory's writes touch its record, its path entry and a new version, in an order that a crash between them
-leaves readable: a path entry whose memory is gone is taken over by the next create of that path.
+A memory's writes touch its record, its path entry and a new version in one transaction
+(`ResourceStore.write_all`: SQLite's, DynamoDB's TransactWriteItems), so no path entry is left without its memory;
+an entry left so by data written before (whose memory is gone) is taken over by the next create of that path.
 Redaction empties a version's path and content; the version a live memory currently is cannot be redacted
 (change or delete the memory first), so a memory's content is never without its version.
 """
@@ -25,7 +26,7 @@ import base64
 import binascii
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import cast
@@ -213,14 +214,25 @@ class MemoryStoreService:
             out["content"] = None
         return out
 
-    def _claim_path(self, ws: str, store_id: str, path: str, memory: JsonObject) -> None:
-        """Insert the path entry of `memory`; 409 when a live memory of the store has that path."""
+    def _claim_path(
+        self,
+        ws: str,
+        store_id: str,
+        path: str,
+        memory: JsonObject,
+        *,
+        inserts: Sequence[Record] = (),
+        replaces: Sequence[tuple[Record, int]] = (),
+        deletes: Sequence[tuple[str, str, str]] = (),
+    ) -> None:
+        """Insert the path entry of `memory` together with the other writes of its change, in one transaction; 409
+        when a live memory of the store has that path (an entry whose memory is gone is taken over)."""
         entry = Record(
             MEMORY_PATH, ws, path_id(store_id, path), self._entry_doc(memory), EPOCH, attrs={"store_id": store_id}
         )
         for _ in range(2):
             try:
-                self.svc.resources.insert(entry)
+                self.svc.resources.write_all(inserts=[entry, *inserts], replaces=replaces, deletes=deletes)
                 return
             except Conflict:
                 held = self.svc.resources.get(MEMORY_PATH, ws, entry.id)
@@ -230,7 +242,7 @@ class MemoryStoreService:
                         f"path: memory {owner.id!r} of this store already has the path {path[:200]!r}",
                         error_code="memory_path_conflict",
                     ) from None
-                if held is not None:  # left behind by a write that did not finish: take it over
+                if held is not None:  # left behind by data written before writes were transactions: take it over
                     self.svc.resources.delete(MEMORY_PATH, ws, entry.id)
         raise MemoryPathConflict(f"path: {path[:200]!r} is being written by another request; retry")
 
@@ -238,22 +250,9 @@ class MemoryStoreService:
     def _entry_doc(memory: JsonObject) -> JsonObject:
         return {k: v for k, v in memory.items() if k != "content"}
 
-    def _write_entry(self, ws: str, store_id: str, memory: JsonObject) -> None:
-        eid = path_id(store_id, str(memory["path"]))
-        for _ in range(20):
-            entry = self.svc.resources.get(MEMORY_PATH, ws, eid)
-            if entry is None or entry.doc.get("id") != memory["id"]:
-                return
-            entry.doc = self._entry_doc(memory)
-            try:
-                self.svc.resources.replace(entry, expected_rev=entry.rev)
-                return
-            except StaleRevision:
-                continue
-
     def _version(
         self, ws: str, store_id: str, memory: JsonObject, operation: str, by: JsonObject, when: datetime, vid: str
-    ) -> None:
+    ) -> Record:
         deleted = operation == "deleted"
         doc: JsonObject = {
             "type": "memory_version",
@@ -278,7 +277,7 @@ class MemoryStoreService:
             "api_key_id": cast(str | None, by.get("api_key_id")),
             "service_account_id": cast(str | None, by.get("service_account_id")),
         }
-        self.svc.resources.insert(Record(MEMORY_VERSION, ws, vid, doc, when, attrs=attrs))
+        return Record(MEMORY_VERSION, ws, vid, doc, when, attrs=attrs)
 
     def create_memory(self, p: Principal, store_id: str, params: MemoryCreateParams, view: View) -> JsonObject:
         ws = p.workspace_id
@@ -300,9 +299,9 @@ class MemoryStoreService:
             "created_at": rfc3339(now),
             "updated_at": rfc3339(now),
         }
-        self._claim_path(ws, store_id, path, doc)
-        self.svc.resources.insert(Record(MEMORY, ws, mid, doc, now, attrs={"store_id": store_id}))
-        self._version(ws, store_id, doc, "created", actor(p), now, vid)
+        memory = Record(MEMORY, ws, mid, doc, now, attrs={"store_id": store_id})
+        version = self._version(ws, store_id, doc, "created", actor(p), now, vid)
+        self._claim_path(ws, store_id, path, doc, inserts=[memory, version])
         return self._render_memory(self._memory(ws, store_id, mid).doc, view)
 
     def get_memory(self, ws: str, store_id: str, memory_id: str, view: View) -> JsonObject:
@@ -342,20 +341,25 @@ class MemoryStoreService:
             vid = new_id("memory_version")
             doc.update(memory_version_id=vid, updated_at=rfc3339(now))
             moved = doc["path"] != old["path"]
-            if moved:
-                self._claim_path(ws, store_id, str(doc["path"]), doc)
-            rec.doc = doc
+            version = self._version(ws, store_id, doc, "modified", actor(p), now, vid)
+            new = replace_doc(rec, doc)
+            # the memory, its path entry (moved: the new one claimed, the old one removed) and its version: together
+            entry = self.svc.resources.get(MEMORY_PATH, ws, path_id(store_id, str(old["path"])))
+            owned = entry is not None and entry.doc.get("id") == memory_id
             try:
-                rec = self.svc.resources.replace(rec, expected_rev=rec.rev)
-            except StaleRevision:
                 if moved:
-                    self.svc.resources.delete(MEMORY_PATH, ws, path_id(store_id, str(doc["path"])))
+                    gone = [(MEMORY_PATH, ws, entry.id)] if entry is not None and owned else []
+                    self._claim_path(
+                        ws, store_id, str(doc["path"]), doc, inserts=[version], replaces=[(new, rec.rev)], deletes=gone
+                    )
+                else:
+                    writes: list[tuple[Record, int]] = [(new, rec.rev)]
+                    if entry is not None and owned:
+                        writes.append((replace_doc(entry, self._entry_doc(doc)), entry.rev))
+                    self.svc.resources.write_all(inserts=[version], replaces=writes)
+            except StaleRevision:
                 rec = self._memory(ws, store_id, memory_id)
                 continue
-            if moved:
-                self.svc.resources.delete(MEMORY_PATH, ws, path_id(store_id, str(old["path"])))
-            self._write_entry(ws, store_id, doc)
-            self._version(ws, store_id, doc, "modified", actor(p), now, vid)
             return self._render_memory(self._memory(ws, store_id, memory_id).doc, view)
         raise Conflict(f"memory {memory_id!r}: too many concurrent writers; retry")
 
@@ -368,12 +372,18 @@ class MemoryStoreService:
                 f"expected_content_sha256: memory {memory_id!r} has content_sha256 {rec.doc['content_sha256']}",
                 error_code="memory_precondition_failed",
             )
-        self.svc.resources.delete(MEMORY, ws, memory_id)
         eid = path_id(store_id, str(rec.doc["path"]))
         entry = self.svc.resources.get(MEMORY_PATH, ws, eid)
+        deletes = [(MEMORY, ws, memory_id)]
         if entry is not None and entry.doc.get("id") == memory_id:
-            self.svc.resources.delete(MEMORY_PATH, ws, eid)
-        self._version(ws, store_id, rec.doc, "deleted", actor(p), self.svc.clock.now(), new_id("memory_version"))
+            deletes.append((MEMORY_PATH, ws, eid))
+        version = self._version(
+            ws, store_id, rec.doc, "deleted", actor(p), self.svc.clock.now(), new_id("memory_version")
+        )
+        try:  # the memory, its path entry and its `deleted` version: together
+            self.svc.resources.write_all(inserts=[version], deletes=deletes)
+        except StaleRevision:
+            raise NotFound(f"memory {memory_id!r} not found (deleted meanwhile)") from None
         return {"id": memory_id, "type": "memory_deleted"}
 
     # -- listing by path ------------------------------------------------------------------------------------------
@@ -574,3 +584,10 @@ def sessions_of_store(resources: ResourceStore, ws: str, store_id: str, query: L
             continue
         out.append(rec)
     return RecordPage(out, page.next_page, page.prev_page)
+
+
+def replace_doc(rec: Record, doc: JsonObject) -> Record:
+    """`rec` with another document (the same revision: the store's replace bumps it)."""
+    return Record(
+        rec.kind, rec.workspace_id, rec.id, doc, rec.created_at, rec.rev, rec.archived, rec.attrs, rec.expires_at
+    )

@@ -102,3 +102,27 @@ def test_a_path_is_unique_in_its_store_and_renames_free_it(resource_store: Resou
     for kind in ("memory", "memory_path", "memory_version"):
         rows, _ = resource_store.list_records(kind, p.workspace_id, ListQuery(limit=100, include_archived=True))
         assert rows == [], kind
+
+
+def test_a_create_that_fails_midway_leaves_no_path_entry(
+    resource_store: ResourceStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a memory id that is taken already (any write of the create failing after the path's would do)
+    svc, p, sid = _setup(resource_store)
+    taken = f"mem_{uuid.uuid4().hex}"
+    resource_store.insert(Record("memory", p.workspace_id, taken, {"id": taken, "path": "/elsewhere"}, EPOCH))
+    monkeypatch.setattr(
+        "managed_agents.services.memory_stores.new_id",
+        lambda kind: taken if kind == "memory" else f"memver_{uuid.uuid4().hex}",
+    )
+    # When a memory is created, it fails
+    with pytest.raises(MemoryPathConflict):
+        svc.create_memory(p, sid, MemoryCreateParams(path="/notes.md", content="x"), "full")
+    # Then nothing of it was written: no path entry (an orphan), no version
+    assert (
+        resource_store.list_records("memory_path", p.workspace_id, ListQuery(limit=10, include_archived=True))[0] == []
+    )
+    assert (
+        resource_store.list_records("memory_version", p.workspace_id, ListQuery(limit=10, include_archived=True))[0]
+        == []
+    )

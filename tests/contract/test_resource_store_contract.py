@@ -519,3 +519,29 @@ def test_expires_at_round_trips_and_replace_sets_or_clears_it(resource_store: Re
 
     mutate(resource_store, resource_store.get("idempotency_key", ws, rec.id) or rec, keep)
     assert (resource_store.get("idempotency_key", ws, rec.id) or rec).expires_at is None
+
+
+def test_write_all_applies_every_write_or_none(resource_store: ResourceStore) -> None:
+    ws = _ws()
+    keep, old, moved = _rec("session", ws, agent_id="a1"), _rec("session", ws), _rec("agent", ws)
+    for rec in (keep, old, moved):
+        resource_store.insert(rec)
+    new = _rec("session", ws, agent_id="a2")
+    changed = Record(moved.kind, ws, moved.id, {**moved.doc, "name": "changed"}, moved.created_at, 1)
+    # When one write's condition fails (an insert of an existing id), none of the others is made
+    with pytest.raises(Conflict):
+        resource_store.write_all(inserts=[new, keep], replaces=[(changed, 1)], deletes=[("session", ws, old.id)])
+    assert resource_store.get("session", ws, new.id) is None and resource_store.get("session", ws, old.id) is not None
+    assert resource_store.get("agent", ws, moved.id).doc["name"] == moved.doc["name"]  # type: ignore[union-attr]
+    # nor when a replace's revision moved, or a delete's record is gone
+    with pytest.raises(StaleRevision):
+        resource_store.write_all(inserts=[new], replaces=[(changed, 7)])
+    with pytest.raises(StaleRevision):
+        resource_store.write_all(inserts=[new], deletes=[("session", ws, "session_gone")])
+    assert resource_store.get("session", ws, new.id) is None
+    # When all conditions hold, all are made together (lookups included)
+    resource_store.write_all(inserts=[new], replaces=[(changed, 1)], deletes=[("session", ws, old.id)])
+    assert resource_store.get("session", ws, new.id) is not None and resource_store.get("session", ws, old.id) is None
+    got = resource_store.get("agent", ws, moved.id)
+    assert got is not None and got.rev == 2 and got.doc["name"] == "changed"
+    assert [r.id for r in resource_store.find("session", "agent_id", ["a2"])] == [new.id]

@@ -258,6 +258,19 @@ class DynamoDbResourceStore:
     # -- the port ------------------------------------------------------------------------------------------------
 
     def insert(self, rec: Record) -> None:
+        put, pointers = self._insert_ops(rec)
+        with _translated("insert"):
+            try:
+                if pointers:
+                    self._transact([{"Put": put}, *({"Put": p} for p in pointers)])
+                else:
+                    self.dynamodb.put_item(**put)
+            except ClientError as exc:
+                if _condition_failed(exc) or _first_condition_failed(exc):
+                    raise Conflict(f"{rec.kind} {rec.id} already exists") from exc
+                raise
+
+    def _insert_ops(self, rec: Record) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         for name, value in (("kind", rec.kind), ("workspace_id", rec.workspace_id)):
             if "#" in value or not value:
                 raise ValueError(f"{name} {value!r} must be non-empty and free of '#' (it is part of index keys)")
@@ -288,17 +301,7 @@ class DynamoDbResourceStore:
             "ConditionExpression": "attribute_not_exists(#pk)",
             "ExpressionAttributeNames": {"#pk": PK},
         }
-        pointers = self._direct_items(rec)
-        with _translated("insert"):
-            try:
-                if pointers:
-                    self._transact([{"Put": put}, *({"Put": p} for p in pointers)])
-                else:
-                    self.dynamodb.put_item(**put)
-            except ClientError as exc:
-                if _condition_failed(exc) or _first_condition_failed(exc):
-                    raise Conflict(f"{rec.kind} {rec.id} already exists") from exc
-                raise
+        return put, self._direct_items(rec)
 
     def get(self, kind: str, workspace_id: str, id_: str) -> Record | None:
         rec = self.get_by_id(kind, id_)
@@ -317,6 +320,20 @@ class DynamoDbResourceStore:
         return None if item is None else self._record(item)
 
     def replace(self, rec: Record, *, expected_rev: int) -> Record:
+        new, update, pointers = self._replace_ops(rec, expected_rev)
+        with _translated("replace"):
+            try:
+                if pointers:
+                    self._transact([{"Update": update}, *({"Put": p} for p in pointers)])
+                else:
+                    self.dynamodb.update_item(**update)
+            except ClientError as exc:
+                if _condition_failed(exc) or _first_condition_failed(exc):
+                    raise StaleRevision(f"{rec.kind} {rec.id} changed since revision {expected_rev}") from exc
+                raise
+        return new
+
+    def _replace_ops(self, rec: Record, expected_rev: int) -> tuple[Record, dict[str, Any], list[dict[str, Any]]]:
         new = Record(
             rec.kind,
             rec.workspace_id,
@@ -372,20 +389,23 @@ class DynamoDbResourceStore:
         }
         # (the items of a changed value are written again; one of a value the record no longer has is left, and
         # `find` ignores it: it checks the record's current attribute)
-        pointers = self._direct_items(new)
-        with _translated("replace"):
-            try:
-                if pointers:
-                    self._transact([{"Update": update}, *({"Put": p} for p in pointers)])
-                else:
-                    self.dynamodb.update_item(**update)
-            except ClientError as exc:
-                if _condition_failed(exc) or _first_condition_failed(exc):
-                    raise StaleRevision(f"{rec.kind} {rec.id} changed since revision {expected_rev}") from exc
-                raise
-        return new
+        return new, update, self._direct_items(new)
 
     def delete(self, kind: str, workspace_id: str, id_: str) -> bool:
+        delete, pointers = self._delete_ops(kind, workspace_id, id_)
+        with _translated("delete"):
+            try:
+                if pointers:
+                    self._transact([{"Delete": delete}, *({"Delete": p} for p in pointers)])
+                else:
+                    self.dynamodb.delete_item(**delete)
+            except ClientError as exc:
+                if _condition_failed(exc) or _first_condition_failed(exc):
+                    return False
+                raise
+        return True
+
+    def _delete_ops(self, kind: str, workspace_id: str, id_: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         delete: dict[str, Any] = {
             "TableName": self.table_name,
             "Key": {PK: {"S": item_key(kind, id_)}},
@@ -398,17 +418,43 @@ class DynamoDbResourceStore:
             {"TableName": self.table_name, "Key": {PK: p["Item"][PK]}}
             for p in (self._direct_items(current) if current is not None else [])
         ]
-        with _translated("delete"):
+        return delete, pointers
+
+    def write_all(
+        self,
+        *,
+        inserts: Sequence[Record] = (),
+        replaces: Sequence[tuple[Record, int]] = (),
+        deletes: Sequence[tuple[str, str, str]] = (),
+    ) -> None:
+        """One transaction (TransactWriteItems): every insert (Conflict when one exists), replace (StaleRevision when
+        its revision moved) and delete (StaleRevision when it is gone), or none of them."""
+        items: list[dict[str, Any]] = []
+        failures: list[Exception | None] = []
+        for rec in inserts:
+            put, pointers = self._insert_ops(rec)
+            items += [{"Put": put}, *({"Put": p} for p in pointers)]
+            failures += [Conflict(f"{rec.kind} {rec.id} already exists")] + [None] * len(pointers)
+        for rec, expected in replaces:
+            _, update, pointers = self._replace_ops(rec, expected)
+            items += [{"Update": update}, *({"Put": p} for p in pointers)]
+            failures += [StaleRevision(f"{rec.kind} {rec.id} changed since revision {expected}")]
+            failures += [None] * len(pointers)
+        for kind, ws, id_ in deletes:
+            delete, pointers = self._delete_ops(kind, ws, id_)
+            items += [{"Delete": delete}, *({"Delete": p} for p in pointers)]
+            failures += [StaleRevision(f"{kind} {id_} is gone")] + [None] * len(pointers)
+        if not items:
+            return
+        with _translated("write"):
             try:
-                if pointers:
-                    self._transact([{"Delete": delete}, *({"Delete": p} for p in pointers)])
-                else:
-                    self.dynamodb.delete_item(**delete)
+                self._transact(items)
             except ClientError as exc:
-                if _condition_failed(exc) or _first_condition_failed(exc):
-                    return False
+                reasons = exc.response.get("CancellationReasons") or []
+                for reason, failure in zip(reasons, failures, strict=False):
+                    if reason.get("Code") == "ConditionalCheckFailed" and failure is not None:
+                        raise failure from exc
                 raise
-        return True
 
     def list_records(self, kind: str, workspace_id: str, query: ListQuery) -> tuple[list[Record], bool]:
         if query.limit <= 0:

@@ -424,6 +424,48 @@ class SqliteResourceStore:
             )
             return cur.rowcount == 1
 
+    def write_all(
+        self,
+        *,
+        inserts: Sequence[Record] = (),
+        replaces: Sequence[tuple[Record, int]] = (),
+        deletes: Sequence[tuple[str, str, str]] = (),
+    ) -> None:
+        """One transaction: every insert (Conflict when one exists), replace (StaleRevision when its revision moved)
+        and delete (StaleRevision when it is gone), or none of them (the failure rolls the transaction back)."""
+        with self.db.transaction() as conn:
+            for rec in inserts:
+                try:
+                    conn.execute(
+                        f"INSERT INTO resources ({_RECORD_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?)", self._values(rec)
+                    )
+                except sqlite3.IntegrityError as exc:
+                    raise Conflict(f"{rec.kind} {rec.id} already exists") from exc
+            for rec, expected in replaces:
+                cur = conn.execute(
+                    "UPDATE resources SET rev = ?, archived = ?, attrs = ?, doc = ?, expires_at = ?"
+                    " WHERE kind = ? AND id = ? AND workspace_id = ? AND rev = ?",
+                    (
+                        expected + 1,
+                        int(rec.archived),
+                        _dumps(rec.attrs),
+                        _dumps(rec.doc),
+                        None if rec.expires_at is None else rfc3339(rec.expires_at),
+                        rec.kind,
+                        rec.id,
+                        rec.workspace_id,
+                        expected,
+                    ),
+                )
+                if cur.rowcount != 1:
+                    raise StaleRevision(f"{rec.kind} {rec.id} changed since revision {expected}")
+            for kind, ws, id_ in deletes:
+                cur = conn.execute(
+                    "DELETE FROM resources WHERE kind = ? AND id = ? AND workspace_id = ?", (kind, id_, ws)
+                )
+                if cur.rowcount != 1:
+                    raise StaleRevision(f"{kind} {id_} is gone")
+
     def list_records(self, kind: str, workspace_id: str, query: ListQuery) -> tuple[list[Record], bool]:
         params: list[object] = [kind, workspace_id]
         sql = f"SELECT {_RECORD_COLUMNS} FROM resources WHERE kind = ? AND workspace_id = ?"
