@@ -252,6 +252,10 @@ class SessionService:
                 doc["mcp_servers"] = [_dump(s) for s in servers]
         return doc
 
+    def _pinned_skills(self, ws: str, agent: JsonObject) -> JsonObject:
+        """A roster member's definition with its skills pinned as the session's own are (`latest` -> the version)."""
+        return {**agent, "skills": resolve_skill_refs(self.svc.resources, ws, as_list(agent.get("skills")))}
+
     def check_create(self, ws: str, params: SessionCreateParams) -> CreatePlan:
         """Every check a session create makes before it stores anything, and what it would store (deployments
         validate their session template with it, services/deployments.py)."""
@@ -264,7 +268,7 @@ class SessionService:
             "multiagent": session_multiagent(
                 cast(JsonObject | None, agent.get("multiagent")),
                 agent,
-                lambda agent_id, version: self.agents.snapshot(ws, agent_id, version),
+                lambda agent_id, version: self._pinned_skills(ws, self.agents.snapshot(ws, agent_id, version)),
             ),
         }
         budget = budgets.on_create(session_agent, params.budget)

@@ -224,3 +224,24 @@ def test_another_workspace_cannot_see_a_skill(client: anthropic.Anthropic, serve
     assert skill.id not in {s.id for s in outsider.beta.skills.list()}
     with pytest.raises(anthropic.BadRequestError):
         outsider.beta.agents.create(name="a", model="m", skills=[{"type": "custom", "skill_id": skill.id}])
+
+
+def test_a_sessions_subagents_have_their_skills_pinned_too(server: Server) -> None:
+    # Given a skill at version 1, a helper agent that wants its latest version, and a coordinator of that helper
+    client = server.client(_strict_response_validation=True)
+    skill = client.beta.skills.create(files=_files())
+    v1 = skill.latest_version_id
+    helper = client.beta.agents.create(name="helper", model="m", skills=[{"type": "custom", "skill_id": skill.id}])
+    lead = client.beta.agents.create(
+        name="lead", model="m", multiagent={"type": "coordinator", "agents": [helper.id, {"type": "self"}]}
+    )
+    env = client.beta.environments.create(name="e", config={"type": "cloud"})
+    # When a session starts, then the skill gets a version 2
+    session = client.beta.sessions.create(agent=lead.id, environment_id=env.id)
+    v2 = client.beta.skills.versions.create(skill.id, files=_files()).id
+    assert v2 != v1
+    # Then the session's copy of the helper names version 1, the one that was latest when it started
+    (member, _) = session.agent.multiagent.agents  # type: ignore[union-attr]
+    assert [(s.skill_id, s.version) for s in member.skills] == [(skill.id, v1)]  # type: ignore[union-attr]
+    again = client.beta.sessions.retrieve(session.id).agent.multiagent.agents[0]  # type: ignore[union-attr]
+    assert [(s.skill_id, s.version) for s in again.skills] == [(skill.id, v1)]  # type: ignore[union-attr]
