@@ -74,6 +74,8 @@ class OutboxEntry:
     event_id: str  # the session event that caused it
     type: str  # the webhook event type (`session.status_idled`, ...)
     created_at: datetime
+    # a resource's own event (`agent.created`, ...): `session_id` holds the resource id, this its workspace
+    workspace_id: str | None = None
 
 
 class Outbox(Protocol):
@@ -82,6 +84,10 @@ class Outbox(Protocol):
     def pending(self, limit: int = 100) -> list[OutboxEntry]: ...
 
     def done(self, keys: Sequence[str]) -> None: ...
+
+    def add(self, entries: Sequence[OutboxEntry]) -> None:
+        """Record resource events (the event store records session ones with their appends)."""
+        ...
 
 
 class DeploymentSchedules(Protocol):

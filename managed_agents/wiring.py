@@ -218,6 +218,8 @@ def compose(settings: ServerSettings, adapters: Adapters) -> Runtime:
     deliverer = None
     if a.outbox is not None:
         deliverer = WebhookDeliverer(svc, a.outbox, webhooks, poll_seconds=settings.webhook_poll_seconds)
+        # resource events (agent.created, deployment.paused, ...) through the same outbox
+        webhooks.outbox, webhooks.on_emit, svc.emit = a.outbox, deliverer.wake, webhooks.emit
     return Runtime(
         settings=settings,
         resources=a.resources,

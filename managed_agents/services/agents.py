@@ -271,6 +271,7 @@ class AgentService:
 
         new = self.items.change(rec, change)  # which moves updated_at: the document changed
         self._store_version(new)
+        self.svc.resource_event(ws, "agent.updated", agent_id)
         return render(new.doc)
 
     def archive(self, ws: str, agent_id: str) -> JsonObject:

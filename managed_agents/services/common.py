@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import NamedTuple, cast
 
@@ -26,6 +27,12 @@ class Services:
     resources: ResourceStore
     clock: Clock
     orchestrator: Orchestrator | None = None
+    # a resource's webhook event `(workspace, type, resource id)`, e.g. "agent.created" (services/webhooks.py)
+    emit: Callable[[str, str, str], None] | None = None
+
+    def resource_event(self, ws: str, type_: str, resource_id: str) -> None:
+        if self.emit is not None:
+            self.emit(ws, type_, resource_id)
 
 
 def check_metadata(metadata: dict[str, str]) -> dict[str, str]:

@@ -89,6 +89,7 @@ class Collection:
         doc.update({"created_at": rfc3339(now), "updated_at": rfc3339(now), "archived_at": None})
         rec = Record(self.kind.name, ws, rid, doc, now, attrs=dict(attrs or {}), expires_at=expires_at)
         self.svc.resources.insert(rec)
+        self.svc.resource_event(ws, f"{self.kind.name}.created", rid)  # (kinds without webhook events: ignored)
         return rec
 
     def create(self, ws: str, fields: JsonObject, *, attrs: Attrs | None = None, id_: str | None = None) -> JsonObject:
@@ -149,18 +150,24 @@ class Collection:
     def update(self, ws: str, rid: str, edit: Callable[[JsonObject], None]) -> JsonObject:
         """Change a live record's document with `edit` (see `assign`, `assign_metadata`) and return its wire form."""
         rec = self.live(ws, rid)
-        return self.render(self.change(rec, lambda r: edit(r.doc)).doc)
+        changed = self.change(rec, lambda r: edit(r.doc))
+        self.svc.resource_event(ws, f"{self.kind.name}.updated", rid)
+        return self.render(changed.doc)
 
     def archive(self, ws: str, rid: str) -> JsonObject:
         return self.render(self.archive_record(self.record(ws, rid)).doc)
 
     def archive_record(self, rec: Record) -> Record:
         """Soft-archive: `archived_at` is set once; archiving again returns the record as it is."""
-        return archive_record(self.svc.resources, self.svc.clock, rec)
+        archived = archive_record(self.svc.resources, self.svc.clock, rec)
+        if not rec.archived:
+            self.svc.resource_event(rec.workspace_id, f"{self.kind.name}.archived", rec.id)
+        return archived
 
     def delete(self, ws: str, rid: str) -> JsonObject:
         self.record(ws, rid)
         self.svc.resources.delete(self.kind.name, ws, rid)
+        self.svc.resource_event(ws, f"{self.kind.name}.deleted", rid)
         return self.deleted(rid)
 
     def deleted(self, rid: str) -> JsonObject:

@@ -327,7 +327,9 @@ class DeploymentService:
             self._check(ws, doc)
             self._scheduling(r, restart=schedule_changed)
 
-        return self._synced(self.items.change(rec, edit))
+        updated = self._synced(self.items.change(rec, edit))
+        self.svc.resource_event(ws, "deployment.updated", deployment_id)
+        return updated
 
     def _synced(self, rec: Record) -> JsonObject:
         self._sync(rec)
@@ -347,33 +349,46 @@ class DeploymentService:
             r.doc.update({"archived_at": now, "status": "active", "paused_reason": None})
             self._scheduling(r, restart=False)
 
-        return self._synced(self.items.change(rec, edit))
+        archived = self._synced(self.items.change(rec, edit))
+        self.svc.resource_event(ws, "deployment.archived", deployment_id)
+        return archived
 
     def pause(self, ws: str, deployment_id: str, reason: JsonObject | None = None) -> JsonObject:
         rec = self.items.live(ws, deployment_id, doing="paused")
         return self.items.render(self._pause(rec, reason or {"type": "manual"}).doc)  # _pause syncs
 
     def _pause(self, rec: Record, reason: JsonObject) -> Record:
+        changed = []
+
         def edit(r: Record) -> None:
             if r.doc["status"] == "paused" or r.archived:
                 return  # already paused: its first reason stands
             r.doc.update({"status": "paused", "paused_reason": reason})
             self._scheduling(r, restart=False)
+            changed.append(True)
 
         paused = self.items.change(rec, edit)
+        if changed:
+            self.svc.resource_event(rec.workspace_id, "deployment.paused", rec.id)
         self._sync(paused)
         return paused
 
     def unpause(self, ws: str, deployment_id: str) -> JsonObject:
         rec = self.items.live(ws, deployment_id, doing="unpaused")
 
+        changed = []
+
         def edit(r: Record) -> None:
             if r.doc["status"] == "active":
                 return
             r.doc.update({"status": "active", "paused_reason": None})
             self._scheduling(r, restart=True)  # the ticks of the pause are not fired
+            changed.append(True)
 
-        return self._synced(self.items.change(rec, edit))
+        unpaused = self._synced(self.items.change(rec, edit))
+        if changed:
+            self.svc.resource_event(ws, "deployment.unpaused", deployment_id)
+        return unpaused
 
     # -- runs ------------------------------------------------------------------------------------------------
 

@@ -103,6 +103,12 @@ _RESOURCE_EVENTS = {
     "user_profile": ("enforcement_action_opened", "enforcement_action_resolved", "program_status_updated"),
 }
 EVENT_TYPES = frozenset(f"{kind}.{name}" for kind, names in _RESOURCE_EVENTS.items() for name in names)
+# Emitted by the services' writes (`WebhookService.emit`): the agent, environment, deployment, memory store and vault
+# events. Not yet: vault_credential.* (its payload names the vault too), deployment_run.*, session.created/archived/
+# deleted and the thread events.
+RESOURCE_EVENT_TYPES = frozenset(
+    t for t in EVENT_TYPES if t.split(".")[0] in ("agent", "environment", "deployment", "memory_store", "vault")
+)
 log = logging.getLogger("managed_agents.webhooks")
 
 
@@ -183,6 +189,18 @@ class WebhookService:
         self.endpoints = Collection(svc, ENDPOINT, view=_endpoint_view)
         self.deliveries = Collection(svc, DELIVERY)
         self._any_enabled: bool | None = None
+        self.outbox: Outbox | None = None  # where resource events go (embedded: the store's outbox)
+        self.on_emit: Callable[[], object] | None = None  # the deliverer's wake-up
+
+    def emit(self, ws: str, type_: str, resource_id: str) -> None:
+        """A resource's own event (`agent.created`, ...; Services.resource_event): into the outbox, after the write
+        that caused it (at most once: a crash between the two loses it)."""
+        if self.outbox is None or type_ not in RESOURCE_EVENT_TYPES or not self.any_enabled():
+            return
+        now = self.svc.clock.now()
+        self.outbox.add([OutboxEntry("", resource_id, "revt_" + new_ulid(), type_, now, ws)])
+        if self.on_emit is not None:
+            self.on_emit()
 
     def any_enabled(self) -> bool:
         """Whether some endpoint (of any workspace) is enabled: when none is, events write no outbox rows, so a
@@ -405,10 +423,12 @@ class WebhookDeliverer:
         return [rec for entry in entries for rec in self._fan_out_one(entry, subscribers)]
 
     def _fan_out_one(self, entry: OutboxEntry, subscribers: dict[str, list[Record]]) -> list[Record]:
-        session = self.svc.resources.get_by_id("session", entry.session_id)
-        if session is None:
-            return []
-        ws = session.workspace_id
+        ws = entry.workspace_id  # a resource's event; a session event's workspace is its session's
+        if ws is None:
+            session = self.svc.resources.get_by_id("session", entry.session_id)
+            if session is None:
+                return []
+            ws = session.workspace_id
         if ws not in subscribers:
             subscribers[ws] = [
                 r

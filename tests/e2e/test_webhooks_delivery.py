@@ -206,3 +206,53 @@ def test_endpoints_crud_through_the_sdk(client: anthropic.Anthropic, receiver: t
         client.beta.organization.webhooks.retrieve(a.id)
     with pytest.raises(anthropic.BadRequestError):
         client.beta.organization.webhooks.create(url=url, enabled_events=["session.exploded"])  # type: ignore[list-item]
+
+
+def test_agent_environment_deployment_and_vault_events_are_delivered(
+    client: anthropic.Anthropic, receiver: tuple[Receiver, str]
+) -> None:
+    r, url = receiver
+    # Given an endpoint for resource events (not session ones)
+    wanted = [
+        "agent.created",
+        "agent.updated",
+        "agent.archived",
+        "environment.created",
+        "environment.deleted",
+        "deployment.created",
+        "deployment.paused",
+        "deployment.unpaused",
+        "deployment.archived",
+        "vault.created",
+        "vault.archived",
+    ]
+    endpoint = client.beta.organization.webhooks.create(url=url, enabled_events=wanted)  # type: ignore[arg-type]
+    # When those resources are written through the API
+    agent = client.beta.agents.create(name="a", model="claude-sonnet-4-6")
+    client.beta.agents.update(agent.id, version=agent.version, name="b")
+    env = client.beta.environments.create(name="e", config={"type": "cloud"})
+    other = client.beta.environments.create(name="gone", config={"type": "cloud"})
+    client.beta.environments.delete(other.id)
+    dep = client.beta.deployments.create(
+        agent=agent.id,
+        environment_id=env.id,
+        name="d",
+        initial_events=HELLO,  # type: ignore[arg-type]
+    )
+    client.beta.deployments.pause(dep.id)
+    client.beta.deployments.pause(dep.id)  # (already paused: no second event)
+    client.beta.deployments.unpause(dep.id)
+    client.beta.deployments.archive(dep.id)
+    client.beta.agents.archive(agent.id)
+    vault = client.beta.vaults.create(display_name="v")
+    client.beta.vaults.archive(vault.id)
+    # Then each event arrives once, signed, naming its resource
+    expected = sorted([*wanted, "environment.created"])  # (two environments)
+    got = wait_until(lambda: len(r.delivered()) >= len(expected) and r.delivered(), timeout=30)
+    events = [client.beta.webhooks.unwrap(body, headers=h, key=endpoint.signing_secret) for h, body in got]
+    by_type = {e.data.type: e.data.id for e in events}
+    assert sorted(e.data.type for e in events) == expected
+    assert by_type["agent.created"] == by_type["agent.archived"] == agent.id
+    assert by_type["environment.deleted"] == other.id and by_type["vault.archived"] == vault.id
+    assert by_type["deployment.paused"] == by_type["deployment.unpaused"] == dep.id
+    assert all(e.data.workspace_id for e in events)

@@ -53,7 +53,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     session_id TEXT NOT NULL,
     event_id TEXT NOT NULL,
     type TEXT NOT NULL,
-    created_at TEXT NOT NULL
+    created_at TEXT NOT NULL,
+    workspace_id TEXT
 );
 """
 
@@ -101,6 +102,8 @@ class SqliteDatabase:
         columns = {str(row[1]) for row in conn.execute("PRAGMA table_info(resources)")}
         if "expires_at" not in columns:  # a database made before records could expire
             conn.execute("ALTER TABLE resources ADD COLUMN expires_at TEXT")
+        if "workspace_id" not in {str(row[1]) for row in conn.execute("PRAGMA table_info(outbox)")}:
+            conn.execute("ALTER TABLE outbox ADD COLUMN workspace_id TEXT")  # (before resource events)
         conn.executescript(_LOOKUP_INDEXES + _EXPIRY_INDEX + ";")
 
     def _conn(self) -> sqlite3.Connection:
@@ -538,9 +541,18 @@ class SqliteOutbox:
 
     def pending(self, limit: int = 100) -> list[OutboxEntry]:
         rows = self.db.query(
-            "SELECT seq, session_id, event_id, type, created_at FROM outbox ORDER BY seq LIMIT ?", (limit,)
+            "SELECT seq, session_id, event_id, type, created_at, workspace_id FROM outbox ORDER BY seq LIMIT ?",
+            (limit,),
         )
-        return [OutboxEntry(str(r[0]), r[1], r[2], r[3], parse_rfc3339(r[4])) for r in rows]
+        return [OutboxEntry(str(r[0]), r[1], r[2], r[3], parse_rfc3339(r[4]), r[5]) for r in rows]
+
+    def add(self, entries: Sequence[OutboxEntry]) -> None:
+        if entries:
+            with self.db.transaction() as conn:
+                conn.executemany(
+                    "INSERT INTO outbox (session_id, event_id, type, created_at, workspace_id) VALUES (?,?,?,?,?)",
+                    [(e.session_id, e.event_id, e.type, rfc3339(e.created_at), e.workspace_id) for e in entries],
+                )
 
     def done(self, keys: Sequence[str]) -> None:
         if keys:
