@@ -321,6 +321,8 @@ def build_local_runtime(
             outputs = provisioner.outputs
 
             def collect(sid: str) -> None:
+                if not outputs(sid).is_dir():  # no sandbox was ever prepared: nothing to collect (and no thread)
+                    return
                 threading.Thread(
                     target=collector.collect, args=(sid, outputs(sid)), name=f"outputs-{sid}", daemon=True
                 ).start()
