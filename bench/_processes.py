@@ -41,6 +41,26 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICKS
 
 
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU of a process and its live descendants (`serve --workers N`: the supervisor and its workers)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # ended meanwhile
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            total += cpu_seconds(current)
+        except OSError:
+            continue
+        todo.extend(children.get(current, []))
+    return total
+
+
 @dataclass
 class Served:
     url: str
@@ -65,7 +85,7 @@ class Served:
     def cpu(self) -> dict[str, float]:
         """CPU seconds so far of the server, the scripted model and this (client) process."""
         return {
-            "server": cpu_seconds(self.server_pid),
+            "server": tree_cpu_seconds(self.server_pid),
             "model": cpu_seconds(self.model_pid),
             "clients": cpu_seconds(os.getpid()),
         }
@@ -146,7 +166,11 @@ def _process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subpro
 
 
 @contextmanager
-def served(*, latency_ms: int, profile: str | None = None, extra_env: dict[str, str] | None = None) -> Iterator[Served]:
+def served(
+    *, latency_ms: int, profile: str | None = None, extra_env: dict[str, str] | None = None, workers: int = 1
+) -> Iterator[Served]:
+    """`workers`: the server's processes (`serve --workers`); 1 unless a bench asks, so figures compare across runs
+    and machines (serve's own default is the number of cores)."""
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp, ExitStack() as stack:
         root = Path(tmp)
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **(extra_env or {})}
@@ -180,7 +204,9 @@ def served(*, latency_ms: int, profile: str | None = None, extra_env: dict[str, 
             args = _cli()
         server = stack.enter_context(
             _process(
-                [*args, "serve", "--port", str(port), "--data-dir", str(data_dir)], server_env, root / "server.log"
+                [*args, "serve", "--port", str(port), "--data-dir", str(data_dir), "--workers", str(workers)],
+                server_env,
+                root / "server.log",
             )
         )
         url = f"http://127.0.0.1:{port}"

@@ -18,13 +18,15 @@ Prints: the wall-time ratio (goal <= 2), the direct floor ratio and ours over it
 the server's CPU per turn (its process CPU time over the turns, goal <= 3 ms) and per-turn CPU of each process,
 events/s.
 Options: --sessions N --turns N --latency-ms N --profile py-spy|sample|cprofile (report: bench/profile-<mode>.txt),
---switch-interval S (the server's sys.setswitchinterval, to measure GIL hand-over effects).
+--switch-interval S (the server's sys.setswitchinterval, to measure GIL hand-over effects), --workers N (the
+server's processes, `serve --workers`; default 1; the server's CPU is then its whole process tree's).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sqlite3
 import time
 from dataclasses import dataclass, field
@@ -132,7 +134,7 @@ def per_turn_ms(batch: dict[str, Any]) -> dict[str, float]:
 async def main_async(args: argparse.Namespace) -> None:
     extra_env = {"BENCH_SWITCH_INTERVAL": str(args.switch_interval)} if args.switch_interval else {}
     profile = args.profile or ("none" if args.switch_interval else None)
-    with served(latency_ms=args.latency_ms, profile=profile, extra_env=extra_env) as s:
+    with served(latency_ms=args.latency_ms, profile=profile, extra_env=extra_env, workers=args.workers) as s:
         await run_batch(s, 1, args.turns)  # warm-up: imports, first connections, SQLite pages
         one = await run_batch(s, 1, args.turns)
         many = await run_batch(s, args.sessions, args.turns)
@@ -166,6 +168,8 @@ async def main_async(args: argparse.Namespace) -> None:
         cpu_ms_per_turn_one_session=per_turn_ms(one),
         profile=str(s.profile_out) if args.profile else None,
         server_switch_interval_s=args.switch_interval or 0.005,
+        workers=args.workers,
+        load_average_1m=round(os.getloadavg()[0], 2),
     )
 
 
@@ -176,6 +180,7 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=int, default=50)
     parser.add_argument("--profile", choices=["py-spy", "sample", "cprofile"], default=None)
     parser.add_argument("--switch-interval", type=float, default=None)
+    parser.add_argument("--workers", type=int, default=1)
     asyncio.run(main_async(parser.parse_args()))
 
 

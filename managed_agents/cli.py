@@ -53,6 +53,15 @@ def serve(
             " (opt in to running the tools unisolated as this server's user)",
         ),
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            envvar="MANAGED_AGENTS_WORKERS",
+            min=1,
+            help="Server processes on the one data dir (default: the number of cores); sessions run in any of them",
+        ),
+    ] = None,
 ) -> None:
     """Run the API on this machine: SQLite event log, in-process harness."""
     import uvicorn
@@ -70,6 +79,10 @@ def serve(
     except OSError as exc:
         _fail(1, f"cannot listen on {host}:{port}: {exc.strerror or exc}")
     port = sock.getsockname()[1]
+    count = workers or _cores()
+    if count > 1:
+        _serve_workers(settings, sock, host, port, count)
+        return
     try:
         rt = build_local_runtime(settings)
     except RuntimeError as exc:  # e.g. --sandbox-isolation bubblewrap without bwrap
@@ -95,6 +108,53 @@ def serve(
         uvicorn.Server(config).run(sockets=[sock])
     finally:
         rt.close()
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _serve_workers(settings: ServerSettings, sock: socket.socket, host: str, port: int, count: int) -> None:
+    """`serve` with several worker processes (adapters/local/workers.py): this process supervises them."""
+    from managed_agents.adapters.local.run_lease import SqliteRunLeases
+    from managed_agents.adapters.local.sqlite_store import SqliteResourceStore
+    from managed_agents.api.workers import supervise
+    from managed_agents.wiring import bootstrap_admin_key, build_local_runtime, local_provisioner
+
+    try:
+        provisioner = local_provisioner(settings)
+    except RuntimeError as exc:  # e.g. --sandbox-isolation bubblewrap without bwrap
+        _fail(1, str(exc))
+    rt = build_local_runtime(settings, start_orchestrator=False)
+    secret = bootstrap_admin_key(rt)
+    if secret:
+        typer.echo(f"Created an admin API key (also in {os.path.join(settings.data_dir, 'admin.key')}, mode 0600):")
+        typer.echo(f"  {secret}")
+    if not os.environ.get("ANTHROPIC_API_KEY") and not os.environ.get("ANTHROPIC_BASE_URL"):
+        typer.echo("warning: ANTHROPIC_API_KEY is not set: model turns will fail until it is.", err=True)
+    connect_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    if not settings.sandbox_api_url:
+        settings = settings.model_copy(update={"sandbox_api_url": f"http://{connect_host}:{port}"})
+    isolated = provisioner.bwrap is not None
+    typer.echo(f"Cloud sandboxes: isolation {provisioner.isolation}", err=not isolated)
+    assert isinstance(rt.resources, SqliteResourceStore)
+    SqliteRunLeases(rt.resources.db).clear()  # the whole server starts: every lease is the last run's
+    running = rt.resources.find("session", "status", ["running", "rescheduling"])
+    if running:
+        typer.echo(f"Resuming {len(running)} session(s) that were running when the server last stopped.")
+    rt.resources.db.close()  # the workers are forked: none may inherit an open SQLite connection
+    # Listening from here: connections wait in the backlog until a worker serves (a port left unlistened while the
+    # workers start can be reached by a client's own connect to it: TCP self-connect on loopback ephemeral ports).
+    sock.listen(2048)
+
+    def ready() -> None:  # every worker listens on the socket: now it is true
+        typer.echo(f"Serving on http://{host}:{port}  (SDK: Anthropic(base_url='http://{host}:{port}', api_key=KEY))")
+        typer.echo(f"Workers: {count} processes (--workers; sessions run in any of them)")
+
+    raise typer.Exit(supervise(count, sock, settings, ready))
 
 
 def _bind(host: str, port: int) -> socket.socket:

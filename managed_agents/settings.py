@@ -87,6 +87,13 @@ class ServerSettings(HarnessSettings):
         None, description="the API base URL sandboxes call back (serve sets it from --host/--port when unset)"
     )
     work_lease_ttl_seconds: int = Field(60, ge=2, le=3600, description="lease of a work item between heartbeats")
+    run_lease_seconds: float = Field(
+        15.0,
+        ge=0.3,
+        le=3600,
+        description="embedded runtime: a session's run lease (serve --workers N); a process that dies holding it"
+        " has its sessions taken over by another once it expires; renewed every third of it",
+    )
     sandbox_isolation: str = Field(
         "auto",
         pattern="^(auto|bubblewrap|none)$",

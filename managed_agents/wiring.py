@@ -51,7 +51,9 @@ from managed_agents.settings import ServerSettings
 
 if TYPE_CHECKING:  # the embedded adapters load in build_local_runtime: AWS Lambdas import `Runtime` from here
     from managed_agents.adapters.local.in_process_orchestrator import InProcessOrchestrator
+    from managed_agents.adapters.local.run_lease import SqliteRunLeases
     from managed_agents.adapters.local.subprocess_sandbox import SubprocessSandboxProvisioner
+    from managed_agents.adapters.local.workers import WorkerRole
     from managed_agents.mcp_proxy import McpProxy
 
 log = logging.getLogger("managed_agents")
@@ -87,6 +89,7 @@ class Runtime:
     skills: SkillService | None = None  # None without a blob store
     memory_stores: MemoryStoreService | None = None
     deliverer: WebhookDeliverer | None = None  # None: no outbox (webhooks are stored, not delivered)
+    leases: SqliteRunLeases | None = None  # embedded: per-session run leases (adapters/local/run_lease.py)
     _reaper_stop: threading.Event = field(default_factory=threading.Event)
 
     def set_api_url(self, url: str) -> None:
@@ -124,20 +127,26 @@ class Runtime:
 
         threading.Thread(target=loop, name="deployment-scheduler", daemon=True).start()
 
-    def recover(self) -> int:
-        """Wake every session the store says was running when the process last stopped."""
+    def recover(self, *, clear_leases: bool = True) -> int:
+        """Wake every session the store says was running when the process last stopped. `clear_leases`: this is the
+        whole server starting, so every run lease is a dead process's (False: one worker of several restarting;
+        sessions that another worker runs stay its own: the wakes here are takeovers)."""
         if self.orchestrator is None:
             return 0
+        if self.leases is not None and clear_leases:
+            self.leases.clear()
         provisioner = self.provisioner
         if self.work is not None and provisioner is not None:  # the last process's sandboxes died with it
             self.work.replace_dead_sandboxes(lambda session_id: provisioner.pid(session_id) is not None)
         stuck = self.resources.find("session", "status", ["running", "rescheduling"])
         for rec in stuck:
-            self.orchestrator.wake(rec.id)
+            self.orchestrator.take_over(rec.id)
         return len(stuck)
 
     def close(self) -> None:
         self._reaper_stop.set()
+        if self.leases is not None:
+            self.leases.close()
         if self.deliverer is not None:
             self.deliverer.close()
         if self.orchestrator is not None:
@@ -250,12 +259,16 @@ def build_local_runtime(
     model: ModelClient | None = None,
     clock: Clock | None = None,
     start_orchestrator: bool = True,
+    worker: WorkerRole | None = None,
 ) -> Runtime:
+    """The embedded runtime. `worker`: one of the processes of `serve --workers N` (adapters/local/workers.py): its
+    notifier goes through the hub, and only the owner runs sandboxes, the reaper, the scheduler and the deliverer."""
     from managed_agents.adapters.anthropic_model import AnthropicMessagesModel
     from managed_agents.adapters.local.directory_blob_store import DirectoryBlobStore
     from managed_agents.adapters.local.in_process_orchestrator import InProcessOrchestrator
     from managed_agents.adapters.local.notifier import LocalNotifier
     from managed_agents.adapters.local.revocation_marker import FileRevocationMarker
+    from managed_agents.adapters.local.run_lease import SqliteRunLeases
     from managed_agents.adapters.local.secret_file_store import EncryptedFileSecretStore
     from managed_agents.adapters.local.sqlite_store import (
         SqliteDatabase,
@@ -263,7 +276,12 @@ def build_local_runtime(
         SqliteOutbox,
         SqliteResourceStore,
     )
-    from managed_agents.adapters.local.subprocess_sandbox import SubprocessSandboxProvisioner
+    from managed_agents.adapters.local.workers import (
+        HubNotifier,
+        RemoteSandboxes,
+        link_orchestrator,
+        serve_sandbox_ops,
+    )
     from managed_agents.harness.failures import harness_failure_reporter
     from managed_agents.harness.state_cache import StateCache
     from managed_agents.harness.turn import HarnessDeps
@@ -277,14 +295,12 @@ def build_local_runtime(
     secrets = EncryptedFileSecretStore.in_data_dir(data_dir)
     mcp_proxy = McpProxy(resources, secrets, clock)
     provisioner = None
+    owner = worker is None or worker.owner  # runs the singletons: sandboxes, reaper, scheduler, deliverer
     if start_orchestrator:
-        provisioner = SubprocessSandboxProvisioner(
-            data_dir / SANDBOX_DIR,
-            isolation=settings.sandbox_isolation,
-            idle_seconds=settings.sandbox_idle_seconds,
-            start_delay_seconds=settings.sandbox_start_delay_seconds,
-            hidden=(data_dir,),
-        )
+        provisioner = local_provisioner(settings)
+    sandboxes: SandboxProvisioner | None = provisioner
+    if worker is not None and not owner and provisioner is not None:  # the owner runs them: ask it through the hub
+        sandboxes = RemoteSandboxes(provisioner, worker.link)
     event_store = SqliteEventStore(db, clock)
     rt = compose(
         settings,
@@ -292,7 +308,7 @@ def build_local_runtime(
             resources=resources,
             events=event_store,
             outbox=SqliteOutbox(db),
-            notifier=LocalNotifier(),
+            notifier=LocalNotifier() if worker is None else HubNotifier(worker.link),
             clock=clock,
             blobs=DirectoryBlobStore(data_dir / BLOB_DIR),
             work=WorkSettings(
@@ -300,7 +316,7 @@ def build_local_runtime(
                 start_timeout_seconds=settings.sandbox_start_timeout_seconds,
                 api_url=settings.sandbox_api_url,
             ),
-            provisioner=provisioner,
+            provisioner=sandboxes,
             vault_secrets=secrets,
             credential_secrets=mcp_proxy,  # writes under the lock its OAuth refreshes of the credential hold
             prober=mcp_proxy,
@@ -337,7 +353,7 @@ def build_local_runtime(
         return outbox_types(event) if webhooks.any_enabled() else []
 
     event_store.outbox_types = outboxed
-    deliverer = rt.deliverer
+    deliverer = rt.deliverer if owner else None
     if deliverer is not None:  # once the append committed, the deliverer need not wait for its next look
         cast(PublishingEventStore, rt.events).observers.append(
             lambda sid, stored: deliverer.wake() if any(outbox_types(e) for e in stored) else None
@@ -362,17 +378,40 @@ def build_local_runtime(
             files=rt.files.read if rt.files is not None else None,
             cloud_memory=provisioner.bwrap is not None,  # an unisolated sandbox has no /mnt/memory of its own
         )
+        leases = rt.leases = SqliteRunLeases(db, ttl_seconds=settings.run_lease_seconds)
+        event_store.guard = leases.guard
         rt.orchestrator = InProcessOrchestrator(
             deps,
             max_workers=settings.max_concurrent_sessions,
             on_error=harness_failure_reporter(rt.events, resources, clock),
+            leases=leases,
         )
         rt.sessions.svc.orchestrator = rt.orchestrator
-        rt.start_reaper()
-        rt.start_scheduler()
+        leases.start(wake=rt.orchestrator.take_over, lost=rt.orchestrator.lease_lost)
+        if worker is not None:
+            link_orchestrator(worker.link, rt.orchestrator)
+            if owner:
+                serve_sandbox_ops(worker.link, provisioner, rt.work)
+        if owner:
+            rt.start_reaper()
+            rt.start_scheduler()
         if deliverer is not None:
             deliverer.start()
     return rt
+
+
+def local_provisioner(settings: ServerSettings) -> SubprocessSandboxProvisioner:
+    """The embedded sandbox provisioner (RuntimeError: the isolation asked for is not available)."""
+    from managed_agents.adapters.local.subprocess_sandbox import SubprocessSandboxProvisioner
+
+    data_dir = Path(settings.data_dir)
+    return SubprocessSandboxProvisioner(
+        data_dir / SANDBOX_DIR,
+        isolation=settings.sandbox_isolation,
+        idle_seconds=settings.sandbox_idle_seconds,
+        start_delay_seconds=settings.sandbox_start_delay_seconds,
+        hidden=(data_dir,),
+    )
 
 
 def owner_only(data_dir: Path, db_file: str) -> Path:

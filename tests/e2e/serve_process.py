@@ -22,6 +22,14 @@ def cli_env(**overrides: str) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": path, **overrides}
 
 
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (a zombie has closed its sockets already)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
 class ServeProcess:
     """`managed-agents serve` on `port`; `kill9()` or `stop()` ends it. Its output goes to `log_path`."""
 
@@ -52,7 +60,7 @@ class ServeProcess:
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
-        wait_until(self._ready, timeout=30, interval=0.05)
+        wait_until(self._ready, timeout=60, interval=0.05)  # loaded CI: `--workers N` boots N interpreters
 
     def _ready(self) -> bool:
         if self.proc.poll() is not None:
@@ -64,8 +72,33 @@ class ServeProcess:
         return True
 
     def kill9(self) -> None:
+        """SIGKILL the server; with `--workers N`, the supervisor, whose workers die with it (PR_SET_PDEATHSIG): wait
+        until they are gone too, so the port is free for the restart (they hold the listening socket)."""
+        workers = self.children()
         os.kill(self.proc.pid, signal.SIGKILL)
         self.proc.wait(10)
+        wait_until(lambda: not any(_running(pid) for pid in workers), timeout=30)
+        wait_until(self._refused, timeout=30)
+
+    def _refused(self) -> bool:
+        """Nothing of this server listens on its port any more."""
+        try:
+            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+        except OSError:
+            return True
+        return False
+
+    def children(self) -> list[int]:
+        """The pids of the server's child processes (its workers with `--workers N`)."""
+        found = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == self.proc.pid:
+                found.append(int(stat.parent.name))
+        return found
 
     def stop(self) -> None:
         if self.proc.poll() is None:

@@ -4,16 +4,23 @@ One run per session at a time; a wake during a run marks it dirty so it goes rou
 waits on the session's cancel token, so an interrupt cuts it short; tool waits get a timer that wakes the
 session at the deadline. On start-up `recover()` wakes every session the store says was running, which is how
 a turn interrupted by a crash (kill -9) finishes after a restart.
+
+With `leases` (adapters/local/run_lease.py) a run holds the session's run lease, so several server processes on
+one data dir (`serve --workers N`) never run one session at once: a wake that finds the lease held elsewhere nudges
+that owner instead, `take_over` picks up sessions whose owner died, and a run whose lease was lost stops.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
+from managed_agents.adapters.local.run_lease import LeaseLost
 from managed_agents.harness.turn import (
     HarnessDeps,
     Outcome,
@@ -23,6 +30,9 @@ from managed_agents.harness.turn import (
     WaitForTools,
     advance,
 )
+
+if TYPE_CHECKING:
+    from managed_agents.adapters.local.run_lease import Lease, SqliteRunLeases
 
 log = logging.getLogger("managed_agents.orchestrator")
 
@@ -63,11 +73,22 @@ class ThreadCancelToken:
 class _Run:
     token: ThreadCancelToken = field(default_factory=ThreadCancelToken)
     dirty: bool = False
+    nudge: bool = True  # when another process holds the lease: ask it to run once more (False: a takeover scan)
+    lost: bool = False  # the lease went to another process: stop after the current step
 
 
 class InProcessOrchestrator:
-    def __init__(self, deps: HarnessDeps, *, max_workers: int = 256, on_error: Callable[[str, BaseException], None]):
+    def __init__(
+        self,
+        deps: HarnessDeps,
+        *,
+        max_workers: int = 256,
+        on_error: Callable[[str, BaseException], None],
+        leases: SqliteRunLeases | None = None,
+    ):
         self.deps = deps
+        self.leases = leases
+        self.interrupt_hooks: list[Callable[[str], object]] = []
         self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="harness")
         self._lock = threading.Lock()
         self._runs: dict[str, _Run] = {}
@@ -75,7 +96,7 @@ class InProcessOrchestrator:
         self._closed = False
         self._on_error = on_error
 
-    def wake(self, session_id: str) -> None:
+    def wake(self, session_id: str, *, nudge: bool = True) -> None:
         with self._lock:
             if self._closed:
                 return
@@ -83,15 +104,33 @@ class InProcessOrchestrator:
             if run is not None:
                 run.dirty = True
                 return
-            run = self._runs[session_id] = _Run()
+            run = self._runs[session_id] = _Run(nudge=nudge)
         self._executor.submit(self._drive, session_id, run)
 
+    def take_over(self, session_id: str) -> None:
+        """Run the session if no live process holds it (a crashed owner's, or one due at a tool deadline)."""
+        self.wake(session_id, nudge=False)
+
+    def lease_lost(self, session_id: str) -> None:
+        """The heartbeat found the session's lease taken over: cut the run short (its appends are fenced anyway)."""
+        with self._lock:
+            run = self._runs.get(session_id)
+        if run is not None:
+            run.lost = True
+            run.token.cancel()
+
     def interrupt(self, session_id: str) -> None:
+        self.cut(session_id)
+        for hook in self.interrupt_hooks:  # the other processes' runs of the session (serve --workers N)
+            hook(session_id)
+        self.wake(session_id)
+
+    def cut(self, session_id: str) -> None:
+        """Cut this process's run of the session short (its model request, its retry wait), if it has one."""
         with self._lock:
             run = self._runs.get(session_id)
         if run is not None:
             run.token.cancel()
-        self.wake(session_id)
 
     def forget(self, session_id: str) -> None:
         with self._lock:
@@ -118,6 +157,39 @@ class InProcessOrchestrator:
         self._executor.shutdown(wait=True, cancel_futures=True)
 
     def _drive(self, session_id: str, run: _Run) -> None:
+        lease = None
+        if self.leases is not None:
+            lease = self._acquire(session_id, run)
+            if lease is None:
+                return
+        try:
+            self._loop(session_id, run, lease)
+        finally:
+            if self.leases is not None:
+                self.leases.fence(None)
+
+    def _acquire(self, session_id: str, run: _Run) -> Lease | None:
+        """The session's run lease, fenced on this thread; None when another process holds it (the run is
+        dropped: that owner was nudged, or, for a takeover scan, is alive and runs it)."""
+        assert self.leases is not None
+        try:
+            lease = self.leases.acquire(session_id, nudge=run.nudge)
+        except Exception:
+            log.exception("acquiring the run lease failed", extra={"session_id": session_id})
+            lease, retry = None, threading.Timer(1.0, self.wake, args=(session_id,))
+            retry.daemon = True
+            retry.start()
+        if lease is None:
+            with self._lock:
+                self._runs.pop(session_id, None)
+                woken = run.dirty and not run.nudge  # input arrived here during a takeover probe: nudge the owner
+            if woken:
+                self.wake(session_id)
+            return None
+        self.leases.fence(lease)
+        return lease
+
+    def _loop(self, session_id: str, run: _Run, lease: Lease | None) -> None:
         while True:
             try:
                 outcome: Outcome = advance(session_id, self.deps, run.token)
@@ -125,6 +197,14 @@ class InProcessOrchestrator:
                 log.exception("harness failed", extra={"session_id": session_id})
                 self._on_error(session_id, exc)
                 outcome = Parked("error")
+            except LeaseLost:  # a fenced append: another process took the session over
+                run.lost = True
+                outcome = Parked("lease lost")
+            if run.lost:  # another process runs the session now: it is not ours to release
+                log.warning("run lease lost: the session runs elsewhere", extra={"session_id": session_id})
+                with self._lock:
+                    self._runs.pop(session_id, None)
+                return
             if run.token.cancelled:
                 run.token = ThreadCancelToken()
             if self._closed:
@@ -140,7 +220,29 @@ class InProcessOrchestrator:
                 if run.dirty and not self._closed:
                     run.dirty = False
                     continue
-                self._runs.pop(session_id, None)
+                if lease is None:
+                    self._runs.pop(session_id, None)
+                    return
+            assert self.leases is not None
+            # the tool deadline (or, shutting down, at once) is when another process must look at the session
+            wake_at = (
+                outcome.deadline.timestamp() + 0.05
+                if isinstance(outcome, WaitForTools)
+                else time.time()
+                if self._closed
+                else None
+            )
+            again = self.leases.release(lease, wake_at=wake_at)
+            if again is not None:  # a wake arrived through another process meanwhile: once more
+                lease = again
+                continue
+            with self._lock:
+                if not run.dirty or self._closed:
+                    self._runs.pop(session_id, None)
+                    return
+                run.dirty, run.nudge = False, True
+            lease = self._acquire(session_id, run)
+            if lease is None:
                 return
 
     def _schedule(self, session_id: str, outcome: WaitForTools) -> None:

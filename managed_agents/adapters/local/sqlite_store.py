@@ -147,6 +147,13 @@ class SqliteDatabase:
         finally:
             self._write_lock.release()
 
+    def close(self) -> None:
+        """Close the calling thread's connection (a process about to fork: SQLite connections must not cross it)."""
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
     def query(self, sql: str, params: Sequence[object] = ()) -> list[sqlite3.Row]:
         conn = self._conn()
         cur = conn.execute(sql, tuple(params))
@@ -173,6 +180,9 @@ class SqliteEventStore:
         # what an appended event also puts in the outbox (services/webhooks.py `outbox_types`), in the same
         # transaction as the append: a crash cannot keep the event and lose its webhook
         self.outbox_types: Callable[[StoredEvent], Sequence[str]] | None = None
+        # checked first inside each append's transaction (adapters/local/run_lease.py: a process whose run lease
+        # was taken over cannot append to that session); raises to refuse the append
+        self.guard: Callable[[sqlite3.Connection, str], None] | None = None
 
     def append(
         self, session_id: str, events: Sequence[NewEvent], *, sync: RecordSync | None = None
@@ -181,6 +191,8 @@ class SqliteEventStore:
             return []
         ids = [e.id for e in events]
         with self.db.transaction() as conn:
+            if self.guard is not None:
+                self.guard(conn, session_id)
             marks = ",".join("?" * len(ids))
             dup = conn.execute(
                 f"SELECT id FROM events WHERE session_id = ? AND id IN ({marks})", (session_id, *ids)

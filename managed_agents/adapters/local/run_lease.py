@@ -1,0 +1,219 @@
+"""Per-session run leases: exactly one process of the embedded server runs a session's harness at a time.
+
+`serve --workers N` runs N processes on one SQLite file. A process runs a session's harness only while it holds the
+session's row in `run_leases` (owner = the process, `token` bumped on every acquisition, `expires_at` renewed by a
+heartbeat). A process that dies holding leases stops renewing them: once they expire, any other process's scan
+(`due`) wakes those sessions and takes them over, and the turn re-runs from the log (deterministic ids, conditional
+appends: architecture "Harness").
+
+Fencing: a process that stalled past its lease (stopped, swapped out) and wakes up after a takeover must not write
+into the session. The orchestrator marks its harness thread with the lease it holds (`Fence`), and the event store
+checks that mark inside the append's own write transaction (`SqliteEventStore.guard`): the append of a stale owner
+fails with `LeaseLost` and writes nothing, so its steps can never interleave with the new owner's.
+
+A wake that finds the session leased by another live process does not run it; it bumps the row's `wakes`, and the
+owner runs once more before it lets go (`release` fails while `wakes` moved), so input logged by any process is
+acted on. A released row keeps `expires_at` as the moment the session must be looked at again (the deadline of the
+tool calls it waits for), so that timer survives the process that set it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from managed_agents.adapters.local.sqlite_store import SqliteDatabase
+
+log = logging.getLogger("managed_agents.leases")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS run_leases (
+    session_id TEXT PRIMARY KEY,
+    owner TEXT,
+    token INTEGER NOT NULL,
+    expires_at REAL,
+    wakes INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS run_leases_due ON run_leases (expires_at) WHERE expires_at IS NOT NULL;
+"""
+
+
+class LeaseLost(BaseException):
+    """This process no longer holds the session's run lease: another process took the session over.
+
+    A BaseException, so the harness's own `except Exception` handlers (which turn failures into events) cannot
+    catch it and try to append again: the fenced step ends, and the orchestrator drops the run."""
+
+
+@dataclass(frozen=True)
+class Lease:
+    session_id: str
+    token: int
+    wakes: int  # the row's wake counter when this process last looked: a change means input arrived elsewhere
+
+
+def process_owner() -> str:
+    """A name no other process (nor this one's next incarnation) will have: host, pid and a random suffix."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+class SqliteRunLeases:
+    def __init__(
+        self,
+        db: SqliteDatabase,
+        *,
+        ttl_seconds: float = 10.0,
+        owner: str | None = None,
+        now: Callable[[], float] = time.time,
+    ) -> None:
+        self.db = db
+        self.ttl = ttl_seconds
+        self.owner = owner or process_owner()
+        self._now = now
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._held: dict[str, int] = {}  # session id -> token, the leases this process holds
+        self._stop = threading.Event()
+        for statement in SCHEMA.split(";"):
+            if statement.strip():
+                db.query(statement)
+
+    # -- holding ------------------------------------------------------------------------------------------------
+
+    def acquire(self, session_id: str, *, nudge: bool = True) -> Lease | None:
+        """The session's lease for this process, or None when another live process holds it (then, with `nudge`,
+        that owner is told to run the session once more before it lets go)."""
+        now = self._now()
+        with self.db.transaction() as conn:
+            row = conn.execute(
+                "SELECT owner, token, expires_at, wakes FROM run_leases WHERE session_id = ?", (session_id,)
+            ).fetchone()
+            if row is None:
+                conn.execute(
+                    "INSERT INTO run_leases (session_id, owner, token, expires_at, wakes) VALUES (?,?,1,?,0)",
+                    (session_id, self.owner, now + self.ttl),
+                )
+                lease = Lease(session_id, 1, 0)
+            else:
+                owner, token, expires_at, wakes = row
+                held_elsewhere = owner is not None and owner != self.owner and (expires_at or 0) > now
+                if held_elsewhere:
+                    if nudge:
+                        conn.execute("UPDATE run_leases SET wakes = wakes + 1 WHERE session_id = ?", (session_id,))
+                    return None
+                conn.execute(
+                    "UPDATE run_leases SET owner = ?, token = ?, expires_at = ? WHERE session_id = ?",
+                    (self.owner, token + 1, now + self.ttl, session_id),
+                )
+                lease = Lease(session_id, token + 1, wakes)
+        with self._lock:
+            self._held[session_id] = lease.token
+        return lease
+
+    def release(self, lease: Lease, *, wake_at: float | None = None) -> Lease | None:
+        """Let go of the lease; `wake_at`: when the session must be looked at again (any process's scan does).
+        Returns None when released (or lost already), or the renewed lease when a wake arrived through another
+        process meanwhile: the caller runs the session once more."""
+        with self.db.transaction() as conn:
+            row = conn.execute(
+                "SELECT owner, token, wakes FROM run_leases WHERE session_id = ?", (lease.session_id,)
+            ).fetchone()
+            if row is None or row[0] != self.owner or row[1] != lease.token:
+                again = None  # taken over: the new owner runs it
+            elif row[2] != lease.wakes:
+                conn.execute(
+                    "UPDATE run_leases SET expires_at = ? WHERE session_id = ?",
+                    (self._now() + self.ttl, lease.session_id),
+                )
+                return Lease(lease.session_id, lease.token, int(row[2]))
+            else:
+                conn.execute(
+                    "UPDATE run_leases SET owner = NULL, expires_at = ? WHERE session_id = ?",
+                    (wake_at, lease.session_id),
+                )
+                again = None
+        with self._lock:
+            if self._held.get(lease.session_id) == lease.token:
+                del self._held[lease.session_id]
+        return again
+
+    def holds(self, session_id: str) -> bool:
+        with self._lock:
+            return session_id in self._held
+
+    # -- fencing ------------------------------------------------------------------------------------------------
+
+    def fence(self, lease: Lease | None) -> None:
+        """Mark the calling thread as writing under `lease` (None: clear); its appends to that session are fenced."""
+        self._local.lease = lease
+
+    def guard(self, conn: sqlite3.Connection, session_id: str) -> None:
+        """Inside an append's write transaction: refuse it when the calling thread writes under a lease of this
+        session that is no longer this process's (SqliteEventStore.guard)."""
+        lease: Lease | None = getattr(self._local, "lease", None)
+        if lease is None or lease.session_id != session_id:
+            return
+        row = conn.execute("SELECT owner, token FROM run_leases WHERE session_id = ?", (session_id,)).fetchone()
+        if row is None or row[0] != self.owner or row[1] != lease.token:
+            raise LeaseLost(f"session {session_id}: run lease {lease.token} is no longer held by {self.owner}")
+
+    # -- heartbeat and takeover ---------------------------------------------------------------------------------
+
+    def renew(self) -> list[str]:
+        """Extend every lease this process holds (one write); returns the sessions it found it had lost."""
+        with self._lock:
+            held = dict(self._held)
+        if not held:
+            return []
+        with self.db.transaction() as conn:
+            conn.execute("UPDATE run_leases SET expires_at = ? WHERE owner = ?", (self._now() + self.ttl, self.owner))
+            rows = conn.execute("SELECT session_id, token FROM run_leases WHERE owner = ?", (self.owner,))
+            mine = {str(sid): int(token) for sid, token in rows}
+        lost = [sid for sid, token in held.items() if mine.get(sid) != token]
+        with self._lock:
+            for sid in lost:
+                if self._held.get(sid) == held[sid]:
+                    del self._held[sid]
+        return lost
+
+    def due(self) -> list[str]:
+        """Sessions someone must run now: leased by a process that stopped renewing, or released with a wake time
+        that has passed."""
+        rows = self.db.query(
+            "SELECT session_id FROM run_leases WHERE expires_at IS NOT NULL AND expires_at < ? LIMIT 1000",
+            (self._now(),),
+        )
+        return [str(r[0]) for r in rows]
+
+    def clear(self) -> int:
+        """At the start of the whole server: every lease belongs to a process of the last run, which is gone."""
+        with self.db.transaction() as conn:
+            cur = conn.execute("UPDATE run_leases SET owner = NULL, expires_at = ? WHERE owner IS NOT NULL", (0.0,))
+            return cur.rowcount
+
+    def start(self, wake: Callable[[str], object], lost: Callable[[str], object]) -> None:
+        """The heartbeat (renew, a third of the TTL) and the takeover scan (`due` -> `wake`) on one thread."""
+        interval = max(0.05, self.ttl / 3)
+
+        def loop() -> None:
+            while not self._stop.wait(interval):
+                try:
+                    for sid in self.renew():
+                        log.warning("run lease lost", extra={"session_id": sid})
+                        lost(sid)
+                    for sid in self.due():
+                        wake(sid)
+                except Exception:
+                    log.exception("run lease heartbeat failed")
+
+        threading.Thread(target=loop, name="run-leases", daemon=True).start()
+
+    def close(self) -> None:
+        self._stop.set()

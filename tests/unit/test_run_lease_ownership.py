@@ -1,0 +1,105 @@
+"""Run leases (adapters/local/run_lease.py): one owner per session, nudges, takeover on expiry, fenced appends."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+
+from managed_agents.adapters.local.run_lease import LeaseLost, SqliteRunLeases
+from managed_agents.adapters.local.sqlite_store import SqliteDatabase, SqliteEventStore
+from managed_agents.domain.events import NewEvent
+from managed_agents.domain.ids import new_id
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.fixture
+def parts(tmp_path: Path) -> tuple[SqliteDatabase, Clock, SqliteRunLeases, SqliteRunLeases]:
+    db, clock = SqliteDatabase(tmp_path / "db.sqlite"), Clock()
+    a = SqliteRunLeases(db, ttl_seconds=10, owner="a", now=clock)
+    b = SqliteRunLeases(db, ttl_seconds=10, owner="b", now=clock)
+    return db, clock, a, b
+
+
+def test_one_owner_at_a_time_and_a_nudge_makes_the_owner_run_once_more(parts) -> None:  # type: ignore[no-untyped-def]
+    _, _, a, b = parts
+    sid = "sesn_" + uuid.uuid4().hex
+    # Given process a holds the session's lease
+    lease = a.acquire(sid)
+    assert lease is not None
+    # When process b is woken for the same session
+    # Then it does not get the lease, and a's release asks a to run once more (input arrived through b)
+    assert b.acquire(sid) is None
+    again = a.release(lease)
+    assert again is not None and again.token == lease.token
+    # And after that run a lets go, and b may take the session
+    assert a.release(again) is None
+    taken = b.acquire(sid)
+    assert taken is not None and taken.token == lease.token + 1
+
+
+def test_a_takeover_probe_does_not_nudge_a_live_owner(parts) -> None:  # type: ignore[no-untyped-def]
+    _, _, a, b = parts
+    sid = "sesn_" + uuid.uuid4().hex
+    lease = a.acquire(sid)
+    assert lease is not None
+    assert b.acquire(sid, nudge=False) is None
+    assert a.release(lease) is None
+
+
+def test_an_expired_lease_is_due_and_taken_over_and_the_stale_owner_is_fenced(parts) -> None:  # type: ignore[no-untyped-def]
+    db, clock, a, b = parts
+    events = SqliteEventStore(db)
+    events.guard = lambda conn, sid: (a.guard(conn, sid), b.guard(conn, sid))  # both "processes" share the store
+    sid = "sesn_" + uuid.uuid4().hex
+    # Given a holds the lease and writes under it
+    lease = a.acquire(sid)
+    assert lease is not None
+    a.fence(lease)
+    events.append(sid, [NewEvent(new_id("event"), "agent.message", {"n": 1})])
+    # When a stops renewing (dies or stalls) past the lease's expiry
+    assert sid not in b.due()
+    clock.t += 11
+    # Then the session is due, b takes it over, and a's next append writes nothing
+    assert sid in b.due()
+    taken = b.acquire(sid, nudge=False)
+    assert taken is not None
+    with pytest.raises(LeaseLost):
+        events.append(sid, [NewEvent(new_id("event"), "agent.message", {"n": 2})])
+    a.fence(None)  # (one thread plays both processes here)
+    b.fence(taken)
+    events.append(sid, [NewEvent(new_id("event"), "agent.message", {"n": 3})])
+    assert [e.payload["n"] for e in events.read(sid)] == [1, 3]
+    # And a's heartbeat reports the loss, and its release leaves b's lease alone
+    assert a.renew() == [sid]
+    assert a.release(lease) is None
+    assert sid not in b.due()
+
+
+def test_a_released_lease_with_a_wake_time_is_due_then(parts) -> None:  # type: ignore[no-untyped-def]
+    _, clock, a, b = parts
+    sid = "sesn_" + uuid.uuid4().hex
+    lease = a.acquire(sid)
+    assert lease is not None
+    # Given the session waits for tool results until t+30 and its owner let go
+    assert a.release(lease, wake_at=clock.t + 30) is None
+    # Then nobody must look at it before then, anybody after (the owner may be gone by then)
+    assert sid not in b.due()
+    clock.t += 31
+    assert sid in b.due()
+
+
+def test_clearing_frees_every_lease_of_the_last_run(parts) -> None:  # type: ignore[no-untyped-def]
+    _, _, a, b = parts
+    sid = "sesn_" + uuid.uuid4().hex
+    assert a.acquire(sid) is not None
+    assert b.clear() == 1
+    assert b.acquire(sid) is not None
