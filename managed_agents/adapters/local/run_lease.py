@@ -121,6 +121,9 @@ class SqliteRunLeases:
         """Let go of the lease; `wake_at`: when the session must be looked at again (any process's scan does).
         Returns None when released (or lost already), or the renewed lease when a wake arrived through another
         process meanwhile: the caller runs the session once more."""
+        with self._lock:  # before the write: a heartbeat meanwhile must not take the released lease for a lost one
+            if self._held.get(lease.session_id) == lease.token:
+                del self._held[lease.session_id]
         with self.db.transaction() as conn:
             row = conn.execute(
                 "SELECT owner, token, wakes FROM run_leases WHERE session_id = ?", (lease.session_id,)
@@ -132,16 +135,16 @@ class SqliteRunLeases:
                     "UPDATE run_leases SET expires_at = ? WHERE session_id = ?",
                     (self._now() + self.ttl, lease.session_id),
                 )
-                return Lease(lease.session_id, lease.token, int(row[2]))
+                again = Lease(lease.session_id, lease.token, int(row[2]))
             else:
                 conn.execute(
                     "UPDATE run_leases SET owner = NULL, expires_at = ? WHERE session_id = ?",
                     (wake_at, lease.session_id),
                 )
                 again = None
-        with self._lock:
-            if self._held.get(lease.session_id) == lease.token:
-                del self._held[lease.session_id]
+        if again is not None:
+            with self._lock:
+                self._held[lease.session_id] = again.token
         return again
 
     def holds(self, session_id: str) -> bool:
@@ -176,11 +179,10 @@ class SqliteRunLeases:
             conn.execute("UPDATE run_leases SET expires_at = ? WHERE owner = ?", (self._now() + self.ttl, self.owner))
             rows = conn.execute("SELECT session_id, token FROM run_leases WHERE owner = ?", (self.owner,))
             mine = {str(sid): int(token) for sid, token in rows}
-        lost = [sid for sid, token in held.items() if mine.get(sid) != token]
-        with self._lock:
+        with self._lock:  # still held as it was (not released nor re-acquired meanwhile) and gone from the store
+            lost = [sid for sid, token in held.items() if mine.get(sid) != token and self._held.get(sid) == token]
             for sid in lost:
-                if self._held.get(sid) == held[sid]:
-                    del self._held[sid]
+                del self._held[sid]
         return lost
 
     def due(self) -> list[str]:
