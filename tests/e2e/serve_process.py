@@ -60,7 +60,11 @@ class ServeProcess:
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
-        wait_until(self._ready, timeout=60, interval=0.05)  # loaded CI: `--workers N` boots N interpreters
+        try:
+            wait_until(self._ready, timeout=60, interval=0.05)
+        except BaseException:  # not ready (or the test is interrupted): the server must not outlive the test
+            self.stop()
+            raise
 
     def _ready(self) -> bool:
         if self.proc.poll() is not None:
