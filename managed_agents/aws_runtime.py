@@ -339,6 +339,8 @@ class AwsDeps:
                 # a warm container's next ModelTurn of a session reads only the events logged since its last one
                 states=StateCache(),
                 files=rt.files.read if rt.files is not None else None,
+                # a session's child threads run in executions of their own (harness/threads.py)
+                wake=rt.sessions.svc.orchestrator.wake if rt.sessions.svc.orchestrator is not None else None,
             )
         return self._harness
 

@@ -387,6 +387,7 @@ def build_local_runtime(
             leases=leases,
         )
         rt.sessions.svc.orchestrator = rt.orchestrator
+        deps.wake = rt.orchestrator.wake  # a session's child threads (harness/threads.py)
         leases.start(wake=rt.orchestrator.take_over, lost=rt.orchestrator.lease_lost)
         if worker is not None:
             link_orchestrator(worker.link, rt.orchestrator)

@@ -141,6 +141,12 @@ class ManagedAgentsStack(Stack):
         self.secrets.deny_vault_reads(self.model_turn.role)
         self.mcp_proxy.grant_invoke(self.model_turn.role)
         self.provisioner.grant_invoke(self.model_turn.role)
+        # Threads: a coordinator's turn starts its child threads' runs, a child that finished wakes its session's run
+        # (one execution per thread, harness/threads.py; a session waiting on tool results is released from ToolWait).
+        self.model_turn.add_environment(names.ENV_STATE_MACHINE_ARN, sm_arn)
+        self._grant_wake(self.model_turn.role, sm_arn)
+        self._grant_describe_runs(self.model_turn.role)
+        self._grant_task_response(self.model_turn.role)
 
         self.report_failure = function(
             "ReportFailure",
@@ -435,11 +441,11 @@ class ManagedAgentsStack(Stack):
                 acknowledge(fn.role, "AwsSolutions-IAM5", spill, spill_objects)
         for fn in (*event_log_users, self.mcp_proxy, self.webhook_relay):
             acknowledge(fn.role, "AwsSolutions-IAM5", index, resources_index)
-        for fn in (self.tool_wait, self.api.function, self.reaper):
+        for fn in (self.tool_wait, self.api.function, self.reaper, self.model_turn):
             acknowledge(fn.role, "AwsSolutions-IAM5", task_response, "Resource::*")
         for fn in (self.api.function, self.mcp_proxy):  # (ModelTurn's statement on the prefix is a Deny)
             acknowledge(fn.role, "AwsSolutions-IAM5", vault, vault_secrets)
-        for fn in (self.api.function, self.reaper, self.report_failure):
+        for fn in (self.api.function, self.reaper, self.report_failure, self.model_turn):
             acknowledge(fn.role, "AwsSolutions-IAM5", executions, executions_finding)
         acknowledge(
             self.provisioner.role,

@@ -38,6 +38,14 @@ STATUS_BY_EVENT: dict[str, str] = {
     "session.status_rescheduled": "rescheduling",
     "session.status_terminated": "terminated",
 }
+# A child thread's own status events (on its log, marked `internal.own`; their copies on the session's log are not
+# marked and change nothing there): services/threads.py
+THREAD_STATUS_BY_EVENT: dict[str, str] = {
+    "session.thread_status_running": "running",
+    "session.thread_status_idle": "idle",
+    "session.thread_status_rescheduled": "rescheduling",
+    "session.thread_status_terminated": "terminated",
+}
 
 Order = Literal["asc", "desc"]
 

@@ -26,10 +26,10 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Literal, cast
 
-from managed_agents.domain.events import STATUS_BY_EVENT, JsonObject, StoredEvent
+from managed_agents.domain.events import STATUS_BY_EVENT, THREAD_STATUS_BY_EVENT, JsonObject, StoredEvent
 from managed_agents.domain.outcomes import DEFAULT_MAX_ITERATIONS, Outcome, brief, feedback
 
-ToolKind = Literal["builtin", "custom", "mcp", "server"]
+ToolKind = Literal["builtin", "custom", "mcp", "server", "thread"]
 # A pending entry that is a system.message rather than a user block: `{SYSTEM_TURN: [text blocks]}`
 SYSTEM_TURN = "_system_turn"
 
@@ -47,6 +47,7 @@ class ToolCall:
     server: str | None = None  # mcp: the MCP server's name
     result_content: list[JsonObject] | None = None
     result_is_error: bool = False
+    started: bool = False  # thread: its child thread was created (`session.thread_created`, harness/threads.py)
 
     @property
     def resolved(self) -> bool:
@@ -125,6 +126,7 @@ class SessionState:
     outcomes: list[Outcome] = field(default_factory=list)
     evaluation_inflight: StoredEvent | None = None
     evaluation_errors: int = 0  # session.error events of the evaluation in flight (its grader's failed attempts)
+    last_stop: str | None = None  # the stop_reason type of the latest idle
 
     @property
     def unresolved(self) -> list[ToolCall]:
@@ -234,6 +236,30 @@ def _apply(st: SessionState, ev: StoredEvent) -> None:
                 server=cast(str | None, p.get("mcp_server_name")),
             )
         )
+    elif t == "agent.thread_message_sent" and internal.get("kind") == "thread":  # a delegation (harness/threads.py)
+        st.calls.append(
+            ToolCall(
+                event_id=ev.id,
+                kind="thread",
+                name=str(internal.get("name") or ""),
+                model_tool_use_id=str(internal.get("tool_use_id") or ev.id),
+                input=cast(JsonObject, internal.get("input") or {}),
+                permission="allow",
+                logged_at=ev.processed_at,
+            )
+        )
+    elif t == "session.thread_created":
+        c = st.call(str(internal.get("call")))
+        if c is not None:
+            c.started = True
+    elif t == "agent.thread_message_received":
+        if internal.get("call"):  # a child's answer to the coordinator's delegation
+            c = st.call(str(internal["call"]))
+            if c is not None and not c.resolved:
+                c.resolve(cast(list[JsonObject], p.get("content") or []), bool(internal.get("is_error")))
+        else:  # the message that opens a child thread: its input
+            st.last_input_seq = ev.seq
+            st.pending.extend(_message_content(cast(list[JsonObject], p.get("content") or [])))
     elif t == "user.tool_confirmation":
         c = st.call(str(p.get("tool_use_id")))
         if c is not None and c.confirmation is None:
@@ -271,8 +297,8 @@ def _apply(st: SessionState, ev: StoredEvent) -> None:
         st.last_request_input_tokens = 0
         st.compactions_in_turn += 1
         st.compacted_context_tokens, st.measuring_compaction = None, True
-    elif t in STATUS_BY_EVENT:
-        new_status = STATUS_BY_EVENT[t]
+    elif t in STATUS_BY_EVENT or (internal.get("own") and t in THREAD_STATUS_BY_EVENT):
+        new_status = STATUS_BY_EVENT.get(t) or THREAD_STATUS_BY_EVENT[t]
         if new_status == "running" and st.running_since is None:
             st.running_since = ev.processed_at
         elif new_status in ("idle", "terminated") and st.running_since is not None:
@@ -291,6 +317,8 @@ def _apply(st: SessionState, ev: StoredEvent) -> None:
             # compaction limits count per turn
             st.compactions_in_turn, st.compacted_context_tokens, st.measuring_compaction = 0, None, False
         stop = cast(JsonObject, p.get("stop_reason") or {})
+        if new_status == "idle":
+            st.last_stop = cast(str | None, stop.get("type"))
         if new_status == "idle" and stop.get("type") == "budget_reached":
             st.budget_stop_seq = ev.seq
         if new_status == "idle" and stop.get("type") == "requires_action":

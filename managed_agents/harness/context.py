@@ -42,7 +42,8 @@ def session_context(session: JsonObject, *, memory_mounted: bool = True) -> str 
         for sk in skills:
             lines.append(f"- {sk['name']}: {sk['description']} (instructions: {SKILLS_DIR}/{sk['name']}/SKILL.md)")
         parts.append("\n".join(lines))
-    stores = [r for r in cast(list[JsonObject], session.get("resources") or []) if r.get("type") == "memory_store"]
+    resources = session.get("resources", session.get("_resources"))  # a child thread's copy of its session's
+    stores = [r for r in cast(list[JsonObject], resources or []) if r.get("type") == "memory_store"]
     if stores and not memory_mounted:
         names = ", ".join(str(st.get("name") or st.get("memory_store_id")) for st in stores)
         parts.append(

@@ -19,6 +19,7 @@ from managed_agents.domain.events import NewEvent
 from managed_agents.domain.ids import deterministic_event_id
 from managed_agents.domain.session_state import fold
 from managed_agents.harness.event_batches import Entry, request_end, session_error
+from managed_agents.harness.threads import run_record
 from managed_agents.ports import EventStore, Record, ResourceStore, iter_all
 from managed_agents.services.records import mutate
 
@@ -39,7 +40,7 @@ def report_session_failure(
     The event ids derive from the log position, so a report retried before anything else was logged appends
     nothing twice. A deleted or unknown session is left alone.
     """
-    rec = resources.get_by_id("session", session_id)
+    rec = run_record(resources, session_id)
     if rec is None or rec.doc.get("_deleted"):
         return False
     state = fold(iter_all(events, session_id))  # a rare path: the whole log, to find a request left open

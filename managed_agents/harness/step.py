@@ -53,11 +53,36 @@ class WaitForTools:
 
 
 @dataclass(frozen=True)
+class StartThreads:
+    """Delegation calls whose child threads are not created yet (harness/threads.py)."""
+
+    calls: tuple[ToolCall, ...]
+
+
+@dataclass(frozen=True)
+class WaitForThreads:
+    """Every open call is a delegation whose thread runs: the session waits for their answers."""
+
+    calls: tuple[ToolCall, ...]
+
+
+@dataclass(frozen=True)
 class Park:
     reason: str
 
 
-Action = RunModel | Evaluate | HandleInterrupt | GoIdle | RunPlatformTools | TimeOutTools | WaitForTools | Park
+Action = (
+    RunModel
+    | Evaluate
+    | HandleInterrupt
+    | GoIdle
+    | RunPlatformTools
+    | TimeOutTools
+    | WaitForTools
+    | StartThreads
+    | WaitForThreads
+    | Park
+)
 
 
 def decide(st: SessionState, *, now: datetime, tool_timeout: timedelta) -> Action:
@@ -77,6 +102,9 @@ def decide(st: SessionState, *, now: datetime, tool_timeout: timedelta) -> Actio
         return RunModel(st.requests_started + 1)
     unresolved = st.unresolved
     if unresolved:
+        unstarted = tuple(c for c in unresolved if c.kind == "thread" and not c.started)
+        if unstarted:
+            return StartThreads(unstarted)
         platform = tuple(c for c in unresolved if c.kind in ("mcp", "server") and c.runnable)
         if platform:
             return RunPlatformTools(platform)
@@ -85,10 +113,13 @@ def decide(st: SessionState, *, now: datetime, tool_timeout: timedelta) -> Actio
             if st.status == "idle" and st.idle_requires_action == needs_user:
                 return Park("requires_action")
             return GoIdle({"type": "requires_action", "event_ids": list(needs_user)})
-        expired = tuple(c for c in unresolved if now - c.logged_at >= tool_timeout)
+        others = tuple(c for c in unresolved if c.kind != "thread")
+        expired = tuple(c for c in others if now - c.logged_at >= tool_timeout)
         if expired:
             return TimeOutTools(expired)
-        return WaitForTools(min(c.logged_at for c in unresolved) + tool_timeout)
+        if not others:
+            return WaitForThreads(tuple(unresolved))
+        return WaitForTools(min(c.logged_at for c in others) + tool_timeout)
     if st.calls or st.has_unsent_input:
         return RunModel(st.requests_started + 1)
     if st.needs_evaluation:

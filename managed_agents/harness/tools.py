@@ -25,6 +25,7 @@ from functools import cache
 from typing import cast
 
 from managed_agents.domain.events import JsonObject
+from managed_agents.harness.threads import definitions as delegation_tools
 from managed_agents.harness.web import WEB_FETCH_DEFINITION, WEB_SEARCH_DEFINITION
 
 SANDBOX_TOOLS: tuple[str, ...] = ("bash", "read", "write", "edit", "glob", "grep")
@@ -55,7 +56,7 @@ def sandbox_tool_definitions() -> dict[str, JsonObject]:
 
 @dataclass(frozen=True)
 class ToolRoute:
-    kind: str  # builtin | custom | mcp | server
+    kind: str  # builtin | custom | mcp | server | thread
     name: str
     permission: str  # allow | ask | deny
     evaluation: JsonObject | None
@@ -124,6 +125,11 @@ class Toolbox:
         for tool in toolsets:  # after the others: an MCP tool never takes a built-in or custom tool's name
             if tool.get("type") == "mcp_toolset" and mcp_tools and str(tool["mcp_server_name"]) in mcp_tools:
                 self._add_mcp_toolset(tool, mcp_tools[str(tool["mcp_server_name"])])
+        if agent.get("multiagent"):  # a coordinator: one delegation tool per callable agent (harness/threads.py)
+            for definition in delegation_tools(agent):
+                if definition["name"] not in self.routes:
+                    self.routes[str(definition["name"])] = ToolRoute("thread", str(definition["name"]), "allow", None)
+                    self.definitions.append(definition)
 
     def _add_toolset(self, toolset: JsonObject, web_search_available: bool) -> None:
         default = cast(JsonObject, toolset.get("default_config") or {})

@@ -17,10 +17,19 @@ from typing import cast
 from managed_agents.domain import prices
 from managed_agents.domain.clock import Clock, rfc3339
 from managed_agents.domain.errors import DuplicateEvent
-from managed_agents.domain.events import STATUS_BY_EVENT, JsonObject, NewEvent, StoredEvent, builtin_tool_result_type
+from managed_agents.domain.events import (
+    STATUS_BY_EVENT,
+    THREAD_STATUS_BY_EVENT,
+    JsonObject,
+    NewEvent,
+    StoredEvent,
+    builtin_tool_result_type,
+)
 from managed_agents.domain.ids import deterministic_event_id
 from managed_agents.domain.session_state import SessionState, ToolCall, fold
-from managed_agents.harness import budget, compaction, outcomes, step, web
+from managed_agents.domain.threads import KIND as THREAD_KIND
+from managed_agents.domain.threads import child_thread_id
+from managed_agents.harness import budget, compaction, outcomes, step, threads, web
 from managed_agents.harness.context import build_request, model_id, session_context
 from managed_agents.harness.event_batches import Entry, request_end, session_error, tool_error
 from managed_agents.harness.file_blocks import FileLoader, inline_file_sources
@@ -95,6 +104,7 @@ class HarnessDeps:
     states: StateCache | None = None  # folded states between steps (None: every step folds the whole log)
     files: FileLoader | None = None  # reads Files API files for image/document blocks (harness/file_blocks.py)
     cloud_memory: bool = True  # cloud sandboxes mount memory stores (False: unisolated embedded ones cannot)
+    wake: Callable[[str], object] | None = None  # the orchestrator's wake: a session's child threads, and back
 
 
 class _Turn:
@@ -106,6 +116,7 @@ class _Turn:
         self.state = state
         self.in_sequence = True  # every batch this step appended followed the state's last event directly
         self.agent = cast(JsonObject, rec.doc["agent"])
+        self.thread = rec.kind == THREAD_KIND  # a child thread of a session (harness/threads.py)
         self.toolbox = Toolbox(self.agent, web_search_available=bool(deps.settings.web_search_url))
         self.ledger = budget.Ledger(
             model_id(self.agent), cast(JsonObject | None, rec.doc.get("budget")), deps.settings.usage_event_seconds
@@ -126,7 +137,7 @@ class _Turn:
                 errors.append(("session.error", {"error": error.session_error()}, None))
                 continue
             try:
-                listed[server] = self.deps.mcp.list_tools(self.sid, server)
+                listed[server] = self.deps.mcp.list_tools(self.session_id, server)
             except McpProxyError as exc:
                 errors.append(("session.error", {"error": exc.session_error()}, None))
         self.toolbox = Toolbox(
@@ -147,11 +158,15 @@ class _Turn:
         """Log a batch (deterministic ids: a re-run appends nothing) and fold it; when it changes what the session
         record caches, the record is written in the same transaction where the store can (RecordSync)."""
         events = budget.price(self.ledger, self.state, events, self.deps.clock.now())
+        if self.thread:
+            events = self._as_thread(events)
         batch = [
             NewEvent(deterministic_event_id(self.sid, key, i), type_, payload, internal)
             for i, (type_, payload, internal) in enumerate(events)
         ]
-        synced = any(e.type in STATUS_BY_EVENT or e.type in SYNCED_SPANS for e in batch)
+        synced = any(
+            e.type in STATUS_BY_EVENT or e.type in THREAD_STATUS_BY_EVENT or e.type in SYNCED_SPANS for e in batch
+        )
         folded: list[Sequence[StoredEvent]] = []
 
         def change(r: Record, stored: Sequence[StoredEvent]) -> None:
@@ -166,6 +181,10 @@ class _Turn:
             stored = self.deps.events.append(self.sid, batch, sync=sync)
         except DuplicateEvent:
             log.info("batch already in the log", extra={"session_id": self.sid, "key": key})
+            stored = []
+        if self.thread:
+            self._cross_post(batch)
+        if not stored:
             return []
         if not folded:
             self._fold(stored)
@@ -174,6 +193,35 @@ class _Turn:
         elif synced and stored and sync is None:
             self.sync_record()
         return stored
+
+    def _as_thread(self, events: Sequence[Entry]) -> list[Entry]:
+        """A child thread logs its status changes as `session.thread_status_*` (marked as its own for the fold)."""
+        out: list[Entry] = []
+        for type_, payload, internal in events:
+            if type_ in threads.THREAD_STATUS:
+                named = {"session_thread_id": self.sid, "agent_name": self.agent.get("name"), **payload}
+                out.append((threads.THREAD_STATUS[type_], named, {**(internal or {}), "own": True}))
+            else:
+                out.append((type_, payload, internal))
+        return out
+
+    def _cross_post(self, batch: Sequence[NewEvent]) -> None:
+        """A child's status changes also go to its session's log (idempotent: ids derived from the child's)."""
+        copies = [
+            NewEvent(deterministic_event_id(self.session_id, f"x@{e.id}"), e.type, e.payload, None)
+            for e in batch
+            if e.type in THREAD_STATUS_BY_EVENT
+        ]
+        if copies:
+            try:
+                self.deps.events.append(self.session_id, copies)
+            except DuplicateEvent:
+                pass
+
+    @property
+    def session_id(self) -> str:
+        """The session this turn's log belongs to (a child thread's session, or the session itself)."""
+        return str(self.rec.doc["session_id"]) if self.thread else self.rec.id
 
     def _fold(self, stored: Sequence[StoredEvent]) -> None:
         if stored and stored[0].seq != self.state.last_seq + 1:
@@ -206,17 +254,26 @@ class _Turn:
 
 def advance(session_id: str, deps: HarnessDeps, cancel: CancelToken | None = None) -> Outcome:
     """One step of the session: decide from its folded log, act, log what happened."""
-    rec = deps.resources.get_by_id("session", session_id)
+    rec = threads.run_record(deps.resources, session_id)
     if rec is None or rec.doc.get("_deleted"):
         if deps.states is not None:
             deps.states.forget(session_id)
         return Parked("deleted")
     if deps.states is None:
-        return _step(_Turn(deps, rec, fold(iter_all(deps.events, session_id))), cancel)
+        turn = _Turn(deps, rec, fold(iter_all(deps.events, session_id)))
+        return _after_step(turn, _step(turn, cancel))
     turn = _Turn(deps, rec, deps.states.take(deps.events, session_id))
-    outcome = _step(turn, cancel)
+    outcome = _after_step(turn, _step(turn, cancel))
     if turn.in_sequence:
         deps.states.put(session_id, turn.state)
+    return outcome
+
+
+def _after_step(turn: _Turn, outcome: Outcome) -> Outcome:
+    """A child thread that stopped sends its answer to its session, which is woken to read it."""
+    if turn.thread and isinstance(outcome, Parked) and outcome.reason in ("idle", "terminated"):
+        if threads.deliver(turn.deps.events, turn.rec, turn.state, turn.append) and turn.deps.wake is not None:
+            turn.deps.wake(turn.session_id)
     return outcome
 
 
@@ -237,7 +294,7 @@ def _step(turn: _Turn, cancel: CancelToken | None) -> Outcome:
         if st.status != "running":
             turn.append(f"running@{st.last_seq}", [("session.status_running", {}, None)])
         if deps.hands is not None and any(c.kind == "builtin" for c in st.unresolved):
-            deps.hands(session_id)
+            deps.hands(turn.session_id)
         return WaitForTools(action.deadline, st.last_seq)
     if isinstance(action, step.TimeOutTools):
         batch: list[Entry] = []
@@ -252,11 +309,41 @@ def _step(turn: _Turn, cancel: CancelToken | None) -> Outcome:
         return RunAgain()
     if isinstance(action, step.HandleInterrupt):
         return _handle_interrupt(turn, action)
+    if isinstance(action, step.StartThreads):
+        return _start_threads(turn, action)
+    if isinstance(action, step.WaitForThreads):
+        if deps.wake is not None:  # a restarted server woke the session only: its children run on, or deliver
+            for call in action.calls:
+                deps.wake(child_thread_id(session_id, call.event_id))
+        if turn.rec.doc.get("status") != st.status:
+            turn.sync_record()
+        return Parked("threads")
     if isinstance(action, step.RunPlatformTools):
         return _run_platform_tools(turn, action)
     if isinstance(action, step.Evaluate):
         return outcomes.evaluate(turn, action.rerun, cancel)
     return _run_model(turn, action, cancel)
+
+
+def _start_threads(turn: _Turn, action: step.StartThreads) -> Outcome:
+    """Create the delegations' child threads, log their creation on the session and wake them."""
+    deps = turn.deps
+    now = rfc3339(deps.clock.now())
+    batch: list[Entry] = []
+    started: list[str] = []
+    for call in action.calls:
+        tid, created = threads.start(deps.resources, deps.events, turn.rec, call, now)
+        if created is None:
+            message = f"{call.name!r} is not a delegation this agent may make."
+            batch.append(threads.answer(turn.sid, call, message))
+            continue
+        batch.append(("session.thread_created", created, {"call": call.event_id}))
+        started.append(tid)
+    turn.append(f"threads@{action.calls[0].event_id}", batch)
+    if deps.wake is not None:
+        for tid in started:
+            deps.wake(tid)
+    return RunAgain()
 
 
 def _run_web_tool(turn: _Turn, call: ToolCall) -> tuple[list[JsonObject], bool]:
@@ -287,7 +374,7 @@ def _run_platform_tools(turn: _Turn, action: step.RunPlatformTools) -> Outcome:
             batch.append(tool_error(call.event_id, message, kind="mcp"))
             continue
         try:
-            result = turn.deps.mcp.call_tool(turn.sid, call.server, call.name, call.input)
+            result = turn.deps.mcp.call_tool(turn.session_id, call.server, call.name, call.input)
         except McpProxyError as exc:
             batch.append(tool_error(call.event_id, exc.message, kind="mcp"))
             batch.append(("session.error", {"error": exc.session_error()}, None))
@@ -309,6 +396,9 @@ def _handle_interrupt(turn: _Turn, action: step.HandleInterrupt) -> Outcome:
         batch.append(outcomes.end_event(st.evaluation_inflight.id, active, "interrupted", message, None))
     for call in st.unresolved:
         message = "The user interrupted the session before this tool call finished."
+        if call.kind == "thread":
+            batch.append(threads.answer(turn.sid, call, message))
+            continue
         batch.append(tool_error(call.event_id, message, kind=call.kind, builtin_result=turn.builtin_result))
     batch.append(("session.status_idle", {"stop_reason": {"type": "end_turn"}}, None))
     turn.append(f"interrupt@{st.last_seq}", batch)
@@ -504,6 +594,12 @@ def _tool_use_events(turn: _Turn, block: JsonObject, event_id: str) -> list[Entr
     payload: JsonObject = {"name": name, "input": block.get("input") or {}}
     if route.kind == "custom":
         return [("agent.custom_tool_use", payload, internal)]
+    if route.kind == "thread":
+        return [
+            threads.sent_event(
+                turn.sid, turn.agent, name, cast(JsonObject, payload["input"]), block.get("id"), event_id
+            )
+        ]
     event_type = "agent.tool_use"
     if route.kind == "mcp":
         event_type = "agent.mcp_tool_use"

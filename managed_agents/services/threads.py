@@ -24,45 +24,15 @@ from managed_agents.domain import prices
 from managed_agents.domain.clock import parse_rfc3339, rfc3339
 from managed_agents.domain.errors import InvalidRequest, NotFound
 from managed_agents.domain.events import JsonObject
-from managed_agents.domain.ids import deterministic_id
+from managed_agents.domain.threads import KIND, primary_thread_id, thread_agent
 from managed_agents.ports import ListQuery, Record, read_wire
 from managed_agents.services import budgets
 from managed_agents.services.keys import Principal
 from managed_agents.services.records import mutate
 from managed_agents.services.sessions import SessionService, decode_seq_cursor, encode_seq_cursor
 
-KIND = "session_thread"
 STATUSES = ("running", "idle", "rescheduling", "terminated")
 MAX_THREADS_LISTED = 1000
-# the session agent's fields a thread's `agent` repeats (SessionThreadAgent: the roster is not repeated)
-THREAD_AGENT_FIELDS = (
-    "id",
-    "type",
-    "name",
-    "description",
-    "system",
-    "model",
-    "tools",
-    "mcp_servers",
-    "skills",
-    "execution_identity",
-    "version",
-)
-
-
-def primary_thread_id(session_id: str) -> str:
-    return deterministic_id(KIND, session_id, "primary")
-
-
-def child_thread_id(session_id: str, call_event_id: str) -> str:
-    """The thread a delegation call starts: the same id however often the start is re-run (crash recovery)."""
-    return deterministic_id(KIND, session_id, call_event_id)
-
-
-def thread_agent(agent: JsonObject) -> JsonObject:
-    out = {k: agent.get(k) for k in THREAD_AGENT_FIELDS}
-    out["type"] = "agent"
-    return out
 
 
 def _stats(doc: JsonObject, now: datetime) -> JsonObject:

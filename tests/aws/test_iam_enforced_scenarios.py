@@ -75,6 +75,9 @@ NOT_EXERCISED: dict[tuple[str, str], str] = {
     "moto's Scheduler checks no PassRole",
     ("Triggers", "iam:PassRole"): "an auto-pause updates the deployment's schedule, passing its role again; moto's "
     "Scheduler checks no PassRole",
+    ("ModelTurn", "states:SendTaskSuccess"): "a child thread that finishes while its session waits in ToolWait for a "
+    "sandbox tool result called in the same turn as the delegation releases that wait; the fan-out scenario "
+    "delegates only",
 }
 CUSTOM_TOOL = {
     "type": "custom",
@@ -97,6 +100,37 @@ class Runs:
 
 def _types(events: list[Any]) -> list[str]:
     return [e.type for e in events]
+
+
+def fan_out(platform: Platform) -> None:
+    """A coordinator delegates to two subagents at once: each child thread runs in an execution of its own, started
+    by the coordinator's ModelTurn; each child's last ModelTurn wakes the session's run with its answer."""
+    client = platform.client
+    helpers = [client.beta.agents.create(name=n, model="claude-sonnet-4-6") for n in ("north", "south")]
+    lead = client.beta.agents.create(
+        name="lead", model="claude-sonnet-4-6", multiagent={"type": "coordinator", "agents": [h.id for h in helpers]}
+    )
+    env = client.beta.environments.create(name="e", config={"type": "cloud"})
+    sid = client.beta.sessions.create(agent=lead.id, environment_id=env.id).id
+    calls = [
+        {"type": "tool_use", "name": f"delegate_to_{n}", "input": {"message": f"survey the {n}"}}
+        for n in ("north", "south")
+    ]
+    platform.model.push(
+        {"match": "survey both", "content": calls},
+        {"match": "survey the north", "content": [{"type": "text", "text": "north: calm"}], "delay_ms": 1500},
+        {"match": "survey the south", "content": [{"type": "text", "text": "south: windy"}], "delay_ms": 1500},
+        {"match": "north: calm", "content": [{"type": "text", "text": "calm north, windy south"}]},
+    )
+    platform.say(sid, "survey both")
+    events = platform.wait_idle(sid)
+    assert [e.content[0].text for e in events if e.type == "agent.message"] == ["calm north, windy south"]
+    assert sum(e.type == "agent.thread_message_received" for e in events) == 2
+    # one execution per thread: each child's run is named after it
+    names = [d["name"] for d in platform.executions()]
+    threads = [t.id for t in client.beta.sessions.threads.list(sid) if t.parent_thread_id]
+    assert len(threads) == 2
+    assert all(any(n.startswith(f"{tid}-") for n in names) for tid in threads)
 
 
 def plain_turn(platform: Platform) -> str:
@@ -334,6 +368,7 @@ def runs(synth_variant: Callable[[dict[str, Any]], Synth], tmp_path_factory: pyt
         iam: IamEnforcement = platform.iam
         boto3.client("secretsmanager", region_name=REGION).create_secret(Name="admin-key", SecretString=admin)
         scenario("plain turn", lambda: plain_turn(platform))
+        scenario("fan out", lambda: fan_out(platform))
         large = scenario("large payloads", lambda: large_payloads(platform))
         tooled = scenario("tools", lambda: tools(platform))
         scenario("interrupt", lambda: interrupt(platform))
@@ -444,6 +479,7 @@ def webhooks(platform: Platform) -> None:
 
 SCENARIOS = [
     "plain turn",
+    "fan out",
     "large payloads",
     "tools",
     "interrupt",

@@ -10,7 +10,7 @@ import anthropic
 import pytest
 
 from managed_agents.testing.scripted_model import ScriptedModelServer
-from tests.e2e.conftest import Server, all_events, error_body, wait_idle
+from tests.e2e.conftest import Server, all_events, error_body, wait_idle, wait_until
 
 
 def _msg(text: str) -> Any:
@@ -84,3 +84,100 @@ def test_thread_errors(server: Server) -> None:
     assert "primary thread" in error_body(info.value)["message"]
     with pytest.raises(anthropic.BadRequestError):
         client.beta.sessions.threads.list(sid, statuses=["sleeping"])  # type: ignore[list-item]
+
+
+def _coordinator(client: anthropic.Anthropic) -> tuple[str, str]:
+    flights = client.beta.agents.create(name="flights", model="claude-sonnet-4-6", description="Finds flights")
+    hotels = client.beta.agents.create(name="hotels", model="claude-sonnet-4-6")
+    lead = client.beta.agents.create(
+        name="lead",
+        model="claude-sonnet-4-6",
+        multiagent={"type": "coordinator", "agents": [flights.id, hotels.id]},
+    )
+    env = client.beta.environments.create(name="e", config={"type": "cloud"})
+    return lead.id, client.beta.sessions.create(agent=lead.id, environment_id=env.id).id
+
+
+def _delegate(agent: str, message: str) -> dict[str, Any]:
+    return {"type": "tool_use", "name": f"delegate_to_{agent}", "input": {"message": message}}
+
+
+def test_a_coordinator_delegates_to_two_subagents_in_parallel(
+    server: Server, model_server: ScriptedModelServer
+) -> None:
+    client = server.client(_strict_response_validation=True)
+    _, sid = _coordinator(client)
+    primary = next(iter(client.beta.sessions.threads.list(sid)))
+    # Given a coordinator that delegates to both subagents in one turn, and subagents that each take a while
+    model_server.push(
+        {
+            "match": "plan the trip",
+            "content": [_delegate("flights", "find flights"), _delegate("hotels", "find hotels")],
+        },
+        {"match": "find flights", "content": [{"type": "text", "text": "flight AB123"}], "delay_ms": 600},
+        {"match": "find it", "content": [{"type": "text", "text": "hotel Ritz"}], "delay_ms": 600},
+        {"match": "AB123", "content": [{"type": "text", "text": "Booked AB123 and the Ritz."}]},
+    )
+    client.beta.sessions.events.send(sid, events=[_msg("plan the trip")])
+    # When a child thread appears, its stream is watched until it stops
+    children = wait_until(lambda: [t for t in client.beta.sessions.threads.list(sid) if t.parent_thread_id], 30)
+    streamed: list[Any] = []
+    with client.beta.sessions.threads.events.stream(children[0].id, session_id=sid) as stream:
+        for ev in stream:
+            streamed.append(ev)
+            if ev.type == "session.thread_status_idle":
+                break
+    events = wait_idle(client, sid)
+    # Then the session ends its turn with the coordinator's answer, written from both subagents' answers
+    messages = [e for e in events if e.type == "agent.message"]
+    assert messages[-1].content[0].text == "Booked AB123 and the Ritz."
+    final_request = model_server.requests[-1]["body"]["messages"]
+    results = [b for b in final_request[-1]["content"] if b["type"] == "tool_result"]
+    assert [r["content"][0]["text"] for r in results] == ["flight AB123", "hotel Ritz"]
+    # And the session's log shows each delegation: sent, thread created, running, idle, answer received
+    sent = [e for e in events if e.type == "agent.thread_message_sent"]
+    assert [e.to_agent_name for e in sent] == ["flights", "hotels"]
+    threads_ = {t.id: t for t in client.beta.sessions.threads.list(sid)}
+    assert len(threads_) == 3 and primary.id in threads_
+    child_ids = {e.to_session_thread_id for e in sent}
+    assert child_ids == set(threads_) - {primary.id}
+    created = [e for e in events if e.type == "session.thread_created"]
+    assert {e.session_thread_id for e in created} == child_ids
+    assert {e.agent_name for e in created} == {"flights", "hotels"}
+    received = [e for e in events if e.type == "agent.thread_message_received"]
+    assert {(e.from_session_thread_id, e.from_agent_name) for e in received} == {
+        (e.to_session_thread_id, e.to_agent_name) for e in sent
+    }
+    for tid in child_ids:
+        child = threads_[tid]
+        assert child.parent_thread_id == primary.id and child.status == "idle" and child.agent.type == "agent"
+        assert child.usage is not None and child.usage.output_tokens
+        own = list(client.beta.sessions.threads.events.list(tid, session_id=sid))
+        assert [e.type for e in own] == [
+            "agent.thread_message_received",
+            "session.thread_status_running",
+            "span.model_request_start",
+            "agent.message",
+            "span.model_request_end",
+            "session.thread_status_idle",
+            "agent.thread_message_sent",
+        ]
+        assert own[0].from_session_thread_id == primary.id
+        assert own[-1].to_session_thread_id == primary.id
+        # the thread's status changes are cross-posted to the session's log, naming the thread
+        statuses = [e for e in events if e.type.startswith("session.thread_status_") and e.session_thread_id == tid]
+        assert [e.type for e in statuses] == ["session.thread_status_running", "session.thread_status_idle"]
+        assert [e.type for e in statuses] == [e.type for e in own if e.type.startswith("session.thread_status_")]
+        if tid == children[0].id:  # the stream showed the tail of the thread's own events, in order
+            assert streamed and [e.id for e in streamed] == [e.id for e in own[: len(own) - 1]][-len(streamed) :]
+    # And the two subagents ran at once: each one's model request started before the other's ended
+    spans = {
+        tid: [e for e in client.beta.sessions.threads.events.list(tid, session_id=sid) if e.type.startswith("span.")]
+        for tid in child_ids
+    }
+    a, b = spans.values()
+    assert a[0].processed_at < b[1].processed_at and b[0].processed_at < a[1].processed_at
+    # And the primary thread's events are still exactly the session's
+    assert [e.id for e in client.beta.sessions.threads.events.list(primary.id, session_id=sid)] == [
+        e.id for e in all_events(client, sid)
+    ]

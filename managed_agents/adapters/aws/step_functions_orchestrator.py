@@ -48,6 +48,7 @@ from botocore.exceptions import ClientError
 from managed_agents.adapters.aws.tool_wait import TOKEN_FIELD, release_tool_wait
 from managed_agents.adapters.local.in_process_orchestrator import ThreadCancelToken
 from managed_agents.domain.errors import NotFound, ServiceUnavailable
+from managed_agents.harness.threads import run_record
 from managed_agents.ports import EventStore, Record, ResourceStore
 from managed_agents.services.records import mutate
 
@@ -89,7 +90,7 @@ def finish_run(resources: ResourceStore, session_id: str, execution: str | None 
     `execution` is the caller's own execution name (`$$.Execution.Name`); a caller that no longer owns the run (it
     was stopped and replaced) changes nothing and ends.
     """
-    rec = resources.get_by_id("session", session_id)
+    rec = run_record(resources, session_id)
     if rec is None:
         return False
     again = False
@@ -122,7 +123,7 @@ def hand_over_run(resources: ResourceStore, session_id: str, execution: str, las
     of the same name and input is the same execution). None when `execution` no longer owns the run (it was stopped
     and replaced): it then ends without continuing. A pending wake stays pending for the continuation.
     """
-    rec = resources.get_by_id("session", session_id)
+    rec = run_record(resources, session_id)
     if rec is None or rec.doc.get("_deleted"):
         return None
     claimed: str | None = None
@@ -154,7 +155,7 @@ def release_failed_run(resources: ResourceStore, session_id: str, execution: str
     execution that handed the run over and then failed to start its continuation (`_continued_from`) releases the
     continuation's claim: nothing else would start it.
     """
-    rec = resources.get_by_id("session", session_id)
+    rec = run_record(resources, session_id)
     if rec is None:
         return False
     pending = False
@@ -209,7 +210,7 @@ class StepFunctionsOrchestrator:
     def _wake(self, session_id: str, *, stopped: str | None = None) -> None:
         """`stopped`: an execution this call just stopped; it no longer owns the run, whatever DescribeExecution
         says (a stopped execution can read RUNNING for a moment, until its current state returns)."""
-        rec = self.resources.get_by_id("session", session_id)
+        rec = run_record(self.resources, session_id)
         if rec is None or rec.doc.get("_deleted"):
             return
         if rec.doc.get(TOKEN_FIELD) and release_tool_wait(self.resources, self.sfn, session_id):
@@ -286,7 +287,7 @@ class StepFunctionsOrchestrator:
 
     def _stop(self, session_id: str, *, cause: str) -> str | None:
         """StopExecution of the run's owner; returns the name of the execution stopped (or already gone)."""
-        rec = self.resources.get_by_id("session", session_id)
+        rec = run_record(self.resources, session_id)
         owner = rec.doc.get(EXECUTION) if rec is not None else None
         if not isinstance(owner, str):
             return None
@@ -330,7 +331,7 @@ def ownership_watch(
     def watch() -> None:
         while not done.wait(poll_seconds):
             try:
-                rec = resources.get_by_id("session", session_id)
+                rec = run_record(resources, session_id)
             except Exception:  # a failed poll is not a lost run; try again
                 continue
             if rec is None or rec.doc.get("_deleted") or rec.doc.get(EXECUTION) != execution:

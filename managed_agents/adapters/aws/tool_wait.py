@@ -24,6 +24,7 @@ from botocore.exceptions import ClientError
 from managed_agents.domain.errors import NotFound, ServiceUnavailable
 from managed_agents.domain.session_state import fold
 from managed_agents.harness import step
+from managed_agents.harness.threads import run_record
 from managed_agents.harness.turn import HarnessDeps
 from managed_agents.ports import Record, ResourceStore, iter_all
 from managed_agents.services.records import mutate
@@ -45,7 +46,7 @@ def still_waiting_for_tools(deps: HarnessDeps, session_id: str) -> bool:
 
 def hold_tool_wait(deps: HarnessDeps, sfn_client: SFNClient, session_id: str, task_token: str) -> bool:
     """Park the task token on the session record; True when it was released at once (nothing left to wait for)."""
-    rec = deps.resources.get_by_id("session", session_id)
+    rec = run_record(deps.resources, session_id)
     if rec is None or rec.doc.get("_deleted"):
         return _send(sfn_client, session_id, task_token)  # the next ModelTurn parks the deleted session
 
@@ -68,7 +69,7 @@ def release_tool_wait(resources: ResourceStore, sfn_client: SFNClient, session_i
     dropped quietly; any other Step Functions failure is ServiceUnavailable and the token is gone from the record
     (the task's timeout still ends the wait).
     """
-    rec = resources.get_by_id("session", session_id)
+    rec = run_record(resources, session_id)
     if rec is None or not rec.doc.get(TOKEN_FIELD):
         return False
     token: str | None = None

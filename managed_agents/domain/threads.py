@@ -1,0 +1,44 @@
+"""Thread identities (api-reference §2.3.3), shared by the threads API (services/threads.py) and the harness's
+delegations (harness/threads.py)."""
+
+from __future__ import annotations
+
+from managed_agents.domain.events import JsonObject
+from managed_agents.domain.ids import PREFIXES, deterministic_id
+
+KIND = "session_thread"
+# the session agent's fields a thread's `agent` repeats (SessionThreadAgent: the roster is not repeated)
+THREAD_AGENT_FIELDS = (
+    "id",
+    "type",
+    "name",
+    "description",
+    "system",
+    "model",
+    "tools",
+    "mcp_servers",
+    "skills",
+    "execution_identity",
+    "version",
+)
+
+
+def primary_thread_id(session_id: str) -> str:
+    """The session's primary thread: the session itself, so its id is derived from the session's."""
+    return deterministic_id(KIND, session_id, "primary")
+
+
+def child_thread_id(session_id: str, call_event_id: str) -> str:
+    """The thread a delegation call starts: the same id however often the start is re-run (crash recovery)."""
+    return deterministic_id(KIND, session_id, call_event_id)
+
+
+def is_thread_id(id_: str) -> bool:
+    return id_.startswith(PREFIXES[KIND])
+
+
+def thread_agent(agent: JsonObject) -> JsonObject:
+    """A resolved agent definition as a thread shows it (`{type: "agent", ...}`, no roster)."""
+    out = {k: agent.get(k) for k in THREAD_AGENT_FIELDS}
+    out["type"] = "agent"
+    return out
