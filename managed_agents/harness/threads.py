@@ -32,25 +32,34 @@ from managed_agents.ports import EventStore, Record, ResourceStore
 
 PREFIX = "delegate_to_"
 INLINE_TOOL = "delegate_to_inline_agent"
+ADVISOR_TOOL = "consult_advisor"
+ADVISOR_SYSTEM = (
+    "You are an advisor to another agent. It consults you mid-task with a question and the context it chose to share."
+    " Answer it directly: your judgement, the risks it may have missed, and what you would do next. You have no tools."
+)
 MAX_TOOL_NAME = 64
 # a child's own status events: `session.status_X` as the harness decides them, logged as the thread's
 THREAD_STATUS = {t: "session.thread_status_" + t.removeprefix("session.status_") for t in STATUS_BY_EVENT}
 
 
-def _roster(agent: JsonObject) -> tuple[list[JsonObject], bool]:
-    """The agents the primary thread may delegate to (full definitions) and whether inline agents are enabled."""
+def _roster(agent: JsonObject) -> tuple[list[JsonObject], bool, str | None]:
+    """The agents the primary thread may delegate to (full definitions), whether inline agents are enabled, and the
+    advisor's model (None: no advisor)."""
     ma = cast(JsonObject | None, agent.get("multiagent"))
     if not ma:
-        return [], False
+        return [], False, None
     if ma.get("type") == "coordinator":
         entries = cast(list[JsonObject], ma.get("agents") or [])
-        return [e for e in entries if e.get("type") == "agent"], False
+        advisor = next((str(e["model"]) for e in entries if e.get("type") == "advisor"), None)
+        return [e for e in entries if e.get("type") == "agent"], False, advisor
+    level = cast(JsonObject, ma.get("advisor") or {})
+    advisor = str(level["model"]) if level.get("type") == "enabled" and level.get("model") else None
     sub = cast(JsonObject, ma.get("subagents") or {})
     if sub.get("type") != "enabled":
-        return [], False
+        return [], False, advisor
     inline = cast(JsonObject, sub.get("inline_agents") or {}).get("type", "enabled") == "enabled"
     entries = cast(list[JsonObject], sub.get("predefined_agents") or [])
-    return [e for e in entries if e.get("type") == "agent"], inline
+    return [e for e in entries if e.get("type") == "agent"], inline, advisor
 
 
 def tool_name(agent_name: str) -> str:
@@ -59,7 +68,7 @@ def tool_name(agent_name: str) -> str:
 
 def definitions(agent: JsonObject) -> list[JsonObject]:
     """The delegation tools of an agent with a roster (none for a thread's agent: threads are one level deep)."""
-    agents, inline = _roster(agent)
+    agents, inline, advisor = _roster(agent)
     out: list[JsonObject] = []
     for a in agents:
         about = f": {a['description']}" if a.get("description") else ""
@@ -93,17 +102,50 @@ def definitions(agent: JsonObject) -> list[JsonObject]:
                 },
             }
         )
+    if advisor is not None:
+        out.append(
+            {
+                "name": ADVISOR_TOOL,
+                "description": f"Consult your advisor ({advisor}), a stronger model, when you are unsure how to"
+                " proceed or want your plan checked. It sees only what you send: include the context it needs."
+                " Its answer is this tool's result.",
+                "input_schema": {
+                    "type": "object",
+                    "properties": {"message": {"type": "string", "description": "Your question, with its context."}},
+                    "required": ["message"],
+                },
+            }
+        )
     return out
 
 
 def thread_agent_for(coordinator: JsonObject, name: str, input_: JsonObject) -> JsonObject | None:
-    """The agent definition the thread a delegation call starts runs (None: no such delegation tool)."""
-    agents, inline = _roster(coordinator)
+    """The agent definition the thread a delegation call starts shows (None: no such delegation tool)."""
+    agents = run_agent_for(coordinator, name, input_)
+    return agents[0] if agents is not None else None
+
+
+def run_agent_for(coordinator: JsonObject, name: str, input_: JsonObject) -> tuple[JsonObject, JsonObject] | None:
+    """(the thread's `agent` as the API shows it, the definition its turns run) for a delegation call; they differ for
+    the advisor only (`{type: "advisor", model}`, run as a tool-less agent of that model)."""
+    agents, inline, advisor = _roster(coordinator)
     for a in agents:
         if tool_name(str(a["name"])) == name:
-            return thread_agent(a)
+            shown = thread_agent(a)
+            return shown, shown
+    if advisor is not None and name == ADVISOR_TOOL:
+        run: JsonObject = {
+            "type": "advisor",
+            "name": "advisor",
+            "model": {"id": advisor},
+            "system": ADVISOR_SYSTEM,
+            "tools": [],
+            "mcp_servers": [],
+            "skills": [],
+        }
+        return {"type": "advisor", "model": advisor}, run
     if inline and name == INLINE_TOOL:
-        return {
+        inline_agent: JsonObject = {
             "type": "inline",
             "name": str(input_.get("name") or "inline agent")[:256],
             "description": None,
@@ -114,6 +156,7 @@ def thread_agent_for(coordinator: JsonObject, name: str, input_: JsonObject) -> 
             "skills": coordinator.get("skills") or [],
             "execution_identity": coordinator.get("execution_identity") or {"type": "service_account"},
         }
+        return inline_agent, inline_agent
     return None
 
 
@@ -125,7 +168,8 @@ def sent_event(
     sid: str, coordinator: JsonObject, name: str, input_: JsonObject, tool_use_id: object, event_id: str
 ) -> tuple[str, JsonObject, JsonObject]:
     """The coordinator's delegation call as logged: `event_id` is the id the event gets in its batch."""
-    agent = thread_agent_for(coordinator, name, input_) or {}
+    agents = run_agent_for(coordinator, name, input_)
+    agent = agents[1] if agents is not None else {}
     payload: JsonObject = {
         "to_session_thread_id": child_thread_id(sid, event_id),
         "to_agent_name": agent.get("name"),
@@ -149,9 +193,10 @@ def start(
     `session.thread_created` payload (None when the call names no delegation tool)."""
     sid = session.id
     tid = child_thread_id(sid, call.event_id)
-    agent = thread_agent_for(cast(JsonObject, session.doc["agent"]), call.name, call.input)
-    if agent is None:
+    agents = run_agent_for(cast(JsonObject, session.doc["agent"]), call.name, call.input)
+    if agents is None:
         return tid, None
+    agent, run = agents
     doc: JsonObject = {
         "id": tid,
         "type": "session_thread",
@@ -170,6 +215,7 @@ def start(
         "_skills": session.doc.get("_skills"),
         "_resources": session.doc.get("resources"),
         "_call_event_id": call.event_id,
+        **({"_run_agent": run} if run is not agent else {}),
     }
     try:
         resources.insert(Record(KIND, session.workspace_id, tid, doc, session.created_at, attrs={"session_id": sid}))
@@ -185,7 +231,7 @@ def start(
         events.append(tid, [opening])
     except DuplicateEvent:
         pass
-    return tid, {"session_thread_id": tid, "agent_name": agent["name"], "workflow_run_id": None}
+    return tid, {"session_thread_id": tid, "agent_name": run["name"], "workflow_run_id": None}
 
 
 def reply_content(st: SessionState) -> tuple[list[JsonObject], bool]:
@@ -233,7 +279,7 @@ def deliver(
         "reply",
         [("agent.thread_message_sent", {"to_session_thread_id": primary_thread_id(sid), "content": content}, None)],
     )
-    name = str(cast(JsonObject, thread.doc["agent"]).get("name"))
+    name = str(cast(JsonObject, thread.doc.get("_run_agent") or thread.doc["agent"]).get("name"))
     try:
         events.append(sid, [received_event(sid, thread.id, name, str(thread.doc["_call_event_id"]), content, is_error)])
     except DuplicateEvent:

@@ -115,7 +115,8 @@ class _Turn:
         self.rec = rec
         self.state = state
         self.in_sequence = True  # every batch this step appended followed the state's last event directly
-        self.agent = cast(JsonObject, rec.doc["agent"])
+        # what the turn runs: the session's agent, or a child thread's (the advisor's differs from what it shows)
+        self.agent = cast(JsonObject, rec.doc.get("_run_agent") or rec.doc["agent"])
         self.thread = rec.kind == THREAD_KIND  # a child thread of a session (harness/threads.py)
         self.toolbox = Toolbox(self.agent, web_search_available=bool(deps.settings.web_search_url))
         self.ledger = budget.Ledger(

@@ -115,7 +115,7 @@ def test_a_coordinator_delegates_to_two_subagents_in_parallel(
             "content": [_delegate("flights", "find flights"), _delegate("hotels", "find hotels")],
         },
         {"match": "find flights", "content": [{"type": "text", "text": "flight AB123"}], "delay_ms": 600},
-        {"match": "find it", "content": [{"type": "text", "text": "hotel Ritz"}], "delay_ms": 600},
+        {"match": "find hotels", "content": [{"type": "text", "text": "hotel Ritz"}], "delay_ms": 600},
         {"match": "AB123", "content": [{"type": "text", "text": "Booked AB123 and the Ritz."}]},
     )
     client.beta.sessions.events.send(sid, events=[_msg("plan the trip")])
@@ -181,3 +181,42 @@ def test_a_coordinator_delegates_to_two_subagents_in_parallel(
     assert [e.id for e in client.beta.sessions.threads.events.list(primary.id, session_id=sid)] == [
         e.id for e in all_events(client, sid)
     ]
+
+
+def test_an_agent_consults_its_advisor_in_a_thread_of_the_advisor_model(
+    server: Server, model_server: ScriptedModelServer
+) -> None:
+    client = server.client(_strict_response_validation=True)
+    agent = client.beta.agents.create(
+        name="worker",
+        model="claude-sonnet-4-6",
+        multiagent={
+            "type": "multiagent_20261001",
+            "advisor": {"type": "enabled", "model": "claude-opus-4-8"},
+            "subagents": {"type": "disabled"},
+        },
+    )
+    env = client.beta.environments.create(name="e", config={"type": "cloud"})
+    sid = client.beta.sessions.create(agent=agent.id, environment_id=env.id).id
+    # Given an agent that consults its advisor
+    ask = {"type": "tool_use", "name": "consult_advisor", "input": {"message": "Deploy on a Friday?"}}
+    model_server.push(
+        {"match": "release", "content": [ask]},
+        {"match": "Friday?", "content": [{"type": "text", "text": "No: wait for Monday."}]},
+        {"match": "Monday", "content": [{"type": "text", "text": "Releasing on Monday."}]},
+    )
+    client.beta.sessions.events.send(sid, events=[_msg("plan the release")])
+    events = wait_idle(client, sid)
+    # Then the advisor's answer comes back as the tool result and the agent acts on it
+    assert [e.content[0].text for e in events if e.type == "agent.message"] == ["Releasing on Monday."]
+    first, advice, last = (r["body"] for r in model_server.requests if r["path"] == "/v1/messages")
+    assert [t["name"] for t in first["tools"]] == ["consult_advisor"]
+    # And the advisor is a request to the advisor's model, without tools, under its own system prompt
+    assert advice["model"] == "claude-opus-4-8" and "tools" not in advice
+    assert "advisor" in advice["system"][0]["text"]
+    assert last["messages"][-1]["content"][0]["content"][0]["text"] == "No: wait for Monday."
+    # And its thread shows the advisor as its agent
+    (thread,) = [t for t in client.beta.sessions.threads.list(sid) if t.parent_thread_id]
+    assert thread.agent.type == "advisor" and thread.agent.model == "claude-opus-4-8"
+    created = next(e for e in events if e.type == "session.thread_created")
+    assert created.agent_name == "advisor" and created.session_thread_id == thread.id
