@@ -30,6 +30,10 @@ from managed_agents.domain.events import STATUS_BY_EVENT, THREAD_STATUS_BY_EVENT
 from managed_agents.domain.outcomes import DEFAULT_MAX_ITERATIONS, Outcome, brief, feedback
 
 ToolKind = Literal["builtin", "custom", "mcp", "server", "thread"]
+# the answers a user (or a sandbox worker) gives a child thread's calls through the session (harness/threads.py)
+THREAD_ANSWERS = frozenset(
+    {"user.tool_confirmation", "user.custom_tool_result", "user.tool_result", "agent.tool_result"}
+)
 # A pending entry that is a system.message rather than a user block: `{SYSTEM_TURN: [text blocks]}`
 SYSTEM_TURN = "_system_turn"
 
@@ -127,6 +131,10 @@ class SessionState:
     evaluation_inflight: StoredEvent | None = None
     evaluation_errors: int = 0  # session.error events of the evaluation in flight (its grader's failed attempts)
     last_stop: str | None = None  # the stop_reason type of the latest idle
+    # a child thread's tool calls cross-posted to the session's log (harness/threads.py): event id -> (thread id,
+    # whether the user must act), until answered; and the answers the session's log got for them, to route
+    thread_requests: dict[str, tuple[str, bool]] = field(default_factory=dict)
+    thread_answers: list[StoredEvent] = field(default_factory=list)
 
     @property
     def unresolved(self) -> list[ToolCall]:
@@ -219,6 +227,17 @@ def _apply(st: SessionState, ev: StoredEvent) -> None:
                 ended = internal.get("stop_reason") not in ("pause_turn", "refusal")
                 if o is not None and ended and not any(b.get("type") == "tool_use" for b in content):
                     o.agent_done = True
+    elif t in ("agent.tool_use", "agent.custom_tool_use", "agent.mcp_tool_use") and internal.get("thread"):
+        needs_user = t == "agent.custom_tool_use" or p.get("evaluated_permission") == "ask"
+        st.thread_requests[ev.id] = (str(internal["thread"]), needs_user)
+    elif internal.get("thread") and t in THREAD_ANSWERS:  # a user's answer to a child's call, routed to it
+        call_id = str(p.get("custom_tool_use_id") or p.get("tool_use_id"))
+        request = st.thread_requests.get(call_id)
+        if request is not None and t == "user.tool_confirmation" and p.get("result") == "allow":
+            st.thread_requests[call_id] = (request[0], False)  # confirmed: the child runs it
+        elif request is not None:
+            del st.thread_requests[call_id]
+        st.thread_answers.append(ev)
     elif t in ("agent.tool_use", "agent.custom_tool_use", "agent.mcp_tool_use"):
         kind = cast(
             ToolKind,

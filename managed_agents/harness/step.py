@@ -118,6 +118,11 @@ def decide(st: SessionState, *, now: datetime, tool_timeout: timedelta) -> Actio
         if expired:
             return TimeOutTools(expired)
         if not others:
+            needs = tuple(i for i, (_, needs_user) in st.thread_requests.items() if needs_user)
+            if needs:  # a child thread waits on the user (a confirmation, a custom tool result): so does the session
+                if st.status == "idle" and st.idle_requires_action == needs:
+                    return Park("requires_action")
+                return GoIdle({"type": "requires_action", "event_ids": list(needs)})
             return WaitForThreads(tuple(unresolved))
         return WaitForTools(min(c.logged_at for c in others) + tool_timeout)
     if st.calls or st.has_unsent_input:

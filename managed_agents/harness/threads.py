@@ -24,7 +24,7 @@ from collections.abc import Callable
 from typing import cast
 
 from managed_agents.domain.errors import Conflict, DuplicateEvent
-from managed_agents.domain.events import STATUS_BY_EVENT, JsonObject, NewEvent
+from managed_agents.domain.events import STATUS_BY_EVENT, JsonObject, NewEvent, StoredEvent
 from managed_agents.domain.ids import deterministic_event_id
 from managed_agents.domain.session_state import SessionState, ToolCall
 from managed_agents.domain.threads import KIND, child_thread_id, is_thread_id, primary_thread_id, thread_agent
@@ -302,3 +302,28 @@ def run_record(resources: ResourceStore, run_id: str) -> Record | None:
     if rec is None and is_thread_id(run_id):
         rec = resources.get_by_id(KIND, run_id)
     return rec
+
+
+def answered_through_session(type_: str, payload: JsonObject, internal: JsonObject | None) -> bool:
+    """A child's call that the session's side answers: a custom tool, an ask-gated call, a sandbox tool (the session's
+    worker runs it)."""
+    if type_ == "agent.custom_tool_use":
+        return True
+    if type_ == "agent.mcp_tool_use":
+        return payload.get("evaluated_permission") == "ask"
+    if type_ == "agent.tool_use":
+        kind = (internal or {}).get("kind")
+        return payload.get("evaluated_permission") == "ask" or (
+            kind == "builtin" and payload.get("evaluated_permission") == "allow"
+        )
+    return False
+
+
+def forward_answers(events: EventStore, answers: list[StoredEvent]) -> None:
+    """Copy the session's answers to its children's calls into their logs (same ids: idempotent)."""
+    for ev in answers:
+        tid = str((ev.internal or {}).get("thread"))
+        try:
+            events.append(tid, [NewEvent(ev.id, ev.type, ev.payload, None)])
+        except DuplicateEvent:
+            pass

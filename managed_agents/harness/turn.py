@@ -207,12 +207,17 @@ class _Turn:
         return out
 
     def _cross_post(self, batch: Sequence[NewEvent]) -> None:
-        """A child's status changes also go to its session's log (idempotent: ids derived from the child's)."""
-        copies = [
-            NewEvent(deterministic_event_id(self.session_id, f"x@{e.id}"), e.type, e.payload, None)
-            for e in batch
-            if e.type in THREAD_STATUS_BY_EVENT
-        ]
+        """A child's status changes also go to its session's log (idempotent: ids derived from the child's), and its
+        tool calls that the session's client or sandbox answers, under their own ids, marked with the thread: a
+        confirmation, a custom tool's result or a sandbox worker's result is sent to the session and routed by id
+        (api-reference §3.3: "cross-posted subagent requests carry session_thread_id")."""
+        copies: list[NewEvent] = []
+        for e in batch:
+            if e.type in THREAD_STATUS_BY_EVENT:
+                copies.append(NewEvent(deterministic_event_id(self.session_id, f"x@{e.id}"), e.type, e.payload, None))
+            elif threads.answered_through_session(e.type, e.payload, e.internal):
+                payload = {**e.payload, "session_thread_id": self.sid}
+                copies.append(NewEvent(e.id, e.type, payload, {"thread": self.sid}))
         if copies:
             try:
                 self.deps.events.append(self.session_id, copies)
@@ -275,6 +280,9 @@ def _after_step(turn: _Turn, outcome: Outcome) -> Outcome:
     if turn.thread and isinstance(outcome, Parked) and outcome.reason in ("idle", "terminated"):
         if threads.deliver(turn.deps.events, turn.rec, turn.state, turn.append) and turn.deps.wake is not None:
             turn.deps.wake(turn.session_id)
+    elif turn.thread and isinstance(outcome, Parked) and outcome.reason == "requires_action":
+        if turn.deps.wake is not None:  # the session waits on the user for the child's call (step.decide)
+            turn.deps.wake(turn.session_id)
     return outcome
 
 
@@ -313,10 +321,13 @@ def _step(turn: _Turn, cancel: CancelToken | None) -> Outcome:
     if isinstance(action, step.StartThreads):
         return _start_threads(turn, action)
     if isinstance(action, step.WaitForThreads):
+        if st.status != "running":  # (back from waiting on the user for a child's call)
+            turn.append(f"running@{st.last_seq}", [("session.status_running", {}, None)])
+        threads.forward_answers(deps.events, st.thread_answers)
         if deps.wake is not None:  # a restarted server woke the session only: its children run on, or deliver
             for call in action.calls:
                 deps.wake(child_thread_id(session_id, call.event_id))
-        if turn.rec.doc.get("status") != st.status:
+        if turn.rec.doc.get("status") != turn.state.status:
             turn.sync_record()
         return Parked("threads")
     if isinstance(action, step.RunPlatformTools):

@@ -32,7 +32,7 @@ from managed_agents.domain.events import (
 )
 from managed_agents.domain.ids import deterministic_event_id, new_id
 from managed_agents.domain.outcomes import DEFAULT_MAX_ITERATIONS
-from managed_agents.domain.session_state import SessionState, fold
+from managed_agents.domain.session_state import SessionState, ToolCall, fold
 from managed_agents.ports import EventNotifier, EventStore, ListQuery, Record, RecordSync, iter_all, read_wire
 from managed_agents.services import budgets
 from managed_agents.services.agents import AgentService, check_tools, resolve_model, resolve_tools, skill_refs
@@ -548,6 +548,7 @@ class SessionService:
     ) -> list[StoredEvent]:
         sid = rec.id
         answered: set[str] = set()
+        routed: dict[str, str] = {}
         batch: list[NewEvent] = []
         for i, ev in enumerate(events):
             where = f"events[{i}]"
@@ -556,11 +557,15 @@ class SessionService:
                     f"{where}: user.tool_result is posted by the session's sandbox worker with its work token"
                     f" (the sessions_token of its work item), not with {p.describe() if p else 'initial_events'}"
                 )
-            self._check_event(rec, st, ev, where, answered, i == len(events) - 1, events[i - 1] if i else None)
+            self._check_event(rec, st, ev, where, answered, i == len(events) - 1, events[i - 1] if i else None, routed)
             payload = _dump(ev)
             payload.pop("type")
             logged: str = ev.type
             internal: JsonObject | None = None
+            ref = getattr(ev, "tool_use_id", None) or getattr(ev, "custom_tool_use_id", None)
+            if ref in routed:  # answers a child thread's call: the harness forwards it there (harness/threads.py)
+                payload["session_thread_id"] = routed[ref]
+                internal = {"thread": routed[ref]}
             if isinstance(ev, UserToolResultParams):  # the worker's result: the agent's on a cloud environment
                 logged = builtin_tool_result_type(rec.doc.get("_environment_type"))
             if isinstance(ev, UserDefineOutcomeParams):
@@ -641,7 +646,9 @@ class SessionService:
         answered: set[str],
         last: bool,
         previous: EventParams | None,
+        routed: dict[str, str] | None = None,
     ) -> None:
+        """`routed` collects the calls of child threads the events answer (call id -> thread id)."""
         if isinstance(ev, UserMessageParams):
             for j, block in enumerate(ev.content):
                 source = getattr(block, "source", None)
@@ -672,7 +679,7 @@ class SessionService:
                 )
             return
         if isinstance(ev, UserToolConfirmationParams):
-            call = st.call(ev.tool_use_id)
+            call = st.call(ev.tool_use_id) or self._thread_call(st, ev.tool_use_id, routed)
             if call is None or call.kind == "custom":
                 raise InvalidRequest(
                     f"{where}.tool_use_id: {ev.tool_use_id!r} is not an agent.tool_use or agent.mcp_tool_use"
@@ -685,7 +692,7 @@ class SessionService:
             answered.add(ev.tool_use_id)
             return
         if isinstance(ev, UserCustomToolResultParams):
-            call = st.call(ev.custom_tool_use_id)
+            call = st.call(ev.custom_tool_use_id) or self._thread_call(st, ev.custom_tool_use_id, routed)
             if call is None or call.kind != "custom":
                 raise InvalidRequest(
                     f"{where}.custom_tool_use_id: {ev.custom_tool_use_id!r} is not an agent.custom_tool_use event"
@@ -696,7 +703,7 @@ class SessionService:
             answered.add(ev.custom_tool_use_id)
             return
         if isinstance(ev, UserToolResultParams):
-            call = st.call(ev.tool_use_id)
+            call = st.call(ev.tool_use_id) or self._thread_call(st, ev.tool_use_id, routed)
             if call is None or call.kind != "builtin":
                 raise InvalidRequest(
                     f"{where}.tool_use_id: {ev.tool_use_id!r} is not an agent.tool_use event of this session"
@@ -707,6 +714,16 @@ class SessionService:
                 raise InvalidRequest(f"{where}.tool_use_id: {ev.tool_use_id!r} has not been confirmed")
             answered.add(ev.tool_use_id)
             return
+
+    def _thread_call(self, st: SessionState, call_id: str, routed: dict[str, str] | None) -> ToolCall | None:
+        """A child thread's call, cross-posted to the session's log, as the child's own log has it now."""
+        request = st.thread_requests.get(call_id)
+        if request is None:
+            return None
+        call = fold(iter_all(self.events, request[0])).call(call_id)
+        if call is not None and routed is not None:
+            routed[call_id] = request[0]
+        return call
 
     def list_events(
         self,

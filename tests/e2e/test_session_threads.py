@@ -220,3 +220,66 @@ def test_an_agent_consults_its_advisor_in_a_thread_of_the_advisor_model(
     assert thread.agent.type == "advisor" and thread.agent.model == "claude-opus-4-8"
     created = next(e for e in events if e.type == "session.thread_created")
     assert created.agent_name == "advisor" and created.session_thread_id == thread.id
+
+
+def test_a_child_threads_confirmation_and_custom_tool_call_are_answered_through_the_session(
+    server: Server, model_server: ScriptedModelServer
+) -> None:
+    client = server.client(_strict_response_validation=True)
+    ticket = {
+        "type": "custom",
+        "name": "ticket",
+        "description": "Open a ticket",
+        "input_schema": {"type": "object", "properties": {"title": {"type": "string"}}},
+    }
+    asks = {"type": "agent_toolset_20260401", "default_config": {"permission_policy": {"type": "always_ask"}}}
+    ops = client.beta.agents.create(name="ops", model="claude-sonnet-4-6", tools=[asks, ticket])  # type: ignore[list-item]
+    lead = client.beta.agents.create(
+        name="lead", model="claude-sonnet-4-6", multiagent={"type": "coordinator", "agents": [ops.id]}
+    )
+    env = client.beta.environments.create(name="e", config={"type": "cloud"})
+    sid = client.beta.sessions.create(agent=lead.id, environment_id=env.id).id
+    model_server.push(
+        {"match": "clean up", "content": [_delegate("ops", "clean the disk")]},
+        {
+            "match": "clean the disk",
+            "content": [{"type": "tool_use", "name": "bash", "input": {"command": "rm -rf /x"}}],
+        },
+        {"match": "not allowed", "content": [{"type": "tool_use", "name": "ticket", "input": {"title": "disk"}}]},
+        {"match": "TICKET-7 filed", "content": [{"type": "text", "text": "opened TICKET-7 instead"}]},
+        {"match": "instead", "content": [{"type": "text", "text": "Cleanup handed to TICKET-7."}]},
+    )
+    client.beta.sessions.events.send(sid, events=[_msg("clean up")])
+    # When the subagent's ask-gated call reaches the session, the session waits on the user for it
+    events = wait_idle(client, sid)
+    idle = [e for e in events if e.type == "session.status_idle"][-1]
+    use = next(e for e in events if e.type == "agent.tool_use")
+    (child,) = [t for t in client.beta.sessions.threads.list(sid) if t.parent_thread_id]
+    assert idle.stop_reason.type == "requires_action" and idle.stop_reason.event_ids == [use.id]
+    assert use.session_thread_id == child.id and use.evaluated_permission == "ask" and use.name == "bash"
+    # And the user's denial, sent to the session, is routed to the subagent's thread
+    deny = {"type": "user.tool_confirmation", "tool_use_id": use.id, "result": "deny", "deny_message": "not allowed"}
+    echo = client.beta.sessions.events.send(sid, events=[deny])  # type: ignore[list-item]
+    assert echo.data[0].session_thread_id == child.id  # type: ignore[union-attr]
+    # Then the subagent calls its custom tool, which the session's client answers the same way
+    events = wait_idle(client, sid, count=2)
+    custom = next(e for e in events if e.type == "agent.custom_tool_use")
+    assert custom.session_thread_id == child.id
+    assert [e for e in events if e.type == "session.status_idle"][-1].stop_reason.event_ids == [custom.id]
+    result = {
+        "type": "user.custom_tool_result",
+        "custom_tool_use_id": custom.id,
+        "content": [{"type": "text", "text": "TICKET-7 filed"}],
+    }
+    client.beta.sessions.events.send(sid, events=[result])  # type: ignore[list-item]
+    events = wait_idle(client, sid, count=3)
+    assert [e.content[0].text for e in events if e.type == "agent.message"] == ["Cleanup handed to TICKET-7."]
+    assert events[-1].stop_reason.type == "end_turn"
+    # And the thread's own log holds its calls and the answers it got, under the same ids
+    own = list(client.beta.sessions.threads.events.list(child.id, session_id=sid))
+    by_id = {e.id: e for e in own}
+    assert by_id[use.id].type == "agent.tool_use" and by_id[custom.id].type == "agent.custom_tool_use"
+    answers = [e for e in own if e.type in ("user.tool_confirmation", "user.custom_tool_result")]
+    assert [e.type for e in answers] == ["user.tool_confirmation", "user.custom_tool_result"]
+    denied = model_server.requests[2]["body"]["messages"][-1]["content"][0]
+    assert denied["type"] == "tool_result" and denied["is_error"] and denied["content"][0]["text"] == "not allowed"

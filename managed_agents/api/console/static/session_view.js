@@ -103,6 +103,13 @@ const TITLES = {
   "agent.mcp_tool_result": "MCP tool result",
   "agent.custom_tool_use": "Custom tool use",
   "agent.thread_context_compacted": "Context compacted",
+  "agent.thread_message_sent": "Message to a thread",
+  "agent.thread_message_received": "Message from a thread",
+  "session.thread_created": "Thread created",
+  "session.thread_status_running": "Thread running",
+  "session.thread_status_idle": "Thread idle",
+  "session.thread_status_rescheduled": "Thread rescheduled",
+  "session.thread_status_terminated": "Thread terminated",
   "session.error": "Error",
   "session.status_running": "Running",
   "session.status_idle": "Idle",
@@ -203,6 +210,35 @@ function eventBody(trace, ev) {
       return h("p.meta", "The user interrupted the session", ev.session_thread_id ? ` (thread ${ev.session_thread_id})` : "");
     case "agent.thread_context_compacted":
       return h("p.meta", "The context was compacted: earlier turns were replaced by a summary.");
+    case "agent.thread_message_sent":
+      return [
+        h("p.meta", "To ", h("strong", ev.to_agent_name || "the primary thread"), " ", h("code", ev.to_session_thread_id)),
+        h("p.message", blocksText(ev.content)),
+      ];
+    case "agent.thread_message_received":
+      return [
+        h(
+          "p.meta",
+          "From ",
+          h("strong", ev.from_agent_name || "the primary thread"),
+          " ",
+          h("code", ev.from_session_thread_id),
+        ),
+        h("p.message", blocksText(ev.content)),
+      ];
+    case "session.thread_created":
+    case "session.thread_status_running":
+    case "session.thread_status_rescheduled":
+    case "session.thread_status_terminated":
+      return h("p.meta", h("strong", ev.agent_name || "thread"), " ", h("code", ev.session_thread_id));
+    case "session.thread_status_idle":
+      return h(
+        "p.meta",
+        h("strong", ev.agent_name || "thread"),
+        " ",
+        h("code", ev.session_thread_id),
+        ev.stop_reason ? [" ", badge(ev.stop_reason.type, "stop")] : null,
+      );
     case "session.error": {
       const e = ev.error || {};
       const retry = e.retry_status && e.retry_status.type;
@@ -333,7 +369,7 @@ function turnSummary(turn) {
   return parts;
 }
 
-const SEG_LABEL = { model: "model", tool: "tool", wait: "waiting on the user" };
+const SEG_LABEL = { model: "model", tool: "tool", wait: "waiting on the user", thread: "thread" };
 
 function waterfallRow(turn) {
   const tot = turn.totals();
@@ -341,7 +377,27 @@ function waterfallRow(turn) {
   const track = h("div.wf-track", { "aria-hidden": "true" });
   track.style.setProperty("--dur", String(dur));
   const boxes = [];
-  for (const s of coalesce(tot.segments, dur)) {
+  const lanes = [];
+  for (const s of tot.segments.filter((x) => x.kind === "thread")) {
+    // each child thread (a delegation) on a lane of its own under the turn's track, named after its agent
+    const lane = h("div.wf-track.wf-lane", { dataset: { thread: s.id } });
+    lane.style.setProperty("--dur", String(dur));
+    const left = ((s.start - turn.start) / dur) * 100;
+    const width = ((s.end - s.start) / dur) * 100;
+    lane.append(
+      h("span", {
+        class: `seg seg-thread${s.open ? " seg-open" : ""}${s.isError ? " seg-error" : ""}`,
+        style: { left: `${left}%`, width: `${width}%` },
+        title: `thread ${s.name}: ${fmtMs(s.end - s.start)}`,
+      }),
+      h("span.wf-lane-name", s.name),
+    );
+    lanes.push(lane);
+  }
+  for (const s of coalesce(
+    tot.segments.filter((x) => x.kind !== "thread"),
+    dur,
+  )) {
     const left = ((s.start - turn.start) / dur) * 100;
     const width = ((s.end - s.start) / dur) * 100;
     const what = `${SEG_LABEL[s.kind]}${s.count > 1 ? ` ×${fmtInt(s.count)}` : ""}${s.name ? ` ${s.name}` : ""}`;
@@ -356,10 +412,11 @@ function waterfallRow(turn) {
   track.append(...boxes);
   return [
     h("a.wf-label", { href: `#turn-${turn.index}`, dataset: { turn: String(turn.index) } }, `Turn ${turn.index}`),
-    h("div.wf-bar", track),
+    h("div.wf-bar", track, ...lanes),
     h(
       "span.wf-totals",
-      `${fmtMs(tot.total)}: model ${fmtMs(tot.model)}, tool ${fmtMs(tot.tool)}, waiting ${fmtMs(tot.wait)}`,
+      `${fmtMs(tot.total)}: model ${fmtMs(tot.model)}, tool ${fmtMs(tot.tool)}, waiting ${fmtMs(tot.wait)}` +
+        (lanes.length ? `, ${lanes.length} thread${lanes.length > 1 ? "s" : ""} ${fmtMs(tot.thread)}` : ""),
     ),
   ];
 }
@@ -394,6 +451,7 @@ export class TraceView {
           h("span.key.key-model", "model"),
           h("span.key.key-tool", "tool"),
           h("span.key.key-wait", "waiting on the user"),
+          h("span.key.key-thread", "child thread (one lane each)"),
           h("span.key.key-none", "other (platform, queue)"),
         ),
         this.wfList,

@@ -77,6 +77,7 @@ export class Turn {
     this.closed = false;
     this.requests = new Map(); // span.model_request_start id -> {start, end, usage, isError}
     this.tools = new Map(); // tool use event id -> {name, start, end, isError}
+    this.threads = new Map(); // child thread id -> {name, start, end, status, isError}: one lane each (delegations)
     this.waits = []; // {start, end}
     this.waitStart = null;
     this.errors = [];
@@ -105,6 +106,12 @@ export class Turn {
       out.push({ kind: "tool", start: t.start, end: t.end ?? this.end, open: t.end === null, name: t.name });
     }
     for (const w of this.waits) out.push({ kind: "wait", start: w.start, end: w.end });
+    let lane = 0;
+    for (const [id, th] of this.threads) {
+      lane += 1;
+      const end = th.end ?? this.end;
+      out.push({ kind: "thread", start: th.start, end, open: th.end === null, name: th.name, lane, id, isError: th.isError });
+    }
     if (this.waitStart !== null) out.push({ kind: "wait", start: this.waitStart, end: this.end, open: true });
     return out.sort((a, b) => a.start - b.start);
   }
@@ -115,8 +122,9 @@ export class Turn {
     const model = by("model");
     const tool = by("tool");
     const wait = by("wait");
+    const thread = by("thread");
     const other = Math.max(0, this.durationMs - unionMs(segs));
-    return { model, tool, wait, other, total: this.durationMs, segments: segs };
+    return { model, tool, wait, thread, other, total: this.durationMs, segments: segs };
   }
 }
 
@@ -247,6 +255,18 @@ export class Trace {
         tool.end = t;
         tool.isError = Boolean(ev.is_error);
       }
+    } else if (type === "agent.thread_message_sent" && ev.to_session_thread_id) {
+      // a delegation: the child thread's lane runs until its answer comes back
+      if (!turn.threads.has(ev.to_session_thread_id)) {
+        const name = ev.to_agent_name || "thread";
+        turn.threads.set(ev.to_session_thread_id, { name, start: t, end: null, status: "running", isError: false });
+      }
+    } else if (type.startsWith("session.thread_status_") && ev.session_thread_id) {
+      const th = turn.threads.get(ev.session_thread_id);
+      if (th) th.status = type.slice("session.thread_status_".length);
+    } else if (type === "agent.thread_message_received" && ev.from_session_thread_id) {
+      const th = turn.threads.get(ev.from_session_thread_id);
+      if (th && th.end === null) th.end = t;
     } else if (type === "session.error") {
       turn.errors.push(ev);
       this.errors.push(ev);
