@@ -291,7 +291,7 @@ def _apply(st: SessionState, ev: StoredEvent) -> None:
         c = st.call(str(ref))
         if c is not None and not c.resolved:
             c.resolve(cast(list[JsonObject], p.get("content") or []), bool(p.get("is_error")))
-    elif t == "user.interrupt":
+    elif t == "user.interrupt" and not internal.get("thread"):  # (one child thread's: routed to it)
         st.interrupt_seq = ev.seq
         st.budget_stop_seq = None  # an interrupted session does not resume its turn when the budget is raised
     elif t == "session.usage":

@@ -20,7 +20,14 @@ from pydantic import BaseModel
 
 from managed_agents.domain import prices
 from managed_agents.domain.clock import parse_rfc3339, rfc3339
-from managed_agents.domain.errors import AuthenticationFailed, Conflict, InvalidRequest, NotFound, PermissionDenied
+from managed_agents.domain.errors import (
+    AuthenticationFailed,
+    Conflict,
+    DuplicateEvent,
+    InvalidRequest,
+    NotFound,
+    PermissionDenied,
+)
 from managed_agents.domain.events import (
     EVENT_TYPES,
     JsonObject,
@@ -33,6 +40,8 @@ from managed_agents.domain.events import (
 from managed_agents.domain.ids import deterministic_event_id, new_id
 from managed_agents.domain.outcomes import DEFAULT_MAX_ITERATIONS
 from managed_agents.domain.session_state import SessionState, ToolCall, fold
+from managed_agents.domain.threads import KIND as THREAD_KIND
+from managed_agents.domain.threads import primary_thread_id
 from managed_agents.ports import EventNotifier, EventStore, ListQuery, Record, RecordSync, iter_all, read_wire
 from managed_agents.services import budgets
 from managed_agents.services.agents import AgentService, check_tools, resolve_model, resolve_tools, skill_refs
@@ -563,6 +572,8 @@ class SessionService:
             logged: str = ev.type
             internal: JsonObject | None = None
             ref = getattr(ev, "tool_use_id", None) or getattr(ev, "custom_tool_use_id", None)
+            if isinstance(ev, UserInterruptParams) and ev.session_thread_id not in (None, primary_thread_id(sid)):
+                internal = {"thread": ev.session_thread_id}  # one child's: not the session's own interrupt
             if ref in routed:  # answers a child thread's call: the harness forwards it there (harness/threads.py)
                 payload["session_thread_id"] = routed[ref]
                 internal = {"thread": routed[ref]}
@@ -597,7 +608,10 @@ class SessionService:
             raise
         orch = self.svc.orchestrator
         if orch is not None:
-            if any(isinstance(e, UserInterruptParams) for e in events):
+            interrupts = [e for e in stored if e.type == "user.interrupt"]
+            if interrupts:
+                self._interrupt_threads(rec, interrupts)
+            if any(not (e.internal or {}).get("thread") for e in interrupts):
                 orch.interrupt(sid)
             else:
                 orch.wake(sid)
@@ -656,8 +670,11 @@ class SessionService:
                     self._check_file_source(rec.workspace_id, str(source.file_id), f"{where}.content[{j}].source")
             return
         if isinstance(ev, UserInterruptParams):
-            if ev.session_thread_id is not None:
-                raise InvalidRequest(f"{where}.session_thread_id: session has no thread {ev.session_thread_id!r}")
+            tid = ev.session_thread_id
+            if tid is not None and tid != primary_thread_id(rec.id):
+                child = self.svc.resources.get(THREAD_KIND, rec.workspace_id, tid)
+                if child is None or child.doc.get("session_id") != rec.id:
+                    raise InvalidRequest(f"{where}.session_thread_id: session has no thread {tid!r}")
             return
         if isinstance(ev, UserDefineOutcomeParams):
             active = st.active_outcome
@@ -714,6 +731,24 @@ class SessionService:
                 raise InvalidRequest(f"{where}.tool_use_id: {ev.tool_use_id!r} has not been confirmed")
             answered.add(ev.tool_use_id)
             return
+
+    def _interrupt_threads(self, rec: Record, interrupts: list[StoredEvent]) -> None:
+        """An interrupt of one child thread goes to its log; the session's own goes to every running child too (each
+        copy keeps the interrupt's id: a re-run copies nothing twice)."""
+        orch = self.svc.orchestrator
+        query = ListQuery(limit=1000, order="asc", include_archived=True, equals={"session_id": rec.id})
+        children, _ = self.svc.resources.list_records(THREAD_KIND, rec.workspace_id, query)
+        for ev in interrupts:
+            target = (ev.internal or {}).get("thread")
+            for child in children:
+                if child.id != target and (target is not None or child.doc.get("status") not in ACTIVE):
+                    continue
+                try:
+                    self.events.append(child.id, [NewEvent(ev.id, ev.type, ev.payload, None)])
+                except DuplicateEvent:
+                    pass
+                if orch is not None:
+                    orch.interrupt(child.id)
 
     def _thread_call(self, st: SessionState, call_id: str, routed: dict[str, str] | None) -> ToolCall | None:
         """A child thread's call, cross-posted to the session's log, as the child's own log has it now."""

@@ -283,3 +283,36 @@ def test_a_child_threads_confirmation_and_custom_tool_call_are_answered_through_
     assert [e.type for e in answers] == ["user.tool_confirmation", "user.custom_tool_result"]
     denied = model_server.requests[2]["body"]["messages"][-1]["content"][0]
     assert denied["type"] == "tool_result" and denied["is_error"] and denied["content"][0]["text"] == "not allowed"
+
+
+def test_interrupting_one_child_thread_ends_its_turn_and_the_coordinator_goes_on(
+    server: Server, model_server: ScriptedModelServer
+) -> None:
+    client = server.client(_strict_response_validation=True)
+    _, sid = _coordinator(client)
+    # Given a coordinator waiting on a subagent whose model request takes long
+    model_server.push(
+        {"match": "book it", "content": [_delegate("flights", "slow job")]},
+        {"match": "slow job", "content": [{"type": "text", "text": "too late"}], "delay_ms": 20_000},
+        {"match": "without a message", "content": [{"type": "text", "text": "Stopped the search."}]},
+    )
+    client.beta.sessions.events.send(sid, events=[_msg("book it")])
+    (child,) = wait_until(lambda: [t for t in client.beta.sessions.threads.list(sid) if t.parent_thread_id], 30)
+    wait_until(lambda: len([r for r in model_server.requests if r["path"] == "/v1/messages"]) == 2, 30)
+    # When the user interrupts that thread only
+    interrupt = {"type": "user.interrupt", "session_thread_id": child.id}
+    echo = client.beta.sessions.events.send(sid, events=[interrupt])  # type: ignore[list-item]
+    assert echo.data[0].session_thread_id == child.id  # type: ignore[union-attr]
+    # Then the thread stops without an answer, and the coordinator carries on with that and ends its turn
+    events = wait_idle(client, sid)
+    assert [e.content[0].text for e in events if e.type == "agent.message"] == ["Stopped the search."]
+    assert [e.stop_reason.type for e in events if e.type == "session.status_idle"] == ["end_turn"]
+    own = [e.type for e in client.beta.sessions.threads.events.list(child.id, session_id=sid)]
+    assert "user.interrupt" in own and own[-2:] == ["session.thread_status_idle", "agent.thread_message_sent"]
+    assert "agent.message" not in own
+    # And an interrupt naming a thread the session does not have is refused
+    with pytest.raises(anthropic.BadRequestError):
+        client.beta.sessions.events.send(
+            sid,
+            events=[{"type": "user.interrupt", "session_thread_id": "sthr_nope"}],  # type: ignore[list-item]
+        )
