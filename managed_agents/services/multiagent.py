@@ -27,6 +27,7 @@ from pydantic import BaseModel
 
 from managed_agents.domain.errors import InvalidRequest, NotFound
 from managed_agents.domain.events import JsonObject
+from managed_agents.domain.threads import THREAD_AGENT_FIELDS
 from managed_agents.wire.agents import (
     AdvisorEnabled,
     AdvisorEntry,
@@ -42,19 +43,6 @@ from managed_agents.wire.agents import (
 Snapshot = Callable[[str, int | None], JsonObject]
 
 MAX_PREDEFINED = 20
-THREAD_AGENT_FIELDS = (
-    "id",
-    "type",
-    "name",
-    "description",
-    "system",
-    "model",
-    "tools",
-    "mcp_servers",
-    "skills",
-    "execution_identity",
-    "version",
-)
 LEVELS = ("advisor", "subagents", "workflows")
 
 
