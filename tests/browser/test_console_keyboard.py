@@ -106,8 +106,8 @@ def test_keyboard_walk_through(console: Console, server: Server, client: anthrop
     stops = _tab_until(console, sid)
     texts = _texts(stops)
     # Then the order follows the page: skip link, main navigation, sign out, search, filters, then the rows
-    nav = ["Sessions", "Agents", "Environments", "Skills", "Memory"]
-    assert texts[:8] == ["Skip to content", *nav, "Sign out", "Session id"]
+    nav = ["Sessions", "Agents", "Environments", "Skills", "Memory", "Webhooks"]
+    assert texts[: len(nav) + 3] == ["Skip to content", *nav, "Sign out", "Session id"]
     assert texts.index("Open") < texts.index("Apply filters") < texts.index("Reset") < len(texts) - 1
     # And every stop is on screen with a visible focus ring
     assert all(s["visible"] and s["ring"] for s in stops), repr([s for s in stops if not (s["visible"] and s["ring"])])

@@ -294,7 +294,9 @@ def test_no_statement_grants_a_wildcard_action(default_synth: Synth) -> None:
             offenders.append((lid, wildcard))
     # Then no statement allows every action of a service; the only wildcards are the TLS-only denies
     assert offenders == []
-    assert tls_denies == 4  # the spill and files buckets, their access-log bucket and the dead-letter queue
+    # the spill and files buckets, their access-log bucket, the triggers' dead-letter queue, the webhook delivery
+    # queue and its dead-letter queue
+    assert tls_denies == 6
 
 
 # ------------------------------------------------------------------------------------------------------------ tables
@@ -439,8 +441,9 @@ def test_python_lambdas_are_arm64_with_snapstart_where_users_wait_and_invoked_th
     default_synth: Synth,
 ) -> None:
     functions = default_synth.resources("AWS::Lambda::Function")
-    # API, event streams, ModelTurn, ReportFailure, ToolWait, MCP proxy, provisioner, triggers, work reaper
-    assert len(functions) == 9
+    # API, event streams, ModelTurn, ReportFailure, ToolWait, MCP proxy, provisioner, triggers, work reaper, webhook
+    # relay and webhook deliver
+    assert len(functions) == 11
     snap = set()
     for lid, fn in functions.items():
         props = fn["Properties"]
@@ -452,7 +455,8 @@ def test_python_lambdas_are_arm64_with_snapstart_where_users_wait_and_invoked_th
     assert snap == {_function(default_synth, API)[0], logical_id(default_synth.template, "ModelTurn/Function/Resource")}
     # And a new version replaces the previous one (deleted, so no superseded snapshot goes on being billed)
     versions = default_synth.resources("AWS::Lambda::Version")
-    assert len(versions) == 9 and {v.get("DeletionPolicy", "Delete") for v in versions.values()} == {"Delete"}
+    assert len(versions) == len(functions)
+    assert {v.get("DeletionPolicy", "Delete") for v in versions.values()} == {"Delete"}
     # Every Lambda the state machine calls is a live alias (SnapStart runs published versions only)
     aliases = set(default_synth.resources("AWS::Lambda::Alias"))
     definition = default_synth.resources("AWS::StepFunctions::StateMachine")

@@ -61,7 +61,11 @@ def test_undeliverable_events_and_schedule_runs_go_to_the_same_queue_and_an_alar
     scheduler_role = logical_id(default_synth.template, "Triggers/SchedulerRole/Resource")
     assert _may_send(default_synth, scheduler_role, queue)
     # And an alarm goes off as soon as the queue holds a message
-    (alarm,) = default_synth.resources("AWS::CloudWatch::Alarm").values()
+    (alarm,) = [
+        a
+        for a in default_synth.resources("AWS::CloudWatch::Alarm").values()
+        if a["Properties"].get("Dimensions", [{}])[0].get("Value") == {"Fn::GetAtt": [queue, "QueueName"]}
+    ]
     props = alarm["Properties"]
     assert props["Namespace"] == "AWS/SQS" and props["MetricName"] == "ApproximateNumberOfMessagesVisible"
     assert props["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": [queue, "QueueName"]}}]
