@@ -81,7 +81,8 @@ def test_the_reaper_may_do_what_reaping_needs_and_nothing_more(default_synth: Sy
     statements = _role_statements(default_synth, _role_of(default_synth, REAPER))
     allowed = {a for st in statements if st["Effect"] == "Allow" for a in _as_list(st["Action"])}
     # Then: reading the log (spilled payloads too) and appending small events, updating work items and sessions (no
-    # Scan, no deletes), waking sessions, describing their runs, releasing tool waits, stopping sandboxes
+    # Scan, no deletes), waking sessions, describing their runs, releasing tool waits, stopping sandboxes, and
+    # re-syncing the deployment schedules a failed sync left behind (services/deployments.py, "Schedule sync")
     assert allowed == {
         "logs:CreateLogStream",
         "logs:PutLogEvents",
@@ -97,7 +98,14 @@ def test_the_reaper_may_do_what_reaping_needs_and_nothing_more(default_synth: Sy
         "states:DescribeExecution",
         "states:SendTaskSuccess",
         "lambda:InvokeFunction",
+        "scheduler:GetSchedule",
+        "scheduler:CreateSchedule",
+        "scheduler:UpdateSchedule",
+        "scheduler:DeleteSchedule",
+        "iam:PassRole",
     }
+    (pass_role,) = [st for st in statements if "iam:PassRole" in _as_list(st["Action"])]
+    assert pass_role["Condition"] == {"StringEquals": {"iam:PassedToService": "scheduler.amazonaws.com"}}
     assert _allows(statements, "states:StartExecution", STATE_MACHINE)
     assert _allows(statements, "states:DescribeExecution", EXECUTIONS)
     invoked = [
