@@ -12,6 +12,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace as with_fields
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -352,19 +353,30 @@ def _sync_record(conn: sqlite3.Connection, sync: RecordSync, stored: list[Stored
     rec = SqliteResourceStore._record(row)
     sync.change(rec, stored)
     rec.rev += 1
-    conn.execute(
-        "UPDATE resources SET rev = ?, archived = ?, attrs = ?, doc = ?, expires_at = ? WHERE kind = ? AND id = ?",
+    _replace_row(conn, rec, rec.rev - 1)
+    return rec
+
+
+def _replace_row(conn: sqlite3.Connection, new: Record, expected_rev: int) -> None:
+    """Write `new` (its `rev` the next revision) over the row still at `expected_rev`, inside the caller's
+    transaction; StaleRevision when the row moved or is gone."""
+    cur = conn.execute(
+        "UPDATE resources SET rev = ?, archived = ?, attrs = ?, doc = ?, expires_at = ?"
+        " WHERE kind = ? AND id = ? AND workspace_id = ? AND rev = ?",
         (
-            rec.rev,
-            int(rec.archived),
-            _dumps(rec.attrs),
-            _dumps(rec.doc),
-            None if rec.expires_at is None else rfc3339(rec.expires_at),
-            rec.kind,
-            rec.id,
+            new.rev,
+            int(new.archived),
+            _dumps(new.attrs),
+            _dumps(new.doc),
+            None if new.expires_at is None else rfc3339(new.expires_at),
+            new.kind,
+            new.id,
+            new.workspace_id,
+            expected_rev,
         ),
     )
-    return rec
+    if cur.rowcount != 1:
+        raise StaleRevision(f"{new.kind} {new.id} changed since revision {expected_rev}")
 
 
 class SqliteResourceStore:
@@ -401,35 +413,9 @@ class SqliteResourceStore:
         return self._record(rows[0]) if rows else None
 
     def replace(self, rec: Record, *, expected_rev: int) -> Record:
-        new = Record(
-            rec.kind,
-            rec.workspace_id,
-            rec.id,
-            rec.doc,
-            rec.created_at,
-            expected_rev + 1,
-            rec.archived,
-            rec.attrs,
-            rec.expires_at,
-        )
+        new = with_fields(rec, rev=expected_rev + 1)
         with self.db.transaction() as conn:
-            cur = conn.execute(
-                "UPDATE resources SET rev = ?, archived = ?, attrs = ?, doc = ?, expires_at = ?"
-                " WHERE kind = ? AND id = ? AND workspace_id = ? AND rev = ?",
-                (
-                    new.rev,
-                    int(new.archived),
-                    _dumps(new.attrs),
-                    _dumps(new.doc),
-                    None if new.expires_at is None else rfc3339(new.expires_at),
-                    rec.kind,
-                    rec.id,
-                    rec.workspace_id,
-                    expected_rev,
-                ),
-            )
-            if cur.rowcount != 1:
-                raise StaleRevision(f"{rec.kind} {rec.id} changed since revision {expected_rev}")
+            _replace_row(conn, new, expected_rev)
         return new
 
     def delete(self, kind: str, workspace_id: str, id_: str) -> bool:
@@ -457,23 +443,7 @@ class SqliteResourceStore:
                 except sqlite3.IntegrityError as exc:
                     raise Conflict(f"{rec.kind} {rec.id} already exists") from exc
             for rec, expected in replaces:
-                cur = conn.execute(
-                    "UPDATE resources SET rev = ?, archived = ?, attrs = ?, doc = ?, expires_at = ?"
-                    " WHERE kind = ? AND id = ? AND workspace_id = ? AND rev = ?",
-                    (
-                        expected + 1,
-                        int(rec.archived),
-                        _dumps(rec.attrs),
-                        _dumps(rec.doc),
-                        None if rec.expires_at is None else rfc3339(rec.expires_at),
-                        rec.kind,
-                        rec.id,
-                        rec.workspace_id,
-                        expected,
-                    ),
-                )
-                if cur.rowcount != 1:
-                    raise StaleRevision(f"{rec.kind} {rec.id} changed since revision {expected}")
+                _replace_row(conn, with_fields(rec, rev=expected + 1), expected)
             for kind, ws, id_ in deletes:
                 cur = conn.execute(
                     "DELETE FROM resources WHERE kind = ? AND id = ? AND workspace_id = ?", (kind, id_, ws)
