@@ -201,11 +201,7 @@ class Init:
 
     def file(self, res: Mapping[str, Any], links: list[dict[str, str]]) -> None:
         target = str(res["mount_path"])
-        if target.startswith(SESSION_DIR + "/"):
-            where = target
-        else:
-            where = f"{SESSION_DIR}/.resources/{res['id']}/{target.rsplit('/', 1)[-1]}"
-            links.append({"path": target, "target": where})
+        where = _placed(target, SESSION_DIR, f"{SESSION_DIR}/.resources/{res['id']}/{target.rsplit('/', 1)[-1]}", links)
         dest = self.at(where)
         dest.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".part-")
@@ -227,11 +223,7 @@ class Init:
 
     def repository(self, res: Mapping[str, Any], links: list[dict[str, str]]) -> None:
         target = str(res["mount_path"])
-        if target.startswith(WORKSPACE + "/"):
-            where = target
-        else:
-            where = f"{WORKSPACE}/.resources/{res['id']}"
-            links.append({"path": target, "target": where})
+        where = _placed(target, WORKSPACE, f"{WORKSPACE}/.resources/{res['id']}", links)
         dest = self.at(where)
         shutil.rmtree(dest, ignore_errors=True)
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -250,6 +242,15 @@ def main() -> None:
         uid=uid,
     )
     raise SystemExit(init.run())
+
+
+def _placed(target: str, volume: str, fallback: str, links: list[dict[str, str]]) -> str:
+    """Where a resource mounted at `target` is written: there when it lies in the shared `volume`, else at `fallback`
+    inside it, with a link from `target` for the sandbox entrypoint to make (it runs as root before dropping it)."""
+    if target.startswith(volume + "/"):
+        return target
+    links.append({"path": target, "target": fallback})
+    return fallback
 
 
 if __name__ == "__main__":
