@@ -7,8 +7,9 @@ from managed_agents.domain.events import JsonObject
 from managed_agents.domain.ids import PREFIXES, deterministic_id
 
 KIND = "session_thread"
-# the session agent's fields a thread's `agent` repeats (SessionThreadAgent: the roster is not repeated)
-THREAD_AGENT_FIELDS = (
+# the agent snapshot a session carries (services/sessions.py), and the part of it a thread's `agent` repeats
+# (SessionThreadAgent: the roster is not repeated)
+SESSION_AGENT_FIELDS = (
     "id",
     "type",
     "name",
@@ -18,9 +19,11 @@ THREAD_AGENT_FIELDS = (
     "tools",
     "mcp_servers",
     "skills",
+    "multiagent",
     "execution_identity",
     "version",
 )
+THREAD_AGENT_FIELDS = tuple(f for f in SESSION_AGENT_FIELDS if f != "multiagent")
 
 
 def primary_thread_id(session_id: str) -> str:

@@ -41,7 +41,7 @@ from managed_agents.domain.ids import deterministic_event_id, new_id
 from managed_agents.domain.outcomes import DEFAULT_MAX_ITERATIONS
 from managed_agents.domain.session_state import SessionState, ToolCall, fold
 from managed_agents.domain.threads import KIND as THREAD_KIND
-from managed_agents.domain.threads import primary_thread_id
+from managed_agents.domain.threads import SESSION_AGENT_FIELDS, primary_thread_id
 from managed_agents.ports import EventNotifier, EventStore, ListQuery, Record, RecordSync, iter_all, read_wire
 from managed_agents.services import budgets
 from managed_agents.services.agents import AgentService, check_tools, resolve_model, resolve_tools, skill_refs
@@ -83,20 +83,6 @@ from managed_agents.wire.sessions import (
     UserToolResultParams,
 )
 
-SESSION_AGENT_FIELDS = (
-    "id",
-    "type",
-    "name",
-    "description",
-    "system",
-    "model",
-    "tools",
-    "mcp_servers",
-    "skills",
-    "multiagent",
-    "execution_identity",
-    "version",
-)
 ACTIVE = ("running", "rescheduling")
 # The events a client may send (events.send, api-reference §3.1): where a retried send looks for its first attempt.
 CLIENT_EVENT_TYPES = (
