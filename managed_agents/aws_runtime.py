@@ -198,7 +198,6 @@ def build_aws_runtime(
             credential_secrets=gateway or _NoMcpProxy(),
             prober=gateway,
             # the sandbox task's init container puts session resources in place (sandbox/materials.py)
-            mounts_resources=True,
             init_tokens=True,
         ),
     )

@@ -178,10 +178,9 @@ class Adapters:
     deployment_schedules: DeploymentSchedules | None = None  # AWS: EventBridge Scheduler; None: in-process
     outbox: Outbox | None = None  # the webhook outbox the event store writes; None: webhooks are not delivered
     session_ended: Sequence[Callable[[str], object]] = ()  # called with the id of a deleted or archived session
-    mounts_resources: bool = False  # the provisioner puts session resources in place (embedded: services/materialize)
-    init_tokens: bool = (
-        False  # ...through an init container given a materialization token (Fargate: services/materials)
-    )
+    # the provisioner puts session resources in place through an init container given a materialization token
+    # (Fargate: services/materials); False: the server does before the sandbox starts (embedded: services/materialize)
+    init_tokens: bool = False
     revocations: RevocationMarker | None = None  # None: authenticated keys are not cached (services/keys.py)
 
 
@@ -192,7 +191,6 @@ def compose(settings: ServerSettings, adapters: Adapters) -> Runtime:
     events = PublishingEventStore(a.events, a.notifier)
     svc = Services(a.resources, a.clock, a.orchestrator)
     work = WorkService(svc, events, a.work, a.provisioner, background_launch=a.background_launch)
-    work.mounts_resources = a.mounts_resources
     work.init_tokens = a.init_tokens
     sessions = SessionService(svc, events, a.notifier)
     sessions.work = work if a.speculative_hands else None
@@ -321,7 +319,6 @@ def build_local_runtime(
             credential_secrets=mcp_proxy,  # writes under the lock its OAuth refreshes of the credential hold
             prober=mcp_proxy,
             session_ended=(mcp_proxy.close_session,),
-            mounts_resources=True,
             revocations=FileRevocationMarker(data_dir / REVOCATIONS_FILE),
         ),
     )

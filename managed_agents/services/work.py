@@ -111,9 +111,6 @@ class WorkService:
         self._pollers: dict[str, dict[str, float]] = {}  # environment → worker id → monotonic time of last poll
         self._launcher = threading.BoundedSemaphore(64)
         self.background_launch = background_launch
-        # False where the provisioner does not put session resources in place: a launch for a session with file or
-        # repository resources then says so in a session.error
-        self.mounts_resources = True
         # True where an init container puts them in place (Fargate): a launch then carries a materialization token
         self.init_tokens = False
 
@@ -241,8 +238,6 @@ class WorkService:
             init_token=init_token,
         )
         provisioner = self.provisioner
-        if not self.mounts_resources:
-            self._warn_unmounted(sess, rec.id)
 
         def launch() -> None:
             try:
@@ -255,23 +250,6 @@ class WorkService:
             launch()
             return
         threading.Thread(target=launch, name=f"launch-{rec.id}", daemon=True).start()
-
-    def _warn_unmounted(self, sess: Record, work_id: str) -> None:
-        kinds = sorted({str(r.get("type")) for r in cast(list[JsonObject], sess.doc.get("resources") or [])})
-        kinds = [k for k in kinds if k in ("file", "github_repository")]
-        if not kinds:
-            return
-        error = {
-            "type": "unknown_error",
-            "message": f"This deployment's sandboxes do not mount session resources yet ({', '.join(kinds)}):"
-            " the sandbox starts without them. Files stay readable through the Files API.",
-            "retry_status": {"type": "retrying"},
-        }
-        event = NewEvent(deterministic_event_id(sess.id, f"unmounted@{work_id}"), "session.error", {"error": error})
-        try:
-            self.events.append(sess.id, [event])
-        except DuplicateEvent:
-            pass
 
     # -- the worker's side ---------------------------------------------------------------------------------------
 
