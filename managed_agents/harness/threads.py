@@ -298,10 +298,7 @@ def answer(sid: str, call: ToolCall, message: str) -> tuple[str, JsonObject, Jso
 
 def run_record(resources: ResourceStore, run_id: str) -> Record | None:
     """What an orchestrator runs: a session, or a child thread of one (ids `sthr_...`; one run each)."""
-    rec = resources.get_by_id("session", run_id)
-    if rec is None and is_thread_id(run_id):
-        rec = resources.get_by_id(KIND, run_id)
-    return rec
+    return resources.get_by_id(KIND if is_thread_id(run_id) else "session", run_id)
 
 
 def answered_through_session(type_: str, payload: JsonObject, internal: JsonObject | None) -> bool:
