@@ -7,11 +7,14 @@ import logging
 import os
 import socket
 from enum import StrEnum
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
 from managed_agents.settings import ServerSettings
+
+if TYPE_CHECKING:
+    from managed_agents.wiring import Runtime
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 keys_app = typer.Typer(no_args_is_help=True, help="Create, list and revoke API keys.")
@@ -68,7 +71,7 @@ def serve(
 
     from managed_agents.api.app import create_app
     from managed_agents.api.server import uvicorn_config
-    from managed_agents.wiring import bootstrap_admin_key, build_local_runtime
+    from managed_agents.wiring import build_local_runtime
 
     settings = ServerSettings(data_dir=data_dir)
     if sandbox_isolation is not None:  # the flag (or its variable, read by typer) wins
@@ -87,14 +90,8 @@ def serve(
         rt = build_local_runtime(settings)
     except RuntimeError as exc:  # e.g. --sandbox-isolation bubblewrap without bwrap
         _fail(1, str(exc))
-    secret = bootstrap_admin_key(rt)
-    if secret:
-        typer.echo(f"Created an admin API key (also in {os.path.join(data_dir, 'admin.key')}, mode 0600):")
-        typer.echo(f"  {secret}")
-    if not os.environ.get("ANTHROPIC_API_KEY") and not os.environ.get("ANTHROPIC_BASE_URL"):
-        typer.echo("warning: ANTHROPIC_API_KEY is not set: model turns will fail until it is.", err=True)
-    connect_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
-    rt.set_api_url(f"http://{connect_host}:{port}")
+    _greet(rt, str(data_dir))
+    rt.set_api_url(f"http://{_connect_host(host)}:{port}")
     if rt.provisioner is not None:
         isolated = rt.provisioner.bwrap is not None
         typer.echo(f"Cloud sandboxes: isolation {rt.provisioner.isolation}", err=not isolated)
@@ -110,6 +107,23 @@ def serve(
         rt.close()
 
 
+def _greet(rt: Runtime, data_dir: str) -> None:
+    """Create the admin key on a first start and show it once; warn when no model credential is set."""
+    from managed_agents.wiring import bootstrap_admin_key
+
+    secret = bootstrap_admin_key(rt)
+    if secret:
+        typer.echo(f"Created an admin API key (also in {os.path.join(data_dir, 'admin.key')}, mode 0600):")
+        typer.echo(f"  {secret}")
+    if not os.environ.get("ANTHROPIC_API_KEY") and not os.environ.get("ANTHROPIC_BASE_URL"):
+        typer.echo("warning: ANTHROPIC_API_KEY is not set: model turns will fail until it is.", err=True)
+
+
+def _connect_host(host: str) -> str:
+    """The address this machine reaches the server at (a wildcard bind is reached on loopback)."""
+    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+
+
 def _cores() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -122,22 +136,16 @@ def _serve_workers(settings: ServerSettings, sock: socket.socket, host: str, por
     from managed_agents.adapters.local.run_lease import SqliteRunLeases
     from managed_agents.adapters.local.sqlite_store import SqliteResourceStore
     from managed_agents.api.workers import supervise
-    from managed_agents.wiring import bootstrap_admin_key, build_local_runtime, local_provisioner
+    from managed_agents.wiring import build_local_runtime, local_provisioner
 
     try:
         provisioner = local_provisioner(settings)
     except RuntimeError as exc:  # e.g. --sandbox-isolation bubblewrap without bwrap
         _fail(1, str(exc))
     rt = build_local_runtime(settings, start_orchestrator=False)
-    secret = bootstrap_admin_key(rt)
-    if secret:
-        typer.echo(f"Created an admin API key (also in {os.path.join(settings.data_dir, 'admin.key')}, mode 0600):")
-        typer.echo(f"  {secret}")
-    if not os.environ.get("ANTHROPIC_API_KEY") and not os.environ.get("ANTHROPIC_BASE_URL"):
-        typer.echo("warning: ANTHROPIC_API_KEY is not set: model turns will fail until it is.", err=True)
-    connect_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    _greet(rt, str(settings.data_dir))
     if not settings.sandbox_api_url:
-        settings = settings.model_copy(update={"sandbox_api_url": f"http://{connect_host}:{port}"})
+        settings = settings.model_copy(update={"sandbox_api_url": f"http://{_connect_host(host)}:{port}"})
     isolated = provisioner.bwrap is not None
     typer.echo(f"Cloud sandboxes: isolation {provisioner.isolation}", err=not isolated)
     assert isinstance(rt.resources, SqliteResourceStore)
