@@ -14,16 +14,15 @@
 from __future__ import annotations
 
 from aws_cdk import Duration, Stack
-from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_scheduler as scheduler
-from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from stacks.config import PlatformConfig
+from stacks.constructs.dead_letters import watched_dead_letters
 from stacks.constructs.python_function import PythonFunction
 from stacks.nag import acknowledge
 
@@ -38,13 +37,13 @@ class Triggers(Construct):
         super().__init__(scope, id_)
         stack = Stack.of(self)
         self.bus = events.EventBus(self, "Bus", event_bus_name=f"{config.prefix}-bus")
-        self.dead_letters = sqs.Queue(
+        self.dead_letters, self.failures_alarm = watched_dead_letters(
             self,
-            "DeadLetters",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            retention_period=Duration.days(14),
-            removal_policy=config.removal,
+            config,
+            alarm_description=(
+                "A trigger (EventBridge event or Scheduler run) failed: its event and the error are in the trigger "
+                "dead-letter queue (docs/deploy-aws.md, 'Sessions from events and schedules')"
+            ),
         )
         acknowledge(
             self.dead_letters,
@@ -72,21 +71,6 @@ class Triggers(Construct):
             on_failure=destinations.SqsDestination(self.dead_letters),
             retry_attempts=TRIGGER_RETRY_ATTEMPTS,
             max_event_age=TRIGGER_MAX_EVENT_AGE,
-        )
-        self.failures_alarm = cloudwatch.Alarm(
-            self,
-            "FailuresAlarm",
-            alarm_description=(
-                "A trigger (EventBridge event or Scheduler run) failed: its event and the error are in the trigger "
-                "dead-letter queue (docs/deploy-aws.md, 'Sessions from events and schedules')"
-            ),
-            metric=self.dead_letters.metric_approximate_number_of_messages_visible(
-                period=Duration.minutes(5), statistic=cloudwatch.Stats.MAXIMUM
-            ),
-            threshold=1,
-            evaluation_periods=1,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
 
         self.schedule_group = scheduler.CfnScheduleGroup(self, "ScheduleGroup", name=f"{config.prefix}-schedules")

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 from aws_cdk import Duration
-from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
@@ -21,6 +20,7 @@ from constructs import Construct
 
 from managed_agents.services.webhooks import OUTBOX_SOURCE_TYPES
 from stacks.config import PlatformConfig
+from stacks.constructs.dead_letters import watched_dead_letters
 from stacks.constructs.python_function import PythonFunction
 
 DELIVER_TIMEOUT = Duration.seconds(90)  # a batch of DELIVER_BATCH attempts, each at most the 10 s HTTP timeout
@@ -41,13 +41,13 @@ class Webhooks(Construct):
         deliver: PythonFunction,
     ) -> None:
         super().__init__(scope, id_)
-        self.dead_letters = sqs.Queue(
+        self.dead_letters, self.failures_alarm = watched_dead_letters(
             self,
-            "DeadLetters",
-            encryption=sqs.QueueEncryption.SQS_MANAGED,
-            enforce_ssl=True,
-            retention_period=Duration.days(14),
-            removal_policy=config.removal,
+            config,
+            alarm_description=(
+                "Webhook delivery failed beyond its retries (a stream batch the relay could not fan out, or a delivery "
+                "message that kept failing): see the webhook dead-letter queue (docs/deploy-aws.md, 'Webhooks')"
+            ),
         )
         # (cdk-nag's SQS3 does not flag it: the deliveries queue's redrive policy names it as a dead-letter queue)
         self.queue = sqs.Queue(
@@ -86,18 +86,3 @@ class Webhooks(Construct):
                     sid="QueueDeliveries", actions=["sqs:SendMessage"], resources=[self.queue.queue_arn]
                 )
             )
-        self.failures_alarm = cloudwatch.Alarm(
-            self,
-            "FailuresAlarm",
-            alarm_description=(
-                "Webhook delivery failed beyond its retries (a stream batch the relay could not fan out, or a delivery "
-                "message that kept failing): see the webhook dead-letter queue (docs/deploy-aws.md, 'Webhooks')"
-            ),
-            metric=self.dead_letters.metric_approximate_number_of_messages_visible(
-                period=Duration.minutes(5), statistic=cloudwatch.Stats.MAXIMUM
-            ),
-            threshold=1,
-            evaluation_periods=1,
-            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
-        )
