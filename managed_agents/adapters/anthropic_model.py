@@ -20,6 +20,14 @@ added or removed, so one pool shared by a hundred streaming sessions spent about
 that scan (bench/concurrent_sessions.py --profile sample). A request takes the least busy client, and a client is
 made only when every one made so far has a request in flight: a Lambda, one request at a time, makes one (each
 costs about 20 ms of TLS setup on its first request).
+
+The SDK builds and sends the request (base URL, credentials from the arguments, the environment or a profile,
+`ANTHROPIC_CUSTOM_HEADERS`, its status errors), but the response's event stream is read here (`_StreamReader`):
+the SDK's `messages.stream` made a pydantic event object for every delta, re-ran partial JSON parsing of a tool
+input on every delta and accumulated a typed message, about a third of the server's CPU per scripted turn
+(bench/concurrent_sessions.py --profile py-spy). The reader splits the SSE bytes, decodes each event's JSON once
+and builds the final message from plain dicts, with the SDK's accumulation rules; anything it cannot read is the
+same retryable `ModelError` as before.
 """
 
 from __future__ import annotations
@@ -27,14 +35,14 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import json
 import threading
 import weakref
-from collections.abc import AsyncIterator, Coroutine, Iterator
+from collections.abc import Coroutine
 from typing import Any, TypeVar, cast
 
 import anthropic
 import httpx2
-from anthropic.types import Message
 
 from managed_agents.domain.events import JsonObject
 from managed_agents.ports import (
@@ -111,56 +119,206 @@ def _cut_short() -> ModelError:
 
 def _stream_error(exc: Exception) -> ModelError:
     """What reading the next event of a started response raised: the endpoint's failure, never ours (what the
-    harness's listener raises is not read here), so anything the SDK does not name is a malformed stream."""
+    harness's listener raises is not read here), so anything not named above is a malformed stream."""
     error = _model_error(exc)
     if error is not None:
         return error
     return ModelError("server", f"the model endpoint sent a stream that cannot be read ({type(exc).__name__}: {exc})")
 
 
-def _next_event(events: Iterator[Any]) -> Any:
+def _error_event(data: bytes, status: int) -> ModelError:
+    """An `error` event mid-stream, as the SDK reported it: the body's error type and message when it is JSON."""
     try:
-        return next(events, None)
-    except Exception as exc:
-        raise _stream_error(exc) from exc
-
-
-async def _anext_event(events: AsyncIterator[Any]) -> Any:
-    try:
-        return await anext(events, None)
-    except Exception as exc:
-        raise _stream_error(exc) from exc
-
-
-def _response(message: Message) -> ModelResponse:
-    usage = message.usage
-    stop_details = getattr(message, "stop_details", None)
-    return ModelResponse(
-        content=[cast(JsonObject, b.model_dump(mode="json", exclude_none=True)) for b in message.content],
-        stop_reason=message.stop_reason,
-        usage=ModelUsage(
-            input_tokens=usage.input_tokens or 0,
-            output_tokens=usage.output_tokens or 0,
-            cache_read_input_tokens=usage.cache_read_input_tokens or 0,
-            cache_creation_input_tokens=usage.cache_creation_input_tokens or 0,
-        ),
-        model=message.model,
-        stop_details=cast(JsonObject, stop_details.model_dump(mode="json")) if stop_details is not None else None,
+        body: object = json.loads(data)
+        fallback = f"{body}"
+    except ValueError:
+        body, fallback = None, data.decode("utf-8", "replace") or f"Error code: {status}"
+    error = body.get("error") if isinstance(body, dict) else None
+    error = error if isinstance(error, dict) else {}
+    etype, message = error.get("type"), error.get("message")
+    return ModelError(
+        _kind_for_status(status, str(etype) if etype else None), str(message) if message else fallback, status=status
     )
 
 
+def _without_none(value: Any) -> Any:
+    """`value` with every None-valued key dropped, at every depth (the SDK's `exclude_none` dump of a block)."""
+    if isinstance(value, dict):
+        return {k: _without_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_none(v) for v in value]
+    return value
+
+
+def _block_json(block: JsonObject) -> JsonObject:
+    """A finished content block as the harness logs it: no None fields, except inside a tool's input (a tool
+    may be called with an explicit null, and the SDK kept those too)."""
+    out = cast(JsonObject, _without_none({k: v for k, v in block.items() if k != "input"}))
+    if "input" in block:
+        out["input"] = block["input"]
+    return out
+
+
+_TOOL_INPUT_BLOCKS = frozenset({"tool_use", "server_tool_use", "mcp_tool_use"})
 _FORWARDED = frozenset({"content_block_start", "content_block_delta"})
 
 
-def _forward(event: Any, on_event: StreamListener) -> None:
-    """Hand a block start or delta to the listener (the SDK's synthesized `text`/`input_json` events are skipped)."""
-    if event.type in _FORWARDED:
-        on_event(
-            cast(
-                JsonObject,
-                event.model_dump(mode="json", exclude_none=True, include={"type", "index", "content_block", "delta"}),
-            )
+class _StreamReader:
+    """Reads a streaming Messages response: SSE bytes in, the final message out (`response()`).
+
+    `feed` takes the body chunk by chunk, as it arrives. It never raises: the first failure (an `error` event,
+    JSON that does not parse, events out of order) is kept in `failure` and ends the reading, so the caller can
+    hand the events before it to its listener first. With `forward`, `feed` returns the `content_block_start` and
+    `content_block_delta` events of the chunk (as their JSON, None fields dropped) for the listener.
+
+    The message is built as the SDK's `accumulate_event` builds it: text and thinking deltas are appended, a
+    signature delta replaces the signature, a citation delta appends a citation, a tool input is the JSON of its
+    `input_json_delta`s (parsed once, when the block ends, not on every delta), `message_delta` sets the stop
+    reason, stop details, container and usage (a usage count it omits keeps its `message_start` value). Events and
+    deltas of unknown types are skipped, as the SDK skips them. SSE: `event:`/`data:` fields, `:` comments, CRLF,
+    CR or LF line ends; an event needs its blank line (an event the stream ends in is dropped, as the SDK drops
+    it); events without an `event:` line and `ping`s are skipped.
+    """
+
+    def __init__(self, status: int, *, forward: bool) -> None:
+        self.status = status
+        self.forward = forward
+        self.failure: ModelError | None = None
+        self.complete = False  # message_stop seen
+        self._rest = b""
+        self._event: bytes | None = None
+        self._data: list[bytes] = []
+        self._message: JsonObject | None = None
+        self._blocks: list[JsonObject] = []
+        self._pieces: dict[int, list[str]] = {}  # block index -> text/thinking/partial JSON pieces
+
+    def feed(self, chunk: bytes) -> list[JsonObject]:
+        if self.failure is not None:
+            return []
+        buf = self._rest + chunk if self._rest else chunk
+        lines = buf.splitlines(keepends=True)
+        # the last line is kept for the next chunk unless it ended in LF (a CR may be the first half of a CRLF)
+        self._rest = lines.pop() if lines and not lines[-1].endswith(b"\n") else b""
+        out: list[JsonObject] = []
+        for raw in lines:
+            line = raw.rstrip(b"\r\n")
+            if line:
+                if line[0] != 58:  # ':' starts a comment
+                    name, _, value = line.partition(b":")
+                    if value[:1] == b" ":
+                        value = value[1:]
+                    if name == b"data":
+                        self._data.append(value)
+                    elif name == b"event":
+                        self._event = value
+                continue
+            event, data = self._event, b"\n".join(self._data)
+            self._event, self._data = None, []
+            if event is None or event == b"ping":
+                continue
+            if event == b"error":
+                self.failure = _error_event(data, self.status)
+                return out
+            if not data:
+                continue
+            try:
+                forwarded = self._apply(json.loads(data))
+            except Exception as exc:
+                self.failure = _stream_error(exc)
+                return out
+            if forwarded is not None:
+                out.append(forwarded)
+        return out
+
+    def end(self) -> list[JsonObject]:
+        """The body ended: read its last line if it ended in a lone CR (held back in case an LF followed)."""
+        rest, self._rest = self._rest, b""
+        return self.feed(rest + b"\n") if rest.endswith(b"\r") else []
+
+    def _apply(self, event: JsonObject) -> JsonObject | None:
+        etype = event["type"]
+        if self._message is None:
+            if etype != "message_start":
+                raise ValueError(f"{etype!r} before message_start")
+            self._message = cast(JsonObject, dict(cast(JsonObject, event["message"])))
+            self._message["usage"] = dict(cast(JsonObject, self._message.get("usage") or {}))
+            self._blocks = [dict(b) for b in cast(list[JsonObject], self._message.get("content") or [])]
+        elif etype == "content_block_delta":
+            index = cast(int, event["index"])
+            block, delta = self._blocks[index], cast(JsonObject, event["delta"])
+            dtype, btype = delta["type"], block.get("type")
+            if (dtype == "text_delta" and btype == "text") or (dtype == "thinking_delta" and btype == "thinking"):
+                field = "text" if btype == "text" else "thinking"
+                pieces = self._pieces.get(index)
+                if pieces is None:
+                    pieces = self._pieces[index] = [cast(str, block.get(field) or "")]
+                pieces.append(cast(str, delta[field]))
+            elif dtype == "input_json_delta" and btype in _TOOL_INPUT_BLOCKS:
+                self._pieces.setdefault(index, []).append(cast(str, delta["partial_json"]))
+            elif dtype == "signature_delta" and btype == "thinking":
+                block["signature"] = delta["signature"]
+            elif dtype == "citations_delta" and btype == "text":
+                block["citations"] = [*cast(list[Any], block.get("citations") or []), delta["citation"]]
+        elif etype == "content_block_start":
+            self._blocks.append(dict(cast(JsonObject, event["content_block"])))
+        elif etype == "content_block_stop":
+            self._finish_block(cast(int, event["index"]))
+        elif etype == "message_delta":
+            delta, usage = cast(JsonObject, event["delta"]), cast(JsonObject, event.get("usage") or {})
+            message = self._message
+            message["stop_reason"] = delta.get("stop_reason")
+            message["stop_sequence"] = delta.get("stop_sequence")
+            message["stop_details"] = delta.get("stop_details")
+            if delta.get("container") is not None:
+                message["container"] = delta["container"]
+            totals = cast(JsonObject, message["usage"])
+            totals.update({k: v for k, v in usage.items() if v is not None})
+        elif etype == "message_stop":
+            self.complete = True
+        if self.forward and etype in _FORWARDED:
+            return cast(JsonObject, _without_none({k: event[k] for k in _FORWARD_KEYS if k in event}))
+        return None
+
+    def _finish_block(self, index: int) -> None:
+        pieces = self._pieces.pop(index, None)
+        if pieces is None:
+            return
+        block = self._blocks[index]
+        btype = block.get("type")
+        if btype in _TOOL_INPUT_BLOCKS:
+            joined = "".join(pieces)
+            if joined:
+                block["input"] = json.loads(joined)
+        else:
+            block["text" if btype == "text" else "thinking"] = "".join(pieces)
+
+    def response(self) -> ModelResponse:
+        """The whole message (call once `complete`; a failure to read a tool's input JSON raises `ModelError`)."""
+        assert self._message is not None
+        try:
+            for index in list(self._pieces):  # blocks whose content_block_stop never came
+                self._finish_block(index)
+        except ValueError as exc:
+            raise _stream_error(exc) from exc
+        message, usage = self._message, cast(JsonObject, self._message["usage"])
+        stop_details = message.get("stop_details")
+        if isinstance(stop_details, dict) and stop_details.get("type") == "refusal":
+            stop_details = {"category": None, "explanation": None, **stop_details}
+        return ModelResponse(
+            content=[_block_json(b) for b in self._blocks],
+            stop_reason=cast(str | None, message.get("stop_reason")),
+            usage=ModelUsage(
+                input_tokens=cast(int, usage.get("input_tokens") or 0),
+                output_tokens=cast(int, usage.get("output_tokens") or 0),
+                cache_read_input_tokens=cast(int, usage.get("cache_read_input_tokens") or 0),
+                cache_creation_input_tokens=cast(int, usage.get("cache_creation_input_tokens") or 0),
+            ),
+            model=cast(str, message.get("model") or ""),
+            stop_details=cast(JsonObject, stop_details) if isinstance(stop_details, dict) else None,
         )
+
+
+_FORWARD_KEYS = ("type", "index", "content_block", "delta")
 
 
 class _LoopThread:
@@ -264,36 +422,65 @@ class AnthropicMessagesModel:
         self, client: anthropic.AsyncAnthropic, request: JsonObject, on_event: StreamListener | None
     ) -> ModelResponse:
         try:
-            async with client.messages.stream(**request) as stream:  # type: ignore[arg-type]
-                events, complete = aiter(stream), False
-                while (event := await _anext_event(events)) is not None:
-                    complete = complete or event.type == "message_stop"
-                    if on_event is not None:
-                        _forward(event, on_event)
-                if not complete:
-                    raise _cut_short()
-                message = await stream.get_final_message()
+            response = await client.post(
+                "/v1/messages", cast_to=httpx2.Response, body={**request, "stream": True}, stream=True
+            )
         except Exception as exc:
-            error = _model_error(exc)
-            if error is None:
-                raise
-            raise error from exc
-        return _response(message)
+            raise _request_error(exc) from exc
+        try:
+            reader = _StreamReader(response.status_code, forward=on_event is not None)
+            chunks = response.aiter_bytes()
+            while True:
+                try:
+                    chunk = await anext(chunks, None)
+                except Exception as exc:
+                    raise _stream_error(exc) from exc
+                _hand_over(reader, reader.end() if chunk is None else reader.feed(chunk), on_event)
+                if chunk is None:
+                    break
+        finally:
+            await response.aclose()
+        return _finished(reader)
 
     def _stream_message(self, request: JsonObject, on_event: StreamListener | None) -> ModelResponse:
         try:
-            with self.client.messages.stream(**request) as stream:  # type: ignore[arg-type]
-                events, complete = iter(stream), False
-                while (event := _next_event(events)) is not None:
-                    complete = complete or event.type == "message_stop"
-                    if on_event is not None:
-                        _forward(event, on_event)
-                if not complete:
-                    raise _cut_short()
-                message = stream.get_final_message()
+            response = self.client.post(
+                "/v1/messages", cast_to=httpx2.Response, body={**request, "stream": True}, stream=True
+            )
         except Exception as exc:
-            error = _model_error(exc)
-            if error is None:
-                raise
-            raise error from exc
-        return _response(message)
+            raise _request_error(exc) from exc
+        try:
+            reader = _StreamReader(response.status_code, forward=on_event is not None)
+            chunks = response.iter_bytes()
+            while True:
+                try:
+                    chunk = next(chunks, None)
+                except Exception as exc:
+                    raise _stream_error(exc) from exc
+                _hand_over(reader, reader.end() if chunk is None else reader.feed(chunk), on_event)
+                if chunk is None:
+                    break
+        finally:
+            response.close()
+        return _finished(reader)
+
+
+def _request_error(exc: Exception) -> Exception:
+    """What sending the request raised (the SDK's status, connection and timeout errors) as the port's error."""
+    return _model_error(exc) or exc
+
+
+def _hand_over(reader: _StreamReader, events: list[JsonObject], on_event: StreamListener | None) -> None:
+    """The listener gets a chunk's block events (what it raises is the harness's, passed on as is), then the
+    stream's failure, if the chunk held one, is raised."""
+    if on_event is not None:
+        for event in events:
+            on_event(event)
+    if reader.failure is not None:
+        raise reader.failure
+
+
+def _finished(reader: _StreamReader) -> ModelResponse:
+    if not reader.complete:
+        raise _cut_short()
+    return reader.response()
