@@ -41,8 +41,8 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICKS
 
 
-def tree_cpu_seconds(pid: int) -> float:
-    """CPU of a process and its live descendants (`serve --workers N`: the supervisor and its workers)."""
+def tree_pids(pid: int) -> list[int]:
+    """A process and its live descendants (`serve --workers N`: the supervisor and its workers)."""
     children: dict[int, list[int]] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -50,14 +50,22 @@ def tree_cpu_seconds(pid: int) -> float:
         except OSError:  # ended meanwhile
             continue
         children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    total, todo = 0.0, [pid]
+    found, todo = [], [pid]
     while todo:
         current = todo.pop()
+        found.append(current)
+        todo.extend(children.get(current, []))
+    return found
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU of a process and its live descendants."""
+    total = 0.0
+    for current in tree_pids(pid):
         try:
             total += cpu_seconds(current)
         except OSError:
             continue
-        todo.extend(children.get(current, []))
     return total
 
 
@@ -167,10 +175,16 @@ def _process(args: list[str], env: dict[str, str], log: Path) -> Iterator[subpro
 
 @contextmanager
 def served(
-    *, latency_ms: int, profile: str | None = None, extra_env: dict[str, str] | None = None, workers: int = 1
+    *,
+    latency_ms: int,
+    profile: str | None = None,
+    extra_env: dict[str, str] | None = None,
+    workers: int = 1,
+    timing: bool = False,
 ) -> Iterator[Served]:
     """`workers`: the server's processes (`serve --workers`); 1 unless a bench asks, so figures compare across runs
-    and machines (serve's own default is the number of cores)."""
+    and machines (serve's own default is the number of cores). `timing`: the server times each event send itself
+    and says so in an `x-bench-timing` response header (`_profiled_serve.py`, BENCH_TIMING)."""
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp, ExitStack() as stack:
         root = Path(tmp)
         env = {**os.environ, "PYTHONUNBUFFERED": "1", **(extra_env or {})}
@@ -192,13 +206,19 @@ def served(
             "MANAGED_AGENTS_LOG_LEVEL": "WARNING",
         }
         profile_out: Path | None = None
+        if timing:
+            server_env["BENCH_TIMING"] = "1"
+            server_env.setdefault("BENCH_PROFILE", "none")
+            server_env["BENCH_PROFILE_OUT"] = str(root / "profile-none.txt")  # no profile; py-spy's is its own
         if profile == "py-spy":
             profile_out = Path(os.environ.get("BENCH_PROFILE_OUT", BENCH_DIR / "profile-py-spy.txt"))
-            args = _cli()
+            args = [sys.executable, str(BENCH_DIR / "_profiled_serve.py")] if timing else _cli()
         elif profile:
             profile_out = Path(os.environ.get("BENCH_PROFILE_OUT", BENCH_DIR / f"profile-{profile}.txt"))
             server_env["BENCH_PROFILE"] = profile
             server_env["BENCH_PROFILE_OUT"] = str(profile_out)
+            args = [sys.executable, str(BENCH_DIR / "_profiled_serve.py")]
+        elif timing:
             args = [sys.executable, str(BENCH_DIR / "_profiled_serve.py")]
         else:
             args = _cli()

@@ -10,15 +10,25 @@ Used by `_processes.served(profile=...)`; the report goes to $BENCH_PROFILE_OUT 
   counts, distorted timings; counts from start-up (imports included), as a running Profile cannot be reset.
 * BENCH_PROFILE=none: no profiler (to try BENCH_SWITCH_INTERVAL alone).
 
+BENCH_SERVER_SRC=<dir> serves the `managed_agents` package found in <dir> (a checkout of a baseline commit, e.g.
+`git archive <commit> managed_agents | tar -x -C <dir>`) instead of this checkout's, so that a bench can compare
+before and after in one time window on a shared machine.
+
 BENCH_SWITCH_INTERVAL sets `sys.setswitchinterval` (seconds) in the server before it starts.
+
+BENCH_TIMING=1 (with any mode, `none` included) times each event send (`POST /v1/sessions/{id}/events`) inside
+the server and answers it with an `x-bench-timing` header (`_timing`), so a bench can set the server-side
+latency beside the one its client measured, on one worker or several (forked workers inherit the patches).
 """
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import collections
 import cProfile
 import io
+import itertools
 import os
 import pstats
 import signal
@@ -27,8 +37,10 @@ import threading
 import time
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+# BENCH_SERVER_SRC: serve another checkout's code (a baseline, for an A/B run in one time window)
+sys.path.insert(0, os.environ.get("BENCH_SERVER_SRC") or str(Path(__file__).resolve().parents[1]))
 
 OUT = Path(os.environ.get("BENCH_PROFILE_OUT", "profile.txt"))
 MODE = os.environ.get("BENCH_PROFILE", "sample")
@@ -130,11 +142,129 @@ def _cprofile_report() -> str:
     return out.getvalue()
 
 
+class _Timing:
+    """Where a send's time goes, server side (perf_counter, seconds): `arrived` when the first bytes of its request
+    head reached the protocol (data_received; the event loop may have been late to read them, see `lag`), `app`
+    when its ASGI task started, `svc_in`/`svc_out` around the service call on its thread (SessionService.send),
+    `done` when the response started. `lag`: the worst lateness of a 5 ms loop-lag probe meanwhile."""
+
+    probe = 0.005
+
+    def __init__(self) -> None:
+        self.lags: collections.deque[tuple[float, float]] = collections.deque(maxlen=20000)
+        self.gcs: collections.deque[tuple[float, float]] = collections.deque(maxlen=20000)  # (end, seconds)
+        self._gc_start = 0.0
+
+    def _gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._gc_start = time.perf_counter()
+        else:
+            now = time.perf_counter()
+            self.gcs.append((now, now - self._gc_start))
+
+    def install(self) -> None:
+        import contextvars
+        import gc
+
+        gc.callbacks.append(self._gc)
+
+        import managed_agents.api.server as server
+        import managed_agents.api.workers as workers
+        from managed_agents.services.sessions import SessionService
+
+        current: contextvars.ContextVar[dict[str, float] | None] = contextvars.ContextVar("bench_timing", default=None)
+        protocol = server.EdgeH11Protocol
+        received = protocol.data_received
+
+        def data_received(self: Any, data: bytes) -> None:
+            if self.cycle is None or self.cycle.response_complete:
+                arrived = time.perf_counter()
+                received(self, data)
+                if self.cycle is not None and not self.cycle.response_complete:
+                    self.cycle.scope["bench.arrived"] = arrived
+            else:
+                received(self, data)
+
+        protocol.data_received = data_received  # type: ignore[method-assign]
+        send = SessionService.send
+
+        def timed_send(self: Any, *args: Any, **kwargs: Any) -> Any:
+            marks = current.get()
+            if marks is not None:
+                marks["svc_in"] = time.perf_counter()
+            try:
+                return send(self, *args, **kwargs)
+            finally:
+                if marks is not None:
+                    marks["svc_out"] = time.perf_counter()
+
+        SessionService.send = timed_send  # type: ignore[method-assign]
+        timing = self
+
+        def wrap(app: Any) -> Any:
+            started = False
+
+            async def timed(scope: Any, receive: Any, send_: Any) -> None:
+                nonlocal started
+                if not started:
+                    started = True
+                    asyncio.get_running_loop().create_task(timing._probe())
+                if scope["type"] != "http" or scope["method"] != "POST" or not scope["path"].endswith("/events"):
+                    await app(scope, receive, send_)
+                    return
+                marks = {"arrived": scope.get("bench.arrived", 0.0), "app": time.perf_counter()}
+                current.set(marks)
+
+                async def send_timed(message: Any) -> None:
+                    if message["type"] == "http.response.start":
+                        marks["done"] = time.perf_counter()
+                        header = (b"x-bench-timing", timing.header(marks).encode())
+                        message = {**message, "headers": [*message.get("headers", []), header]}
+                    await send_(message)
+
+                await app(scope, receive, send_timed)
+
+            return timed
+
+        config = server.uvicorn_config
+
+        def timed_config(app: Any, **kwargs: Any) -> Any:
+            return config(wrap(app), **kwargs)
+
+        server.uvicorn_config = timed_config  # type: ignore[assignment]
+        workers.uvicorn_config = timed_config  # type: ignore[assignment]
+
+    async def _probe(self) -> None:
+        while True:
+            t = time.perf_counter()
+            await asyncio.sleep(self.probe)
+            now = time.perf_counter()
+            self.lags.append((now, now - t - self.probe))
+
+    def header(self, m: dict[str, float]) -> str:
+        arrived = m["arrived"] or m["app"]
+        lag = max((lag for _, lag in itertools.takewhile(lambda s: s[0] >= arrived, reversed(self.lags))), default=0.0)
+        gcs = [d for _, d in itertools.takewhile(lambda s: s[0] >= arrived, reversed(self.gcs))]
+        ms = {
+            "total": m["done"] - arrived,
+            "queued": m["app"] - arrived,
+            "before_svc": m.get("svc_in", m["done"]) - m["app"],
+            "svc": m.get("svc_out", 0.0) - m.get("svc_in", 0.0),
+            "after_svc": m["done"] - m.get("svc_out", m["done"]),
+            "lag_max": lag,
+            "gc": sum(gcs),
+            "gc_max": max(gcs, default=0.0),
+        }
+        return ",".join(f"{k}={v * 1000:.2f}" for k, v in ms.items())
+
+
 def main() -> None:
     """Profile from start-up; SIGUSR1 restarts the count, SIGUSR2 writes the report (else written at exit)."""
     t0 = time.monotonic()
     written = threading.Event()
 
+    if os.environ.get("BENCH_TIMING") == "1":
+        _Timing().install()
     if os.environ.get("BENCH_SWITCH_INTERVAL"):
         sys.setswitchinterval(float(os.environ["BENCH_SWITCH_INTERVAL"]))
     if MODE == "none":

@@ -70,7 +70,7 @@ def serve(
     import uvicorn
 
     from managed_agents.api.app import create_app
-    from managed_agents.api.server import uvicorn_config
+    from managed_agents.api.server import freeze_heap, uvicorn_config
     from managed_agents.wiring import build_local_runtime
 
     settings = ServerSettings(data_dir=data_dir)
@@ -102,6 +102,7 @@ def serve(
     typer.echo(f"Serving on http://{host}:{port}  (SDK: Anthropic(base_url='http://{host}:{port}', api_key=KEY))")
     try:
         config = uvicorn_config(create_app(rt), host=host, port=port, settings=settings)
+        freeze_heap()
         uvicorn.Server(config).run(sockets=[sock])
     finally:
         rt.close()

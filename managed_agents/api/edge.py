@@ -58,6 +58,9 @@ MAX_BODY_EXTRA = "x-max-body-bytes"
 # replayed by Idempotency-Key or SDK-retry detection (that needs the whole body to fingerprint).
 STREAMS_BODY = "x-streams-body"
 MULTIPART_SLACK = 64 * 1024
+# Where a route's uploads go when they are over the deployment's request cap (the API Lambda's): `openapi_extra=
+# {LARGE_UPLOADS: "what to do instead"}`; the 413 says it after the cap (skills: POST /v1/skills/uploads).
+LARGE_UPLOADS = "x-large-uploads"
 
 
 T = TypeVar("T")
@@ -252,7 +255,7 @@ class EdgeRoute(APIRoute):
         if declared is not None and declared.isdigit() and int(declared) > cap:
             if extra.get(STREAMS_BODY):
                 raise _upload_too_large(cap, int(declared), deployment=deployment)
-            raise _too_large(cap, int(declared), deployment=deployment)
+            raise _too_large(cap, int(declared), deployment=deployment, instead=extra.get(LARGE_UPLOADS))
         return cap, deployment
 
     def _streamed(self, request: Request) -> Request:
@@ -281,7 +284,8 @@ class EdgeRoute(APIRoute):
                 async for chunk in request.stream():
                     size += len(chunk)
                     if size > cap:
-                        raise _too_large(cap, size, deployment=deployment, at_least=True)
+                        instead = (self.openapi_extra or {}).get(LARGE_UPLOADS)
+                        raise _too_large(cap, size, deployment=deployment, at_least=True, instead=instead)
                     chunks.append(chunk)
         except TimeoutError as exc:
             raise InvalidRequest(
@@ -339,7 +343,14 @@ def _upload_too_large(cap: int, size: int, *, deployment: bool, at_least: bool =
     return RequestTooLarge(f"{what}; files are at most {cap - MULTIPART_SLACK:,} bytes on this server (max_file_bytes)")
 
 
-def _too_large(cap: int, size: int, *, deployment: bool, at_least: bool = False) -> RequestTooLarge:
+def _too_large(
+    cap: int, size: int, *, deployment: bool, at_least: bool = False, instead: str | None = None
+) -> RequestTooLarge:
+    if deployment and instead:  # an upload route with a way around the cap: name it
+        what = f"the request body is {'more than ' if at_least else ''}{(cap if at_least else size):,} bytes"
+        return RequestTooLarge(
+            f"{what}; this deployment's API takes at most {cap:,} bytes per request (the Lambda request cap). {instead}"
+        )
     if deployment:  # the deployment cannot take more whatever the endpoint: say how to send large content instead
         return RequestTooLarge(too_large_message(cap, cap if at_least else size, at_least=at_least))
     what = "the body sent so far is larger than" if at_least else f"Content-Length says {size} bytes, more than"

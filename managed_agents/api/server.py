@@ -12,6 +12,7 @@ API Lambda sees them, so `functions/api/run.sh` needs neither.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 from typing import Any
 
@@ -93,6 +94,19 @@ class EdgeH11Protocol(H11Protocol):
         self._head_timer = None
         if (self.cycle is None or self.cycle.response_complete) and not self.transport.is_closing():
             self.transport.close()
+
+
+def freeze_heap() -> None:
+    """Put every object alive now out of the garbage collector's sight (`gc.freeze`), once a server process has
+    built what it keeps (its modules, runtime and app: ~250,000 objects).
+
+    A full collection scans every tracked object while the process holds the GIL: with the server's own heap that
+    paused the event loop and every thread for 100-500 ms whenever the burst of a few hundred requests set one off
+    (bench/mixed_load.py, `gc_max`), i.e. every request then in flight took that much longer. Frozen objects are
+    never scanned (nor freed: what startup built lives as long as the process anyway), so a collection costs what
+    requests and turns allocated since. Called before forking workers it also keeps the shared pages shared."""
+    gc.collect()
+    gc.freeze()
 
 
 def uvicorn_config(app: Any, *, host: str, port: int, settings: ServerSettings, **kwargs: Any) -> uvicorn.Config:

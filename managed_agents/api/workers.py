@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from managed_agents.adapters.local.workers import OWNER, Hub, HubLink, WorkerRole
 from managed_agents.api.app import create_app
-from managed_agents.api.server import uvicorn_config
+from managed_agents.api.server import freeze_heap, uvicorn_config
 from managed_agents.wiring import build_local_runtime
 
 if TYPE_CHECKING:
@@ -91,6 +91,7 @@ def worker_main(
     try:
         app = tagged(create_app(rt), index)
         config = uvicorn_config(app, host=str(host), port=int(port), settings=settings)
+        freeze_heap()
         uvicorn.Server(config).run(sockets=[sock])
     finally:
         rt.close()
@@ -116,6 +117,7 @@ def supervise(
     # CLI closed it) and its only thread besides the main one is the hub's, whose objects a worker never touches.
     ctx = multiprocessing.get_context("fork")
     preload()
+    freeze_heap()  # what the workers inherit stays frozen (and shared) in each of them
     hub = Hub()
     procs: dict[int, Any] = {}
     stopping = threading.Event()

@@ -52,6 +52,7 @@ class ToolCall:
     result_content: list[JsonObject] | None = None
     result_is_error: bool = False
     started: bool = False  # thread: its child thread was created (`session.thread_created`, harness/threads.py)
+    thread_id: str | None = None  # thread: the child thread's id, once created
 
     @property
     def resolved(self) -> bool:
@@ -135,6 +136,8 @@ class SessionState:
     # whether the user must act), until answered; and the answers the session's log got for them, to route
     thread_requests: dict[str, tuple[str, bool]] = field(default_factory=dict)
     thread_answers: list[StoredEvent] = field(default_factory=list)
+    # child threads stopped at the session's budget (their `session.thread_status_idle` copies: harness/budget.py)
+    threads_at_budget: set[str] = field(default_factory=set)
 
     @property
     def unresolved(self) -> list[ToolCall]:
@@ -270,7 +273,7 @@ def _apply(st: SessionState, ev: StoredEvent) -> None:
     elif t == "session.thread_created":
         c = st.call(str(internal.get("call")))
         if c is not None:
-            c.started = True
+            c.started, c.thread_id = True, cast(str | None, p.get("session_thread_id"))
     elif t == "agent.thread_message_received":
         if internal.get("call"):  # a child's answer to the coordinator's delegation
             c = st.call(str(internal["call"]))
@@ -316,6 +319,12 @@ def _apply(st: SessionState, ev: StoredEvent) -> None:
         st.last_request_input_tokens = 0
         st.compactions_in_turn += 1
         st.compacted_context_tokens, st.measuring_compaction = None, True
+    elif t in THREAD_STATUS_BY_EVENT and not internal.get("own"):  # a child's status change, copied to the session
+        tid = str(p.get("session_thread_id"))
+        if cast(JsonObject, p.get("stop_reason") or {}).get("type") == "budget_reached":
+            st.threads_at_budget.add(tid)
+        else:
+            st.threads_at_budget.discard(tid)
     elif t in STATUS_BY_EVENT or (internal.get("own") and t in THREAD_STATUS_BY_EVENT):
         new_status = STATUS_BY_EVENT.get(t) or THREAD_STATUS_BY_EVENT[t]
         if new_status == "running" and st.running_since is None:

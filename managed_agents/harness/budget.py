@@ -6,6 +6,11 @@ never rewrites history. A budgeted session gets a `session.usage` snapshot after
 one after a request when its last snapshot (or its first request) is older than `usage_event_seconds` (the
 periodic snapshot).
 
+A session's figures include its child threads' (harness/threads.py): each thread prices its own requests on its own
+log, and what the other threads of its session consumed (`Ledger.others`: their records' caches, services/budgets.py)
+is added to the snapshot and to the gate. A child thread gates against its session's budget; its snapshots go to
+its session's log (the thread's own log has none).
+
 The gate runs before a model request starts. The next request is projected to cost what the previous one did (its
 context is that one's plus a little); the session goes idle with `budget_reached` when the list cost has reached the
 ceiling, when the projection would cross it, or when a request ran on a model with no list price (which the budget
@@ -14,8 +19,8 @@ cannot measure). A session stopped there resumes its turn when the budget is rai
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Literal, cast
@@ -27,13 +32,19 @@ from managed_agents.harness.event_batches import Entry
 from managed_agents.services import budgets
 
 
+def _nothing() -> budgets.Spend | None:
+    return None
+
+
 @dataclass(frozen=True)
 class Ledger:
-    """What a batch needs to price its requests: the session's model, budget and the state before the batch."""
+    """What a batch needs to price its requests: the session's model, budget and the state before the batch;
+    `others`: what the session's other threads consumed (None: it has none), looked up when needed."""
 
     model: str
     budget: JsonObject | None
     usage_every_seconds: float
+    others: Callable[[], budgets.Spend | None] = field(default=_nothing)
 
 
 Gate = Literal["go", "stop", "stay_stopped"]
@@ -41,11 +52,14 @@ Gate = Literal["go", "stop", "stay_stopped"]
 PRICED = {"span.model_request_end": "model_usage", "span.outcome_evaluation_end": "usage"}
 
 
-def gate(st: SessionState, budget: object) -> Gate:
+def gate(st: SessionState, budget: object, others: Callable[[], budgets.Spend | None] = _nothing) -> Gate:
     ceiling = budgets.limit(budget)
     if ceiling is None:
         return "go"
-    over = st.unpriced_requests > 0 or st.list_cost >= ceiling or st.list_cost + st.last_request_cost > ceiling
+    rest = others()
+    spent = st.list_cost + (rest.list_cost if rest is not None else 0)
+    unpriced = st.unpriced_requests > 0 or (rest is not None and rest.untracked)
+    over = unpriced or spent >= ceiling or spent + st.last_request_cost > ceiling
     if not over:
         return "go"
     if st.status == "idle" and st.budget_stop_seq is not None and st.last_input_seq < st.budget_stop_seq:
@@ -53,9 +67,9 @@ def gate(st: SessionState, budget: object) -> Gate:
     return "stop"
 
 
-def stop_events(st: SessionState, budget: object, now: datetime) -> list[Entry]:
+def stop_events(st: SessionState, ledger: Ledger, now: datetime) -> list[Entry]:
     return [
-        usage_event(st, Usage(), None, budget, now),
+        usage_event(st, Usage(), None, ledger, now),
         ("session.status_idle", {"stop_reason": {"type": "budget_reached"}}, None),
     ]
 
@@ -81,27 +95,39 @@ def price(ledger: Ledger, st: SessionState, entries: Sequence[Entry], now: datet
         if due and any(usage.values()):
             request = Usage()
             request.add(usage)
-            out.append(usage_event(st, request, cost if cost is not None else None, ledger.budget, now))
+            out.append(usage_event(st, request, cost if cost is not None else None, ledger, now))
     return out
 
 
-def usage_event(st: SessionState, request: Usage, request_cost: Decimal | None, budget: object, now: datetime) -> Entry:
-    """`session.usage`: the session's cumulative usage including `request` (not folded yet), and its budget."""
+def usage_event(st: SessionState, request: Usage, request_cost: Decimal | None, ledger: Ledger, now: datetime) -> Entry:
+    """`session.usage`: the session's cumulative usage including `request` (not folded yet) and the other threads'
+    (`ledger.others`), and its budget."""
+    rest = ledger.others() or budgets.Spend()
     active = st.active_seconds
     if st.running_since is not None:
         active += max(0.0, (now - st.running_since).total_seconds())
+    if rest.session_active is not None:  # a child thread's snapshot: the session's time (its own is within it)
+        active = rest.session_active
+    total = Usage()
+    for part in (st.usage, request, rest.usage):
+        total.add(part.__dict__)
     usage: JsonObject = {
-        "input_tokens": st.usage.input_tokens + request.input_tokens,
-        "output_tokens": st.usage.output_tokens + request.output_tokens,
-        "cache_read_input_tokens": st.usage.cache_read_input_tokens + request.cache_read_input_tokens,
+        "input_tokens": total.input_tokens,
+        "output_tokens": total.output_tokens,
+        "cache_read_input_tokens": total.cache_read_input_tokens,
         "cache_creation": {
-            "ephemeral_5m_input_tokens": st.usage.cache_creation_input_tokens + request.cache_creation_input_tokens,
+            "ephemeral_5m_input_tokens": total.cache_creation_input_tokens,
             "ephemeral_1h_input_tokens": 0,
         },
         "active_seconds": round(active, 3),
     }
-    unpriced = st.unpriced_requests > 0 or (request_cost is None and bool(request.input_tokens + request.output_tokens))
+    unpriced = (
+        st.unpriced_requests > 0
+        or rest.untracked
+        or (request_cost is None and bool(request.input_tokens + request.output_tokens))
+    )
     if not unpriced:
-        total = st.list_cost + (request_cost or Decimal(0))
-        usage["list_cost"] = {"amount": prices.amount(total), "currency": prices.CURRENCY}
+        spent = st.list_cost + (request_cost or Decimal(0)) + rest.list_cost
+        usage["list_cost"] = {"amount": prices.amount(spent), "currency": prices.CURRENCY}
+    budget = ledger.budget
     return ("session.usage", {"usage": usage, "budget": budget if isinstance(budget, dict) else None}, None)

@@ -123,6 +123,10 @@ def decide(st: SessionState, *, now: datetime, tool_timeout: timedelta) -> Actio
                 if st.status == "idle" and st.idle_requires_action == needs:
                     return Park("requires_action")
                 return GoIdle({"type": "requires_action", "event_ids": list(needs)})
+            if any(c.thread_id in st.threads_at_budget for c in unresolved):  # a child stopped at the budget
+                if st.status == "idle" and st.last_stop == "budget_reached":
+                    return Park("budget_reached")  # (raising the budget wakes the children: SessionService.update)
+                return GoIdle({"type": "budget_reached"})
             return WaitForThreads(tuple(unresolved))
         return WaitForTools(min(c.logged_at for c in others) + tool_timeout)
     if st.calls or st.has_unsent_input:

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import cast
 
 from managed_agents.domain import prices
-from managed_agents.domain.clock import Clock, rfc3339
+from managed_agents.domain.clock import Clock, parse_rfc3339, rfc3339
 from managed_agents.domain.errors import DuplicateEvent
 from managed_agents.domain.events import (
     STATUS_BY_EVENT,
@@ -52,6 +52,7 @@ from managed_agents.ports import (
     ResourceStore,
     iter_all,
 )
+from managed_agents.services import budgets
 from managed_agents.services.records import mutate
 from managed_agents.settings import HarnessSettings
 
@@ -119,9 +120,37 @@ class _Turn:
         self.agent = cast(JsonObject, rec.doc.get("_run_agent") or rec.doc["agent"])
         self.thread = rec.kind == THREAD_KIND  # a child thread of a session (harness/threads.py)
         self.toolbox = Toolbox(self.agent, web_search_available=bool(deps.settings.web_search_url))
+        # a child thread spends its session's budget: the session's record as this step began
+        self.session_rec = deps.resources.get_by_id("session", self.session_id) if self.thread else rec
+        budget_doc = self.session_rec.doc.get("budget") if self.session_rec is not None else None
+        self._others: tuple[budgets.Spend | None] | None = None
         self.ledger = budget.Ledger(
-            model_id(self.agent), cast(JsonObject | None, rec.doc.get("budget")), deps.settings.usage_event_seconds
+            model_id(self.agent),
+            cast(JsonObject | None, budget_doc),
+            # a child's snapshots are its budgeted session's only: its periodic ones are the session's
+            float("inf") if self.thread else deps.settings.usage_event_seconds,
+            others=self.others_spend,
         )
+
+    def others_spend(self) -> budgets.Spend | None:
+        """What the session's other threads consumed (looked up once per step, when a price or the gate needs it):
+        a session's child threads; for a child, its session's own requests and its siblings'."""
+        if self._others is None:
+            resources, session = self.deps.resources, self.session_rec
+            if session is None:
+                spend = None
+            elif not self.thread:
+                spend = budgets.children_spend(resources, session)
+            else:
+                spend = budgets.children_spend(resources, session, exclude=self.sid) or budgets.Spend()
+                spend.add(session.doc)
+                active = float(cast(float, session.doc.get("_active_seconds") or 0.0))
+                since = session.doc.get("_running_since")
+                if since:
+                    active += max(0.0, (self.deps.clock.now() - parse_rfc3339(str(since))).total_seconds())
+                spend.session_active = active
+            self._others = (spend,)
+        return self._others[0]
 
     def load_mcp_tools(self) -> list[Entry]:
         """Offer the agent's MCP tools with the servers' real schemas; a server that cannot be listed is left
@@ -159,8 +188,11 @@ class _Turn:
         """Log a batch (deterministic ids: a re-run appends nothing) and fold it; when it changes what the session
         record caches, the record is written in the same transaction where the store can (RecordSync)."""
         events = budget.price(self.ledger, self.state, events, self.deps.clock.now())
+        usage_copies: list[Entry] = []
         if self.thread:
             events = self._as_thread(events)
+            usage_copies = [e for e in events if e[0] == "session.usage"]
+            events = [e for e in events if e[0] != "session.usage"]
         batch = [
             NewEvent(deterministic_event_id(self.sid, key, i), type_, payload, internal)
             for i, (type_, payload, internal) in enumerate(events)
@@ -184,7 +216,7 @@ class _Turn:
             log.info("batch already in the log", extra={"session_id": self.sid, "key": key})
             stored = []
         if self.thread:
-            self._cross_post(batch)
+            self._cross_post(batch, key, usage_copies)
         if not stored:
             return []
         if not folded:
@@ -206,12 +238,16 @@ class _Turn:
                 out.append((type_, payload, internal))
         return out
 
-    def _cross_post(self, batch: Sequence[NewEvent]) -> None:
+    def _cross_post(self, batch: Sequence[NewEvent], key: str, usage: Sequence[Entry] = ()) -> None:
         """A child's status changes also go to its session's log (idempotent: ids derived from the child's), and its
         tool calls that the session's client or sandbox answers, under their own ids, marked with the thread: a
         confirmation, a custom tool's result or a sandbox worker's result is sent to the session and routed by id
-        (api-reference §3.3: "cross-posted subagent requests carry session_thread_id")."""
-        copies: list[NewEvent] = []
+        (api-reference §3.3: "cross-posted subagent requests carry session_thread_id"). Its `session.usage`
+        snapshots (the session's figures: harness/budget.py) go to the session's log only."""
+        copies: list[NewEvent] = [
+            NewEvent(deterministic_event_id(self.session_id, f"u@{self.sid}:{key}", i), type_, payload, internal)
+            for i, (type_, payload, internal) in enumerate(usage)
+        ]
         for e in batch:
             if e.type in THREAD_STATUS_BY_EVENT:
                 copies.append(NewEvent(deterministic_event_id(self.session_id, f"x@{e.id}"), e.type, e.payload, None))
@@ -251,6 +287,7 @@ class _Turn:
         r.doc["_active_seconds"] = st.active_seconds
         r.doc["outcome_evaluations"] = [o.render() for o in st.outcomes]
         r.doc["_running_since"] = rfc3339(st.running_since) if st.running_since else None
+        r.doc["_stop"] = st.last_stop if st.status == "idle" else None  # (a child stopped at its session's budget)
         r.doc["updated_at"] = rfc3339(self.deps.clock.now())
 
     def sync_record(self) -> None:
@@ -280,9 +317,9 @@ def _after_step(turn: _Turn, outcome: Outcome) -> Outcome:
     if turn.thread and isinstance(outcome, Parked) and outcome.reason in ("idle", "terminated"):
         if threads.deliver(turn.deps.events, turn.rec, turn.state, turn.append) and turn.deps.wake is not None:
             turn.deps.wake(turn.session_id)
-    elif turn.thread and isinstance(outcome, Parked) and outcome.reason == "requires_action":
-        if turn.deps.wake is not None:  # the session waits on the user for the child's call (step.decide)
-            turn.deps.wake(turn.session_id)
+    elif turn.thread and isinstance(outcome, Parked) and outcome.reason in ("requires_action", "budget_reached"):
+        if turn.deps.wake is not None:  # the session waits on the user for the child's call, or stops at its budget
+            turn.deps.wake(turn.session_id)  # (step.decide)
     return outcome
 
 
@@ -343,6 +380,8 @@ def _start_threads(turn: _Turn, action: step.StartThreads) -> Outcome:
     now = rfc3339(deps.clock.now())
     batch: list[Entry] = []
     started: list[str] = []
+    if not turn.rec.doc.get("_has_threads"):  # before any child exists: the session's usage sums its children's
+        turn.rec = mutate(deps.resources, turn.rec, _mark_has_threads)
     for call in action.calls:
         tid, created = threads.start(deps.resources, deps.events, turn.rec, call, now)
         if created is None:
@@ -356,6 +395,10 @@ def _start_threads(turn: _Turn, action: step.StartThreads) -> Outcome:
         for tid in started:
             deps.wake(tid)
     return RunAgain()
+
+
+def _mark_has_threads(r: Record) -> None:
+    r.doc["_has_threads"] = True
 
 
 def _run_web_tool(turn: _Turn, call: ToolCall) -> tuple[list[JsonObject], bool]:
@@ -421,13 +464,13 @@ def budget_gate(turn: _Turn) -> Outcome | None:
     """Before a model request starts (the agent's or a grader's): what to do when the session's budget says stop,
     None when the request may go ahead (budget.gate)."""
     st = turn.state
-    spend = budget.gate(st, turn.ledger.budget)
+    spend = budget.gate(st, turn.ledger.budget, turn.ledger.others)
     if spend == "stay_stopped":
         if turn.rec.doc.get("status") != st.status:
             turn.sync_record()
         return Parked("budget_reached")
     if spend == "stop":
-        turn.append(f"budget@{st.last_seq}", budget.stop_events(st, turn.ledger.budget, turn.deps.clock.now()))
+        turn.append(f"budget@{st.last_seq}", budget.stop_events(st, turn.ledger, turn.deps.clock.now()))
         return RunAgain()
     return None
 
@@ -455,9 +498,12 @@ def _run_model(turn: _Turn, action: step.RunModel, cancel: CancelToken | None) -
             start.append(("session.status_running", {}, None))
         start.extend(mcp_errors)
         start.append(("span.model_request_start", {}, compaction.MARK if compacting else None))
+        resumed = turn.thread and st.budget_stop_seq is not None
         turn.append(f"req{action.request_no}:start", start)
         if st.inflight is None:  # someone else ran this request meanwhile
             return RunAgain()
+        if resumed and deps.wake is not None:  # a child the budget stopped runs again: so does its session
+            deps.wake(turn.session_id)
     assert st.inflight is not None
     start_id = st.inflight.id
     key = f"req{action.request_no}:end"

@@ -24,10 +24,10 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import BinaryIO, cast
 
-from managed_agents.domain.clock import parse_rfc3339, rfc3339
+from managed_agents.domain.clock import Clock, parse_rfc3339, rfc3339
 from managed_agents.domain.errors import ApiError, InvalidRequest, NotFound
 from managed_agents.domain.events import JsonObject
-from managed_agents.ports import PresignedUploads
+from managed_agents.ports import BlobStore, PresignedUploads
 from managed_agents.services.files import (
     MAX_EXPIRES_SECONDS,
     MIN_EXPIRES_SECONDS,
@@ -41,27 +41,76 @@ COMPLETE_WITHIN_SECONDS = 24 * 3600  # staged objects left longer are not comple
 UPLOAD_PREFIX = "fupl_"
 
 
-def _staged(ws: str, upload_id: str) -> str:
-    if not upload_id.startswith(UPLOAD_PREFIX) or not upload_id[len(UPLOAD_PREFIX) :].replace("-", "").isalnum():
-        raise NotFound(f"upload {upload_id[:100]!r} not found")
-    return f"uploads/{ws}/{upload_id}"
+class Staging:
+    """Objects a client posts straight to the blob store (a presigned POST) before the API takes them in: one per
+    upload id (`<prefix><hex>`), at `uploads/<workspace>/<upload id>`, with what the upload will become kept beside it
+    (`<key>.json`) so the client cannot change it later. Shared by the Files API's large uploads and skill uploads."""
+
+    def __init__(self, blobs: BlobStore, clock: Clock, *, prefix: str, noun: str = "upload") -> None:
+        self.blobs = blobs
+        self.clock = clock
+        self.prefix = prefix
+        self.noun = noun
+
+    def key(self, ws: str, upload_id: str) -> str:
+        rest = upload_id[len(self.prefix) :]
+        if not upload_id.startswith(self.prefix) or not rest.replace("-", "").isalnum():
+            raise NotFound(f"{self.noun} {upload_id[:100]!r} not found")
+        return f"uploads/{ws}/{upload_id}"
+
+    def presigner(self, what: str) -> PresignedUploads:
+        """The blob store as a presigner; 400 saying `what` this server takes instead when it cannot presign."""
+        if not isinstance(self.blobs, PresignedUploads):
+            raise InvalidRequest(f"this server has no upload URLs: its blob store is a directory, and {what}")
+        return self.blobs
+
+    def begin(self, ws: str, meta: JsonObject, *, max_bytes: int, content_type: str, what: str) -> JsonObject:
+        """A new upload: `{upload_id, url, fields, expires_at, max_bytes}` (the caller adds its `type`)."""
+        presigner = self.presigner(what)
+        upload_id = self.prefix + secrets.token_hex(16)
+        key = self.key(ws, upload_id)
+        now = self.clock.now()
+        kept = {**meta, "created_at": rfc3339(now)}
+        self.blobs.put(f"{key}.json", io.BytesIO(json.dumps(kept).encode()), max_bytes=1 << 16)
+        url, fields = presigner.presign_post(
+            key, max_bytes=max_bytes, expires_seconds=UPLOAD_URL_SECONDS, content_type=content_type
+        )
+        expires_at = rfc3339(now + timedelta(seconds=UPLOAD_URL_SECONDS))
+        return {"upload_id": upload_id, "url": url, "fields": fields, "expires_at": expires_at, "max_bytes": max_bytes}
+
+    def staged(self, ws: str, upload_id: str) -> tuple[str, JsonObject, Iterator[bytes]]:
+        """(the staged key, what the upload becomes, its bytes): 404 for an unknown, completed or expired upload, 400
+        before the bytes are there."""
+        key = self.key(ws, upload_id)
+        try:
+            meta: JsonObject = json.loads(b"".join(self.blobs.open(f"{key}.json")))
+        except NotFound:
+            raise NotFound(f"{self.noun} {upload_id!r} not found (or completed already)") from None
+        created = parse_rfc3339(str(meta["created_at"]))
+        if self.clock.now() - created > timedelta(seconds=COMPLETE_WITHIN_SECONDS):
+            self.discard(key)
+            raise NotFound(f"{self.noun} {upload_id!r} expired: complete an upload within {COMPLETE_WITHIN_SECONDS} s")
+        try:
+            chunks = self.blobs.open(key)
+        except NotFound:
+            raise InvalidRequest(
+                f"{self.noun} {upload_id!r}: nothing was uploaded yet; POST the file to its url with its fields first"
+            ) from None
+        return key, meta, chunks
+
+    def discard(self, key: str) -> None:
+        self.blobs.delete(key)
+        self.blobs.delete(f"{key}.json")
 
 
 class LargeUploads:
     def __init__(self, files: FileService) -> None:
         self.files = files
-
-    def _presigner(self) -> PresignedUploads:
-        blobs = self.files.blobs
-        if not isinstance(blobs, PresignedUploads):
-            raise InvalidRequest(
-                "this server has no upload URLs: its blob store is a directory, and files.upload takes files up to"
-                f" {self.files.max_bytes:,} bytes (max_file_bytes) directly"
-            )
-        return blobs
+        self.staging = Staging(files.blobs, files.svc.clock, prefix=UPLOAD_PREFIX)
 
     def begin(self, ws: str, body: JsonObject) -> JsonObject:
-        presigner = self._presigner()
+        what = f"files.upload takes files up to {self.files.max_bytes:,} bytes (max_file_bytes) directly"
+        self.staging.presigner(what)
         unknown = sorted(set(body) - {"filename", "mime_type", "expires_in_seconds"})
         if unknown:
             raise InvalidRequest(f"{unknown[0]}: unknown field (fields: filename, mime_type, expires_in_seconds)")
@@ -82,57 +131,25 @@ class LargeUploads:
             )
         mime_type = mime_type_of(mime, raw_name)
         name = clean_filename(raw_name, mime_type)
-        upload_id = UPLOAD_PREFIX + secrets.token_hex(16)
-        key = _staged(ws, upload_id)
-        now = self.files.svc.clock.now()
-        expires_at = rfc3339(now + timedelta(seconds=UPLOAD_URL_SECONDS))
-        meta = {"filename": name, "mime_type": mime_type, "expires_in_seconds": expires_in, "created_at": rfc3339(now)}
-        self.files.blobs.put(f"{key}.json", io.BytesIO(json.dumps(meta).encode()), max_bytes=1 << 16)
-        url, fields = presigner.presign_post(
-            key, max_bytes=self.files.max_bytes, expires_seconds=UPLOAD_URL_SECONDS, content_type=mime_type
-        )
-        return {
-            "type": "file_upload",
-            "upload_id": upload_id,
-            "url": url,
-            "fields": fields,
-            "expires_at": expires_at,
-            "max_bytes": self.files.max_bytes,
-        }
+        meta: JsonObject = {"filename": name, "mime_type": mime_type, "expires_in_seconds": expires_in}
+        out = self.staging.begin(ws, meta, max_bytes=self.files.max_bytes, content_type=mime_type, what=what)
+        return {"type": "file_upload", **out}
 
     def complete(self, ws: str, upload_id: str) -> JsonObject:
-        key = _staged(ws, upload_id)
-        try:
-            meta = json.loads(b"".join(self.files.blobs.open(f"{key}.json")))
-        except NotFound:
-            raise NotFound(f"upload {upload_id!r} not found (or completed already)") from None
-        created = parse_rfc3339(str(meta["created_at"]))
-        if self.files.svc.clock.now() - created > timedelta(seconds=COMPLETE_WITHIN_SECONDS):
-            self._discard(key)
-            raise NotFound(f"upload {upload_id!r} expired: complete an upload within {COMPLETE_WITHIN_SECONDS} s")
-        try:
-            chunks = self.files.blobs.open(key)
-        except NotFound:
-            raise InvalidRequest(
-                f"upload {upload_id!r}: nothing was uploaded yet; POST the file to its url with its fields first"
-            ) from None
+        key, meta, chunks = self.staging.staged(ws, upload_id)
         try:
             out = self.files.upload(
                 ws,
                 cast(BinaryIO, _Reader(chunks)),
                 filename=str(meta["filename"]),
                 content_type=str(meta["mime_type"]),
-                expires_in_seconds=meta.get("expires_in_seconds"),
+                expires_in_seconds=cast(int | None, meta.get("expires_in_seconds")),
             )
         except ApiError:
-            self._discard(key)  # too large: S3's own condition should have refused it; nothing is kept
+            self.staging.discard(key)  # too large: S3's own condition should have refused it; nothing is kept
             raise
-        self._discard(key)
+        self.staging.discard(key)
         return out
-
-    def _discard(self, key: str) -> None:
-        self.files.blobs.delete(key)
-        self.files.blobs.delete(f"{key}.json")
 
 
 class _Reader(io.RawIOBase):

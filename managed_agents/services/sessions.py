@@ -131,18 +131,29 @@ def _send_digest(events: Sequence[EventParams]) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def render_session(doc: JsonObject, now: datetime) -> JsonObject:
+def render_session(doc: JsonObject, now: datetime, children: budgets.Spend | None = None) -> JsonObject:
+    """The session as the API shows it; `children`: what its child threads consumed (budgets.children_spend), which
+    its usage and list cost include (its primary thread's own are on the thread: services/threads.py)."""
     out = render(doc)
     created = parse_rfc3339(str(doc["created_at"]))
     active = float(cast(float, doc.get("_active_seconds") or 0.0))
     running_since = doc.get("_running_since")
     if running_since:
         active += max(0.0, (now - parse_rfc3339(str(running_since))).total_seconds())
-    out["stats"] = {"active_seconds": round(active, 3), "duration_seconds": round((now - created).total_seconds(), 3)}
-    usage = dict(cast(JsonObject, doc.get("usage") or _usage_zero()))
+    # stats sum each thread's own active time; usage counts the time any thread ran once (the session runs while its
+    # children do: it waits on them)
+    threads_active = children.active_seconds if children is not None else 0.0
+    out["stats"] = {
+        "active_seconds": round(active + threads_active, 3),
+        "duration_seconds": round((now - created).total_seconds(), 3),
+    }
+    own = cast(JsonObject, doc.get("usage") or _usage_zero())
+    usage = dict(own) if children is None else children.usage_json(own)
     usage["active_seconds"] = round(active, 3)
-    if doc.get("budget") is not None or doc.get("_list_cost") is not None:
-        usage["list_cost"] = {"amount": prices.amount(budgets.consumed(doc)), "currency": prices.CURRENCY}
+    tracked = children is None or not children.untracked
+    if tracked and (doc.get("budget") is not None or doc.get("_list_cost") is not None):
+        spent = budgets.consumed(doc) + (children.list_cost if children is not None else 0)
+        usage["list_cost"] = {"amount": prices.amount(spent), "currency": prices.CURRENCY}
     out["usage"] = usage
     return out
 
@@ -335,7 +346,11 @@ class SessionService:
                 hook(sid)
             except Exception:  # the session exists; what a hook prepares is prepared again when needed
                 log.exception("a session create hook failed", extra={"session_id": sid})
-        return render_session(rec.doc, self.svc.clock.now())
+        return self.render(rec)
+
+    def render(self, rec: Record) -> JsonObject:
+        """The session with its child threads' usage (one lookup, for a session that started threads only)."""
+        return render_session(rec.doc, self.svc.clock.now(), budgets.children_spend(self.svc.resources, rec))
 
     def record(self, ws: str, sid: str) -> Record:
         rec = self.svc.resources.get("session", ws, sid)
@@ -344,7 +359,7 @@ class SessionService:
         return rec
 
     def get(self, ws: str, sid: str) -> JsonObject:
-        return render_session(self.record(ws, sid).doc, self.svc.clock.now())
+        return self.render(self.record(ws, sid))
 
     def list_sessions(
         self, ws: str, query: ListQuery, *, memory_store_id: str | None = None
@@ -353,8 +368,7 @@ class SessionService:
             page = sessions_of_store(self.svc.resources, ws, memory_store_id, query)
         else:
             page = list_page(self.svc.resources, "session", ws, query)
-        now = self.svc.clock.now()
-        return [render_session(r.doc, now) for r in page.rows], page.next_page, page.prev_page
+        return [self.render(r) for r in page.rows], page.next_page, page.prev_page
 
     def update(self, ws: str, sid: str, params: SessionUpdateParams) -> JsonObject:
         fields = params.model_fields_set
@@ -363,7 +377,8 @@ class SessionService:
             raise InvalidRequest("vault_ids: cannot be changed after a session is created")
         changed: JsonObject = {}
         if "budget" in fields:
-            changed["budget"] = budgets.on_update(rec.doc, params.budget)
+            spent = budgets.consumed_total(self.svc.resources, rec)
+            changed["budget"] = budgets.on_update(rec.doc, params.budget, spent)
         if "agent" in fields and params.agent is not None:
             if rec.doc["status"] in ACTIVE:
                 raise Conflict(f"agent: session {sid!r} is running; update its agent when it is idle")
@@ -405,7 +420,11 @@ class SessionService:
             self.events.append(sid, [ev])
             if "budget" in changed and self.svc.orchestrator is not None:
                 self.svc.orchestrator.wake(sid)  # a session stopped at its budget resumes once it is raised
-        return render_session(new.doc, self.svc.clock.now())
+                if new.doc.get("_has_threads"):  # and so do its child threads stopped there (harness/budget.py)
+                    for child in budgets.child_records(self.svc.resources, ws, sid):
+                        if child.doc.get("status") == "idle" and child.doc.get("_stop") == "budget_reached":
+                            self.svc.orchestrator.wake(child.id)
+        return self.render(new)
 
     def archive(self, ws: str, sid: str) -> JsonObject:
         rec = self.record(ws, sid)
@@ -417,7 +436,7 @@ class SessionService:
             self.work.end_session(sid)
         for hook in self.ended_hooks:
             hook(sid)
-        return render_session(rec.doc, self.svc.clock.now())
+        return self.render(rec)
 
     def delete(self, ws: str, sid: str) -> JsonObject:
         """Stop the sandbox (a failure changes nothing: 503, retry), then mark the session deleted and remove its

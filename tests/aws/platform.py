@@ -29,9 +29,11 @@ and restored afterwards; `env` overrides any of it (or adds `MANAGED_AGENTS_*` s
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -182,13 +184,42 @@ class MotoLock:
             self.local.depth = depth
 
 
+@functools.cache
+def mount_namespaces() -> list[str] | None:
+    """The `unshare` command that gives a process a private mount namespace here (root: a mount namespace; otherwise
+    a user namespace that owns one), or None where the machine allows neither."""
+    tool = shutil.which("unshare")
+    if tool is None or sys.platform != "linux":
+        return None
+    cmd = [tool, "--mount", "--propagation", "private"]
+    if os.geteuid() != 0:
+        cmd[1:1] = ["--user", "--map-root-user"]
+    probe = subprocess.run([*cmd, "--", "sh", "-c", "mount -t tmpfs tmpfs /mnt"], capture_output=True, check=False)
+    return cmd if probe.returncode == 0 else None
+
+
+def with_memory_mount(memory: Path, argv: list[str]) -> list[str] | None:
+    """`argv` run with `memory` at /mnt/memory, as the sandbox container has its own (the image's directory, in the
+    task's writable layer: fresh per task, sandbox/Dockerfile): in a private mount namespace whose /mnt is a tmpfs
+    holding only that bind (so the host's /mnt is neither shown nor touched); `exec`, so the process stopped and
+    signalled is the entrypoint itself. None where there are no mount namespaces, or the process needs the host's
+    /mnt."""
+    unshare = mount_namespaces()
+    if unshare is None or any(Path(p).resolve().is_relative_to("/mnt") for p in (memory, *argv)):
+        return None
+    script = 'mount -t tmpfs -o mode=755 tmpfs /mnt && mkdir /mnt/memory && mount --bind "$0" /mnt/memory && exec "$@"'
+    return [*unshare, "--", "sh", "-c", script, str(memory), *argv]
+
+
 @dataclass
 class Sandboxes:
     """Fargate stand-in: each RunTask runs the task's init container (managed_agents/sandbox/materials.py) with its
     environment overrides, then, once it exited 0 (the task definition's `dependsOn: SUCCESS`), the official worker
     with the sandbox container's. Both as subprocesses, in a thread (the init program calls the API, which calls
     moto: RunTask must return first); the task volumes are the session's working directory (`/mnt/session` →
-    `<workdir>/mnt/session`)."""
+    `<workdir>/mnt/session`). The sandbox container's own /mnt/memory (where the worker mounts the session's memory
+    stores, the image turning memory on) is a fresh directory per task bound there in a mount namespace
+    (`with_memory_mount`); where the machine has none, the worker runs without memory (`memory` is False)."""
 
     root: Path
     runs: list[dict[str, Any]] = field(default_factory=list)
@@ -196,6 +227,11 @@ class Sandboxes:
     threads: list[threading.Thread] = field(default_factory=list)
     stopped: set[str] = field(default_factory=set)
     closing: bool = False
+
+    @property
+    def memory(self) -> bool:
+        """Whether the tasks' worker mounts memory stores (at /mnt/memory of a mount namespace of its own)."""
+        return mount_namespaces() is not None
 
     def start(self, task_arn: str, overrides: dict[str, Any]) -> None:
         containers = {
@@ -210,6 +246,12 @@ class Sandboxes:
         proc_env["MANAGED_AGENTS_SANDBOX_ROOT"] = str(workdir)
         proc_env["MANAGED_AGENTS_SANDBOX_OUTPUTS"] = str(workdir / "mnt/session/outputs")  # the image's ENV
         log_path = self.root / f"{env['ANTHROPIC_WORK_ID']}.log"
+        memory = self.root / "memory" / task_arn.rsplit("/", 1)[-1]
+        argv = with_memory_mount(memory, [sys.executable, entrypoint.__file__])
+        if argv is not None:
+            memory.mkdir(parents=True)
+            proc_env["MANAGED_AGENTS_SANDBOX_MEMORY"] = "1"  # the image's ENV
+        argv = argv or [sys.executable, entrypoint.__file__]
 
         def run() -> None:
             with open(log_path, "ab") as log:
@@ -225,9 +267,7 @@ class Sandboxes:
                         return
                 if task_arn in self.stopped or self.closing:
                     return
-                self.procs[task_arn] = subprocess.Popen(
-                    [sys.executable, entrypoint.__file__], env=proc_env, stdout=log, stderr=subprocess.STDOUT
-                )
+                self.procs[task_arn] = subprocess.Popen(argv, env=proc_env, stdout=log, stderr=subprocess.STDOUT)
 
         thread = threading.Thread(target=run, name=f"task-{task_arn[-8:]}", daemon=True)
         self.threads.append(thread)

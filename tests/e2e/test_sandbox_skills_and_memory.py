@@ -10,18 +10,23 @@ import pytest
 
 from managed_agents.adapters.local.subprocess_sandbox import bubblewrap_path
 from managed_agents.testing.scripted_model import ScriptedModelServer
-from tests.e2e.conftest import Server, embedded_only, wait_idle
+from tests.e2e.conftest import Server, wait_idle
 from tests.e2e.sandbox_support import CLOUD_RESULT, TOOLSET, result_texts, tool_step
 
-# The skill test runs on both legs (AWS: moto's RunTask runs the official worker as the Fargate stand-in); the memory
-# tests need a sandbox with /mnt of its own, which the stand-in (a plain process) is not.
-embedded_sandbox = embedded_only(
-    "memory mounts need a sandbox with /mnt/memory of its own; the Fargate stand-in is a plain process (the image"
-    " gives the real task one: tests/infra/test_sandbox_image.py)"
-)
-needs_bwrap = pytest.mark.skipif(
-    bubblewrap_path() is None, reason="memory mounts need a sandbox with /mnt/memory of its own (bubblewrap)"
-)
+# Both legs: the embedded sandbox (bubblewrap) and the Fargate stand-in (moto's RunTask runs the official worker in a
+# mount namespace whose /mnt/memory is the task's own, as the image gives the real task one:
+# tests/infra/test_sandbox_image.py) mount memory stores at /mnt/memory/<slug>.
+
+
+def needs_memory_mounts(server: Server) -> None:
+    """Skip, saying why, where this machine gives the leg's sandbox no /mnt/memory of its own."""
+    if server.platform is not None:
+        if not server.platform.sandboxes.memory:
+            pytest.skip("the Fargate stand-in needs a mount namespace (unshare) for its own /mnt/memory")
+    elif bubblewrap_path() is None:
+        pytest.skip("memory mounts need a sandbox with /mnt/memory of its own (bubblewrap)")
+
+
 SKILL_MD = "---\nname: csv-tools\ndescription: Summarise CSV files.\n---\nRun scripts/count.sh on the file.\n"
 
 
@@ -74,11 +79,10 @@ def _memory_session(client: anthropic.Anthropic, resources: list[Any]) -> str:
     return client.beta.sessions.create(agent=agent.id, environment_id=env.id, resources=resources).id
 
 
-@embedded_sandbox
-@needs_bwrap
 def test_sessions_read_and_write_memory_through_their_mounts_and_the_next_one_sees_it(
     server: Server, client: anthropic.Anthropic, model_server: ScriptedModelServer
 ) -> None:
+    needs_memory_mounts(server)
     # Given a store with one memory, attached read_write, and a read_only one
     notes = client.beta.memory_stores.create(name="Team Notes", description="what we learned")
     client.beta.memory_stores.memories.create(notes.id, path="/todo.md", content="ship the release\n")

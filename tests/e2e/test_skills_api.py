@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import io
+import os
 import zipfile
 from typing import Any
 
 import anthropic
 import pytest
+import requests
 
 from tests.e2e.conftest import Server
 
@@ -245,3 +247,88 @@ def test_a_sessions_subagents_have_their_skills_pinned_too(server: Server) -> No
     assert [(s.skill_id, s.version) for s in member.skills] == [(skill.id, v1)]  # type: ignore[union-attr]
     again = client.beta.sessions.retrieve(session.id).agent.multiagent.agents[0]  # type: ignore[union-attr]
     assert [(s.skill_id, s.version) for s in again.skills] == [(skill.id, v1)]  # type: ignore[union-attr]
+
+
+def _zip(files: list[tuple[str, bytes]]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as zf:
+        for path, data in files:
+            zf.writestr(path, data)
+    return buf.getvalue()
+
+
+def _post_to_s3(server: Server, upload: dict[str, Any], archive: bytes) -> None:
+    assert server.platform is not None
+    with server.platform.iam.unchecked():  # (moto cannot verify a POST policy's signature; S3 does)
+        posted = requests.post(upload["url"], data=upload["fields"], files={"file": ("s.zip", archive)}, timeout=60)
+    assert posted.status_code in (200, 204), posted.text
+
+
+def test_a_skill_over_the_deployments_request_cap(client: anthropic.Anthropic, server: Server) -> None:
+    _needs_blobs(server)
+    # Given a skill folder larger than one API Lambda invocation carries (6,000,000 bytes), under the 8 MiB skill cap
+    files = _files(data__model__bin=os.urandom(6_200_000))
+    if server.backend == "embedded":
+        # Then the embedded server (no such cap) stores it through skills.create
+        skill = client.beta.skills.create(files=files)
+        archive = client.beta.skills.versions.download("latest", skill_id=skill.id).read()
+        with zipfile.ZipFile(io.BytesIO(archive)) as zf:
+            assert {i.filename: zf.read(i) for i in zf.infolist()} == dict(files)
+        # and has no upload URLs to hand out (it needs none)
+        with pytest.raises(anthropic.BadRequestError, match=r"skills\.create and skills\.versions\.create take"):
+            client.post("/v1/skills/uploads", body={}, cast_to=object)
+        return
+    # Then the AWS deployment answers skills.create with a 413 that names the cap and the upload-URL flow; no skill
+    with pytest.raises(anthropic.APIStatusError) as info:
+        client.beta.skills.create(files=files)
+    assert info.value.status_code == 413
+    message = _error(info.value)["message"]
+    assert "Lambda request cap" in message and "POST /v1/skills/uploads" in message, message
+    assert "docs/skills-and-memory.md" in message
+    assert client.beta.skills.list().data == []
+    # When the client takes that flow: an upload URL, a zip of the folder posted straight to S3, then complete
+    upload: Any = client.post("/v1/skills/uploads", body={"display_name": "Big model"}, cast_to=object)
+    assert upload["type"] == "skill_upload" and upload["upload_id"].startswith("skupl_")
+    assert upload["max_bytes"] > len(files[1][1])
+    with pytest.raises(anthropic.BadRequestError, match="nothing was uploaded yet"):
+        client.post(f"/v1/skills/uploads/{upload['upload_id']}/complete", cast_to=object)
+    _post_to_s3(server, upload, _zip(files))
+    done: Any = client.post(f"/v1/skills/uploads/{upload['upload_id']}/complete", cast_to=object)
+    # Then it is a skill like any other: its display name, its version, its download the uploaded files
+    skill = client.beta.skills.retrieve(done["id"])
+    assert skill.display_name == "Big model" and skill.latest_version_id == done["latest_version_id"]
+    downloaded = client.beta.skills.versions.download("latest", skill_id=skill.id).read()
+    with zipfile.ZipFile(io.BytesIO(downloaded)) as zf:
+        assert {i.filename: zf.read(i) for i in zf.infolist()} == dict(files)
+    # And an upload completes once
+    with pytest.raises(anthropic.NotFoundError):
+        client.post(f"/v1/skills/uploads/{upload['upload_id']}/complete", cast_to=object)
+
+    # When a new version over the cap is sent with versions.create: the same 413, naming the flow
+    with pytest.raises(anthropic.APIStatusError) as info:
+        client.beta.skills.versions.create(skill.id, files=files)
+    assert info.value.status_code == 413 and "with skill_id for a new version" in _error(info.value)["message"]
+    # and through the flow with skill_id, the downloaded archive uploaded again as it is
+    upload = client.post("/v1/skills/uploads", body={"skill_id": skill.id}, cast_to=object)
+    _post_to_s3(server, upload, downloaded)
+    version: Any = client.post(f"/v1/skills/uploads/{upload['upload_id']}/complete", cast_to=object)
+    # Then it is the skill's latest version
+    assert version["type"] == "skill_version" and version["skill_id"] == skill.id
+    assert client.beta.skills.retrieve(skill.id).latest_version_id == version["id"]
+    assert [v.id for v in client.beta.skills.versions.list(skill.id)] == [version["id"], skill.latest_version_id]
+
+    # And an archive that breaks the upload rules is refused with the same 400 as skills.create, and not kept
+    upload = client.post("/v1/skills/uploads", body={}, cast_to=object)
+    _post_to_s3(server, upload, _zip([*_files(top="evil"), ("evil/../../etc/x", b"x")]))
+    with pytest.raises(anthropic.BadRequestError, match=r"\.\."):
+        client.post(f"/v1/skills/uploads/{upload['upload_id']}/complete", cast_to=object)
+    with pytest.raises(anthropic.NotFoundError):
+        client.post(f"/v1/skills/uploads/{upload['upload_id']}/complete", cast_to=object)
+    # and so is an object that is not a zip, and an upload for a skill that does not exist
+    upload = client.post("/v1/skills/uploads", body={}, cast_to=object)
+    _post_to_s3(server, upload, b"not a zip at all")
+    with pytest.raises(anthropic.BadRequestError, match="not a zip archive"):
+        client.post(f"/v1/skills/uploads/{upload['upload_id']}/complete", cast_to=object)
+    with pytest.raises(anthropic.NotFoundError):
+        client.post("/v1/skills/uploads", body={"skill_id": "skill_nope"}, cast_to=object)
+    assert [s.id for s in client.beta.skills.list()] == [skill.id]

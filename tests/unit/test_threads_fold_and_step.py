@@ -86,3 +86,24 @@ def test_a_childs_own_status_events_set_its_status_and_their_copies_do_not() -> 
     # and the message that opens a child's log is its input
     opening: Entry = ("agent.thread_message_received", {"content": [{"type": "text", "text": "find"}]}, None)
     assert isinstance(_decide(opening), step.RunModel)
+
+
+def test_a_child_stopped_at_the_budget_stops_the_session_until_it_runs_again() -> None:
+    budget_stop: Entry = (
+        "session.thread_status_idle",
+        {"session_thread_id": "sthr_x", "stop_reason": {"type": "budget_reached"}},
+        None,
+    )
+    resumed: Entry = ("session.thread_status_running", {"session_thread_id": "sthr_x"}, None)
+    stopped: Entry = ("session.status_idle", {"stop_reason": {"type": "budget_reached"}}, None)
+    waiting = (USER, RUNNING, START, SENT, END, CREATED)
+    # Given a session waiting on its child, When the child's copied status says it stopped at the budget
+    action = _decide(*waiting, budget_stop)
+    # Then the session stops there too, once
+    assert action == step.GoIdle({"type": "budget_reached"})
+    assert _decide(*waiting, budget_stop, stopped) == step.Park("budget_reached")
+    # And when the child runs again (the budget was raised), the session waits on it again
+    assert isinstance(_decide(*waiting, budget_stop, stopped, resumed), step.WaitForThreads)
+    # And the stop of a thread this call does not wait on does not stop the session
+    other = ("session.thread_created", {"session_thread_id": "sthr_y", "agent_name": "flights"}, {"call": "sevt_4"})
+    assert isinstance(_decide(USER, RUNNING, START, SENT, END, other, budget_stop), step.WaitForThreads)

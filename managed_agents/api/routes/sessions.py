@@ -27,7 +27,7 @@ from managed_agents.domain.errors import ApiError, InvalidRequest, NotFound
 from managed_agents.domain.events import JsonObject
 from managed_agents.services.common import check_limit, page_query
 from managed_agents.services.keys import Principal
-from managed_agents.services.sessions import decode_seq_cursor, encode_seq_cursor, render_session
+from managed_agents.services.sessions import decode_seq_cursor, encode_seq_cursor
 from managed_agents.wire.sessions import EventSendParams, SessionCreateParams, SessionUpdateParams
 
 router = edge_router("/v1/sessions", tags=["sessions"], beta=betas.SESSIONS_API)
@@ -83,7 +83,7 @@ async def list_sessions(
 async def retrieve_session(session_id: str, request: Request, p: AnyAuth) -> JsonObject:
     rt = runtime(request)
     rec = await call(rt.sessions.check_access, p, session_id)
-    return render_session(rec.doc, rt.clock.now())
+    return await call(rt.sessions.render, rec)
 
 
 @router.post("/{session_id}")

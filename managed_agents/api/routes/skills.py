@@ -9,23 +9,33 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, File, Form, Query, Request, UploadFile
+from fastapi import Body, Depends, File, Form, Query, Request, UploadFile
 from fastapi.responses import StreamingResponse
 
 from managed_agents.api.deps import any_principal, call, principal, runtime
-from managed_agents.api.edge import MAX_BODY_EXTRA, REPLAYS_RETRIES_EXTRA, edge_router
+from managed_agents.api.edge import LARGE_UPLOADS, MAX_BODY_EXTRA, REPLAYS_RETRIES_EXTRA, edge_router
 from managed_agents.domain.errors import NotFound, PermissionDenied
 from managed_agents.domain.events import JsonObject
 from managed_agents.services.common import page_query
 from managed_agents.services.keys import Principal
 from managed_agents.services.skill_bundles import MAX_SKILL_BYTES, UPLOAD_OVERHEAD_BYTES
+from managed_agents.services.skill_uploads import SkillUploads
 from managed_agents.services.skills import SkillService
 
 router = edge_router("/v1/skills", tags=["skills"], beta=None)
 Auth = Annotated[Principal, Depends(principal)]
 AnyAuth = Annotated[Principal, Depends(any_principal)]
 SkillLimit = Annotated[int | None, Query(ge=1, le=1000, description="page size (default 20)")]
-UPLOAD_EXTRA = {**REPLAYS_RETRIES_EXTRA, MAX_BODY_EXTRA: MAX_SKILL_BYTES + UPLOAD_OVERHEAD_BYTES}
+LARGER_SKILLS = (
+    "Send a larger skill through an upload URL instead: POST /v1/skills/uploads (with skill_id for a new version),"
+    " POST a zip of the skill folder to the url it returns, then POST /v1/skills/uploads/{upload_id}/complete"
+    " (docs/skills-and-memory.md, 'Large skills')"
+)
+UPLOAD_EXTRA = {
+    **REPLAYS_RETRIES_EXTRA,
+    MAX_BODY_EXTRA: MAX_SKILL_BYTES + UPLOAD_OVERHEAD_BYTES,
+    LARGE_UPLOADS: LARGER_SKILLS,
+}
 Files = Annotated[
     list[UploadFile],
     File(alias="files[]", description="the skill folder's files, each part named with its path (my-skill/SKILL.md)"),
@@ -65,6 +75,18 @@ async def create_skill(
     display_name: Annotated[str | None, Form(max_length=255)] = None,
 ) -> JsonObject:
     return await call(s.create, p.workspace_id, await _parts(files), display_name)
+
+
+@router.post("/uploads")
+async def begin_skill_upload(request: Request, p: Auth, s: Skills, body: Annotated[JsonObject, Body()]) -> JsonObject:
+    """A presigned S3 POST for a skill larger than one API request carries (services/skill_uploads.py)."""
+    return await call(SkillUploads(s).begin, p.workspace_id, body)
+
+
+@router.post("/uploads/{upload_id}/complete")
+async def complete_skill_upload(upload_id: str, request: Request, p: Auth, s: Skills) -> JsonObject:
+    """The uploaded zip becomes a skill (or a version of the skill the upload named), under the upload rules."""
+    return await call(SkillUploads(s).complete, p.workspace_id, upload_id)
 
 
 @router.get("")
