@@ -111,7 +111,9 @@ def test_kill9_during_compaction_and_its_continuation_restarts_cleanly(
 ) -> None:
     model = compacting_model
     data_dir, port = tmp_path / "data", free_port()
-    env = {"MANAGED_AGENTS_COMPACTION_THRESHOLD_TOKENS": "1000"}
+    # no periodic session.usage snapshot: kills and restarts on a loaded machine can outlast its default minute,
+    # and the order asserted below is the turn's own
+    env = {"MANAGED_AGENTS_COMPACTION_THRESHOLD_TOKENS": "1000", "MANAGED_AGENTS_USAGE_EVENT_SECONDS": "86400"}
     procs: list[ServeProcess] = []
 
     def serve() -> ServeProcess:
