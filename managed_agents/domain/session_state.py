@@ -133,9 +133,12 @@ class SessionState:
     evaluation_errors: int = 0  # session.error events of the evaluation in flight (its grader's failed attempts)
     last_stop: str | None = None  # the stop_reason type of the latest idle
     # a child thread's tool calls cross-posted to the session's log (harness/threads.py): event id -> (thread id,
-    # whether the user must act), until answered; and the answers the session's log got for them, to route
+    # whether the user must act), until answered (the child copies the answers it waits on: threads.pull_answers)
     thread_requests: dict[str, tuple[str, bool]] = field(default_factory=dict)
-    thread_answers: list[StoredEvent] = field(default_factory=list)
+    # interrupts of one child thread each, until the child's copied status says it stopped after them (the session's
+    # steps copy them into the child's log: a copy lost to a crash is made again)
+    thread_interrupts: dict[str, StoredEvent] = field(default_factory=dict)
+    interrupt_event: StoredEvent | None = None  # the session's own interrupt being handled (interrupt_seq's)
     # child threads stopped at the session's budget (their `session.thread_status_idle` copies: harness/budget.py)
     threads_at_budget: set[str] = field(default_factory=set)
 
@@ -240,7 +243,6 @@ def _apply(st: SessionState, ev: StoredEvent) -> None:
             st.thread_requests[call_id] = (request[0], False)  # confirmed: the child runs it
         elif request is not None:
             del st.thread_requests[call_id]
-        st.thread_answers.append(ev)
     elif t in ("agent.tool_use", "agent.custom_tool_use", "agent.mcp_tool_use"):
         kind = cast(
             ToolKind,
@@ -294,8 +296,10 @@ def _apply(st: SessionState, ev: StoredEvent) -> None:
         c = st.call(str(ref))
         if c is not None and not c.resolved:
             c.resolve(cast(list[JsonObject], p.get("content") or []), bool(p.get("is_error")))
-    elif t == "user.interrupt" and not internal.get("thread"):  # (one child thread's: routed to it)
-        st.interrupt_seq = ev.seq
+    elif t == "user.interrupt" and internal.get("thread"):  # one child thread's: copied to it
+        st.thread_interrupts[str(internal["thread"])] = ev
+    elif t == "user.interrupt":
+        st.interrupt_seq, st.interrupt_event = ev.seq, ev
         st.budget_stop_seq = None  # an interrupted session does not resume its turn when the budget is raised
     elif t == "session.usage":
         st.last_usage_at = ev.processed_at
@@ -325,6 +329,8 @@ def _apply(st: SessionState, ev: StoredEvent) -> None:
             st.threads_at_budget.add(tid)
         else:
             st.threads_at_budget.discard(tid)
+        if t in ("session.thread_status_idle", "session.thread_status_terminated"):
+            st.thread_interrupts.pop(tid, None)  # it stopped after the interrupt: nothing left to copy
     elif t in STATUS_BY_EVENT or (internal.get("own") and t in THREAD_STATUS_BY_EVENT):
         new_status = STATUS_BY_EVENT.get(t) or THREAD_STATUS_BY_EVENT[t]
         if new_status == "running" and st.running_since is None:
@@ -334,7 +340,7 @@ def _apply(st: SessionState, ev: StoredEvent) -> None:
             st.running_since = None
         st.status = new_status
         if new_status in ("idle", "terminated"):
-            st.interrupt_seq = None
+            st.interrupt_seq, st.interrupt_event = None, None
             # calls settled by the stop itself (an interrupt's error results): the model is not asked again now;
             # their results go with the next user turn
             _add_user_blocks(st, _take_settled_results(st))

@@ -4,7 +4,7 @@ delegations (harness/threads.py)."""
 from __future__ import annotations
 
 from managed_agents.domain.events import JsonObject
-from managed_agents.domain.ids import PREFIXES, deterministic_id
+from managed_agents.domain.ids import PREFIXES, deterministic_event_id, deterministic_id
 
 KIND = "session_thread"
 # the agent snapshot a session carries (services/sessions.py), and the part of it a thread's `agent` repeats
@@ -34,6 +34,13 @@ def primary_thread_id(session_id: str) -> str:
 def child_thread_id(session_id: str, call_event_id: str) -> str:
     """The thread a delegation call starts: the same id however often the start is re-run (crash recovery)."""
     return deterministic_id(KIND, session_id, call_event_id)
+
+
+def answer_id(session_id: str, call_id: str, type_: str) -> str:
+    """The id the session's log gives an answer to a child's cross-posted call (services/sessions.py): one
+    confirmation and one result per call, so the child looks its answers up by id (harness/threads.py)."""
+    part = "confirmation" if type_ == "user.tool_confirmation" else "result"
+    return deterministic_event_id(session_id, f"answer@{call_id}:{part}")
 
 
 def is_thread_id(id_: str) -> bool:

@@ -27,7 +27,14 @@ from managed_agents.domain.errors import Conflict, DuplicateEvent
 from managed_agents.domain.events import STATUS_BY_EVENT, JsonObject, NewEvent, StoredEvent
 from managed_agents.domain.ids import deterministic_event_id
 from managed_agents.domain.session_state import SessionState, ToolCall
-from managed_agents.domain.threads import KIND, child_thread_id, is_thread_id, primary_thread_id, thread_agent
+from managed_agents.domain.threads import (
+    KIND,
+    answer_id,
+    child_thread_id,
+    is_thread_id,
+    primary_thread_id,
+    thread_agent,
+)
 from managed_agents.ports import EventStore, Record, ResourceStore
 
 PREFIX = "delegate_to_"
@@ -316,11 +323,37 @@ def answered_through_session(type_: str, payload: JsonObject, internal: JsonObje
     return False
 
 
-def forward_answers(events: EventStore, answers: list[StoredEvent]) -> None:
-    """Copy the session's answers to its children's calls into their logs (same ids: idempotent)."""
-    for ev in answers:
-        tid = str((ev.internal or {}).get("thread"))
+def awaited(st: SessionState) -> list[tuple[str, str]]:
+    """A child's calls that wait on an answer sent to its session: (call id, the answer's type as looked up)."""
+    out: list[tuple[str, str]] = []
+    for c in st.unresolved:
+        if c.permission == "ask" and c.confirmation is None:
+            out.append((c.event_id, "user.tool_confirmation"))
+        elif c.kind == "custom" or (c.kind == "builtin" and c.runnable):
+            out.append((c.event_id, "result"))
+    return out
+
+
+def pull_answers(events: EventStore, session_id: str, thread_id: str, st: SessionState) -> list[StoredEvent]:
+    """Copy into a child's log the answers its session got for the calls it waits on (same ids: a copy made twice is
+    refused), and return what was copied. The child pulls them each time it is advanced (woken by the send that
+    logged them, or by its session after a restart), so an answer is copied once and never lost between the two
+    logs; a call already answered in the child's log is not looked up again."""
+    copied: list[StoredEvent] = []
+    for call_id, type_ in awaited(st):
+        ev = events.get(session_id, answer_id(session_id, call_id, type_))
+        if ev is None:
+            continue
         try:
-            events.append(tid, [NewEvent(ev.id, ev.type, ev.payload, None)])
+            copied.extend(events.append(thread_id, [NewEvent(ev.id, ev.type, ev.payload, None)]))
         except DuplicateEvent:
-            pass
+            pass  # copied meanwhile (a concurrent step): the caller's fold reads it with the rest of the log
+    return copied
+
+
+def copy_interrupt(events: EventStore, thread_id: str, interrupt: StoredEvent) -> None:
+    """An interrupt, copied into a child's log under its own id (idempotent)."""
+    try:
+        events.append(thread_id, [NewEvent(interrupt.id, interrupt.type, interrupt.payload, None)])
+    except DuplicateEvent:
+        pass

@@ -203,7 +203,7 @@ class _Turn:
         folded: list[Sequence[StoredEvent]] = []
 
         def change(r: Record, stored: Sequence[StoredEvent]) -> None:
-            self._fold(stored)
+            self.fold_in(stored)
             folded.append(stored)
             self._cache_state(r)
 
@@ -220,7 +220,7 @@ class _Turn:
         if not stored:
             return []
         if not folded:
-            self._fold(stored)
+            self.fold_in(stored)
         if sync is not None and sync.written is not None:
             self.rec = sync.written
         elif synced and stored and sync is None:
@@ -265,7 +265,7 @@ class _Turn:
         """The session this turn's log belongs to (a child thread's session, or the session itself)."""
         return str(self.rec.doc["session_id"]) if self.thread else self.rec.id
 
-    def _fold(self, stored: Sequence[StoredEvent]) -> None:
+    def fold_in(self, stored: Sequence[StoredEvent]) -> None:
         if stored and stored[0].seq != self.state.last_seq + 1:
             self.in_sequence = False  # events appended by others meanwhile are not in this state: do not cache it
         fold(stored, self.state)
@@ -317,14 +317,36 @@ def _after_step(turn: _Turn, outcome: Outcome) -> Outcome:
     if turn.thread and isinstance(outcome, Parked) and outcome.reason in ("idle", "terminated"):
         if threads.deliver(turn.deps.events, turn.rec, turn.state, turn.append) and turn.deps.wake is not None:
             turn.deps.wake(turn.session_id)
-    elif turn.thread and isinstance(outcome, Parked) and outcome.reason in ("requires_action", "budget_reached"):
-        if turn.deps.wake is not None:  # the session waits on the user for the child's call, or stops at its budget
-            turn.deps.wake(turn.session_id)  # (step.decide)
     return outcome
 
 
+def _copies(turn: _Turn) -> None:
+    """What crosses between a session's logs, made (again) at every step until it is there: a child copies the
+    answers its session got for its calls; a session copies its interrupts of one child into that child's log."""
+    deps, st = turn.deps, turn.state
+    if turn.thread:
+        turn.fold_in(threads.pull_answers(deps.events, turn.session_id, turn.sid, st))
+        return
+    for tid, interrupt in list(st.thread_interrupts.items()):
+        threads.copy_interrupt(deps.events, tid, interrupt)
+        if deps.wake is not None:
+            deps.wake(tid)
+
+
+def _wake_children(turn: _Turn) -> None:
+    """A session waiting on its children wakes them: after a restart (which wakes running sessions only) each runs on,
+    pulls the answers it waits on or delivers its own. A child wakes its session only when something new happened
+    (an answer, a stop that needs the user or the budget), so this never loops."""
+    if turn.deps.wake is None or turn.thread:
+        return
+    for call in turn.state.unresolved:
+        if call.kind == "thread" and call.started:
+            turn.deps.wake(child_thread_id(turn.sid, call.event_id))
+
+
 def _step(turn: _Turn, cancel: CancelToken | None) -> Outcome:
-    deps, session_id = turn.deps, turn.sid
+    deps = turn.deps
+    _copies(turn)
     st = turn.state
     tool_timeout = timedelta(seconds=deps.settings.tool_timeout_seconds)
     action = step.decide(st, now=deps.clock.now(), tool_timeout=tool_timeout)
@@ -332,9 +354,13 @@ def _step(turn: _Turn, cancel: CancelToken | None) -> Outcome:
     if isinstance(action, step.Park):
         if turn.rec.doc.get("status") != st.status:
             turn.sync_record()
+        if action.reason in ("requires_action", "budget_reached"):
+            _wake_children(turn)
         return Parked(action.reason)
     if isinstance(action, step.GoIdle):
         turn.append(f"idle@{st.last_seq}", [("session.status_idle", {"stop_reason": action.stop_reason}, None)])
+        if turn.thread and deps.wake is not None and action.stop_reason.get("type") == "requires_action":
+            deps.wake(turn.session_id)  # the session waits on the user for the child's call (step.decide)
         return RunAgain()
     if isinstance(action, step.WaitForTools):
         if st.status != "running":
@@ -360,10 +386,7 @@ def _step(turn: _Turn, cancel: CancelToken | None) -> Outcome:
     if isinstance(action, step.WaitForThreads):
         if st.status != "running":  # (back from waiting on the user for a child's call)
             turn.append(f"running@{st.last_seq}", [("session.status_running", {}, None)])
-        threads.forward_answers(deps.events, st.thread_answers)
-        if deps.wake is not None:  # a restarted server woke the session only: its children run on, or deliver
-            for call in action.calls:
-                deps.wake(child_thread_id(session_id, call.event_id))
+        _wake_children(turn)
         if turn.rec.doc.get("status") != turn.state.status:
             turn.sync_record()
         return Parked("threads")
@@ -442,6 +465,12 @@ def _run_platform_tools(turn: _Turn, action: step.RunPlatformTools) -> Outcome:
 
 def _handle_interrupt(turn: _Turn, action: step.HandleInterrupt) -> Outcome:
     st = turn.state
+    if not turn.thread and st.interrupt_event is not None:  # the session's interrupt reaches its running children
+        for call in st.unresolved:  # first: a crash before the session's stop below copies it again on the re-run
+            if call.kind == "thread" and call.thread_id is not None:
+                threads.copy_interrupt(turn.deps.events, call.thread_id, st.interrupt_event)
+                if turn.deps.wake is not None:
+                    turn.deps.wake(call.thread_id)
     batch: list[Entry] = []
     if action.close_request and st.inflight is not None:
         batch.append(request_end(st.inflight.id, None, is_error=False, internal={"interrupted": True}))
@@ -471,6 +500,8 @@ def budget_gate(turn: _Turn) -> Outcome | None:
         return Parked("budget_reached")
     if spend == "stop":
         turn.append(f"budget@{st.last_seq}", budget.stop_events(st, turn.ledger, turn.deps.clock.now()))
+        if turn.thread and turn.deps.wake is not None:
+            turn.deps.wake(turn.session_id)  # a child stopped at its session's budget stops the session (step.decide)
         return RunAgain()
     return None
 

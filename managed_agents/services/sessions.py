@@ -41,7 +41,7 @@ from managed_agents.domain.ids import deterministic_event_id, new_id
 from managed_agents.domain.outcomes import DEFAULT_MAX_ITERATIONS
 from managed_agents.domain.session_state import SessionState, ToolCall, fold
 from managed_agents.domain.threads import KIND as THREAD_KIND
-from managed_agents.domain.threads import SESSION_AGENT_FIELDS, primary_thread_id
+from managed_agents.domain.threads import SESSION_AGENT_FIELDS, answer_id, primary_thread_id
 from managed_agents.ports import EventNotifier, EventStore, ListQuery, Record, RecordSync, iter_all, read_wire
 from managed_agents.services import budgets
 from managed_agents.services.agents import AgentService, check_tools, resolve_model, resolve_tools, skill_refs
@@ -579,9 +579,13 @@ class SessionService:
             ref = getattr(ev, "tool_use_id", None) or getattr(ev, "custom_tool_use_id", None)
             if isinstance(ev, UserInterruptParams) and ev.session_thread_id not in (None, primary_thread_id(sid)):
                 internal = {"thread": ev.session_thread_id}  # one child's: not the session's own interrupt
-            if ref in routed:  # answers a child thread's call: the harness forwards it there (harness/threads.py)
+            event_id = new_id("event")
+            if ref in routed:  # answers a child thread's call: the child copies it from here (harness/threads.py)
                 payload["session_thread_id"] = routed[ref]
                 internal = {"thread": routed[ref]}
+                event_id = answer_id(sid, str(ref), ev.type)
+                if self.events.get(sid, event_id) is not None:
+                    raise InvalidRequest(f"{where}: the call {ref!r} of thread {routed[ref]!r} was answered already")
             if isinstance(ev, UserToolResultParams):  # the worker's result: the agent's on a cloud environment
                 logged = builtin_tool_result_type(rec.doc.get("_environment_type"))
             if isinstance(ev, UserDefineOutcomeParams):
@@ -589,7 +593,7 @@ class SessionService:
                 payload["max_iterations"] = ev.max_iterations or DEFAULT_MAX_ITERATIONS
                 if isinstance(ev.rubric, FileRubric):  # resolved to its text once, when the outcome is defined
                     internal = {"rubric_text": self._file_rubric(rec.workspace_id, ev.rubric.file_id, where)}
-            batch.append(NewEvent(new_id("event"), logged, payload, internal))
+            batch.append(NewEvent(event_id, logged, payload, internal))
         if p is not None and digest is not None:  # what a retry of this send recognises it by (_logged_send)
             sent: JsonObject = {"by": p.key_id, "hash": digest, "batch": batch[0].id}
             batch = [NewEvent(e.id, e.type, e.payload, {**(e.internal or {}), "sent": sent}) for e in batch]
@@ -620,6 +624,8 @@ class SessionService:
                 orch.interrupt(sid)
             else:
                 orch.wake(sid)
+            for tid in sorted(set(routed.values())):  # the children answered copy their answers when advanced
+                orch.wake(tid)
         if self.work is not None and any(isinstance(e, UserMessageParams) for e in events):
             # inference never waits for the sandbox: hands are provisioned while the first turn runs
             self.work.ensure_for_session(sid)
