@@ -31,7 +31,12 @@ class PublishingEventStore:
     ) -> list[StoredEvent]:
         stored = self.inner.append(session_id, events, sync=sync)
         if stored:
-            self.notifier.publish(session_id, stored[-1].seq)
+            # with the events themselves where the notifier takes them (the embedded one: streams skip the store)
+            publish_appended = getattr(self.notifier, "publish_appended", None)
+            if publish_appended is not None:
+                publish_appended(session_id, stored)
+            else:
+                self.notifier.publish(session_id, stored[-1].seq)
             for observe in self.observers:
                 try:
                     observe(session_id, stored)

@@ -87,7 +87,10 @@ async def event_stream(
     recheck: Callable[[], Awaitable[None]] | None = None,
     page: int = 500,
 ) -> AsyncIterator[bytes]:
-    started = last_sent = last_check = time.monotonic()
+    started = last_sent = last_check = last_found = time.monotonic()
+    # the embedded notifier's tail (adapters/local/notifier.py): events appended in this process, from memory
+    from_memory = getattr(subscription, "logged_after", None)
+    read_store = True  # the first pass reads the store (a Last-Event-ID backlog, appends before the subscription)
     try:
         while True:
             if max_seconds and time.monotonic() - started >= max_seconds:
@@ -95,7 +98,12 @@ async def event_stream(
             if recheck is not None and time.monotonic() - last_check >= ping_seconds:
                 await recheck()  # raises ApiError when the credential no longer holds
                 last_check = time.monotonic()
-            events = await to_thread.run_sync(_read, store, session_id, after_seq, page)
+            known = None if read_store or from_memory is None else from_memory(after_seq)
+            if known is None:
+                events = await to_thread.run_sync(_read, store, session_id, after_seq, page)
+            else:
+                events = [_Logged(*ev) for ev in known]
+            read_store = False
             # Previews taken after the read: one whose final event was just read is stale (the final carries the
             # full content), the others belong to a message still streaming and go after the events read. (A final
             # delivered in an earlier pass needs no check: the subscription drops its previews once it is forgotten,
@@ -122,10 +130,19 @@ async def event_stream(
                     return
                 last_sent = time.monotonic()
                 if len(events) == page:
+                    read_store = True
                     continue
-            if subscription.deleted or (not events and not await still_exists()):
+            if subscription.deleted:
                 yield frame(deleted_event())
                 return
+            # A session deleted without its notice reaching this process (a lost hub line, or another Lambda on
+            # AWS): found by a record read after a store read that brought nothing, or, when the pass was answered
+            # from memory (nothing new is known, an idle stream), at most once per ping interval.
+            if not events and (known is None or time.monotonic() - last_found >= ping_seconds):
+                if not await still_exists():
+                    yield frame(deleted_event())
+                    return
+                last_found = time.monotonic()
             now = time.monotonic()
             if now - last_sent >= ping_seconds:
                 yield PING

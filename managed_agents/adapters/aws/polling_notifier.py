@@ -20,6 +20,8 @@ class _PollingSubscription(_LocalSubscription):
 
 
 class PollingNotifier(LocalNotifier):
+    sees_every_append = False  # the harness appends in other Lambdas: a stream reads the store on every poll
+
     def __init__(self, poll_seconds: float = 0.5) -> None:
         if poll_seconds <= 0:
             raise ValueError(f"poll_seconds must be positive, got {poll_seconds}")

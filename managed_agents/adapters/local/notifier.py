@@ -3,6 +3,14 @@
 It also carries the stream-only previews (`event_start` / `event_delta`) from the harness thread running a model
 request to the streams that opted in with `event_deltas[]`; previews are never logged.
 
+Each session with a stream open here has a tail (`_Tail`): the highest seq this process knows was appended (by
+itself, or by another worker through the hub) and the wire JSON of the latest events appended here, encoded once
+by the appender (`publish_appended`). A woken stream takes what follows its last event from there
+(`logged_after`), on the event loop: no thread, no store read, and one encoding per event whatever the number of
+its streams; only a gap (an event appended by another process, or older than the tail) sends it to the store.
+That holds only where every append reaches this notifier (`sees_every_append`): the AWS polling notifier, whose
+appends happen in other Lambdas, keeps reading the store.
+
 A model response's events are logged together when it ends, so a stream previews at most one `agent.message` at
 a time: the official SDK's accumulator folds deltas into a single snapshot, which the next `event_start` would
 replace before the first message's final event arrived. A later message of the same response arrives whole.
@@ -11,10 +19,25 @@ replace before the first message's final event arrived. A later message of the s
 from __future__ import annotations
 
 import asyncio
+import json
 import threading
+from collections.abc import Sequence
 from contextlib import suppress
+from dataclasses import dataclass, field
 
-from managed_agents.domain.events import JsonObject
+from managed_agents.domain.events import JsonObject, StoredEvent
+
+TAIL_EVENTS = 64  # events kept per session with open streams (a turn appends ~6; a stream behind reads the store)
+TAIL_EVENT_BYTES = 64 * 1024  # a larger event is not kept (its streams read it from the store)
+_encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
+@dataclass
+class _Tail:
+    """What this process knows of the end of a session's log (guarded by the notifier's lock)."""
+
+    latest: int = 0  # the highest seq appended, here or (through the hub) by another worker
+    events: dict[int, tuple[str, str, str]] = field(default_factory=dict)  # seq -> (id, type, wire JSON)
 
 
 class _LocalSubscription:
@@ -29,6 +52,7 @@ class _LocalSubscription:
         self._queued: list[JsonObject] = []
         self._started: set[str] = set()
         self._open_message: str | None = None
+        self.tail: _Tail | None = None  # set by the notifier when it sees every append (module docstring)
 
     def notify(self, deleted: bool = False) -> None:
         def _set() -> None:
@@ -55,6 +79,23 @@ class _LocalSubscription:
             self._queued.append(preview)
         self.notify()
 
+    def logged_after(self, after_seq: int) -> list[tuple[int, str, str, str]] | None:
+        """The events after `after_seq` known to be logged, as (seq, id, type, wire JSON), from memory: [] when no
+        later append is known, None when some of them must be read from the store."""
+        tail = self.tail
+        if tail is None:
+            return None
+        with self.owner._lock:
+            if tail.latest <= after_seq:
+                return []
+            out: list[tuple[int, str, str, str]] = []
+            for seq in range(after_seq + 1, tail.latest + 1):
+                known = tail.events.get(seq)
+                if known is None:
+                    return None
+                out.append((seq, *known))
+            return out
+
     def take_previews(self) -> list[JsonObject]:
         with self._lock:
             taken, self._queued = self._queued, []
@@ -80,9 +121,12 @@ class _LocalSubscription:
 
 
 class LocalNotifier:
+    sees_every_append = True  # every append to the store is published here (module docstring)
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._subs: dict[str, set[_LocalSubscription]] = {}
+        self._tails: dict[str, _Tail] = {}
 
     def subscribe(self, session_id: str, previews: frozenset[str] = frozenset()) -> _LocalSubscription:
         return self._add(_LocalSubscription(self, session_id, previews))
@@ -90,6 +134,8 @@ class LocalNotifier:
     def _add(self, sub: _LocalSubscription) -> _LocalSubscription:
         with self._lock:
             self._subs.setdefault(sub.session_id, set()).add(sub)
+            if self.sees_every_append:
+                sub.tail = self._tails.setdefault(sub.session_id, _Tail())
         return sub
 
     def _remove(self, sub: _LocalSubscription) -> None:
@@ -99,14 +145,44 @@ class LocalNotifier:
                 subs.discard(sub)
                 if not subs:
                     del self._subs[sub.session_id]
+                    self._tails.pop(sub.session_id, None)
 
     def _targets(self, session_id: str) -> list[_LocalSubscription]:
         with self._lock:
             return list(self._subs.get(session_id, ()))
 
     def publish(self, session_id: str, seq: int) -> None:
+        self._announce(session_id, seq)
+
+    def publish_appended(self, session_id: str, stored: Sequence[StoredEvent]) -> None:
+        """`publish`, with the events just appended: this process's streams of the session take them from memory
+        (encoded here once, only when the session has a stream open here)."""
+        if not stored:
+            return
+        with self._lock:
+            tail = self._tails.get(session_id)
+        if tail is not None:
+            encoded = [(e.seq, e.id, e.type, _encode(e.wire())) for e in stored]
+            with self._lock:
+                for seq, id_, type_, wire in encoded:
+                    if len(wire) <= TAIL_EVENT_BYTES:
+                        tail.events[seq] = (id_, type_, wire)
+                while len(tail.events) > TAIL_EVENTS:  # the oldest inserted (appends publish almost in seq order)
+                    del tail.events[next(iter(tail.events))]
+        self._announce(session_id, stored[-1].seq)
+
+    def _announce(self, session_id: str, seq: int) -> None:
+        """An append here reached `seq`: wake this process's streams of the session."""
+        self._advance(session_id, seq)
         for sub in self._targets(session_id):
             sub.notify()
+
+    def _advance(self, session_id: str, seq: int) -> None:
+        """The session's log reaches at least `seq` (an append here, or another worker's)."""
+        with self._lock:
+            tail = self._tails.get(session_id)
+            if tail is not None and seq > tail.latest:
+                tail.latest = seq
 
     def publish_deleted(self, session_id: str) -> None:
         for sub in self._targets(session_id):

@@ -116,8 +116,8 @@ class HubNotifier(LocalNotifier):
         link.handlers["p"] = self._remote_publish
         link.handlers["d"] = self._remote_deleted
 
-    def publish(self, session_id: str, seq: int) -> None:
-        self._wake(session_id)
+    def _announce(self, session_id: str, seq: int) -> None:
+        super()._announce(session_id, seq)
         self.link.send(f"p {session_id} {seq}")
 
     def publish_deleted(self, session_id: str) -> None:
@@ -125,7 +125,10 @@ class HubNotifier(LocalNotifier):
         self.link.send(f"d {session_id}")
 
     def _remote_publish(self, rest: str) -> None:
-        self._wake(rest.partition(" ")[0])
+        session_id, _, seq = rest.partition(" ")
+        # the log reaches `seq`: this process's streams of the session read the store up to there
+        self._advance(session_id, int(seq) if seq.isdigit() else 2**62)
+        self._wake(session_id)
 
     def _remote_deleted(self, session_id: str) -> None:
         self._wake(session_id, deleted=True)

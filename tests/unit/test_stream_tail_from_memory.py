@@ -1,0 +1,169 @@
+"""Event streams take what this process appended from the notifier's tail, not from the store (notifier.py).
+
+Under 400 streams and 400 sends each append woke its session's streams, and each of them went to a thread to read
+the same events from SQLite and splice their JSON; an empty pass also read the session record. Now the appender
+encodes the events once, a woken stream takes them from memory on the loop, and only a gap (an append of another
+process, or one older than the tail) sends it to the store. The store stays the truth: what a stream sends is
+byte for byte what `events.list` reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from managed_agents.adapters.aws.polling_notifier import PollingNotifier
+from managed_agents.adapters.local.notifier import TAIL_EVENTS, LocalNotifier
+from managed_agents.adapters.local.sqlite_store import SqliteDatabase, SqliteEventStore
+from managed_agents.adapters.local.workers import HubNotifier
+from managed_agents.adapters.publishing_event_store import PublishingEventStore
+from managed_agents.api.sse import event_stream
+from managed_agents.domain.events import NewEvent
+from managed_agents.domain.ids import new_id
+from managed_agents.ports import read_wire
+
+
+def _run(coro: Callable[[], Awaitable[None]]) -> None:
+    # (own thread and loop: a session-wide event loop of other tests may be running in this thread)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, coro()).result()
+
+
+def _events(n: int, text: str = "x") -> list[NewEvent]:
+    return [
+        NewEvent(new_id("event"), "agent.message", {"content": [{"type": "text", "text": f"{text} é {i}"}]})
+        for i in range(n)
+    ]
+
+
+class CountingStore(SqliteEventStore):
+    def __init__(self, db: SqliteDatabase) -> None:
+        super().__init__(db)
+        self.wire_reads = 0
+
+    def read_wire_json(self, session_id: str, **kwargs: Any) -> list[tuple[int, str]]:
+        self.wire_reads += 1
+        return super().read_wire_json(session_id, **kwargs)
+
+
+def test_a_stream_sends_this_process_appends_from_memory_exactly_as_the_store_holds_them(tmp_path: Path) -> None:
+    async def run() -> None:
+        # Given a publishing SQLite store with the embedded notifier, and a stream open on a session
+        inner = CountingStore(SqliteDatabase(tmp_path / "db"))
+        notifier = LocalNotifier()
+        store = PublishingEventStore(inner, notifier)
+        store.append("sesn_a", _events(2, "before"))
+        exists_checks = 0
+
+        async def still_exists() -> bool:
+            nonlocal exists_checks
+            exists_checks += 1
+            return True
+
+        sub = notifier.subscribe("sesn_a")
+        stream = event_stream(
+            store=store,
+            session_id="sesn_a",
+            subscription=sub,
+            after_seq=1,
+            ping_seconds=60,
+            max_seconds=0,
+            deleted_event=lambda: {},
+            still_exists=still_exists,
+            error_body=lambda exc: {},
+        )
+        received = [await anext(stream)]  # the first pass reads the store: event 2
+        assert inner.wire_reads == 1
+        # When three appends land, one at a time, each read by the stream
+        for n in (1, 3, 2):
+            await asyncio.to_thread(store.append, "sesn_a", _events(n))
+            received.append(await asyncio.wait_for(anext(stream), 5))
+        # And a wake brings nothing new (an append the stream had already taken)
+        sub.notify()
+        pending = asyncio.ensure_future(anext(stream))
+        await asyncio.sleep(0.05)
+        # Then the stream read the store once, at its start, and checked the session's record only then
+        assert inner.wire_reads == 1
+        assert exists_checks == 0
+        # And it sent what the store holds, byte for byte, in order, each event once
+        sent = b"".join(received).decode()
+        expected = "".join(
+            f"id: {text[7 : text.index(chr(34), 7)]}\nevent: agent.message\ndata: {text}\n\n"
+            for _, text in read_wire(inner, "sesn_a", after_seq=1)
+        )
+        assert sent == expected
+        pending.cancel()
+        await asyncio.gather(pending, return_exceptions=True)
+
+    _run(run)
+
+
+def test_a_gap_in_the_tail_is_read_from_the_store() -> None:
+    async def run() -> None:
+        notifier = LocalNotifier()
+        sub = notifier.subscribe("sesn_a")
+        # Nothing known after the stream's position: nothing to read
+        assert sub.logged_after(0) == []
+        store_events = _stored("sesn_a", 1, 3)
+        notifier.publish_appended("sesn_a", store_events[1:])  # 2 and 3 published before 1 (two appenders)
+        assert sub.logged_after(0) is None  # 1 is not in memory: the store
+        assert [e[0] for e in sub.logged_after(1) or []] == [2, 3]
+        notifier.publish_appended("sesn_a", store_events[:1])
+        assert [e[0] for e in sub.logged_after(0) or []] == [1, 2, 3]
+        assert sub.logged_after(3) == []
+        # The tail keeps the latest TAIL_EVENTS events: a stream further behind reads the store
+        notifier.publish_appended("sesn_a", _stored("sesn_a", 4, TAIL_EVENTS + 10))
+        assert sub.logged_after(3) is None
+        assert len(sub.logged_after(10) or []) == TAIL_EVENTS
+        # Once the session's last stream closes its tail is dropped
+        sub.close()
+        assert notifier._tails == {}
+
+    _run(run)
+
+
+def test_another_workers_append_sends_the_stream_to_the_store() -> None:
+    async def run() -> None:
+        class Link:
+            def __init__(self) -> None:
+                self.handlers: dict[str, Callable[[str], object]] = {}
+
+            def send(self, line: str) -> None:
+                pass
+
+        link = Link()
+        notifier = HubNotifier(link)  # type: ignore[arg-type]
+        sub = notifier.subscribe("sesn_a")
+        notifier.publish_appended("sesn_a", _stored("sesn_a", 1, 2))
+        link.handlers["p"]("sesn_a 3")  # worker 2 appended event 3
+        assert sub.logged_after(0) is None
+        notifier.publish_appended("sesn_a", _stored("sesn_a", 4, 4))
+        assert sub.logged_after(2) is None
+        assert [e[0] for e in sub.logged_after(3) or []] == [4]
+
+    _run(run)
+
+
+def test_the_aws_polling_notifier_never_answers_from_memory() -> None:
+    async def run() -> None:
+        notifier = PollingNotifier(poll_seconds=0.1)
+        sub = notifier.subscribe("sesn_a")
+        notifier.publish_appended("sesn_a", _stored("sesn_a", 1, 2))
+        assert sub.logged_after(0) is None and sub.logged_after(2) is None  # the harness appends elsewhere
+
+    _run(run)
+
+
+def _stored(session_id: str, first: int, last: int) -> list[Any]:
+    from datetime import UTC, datetime
+
+    from managed_agents.domain.events import StoredEvent
+
+    now = datetime.now(UTC)
+    return [
+        StoredEvent(session_id, seq, new_id("event"), "agent.message", now, {"n": seq})
+        for seq in range(first, last + 1)
+    ]
