@@ -628,7 +628,7 @@ class SessionService:
                 orch.wake(tid)
         if self.work is not None and any(isinstance(e, UserMessageParams) for e in events):
             # inference never waits for the sandbox: hands are provisioned while the first turn runs
-            self.work.ensure_for_session(sid)
+            self.work.ensure_for_session(sid, session=rec)
         return stored
 
     def _after_failed_append(self, rec: Record, seen_seq: int, marked: bool) -> None:

@@ -153,9 +153,10 @@ class WorkService:
 
     # -- creating work ---------------------------------------------------------------------------------------
 
-    def ensure_for_session(self, session_id: str) -> Record | None:
-        """Make sure the session has a live work item if its agent has sandbox tools; idempotent, race-safe."""
-        sess = self.resources.get_by_id("session", session_id)
+    def ensure_for_session(self, session_id: str, *, session: Record | None = None) -> Record | None:
+        """Make sure the session has a live work item if its agent has sandbox tools; idempotent, race-safe.
+        `session`: its record as the caller just read it (an event send), so it is not read again."""
+        sess = session if session is not None else self.resources.get_by_id("session", session_id)
         if sess is None or sess.doc.get("_deleted") or sess.archived:
             return None
         env_type = sess.doc.get("_environment_type")
