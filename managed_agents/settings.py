@@ -67,6 +67,13 @@ class ServerSettings(HarnessSettings):
     header_timeout_seconds: float = Field(
         10.0, gt=0, description="embedded server: a connection must send a complete request head within this"
     )
+    keep_alive_seconds: float = Field(
+        75.0,
+        gt=0,
+        description="embedded server: an idle kept-alive connection is closed after this long; longer than clients'"
+        " own idle expiry (httpx's, hence the anthropic SDK's, is 5 s), so a client never sends a request on a"
+        " connection the server is closing at that moment",
+    )
     request_deadline_seconds: float = Field(
         30.0,
         gt=0,

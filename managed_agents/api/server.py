@@ -119,6 +119,7 @@ def uvicorn_config(app: Any, *, host: str, port: int, settings: ServerSettings, 
     options: dict[str, Any] = {
         "log_level": "warning",
         "timeout_graceful_shutdown": 2,
+        "timeout_keep_alive": settings.keep_alive_seconds,
         "h11_max_incomplete_event_size": settings.max_header_bytes,
         **kwargs,
     }

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -136,6 +137,21 @@ def test_a_connection_whose_headers_never_finish_is_closed(server: Server) -> No
             data += chunk
     # Then the server closed the connection (after a 408, if it said anything)
     assert data == b"" or data.startswith(b"HTTP/1.1 408")
+
+
+def test_a_kept_alive_connection_idle_past_the_clients_expiry_is_still_served(server: Server) -> None:
+    # Given a kept-alive connection that was answered once
+    with _connect(server) as sock:
+        sock.sendall(_head("/v1/agents", key=None, length=2) + b"{}")
+        first, _ = _read_response(sock)
+        # When it stays idle a little longer than httpx's (the SDK's) 5 s keep-alive expiry, then is used again
+        time.sleep(5.5)
+        sock.sendall(_head("/v1/agents", key=None, length=2) + b"{}")
+        second, body = _read_response(sock)
+    # Then the server had not closed it (with uvicorn's 5 s default, a client sending at its own 5 s mark raced the
+    # server's close and got "Server disconnected without sending a response")
+    assert (first, second) == (401, 401)
+    assert body is not None and body["error"]["type"] == "authentication_error"
 
 
 def test_a_body_that_never_finishes_is_a_400_request_body_timeout(server: Server) -> None:
