@@ -17,9 +17,11 @@ answered.) Without a token (a task Lambda) the request runs on the calling threa
 The loop's requests are spread over up to `POOL_SHARDS` async clients, each with its own connection pool:
 httpcore re-checks every idle connection of a pool (a socket probe and a getpeername each) whenever a request is
 added or removed, so one pool shared by a hundred streaming sessions spent about a quarter of the server's CPU in
-that scan (bench/concurrent_sessions.py --profile sample). A request takes the least busy client, and a client is
-made only when every one made so far has a request in flight: a Lambda, one request at a time, makes one (each
-costs about 20 ms of TLS setup on its first request).
+that scan (bench/concurrent_sessions.py --profile sample); with 8 clients for a hundred sessions the scan was still
+~6% of it. A request takes the least busy client, and a client is made only when every one made so far has a
+request in flight, so each pool holds about one connection: a Lambda, one request at a time, makes one. The clients
+share one TLS context (`httpx2.create_ssl_context()`, what each client would have made for itself): loading the CA
+bundle costs ~30 ms of CPU per context, which made every new client that dear.
 
 The SDK builds and sends the request (base URL, credentials from the arguments, the environment or a profile,
 `ANTHROPIC_CUSTOM_HEADERS`, its status errors), but the response's event stream is read here (`_StreamReader`):
@@ -36,6 +38,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import json
+import ssl
 import threading
 import weakref
 from collections.abc import Coroutine
@@ -84,7 +87,7 @@ def _kind_for_status(status: int, error_type: str | None) -> ModelErrorKind:
 
 
 T = TypeVar("T")
-POOL_SHARDS = 8
+POOL_SHARDS = 64
 
 
 def _api_message(exc: anthropic.APIStatusError) -> tuple[str | None, str]:
@@ -358,6 +361,7 @@ class AnthropicMessagesModel:
         self._runner: _LoopThread | None = None
         self._options = {"api_key": api_key, "base_url": base_url, "timeout": timeout}
         self._lock = threading.Lock()
+        self._tls: ssl.SSLContext | None = None  # shared by the async clients (see the module's docstring)
 
     def _client_options(self) -> dict[str, Any]:
         return {
@@ -384,7 +388,12 @@ class AnthropicMessagesModel:
             clients = self._async_clients
             client = min(clients, key=clients.__getitem__, default=None)
             if client is None or (clients[client] and len(clients) < POOL_SHARDS):
-                client = anthropic.AsyncAnthropic(**self._client_options())
+                if self._tls is None:
+                    self._tls = httpx2.create_ssl_context()
+                http_client = anthropic.DefaultAsyncHttpxClient(
+                    verify=self._tls, timeout=cast(float, self._options["timeout"])
+                )
+                client = anthropic.AsyncAnthropic(**self._client_options(), http_client=http_client)
                 clients[client] = 0
             clients[client] += 1
             return self._runner, client
