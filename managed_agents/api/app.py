@@ -57,6 +57,7 @@ def create_app(rt: Runtime) -> FastAPI:
         webhooks.router,
         materials.router,
         materials.outputs_router,
+        materials.inputs_router,
     )
     know_how = (skills.router, memory_stores.router)
     for r in (*built, *know_how, console.router, *planned.routers):  # planned last: a built route always wins

@@ -40,6 +40,11 @@ import sys
 import time
 import zlib
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from anthropic.lib.tools import BetaAsyncFunctionTool
+    from anthropic.lib.tools.agent_toolset import AgentToolContext
 
 EXIT_CONFIG = 2
 EXIT_PACKAGES = 3
@@ -57,6 +62,7 @@ _WORK_VARS = (
     "MANAGED_AGENTS_SANDBOX_MEMORY",  # "1": /mnt/memory is writable, the worker mounts the session's memory stores
     "MANAGED_AGENTS_SANDBOX_ROOT",  # where the init container's paths are (Fargate: `/`; tests: a directory)
     "MANAGED_AGENTS_SANDBOX_OUTPUTS",  # set (Fargate): this directory's files are sent to the platform as outputs
+    "MANAGED_AGENTS_SANDBOX_INPUTS",  # "1" (Fargate): file resources added while it runs are placed before a tool call
 )
 OUTPUTS_SYNC_SECONDS = 2.0
 LINKS_FILE = "mnt/session/.links.json"  # written by the init container (sandbox/materials.py), relative to the root
@@ -249,10 +255,12 @@ async def _serve(config: dict[str, str], workdir: str, idle: float) -> None:
     client = AsyncAnthropic(base_url=config["ANTHROPIC_BASE_URL"], api_key=None, auth_token=None, max_retries=4)
     # Memory stores are mounted at their absolute mount paths (/mnt/memory/<slug>): only where the sandbox has that
     # directory of its own (bubblewrap, the Fargate image); elsewhere the session runs without them.
-    if config.get("MANAGED_AGENTS_SANDBOX_MEMORY") == "1":
-        worker = EnvironmentWorker(client, workdir=workdir, max_idle=idle)
-    else:
-        worker = EnvironmentWorker(client, workdir=workdir, max_idle=idle, memory_sync_interval=None)
+    options: dict[str, Any] = {}  # (the worker's defaults otherwise: the official toolset, memory on)
+    if config.get("MANAGED_AGENTS_SANDBOX_INPUTS") == "1":
+        options["tools"] = InputsSync(config, config.get("MANAGED_AGENTS_SANDBOX_ROOT") or "/").toolset
+    if config.get("MANAGED_AGENTS_SANDBOX_MEMORY") != "1":
+        options["memory_sync_interval"] = None
+    worker = EnvironmentWorker(client, workdir=workdir, max_idle=idle, **options)
     outputs = config.get("MANAGED_AGENTS_SANDBOX_OUTPUTS") or ""
     sync = OutputsSync(config, outputs) if outputs else None
     serving = asyncio.ensure_future(
@@ -288,8 +296,7 @@ class OutputsSync:
     def __init__(self, config: dict[str, str], root: str) -> None:
         self.root = root
         self.base = f"{config['ANTHROPIC_BASE_URL'].rstrip('/')}/v1/sessions/{config['ANTHROPIC_SESSION_ID']}/outputs/"
-        raw = config["ANTHROPIC_WORK_SECRET"]
-        self.token = str(json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))["sessions_token"])
+        self.token = sessions_token(config)
         self.sent: dict[str, tuple[int, int]] = {}
 
     async def loop(self) -> None:
@@ -334,6 +341,128 @@ class OutputsSync:
                     print(f"sandbox: output {rel!r} not stored: {exc.code} {exc.read()[:300]!r}", file=sys.stderr)
                 except OSError as exc:  # retried at the next pass
                     print(f"sandbox: output {rel!r} not sent yet: {exc}", file=sys.stderr, flush=True)
+
+
+def sessions_token(config: dict[str, str]) -> str:
+    """The work token inside the work item's secret (what the worker authenticates its session's calls with)."""
+    raw = config["ANTHROPIC_WORK_SECRET"]
+    return str(json.loads(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))["sessions_token"])
+
+
+class InputsSync:
+    """Fargate: a file resource added while the sandbox runs (`sessions.resources.add`) is in place before the next
+    tool call. The init container, which put the others in place, has exited; a file needs no secret but the work
+    token, so the sandbox fetches it itself: each tool call of the official toolset first asks the platform for the
+    session's file resources (`GET /v1/sessions/{id}/inputs`) and downloads the ones not in place yet
+    (`GET .../inputs/{resource}`, checked against their SHA-256) to their mount paths (under `root`), read-only. It
+    writes as the sandbox user: the default mount paths (`/mnt/session/uploads`, sticky: what the init container put
+    there stays) and `/workspace` take them; a mount path it cannot write is reported (`POST .../inputs/errors`: a
+    readable `session.error`) and is in place from the next task on (its init container puts it there). A failed
+    request is tried again at the next tool call; concurrent calls wait for one pass."""
+
+    def __init__(self, config: dict[str, str], root: str) -> None:
+        self.root = root
+        self.base = f"{config['ANTHROPIC_BASE_URL'].rstrip('/')}/v1/sessions/{config['ANTHROPIC_SESSION_ID']}/inputs"
+        self.token = sessions_token(config)
+        self.placed: set[str] = set()  # resource ids in place (or reported)
+        self._lock: asyncio.Lock | None = None
+
+    def toolset(self, ctx: AgentToolContext) -> list[BetaAsyncFunctionTool[Any]]:
+        """The official toolset (the worker's default), each tool's call preceded by a pass of this sync."""
+        from anthropic.lib.tools.agent_toolset import beta_agent_toolset_20260401
+
+        tools = beta_agent_toolset_20260401(ctx)
+        for tool in tools:
+            tool.call = self._after_sync(tool.call)  # type: ignore[method-assign,assignment]
+        return tools
+
+    def _after_sync(self, call: Callable[[object], Any]) -> Callable[[object], Any]:
+        async def synced(tool_input: object) -> Any:
+            await self.before_tool()
+            return await call(tool_input)
+
+        return synced
+
+    async def before_tool(self) -> None:
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            await asyncio.to_thread(self.once)
+
+    def _open(self, path: str, body: bytes | None = None) -> Any:
+        import urllib.request
+
+        req = urllib.request.Request(
+            self.base + path,
+            data=body,
+            method="POST" if body is not None else "GET",
+            headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
+        )
+        return urllib.request.urlopen(req, timeout=120)
+
+    def once(self) -> None:
+        try:
+            with self._open("") as resp:
+                files = json.loads(resp.read()).get("files") or []
+        except (OSError, ValueError) as exc:
+            print(f"sandbox: could not read the session's file resources: {exc}", file=sys.stderr, flush=True)
+            return
+        errors: list[dict[str, str]] = []
+        for f in files:
+            rid, mount_path = str(f.get("id")), str(f.get("mount_path") or "")
+            dest = os.path.join(self.root, mount_path.lstrip("/"))
+            if rid in self.placed:
+                continue
+            if ".." in mount_path.split("/") or not mount_path.startswith("/"):
+                continue
+            if os.path.lexists(dest):  # put in place by the init container (or a link to where it put it)
+                self.placed.add(rid)
+                continue
+            try:
+                self._download(rid, str(f.get("sha256") or ""), dest)
+            except OSError as exc:
+                if isinstance(exc, (PermissionError, FileExistsError, NotADirectoryError, IsADirectoryError)):
+                    self.placed.add(rid)  # not a passing failure: say so once, the next task places it
+                    errors.append(
+                        {
+                            "resource_id": rid,
+                            "type": "unknown_error",
+                            "message": f"file resource {rid} was added while the sandbox ran, and the sandbox cannot"
+                            f" write its mount path {mount_path} ({exc.strerror or exc}); it is in place from the"
+                            " session's next sandbox",
+                        }
+                    )
+                else:
+                    print(f"sandbox: file resource {rid} not placed yet: {exc}", file=sys.stderr, flush=True)
+            except ValueError as exc:
+                print(f"sandbox: file resource {rid} not placed: {exc}", file=sys.stderr, flush=True)
+        if errors:
+            try:
+                self._open("/errors", json.dumps({"errors": errors}).encode()).close()
+            except OSError as exc:
+                print(f"sandbox: could not report {len(errors)} file error(s): {exc}", file=sys.stderr, flush=True)
+
+    def _download(self, rid: str, sha256: str, dest: str) -> None:
+        import hashlib
+        import tempfile
+        import urllib.parse
+
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(dest), prefix=".part-")
+        digest = hashlib.sha256()
+        try:
+            with os.fdopen(fd, "wb") as out, self._open("/" + urllib.parse.quote(rid, safe="")) as resp:
+                while chunk := resp.read(1 << 20):
+                    digest.update(chunk)
+                    out.write(chunk)
+            if sha256 and digest.hexdigest() != sha256:
+                raise ValueError(f"the bytes of file resource {rid} do not match their hash")
+            os.chmod(tmp, 0o444)
+            os.replace(tmp, dest)
+            self.placed.add(rid)
+        finally:
+            if os.path.lexists(tmp):
+                os.unlink(tmp)
 
 
 # -- the supervisor of an unisolated sandbox ---------------------------------------------------------------------

@@ -16,7 +16,9 @@ What goes where (paths as the sandbox container sees them, under `MANAGED_AGENTS
   entrypoint (as root, before it drops privileges; `LINKS_FILE` lists the links);
 - `github_repository` resources under `/workspace/`: cloned there (the entrypoint hands `/workspace` to the sandbox
   user: read-write); elsewhere: cloned to `/workspace/.resources/<resource>` and linked;
-- `/mnt/session/outputs`: created, owned by the sandbox user (the agent's outputs, collected by the platform).
+- `/mnt/session/outputs`: created, owned by the sandbox user (the agent's outputs, collected by the platform);
+- `/mnt/session/uploads`: root's, sticky and writable by all: file resources added while the sandbox runs are put
+  there by the sandbox itself (entrypoint.py InputsSync, with its work token), before its next tool call.
 A resource that cannot be put in place is reported (`POST .../materials/errors`): the platform logs a readable
 `session.error` of the reference's type and the sandbox starts without it. Exit 0 when the manifest was read (whatever
 failed per resource), 1 otherwise (the sandbox container then never starts and the work item's lease runs out).
@@ -161,7 +163,9 @@ class Init:
         return urllib.request.urlopen(req, timeout=HTTP_TIMEOUT_SECONDS)
 
     def prepare_dirs(self) -> None:
-        for path, owner, mode in ((SESSION_DIR, None, 0o755), (UPLOADS, None, 0o755), (OUTPUTS, self.uid, 0o755)):
+        # uploads: sticky and writable by all, so that the sandbox user places the files added while it runs
+        # (entrypoint.py InputsSync) but cannot remove or replace the ones put here
+        for path, owner, mode in ((SESSION_DIR, None, 0o755), (UPLOADS, None, 0o1777), (OUTPUTS, self.uid, 0o755)):
             where = self.at(path)
             where.mkdir(parents=True, exist_ok=True)
             os.chmod(where, mode)

@@ -90,25 +90,58 @@ class MaterialService:
                     }
                 )
             elif kind == "file":
-                try:
-                    rec = self._file(sess, res)
-                except ApiError as exc:
-                    message = f"file resource {rid}: {exc.message}; it is not mounted at {res.get('mount_path')}"
-                    errors.append((f"{rid}@{res.get('updated_at')}", MaterializeError("unknown_error", message)))
-                    continue
-                assert self.files is not None
-                out.append(
-                    {
-                        "id": rid,
-                        "type": kind,
-                        "file_id": res["file_id"],
-                        "mount_path": res["mount_path"],
-                        "sha256": self.files.sha256(rec),
-                        "size_bytes": rec.doc.get("size_bytes"),
-                    }
-                )
+                entry = self._file_entry(sess, res, errors)
+                if entry is not None:
+                    out.append(entry)
         report_errors(self.events, sess.id, errors, "init")
         return {"session_id": sess.id, "resources": out}
+
+    def _file_entry(
+        self, sess: Record, res: JsonObject, errors: list[tuple[str, MaterializeError]]
+    ) -> JsonObject | None:
+        """A file resource as a sandbox places it (its bytes' hash and size), or None with an error for a file that
+        is gone (deleted, expired)."""
+        rid = str(res.get("id"))
+        try:
+            rec = self._file(sess, res)
+        except ApiError as exc:
+            message = f"file resource {rid}: {exc.message}; it is not mounted at {res.get('mount_path')}"
+            errors.append((f"{rid}@{res.get('updated_at')}", MaterializeError("unknown_error", message)))
+            return None
+        assert self.files is not None
+        return {
+            "id": rid,
+            "type": "file",
+            "file_id": res["file_id"],
+            "mount_path": res["mount_path"],
+            "sha256": self.files.sha256(rec),
+            "size_bytes": rec.doc.get("size_bytes"),
+        }
+
+    # -- the running sandbox's view (its work token): the file resources, added ones included ------------------------
+
+    def live_files(self, sess: Record) -> JsonObject:
+        """The session's `file` resources, for its running Fargate sandbox to put the ones added since its start in
+        place before its next tool call (sandbox/entrypoint.py InputsSync). Files only: no repository, no token."""
+        out: list[JsonObject] = []
+        errors: list[tuple[str, MaterializeError]] = []
+        for res in resources_of(sess.doc):
+            if res.get("type") == "file":
+                entry = self._file_entry(sess, res, errors)
+                if entry is not None:
+                    out.append(entry)
+        report_errors(self.events, sess.id, errors, "live")
+        return {"session_id": sess.id, "files": out}
+
+    def live_file_content(self, sess: Record, resource_id: str) -> tuple[JsonObject, Iterator[bytes]]:
+        res = self._resource(sess, resource_id)
+        if res.get("type") != "file" or self.files is None:
+            raise NotFound(f"session resource {resource_id!r} is not a file")
+        return self.files.content(sess.workspace_id, str(res["file_id"]))
+
+    def report_live(self, sess: Record, body: JsonObject) -> JsonObject:
+        """The file resources the running sandbox could not put in place, each a `session.error`; files only."""
+        return self._report(sess, body, kinds=("file",))
 
     def _file(self, sess: Record, res: JsonObject) -> Record:
         if self.files is None:
@@ -126,7 +159,9 @@ class MaterialService:
 
     def report(self, environment_id: str, work_id: str, token: str | None, body: JsonObject) -> JsonObject:
         """The resources the init container could not put in place, each a `session.error` (once per version)."""
-        sess = self._session(environment_id, work_id, token)
+        return self._report(self._session(environment_id, work_id, token), body, kinds=MATERIALIZED)
+
+    def _report(self, sess: Record, body: JsonObject, *, kinds: tuple[str, ...]) -> JsonObject:
         given = body.get("errors")
         if not isinstance(given, list) or len(given) > MAX_ERRORS:
             raise InvalidRequest(f"errors: a list of at most {MAX_ERRORS} objects")
@@ -135,6 +170,8 @@ class MaterialService:
             if not isinstance(item, dict):
                 raise InvalidRequest("errors: each item is an object")
             res = self._resource(sess, str(item.get("resource_id")))
+            if res.get("type") not in kinds:
+                raise InvalidRequest(f"errors: resource {res.get('id')!r} is not one of {', '.join(kinds)}")
             kind = str(item.get("type"))
             kind = kind if kind in ERROR_TYPES else "unknown_error"
             message = str(item.get("message") or "the resource could not be put in place")[:1000]

@@ -245,6 +245,7 @@ class Sandboxes:
         proc_env = {**base, **env, "MANAGED_AGENTS_SANDBOX_WORKDIR": str(workdir)}
         proc_env["MANAGED_AGENTS_SANDBOX_ROOT"] = str(workdir)
         proc_env["MANAGED_AGENTS_SANDBOX_OUTPUTS"] = str(workdir / "mnt/session/outputs")  # the image's ENV
+        proc_env["MANAGED_AGENTS_SANDBOX_INPUTS"] = "1"  # the image's ENV
         log_path = self.root / f"{env['ANTHROPIC_WORK_ID']}.log"
         memory = self.root / "memory" / task_arn.rsplit("/", 1)[-1]
         argv = with_memory_mount(memory, [sys.executable, entrypoint.__file__])

@@ -196,3 +196,47 @@ def test_only_the_sessions_work_token_writes_its_outputs(server: Server, client:
     assert refused.status_code == 403, refused.text
     assert httpx.put(url, content=b"x").status_code == 401
     assert list(client.beta.files.list(scope_id=sid)) == []
+
+
+def test_files_added_to_a_running_fargate_sandbox_are_in_place_before_its_next_tool_call(
+    server: Server, client: anthropic.Anthropic, model_server: ScriptedModelServer
+) -> None:
+    # Given a cloud session with one file, whose sandbox (a Fargate task) ran a tool call and is still running
+    first = client.beta.files.upload(file=("first.txt", b"first\n", "text/plain"))
+    sid = _session(client, [{"type": "file", "file_id": first.id}])
+    model_server.push(tool_step("toolu_1", "bash", {"command": f"cat mnt/session/uploads/{first.id}"}), "read")
+    _say(client, sid, "read")
+    assert "first" in _results(wait_idle(client, sid, timeout=120))[0]
+    platform = server.platform
+    assert platform is not None and len(platform.sandboxes.runs) == 1
+    # When files are added to the session: at the default mount path, in the workspace, and elsewhere
+    late = client.beta.files.upload(file=("late.csv", "a,ü\n".encode(), "text/csv"))
+    notes = client.beta.files.upload(file=("notes.md", b"# notes\n", "text/markdown"))
+    data = client.beta.files.upload(file=("d.bin", bytes(range(256)), "application/octet-stream"))
+    client.beta.sessions.resources.add(sid, type="file", file_id=late.id)
+    client.beta.sessions.resources.add(sid, type="file", file_id=notes.id, mount_path="/workspace/docs/notes.md")
+    client.beta.sessions.resources.add(sid, type="file", file_id=data.id, mount_path="/data/d.bin")
+    # and the next tool call reads them
+    probe = (
+        f"cat mnt/session/uploads/{late.id} workspace/docs/notes.md; sha256sum data/d.bin;"
+        f" stat -c %a mnt/session/uploads/{late.id}"
+    )
+    model_server.push(tool_step("toolu_2", "bash", {"command": probe}), "read")
+    _say(client, sid, "read again")
+    events = wait_idle(client, sid, timeout=120, count=2)
+    # Then the running sandbox had put them in place, read-only, before that call: the same task, no new one
+    result = _results(events)[-1]
+    assert "a,ü" in result and "# notes" in result, result
+    assert hashlib.sha256(bytes(range(256))).hexdigest() in result and result.strip().endswith("444"), result
+    assert len(platform.sandboxes.runs) == 1
+    assert [e for e in events if e.type == "session.error"] == []
+
+
+def test_only_the_sessions_work_token_reads_its_inputs(server: Server, client: anthropic.Anthropic) -> None:
+    f = client.beta.files.upload(file=("a.txt", b"a", "text/plain"))
+    sid = _session(client, [{"type": "file", "file_id": f.id}])
+    url = f"{server.url}/v1/sessions/{sid}/inputs"
+    # An API key (not the sandbox) is refused, as is no credential
+    refused = httpx.get(url, headers={"Authorization": f"Bearer {server.admin_key}"})
+    assert refused.status_code == 403, refused.text
+    assert httpx.get(url).status_code == 401

@@ -2,6 +2,10 @@
 resource's bytes, and the errors it reports. Authenticated by the work item's materialization token only (not an API
 key, environment key or work token), so these routes are outside the edge's principal check and not in the public
 OpenAPI document: no SDK calls them.
+
+Beside them, what the running Fargate sandbox's entrypoint calls with its work token (no other credential): the
+session's file resources (`/v1/sessions/{id}/inputs`: the ones added since the task started are put in place before
+the next tool call) and the outputs it sends (`/v1/sessions/{id}/outputs/{path}`).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from managed_agents.api.deps import call, runtime
 from managed_agents.api.edge import credential
 from managed_agents.domain.errors import PermissionDenied, RequestTooLarge, ServiceUnavailable
 from managed_agents.domain.events import JsonObject
+from managed_agents.ports import Record
 from managed_agents.services.materials import MaterialService
 from managed_agents.services.outputs import OutputCollector
 
@@ -77,3 +82,37 @@ async def put_output(session_id: str, path: str, request: Request) -> JsonObject
     finally:
         spool.close()
     return {"path": path, "file_id": fid}
+
+
+# -- file resources added while a Fargate sandbox runs (its init container has exited) --------------------------
+
+inputs_router = APIRouter(prefix="/v1/sessions/{session_id}/inputs", include_in_schema=False)
+
+
+async def _work_session(request: Request, session_id: str) -> Record:
+    """The session, for the work token of a live work item of it; 403 for any other credential."""
+    rt = runtime(request)
+    p = await call(rt.keys.authenticate, credential(request))
+    if p.kind != "work" or p.session_id != session_id:
+        raise PermissionDenied(f"{p.describe()} cannot read the inputs of session {session_id!r}")
+    return await call(rt.sessions.check_access, p, session_id)
+
+
+@inputs_router.get("")
+async def live_files(session_id: str, request: Request) -> JsonObject:
+    sess = await _work_session(request, session_id)
+    return await call(_materials(request).live_files, sess)
+
+
+@inputs_router.get("/{resource_id}", response_class=StreamingResponse)
+async def live_file_content(session_id: str, resource_id: str, request: Request) -> StreamingResponse:
+    sess = await _work_session(request, session_id)
+    meta, chunks = await call(_materials(request).live_file_content, sess, resource_id)
+    headers = {"content-length": str(meta["size_bytes"])}
+    return StreamingResponse(chunks, media_type="application/octet-stream", headers=headers)
+
+
+@inputs_router.post("/errors")
+async def report_live_errors(session_id: str, request: Request, body: Annotated[JsonObject, Body()]) -> JsonObject:
+    sess = await _work_session(request, session_id)
+    return await call(_materials(request).report_live, sess, body)
