@@ -37,9 +37,10 @@ import signal
 import stat
 import subprocess
 import sys
+import threading
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -256,13 +257,17 @@ async def _serve(config: dict[str, str], workdir: str, idle: float) -> None:
     # Memory stores are mounted at their absolute mount paths (/mnt/memory/<slug>): only where the sandbox has that
     # directory of its own (bubblewrap, the Fargate image); elsewhere the session runs without them.
     options: dict[str, Any] = {}  # (the worker's defaults otherwise: the official toolset, memory on)
-    if config.get("MANAGED_AGENTS_SANDBOX_INPUTS") == "1":
-        options["tools"] = InputsSync(config, config.get("MANAGED_AGENTS_SANDBOX_ROOT") or "/").toolset
     if config.get("MANAGED_AGENTS_SANDBOX_MEMORY") != "1":
         options["memory_sync_interval"] = None
-    worker = EnvironmentWorker(client, workdir=workdir, max_idle=idle, **options)
     outputs = config.get("MANAGED_AGENTS_SANDBOX_OUTPUTS") or ""
     sync = OutputsSync(config, outputs) if outputs else None
+    inputs = None
+    if config.get("MANAGED_AGENTS_SANDBOX_INPUTS") == "1":
+        inputs = InputsSync(config, config.get("MANAGED_AGENTS_SANDBOX_ROOT") or "/")
+    if inputs is not None or sync is not None:
+        before = inputs.before_tool if inputs is not None else None
+        options["tools"] = hooked_toolset(before=before, after=sync.after_tool if sync is not None else None)
+    worker = EnvironmentWorker(client, workdir=workdir, max_idle=idle, **options)
     serving = asyncio.ensure_future(
         worker.handle_item(
             work_id=config["ANTHROPIC_WORK_ID"],
@@ -286,25 +291,71 @@ async def _serve(config: dict[str, str], workdir: str, idle: float) -> None:
         await asyncio.to_thread(sync.once)
 
 
+def hooked_toolset(
+    *, before: Callable[[], Awaitable[None]] | None, after: Callable[[], Awaitable[None]] | None
+) -> Callable[[AgentToolContext], list[BetaAsyncFunctionTool[Any]]]:
+    """The official toolset (the worker's default), each tool's call preceded by `before` (the inputs added while the
+    sandbox runs are put in place) and followed by `after` (what the call wrote under the outputs directory is sent
+    before its result is: an unclean kill then loses only what a call still running, or a background process, wrote).
+    The tools themselves are the SDK's, unchanged."""
+
+    def toolset(ctx: AgentToolContext) -> list[BetaAsyncFunctionTool[Any]]:
+        from anthropic.lib.tools.agent_toolset import beta_agent_toolset_20260401
+
+        tools = beta_agent_toolset_20260401(ctx)
+        for tool in tools:
+            tool.call = _hooked(tool.call, before, after)  # type: ignore[method-assign,assignment]
+        return tools
+
+    return toolset
+
+
+def _hooked(
+    call: Callable[[object], Any],
+    before: Callable[[], Awaitable[None]] | None,
+    after: Callable[[], Awaitable[None]] | None,
+) -> Callable[[object], Any]:
+    async def hooked(tool_input: object) -> Any:
+        if before is not None:
+            await before()
+        try:
+            return await call(tool_input)
+        finally:
+            if after is not None:
+                await after()
+
+    return hooked
+
+
 class OutputsSync:
     """Fargate: the task's volumes end with it, so the sandbox sends what the agent wrote under the outputs directory
     to the platform itself (`PUT /v1/sessions/{id}/outputs/{path}`, with its work token: the platform stores each as
-    a session-scoped file, replacing the previous one at that path): every OUTPUTS_SYNC_SECONDS (so within that time
-    of the session going idle) and once more when the worker ends (idle timeout, or SIGTERM from StopTask). Only
-    regular files whose size or modification time changed since they were last sent; links are not followed."""
+    a session-scoped file, replacing the previous one at that path): after each tool call, before its result is
+    posted (`hooked_toolset`), every OUTPUTS_SYNC_SECONDS (what background processes write; so within that time of
+    the session going idle) and once more when the worker ends (idle timeout, or SIGTERM from StopTask). Only regular
+    files whose size or modification time changed since they were last sent; links are not followed. One pass at a
+    time."""
 
     def __init__(self, config: dict[str, str], root: str) -> None:
         self.root = root
         self.base = f"{config['ANTHROPIC_BASE_URL'].rstrip('/')}/v1/sessions/{config['ANTHROPIC_SESSION_ID']}/outputs/"
         self.token = sessions_token(config)
         self.sent: dict[str, tuple[int, int]] = {}
+        self._pass = threading.Lock()
 
     async def loop(self) -> None:
         while True:
             await asyncio.sleep(OUTPUTS_SYNC_SECONDS)
             await asyncio.to_thread(self.once)
 
+    async def after_tool(self) -> None:
+        await asyncio.to_thread(self.once)
+
     def once(self) -> None:
+        with self._pass:
+            self._once()
+
+    def _once(self) -> None:
         import urllib.error
         import urllib.parse
         import urllib.request
@@ -358,30 +409,15 @@ class InputsSync:
     writes as the sandbox user: the default mount paths (`/mnt/session/uploads`, sticky: what the init container put
     there stays) and `/workspace` take them; a mount path it cannot write is reported (`POST .../inputs/errors`: a
     readable `session.error`) and is in place from the next task on (its init container puts it there). A failed
-    request is tried again at the next tool call; concurrent calls wait for one pass."""
+    request is tried again at the next tool call; concurrent calls wait for one pass (`hooked_toolset`)."""
 
     def __init__(self, config: dict[str, str], root: str) -> None:
         self.root = root
         self.base = f"{config['ANTHROPIC_BASE_URL'].rstrip('/')}/v1/sessions/{config['ANTHROPIC_SESSION_ID']}/inputs"
         self.token = sessions_token(config)
         self.placed: set[str] = set()  # resource ids in place (or reported)
+        self.etag = ""  # of the last list whose files are all placed or reported: unchanged → 304, nothing to do
         self._lock: asyncio.Lock | None = None
-
-    def toolset(self, ctx: AgentToolContext) -> list[BetaAsyncFunctionTool[Any]]:
-        """The official toolset (the worker's default), each tool's call preceded by a pass of this sync."""
-        from anthropic.lib.tools.agent_toolset import beta_agent_toolset_20260401
-
-        tools = beta_agent_toolset_20260401(ctx)
-        for tool in tools:
-            tool.call = self._after_sync(tool.call)  # type: ignore[method-assign,assignment]
-        return tools
-
-    def _after_sync(self, call: Callable[[object], Any]) -> Callable[[object], Any]:
-        async def synced(tool_input: object) -> Any:
-            await self.before_tool()
-            return await call(tool_input)
-
-        return synced
 
     async def before_tool(self) -> None:
         if self._lock is None:
@@ -389,21 +425,28 @@ class InputsSync:
         async with self._lock:
             await asyncio.to_thread(self.once)
 
-    def _open(self, path: str, body: bytes | None = None) -> Any:
+    def _open(self, path: str, body: bytes | None = None, etag: str = "") -> Any:
         import urllib.request
 
+        headers = {"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"}
+        if etag:
+            headers["If-None-Match"] = etag
         req = urllib.request.Request(
-            self.base + path,
-            data=body,
-            method="POST" if body is not None else "GET",
-            headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
+            self.base + path, data=body, method="POST" if body is not None else "GET", headers=headers
         )
         return urllib.request.urlopen(req, timeout=120)
 
     def once(self) -> None:
+        import urllib.error
+
         try:
-            with self._open("") as resp:
+            with self._open("", etag=self.etag) as resp:
+                etag = resp.headers.get("etag") or ""
                 files = json.loads(resp.read()).get("files") or []
+        except urllib.error.HTTPError as exc:
+            if exc.code != 304:  # (304: the files are the ones placed last time)
+                print(f"sandbox: could not read the session's file resources: {exc}", file=sys.stderr, flush=True)
+            return
         except (OSError, ValueError) as exc:
             print(f"sandbox: could not read the session's file resources: {exc}", file=sys.stderr, flush=True)
             return
@@ -414,6 +457,7 @@ class InputsSync:
             if rid in self.placed:
                 continue
             if ".." in mount_path.split("/") or not mount_path.startswith("/"):
+                self.placed.add(rid)  # (the platform checks mount paths; never placed outside the root)
                 continue
             if os.path.lexists(dest):  # put in place by the init container (or a link to where it put it)
                 self.placed.add(rid)
@@ -441,6 +485,8 @@ class InputsSync:
                 self._open("/errors", json.dumps({"errors": errors}).encode()).close()
             except OSError as exc:
                 print(f"sandbox: could not report {len(errors)} file error(s): {exc}", file=sys.stderr, flush=True)
+        if all(str(f.get("id")) in self.placed for f in files):
+            self.etag = etag
 
     def _download(self, rid: str, sha256: str, dest: str) -> None:
         import hashlib

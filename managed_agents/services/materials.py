@@ -11,6 +11,7 @@ the same readable `session.error` as on the embedded server).
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import secrets
 from collections.abc import Iterator
@@ -42,6 +43,12 @@ MAX_ERRORS = 200
 def needs_init(session_doc: JsonObject) -> bool:
     """Whether a sandbox of this session has anything for its init container to put in place."""
     return any(r.get("type") in MATERIALIZED for r in resources_of(session_doc))
+
+
+def live_files_etag(sess: Record) -> str:
+    """What the session's file resources are, as an HTTP entity tag (their ids and versions)."""
+    files = [f"{r.get('id')}@{r.get('updated_at')}" for r in resources_of(sess.doc) if r.get("type") == "file"]
+    return '"' + hashlib.sha256("\n".join(files).encode()).hexdigest()[:32] + '"'
 
 
 def new_init_token() -> tuple[str, str]:

@@ -14,14 +14,14 @@ import tempfile
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from managed_agents.api.deps import call, runtime
 from managed_agents.api.edge import credential
 from managed_agents.domain.errors import PermissionDenied, RequestTooLarge, ServiceUnavailable
 from managed_agents.domain.events import JsonObject
 from managed_agents.ports import Record
-from managed_agents.services.materials import MaterialService
+from managed_agents.services.materials import MaterialService, live_files_etag
 from managed_agents.services.outputs import OutputCollector
 
 router = APIRouter(prefix="/v1/environments/{environment_id}/work/{work_id}/materials", include_in_schema=False)
@@ -98,10 +98,16 @@ async def _work_session(request: Request, session_id: str) -> Record:
     return await call(rt.sessions.check_access, p, session_id)
 
 
-@inputs_router.get("")
-async def live_files(session_id: str, request: Request) -> JsonObject:
+@inputs_router.get("", response_model=None)
+async def live_files(session_id: str, request: Request) -> JsonObject | Response:
+    """The session's file resources; 304 when they are the ones the sandbox saw last (`If-None-Match`), so the pass
+    before each tool call costs no file lookups when nothing was added."""
     sess = await _work_session(request, session_id)
-    return await call(_materials(request).live_files, sess)
+    etag = live_files_etag(sess)
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers={"etag": etag})
+    body = await call(_materials(request).live_files, sess)
+    return JSONResponse(body, headers={"etag": etag})
 
 
 @inputs_router.get("/{resource_id}", response_class=StreamingResponse)
