@@ -209,16 +209,17 @@ def test_files_added_to_a_running_fargate_sandbox_are_in_place_before_its_next_t
     assert "first" in _results(wait_idle(client, sid, timeout=120))[0]
     platform = server.platform
     assert platform is not None and len(platform.sandboxes.runs) == 1
-    # When files are added to the session: at the default mount path, in the workspace, and elsewhere
+    # When files are added to the session: at the default mount path and in the workspace (where the image's sandbox
+    # user may write; elsewhere the next task's init container places them: tests/unit/test_sandbox_entrypoint_inputs)
     late = client.beta.files.upload(file=("late.csv", "a,ü\n".encode(), "text/csv"))
     notes = client.beta.files.upload(file=("notes.md", b"# notes\n", "text/markdown"))
     data = client.beta.files.upload(file=("d.bin", bytes(range(256)), "application/octet-stream"))
     client.beta.sessions.resources.add(sid, type="file", file_id=late.id)
     client.beta.sessions.resources.add(sid, type="file", file_id=notes.id, mount_path="/workspace/docs/notes.md")
-    client.beta.sessions.resources.add(sid, type="file", file_id=data.id, mount_path="/data/d.bin")
+    client.beta.sessions.resources.add(sid, type="file", file_id=data.id, mount_path="/workspace/d.bin")
     # and the next tool call reads them
     probe = (
-        f"cat mnt/session/uploads/{late.id} workspace/docs/notes.md; sha256sum data/d.bin;"
+        f"cat mnt/session/uploads/{late.id} workspace/docs/notes.md; sha256sum workspace/d.bin;"
         f" stat -c %a mnt/session/uploads/{late.id}"
     )
     model_server.push(tool_step("toolu_2", "bash", {"command": probe}), "read")
