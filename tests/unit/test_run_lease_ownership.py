@@ -103,3 +103,57 @@ def test_clearing_frees_every_lease_of_the_last_run(parts) -> None:  # type: ign
     assert a.acquire(sid) is not None
     assert b.clear() == 1
     assert b.acquire(sid) is not None
+
+
+def _rows(db: SqliteDatabase, sid: str) -> int:
+    return int(db.query("SELECT COUNT(*) FROM run_leases WHERE session_id = ?", (sid,))[0][0])
+
+
+def test_a_session_let_go_with_nothing_to_look_at_later_leaves_no_row(parts) -> None:  # type: ignore[no-untyped-def]
+    db, clock, a, b = parts
+    sid = "sesn_" + uuid.uuid4().hex
+    # Given a session run to idle (or to the user's turn, or archived): released without a wake time
+    lease = a.acquire(sid)
+    assert lease is not None and _rows(db, sid) == 1
+    assert a.release(lease) is None
+    # Then its row is gone: the table holds the sessions in flight, not every session ever run
+    assert _rows(db, sid) == 0
+    # And one waiting for tool results keeps its row, the timer of its deadline, until it is let go for good
+    lease = a.acquire(sid)
+    assert lease is not None
+    assert a.release(lease, wake_at=clock.t + 30) is None
+    assert _rows(db, sid) == 1
+    clock.t += 31
+    assert sid in b.due()
+    taken = b.acquire(sid, nudge=False)
+    assert taken is not None
+    assert b.release(taken) is None
+    assert _rows(db, sid) == 0 and sid not in b.due()
+    # And the start-up clear drops rows released before releases deleted them
+    db.query(
+        "INSERT INTO run_leases (session_id, owner, token, expires_at, wakes) VALUES ('sesn_old', NULL, 1, NULL, 0)"
+    )
+    b.clear()
+    assert _rows(db, "sesn_old") == 0
+
+
+def test_a_stale_owner_stays_fenced_after_the_row_was_deleted_and_made_again(parts) -> None:  # type: ignore[no-untyped-def]
+    db, clock, a, b = parts
+    events = SqliteEventStore(db)
+    events.guard = lambda conn, sid: (a.guard(conn, sid), b.guard(conn, sid))
+    sid = "sesn_" + uuid.uuid4().hex
+    # Given a writes under a lease, then stalls past its expiry
+    stale = a.acquire(sid)
+    assert stale is not None
+    a.fence(stale)
+    clock.t += 11
+    # When b takes the session over and runs it to idle (its row deleted), and a later acquires it anew
+    taken = b.acquire(sid, nudge=False)
+    assert taken is not None and b.release(taken) is None
+    again = a.acquire(sid)
+    assert again is not None
+    # Then no token was handed out twice, and the stalled thread's append (under its old lease) writes nothing
+    assert len({stale.token, taken.token, again.token}) == 3
+    with pytest.raises(LeaseLost):
+        events.append(sid, [NewEvent(new_id("event"), "agent.message", {"n": 1})])
+    assert events.read(sid) == []

@@ -14,7 +14,12 @@ fails with `LeaseLost` and writes nothing, so its steps can never interleave wit
 A wake that finds the session leased by another live process does not run it; it bumps the row's `wakes`, and the
 owner runs once more before it lets go (`release` fails while `wakes` moved), so input logged by any process is
 acted on. A released row keeps `expires_at` as the moment the session must be looked at again (the deadline of the
-tool calls it waits for), so that timer survives the process that set it.
+tool calls it waits for), so that timer survives the process that set it; a session released with nothing to look at
+later (idle, waiting for the user, archived, deleted) has its row deleted, so the table holds the sessions in flight,
+not every session ever run.
+
+Tokens come from one counter (`run_lease_tokens`), bumped by every acquisition of any session: a row deleted and
+made again never hands out a token an earlier acquisition had, so a fenced stale owner stays refused.
 """
 
 from __future__ import annotations
@@ -42,6 +47,8 @@ CREATE TABLE IF NOT EXISTS run_leases (
     wakes INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS run_leases_due ON run_leases (expires_at) WHERE expires_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS run_lease_tokens (id INTEGER PRIMARY KEY CHECK (id = 1), last INTEGER NOT NULL);
+INSERT OR IGNORE INTO run_lease_tokens (id, last) SELECT 1, COALESCE(MAX(token), 0) FROM run_leases;
 """
 
 
@@ -62,6 +69,12 @@ class Lease:
 def process_owner() -> str:
     """A name no other process (nor this one's next incarnation) will have: host, pid and a random suffix."""
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+def _next_token(conn: sqlite3.Connection) -> int:
+    """The next lease token (inside the acquiring transaction): never one handed out before, for any session."""
+    (token,) = conn.execute("UPDATE run_lease_tokens SET last = last + 1 WHERE id = 1 RETURNING last").fetchone()
+    return int(token)
 
 
 class SqliteRunLeases:
@@ -96,23 +109,25 @@ class SqliteRunLeases:
                 "SELECT owner, token, expires_at, wakes FROM run_leases WHERE session_id = ?", (session_id,)
             ).fetchone()
             if row is None:
+                token = _next_token(conn)
                 conn.execute(
-                    "INSERT INTO run_leases (session_id, owner, token, expires_at, wakes) VALUES (?,?,1,?,0)",
-                    (session_id, self.owner, now + self.ttl),
+                    "INSERT INTO run_leases (session_id, owner, token, expires_at, wakes) VALUES (?,?,?,?,0)",
+                    (session_id, self.owner, token, now + self.ttl),
                 )
-                lease = Lease(session_id, 1, 0)
+                lease = Lease(session_id, token, 0)
             else:
-                owner, token, expires_at, wakes = row
+                owner, _, expires_at, wakes = row
                 held_elsewhere = owner is not None and owner != self.owner and (expires_at or 0) > now
                 if held_elsewhere:
                     if nudge:
                         conn.execute("UPDATE run_leases SET wakes = wakes + 1 WHERE session_id = ?", (session_id,))
                     return None
+                token = _next_token(conn)
                 conn.execute(
                     "UPDATE run_leases SET owner = ?, token = ?, expires_at = ? WHERE session_id = ?",
-                    (self.owner, token + 1, now + self.ttl, session_id),
+                    (self.owner, token, now + self.ttl, session_id),
                 )
-                lease = Lease(session_id, token + 1, wakes)
+                lease = Lease(session_id, token, wakes)
         with self._lock:
             self._held[session_id] = lease.token
         return lease
@@ -136,6 +151,9 @@ class SqliteRunLeases:
                     (self._now() + self.ttl, lease.session_id),
                 )
                 again = Lease(lease.session_id, lease.token, int(row[2]))
+            elif wake_at is None:  # nothing to look at later: the row goes (a later wake makes it again)
+                conn.execute("DELETE FROM run_leases WHERE session_id = ?", (lease.session_id,))
+                again = None
             else:
                 conn.execute(
                     "UPDATE run_leases SET owner = NULL, expires_at = ? WHERE session_id = ?",
@@ -198,6 +216,8 @@ class SqliteRunLeases:
         """At the start of the whole server: every lease belongs to a process of the last run, which is gone."""
         with self.db.transaction() as conn:
             cur = conn.execute("UPDATE run_leases SET owner = NULL, expires_at = ? WHERE owner IS NOT NULL", (0.0,))
+            # rows released before releasing deleted them (nothing to look at later): gone too
+            conn.execute("DELETE FROM run_leases WHERE owner IS NULL AND expires_at IS NULL")
             return cur.rowcount
 
     def start(self, wake: Callable[[str], object], lost: Callable[[str], object]) -> None:
