@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace as with_fields
@@ -84,20 +85,66 @@ _EXPIRY_INDEX = "CREATE INDEX IF NOT EXISTS resources_by_expiry ON resources (ex
 _BUSY = "the database is busy with another write and the request's deadline passed; nothing was done, retry"
 
 
+class WriteLock:
+    """This process's writers, one at a time, those answering a request first.
+
+    A writer under a request's deadline (domain/deadline.py: an API call) is urgent: it takes the lock before any
+    background writer waiting (a harness step's append, a lease heartbeat), which waits while an urgent one does.
+    Under 400 sends beside 400 running turns a send used to queue behind the turns' appends (~280 ms of its ~290 ms
+    in the service, bench/mixed_load.py `write_lock`), and the sends behind it for a write thread waited for all of
+    that. Each kind waits in arrival order (Condition waiters are FIFO) and one waiter is woken per release."""
+
+    def __init__(self) -> None:
+        self._mutex = threading.Lock()
+        self._urgent_turn = threading.Condition(self._mutex)
+        self._background_turn = threading.Condition(self._mutex)
+        self._held = False
+        self._urgent_waiting = 0
+
+    def acquire(self, timeout: float | None = None, *, urgent: bool = False) -> bool:
+        """Take the lock (False: `timeout` seconds passed first, nothing taken)."""
+        turn = self._urgent_turn if urgent else self._background_turn
+        with self._mutex:
+            if urgent:
+                self._urgent_waiting += 1
+            try:
+                ends = None if timeout is None else time.monotonic() + timeout
+                while self._held or (not urgent and self._urgent_waiting):
+                    left = None if ends is None else ends - time.monotonic()
+                    if left is not None and left <= 0:
+                        return False
+                    turn.wait(left)
+                self._held = True
+                return True
+            finally:
+                if urgent:
+                    self._urgent_waiting -= 1
+                if not self._held:  # gave up while it was free: the wake-up it may have taken goes on
+                    self._wake_next()
+
+    def release(self) -> None:
+        with self._mutex:
+            self._held = False
+            self._wake_next()
+
+    def _wake_next(self) -> None:
+        (self._urgent_turn if self._urgent_waiting else self._background_turn).notify()
+
+
 class SqliteDatabase:
     """One database file; a connection per thread (WAL lets readers run beside the single writer).
 
-    Writers of this process queue on one lock before `BEGIN IMMEDIATE`. SQLite lets one writer in at a time
-    anyway, and a writer that finds the database locked waits in SQLite's busy handler, which sleeps in steps of
-    up to 100 ms: with a hundred sessions appending at once most of a turn's latency was those sleeps. The lock
-    hands the write over the moment the previous transaction ends; the busy timeout still covers writers in
-    other processes (the `keys` CLI beside a running server).
+    Writers of this process queue on one lock (`WriteLock`: requests' writes first) before `BEGIN IMMEDIATE`.
+    SQLite lets one writer in at a time anyway, and a writer that finds the database locked waits in SQLite's busy
+    handler, which sleeps in steps of up to 100 ms: with a hundred sessions appending at once most of a turn's
+    latency was those sleeps. The lock hands the write over the moment the previous transaction ends; the busy
+    timeout still covers writers in other processes (the `keys` CLI beside a running server, other workers).
     """
 
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
         self._local = threading.local()
-        self._write_lock = threading.Lock()
+        self._write_lock = WriteLock()
         conn = self._conn()
         conn.executescript(_SCHEMA)
         columns = {str(row[1]) for row in conn.execute("PRAGMA table_info(resources)")}
@@ -125,7 +172,7 @@ class SqliteDatabase:
         left = deadline.remaining()
         if left is None:
             self._write_lock.acquire()
-        elif not self._write_lock.acquire(timeout=left):
+        elif not self._write_lock.acquire(timeout=left, urgent=True):
             raise ServiceUnavailable(_BUSY)
         try:
             if left is not None:
