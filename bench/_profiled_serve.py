@@ -199,6 +199,35 @@ class _Timing:
                     marks["svc_out"] = time.perf_counter()
 
         SessionService.send = timed_send  # type: ignore[method-assign]
+        from managed_agents.adapters.local.sqlite_store import SqliteDatabase
+
+        class TimedLock:
+            """The database's write lock, with the send's wait for it added up (`write_lock`)."""
+
+            def __init__(self, inner: Any) -> None:
+                self.inner = inner
+
+            def acquire(self, *args: Any, **kwargs: Any) -> bool:
+                marks = current.get()
+                t0 = time.perf_counter()
+                got = bool(self.inner.acquire(*args, **kwargs))
+                if marks is not None:
+                    marks["write_lock"] = marks.get("write_lock", 0.0) + time.perf_counter() - t0
+                return got
+
+            def release(self) -> None:
+                self.inner.release()
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(self.inner, name)
+
+        db_init = SqliteDatabase.__init__
+
+        def timed_db_init(self: Any, *args: Any, **kwargs: Any) -> None:
+            db_init(self, *args, **kwargs)
+            self._write_lock = TimedLock(self._write_lock)
+
+        SqliteDatabase.__init__ = timed_db_init  # type: ignore[method-assign]
         timing = self
 
         def wrap(app: Any) -> Any:
@@ -251,6 +280,7 @@ class _Timing:
             "before_svc": m.get("svc_in", m["done"]) - m["app"],
             "svc": m.get("svc_out", 0.0) - m.get("svc_in", 0.0),
             "after_svc": m["done"] - m.get("svc_out", m["done"]),
+            "write_lock": m.get("write_lock", 0.0),
             "lag_max": lag,
             "gc": sum(gcs),
             "gc_max": max(gcs, default=0.0),
