@@ -41,7 +41,7 @@ import json
 import ssl
 import threading
 import weakref
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine, Iterator
 from typing import Any, TypeVar, cast
 
 import anthropic
@@ -431,52 +431,61 @@ class AnthropicMessagesModel:
         self, client: anthropic.AsyncAnthropic, request: JsonObject, on_event: StreamListener | None
     ) -> ModelResponse:
         try:
-            response = await client.post(
-                "/v1/messages", cast_to=httpx2.Response, body={**request, "stream": True}, stream=True
-            )
+            response = await client.post(_PATH, cast_to=httpx2.Response, body={**request, "stream": True}, stream=True)
         except Exception as exc:
             raise _request_error(exc) from exc
+        reader = _StreamReader(response.status_code, forward=on_event is not None)
         try:
-            reader = _StreamReader(response.status_code, forward=on_event is not None)
-            chunks = response.aiter_bytes()
-            while True:
-                try:
-                    chunk = await anext(chunks, None)
-                except Exception as exc:
-                    raise _stream_error(exc) from exc
-                _hand_over(reader, reader.end() if chunk is None else reader.feed(chunk), on_event)
-                if chunk is None:
-                    break
+            async for chunk in _read_abody(response):
+                _hand_over(reader, reader.feed(chunk), on_event)
         finally:
             await response.aclose()
-        return _finished(reader)
+        return _finished(reader, on_event)
 
     def _stream_message(self, request: JsonObject, on_event: StreamListener | None) -> ModelResponse:
         try:
-            response = self.client.post(
-                "/v1/messages", cast_to=httpx2.Response, body={**request, "stream": True}, stream=True
-            )
+            response = self.client.post(_PATH, cast_to=httpx2.Response, body={**request, "stream": True}, stream=True)
         except Exception as exc:
             raise _request_error(exc) from exc
+        reader = _StreamReader(response.status_code, forward=on_event is not None)
         try:
-            reader = _StreamReader(response.status_code, forward=on_event is not None)
-            chunks = response.iter_bytes()
-            while True:
-                try:
-                    chunk = next(chunks, None)
-                except Exception as exc:
-                    raise _stream_error(exc) from exc
-                _hand_over(reader, reader.end() if chunk is None else reader.feed(chunk), on_event)
-                if chunk is None:
-                    break
+            for chunk in _read_body(response):
+                _hand_over(reader, reader.feed(chunk), on_event)
         finally:
             response.close()
-        return _finished(reader)
+        return _finished(reader, on_event)
+
+
+_PATH = "/v1/messages"
 
 
 def _request_error(exc: Exception) -> Exception:
     """What sending the request raised (the SDK's status, connection and timeout errors) as the port's error."""
     return _model_error(exc) or exc
+
+
+async def _read_abody(response: httpx2.Response) -> AsyncIterator[bytes]:
+    """The body's chunks; what reading them raises is the endpoint's failure (`_stream_error`)."""
+    chunks = response.aiter_bytes()
+    while True:
+        try:
+            yield await anext(chunks)
+        except StopAsyncIteration:
+            return
+        except Exception as exc:
+            raise _stream_error(exc) from exc
+
+
+def _read_body(response: httpx2.Response) -> Iterator[bytes]:
+    """The sync client's `_read_abody`."""
+    chunks = response.iter_bytes()
+    while True:
+        try:
+            yield next(chunks)
+        except StopIteration:
+            return
+        except Exception as exc:
+            raise _stream_error(exc) from exc
 
 
 def _hand_over(reader: _StreamReader, events: list[JsonObject], on_event: StreamListener | None) -> None:
@@ -489,7 +498,8 @@ def _hand_over(reader: _StreamReader, events: list[JsonObject], on_event: Stream
         raise reader.failure
 
 
-def _finished(reader: _StreamReader) -> ModelResponse:
+def _finished(reader: _StreamReader, on_event: StreamListener | None) -> ModelResponse:
+    _hand_over(reader, reader.end(), on_event)
     if not reader.complete:
         raise _cut_short()
     return reader.response()
