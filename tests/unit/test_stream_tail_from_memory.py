@@ -167,3 +167,23 @@ def _stored(session_id: str, first: int, last: int) -> list[Any]:
         StoredEvent(session_id, seq, new_id("event"), "agent.message", now, {"n": seq})
         for seq in range(first, last + 1)
     ]
+
+
+def test_a_stream_waits_on_its_subscription_without_a_task_of_its_own() -> None:
+    async def run() -> None:
+        notifier = LocalNotifier()
+        sub = notifier.subscribe("sesn_a")
+        # Given a stream waiting for its session (a long ping interval)
+        waiting = asyncio.ensure_future(sub.wait(30))
+        await asyncio.sleep(0.05)
+        # Then the wait made no task besides the stream's own (asyncio.wait_for made one per wait)
+        assert len(asyncio.all_tasks()) == 2  # this test's and the waiting stream's
+        # And an append wakes it at once, and a wait with nothing appended ends at its timeout
+        notifier.publish_appended("sesn_a", _stored("sesn_a", 1, 1))
+        await asyncio.wait_for(waiting, 5)
+        started = asyncio.get_running_loop().time()
+        await sub.wait(0.1)
+        assert 0.05 <= asyncio.get_running_loop().time() - started < 5
+        assert not sub.deleted
+
+    _run(run)
