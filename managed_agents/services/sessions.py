@@ -464,6 +464,12 @@ class SessionService:
         for hook in self.ended_hooks:
             hook(sid)
         self.notifier.publish_deleted(sid)
+        for child in budgets.child_records(self.svc.resources, ws, sid):  # each child thread's log goes with it
+            if self.svc.orchestrator is not None:
+                self.svc.orchestrator.forget(child.id)
+            self.notifier.publish_deleted(child.id)
+            self.events.delete_session(child.id)
+            self.svc.resources.delete(THREAD_KIND, ws, child.id)
         self.events.delete_session(sid)
         self.svc.resources.delete("session", ws, sid)
         return {"id": sid, "type": "session_deleted"}
@@ -686,6 +692,8 @@ class SessionService:
                 child = self.svc.resources.get(THREAD_KIND, rec.workspace_id, tid)
                 if child is None or child.doc.get("session_id") != rec.id:
                     raise InvalidRequest(f"{where}.session_thread_id: session has no thread {tid!r}")
+                if child.doc.get("archived_at"):
+                    raise InvalidRequest(f"{where}.session_thread_id: thread {tid!r} is archived")
             return
         if isinstance(ev, UserDefineOutcomeParams):
             active = st.active_outcome

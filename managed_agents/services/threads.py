@@ -36,6 +36,8 @@ MAX_THREADS_LISTED = 1000
 
 
 def _stats(doc: JsonObject, now: datetime) -> JsonObject:
+    if doc.get("archived_at"):  # an archived thread's figures are frozen at its archiving (the SDK's ThreadStats)
+        now = parse_rfc3339(str(doc["archived_at"]))
     created = parse_rfc3339(str(doc["created_at"]))
     active = float(cast(float, doc.get("_active_seconds") or 0.0))
     running_since = doc.get("_running_since")
@@ -163,6 +165,12 @@ class ThreadService:
         rec = self._child(session.workspace_id, sid, tid)
         if rec.doc.get("status") in ("running", "rescheduling"):
             raise InvalidRequest(f"thread {tid!r} is {rec.doc['status']}: interrupt it before archiving it")
+        waiting = rec.doc.get("_stop") if rec.doc.get("status") == "idle" else None
+        if waiting in ("requires_action", "budget_reached"):  # its delegation is still open: the coordinator waits
+            raise InvalidRequest(
+                f"thread {tid!r} is idle waiting ({waiting}) and its coordinator waits on its answer: answer or"
+                " interrupt it before archiving it"
+            )
         if not rec.doc.get("archived_at"):
             stamp = self.svc.clock.now()
 

@@ -316,3 +316,65 @@ def test_interrupting_one_child_thread_ends_its_turn_and_the_coordinator_goes_on
             sid,
             events=[{"type": "user.interrupt", "session_thread_id": "sthr_nope"}],  # type: ignore[list-item]
         )
+
+
+def test_archiving_a_child_thread_and_deleting_the_session_with_its_threads(
+    server: Server, model_server: ScriptedModelServer
+) -> None:
+    client = server.client(_strict_response_validation=True)
+    ticket = {
+        "type": "custom",
+        "name": "ticket",
+        "description": "Open a ticket",
+        "input_schema": {"type": "object", "properties": {"title": {"type": "string"}}},
+    }
+    ops = client.beta.agents.create(name="ops", model="claude-sonnet-4-6", tools=[ticket])  # type: ignore[list-item]
+    lead = client.beta.agents.create(
+        name="lead", model="claude-sonnet-4-6", multiagent={"type": "coordinator", "agents": [ops.id]}
+    )
+    env = client.beta.environments.create(name="e", config={"type": "cloud"})
+    sid = client.beta.sessions.create(agent=lead.id, environment_id=env.id).id
+    model_server.push(
+        {"match": "clean up", "content": [_delegate("ops", "clean the disk")]},
+        {"match": "clean the disk", "content": [{"type": "tool_use", "name": "ticket", "input": {"title": "disk"}}]},
+        {"match": "TICKET-7", "content": [{"type": "text", "text": "filed TICKET-7"}]},
+        {"match": "filed TICKET-7", "content": [{"type": "text", "text": "Done."}]},
+    )
+    client.beta.sessions.events.send(sid, events=[_msg("clean up")])
+    events = wait_idle(client, sid)
+    (child,) = [t for t in client.beta.sessions.threads.list(sid) if t.parent_thread_id]
+    custom = next(e for e in events if e.type == "agent.custom_tool_use")
+    # Given a child thread idle on a call that waits on the user: archiving it is refused (its coordinator waits)
+    wait_until(lambda: client.beta.sessions.threads.retrieve(child.id, session_id=sid).status == "idle")
+    with pytest.raises(anthropic.BadRequestError) as info:
+        client.beta.sessions.threads.archive(child.id, session_id=sid)
+    assert "requires_action" in error_body(info.value)["message"]
+    # When the call is answered and the child finishes, Then it is archived, once, its figures frozen
+    result = {"type": "user.custom_tool_result", "custom_tool_use_id": custom.id, "content": [_text("TICKET-7")]}
+    client.beta.sessions.events.send(sid, events=[result])  # type: ignore[list-item]
+    wait_idle(client, sid, count=2)
+    archived = client.beta.sessions.threads.archive(child.id, session_id=sid)
+    assert archived.archived_at is not None and archived.status == "idle"
+    again = client.beta.sessions.threads.archive(child.id, session_id=sid)
+    assert again.archived_at == archived.archived_at
+    assert archived.stats is not None and again.stats is not None
+    assert again.stats.duration_seconds == archived.stats.duration_seconds
+    # And it is still listed and readable, but an interrupt can no longer name it
+    assert child.id in [t.id for t in client.beta.sessions.threads.list(sid)]
+    assert list(client.beta.sessions.threads.events.list(child.id, session_id=sid))
+    with pytest.raises(anthropic.BadRequestError) as info:
+        client.beta.sessions.events.send(
+            sid,
+            events=[{"type": "user.interrupt", "session_thread_id": child.id}],  # type: ignore[list-item]
+        )
+    assert "archived" in error_body(info.value)["message"]
+    # When the session is deleted, Then its child thread's record and log go with it
+    wait_until(lambda: client.beta.sessions.retrieve(sid).status == "idle")
+    assert server.rt.events.last_seq(child.id) > 0
+    client.beta.sessions.delete(sid)
+    assert server.rt.events.last_seq(child.id) == 0
+    assert server.rt.resources.get_by_id("session_thread", child.id) is None
+
+
+def _text(text: str) -> dict[str, Any]:
+    return {"type": "text", "text": text}
