@@ -69,6 +69,11 @@ def _roster(agent: JsonObject) -> tuple[list[JsonObject], bool, str | None]:
     return [e for e in entries if e.get("type") == "agent"], inline, advisor
 
 
+def roster_agents(agent: JsonObject) -> list[JsonObject]:
+    """The definitions of the agents the primary thread may delegate to (not the advisor, not inline agents)."""
+    return _roster(agent)[0]
+
+
 def tool_name(agent_name: str) -> str:
     return (PREFIX + re.sub(r"[^A-Za-z0-9_-]", "_", agent_name))[:MAX_TOOL_NAME]
 

@@ -26,6 +26,7 @@ from typing import cast
 
 from managed_agents.domain.events import JsonObject
 from managed_agents.harness.threads import definitions as delegation_tools
+from managed_agents.harness.threads import roster_agents
 from managed_agents.harness.web import WEB_FETCH_DEFINITION, WEB_SEARCH_DEFINITION
 
 SANDBOX_TOOLS: tuple[str, ...] = ("bash", "read", "write", "edit", "glob", "grep")
@@ -184,3 +185,9 @@ class Toolbox:
     @property
     def has_sandbox_tools(self) -> bool:
         return any(r.kind == "builtin" for r in self.routes.values())
+
+
+def runs_sandbox_tools(agent: JsonObject) -> bool:
+    """Whether a session of this agent needs a sandbox: for its own tools, or a subagent's it may delegate to (threads
+    share the session's sandbox; an inline agent has the coordinator's tools)."""
+    return any(Toolbox(a).has_sandbox_tools for a in (agent, *roster_agents(agent)))

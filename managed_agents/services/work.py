@@ -46,7 +46,7 @@ from managed_agents.domain.errors import (
 from managed_agents.domain.events import JsonObject, NewEvent, builtin_tool_result_type
 from managed_agents.domain.ids import deterministic_event_id, deterministic_id
 from managed_agents.domain.session_state import ToolCall, fold
-from managed_agents.harness.tools import Toolbox
+from managed_agents.harness.tools import runs_sandbox_tools
 from managed_agents.ports import (
     EventStore,
     ListQuery,
@@ -162,7 +162,7 @@ class WorkService:
         env_type = sess.doc.get("_environment_type")
         if env_type not in ("cloud", "self_hosted"):
             return None
-        if not Toolbox(cast(JsonObject, sess.doc["agent"])).has_sandbox_tools:
+        if not runs_sandbox_tools(cast(JsonObject, sess.doc["agent"])):  # (its subagents' tools count too)
             return None
         items = self.resources.find("work", "session_id", [session_id])
         live = [w for w in items if w.attrs.get("state") in ("queued", "starting", "active")]

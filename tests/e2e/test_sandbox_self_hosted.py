@@ -9,7 +9,7 @@ import anthropic
 import pytest
 
 from managed_agents.testing.scripted_model import ScriptedModelServer
-from tests.e2e.conftest import Server, create_environment_key, wait_idle, wait_until
+from tests.e2e.conftest import Server, create_environment_key, embedded_only, wait_idle, wait_until
 from tests.e2e.sandbox_support import (
     SELF_HOSTED_RESULT,
     TOOLSET,
@@ -129,3 +129,48 @@ def test_a_stolen_lease_makes_the_first_worker_let_go(
         # And the new holder keeps the lease
         again = thief.heartbeat(item.id, environment_id=env.id, expected_last_heartbeat=taken.last_heartbeat)
         assert again.lease_extended
+
+
+@embedded_only(
+    "not yet on the AWS leg: there the worker runs the child's call and its result is logged and routed to the child,"
+    " but the child's execution never continues (docs/threads.md, Not built yet)"
+)
+def test_a_child_threads_bash_call_runs_in_the_sessions_sandbox_through_the_official_worker(
+    server: Server, client: anthropic.Anthropic, model_server: ScriptedModelServer, tmp_path: Path
+) -> None:
+    # Given a coordinator whose subagent uses bash, in a self-hosted environment served by the official worker
+    ops = client.beta.agents.create(name="ops", model="claude-sonnet-4-6", tools=[TOOLSET])
+    lead = client.beta.agents.create(
+        name="lead", model="claude-sonnet-4-6", multiagent={"type": "coordinator", "agents": [ops.id]}
+    )
+    env = client.beta.environments.create(name="mine", config={"type": "self_hosted"})
+    key = create_environment_key(client, env.id)
+    sid = client.beta.sessions.create(agent=lead.id, environment_id=env.id).id
+    delegate = {"type": "tool_use", "name": "delegate_to_ops", "input": {"message": "count the files"}}
+    model_server.push(
+        {"match": "tidy up", "content": [delegate]},
+        {"match": "count the files", **tool_step("toolu_c", "bash", {"command": "echo from-child > c.txt; echo c-ok"})},
+        {"match": "c-ok", "content": [{"type": "text", "text": "wrote c.txt"}]},
+        {"match": "wrote c.txt", "content": [{"type": "text", "text": "Tidied."}]},
+    )
+    with WorkerThread(server.url, env.id, key, tmp_path / "worker") as worker:
+        # When the user asks and the coordinator delegates
+        client.beta.sessions.events.send(
+            sid, events=[{"type": "user.message", "content": [{"type": "text", "text": "tidy up"}]}]
+        )
+        events = wait_idle(client, sid, timeout=60)
+        assert worker.error is None
+    # Then the child's bash call ran in the session's sandbox (the one worker) and its result reached the child
+    assert (tmp_path / "worker" / "c.txt").read_text() == "from-child\n"
+    assert [e.content[0].text for e in events if e.type == "agent.message"] == ["Tidied."]
+    (child,) = [t for t in client.beta.sessions.threads.list(sid) if t.parent_thread_id]
+    use = next(e for e in events if e.type == "agent.tool_use")
+    assert use.session_thread_id == child.id and use.name == "bash"
+    routed = [e for e in events if e.type == SELF_HOSTED_RESULT]
+    assert len(routed) == 1 and routed[0].tool_use_id == use.id and routed[0].session_thread_id == child.id
+    own = list(client.beta.sessions.threads.events.list(child.id, session_id=sid))
+    results = [e for e in own if e.type == SELF_HOSTED_RESULT]
+    assert [e.id for e in results] == [routed[0].id] and "c-ok" in results[0].content[0].text
+    child_request = next(r for r in model_server.requests if "wrote" not in str(r) and "c-ok" in str(r))
+    assert child_request["body"]["messages"][-1]["content"][0]["type"] == "tool_result"
+    model_server.assert_complete()
