@@ -111,16 +111,7 @@ def usage_event(st: SessionState, request: Usage, request_cost: Decimal | None, 
     total = Usage()
     for part in (st.usage, request, rest.usage):
         total.add(part.__dict__)
-    usage: JsonObject = {
-        "input_tokens": total.input_tokens,
-        "output_tokens": total.output_tokens,
-        "cache_read_input_tokens": total.cache_read_input_tokens,
-        "cache_creation": {
-            "ephemeral_5m_input_tokens": total.cache_creation_input_tokens,
-            "ephemeral_1h_input_tokens": 0,
-        },
-        "active_seconds": round(active, 3),
-    }
+    usage: JsonObject = {**budgets.usage_json(total), "active_seconds": round(active, 3)}
     unpriced = (
         st.unpriced_requests > 0
         or rest.untracked

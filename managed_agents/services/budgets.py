@@ -56,15 +56,20 @@ class Spend:
         if own:
             cache = cast(JsonObject, own.get("cache_creation") or {})
             total.add({**own, "cache_creation_input_tokens": cache.get("ephemeral_5m_input_tokens") or 0})
-        return {
-            "input_tokens": total.input_tokens,
-            "output_tokens": total.output_tokens,
-            "cache_read_input_tokens": total.cache_read_input_tokens,
-            "cache_creation": {
-                "ephemeral_5m_input_tokens": total.cache_creation_input_tokens,
-                "ephemeral_1h_input_tokens": 0,
-            },
-        }
+        return usage_json(total)
+
+
+def usage_json(total: Usage) -> JsonObject:
+    """Usage as the wire shows it (a session's `usage`, a `session.usage` snapshot), without `active_seconds`."""
+    return {
+        "input_tokens": total.input_tokens,
+        "output_tokens": total.output_tokens,
+        "cache_read_input_tokens": total.cache_read_input_tokens,
+        "cache_creation": {
+            "ephemeral_5m_input_tokens": total.cache_creation_input_tokens,
+            "ephemeral_1h_input_tokens": 0,
+        },
+    }
 
 
 def child_records(resources: ResourceStore, workspace_id: str, session_id: str) -> list[Record]:

@@ -104,6 +104,15 @@ def _coordinator(client: anthropic.Anthropic, *tools: Any) -> str:
     return client.beta.sessions.create(agent=lead.id, environment_id=env.id).id
 
 
+def _child_mid_request(client: anthropic.Anthropic, model: ScriptedModelServer) -> tuple[str, Any]:
+    """A coordinator asked to "book it", whose child's model request is on the wire."""
+    sid = _coordinator(client)
+    client.beta.sessions.events.send(sid, events=[_msg("book it")])
+    wait_until(lambda: len([r for r in model.requests if r["path"] == "/v1/messages"]) == 2, 30)
+    (child,) = wait_until(lambda: _threads(client, sid)[1], 30)
+    return sid, child
+
+
 def _idle_with(client: anthropic.Anthropic, sid: str, count: int) -> list[Any]:
     def done() -> list[Any] | None:
         evs = all_events(client, sid)
@@ -129,10 +138,7 @@ def test_kill9_while_copying_an_interrupt_of_one_child_then_restart_still_interr
     crash = Crash(tmp_path, model, "user.interrupt")
     try:
         client = crash.client
-        sid = _coordinator(client)
-        client.beta.sessions.events.send(sid, events=[_msg("book it")])
-        wait_until(lambda: len([r for r in model.requests if r["path"] == "/v1/messages"]) == 2, 30)
-        (child,) = wait_until(lambda: _threads(client, sid)[1], 30)
+        sid, child = _child_mid_request(client, model)
         # When the user interrupts that thread and the server dies copying the interrupt into the thread's log
         crash.send_and_die(sid, {"type": "user.interrupt", "session_thread_id": child.id})
         client = crash.client
@@ -162,10 +168,7 @@ def test_kill9_while_copying_the_sessions_interrupt_to_its_running_child_then_re
     crash = Crash(tmp_path, model, "user.interrupt")
     try:
         client = crash.client
-        sid = _coordinator(client)
-        client.beta.sessions.events.send(sid, events=[_msg("book it")])
-        wait_until(lambda: len([r for r in model.requests if r["path"] == "/v1/messages"]) == 2, 30)
-        (child,) = wait_until(lambda: _threads(client, sid)[1], 30)
+        sid, child = _child_mid_request(client, model)
         # When the user interrupts the session and the server dies copying the interrupt into the child's log
         crash.send_and_die(sid, {"type": "user.interrupt"})
         client = crash.client

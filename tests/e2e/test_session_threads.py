@@ -222,23 +222,30 @@ def test_an_agent_consults_its_advisor_in_a_thread_of_the_advisor_model(
     assert created.agent_name == "advisor" and created.session_thread_id == thread.id
 
 
-def test_a_child_threads_confirmation_and_custom_tool_call_are_answered_through_the_session(
-    server: Server, model_server: ScriptedModelServer
-) -> None:
-    client = server.client(_strict_response_validation=True)
-    ticket = {
-        "type": "custom",
-        "name": "ticket",
-        "description": "Open a ticket",
-        "input_schema": {"type": "object", "properties": {"title": {"type": "string"}}},
-    }
-    asks = {"type": "agent_toolset_20260401", "default_config": {"permission_policy": {"type": "always_ask"}}}
-    ops = client.beta.agents.create(name="ops", model="claude-sonnet-4-6", tools=[asks, ticket])  # type: ignore[list-item]
+TICKET = {
+    "type": "custom",
+    "name": "ticket",
+    "description": "Open a ticket",
+    "input_schema": {"type": "object", "properties": {"title": {"type": "string"}}},
+}
+
+
+def _ops_session(client: anthropic.Anthropic, *tools: Any) -> str:
+    """A session of a coordinator whose one subagent, "ops", has `tools`."""
+    ops = client.beta.agents.create(name="ops", model="claude-sonnet-4-6", tools=list(tools))
     lead = client.beta.agents.create(
         name="lead", model="claude-sonnet-4-6", multiagent={"type": "coordinator", "agents": [ops.id]}
     )
     env = client.beta.environments.create(name="e", config={"type": "cloud"})
-    sid = client.beta.sessions.create(agent=lead.id, environment_id=env.id).id
+    return client.beta.sessions.create(agent=lead.id, environment_id=env.id).id
+
+
+def test_a_child_threads_confirmation_and_custom_tool_call_are_answered_through_the_session(
+    server: Server, model_server: ScriptedModelServer
+) -> None:
+    client = server.client(_strict_response_validation=True)
+    asks = {"type": "agent_toolset_20260401", "default_config": {"permission_policy": {"type": "always_ask"}}}
+    sid = _ops_session(client, asks, TICKET)
     model_server.push(
         {"match": "clean up", "content": [_delegate("ops", "clean the disk")]},
         {
@@ -322,18 +329,7 @@ def test_archiving_a_child_thread_and_deleting_the_session_with_its_threads(
     server: Server, model_server: ScriptedModelServer
 ) -> None:
     client = server.client(_strict_response_validation=True)
-    ticket = {
-        "type": "custom",
-        "name": "ticket",
-        "description": "Open a ticket",
-        "input_schema": {"type": "object", "properties": {"title": {"type": "string"}}},
-    }
-    ops = client.beta.agents.create(name="ops", model="claude-sonnet-4-6", tools=[ticket])  # type: ignore[list-item]
-    lead = client.beta.agents.create(
-        name="lead", model="claude-sonnet-4-6", multiagent={"type": "coordinator", "agents": [ops.id]}
-    )
-    env = client.beta.environments.create(name="e", config={"type": "cloud"})
-    sid = client.beta.sessions.create(agent=lead.id, environment_id=env.id).id
+    sid = _ops_session(client, TICKET)
     model_server.push(
         {"match": "clean up", "content": [_delegate("ops", "clean the disk")]},
         {"match": "clean the disk", "content": [{"type": "tool_use", "name": "ticket", "input": {"title": "disk"}}]},
