@@ -129,7 +129,10 @@ def build_aws_runtime(
     settings = settings or AwsSettings()  # required fields come from the environment
     clients = clients or AwsClients()
     clock = clock or SystemClock()
-    resources = DynamoDbResourceStore(table_name=settings.resources_table, dynamodb_client=clients.dynamodb)
+    # (a resource's webhook events are written to the events table with the write that causes them)
+    resources = DynamoDbResourceStore(
+        table_name=settings.resources_table, dynamodb_client=clients.dynamodb, outbox_table=settings.events_table
+    )
     events = DynamoDbEventStore(
         table_name=settings.events_table,
         bucket_name=settings.spill_bucket,
@@ -199,6 +202,8 @@ def build_aws_runtime(
             prober=gateway,
             # the sandbox task's init container puts session resources in place (sandbox/materials.py)
             init_tokens=True,
+            # the events table's stream is the webhook outbox (adapters/aws/webhook_queue.py)
+            stream_outbox=True,
         ),
     )
     rt.secrets = vault_secrets

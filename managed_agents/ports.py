@@ -76,6 +76,8 @@ class OutboxEntry:
     created_at: datetime
     # a resource's own event (`agent.created`, ...): `session_id` holds the resource id, this its workspace
     workspace_id: str | None = None
+    # what the payload's `data` carries besides type, id and workspace (`vault_id` of a credential's event, ...)
+    data: Mapping[str, str] | None = None
 
 
 class Outbox(Protocol):
@@ -84,10 +86,6 @@ class Outbox(Protocol):
     def pending(self, limit: int = 100) -> list[OutboxEntry]: ...
 
     def done(self, keys: Sequence[str]) -> None: ...
-
-    def add(self, entries: Sequence[OutboxEntry]) -> None:
-        """Record resource events (the event store records session ones with their appends)."""
-        ...
 
 
 class DeploymentSchedules(Protocol):
@@ -152,10 +150,15 @@ class ResourceStore(Protocol):
         inserts: Sequence[Record] = (),
         replaces: Sequence[tuple[Record, int]] = (),
         deletes: Sequence[tuple[str, str, str]] = (),
+        outbox: Sequence[OutboxEntry] = (),
     ) -> None:
         """All of these writes in one transaction, or none: an insert whose id exists raises Conflict, a replace
         (record, expected revision) whose revision moved or a delete (kind, workspace, id) of a record that is gone
-        raises StaleRevision. At most 25 records (DynamoDB's transactions hold 100 items, lookups included)."""
+        raises StaleRevision. At most 25 records (DynamoDB's transactions hold 100 items, lookups included).
+
+        `outbox`: the webhook events of these writes (`agent.created`, ...; services/webhooks.py), recorded in the
+        same transaction, so a crash loses both or neither (embedded: rows of the SQLite outbox; AWS: marker items
+        in the events table, whose stream the webhook relay reads)."""
         ...
 
     def list_records(self, kind: str, workspace_id: str, query: ListQuery) -> tuple[list[Record], bool]:

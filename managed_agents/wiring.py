@@ -177,6 +177,9 @@ class Adapters:
     prober: CredentialProber | None = None
     deployment_schedules: DeploymentSchedules | None = None  # AWS: EventBridge Scheduler; None: in-process
     outbox: Outbox | None = None  # the webhook outbox the event store writes; None: webhooks are not delivered
+    # the stores record webhook events where no Outbox drains them (AWS: the events table's stream is the outbox;
+    # adapters/aws/webhook_queue.py): the resource store's writes record resource events there too
+    stream_outbox: bool = False
     session_ended: Sequence[Callable[[str], object]] = ()  # called with the id of a deleted or archived session
     # the provisioner puts session resources in place through an init container given a materialization token
     # (Fargate: services/materials); False: the server does before the sandbox starts (embedded: services/materialize)
@@ -225,8 +228,11 @@ def compose(settings: ServerSettings, adapters: Adapters) -> Runtime:
     deliverer = None
     if a.outbox is not None:
         deliverer = WebhookDeliverer(svc, a.outbox, webhooks, poll_seconds=settings.webhook_poll_seconds)
-        # resource events (agent.created, deployment.paused, ...) through the same outbox
-        webhooks.outbox, webhooks.on_emit, svc.emit = a.outbox, deliverer.wake, webhooks.emit
+        svc.webhook_recorded = deliverer.wake
+    if a.outbox is not None or a.stream_outbox:
+        # resource events (agent.created, deployment.paused, ...): recorded by the writes that cause them
+        svc.webhook_entries = webhooks.entries
+        webhooks.check_endpoints = not a.stream_outbox
     return Runtime(
         settings=settings,
         resources=a.resources,

@@ -269,9 +269,8 @@ class AgentService:
             r.doc = doc
             r.attrs["version"] = version
 
-        new = self.items.change(rec, change)  # which moves updated_at: the document changed
+        new = self.items.change(rec, change, event="updated")  # which moves updated_at: the document changed
         self._store_version(new)
-        self.svc.resource_event(ws, "agent.updated", agent_id)
         return render(new.doc)
 
     def archive(self, ws: str, agent_id: str) -> JsonObject:

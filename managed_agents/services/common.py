@@ -5,15 +5,15 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import NamedTuple, cast
 
 from managed_agents.domain.clock import Clock, rfc3339
 from managed_agents.domain.errors import InvalidRequest
 from managed_agents.domain.events import JsonObject, Order, TimeRange
-from managed_agents.ports import ListQuery, Orchestrator, Record, ResourceStore
-from managed_agents.services.records import mutate
+from managed_agents.ports import ListQuery, Orchestrator, OutboxEntry, Record, ResourceStore
+from managed_agents.services.records import Events, mutate
 
 MAX_METADATA_PAIRS = 16
 MAX_METADATA_KEY = 64
@@ -27,12 +27,20 @@ class Services:
     resources: ResourceStore
     clock: Clock
     orchestrator: Orchestrator | None = None
-    # a resource's webhook event `(workspace, type, resource id)`, e.g. "agent.created" (services/webhooks.py)
-    emit: Callable[[str, str, str], None] | None = None
+    # the outbox entries of a resource's webhook event `(workspace, type, resource id, data)`, e.g. "agent.created",
+    # which the write that causes it records in its own transaction (ResourceStore.write_all's `outbox`;
+    # services/webhooks.py `WebhookService.entries`); None: no webhooks
+    webhook_entries: Callable[[str, str, str, Mapping[str, str] | None], list[OutboxEntry]] | None = None
+    webhook_recorded: Callable[[], object] | None = None  # after a write recorded some (the deliverer's wake-up)
 
-    def resource_event(self, ws: str, type_: str, resource_id: str) -> None:
-        if self.emit is not None:
-            self.emit(ws, type_, resource_id)
+    def events(self, ws: str, type_: str, resource_id: str, data: Mapping[str, str] | None = None) -> list[OutboxEntry]:
+        """The outbox entries of a webhook event (none when no endpoint could want it), for a write to record."""
+        return self.webhook_entries(ws, type_, resource_id, data) if self.webhook_entries is not None else []
+
+    def recorded(self, entries: Sequence[OutboxEntry]) -> None:
+        """A write recorded these entries (committed): the deliverer may look now."""
+        if entries and self.webhook_recorded is not None:
+            self.webhook_recorded()
 
 
 def check_metadata(metadata: dict[str, str]) -> dict[str, str]:
@@ -163,8 +171,9 @@ def as_list(value: object) -> list[JsonObject]:
     return cast(list[JsonObject], value or [])
 
 
-def archive_record(store: ResourceStore, clock: Clock, rec: Record) -> Record:
-    """Soft-archive: set `archived_at` once; archiving again returns the record as it is."""
+def archive_record(store: ResourceStore, clock: Clock, rec: Record, *, events: Events | None = None) -> Record:
+    """Soft-archive: set `archived_at` once; archiving again returns the record as it is. `events`: the webhook
+    events recorded with the archiving write (records.mutate)."""
     if rec.archived:
         return rec
 
@@ -175,4 +184,4 @@ def archive_record(store: ResourceStore, clock: Clock, rec: Record) -> Record:
             r.doc["archived_at"] = now
             r.doc["updated_at"] = now
 
-    return mutate(store, rec, change)
+    return mutate(store, rec, change, events=events)

@@ -22,9 +22,9 @@ from typing import cast
 from pydantic import BaseModel
 
 from managed_agents.domain.clock import rfc3339
-from managed_agents.domain.errors import InvalidRequest, NotFound
+from managed_agents.domain.errors import InvalidRequest, NotFound, StaleRevision
 from managed_agents.domain.events import JsonObject
-from managed_agents.ports import ListQuery, Record
+from managed_agents.ports import ListQuery, OutboxEntry, Record
 from managed_agents.services.common import (
     Services,
     archive_record,
@@ -33,10 +33,18 @@ from managed_agents.services.common import (
     patch_metadata,
     render,
 )
-from managed_agents.services.records import mutate
+from managed_agents.services.records import Events, mutate
 
 Attrs = dict[str, str | int | None]
 Page = tuple[list[JsonObject], str | None]
+# a change's webhook event: its name after the kind (`"updated"`), or named from the record before and after it
+EventName = str | Callable[[Record, Record], str | None] | None
+Recorded = list[OutboxEntry]  # (a name the class's own `list` method does not shadow)
+
+
+def archiving(before: Record, after: Record) -> str | None:
+    """A change's `<kind>.archived` event: when it archived the record (not when it was archived already)."""
+    return "archived" if after.archived and not before.archived else None
 
 
 @dataclass(frozen=True)
@@ -58,11 +66,20 @@ class Kind:
 class Collection:
     """Create, retrieve, update, list, archive and delete one kind of resource in the resource store."""
 
-    def __init__(self, svc: Services, kind: Kind, *, view: Callable[[JsonObject], JsonObject] | None = None) -> None:
-        """`view`: what the wire form adds to the stored document (fields derived on read)."""
+    def __init__(
+        self,
+        svc: Services,
+        kind: Kind,
+        *,
+        view: Callable[[JsonObject], JsonObject] | None = None,
+        event_data: Callable[[Record], dict[str, str]] | None = None,
+    ) -> None:
+        """`view`: what the wire form adds to the stored document (fields derived on read); `event_data`: what its
+        webhook payloads carry besides the id (`Collection.event_data`)."""
         self.svc = svc
         self.kind = kind
         self._view = view
+        self._event_data = event_data
 
     def render(self, doc: JsonObject) -> JsonObject:
         out = render(doc)
@@ -88,9 +105,17 @@ class Collection:
             doc["metadata"] = check_metadata(dict(cast(dict[str, str], doc["metadata"])))
         doc.update({"created_at": rfc3339(now), "updated_at": rfc3339(now), "archived_at": None})
         rec = Record(self.kind.name, ws, rid, doc, now, attrs=dict(attrs or {}), expires_at=expires_at)
-        self.svc.resources.insert(rec)
-        self.svc.resource_event(ws, f"{self.kind.name}.created", rid)  # (kinds without webhook events: ignored)
+        outbox = self.svc.events(ws, f"{self.kind.name}.created", rid, self.event_data(rec))
+        if outbox:  # (kinds without webhook events have none)
+            self.svc.resources.write_all(inserts=[rec], outbox=outbox)
+            self.svc.recorded(outbox)
+        else:
+            self.svc.resources.insert(rec)
         return rec
+
+    def event_data(self, rec: Record) -> dict[str, str] | None:
+        """What this kind's webhook payloads carry besides the id (a credential's `vault_id`, ...)."""
+        return self._event_data(rec) if self._event_data is not None else None
 
     def create(self, ws: str, fields: JsonObject, *, attrs: Attrs | None = None, id_: str | None = None) -> JsonObject:
         return self.render(self.insert(ws, fields, attrs=attrs, id_=id_).doc)
@@ -135,9 +160,13 @@ class Collection:
 
     # -- change -----------------------------------------------------------------------------------------------
 
-    def change(self, rec: Record, edit: Callable[[Record], None], *, touch: bool = False) -> Record:
+    def change(
+        self, rec: Record, edit: Callable[[Record], None], *, touch: bool = False, event: EventName = None
+    ) -> Record:
         """Apply `edit` under the store's revision check (re-applied on a lost race); `updated_at` moves when the
-        document changed, or always with `touch` (a change that lives outside the document, e.g. a secret)."""
+        document changed, or always with `touch` (a change that lives outside the document, e.g. a secret).
+        `event`: the webhook event the change causes (`"updated"` for `<kind>.updated`), or a function of the record
+        before and after that names it (None: none), recorded in the change's transaction."""
 
         def apply(r: Record) -> None:
             before = dict(r.doc)
@@ -145,29 +174,55 @@ class Collection:
             if touch or r.doc != before:
                 r.doc["updated_at"] = rfc3339(self.svc.clock.now())
 
-        return mutate(self.svc.resources, rec, apply)
+        recorded: Recorded = []
+        new = mutate(self.svc.resources, rec, apply, events=self._events(event, recorded))
+        self.svc.recorded(recorded)
+        return new
+
+    def _events(self, event: EventName, recorded: Recorded) -> Events | None:
+        """`mutate`'s events of a change's `event`; `recorded` keeps those of the last attempt (the one written)."""
+        if event is None:
+            return None
+
+        def events(before: Record, after: Record) -> Recorded:
+            name = event(before, after) if callable(event) else event
+            recorded[:] = (
+                self.svc.events(after.workspace_id, f"{self.kind.name}.{name}", after.id, self.event_data(after))
+                if name
+                else []
+            )
+            return recorded
+
+        return events
 
     def update(self, ws: str, rid: str, edit: Callable[[JsonObject], None]) -> JsonObject:
         """Change a live record's document with `edit` (see `assign`, `assign_metadata`) and return its wire form."""
         rec = self.live(ws, rid)
-        changed = self.change(rec, lambda r: edit(r.doc))
-        self.svc.resource_event(ws, f"{self.kind.name}.updated", rid)
-        return self.render(changed.doc)
+        return self.render(self.change(rec, lambda r: edit(r.doc), event="updated").doc)
 
     def archive(self, ws: str, rid: str) -> JsonObject:
         return self.render(self.archive_record(self.record(ws, rid)).doc)
 
     def archive_record(self, rec: Record) -> Record:
-        """Soft-archive: `archived_at` is set once; archiving again returns the record as it is."""
-        archived = archive_record(self.svc.resources, self.svc.clock, rec)
-        if not rec.archived:
-            self.svc.resource_event(rec.workspace_id, f"{self.kind.name}.archived", rec.id)
+        """Soft-archive: `archived_at` is set once; archiving again returns the record as it is (and causes no
+        `<kind>.archived` event)."""
+        recorded: Recorded = []
+        events = self._events(archiving, recorded)
+        archived = archive_record(self.svc.resources, self.svc.clock, rec, events=events)
+        self.svc.recorded(recorded)
         return archived
 
     def delete(self, ws: str, rid: str) -> JsonObject:
-        self.record(ws, rid)
-        self.svc.resources.delete(self.kind.name, ws, rid)
-        self.svc.resource_event(ws, f"{self.kind.name}.deleted", rid)
+        rec = self.record(ws, rid)
+        outbox = self.svc.events(ws, f"{self.kind.name}.deleted", rid, self.event_data(rec))
+        if outbox:
+            try:
+                self.svc.resources.write_all(deletes=[(self.kind.name, ws, rid)], outbox=outbox)
+            except StaleRevision:  # deleted meanwhile: by the other request, which recorded the event
+                pass
+            self.svc.recorded(outbox)
+        else:
+            self.svc.resources.delete(self.kind.name, ws, rid)
         return self.deleted(rid)
 
     def deleted(self, rid: str) -> JsonObject:

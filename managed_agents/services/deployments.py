@@ -52,7 +52,7 @@ from managed_agents.domain.events import JsonObject
 from managed_agents.domain.ids import deterministic_id, new_id
 from managed_agents.ports import DeploymentSchedules, ListQuery, Record
 from managed_agents.services.common import Services, list_page
-from managed_agents.services.crud import Collection, Kind, Page, assign, assign_metadata
+from managed_agents.services.crud import Collection, Kind, Page, archiving, assign, assign_metadata
 from managed_agents.services.records import mutate
 from managed_agents.services.sessions import SessionService
 from managed_agents.wire.deployments import (
@@ -327,9 +327,7 @@ class DeploymentService:
             self._check(ws, doc)
             self._scheduling(r, restart=schedule_changed)
 
-        updated = self._synced(self.items.change(rec, edit))
-        self.svc.resource_event(ws, "deployment.updated", deployment_id)
-        return updated
+        return self._synced(self.items.change(rec, edit, event="updated"))
 
     def _synced(self, rec: Record) -> JsonObject:
         self._sync(rec)
@@ -349,46 +347,33 @@ class DeploymentService:
             r.doc.update({"archived_at": now, "status": "active", "paused_reason": None})
             self._scheduling(r, restart=False)
 
-        archived = self._synced(self.items.change(rec, edit))
-        self.svc.resource_event(ws, "deployment.archived", deployment_id)
-        return archived
+        return self._synced(self.items.change(rec, edit, event=archiving))
 
     def pause(self, ws: str, deployment_id: str, reason: JsonObject | None = None) -> JsonObject:
         rec = self.items.live(ws, deployment_id, doing="paused")
         return self.items.render(self._pause(rec, reason or {"type": "manual"}).doc)  # _pause syncs
 
     def _pause(self, rec: Record, reason: JsonObject) -> Record:
-        changed = []
-
         def edit(r: Record) -> None:
             if r.doc["status"] == "paused" or r.archived:
                 return  # already paused: its first reason stands
             r.doc.update({"status": "paused", "paused_reason": reason})
             self._scheduling(r, restart=False)
-            changed.append(True)
 
-        paused = self.items.change(rec, edit)
-        if changed:
-            self.svc.resource_event(rec.workspace_id, "deployment.paused", rec.id)
+        paused = self.items.change(rec, edit, event=_status_event("paused"))
         self._sync(paused)
         return paused
 
     def unpause(self, ws: str, deployment_id: str) -> JsonObject:
         rec = self.items.live(ws, deployment_id, doing="unpaused")
 
-        changed = []
-
         def edit(r: Record) -> None:
             if r.doc["status"] == "active":
                 return
             r.doc.update({"status": "active", "paused_reason": None})
             self._scheduling(r, restart=True)  # the ticks of the pause are not fired
-            changed.append(True)
 
-        unpaused = self._synced(self.items.change(rec, edit))
-        if changed:
-            self.svc.resource_event(ws, "deployment.unpaused", deployment_id)
-        return unpaused
+        return self._synced(self.items.change(rec, edit, event=_status_event("active")))
 
     # -- runs ------------------------------------------------------------------------------------------------
 
@@ -591,3 +576,14 @@ class DeploymentService:
                 r.doc["_next_fire_at"] = rfc3339(nxt)
 
         mutate(self.svc.resources, current, edit)
+
+
+def _status_event(status: str) -> Callable[[Record, Record], str | None]:
+    """A change's webhook event when it moved the deployment to `status` (`deployment.paused`, `.unpaused`)."""
+
+    def event(before: Record, after: Record) -> str | None:
+        if before.doc.get("status") == status or after.doc.get("status") != status:
+            return None
+        return "paused" if status == "paused" else "unpaused"
+
+    return event

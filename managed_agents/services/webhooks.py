@@ -17,7 +17,9 @@ is this server's fixed `ORGANIZATION_ID` (it has no organizations).
 **Which events** (today): the session status changes of the log, as they are appended: `session.status_run_started`,
 `session.status_idled` (and `session.requires_action` or `session.budget_reached` when the idle's stop reason is
 that), `session.status_rescheduled`, `session.status_terminated`, `session.updated`, and
-`session.outcome_evaluation_ended` at each `span.outcome_evaluation_end`.
+`session.outcome_evaluation_ended` at each `span.outcome_evaluation_end`; and the resource events of
+`RESOURCE_EVENT_TYPES`, each recorded by the resource store in the transaction of the write that causes it
+(ResourceStore.write_all's `outbox`: SQLite's outbox; on AWS, a webhook item in the events table).
 
 **Delivery never blocks the session loop and survives restarts**: the event store writes an outbox row in the same
 transaction as the event (embedded: SQLite `outbox`); a background deliverer fans each row out into one delivery
@@ -44,7 +46,7 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -103,8 +105,8 @@ _RESOURCE_EVENTS = {
     "user_profile": ("enforcement_action_opened", "enforcement_action_resolved", "program_status_updated"),
 }
 EVENT_TYPES = frozenset(f"{kind}.{name}" for kind, names in _RESOURCE_EVENTS.items() for name in names)
-# Emitted by the services' writes (`WebhookService.emit`): the agent, environment, deployment, memory store and vault
-# events. Not yet: vault_credential.* (its payload names the vault too), deployment_run.*, session.created/archived/
+# Recorded by the services' writes, in their transactions (`WebhookService.entries`, Services.events): the agent,
+# environment, deployment, memory store and vault events. Not yet: vault_credential.* (its payload names the vault too), deployment_run.*, session.created/archived/
 # deleted and the thread events.
 RESOURCE_EVENT_TYPES = frozenset(
     t for t in EVENT_TYPES if t.split(".")[0] in ("agent", "environment", "deployment", "memory_store", "vault")
@@ -189,18 +191,20 @@ class WebhookService:
         self.endpoints = Collection(svc, ENDPOINT, view=_endpoint_view)
         self.deliveries = Collection(svc, DELIVERY)
         self._any_enabled: bool | None = None
-        self.outbox: Outbox | None = None  # where resource events go (embedded: the store's outbox)
-        self.on_emit: Callable[[], object] | None = None  # the deliverer's wake-up
+        # False: every resource event is recorded, whether or not an endpoint is enabled (AWS, where a function's
+        # container cannot know of an endpoint another one created: `any_enabled` is a per-process cache)
+        self.check_endpoints = True
 
-    def emit(self, ws: str, type_: str, resource_id: str) -> None:
-        """A resource's own event (`agent.created`, ...; Services.resource_event): into the outbox, after the write
-        that caused it (at most once: a crash between the two loses it)."""
-        if self.outbox is None or type_ not in RESOURCE_EVENT_TYPES or not self.any_enabled():
-            return
+    def entries(
+        self, ws: str, type_: str, resource_id: str, data: Mapping[str, str] | None = None
+    ) -> list[OutboxEntry]:
+        """The outbox entry of a resource's own event (`agent.created`, ...; Services.events), which the write that
+        causes it records in its transaction (at least once: a crash loses the write and the event, or neither);
+        none for a type no service emits, or while no endpoint is enabled."""
+        if type_ not in RESOURCE_EVENT_TYPES or (self.check_endpoints and not self.any_enabled()):
+            return []
         now = self.svc.clock.now()
-        self.outbox.add([OutboxEntry("", resource_id, "revt_" + new_ulid(), type_, now, ws)])
-        if self.on_emit is not None:
-            self.on_emit()
+        return [OutboxEntry("", resource_id, "revt_" + new_ulid(), type_, now, ws, dict(data) if data else None)]
 
     def any_enabled(self) -> bool:
         """Whether some endpoint (of any workspace) is enabled: when none is, events write no outbox rows, so a
@@ -446,6 +450,7 @@ class WebhookDeliverer:
                     "id": entry.session_id,
                     "organization_id": ORGANIZATION_ID,
                     "workspace_id": ws,
+                    **(entry.data or {}),
                 },
             },
             separators=(",", ":"),

@@ -14,6 +14,7 @@ from constructs import Construct
 from managed_agents.adapters.aws import dynamodb_resource_store as resource_store
 from managed_agents.adapters.aws.dynamodb_event_store import PK as EVENTS_PK
 from managed_agents.adapters.aws.dynamodb_event_store import SK as EVENTS_SK
+from managed_agents.adapters.aws.dynamodb_event_store import TTL_ATTRIBUTE as EVENTS_TTL_ATTRIBUTE
 from stacks.config import RESOURCES_TTL_ATTRIBUTE, PlatformConfig
 
 # The resources table's schema is the adapter's (managed_agents/adapters/aws/dynamodb_resource_store.py): imported, so
@@ -40,7 +41,8 @@ class Data(Construct):
         removal, table_removal = config.removal, config.table_removal
         pitr = dynamodb.PointInTimeRecoverySpecification(point_in_time_recovery_enabled=True)
 
-        # The append-only event log: one partition per session, gapless `seq`. No TTL: the log is the durable record.
+        # The append-only event log: one partition per session, gapless `seq`. Its TTL attribute is carried only by
+        # the webhook items of resource events (dynamodb_event_store.py): the log is the durable record.
         self.events_table = dynamodb.Table(
             self,
             "EventsTable",
@@ -49,6 +51,7 @@ class Data(Construct):
             billing_mode=dynamodb.BillingMode.PAY_PER_REQUEST,
             # the webhook outbox (stacks/constructs/webhooks.py): the relay reads inserted event items
             stream=dynamodb.StreamViewType.NEW_IMAGE,
+            time_to_live_attribute=EVENTS_TTL_ATTRIBUTE,
             point_in_time_recovery_specification=pitr,
             encryption=dynamodb.TableEncryption.AWS_MANAGED,
             deletion_protection=not config.destroy_on_removal,

@@ -2,7 +2,8 @@
 
 * the events table's stream (NEW_IMAGE) is the outbox: the relay function's event source mapping passes it only
   inserted event items of the types that cause webhooks (`OUTBOX_SOURCE_TYPES`: a filter, so the log's other events
-  invoke nothing); a batch that keeps failing is halved, retried, then recorded in the dead-letter queue;
+  invoke nothing) and inserted webhook items of resource events (a second filter, on `webhook_type`); a batch that
+  keeps failing is halved, retried, then recorded in the dead-letter queue;
 * the delivery queue: one message per delivery to look at, delayed for retries (SQS: at most 15 minutes a hop);
   consumed by the deliver function with partial batch failures; a message that keeps failing goes to the same
   dead-letter queue, and an alarm goes off as soon as that holds a message.
@@ -18,7 +19,8 @@ from aws_cdk import aws_lambda_event_sources as sources
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
-from managed_agents.services.webhooks import OUTBOX_SOURCE_TYPES
+from managed_agents.adapters.aws.dynamodb_event_store import WEBHOOK_TYPE
+from managed_agents.services.webhooks import OUTBOX_SOURCE_TYPES, RESOURCE_EVENT_TYPES
 from stacks.config import PlatformConfig
 from stacks.constructs.dead_letters import watched_dead_letters
 from stacks.constructs.python_function import PythonFunction
@@ -73,7 +75,16 @@ class Webhooks(Construct):
                             "eventName": lambda_.FilterRule.is_equal("INSERT"),
                             "dynamodb": {"NewImage": {"type": {"S": lambda_.FilterRule.or_(*OUTBOX_SOURCE_TYPES)}}},
                         }
-                    )
+                    ),
+                    # the webhook items of resource events (agent.created, ...; dynamodb_event_store.webhook_item)
+                    lambda_.FilterCriteria.filter(
+                        {
+                            "eventName": lambda_.FilterRule.is_equal("INSERT"),
+                            "dynamodb": {
+                                "NewImage": {WEBHOOK_TYPE: {"S": lambda_.FilterRule.or_(*sorted(RESOURCE_EVENT_TYPES))}}
+                            },
+                        }
+                    ),
                 ],
             )
         )

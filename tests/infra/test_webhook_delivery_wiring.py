@@ -9,7 +9,8 @@ from typing import Any
 
 from aws_cdk.assertions import Match, Template
 
-from managed_agents.services.webhooks import OUTBOX_SOURCE_TYPES
+from managed_agents.adapters.aws.dynamodb_event_store import TTL_ATTRIBUTE, WEBHOOK_TYPE
+from managed_agents.services.webhooks import OUTBOX_SOURCE_TYPES, RESOURCE_EVENT_TYPES
 from managed_agents.settings import WEBHOOK_QUEUE_URL_ENV
 from stacks.asl import logical_id
 from stacks.constructs.webhooks import DELIVER_BATCH, MAX_RECEIVES
@@ -27,6 +28,8 @@ def test_the_events_table_streams_new_images(default_synth: Synth) -> None:
         {
             "KeySchema": Match.array_with([{"AttributeName": "session_id", "KeyType": "HASH"}]),
             "StreamSpecification": {"StreamViewType": "NEW_IMAGE"},
+            # (the webhook items of resource events expire; event items carry no such attribute)
+            "TimeToLiveSpecification": {"AttributeName": TTL_ATTRIBUTE, "Enabled": True},
         },
     )
 
@@ -41,8 +44,13 @@ def test_the_relay_reads_only_inserted_events_that_cause_webhooks(default_synth:
     )
     (mapping,) = mappings.values()
     props: dict[str, Any] = mapping["Properties"]
-    (pattern,) = [json.loads(f["Pattern"]) for f in props["FilterCriteria"]["Filters"]]
-    assert pattern == {"eventName": ["INSERT"], "dynamodb": {"NewImage": {"type": {"S": list(OUTBOX_SOURCE_TYPES)}}}}
+    events, resources = [json.loads(f["Pattern"]) for f in props["FilterCriteria"]["Filters"]]
+    assert events == {"eventName": ["INSERT"], "dynamodb": {"NewImage": {"type": {"S": list(OUTBOX_SOURCE_TYPES)}}}}
+    assert resources == {
+        "eventName": ["INSERT"],
+        "dynamodb": {"NewImage": {WEBHOOK_TYPE: {"S": sorted(RESOURCE_EVENT_TYPES)}}},
+    }
+    assert all(len(f["Pattern"]) <= 4096 for f in props["FilterCriteria"]["Filters"])  # (Lambda's limit per filter)
     assert props["BisectBatchOnFunctionError"] is True and props["MaximumRetryAttempts"] >= 1
     assert props["DestinationConfig"] == {"OnFailure": {"Destination": {"Fn::GetAtt": [dead_letters, "Arn"]}}}
     assert _id(default_synth, "WebhookRelay/Live/Resource") in json.dumps(props["FunctionName"])

@@ -9,6 +9,11 @@ Table (on-demand billing), partition key `session_id` (S), sort key `seq` (N):
 * guard items: `session_id` = `"{session_id}#id#{event_id}"`, `seq` = 0, `event_seq` = the event's seq. They make
   event ids unique per session (a conditional put per id) and serve `get` by id. They live in partitions of
   their own, so a Query on a session's partition never sees them.
+* webhook items (`webhook_item`): `session_id` = `"webhook#{event id}"`, `seq` = 0, `webhook_type`, `resource_id`,
+  `workspace_id`, `created_at`, optional `data` (JSON), `expires_at` (epoch seconds: the table's TTL removes them
+  after `WEBHOOK_ITEM_TTL_SECONDS`). The resource store writes one in the transaction of each write that causes a
+  resource's webhook event (`agent.created`, ...: ResourceStore.write_all's `outbox`), so the table's stream carries
+  them to the webhook relay beside the session events (adapters/aws/webhook_queue.py). One partition each.
 
 An append is one `TransactWriteItems` call: for every event a put of the event item conditioned on
 `attribute_not_exists(seq)` and a put of its guard item conditioned on `attribute_not_exists(session_id)`. The
@@ -28,7 +33,7 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -40,7 +45,7 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 from managed_agents.domain.clock import Clock, SystemClock, parse_rfc3339, rfc3339
 from managed_agents.domain.errors import DuplicateEvent, ServiceUnavailable
 from managed_agents.domain.events import JsonObject, NewEvent, Order, StoredEvent, TimeRange
-from managed_agents.ports import RecordSync
+from managed_agents.ports import OutboxEntry, RecordSync
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -64,6 +69,11 @@ MAX_SEQ = 10**18
 APPEND_ATTEMPTS = 200
 BACKOFF_BASE_SECONDS = 0.01
 BACKOFF_CAP_SECONDS = 0.2
+
+WEBHOOK_KEY_PREFIX = "webhook#"
+WEBHOOK_TYPE = "webhook_type"  # the attribute the relay's second stream filter matches (stacks/constructs/webhooks.py)
+TTL_ATTRIBUTE = "expires_at"  # the table's TTL attribute: only webhook items have it
+WEBHOOK_ITEM_TTL_SECONDS = 7 * 24 * 3600  # (the stream keeps records 24 hours; the item is kept for a look after)
 
 _BATCH_WRITE_MAX = 24  # of 25, even so an event item and its guard always share a batch
 _BATCH_GET_MAX = 100
@@ -97,6 +107,39 @@ def create_events_table(client: DynamoDBClient, table_name: str) -> None:
         BillingMode="PAY_PER_REQUEST",
     )
     client.get_waiter("table_exists").wait(TableName=table_name, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+
+
+def webhook_item(entry: OutboxEntry, *, ttl_seconds: int = WEBHOOK_ITEM_TTL_SECONDS) -> _Item:
+    """The events-table item of a resource's webhook event (module docstring, "webhook items")."""
+    item: _Item = {
+        PK: {"S": f"{WEBHOOK_KEY_PREFIX}{entry.event_id}"},
+        SK: {"N": str(GUARD_SEQ)},
+        WEBHOOK_TYPE: {"S": entry.type},
+        "resource_id": {"S": entry.session_id},
+        "workspace_id": {"S": entry.workspace_id or ""},
+        "created_at": {"S": rfc3339(entry.created_at)},
+        TTL_ATTRIBUTE: {"N": str(int(entry.created_at.timestamp()) + ttl_seconds)},
+    }
+    if entry.data:
+        item["data"] = {"S": _dumps(dict(entry.data))}
+    return item
+
+
+def webhook_entry(image: Mapping[str, Any]) -> OutboxEntry | None:
+    """The outbox entry of a webhook item's stream image (`webhook_item`); None for any other item."""
+    if WEBHOOK_TYPE not in image or not str(image[PK]["S"]).startswith(WEBHOOK_KEY_PREFIX):
+        return None
+    key = str(image[PK]["S"])
+    data = json.loads(image["data"]["S"]) if "data" in image else None
+    return OutboxEntry(
+        key,
+        image["resource_id"]["S"],
+        key.removeprefix(WEBHOOK_KEY_PREFIX),
+        image[WEBHOOK_TYPE]["S"],
+        parse_rfc3339(image["created_at"]["S"]),
+        image["workspace_id"]["S"] or None,
+        data,
+    )
 
 
 def guard_key(session_id: str, event_id: str) -> str:

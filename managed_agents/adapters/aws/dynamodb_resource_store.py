@@ -62,11 +62,12 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
+from managed_agents.adapters.aws.dynamodb_event_store import webhook_item
 from managed_agents.domain.clock import parse_rfc3339, rfc3339
 from managed_agents.domain.errors import Conflict, RequestTooLarge, ServiceUnavailable, StaleRevision
 from managed_agents.domain.events import JsonObject
 from managed_agents.domain.lookups import LOOKUPS, SPARSE_LOOKUPS
-from managed_agents.ports import ListQuery, Record
+from managed_agents.ports import ListQuery, OutboxEntry, Record
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.client import DynamoDBClient
@@ -227,7 +228,10 @@ class DynamoDbResourceStore:
         lookups: Mapping[str, tuple[str, ...]] = LOOKUPS,
         sparse: Mapping[tuple[str, str], frozenset[str | int]] = SPARSE_LOOKUPS,
         direct: frozenset[tuple[str, str]] = DIRECT_LOOKUPS,
+        outbox_table: str | None = None,
     ) -> None:
+        """`outbox_table`: the events table, where `write_all` puts the webhook items of its `outbox`
+        (dynamodb_event_store.webhook_item); None: a write_all with an outbox is refused (ValueError)."""
         for kind, attrs in lookups.items():
             if len(attrs) > LOOKUP_SLOTS:
                 raise ValueError(f"{kind}: at most {LOOKUP_SLOTS} lookup attributes (one GSI each), got {attrs}")
@@ -238,6 +242,7 @@ class DynamoDbResourceStore:
             if kind in lookups and attr not in lookups[kind]:
                 raise ValueError(f"direct lookup {kind}.{attr} is not a lookup attribute")
         self.table_name = table_name
+        self.outbox_table = outbox_table
         self.lookups = dict(lookups)
         self.sparse = dict(sparse)
         self.direct = direct
@@ -426,9 +431,11 @@ class DynamoDbResourceStore:
         inserts: Sequence[Record] = (),
         replaces: Sequence[tuple[Record, int]] = (),
         deletes: Sequence[tuple[str, str, str]] = (),
+        outbox: Sequence[OutboxEntry] = (),
     ) -> None:
         """One transaction (TransactWriteItems): every insert (Conflict when one exists), replace (StaleRevision when
-        its revision moved) and delete (StaleRevision when it is gone), or none of them."""
+        its revision moved) and delete (StaleRevision when it is gone), and a webhook item in the events table per
+        `outbox` entry, or none of them."""
         items: list[dict[str, Any]] = []
         failures: list[Exception | None] = []
         for rec in inserts:
@@ -444,6 +451,11 @@ class DynamoDbResourceStore:
             delete, pointers = self._delete_ops(kind, ws, id_)
             items += [{"Delete": delete}, *({"Delete": p} for p in pointers)]
             failures += [StaleRevision(f"{kind} {id_} is gone")] + [None] * len(pointers)
+        if outbox:
+            if self.outbox_table is None:
+                raise ValueError("this resource store has no outbox table: it cannot record webhook events")
+            items += [{"Put": {"TableName": self.outbox_table, "Item": webhook_item(e)}} for e in outbox]
+            failures += [None] * len(outbox)
         if not items:
             return
         with _translated("write"):

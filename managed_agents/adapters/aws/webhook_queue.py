@@ -3,12 +3,15 @@
 The embedded server writes an outbox row in the transaction of the event that causes a webhook and a background
 deliverer drains it (services/webhooks.py). On AWS the same role is played by the events table's stream: an event
 item *is* its own outbox record, written by the append's transaction, and the stream keeps it 24 hours whatever
-happens to the function that appended it. Then, with the embedded deliverer's own code (`WebhookDeliverer`):
+happens to the function that appended it. A resource's own events (`agent.created`, ...) are webhook items the
+resource store writes in the same table, in the transaction of the write that causes them (dynamodb_event_store.py:
+"webhook items"; TTL removes them after a week). Then, with the embedded deliverer's own code (`WebhookDeliverer`):
 
-* **relay** (functions/webhooks `relay`, the stream's consumer; the event source mapping passes only inserted event
-  items of the types in `OUTBOX_SOURCE_TYPES`): `fan_out_entries` writes one delivery record per subscribed endpoint
-  (ids derived from event and endpoint, so a retried batch adds nothing) and queues one message per pending delivery,
-  also for records an earlier, failed run of the batch wrote (it may have failed before queueing them). A failing
+* **relay** (functions/webhooks `relay`, the stream's consumer; the event source mapping's two filters pass only
+  inserted event items of the types in `OUTBOX_SOURCE_TYPES` and inserted webhook items of the types in
+  `RESOURCE_EVENT_TYPES`): `fan_out_entries` writes one delivery record per subscribed endpoint (ids derived from
+  event and endpoint, so a retried batch adds nothing) and queues one message per pending delivery, also for records
+  an earlier, failed run of the batch wrote (it may have failed before queueing them). A failing
   batch is retried by Lambda, halved, and at last sent to the webhook dead-letter queue.
 * **deliver** (functions/webhooks `deliver`, the queue's consumer): for each message, the delivery record decides:
   not pending (delivered, failed, dropped, gone): nothing; not due yet: queued again with the remaining delay; due:
@@ -32,7 +35,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from managed_agents.adapters.aws.dynamodb_event_store import PK, SK
+from managed_agents.adapters.aws.dynamodb_event_store import PK, SK, webhook_entry
 from managed_agents.domain.clock import parse_rfc3339
 from managed_agents.domain.events import JsonObject, StoredEvent
 from managed_agents.ports import OutboxEntry
@@ -43,12 +46,20 @@ log = logging.getLogger("managed_agents.webhooks")
 
 
 def stream_entries(records: Sequence[Mapping[str, Any]]) -> list[OutboxEntry]:
-    """The outbox entries of a batch of DynamoDB stream records of the events table (inserted event items)."""
+    """The outbox entries of a batch of DynamoDB stream records of the events table: inserted event items (the
+    session events that cause webhooks) and webhook items (a resource's own events, written by the resource store
+    with the write that causes them: dynamodb_event_store.webhook_item)."""
     out: list[OutboxEntry] = []
     for record in records:
         image = cast(Mapping[str, Any], (record.get("dynamodb") or {}).get("NewImage") or {})
-        if record.get("eventName") != "INSERT" or "type" not in image or "id" not in image:
-            continue  # (the mapping's filter passes nothing else; guard items carry no type)
+        if record.get("eventName") != "INSERT":
+            continue  # (the mapping's filters pass nothing else)
+        resource_event = webhook_entry(image)
+        if resource_event is not None:
+            out.append(resource_event)
+            continue
+        if "type" not in image or "id" not in image:
+            continue  # (guard items carry no type)
         payload: JsonObject = json.loads(image["payload"]["S"]) if "payload" in image else {}
         event = StoredEvent(
             session_id=image[PK]["S"],

@@ -56,7 +56,8 @@ CREATE TABLE IF NOT EXISTS outbox (
     event_id TEXT NOT NULL,
     type TEXT NOT NULL,
     created_at TEXT NOT NULL,
-    workspace_id TEXT
+    workspace_id TEXT,
+    data TEXT
 );
 """
 
@@ -150,8 +151,10 @@ class SqliteDatabase:
         columns = {str(row[1]) for row in conn.execute("PRAGMA table_info(resources)")}
         if "expires_at" not in columns:  # a database made before records could expire
             conn.execute("ALTER TABLE resources ADD COLUMN expires_at TEXT")
-        if "workspace_id" not in {str(row[1]) for row in conn.execute("PRAGMA table_info(outbox)")}:
-            conn.execute("ALTER TABLE outbox ADD COLUMN workspace_id TEXT")  # (before resource events)
+        outbox_columns = {str(row[1]) for row in conn.execute("PRAGMA table_info(outbox)")}
+        for name in ("workspace_id", "data"):  # (a database made before resource events)
+            if name not in outbox_columns:
+                conn.execute(f"ALTER TABLE outbox ADD COLUMN {name} TEXT")
         conn.executescript(_LOOKUP_INDEXES + _EXPIRY_INDEX + ";")
 
     def _conn(self) -> sqlite3.Connection:
@@ -478,9 +481,11 @@ class SqliteResourceStore:
         inserts: Sequence[Record] = (),
         replaces: Sequence[tuple[Record, int]] = (),
         deletes: Sequence[tuple[str, str, str]] = (),
+        outbox: Sequence[OutboxEntry] = (),
     ) -> None:
         """One transaction: every insert (Conflict when one exists), replace (StaleRevision when its revision moved)
-        and delete (StaleRevision when it is gone), or none of them (the failure rolls the transaction back)."""
+        and delete (StaleRevision when it is gone), and the outbox rows of their webhook events, or none of them
+        (the failure rolls the transaction back)."""
         with self.db.transaction() as conn:
             for rec in inserts:
                 try:
@@ -497,6 +502,15 @@ class SqliteResourceStore:
                 )
                 if cur.rowcount != 1:
                     raise StaleRevision(f"{kind} {id_} is gone")
+            if outbox:
+                conn.executemany(
+                    "INSERT INTO outbox (session_id, event_id, type, created_at, workspace_id, data)"
+                    " VALUES (?,?,?,?,?,?)",
+                    [
+                        (e.session_id, e.event_id, e.type, rfc3339(e.created_at), e.workspace_id, _outbox_data(e))
+                        for e in outbox
+                    ],
+                )
 
     def list_records(self, kind: str, workspace_id: str, query: ListQuery) -> tuple[list[Record], bool]:
         params: list[object] = [kind, workspace_id]
@@ -562,26 +576,26 @@ class SqliteResourceStore:
         )
 
 
+def _outbox_data(entry: OutboxEntry) -> str | None:
+    return _dumps(dict(entry.data)) if entry.data else None
+
+
 class SqliteOutbox:
-    """The outbox rows the event store writes (`SqliteEventStore.outbox_types`), oldest first (ports.Outbox)."""
+    """The outbox rows the event store writes (`SqliteEventStore.outbox_types`) and the resource store's `write_all`
+    (resource events), oldest first (ports.Outbox)."""
 
     def __init__(self, db: SqliteDatabase) -> None:
         self.db = db
 
     def pending(self, limit: int = 100) -> list[OutboxEntry]:
         rows = self.db.query(
-            "SELECT seq, session_id, event_id, type, created_at, workspace_id FROM outbox ORDER BY seq LIMIT ?",
+            "SELECT seq, session_id, event_id, type, created_at, workspace_id, data FROM outbox ORDER BY seq LIMIT ?",
             (limit,),
         )
-        return [OutboxEntry(str(r[0]), r[1], r[2], r[3], parse_rfc3339(r[4]), r[5]) for r in rows]
-
-    def add(self, entries: Sequence[OutboxEntry]) -> None:
-        if entries:
-            with self.db.transaction() as conn:
-                conn.executemany(
-                    "INSERT INTO outbox (session_id, event_id, type, created_at, workspace_id) VALUES (?,?,?,?,?)",
-                    [(e.session_id, e.event_id, e.type, rfc3339(e.created_at), e.workspace_id) for e in entries],
-                )
+        return [
+            OutboxEntry(str(r[0]), r[1], r[2], r[3], parse_rfc3339(r[4]), r[5], json.loads(r[6]) if r[6] else None)
+            for r in rows
+        ]
 
     def done(self, keys: Sequence[str]) -> None:
         if keys:
