@@ -45,7 +45,13 @@ from managed_agents.services.session_resources import SessionResourceService
 from managed_agents.services.sessions import SessionService
 from managed_agents.services.skills import SkillService
 from managed_agents.services.vaults import CredentialProber, SecretRemover, VaultService
-from managed_agents.services.webhooks import WebhookDeliverer, WebhookService, WebhookSettings, outbox_types
+from managed_agents.services.webhooks import (
+    WebhookDeliverer,
+    WebhookService,
+    WebhookSettings,
+    outbox_events,
+    outbox_types,
+)
 from managed_agents.services.work import WorkService, WorkSettings
 from managed_agents.settings import ServerSettings
 
@@ -352,10 +358,10 @@ def build_local_runtime(
             )
     webhooks = rt.webhooks
 
-    def outboxed(event: StoredEvent) -> list[str]:  # each webhook's outbox row is written in its event's transaction
-        return outbox_types(event) if webhooks.any_enabled() else []
+    def outboxed(event: StoredEvent) -> list[tuple[str, dict[str, str] | None]]:  # (in its event's transaction)
+        return outbox_events(event) if webhooks.any_enabled() else []
 
-    event_store.outbox_types = outboxed
+    event_store.outbox_events = outboxed
     deliverer = rt.deliverer if owner else None
     if deliverer is not None:  # once the append committed, the deliverer need not wait for its next look
         # (woken only for rows the append wrote: with no endpoint enabled, a turn costs the deliverer no pass)

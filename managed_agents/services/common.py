@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 from typing import NamedTuple, cast
 
 from managed_agents.domain.clock import Clock, rfc3339
-from managed_agents.domain.errors import InvalidRequest
+from managed_agents.domain.errors import InvalidRequest, StaleRevision
 from managed_agents.domain.events import JsonObject, Order, TimeRange
 from managed_agents.ports import ListQuery, Orchestrator, OutboxEntry, Record, ResourceStore
 from managed_agents.services.records import Events, mutate
@@ -41,6 +41,58 @@ class Services:
         """A write recorded these entries (committed): the deliverer may look now."""
         if entries and self.webhook_recorded is not None:
             self.webhook_recorded()
+
+    def insert(self, rec: Record, event: str | None = None, data: Mapping[str, str] | None = None) -> None:
+        """Insert the record, with the webhook event `<kind>.<event>` it causes in the same transaction."""
+        outbox = self.events(rec.workspace_id, f"{rec.kind}.{event}", rec.id, data) if event else []
+        if not outbox:
+            self.resources.insert(rec)
+            return
+        self.resources.write_all(inserts=[rec], outbox=outbox)
+        self.recorded(outbox)
+
+    def delete(self, rec: Record, data: Mapping[str, str] | None = None) -> bool:
+        """Delete the record, with its `<kind>.deleted` event in the same transaction; False when it was gone."""
+        outbox = self.events(rec.workspace_id, f"{rec.kind}.deleted", rec.id, data)
+        if not outbox:
+            return self.resources.delete(rec.kind, rec.workspace_id, rec.id)
+        try:
+            self.resources.write_all(deletes=[(rec.kind, rec.workspace_id, rec.id)], outbox=outbox)
+        except StaleRevision:  # deleted meanwhile: by the other request, which recorded the event
+            return False
+        self.recorded(outbox)
+        return True
+
+    def change_events(
+        self,
+        kind: str,
+        event: EventName,
+        recorded: list[OutboxEntry],
+        data: Callable[[Record], Mapping[str, str] | None] | None = None,
+    ) -> Events | None:
+        """`records.mutate`'s events of a change that causes `event` (`"archived"` for `<kind>.archived`, or a
+        function of the record before and after the change that names it, None for none); `recorded` keeps those of
+        the last attempt, the one written (pass them to `recorded` after the write). `data`: the payload's extra
+        fields of a record."""
+        if event is None:
+            return None
+
+        def events(before: Record, after: Record) -> list[OutboxEntry]:
+            name = event(before, after) if callable(event) else event
+            extra = data(after) if data is not None else None
+            recorded[:] = self.events(after.workspace_id, f"{kind}.{name}", after.id, extra) if name else []
+            return recorded
+
+        return events
+
+
+# a change's webhook event: its name after the kind (`"updated"`), or named from the record before and after it
+EventName = str | Callable[[Record, Record], str | None] | None
+
+
+def archiving(before: Record, after: Record) -> str | None:
+    """A change's `<kind>.archived` event: when it archived the record (not when it was archived already)."""
+    return "archived" if after.archived and not before.archived else None
 
 
 def check_metadata(metadata: dict[str, str]) -> dict[str, str]:

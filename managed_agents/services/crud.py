@@ -22,12 +22,14 @@ from typing import cast
 from pydantic import BaseModel
 
 from managed_agents.domain.clock import rfc3339
-from managed_agents.domain.errors import InvalidRequest, NotFound, StaleRevision
+from managed_agents.domain.errors import InvalidRequest, NotFound
 from managed_agents.domain.events import JsonObject
 from managed_agents.ports import ListQuery, OutboxEntry, Record
 from managed_agents.services.common import (
+    EventName,
     Services,
     archive_record,
+    archiving,
     check_metadata,
     list_page,
     patch_metadata,
@@ -37,14 +39,7 @@ from managed_agents.services.records import Events, mutate
 
 Attrs = dict[str, str | int | None]
 Page = tuple[list[JsonObject], str | None]
-# a change's webhook event: its name after the kind (`"updated"`), or named from the record before and after it
-EventName = str | Callable[[Record, Record], str | None] | None
 Recorded = list[OutboxEntry]  # (a name the class's own `list` method does not shadow)
-
-
-def archiving(before: Record, after: Record) -> str | None:
-    """A change's `<kind>.archived` event: when it archived the record (not when it was archived already)."""
-    return "archived" if after.archived and not before.archived else None
 
 
 @dataclass(frozen=True)
@@ -95,9 +90,11 @@ class Collection:
         attrs: Attrs | None = None,
         id_: str | None = None,
         expires_at: datetime | None = None,
+        event: str = "created",
     ) -> Record:
         """Store a new document: `fields` plus `id`, `type` and the timestamps; `metadata`, if given, is checked.
-        `expires_at`: the store may drop the record from then on (Record.expires_at)."""
+        `expires_at`: the store may drop the record from then on (Record.expires_at); `event`: the webhook event it
+        causes, after the kind (`<kind>.created`)."""
         now = self.svc.clock.now()
         rid = id_ or self.kind.new_id()
         doc: JsonObject = {"id": rid, "type": self.kind.name, **fields}
@@ -105,12 +102,7 @@ class Collection:
             doc["metadata"] = check_metadata(dict(cast(dict[str, str], doc["metadata"])))
         doc.update({"created_at": rfc3339(now), "updated_at": rfc3339(now), "archived_at": None})
         rec = Record(self.kind.name, ws, rid, doc, now, attrs=dict(attrs or {}), expires_at=expires_at)
-        outbox = self.svc.events(ws, f"{self.kind.name}.created", rid, self.event_data(rec))
-        if outbox:  # (kinds without webhook events have none)
-            self.svc.resources.write_all(inserts=[rec], outbox=outbox)
-            self.svc.recorded(outbox)
-        else:
-            self.svc.resources.insert(rec)
+        self.svc.insert(rec, event, self.event_data(rec))  # (kinds without webhook events record none)
         return rec
 
     def event_data(self, rec: Record) -> dict[str, str] | None:
@@ -180,20 +172,7 @@ class Collection:
         return new
 
     def _events(self, event: EventName, recorded: Recorded) -> Events | None:
-        """`mutate`'s events of a change's `event`; `recorded` keeps those of the last attempt (the one written)."""
-        if event is None:
-            return None
-
-        def events(before: Record, after: Record) -> Recorded:
-            name = event(before, after) if callable(event) else event
-            recorded[:] = (
-                self.svc.events(after.workspace_id, f"{self.kind.name}.{name}", after.id, self.event_data(after))
-                if name
-                else []
-            )
-            return recorded
-
-        return events
+        return self.svc.change_events(self.kind.name, event, recorded, self.event_data)
 
     def update(self, ws: str, rid: str, edit: Callable[[JsonObject], None]) -> JsonObject:
         """Change a live record's document with `edit` (see `assign`, `assign_metadata`) and return its wire form."""
@@ -213,17 +192,12 @@ class Collection:
         return archived
 
     def delete(self, ws: str, rid: str) -> JsonObject:
-        rec = self.record(ws, rid)
-        outbox = self.svc.events(ws, f"{self.kind.name}.deleted", rid, self.event_data(rec))
-        if outbox:
-            try:
-                self.svc.resources.write_all(deletes=[(self.kind.name, ws, rid)], outbox=outbox)
-            except StaleRevision:  # deleted meanwhile: by the other request, which recorded the event
-                pass
-            self.svc.recorded(outbox)
-        else:
-            self.svc.resources.delete(self.kind.name, ws, rid)
+        self.remove(self.record(ws, rid))
         return self.deleted(rid)
+
+    def remove(self, rec: Record) -> None:
+        """Delete the record, with its `<kind>.deleted` event."""
+        self.svc.delete(rec, self.event_data(rec))
 
     def deleted(self, rid: str) -> JsonObject:
         return {"id": rid, "type": f"{self.kind.name}_deleted"}

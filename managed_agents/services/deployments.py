@@ -51,8 +51,8 @@ from managed_agents.domain.errors import ApiError, Conflict, InvalidRequest, Not
 from managed_agents.domain.events import JsonObject
 from managed_agents.domain.ids import deterministic_id, new_id
 from managed_agents.ports import DeploymentSchedules, ListQuery, Record
-from managed_agents.services.common import Services, list_page
-from managed_agents.services.crud import Collection, Kind, Page, archiving, assign, assign_metadata
+from managed_agents.services.common import Services, archiving, list_page
+from managed_agents.services.crud import Collection, Kind, Page, assign, assign_metadata
 from managed_agents.services.records import mutate
 from managed_agents.services.sessions import SessionService
 from managed_agents.wire.deployments import (
@@ -431,7 +431,7 @@ class DeploymentService:
         }
         attrs: dict[str, str | int | None] = {"deployment_id": rec.id, "trigger_type": str(trigger["type"])}
         try:
-            claim = self.runs.insert(ws, fields, attrs=attrs, id_=run_id)
+            claim = self.runs.insert(ws, fields, attrs=attrs, id_=run_id, event="started")
         except Conflict:
             found = self.svc.resources.get(RUN.name, ws, run_id)
             if found is None:
@@ -455,7 +455,7 @@ class DeploymentService:
                 r.doc.pop("_pending", None)
                 r.attrs["has_error"] = "true" if outcome["error"] else "false"
 
-        run = self.runs.change(claim, record)
+        run = self.runs.change(claim, record, event=_run_ended)
         error = cast(JsonObject | None, run.doc.get("error"))
         if scheduled_at is not None:
             self._after_scheduled_run(ws, rec.id, run, error)
@@ -587,3 +587,10 @@ def _status_event(status: str) -> Callable[[Record, Record], str | None]:
         return "paused" if status == "paused" else "unpaused"
 
     return event
+
+
+def _run_ended(before: Record, after: Record) -> str | None:
+    """A run's outcome, once recorded: `deployment_run.succeeded` (its session was created) or `.failed`."""
+    if not before.doc.get("_pending") or after.doc.get("_pending"):
+        return None
+    return "failed" if after.doc.get("error") else "succeeded"

@@ -42,12 +42,22 @@ from managed_agents.domain.outcomes import DEFAULT_MAX_ITERATIONS
 from managed_agents.domain.session_state import SessionState, ToolCall, fold
 from managed_agents.domain.threads import KIND as THREAD_KIND
 from managed_agents.domain.threads import SESSION_AGENT_FIELDS, answer_id, primary_thread_id
-from managed_agents.ports import EventNotifier, EventStore, ListQuery, Record, RecordSync, iter_all, read_wire
+from managed_agents.ports import (
+    EventNotifier,
+    EventStore,
+    ListQuery,
+    OutboxEntry,
+    Record,
+    RecordSync,
+    iter_all,
+    read_wire,
+)
 from managed_agents.services import budgets
 from managed_agents.services.agents import AgentService, check_tools, resolve_model, resolve_tools, skill_refs
 from managed_agents.services.common import (
     Services,
     archive_record,
+    archiving,
     as_list,
     check_metadata,
     list_page,
@@ -332,13 +342,13 @@ class SessionService:
             attrs["deployment_id"] = deployment_id
         rec = Record("session", ws, sid, doc, now, attrs=attrs)
         index_session(self.svc.resources, rec)
-        self.svc.resources.insert(rec)
+        self.svc.insert(rec, "created")
         if params.initial_events:
             try:
                 self._append_user_events(rec, SessionState(), list(params.initial_events), None)
             except Exception:
                 if self.events.last_seq(sid) == 0:  # the create failed as a whole: no half-made session is left
-                    self.svc.resources.delete("session", ws, sid)
+                    self.svc.delete(rec)  # (and session.deleted follows the session.created a receiver got)
                 raise
             rec = self.record(ws, sid)
         for hook in self.created_hooks:
@@ -431,7 +441,10 @@ class SessionService:
         # The sandbox stops first: when it cannot, the request fails retryably (503) with nothing changed.
         if self.work is not None:
             self.work.stop_sandbox(sid)
-        rec = archive_record(self.svc.resources, self.svc.clock, rec)
+        recorded: list[OutboxEntry] = []
+        events = self.svc.change_events("session", archiving, recorded)
+        rec = archive_record(self.svc.resources, self.svc.clock, rec, events=events)
+        self.svc.recorded(recorded)
         if self.work is not None:
             self.work.end_session(sid)
         for hook in self.ended_hooks:
@@ -455,8 +468,11 @@ class SessionService:
         def change(r: Record) -> None:
             r.doc["_deleted"] = True
 
-        if not rec.doc.get("_deleted"):
-            mutate(self.svc.resources, rec, change)
+        if not rec.doc.get("_deleted"):  # the mark is the delete's point of no return: session.deleted goes with it
+            recorded: list[OutboxEntry] = []
+            marking = self.svc.change_events("session", _marking_deleted, recorded)
+            mutate(self.svc.resources, rec, change, events=marking)
+            self.svc.recorded(recorded)
         if self.svc.orchestrator is not None:
             self.svc.orchestrator.forget(sid)
         if self.work is not None:
@@ -813,3 +829,8 @@ class SessionService:
         more = len(rows) > limit
         rows = rows[:limit]
         return [text for _, text in rows], (encode_seq_cursor(rows[-1][0], order) if more and rows else None)
+
+
+def _marking_deleted(before: Record, after: Record) -> str | None:
+    """A delete's mark causes `session.deleted` (once: a retried delete finds the mark)."""
+    return "deleted" if after.doc.get("_deleted") and not before.doc.get("_deleted") else None

@@ -207,7 +207,8 @@ class VaultService:
     ) -> None:
         self.svc = svc
         self.vaults = Collection(svc, VAULT)
-        self.credentials = Collection(svc, CREDENTIAL)
+        # (a credential's webhook events name its vault: api-reference §2.11)
+        self.credentials = Collection(svc, CREDENTIAL, event_data=lambda rec: {"vault_id": str(rec.attrs["vault_id"])})
         self.secrets = secrets
         self.prober = prober
         self.credential_secrets = credential_secrets
@@ -487,7 +488,7 @@ class VaultService:
         return out
 
     def _delete_credential(self, rec: Record) -> None:
-        self.svc.resources.delete(CREDENTIAL.name, rec.workspace_id, rec.id)
+        self.credentials.remove(rec)
         self.secrets.delete(str(rec.doc["_secret"]))
 
     def archive_credential(self, ws: str, vault_id: str, credential_id: str) -> JsonObject:

@@ -59,7 +59,7 @@ from standardwebhooks.webhooks import Webhook
 from managed_agents.domain.clock import parse_rfc3339, rfc3339
 from managed_agents.domain.errors import Conflict, InvalidRequest
 from managed_agents.domain.events import JsonObject, StoredEvent
-from managed_agents.domain.ids import new_ulid
+from managed_agents.domain.ids import PREFIXES, new_ulid
 from managed_agents.harness.web import FetchRefused, resolve_addresses
 from managed_agents.ports import ListQuery, Outbox, OutboxEntry, Record
 from managed_agents.services.common import Services
@@ -106,10 +106,16 @@ _RESOURCE_EVENTS = {
 }
 EVENT_TYPES = frozenset(f"{kind}.{name}" for kind, names in _RESOURCE_EVENTS.items() for name in names)
 # Recorded by the services' writes, in their transactions (`WebhookService.entries`, Services.events): the agent,
-# environment, deployment, memory store and vault events. Not yet: vault_credential.* (its payload names the vault too), deployment_run.*, session.created/archived/
-# deleted and the thread events.
+# environment, deployment, deployment run, memory store, vault and vault credential events, and a session's created,
+# archived and deleted. Not emitted: agent.deleted (agents are archived, never deleted), vault_credential.
+# refresh_failed, session.pending/running/idled (no session status is "pending"; the status events are
+# session.status_*), and the organization-level external_key.*, external_storage.* and user_profile.*.
 RESOURCE_EVENT_TYPES = frozenset(
-    t for t in EVENT_TYPES if t.split(".")[0] in ("agent", "environment", "deployment", "memory_store", "vault")
+    t
+    for t in EVENT_TYPES
+    if t.split(".")[0] in ("agent", "environment", "deployment", "deployment_run", "memory_store", "vault")
+    or t in ("vault_credential.created", "vault_credential.archived", "vault_credential.deleted")
+    or t in ("session.created", "session.archived", "session.deleted")
 )
 log = logging.getLogger("managed_agents.webhooks")
 
@@ -125,7 +131,7 @@ class WebhookSettings:
     concurrency: int = 16
 
 
-# The session events that cause webhooks (`outbox_types`) and what each causes, besides session.status_idle's
+# The session events that cause webhooks (`outbox_events`) and what each causes, besides session.status_idle's
 _CAUSED = {
     "session.status_running": ["session.status_run_started"],
     "session.status_rescheduled": ["session.status_rescheduled"],
@@ -133,20 +139,38 @@ _CAUSED = {
     "session.updated": ["session.updated"],
     "span.outcome_evaluation_end": ["session.outcome_evaluation_ended"],
 }
-OUTBOX_SOURCE_TYPES = ("session.status_idle", *_CAUSED)
+# A child thread's creation and status changes, as cross-posted to its session's log (services/threads.py); the
+# payload's `data` names the thread (`session_thread_id`)
+_THREAD_CAUSED = {
+    "session.thread_created": "session.thread_created",
+    "session.thread_status_idle": "session.thread_idled",
+    "session.thread_status_terminated": "session.thread_terminated",
+}
+OUTBOX_SOURCE_TYPES = ("session.status_idle", *_CAUSED, *_THREAD_CAUSED)
+THREAD_ID_PREFIX = PREFIXES["session_thread"]
 
 
-def outbox_types(event: StoredEvent) -> list[str]:
-    """The webhook events a session event causes (written to the outbox with it)."""
+def outbox_events(event: StoredEvent) -> list[tuple[str, dict[str, str] | None]]:
+    """The webhook events a session event causes (written to the outbox with it): (type, extra payload data)."""
     payload = event.payload
-    if payload.get("session_thread_id"):
-        return []  # a thread's own status: the session.thread_* events are not delivered yet
+    thread = payload.get("session_thread_id")
+    if event.type in _THREAD_CAUSED:
+        if not thread or event.session_id.startswith(THREAD_ID_PREFIX):
+            return []  # (the copy in the child thread's own log: its session's copy is the one delivered)
+        return [(_THREAD_CAUSED[event.type], {"session_thread_id": str(thread)})]
+    if thread:
+        return []  # a status event cross-posted from a child thread: the session.thread_* events above say it
     if event.type == "session.status_idle":
         stop = cast(JsonObject, payload.get("stop_reason") or {})
         also = {"requires_action": "session.requires_action", "budget_reached": "session.budget_reached"}
         extra = also.get(str(stop.get("type")))
-        return ["session.status_idled", *([extra] if extra else [])]
-    return list(_CAUSED.get(event.type, []))
+        return [("session.status_idled", None), *([(extra, None)] if extra else [])]
+    return [(t, None) for t in _CAUSED.get(event.type, [])]
+
+
+def outbox_types(event: StoredEvent) -> list[str]:
+    """The types of the webhook events a session event causes (`outbox_events`)."""
+    return [t for t, _ in outbox_events(event)]
 
 
 def webhook_event_id(event_id: str, type_: str) -> str:

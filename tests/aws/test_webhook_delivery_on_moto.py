@@ -138,19 +138,22 @@ def test_an_endpoint_that_keeps_failing_is_disabled(platform: Platform) -> None:
     assert len(r.received) == 4
 
 
-def test_resource_events_reach_the_receiver_through_the_stream(platform: Platform) -> None:
+def test_resource_and_session_events_reach_the_receiver_through_the_stream(platform: Platform) -> None:
     client = platform.client
     r = Receiver()
     with serve(r.handler()) as base:
-        # Given an endpoint for agent and environment events
+        # Given an endpoint for agent, environment and session events
         wanted = ["agent.created", "agent.updated", "agent.archived", "environment.created", "environment.deleted"]
+        wanted += ["session.created", "session.archived"]
         endpoint = client.beta.organization.webhooks.create(url=base + "/hooks", enabled_events=wanted)  # type: ignore[arg-type]
         # When the API Lambda writes those resources (each write puts its webhook item in the events table)
         agent = client.beta.agents.create(name="a", model="claude-sonnet-4-6")
         client.beta.agents.update(agent.id, version=agent.version, name="b")
+        env = client.beta.environments.create(name="gone", config={"type": "cloud"})
+        sid = client.beta.sessions.create(agent=agent.id, environment_id=env.id).id
+        client.beta.sessions.archive(sid)
         client.beta.agents.archive(agent.id)
         client.beta.agents.archive(agent.id)  # (archived already: no second event)
-        env = client.beta.environments.create(name="gone", config={"type": "cloud"})
         client.beta.environments.delete(env.id)
         # And the stream (through the mapping's second filter) and the queue are polled as Lambda would
         got = _pumped_until(platform, lambda: len(r.delivered()) >= len(wanted) and r.delivered())
@@ -160,6 +163,7 @@ def test_resource_events_reach_the_receiver_through_the_stream(platform: Platfor
     by_type = {e.data.type: e.data.id for e in events}
     assert by_type["agent.created"] == by_type["agent.updated"] == by_type["agent.archived"] == agent.id
     assert by_type["environment.created"] == by_type["environment.deleted"] == env.id
+    assert by_type["session.created"] == by_type["session.archived"] == sid
     assert all(e.data.workspace_id for e in events) and len({e.id for e in events}) == len(wanted)
     # And the stream read again (Lambda retries batches) sends nothing twice
     platform.webhook_pumps.iterators.clear()  # type: ignore[union-attr]

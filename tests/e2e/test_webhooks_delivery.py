@@ -256,3 +256,101 @@ def test_agent_environment_deployment_and_vault_events_are_delivered(
     assert by_type["environment.deleted"] == other.id and by_type["vault.archived"] == vault.id
     assert by_type["deployment.paused"] == by_type["deployment.unpaused"] == dep.id
     assert all(e.data.workspace_id for e in events)
+
+
+def test_session_deployment_run_credential_and_thread_events_are_delivered(
+    client: anthropic.Anthropic, model_server: ScriptedModelServer, receiver: tuple[Receiver, str]
+) -> None:
+    r, url = receiver
+    # Given an endpoint for the session, deployment run, vault credential and thread events
+    wanted = [
+        "session.created",
+        "session.archived",
+        "session.deleted",
+        "deployment_run.started",
+        "deployment_run.succeeded",
+        "deployment_run.failed",
+        "vault_credential.created",
+        "vault_credential.archived",
+        "vault_credential.deleted",
+        "session.thread_created",
+        "session.thread_idled",
+    ]
+    endpoint = client.beta.organization.webhooks.create(url=url, enabled_events=wanted)  # type: ignore[arg-type]
+    env = client.beta.environments.create(name="e", config={"type": "cloud"})
+    # When sessions are created, one archived and one deleted
+    solo = client.beta.agents.create(name="solo", model="claude-sonnet-4-6")
+    archived = client.beta.sessions.create(agent=solo.id, environment_id=env.id).id
+    deleted = client.beta.sessions.create(agent=solo.id, environment_id=env.id).id
+    client.beta.sessions.archive(archived)
+    client.beta.sessions.delete(deleted)
+    # And a deployment runs once with its agent, and once after the agent was archived
+    model_server.push({"match": "deployed run", "content": [{"type": "text", "text": "done"}]})
+    dep = client.beta.deployments.create(
+        agent=solo.id,
+        environment_id=env.id,
+        name="d",
+        initial_events=[{"type": "user.message", "content": [{"type": "text", "text": "deployed run"}]}],
+    )
+    ok = client.beta.deployments.run(dep.id)
+    client.beta.agents.archive(solo.id)
+    failed = client.beta.deployments.run(dep.id)
+    assert ok.session_id and failed.error is not None
+    # And a vault's credentials are created, one archived and one deleted
+    vault = client.beta.vaults.create(display_name="v")
+    kept = client.beta.vaults.credentials.create(
+        vault.id, auth={"type": "static_bearer", "token": "t1", "mcp_server_url": "https://a.example.com/mcp"}
+    )
+    gone = client.beta.vaults.credentials.create(
+        vault.id, auth={"type": "static_bearer", "token": "t2", "mcp_server_url": "https://b.example.com/mcp"}
+    )
+    client.beta.vaults.credentials.archive(kept.id, vault_id=vault.id)
+    client.beta.vaults.credentials.delete(gone.id, vault_id=vault.id)
+    # And a coordinator delegates to a subagent, whose child thread runs and idles
+    helper = client.beta.agents.create(name="helper", model="claude-sonnet-4-6")
+    lead = client.beta.agents.create(
+        name="lead", model="claude-sonnet-4-6", multiagent={"type": "coordinator", "agents": [helper.id]}
+    )
+    coordinated = client.beta.sessions.create(agent=lead.id, environment_id=env.id).id
+    model_server.push(
+        {
+            "match": "delegate it",
+            "content": [{"type": "tool_use", "name": "delegate_to_helper", "input": {"message": "help out"}}],
+        },
+        {"match": "help out", "content": [{"type": "text", "text": "helped"}]},
+        {"match": "helped", "content": [{"type": "text", "text": "all done"}]},
+    )
+    client.beta.sessions.events.send(
+        coordinated, events=[{"type": "user.message", "content": [{"type": "text", "text": "delegate it"}]}]
+    )
+    wait_idle(client, coordinated, timeout=60)
+    child = next(t for t in client.beta.sessions.threads.list(coordinated) if t.parent_thread_id)
+    # Then each event arrives once, signed, naming its resource (and the vault or the thread where the reference
+    # says so)
+    expected = sorted(
+        ["session.created"] * 4  # archived, deleted, the deployment run's, the coordinated
+        + ["session.archived", "session.deleted", "deployment_run.started", "deployment_run.started"]
+        + ["deployment_run.succeeded", "deployment_run.failed"]
+        + ["vault_credential.created"] * 2
+        + ["vault_credential.archived", "vault_credential.deleted", "session.thread_created", "session.thread_idled"]
+    )
+    got = wait_until(lambda: len(r.delivered()) >= len(expected) and r.delivered(), timeout=30)
+    events = [client.beta.webhooks.unwrap(body, headers=h, key=endpoint.signing_secret) for h, body in got]
+    assert sorted(e.data.type for e in events) == expected
+    data = [e.data.model_dump() for e in events]
+    by_type: dict[str, list[dict[str, Any]]] = {}
+    for d in data:
+        by_type.setdefault(d["type"], []).append(d)
+    assert {d["id"] for d in by_type["session.created"]} == {archived, deleted, ok.session_id, coordinated}
+    assert by_type["session.archived"][0]["id"] == archived and by_type["session.deleted"][0]["id"] == deleted
+    assert {d["id"] for d in by_type["deployment_run.started"]} == {ok.id, failed.id}
+    assert by_type["deployment_run.succeeded"][0]["id"] == ok.id
+    assert by_type["deployment_run.failed"][0]["id"] == failed.id
+    assert {d["id"] for d in by_type["vault_credential.created"]} == {kept.id, gone.id}
+    assert by_type["vault_credential.archived"][0]["id"] == kept.id
+    assert by_type["vault_credential.deleted"][0]["id"] == gone.id
+    assert all(d["vault_id"] == vault.id for t in by_type if t.startswith("vault_credential.") for d in by_type[t])
+    for t in ("session.thread_created", "session.thread_idled"):
+        (d,) = by_type[t]
+        assert d["id"] == coordinated and d["session_thread_id"] == child.id
+    assert all(d["workspace_id"] for d in data)

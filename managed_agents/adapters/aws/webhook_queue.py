@@ -39,7 +39,7 @@ from managed_agents.adapters.aws.dynamodb_event_store import PK, SK, webhook_ent
 from managed_agents.domain.clock import parse_rfc3339
 from managed_agents.domain.events import JsonObject, StoredEvent
 from managed_agents.ports import OutboxEntry
-from managed_agents.services.webhooks import DELIVERY, PENDING, WebhookDeliverer, outbox_types
+from managed_agents.services.webhooks import DELIVERY, PENDING, WebhookDeliverer, outbox_events
 
 MAX_DELAY_SECONDS = 900  # SQS DelaySeconds cap
 log = logging.getLogger("managed_agents.webhooks")
@@ -69,9 +69,9 @@ def stream_entries(records: Sequence[Mapping[str, Any]]) -> list[OutboxEntry]:
             processed_at=parse_rfc3339(image["processed_at"]["S"]),
             payload=payload,
         )
-        for type_ in outbox_types(event):
+        for type_, data in outbox_events(event):
             key = f"{event.session_id}/{event.seq}/{type_}"
-            out.append(OutboxEntry(key, event.session_id, event.id, type_, event.processed_at))
+            out.append(OutboxEntry(key, event.session_id, event.id, type_, event.processed_at, data=data))
     return out
 
 

@@ -11,7 +11,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace as with_fields
 from datetime import UTC, datetime
@@ -228,9 +228,10 @@ class SqliteEventStore:
     def __init__(self, db: SqliteDatabase, clock: Clock | None = None) -> None:
         self.db = db
         self.clock = clock or SystemClock()
-        # what an appended event also puts in the outbox (services/webhooks.py `outbox_types`), in the same
-        # transaction as the append: a crash cannot keep the event and lose its webhook
-        self.outbox_types: Callable[[StoredEvent], Sequence[str]] | None = None
+        # what an appended event also puts in the outbox (services/webhooks.py `outbox_events`: the webhook types and
+        # their extra payload data), in the same transaction as the append: a crash cannot keep the event and lose
+        # its webhook
+        self.outbox_events: Callable[[StoredEvent], Sequence[tuple[str, Mapping[str, str] | None]]] | None = None
         # checked first inside each append's transaction (adapters/local/run_lease.py: a process whose run lease
         # was taken over cannot append to that session); raises to refuse the append
         self.guard: Callable[[sqlite3.Connection, str], None] | None = None
@@ -274,11 +275,16 @@ class SqliteEventStore:
                     for s in stored
                 ],
             )
-            if self.outbox_types is not None:
-                outboxed = [(session_id, s.id, t, rfc3339(now)) for s in stored for t in self.outbox_types(s)]
+            if self.outbox_events is not None:
+                outboxed = [
+                    (session_id, s.id, t, rfc3339(now), _dumps(dict(data)) if data else None)
+                    for s in stored
+                    for t, data in self.outbox_events(s)
+                ]
                 if outboxed:
                     conn.executemany(
-                        "INSERT INTO outbox (session_id, event_id, type, created_at) VALUES (?,?,?,?)", outboxed
+                        "INSERT INTO outbox (session_id, event_id, type, created_at, data) VALUES (?,?,?,?,?)",
+                        outboxed,
                     )
             if sync is not None:
                 sync.written = _sync_record(conn, sync, stored)
@@ -581,7 +587,7 @@ def _outbox_data(entry: OutboxEntry) -> str | None:
 
 
 class SqliteOutbox:
-    """The outbox rows the event store writes (`SqliteEventStore.outbox_types`) and the resource store's `write_all`
+    """The outbox rows the event store writes (`SqliteEventStore.outbox_events`) and the resource store's `write_all`
     (resource events), oldest first (ports.Outbox)."""
 
     def __init__(self, db: SqliteDatabase) -> None:
