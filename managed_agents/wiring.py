@@ -359,7 +359,8 @@ def build_local_runtime(
     webhooks = rt.webhooks
 
     def outboxed(event: StoredEvent) -> list[tuple[str, dict[str, str] | None]]:  # (in its event's transaction)
-        return outbox_events(event) if webhooks.any_enabled() else []
+        caused = outbox_events(event)
+        return caused if caused and webhooks.any_enabled() else []
 
     event_store.outbox_events = outboxed
     deliverer = rt.deliverer if owner else None

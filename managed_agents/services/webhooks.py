@@ -232,9 +232,11 @@ class WebhookService:
 
     def any_enabled(self) -> bool:
         """Whether some endpoint (of any workspace) is enabled: when none is, events write no outbox rows, so a
-        server without webhooks does no webhook work at all. Read once, then set by create and enable (an endpoint
-        disabled or deleted leaves it on: rows for no subscriber are fanned out to nobody and dropped)."""
-        if self._any_enabled is None:
+        server without webhooks writes no webhook rows. Once true it is kept (an endpoint disabled or deleted leaves
+        it on: rows for no subscriber are fanned out to nobody and dropped); while false it is read again at each
+        ask (one index probe, asked only for an event that causes webhooks), since another process (`serve
+        --workers N`) may have created the first endpoint."""
+        if not self._any_enabled:
             self._any_enabled = bool(self.svc.resources.find(ENDPOINT.name, "state", ["enabled"]))
         return self._any_enabled
 

@@ -86,3 +86,24 @@ def test_the_deliverer_is_woken_by_appends_only_when_some_endpoint_is_enabled(
         assert len(wakes) == 1
     finally:
         rt.close()
+
+
+def test_an_endpoint_created_by_another_process_is_seen_by_the_next_event(tmp_path: Path) -> None:
+    # Given two runtimes on one data directory (two `serve --workers` processes) and no endpoint yet
+    first, second = open_runtime(tmp_path), open_runtime(tmp_path)
+    agent = first.agents.create(WS, AgentCreateParams(name="a", model="claude-sonnet-4-6"))
+    env = first.environments.create(WS, EnvironmentCreateParams(name="e"))
+    sid = str(first.sessions.create(WS, SessionCreateParams(agent=agent["id"], environment_id=env["id"]))["id"])
+    assert second.deliverer is not None
+    outbox = second.deliverer.outbox
+    second.events.append(sid, [NewEvent("sevt_idle0", "session.status_idle", {"stop_reason": {"type": "end_turn"}})])
+    assert outbox.pending() == []
+    # When the first creates an endpoint, and the second appends a status event
+    first.webhooks.create(
+        WS, WebhookEndpointCreateParams(url="http://127.0.0.1:9/hooks", enabled_events=["session.status_idled"])
+    )
+    second.events.append(sid, [NewEvent("sevt_idle1", "session.status_idle", {"stop_reason": {"type": "end_turn"}})])
+    # Then the second's event has its outbox row (it did not keep "no endpoint" from before)
+    assert [e.type for e in outbox.pending()] == ["session.status_idled"]
+    first.close()
+    second.close()
