@@ -29,21 +29,29 @@ def open_runtime(tmp_path: Path) -> Runtime:
     return build_local_runtime(ServerSettings(data_dir=str(tmp_path / "data")), start_orchestrator=False)
 
 
+def new_session(rt: Runtime) -> str:
+    agent = rt.agents.create(WS, AgentCreateParams(name="a", model="claude-sonnet-4-6"))
+    env = rt.environments.create(WS, EnvironmentCreateParams(name="e"))
+    return str(rt.sessions.create(WS, SessionCreateParams(agent=agent["id"], environment_id=env["id"]))["id"])
+
+
+def idle(event_id: str) -> NewEvent:
+    return NewEvent(event_id, "session.status_idle", {"stop_reason": {"type": "end_turn"}})
+
+
 def test_the_outbox_row_is_written_with_the_event_and_delivered_after_a_restart(tmp_path: Path) -> None:
     r = Receiver()
     with serve(r.handler()) as url:
         rt = open_runtime(tmp_path)
-        agent = rt.agents.create(WS, AgentCreateParams(name="a", model="claude-sonnet-4-6"))
-        env = rt.environments.create(WS, EnvironmentCreateParams(name="e"))
-        sid = str(rt.sessions.create(WS, SessionCreateParams(agent=agent["id"], environment_id=env["id"]))["id"])
+        sid = new_session(rt)
         assert rt.deliverer is not None
         outbox = rt.deliverer.outbox
         # While no endpoint exists, events write no outbox rows (a server without webhooks does no webhook work)
-        rt.events.append(sid, [NewEvent("sevt_idle0", "session.status_idle", {"stop_reason": {"type": "end_turn"}})])
+        rt.events.append(sid, [idle("sevt_idle0")])
         assert outbox.pending() == []
         rt.webhooks.create(WS, WebhookEndpointCreateParams(url=url, enabled_events=["session.status_idled"]))
         # When a status event is appended, its outbox row is there with it
-        rt.events.append(sid, [NewEvent("sevt_idle1", "session.status_idle", {"stop_reason": {"type": "end_turn"}})])
+        rt.events.append(sid, [idle("sevt_idle1")])
         assert [e.type for e in outbox.pending()] == ["session.status_idled"]
         # And an append that fails writes no row
         with pytest.raises(DuplicateEvent):
@@ -91,18 +99,16 @@ def test_the_deliverer_is_woken_by_appends_only_when_some_endpoint_is_enabled(
 def test_an_endpoint_created_by_another_process_is_seen_by_the_next_event(tmp_path: Path) -> None:
     # Given two runtimes on one data directory (two `serve --workers` processes) and no endpoint yet
     first, second = open_runtime(tmp_path), open_runtime(tmp_path)
-    agent = first.agents.create(WS, AgentCreateParams(name="a", model="claude-sonnet-4-6"))
-    env = first.environments.create(WS, EnvironmentCreateParams(name="e"))
-    sid = str(first.sessions.create(WS, SessionCreateParams(agent=agent["id"], environment_id=env["id"]))["id"])
+    sid = new_session(first)
     assert second.deliverer is not None
     outbox = second.deliverer.outbox
-    second.events.append(sid, [NewEvent("sevt_idle0", "session.status_idle", {"stop_reason": {"type": "end_turn"}})])
+    second.events.append(sid, [idle("sevt_idle0")])
     assert outbox.pending() == []
     # When the first creates an endpoint, and the second appends a status event
     first.webhooks.create(
         WS, WebhookEndpointCreateParams(url="http://127.0.0.1:9/hooks", enabled_events=["session.status_idled"])
     )
-    second.events.append(sid, [NewEvent("sevt_idle1", "session.status_idle", {"stop_reason": {"type": "end_turn"}})])
+    second.events.append(sid, [idle("sevt_idle1")])
     # Then the second's event has its outbox row (it did not keep "no endpoint" from before)
     assert [e.type for e in outbox.pending()] == ["session.status_idled"]
     first.close()
