@@ -191,6 +191,7 @@ class Adapters:
     # (Fargate: services/materials); False: the server does before the sandbox starts (embedded: services/materialize)
     init_tokens: bool = False
     revocations: RevocationMarker | None = None  # None: authenticated keys are not cached (services/keys.py)
+    webhook_secrets: SecretStore | None = None  # where signing secrets are kept; None: in the endpoint records
 
 
 def compose(settings: ServerSettings, adapters: Adapters) -> Runtime:
@@ -230,6 +231,7 @@ def compose(settings: ServerSettings, adapters: Adapters) -> Runtime:
             retry_max_seconds=settings.webhook_retry_max_seconds,
             max_attempts=settings.webhook_max_attempts,
         ),
+        secrets=a.webhook_secrets,
     )
     deliverer = None
     if a.outbox is not None:
@@ -332,6 +334,7 @@ def build_local_runtime(
             prober=mcp_proxy,
             session_ended=(mcp_proxy.close_session,),
             revocations=FileRevocationMarker(data_dir / REVOCATIONS_FILE),
+            webhook_secrets=secrets,  # (encrypted at rest, as vault credentials' secrets)
         ),
     )
     rt.provisioner, rt.secrets, rt.mcp_proxy = provisioner, secrets, mcp_proxy

@@ -12,7 +12,9 @@ delivery log (each delivery's attempts, status codes and latency).
 **Payloads** are the reference's thin events, signed with Standard Webhooks (`webhook-id`, `webhook-timestamp`,
 `webhook-signature`), so `client.beta.webhooks.unwrap(body, headers=..., key=secret)` verifies them. The payload
 `id` is the same for every endpoint and every retry of one event (receivers deduplicate on it); `organization_id`
-is this server's fixed `ORGANIZATION_ID` (it has no organizations).
+is this server's fixed `ORGANIZATION_ID` (it has no organizations). Signing secrets are kept as vault credentials'
+are: embedded, in the encrypted secret store (the record holds its name); on AWS, in the endpoint record (the
+resources table is encrypted at rest; the webhook functions are not granted the vault key).
 
 **Which events** (today): the session status changes of the log, as they are appended: `session.status_run_started`,
 `session.status_idled` (and `session.requires_action` or `session.budget_reached` when the idle's stop reason is
@@ -61,7 +63,7 @@ from managed_agents.domain.errors import Conflict, InvalidRequest
 from managed_agents.domain.events import JsonObject, StoredEvent
 from managed_agents.domain.ids import PREFIXES, new_ulid
 from managed_agents.harness.web import FetchRefused, resolve_addresses
-from managed_agents.ports import ListQuery, Outbox, OutboxEntry, Record
+from managed_agents.ports import ListQuery, Outbox, OutboxEntry, Record, SecretStore, SecretStoreError
 from managed_agents.services.common import Services
 from managed_agents.services.crud import Collection, Kind
 from managed_agents.services.records import mutate
@@ -72,7 +74,8 @@ DELIVERY = Kind("webhook_delivery", lambda: "whdl_01" + new_ulid(), noun="webhoo
 ORGANIZATION_ID = "org_self_hosted"
 PENDING = "pending"
 MAX_ENDPOINTS = 32
-SECRET_KEY = "_signing_secret"
+SECRET_KEY = "_signing_secret"  # the signing secret in the record (no secret store: AWS, and records from before)
+SECRET_NAME_KEY = "_signing_secret_name"  # where the secret store keeps it (embedded: the encrypted file store)
 _RESOURCE_EVENTS = {
     "agent": ("created", "updated", "archived", "deleted"),
     "environment": ("created", "updated", "archived", "deleted"),
@@ -209,9 +212,13 @@ def _endpoint_view(doc: JsonObject) -> JsonObject:
 
 
 class WebhookService:
-    def __init__(self, svc: Services, settings: WebhookSettings | None = None) -> None:
+    def __init__(
+        self, svc: Services, settings: WebhookSettings | None = None, *, secrets: SecretStore | None = None
+    ) -> None:
+        """`secrets`: where signing secrets are kept (as vault credentials' are); None: in the endpoint record."""
         self.svc = svc
         self.settings = settings or WebhookSettings()
+        self.secrets = secrets
         self.endpoints = Collection(svc, ENDPOINT, view=_endpoint_view)
         self.deliveries = Collection(svc, DELIVERY)
         self._any_enabled: bool | None = None
@@ -254,22 +261,45 @@ class WebhookService:
         live = sum(1 for _ in self.endpoints.iterate(ws, include_archived=False))
         if live >= MAX_ENDPOINTS:
             raise InvalidRequest(f"a workspace has at most {MAX_ENDPOINTS} webhook endpoints")
-        secret = _new_secret()
-        doc = self.endpoints.create(
-            ws,
-            {
-                "url": params.url,
-                "name": params.name or "",
-                "description": params.description or "",
-                "enabled_events": self._events(params.enabled_events),
-                "state": "enabled",
-                "disabled_reason": "",
-                SECRET_KEY: secret,
-            },
-            attrs={"state": "enabled"},
-        )
+        secret, endpoint_id = _new_secret(), ENDPOINT.new_id()
+        fields: JsonObject = {
+            "url": params.url,
+            "name": params.name or "",
+            "description": params.description or "",
+            "enabled_events": self._events(params.enabled_events),
+            "state": "enabled",
+            "disabled_reason": "",
+            **self._keep_secret(endpoint_id, secret),
+        }
+        try:
+            doc = self.endpoints.create(ws, fields, attrs={"state": "enabled"}, id_=endpoint_id)
+        except BaseException:
+            self._drop_secret(fields)  # (the id is new: whatever stands under its name is this call's)
+            raise
         self._any_enabled = True
         return {**doc, "signing_secret": secret}
+
+    def _keep_secret(self, endpoint_id: str, secret: str) -> JsonObject:
+        """The record's fields for its signing secret: the secret store's name of it, or the secret itself."""
+        if self.secrets is None:
+            return {SECRET_KEY: secret}
+        name = f"webhooks/{endpoint_id}"
+        self.secrets.put(name, {"signing_secret": secret})
+        return {SECRET_NAME_KEY: name}
+
+    def _drop_secret(self, doc: JsonObject) -> None:
+        if self.secrets is not None and doc.get(SECRET_NAME_KEY):
+            self.secrets.delete(str(doc[SECRET_NAME_KEY]))
+
+    def signing_secret(self, endpoint: Record) -> str:
+        """The endpoint's signing secret (SecretStoreError when its stored copy is gone)."""
+        if SECRET_KEY in endpoint.doc:
+            return str(endpoint.doc[SECRET_KEY])
+        name = str(endpoint.doc.get(SECRET_NAME_KEY) or "")
+        stored = self.secrets.get(name) if self.secrets is not None and name else None
+        if not stored or not stored.get("signing_secret"):
+            raise SecretStoreError(f"webhook endpoint {endpoint.id}: its signing secret {name!r} is not stored")
+        return stored["signing_secret"]
 
     def get(self, ws: str, endpoint_id: str) -> JsonObject:
         return self.endpoints.get(ws, endpoint_id)
@@ -326,16 +356,19 @@ class WebhookService:
         }
 
     def delete(self, ws: str, endpoint_id: str) -> JsonObject:
-        self.endpoints.record(ws, endpoint_id)
+        rec = self.endpoints.record(ws, endpoint_id)
         self.svc.resources.delete(ENDPOINT.name, ws, endpoint_id)
+        self._drop_secret(rec.doc)
         return {"id": endpoint_id, "type": "webhook_endpoint_deleted"}
 
     def regenerate_secret(self, ws: str, endpoint_id: str) -> JsonObject:
         rec = self.endpoints.record(ws, endpoint_id)
         secret = _new_secret()
+        kept = self._keep_secret(endpoint_id, secret)  # (replaces the stored one under the same name)
 
         def edit(r: Record) -> None:
-            r.doc[SECRET_KEY] = secret
+            r.doc.pop(SECRET_KEY, None)  # (a record from before the secret store: moved out now)
+            r.doc.update(kept)
 
         self.endpoints.change(rec, edit, touch=True)
         return {"signing_secret": secret}
@@ -531,12 +564,12 @@ class WebhookDeliverer:
         error: str | None = None
         try:
             check_target(url, self.settings)
-            headers = self._signed_headers(str(endpoint.doc[SECRET_KEY]), str(event["id"]), at, payload)
+            headers = self._signed_headers(self.webhooks.signing_secret(endpoint), str(event["id"]), at, payload)
             response = self.http.post(url, content=payload.encode(), headers=headers)
             status = response.status_code
             if not 200 <= status < 300:
                 error = f"HTTP {status}"
-        except InvalidRequest as exc:
+        except (InvalidRequest, SecretStoreError) as exc:
             error = str(exc)
         except httpx2.HTTPError as exc:
             error = f"{type(exc).__name__}: {exc}"[:500]

@@ -18,6 +18,7 @@ import pytest
 
 from managed_agents.settings import ServerSettings
 from managed_agents.testing.scripted_model import ScriptedModelServer
+from managed_agents.wiring import DB_FILE
 from tests.e2e.conftest import embedded_only, sandbox_isolation, wait_idle, wait_until
 from tests.e2e.loopback_http import serve
 from tests.e2e.sandbox_support import tool_step
@@ -354,3 +355,32 @@ def test_session_deployment_run_credential_and_thread_events_are_delivered(
         (d,) = by_type[t]
         assert d["id"] == coordinated and d["session_thread_id"] == child.id
     assert all(d["workspace_id"] for d in data)
+
+
+def test_signing_secrets_are_kept_encrypted_not_in_the_database(
+    client: anthropic.Anthropic, receiver: tuple[Receiver, str], server_settings: ServerSettings
+) -> None:
+    r, url = receiver
+    data = Path(server_settings.data_dir)
+
+    def stored_in_database(secret: str) -> bool:
+        raw = secret.removeprefix("whsec_").encode()
+        return any(raw in p.read_bytes() for p in data.glob(f"{DB_FILE}*"))
+
+    # Given an endpoint whose secret was regenerated
+    endpoint = client.beta.organization.webhooks.create(url=url, enabled_events=["agent.created"])  # type: ignore[list-item]
+    first = endpoint.signing_secret
+    second = client.beta.organization.webhooks.regenerate_signing_secret(endpoint.id).signing_secret
+    # Then the current secret is not in the database's files (the encrypted secret store holds it). (The first is:
+    # the create's response, with its secret, is kept 15 minutes to answer an SDK retry: services/idempotency.py.)
+    assert first != second and not stored_in_database(second)
+    # And a delivery is signed with the current secret, not the old one
+    agent = client.beta.agents.create(name="a", model="claude-sonnet-4-6")
+    ((headers, body),) = wait_until(lambda: r.delivered(), timeout=20)
+    assert client.beta.webhooks.unwrap(body, headers=headers, key=second).data.id == agent.id
+    with pytest.raises(Exception, match="signature"):
+        client.beta.webhooks.unwrap(body, headers=headers, key=first)
+    # And deleting the endpoint removes its stored secret
+    kept = sorted((data / "secrets").iterdir())
+    client.beta.organization.webhooks.delete(endpoint.id)
+    assert len(sorted((data / "secrets").iterdir())) == len(kept) - 1
