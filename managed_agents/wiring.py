@@ -50,7 +50,6 @@ from managed_agents.services.webhooks import (
     WebhookService,
     WebhookSettings,
     outbox_events,
-    outbox_types,
 )
 from managed_agents.services.work import WorkService, WorkSettings
 from managed_agents.settings import ServerSettings

@@ -76,21 +76,19 @@ def test_the_deliverer_is_woken_by_appends_only_when_some_endpoint_is_enabled(
     # Given a runtime with a session and no webhook endpoint, its deliverer's wakes counted
     rt = open_runtime(tmp_path)
     try:
-        agent = rt.agents.create(WS, AgentCreateParams(name="a", model="claude-sonnet-4-6"))
-        env = rt.environments.create(WS, EnvironmentCreateParams(name="e"))
-        sid = str(rt.sessions.create(WS, SessionCreateParams(agent=agent["id"], environment_id=env["id"]))["id"])
+        sid = new_session(rt)
         assert rt.deliverer is not None
         wakes: list[None] = []
         monkeypatch.setattr(rt.deliverer, "wake", lambda: wakes.append(None))
         # When a status event a webhook could subscribe to is appended
-        rt.events.append(sid, [NewEvent("sevt_idle0", "session.status_idle", {"stop_reason": {"type": "end_turn"}})])
+        rt.events.append(sid, [idle("sevt_idle0")])
         # Then the deliverer is not woken (no outbox row was written: a turn costs it no pass, two queries each)
         assert wakes == []
         # And once an endpoint is enabled, the same kind of append wakes it
         rt.webhooks.create(
             WS, WebhookEndpointCreateParams(url="http://127.0.0.1:9/hook", enabled_events=["session.status_idled"])
         )
-        rt.events.append(sid, [NewEvent("sevt_idle1", "session.status_idle", {"stop_reason": {"type": "end_turn"}})])
+        rt.events.append(sid, [idle("sevt_idle1")])
         assert len(wakes) == 1
     finally:
         rt.close()
