@@ -9,7 +9,7 @@ import anthropic
 import pytest
 
 from managed_agents.testing.scripted_model import ScriptedModelServer
-from tests.e2e.conftest import Server, create_environment_key, embedded_only, wait_idle, wait_until
+from tests.e2e.conftest import Server, create_environment_key, wait_idle, wait_until
 from tests.e2e.sandbox_support import (
     SELF_HOSTED_RESULT,
     TOOLSET,
@@ -131,10 +131,6 @@ def test_a_stolen_lease_makes_the_first_worker_let_go(
         assert again.lease_extended
 
 
-@embedded_only(
-    "not yet on the AWS leg: there the worker runs the child's call and its result is logged and routed to the child,"
-    " but the child's execution never continues (docs/threads.md, Not built yet)"
-)
 def test_a_child_threads_bash_call_runs_in_the_sessions_sandbox_through_the_official_worker(
     server: Server, client: anthropic.Anthropic, model_server: ScriptedModelServer, tmp_path: Path
 ) -> None:

@@ -23,8 +23,9 @@ from botocore.exceptions import ClientError
 
 from managed_agents.domain.errors import NotFound, ServiceUnavailable
 from managed_agents.domain.session_state import fold
+from managed_agents.domain.threads import answer_id, is_thread_id
 from managed_agents.harness import step
-from managed_agents.harness.threads import run_record
+from managed_agents.harness.threads import awaited, run_record
 from managed_agents.harness.turn import HarnessDeps
 from managed_agents.ports import Record, ResourceStore, iter_all
 from managed_agents.services.records import mutate
@@ -41,7 +42,13 @@ def still_waiting_for_tools(deps: HarnessDeps, session_id: str) -> bool:
     """Whether the harness's next step for the session is still to wait for built-in tool results."""
     st = fold(iter_all(deps.events, session_id))
     action = step.decide(st, now=deps.clock.now(), tool_timeout=timedelta(seconds=deps.settings.tool_timeout_seconds))
-    return isinstance(action, step.WaitForTools)
+    if not isinstance(action, step.WaitForTools):
+        return False
+    if is_thread_id(session_id):  # a child's results are logged on its session's log first (threads.pull_answers)
+        rec = run_record(deps.resources, session_id)
+        sid = str(rec.doc["session_id"]) if rec is not None else ""
+        return not any(deps.events.get(sid, answer_id(sid, call, type_)) for call, type_ in awaited(st))
+    return True
 
 
 def hold_tool_wait(deps: HarnessDeps, sfn_client: SFNClient, session_id: str, task_token: str) -> bool:
