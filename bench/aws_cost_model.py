@@ -189,6 +189,7 @@ class Meter:
 
     ddb: dict[str, Units] = field(default_factory=lambda: defaultdict(Units))  # by origin (task / stream)
     ddb_by_table: Counter[str] = field(default_factory=Counter)  # WRU + RRU per table
+    ddb_by_operation: Counter[str] = field(default_factory=Counter)  # "table Operation WRU|RRU" -> units
     calls: Counter[str] = field(default_factory=Counter)  # "service.Operation"
     s3_put_bytes: int = 0
     lambda_seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
@@ -205,6 +206,7 @@ class Meter:
             return {
                 "ddb": {k: (u.wru, u.rru, Counter(u.calls)) for k, u in self.ddb.items()},
                 "ddb_by_table": Counter(self.ddb_by_table),
+                "ddb_by_operation": Counter(self.ddb_by_operation),
                 "calls": Counter(self.calls),
                 "s3_put_bytes": self.s3_put_bytes,
                 "lambda_seconds": dict(self.lambda_seconds),
@@ -389,6 +391,8 @@ class DynamoDbUnits:
             for name, n in tables.items():
                 if name:
                     self.meter.ddb_by_table[name] += n
+                    unit = "WRU" if wru else "RRU"
+                    self.meter.ddb_by_operation[f"{_origin.get()} {name.split('-')[0]} {operation} {unit}"] += n
         if error is not None:
             raise error
         return result
@@ -877,6 +881,7 @@ def main() -> None:
         dynamodb_wru={o: round(u[0] / turns, 2) for o, u in w["ddb"].items()},
         dynamodb_rru={o: round(u[1] / turns, 2) for o, u in w["ddb"].items()},
         dynamodb_units_by_table={k: round(v / turns, 2) for k, v in w["ddb_by_table"].items()},
+        dynamodb_units_by_operation={k: round(v / turns, 2) for k, v in sorted(w["ddb_by_operation"].items())},
         aws_calls={k: round(v / turns, 2) for k, v in sorted(w["calls"].items()) if not k.startswith("dynamodb.")},
         s3_put_bytes=round(w["s3_put_bytes"] / turns),
         api_requests=dict(sorted(w["api_requests"].items())),
@@ -909,6 +914,7 @@ def main() -> None:
         "container_insights_on": hour(container_insights=True),
         "sandboxes_behind_a_nat_gateway_data_only": hour(nat=True),
         "stream_function_256mb": hour(memory_mb={"ApiStream": 256}),
+        "model_turn_256mb": hour(memory_mb={"ModelTurn": 256}),
         "model_turn_1024mb": hour(memory_mb={"ModelTurn": 1024}),
         "snapstart_on_every_function": hour(snap_start=everything),
         "sizes_and_snapstart_before_this_review": hour(memory_mb=before, snap_start=everything),
