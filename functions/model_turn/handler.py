@@ -5,6 +5,10 @@ Input `{"session_id", "turns", "execution"?}` (`execution` = `$$.Execution.Name`
 late invocation cannot release a run it no longer owns); output `{"session_id", "turns": turns + 1, "outcome":
 "run_again" | "retry_after" | "wait_for_tools" | "parked", "wait_seconds", "reason"}`. Pointers only, never payloads.
 `report_failure` is the ReportFailure task of the same state machine.
+
+Custom metrics (each metric name is billed per month while it is published): only `ModelTurn_retry_after` (a model
+error backed off) and `SessionRunFailed`. The normal outcomes go to the "model turn done" log line (`outcome`, for
+Logs Insights), and the invocation count is Lambda's own `Invocations` metric.
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     logger.append_keys(session_id=req.session_id, turn=req.turns)
     out = model_turn(req, lambda_deps(), seconds_left=lambda: context.get_remaining_time_in_millis() / 1000)
     logger.info("model turn done", outcome=out.outcome, wait_seconds=out.wait_seconds, reason=out.reason)
-    metrics.add_metric(name=f"ModelTurn_{out.outcome}", unit="Count", value=1)
+    if out.outcome == "retry_after":  # model errors; the outcomes of the normal flow are in the log line above
+        metrics.add_metric(name="ModelTurn_retry_after", unit="Count", value=1)
     return out.model_dump(mode="json")
 
 

@@ -12,18 +12,17 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from managed_agents.adapters.aws.session_run import ToolWaitInput, tool_wait
 from managed_agents.aws_runtime import lambda_deps, prime_lambda_deps
-from managed_agents.observability import logger, metrics, tracer
+from managed_agents.observability import logger, tracer
 
 
 @logger.inject_lambda_context(clear_state=True)
 @tracer.capture_lambda_handler(capture_response=False)
-@metrics.log_metrics
 def handler(event: dict[str, Any], context: LambdaContext) -> None:
     req = ToolWaitInput.model_validate(event)
     logger.append_keys(session_id=req.session_id)
     released = tool_wait(req, lambda_deps())
+    # No custom metric (billed per metric-month): the invocations are Lambda's `Invocations`, the split this line.
     logger.info("tool wait parked", released_at_once=released)
-    metrics.add_metric(name="ToolWaitReleasedAtOnce" if released else "ToolWaitParked", unit="Count", value=1)
 
 
 lambda_handler = handler

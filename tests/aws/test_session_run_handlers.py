@@ -20,6 +20,7 @@ from managed_agents.adapters.aws.step_functions_orchestrator import EXECUTION, W
 from managed_agents.adapters.aws.tool_wait import TOKEN_FIELD, release_tool_wait
 from managed_agents.domain.events import NewEvent
 from managed_agents.domain.ids import new_id
+from managed_agents.observability import metrics
 from managed_agents.ports import iter_all
 from managed_agents.services.keys import Principal
 from managed_agents.services.records import mutate
@@ -70,8 +71,11 @@ def _owner(env: AwsEnv, sid: str) -> str | None:
     return owner if isinstance(owner, str) else None
 
 
-def _turns(env: AwsEnv, sid: str, execution: str | None, *, max_turns: int = 20) -> list[dict[str, Any]]:
-    """Invoke ModelTurn until it says parked or wait_for_tools (the ASL's loop), carrying `turns` along."""
+def _turns(
+    env: AwsEnv, sid: str, execution: str | None, *, max_turns: int = 20, stop: tuple[str, ...] = ()
+) -> list[dict[str, Any]]:
+    """Invoke ModelTurn until it says parked or wait_for_tools (or an outcome in `stop`; the ASL's loop), carrying
+    `turns` along."""
     outputs: list[dict[str, Any]] = []
     turns = 0
     for _ in range(max_turns):
@@ -79,7 +83,7 @@ def _turns(env: AwsEnv, sid: str, execution: str | None, *, max_turns: int = 20)
         out = model_turn_handler(event, FakeLambdaContext())
         outputs.append(out)
         turns = out["turns"]
-        if out["outcome"] in ("parked", "wait_for_tools"):
+        if out["outcome"] in ("parked", "wait_for_tools", *stop):
             return outputs
     raise AssertionError(f"no park within {max_turns} turns: {outputs}")
 
@@ -239,6 +243,32 @@ def test_a_token_parked_after_the_results_were_logged_is_released_at_once(
     assert [p["taskToken"] for p in sent] == ["token-late"]
     rec = aws_env.deps.runtime.resources.get_by_id("session", sid)
     assert rec is not None and TOKEN_FIELD not in rec.doc
+
+
+def test_only_model_errors_publish_a_custom_metric(aws_env: AwsEnv, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given the handlers' custom metrics recorded (each metric name bills a custom metric for the month it is seen)
+    published: list[str] = []
+    monkeypatch.setattr(metrics, "add_metric", lambda **kw: published.append(kw["name"]))
+    monkeypatch.setattr(aws_env.deps.settings, "tool_wait_inline_seconds", 0.0)
+    # When a session runs the normal flow: a bash call handed to the ToolWait task, its result, the final answer
+    aws_env.model.push({"content": [{"type": "tool_use", "name": "bash", "input": {"command": "ls"}}]}, "done")
+    sid = _start_session(aws_env, "go", tools=[{"type": "agent_toolset_20260401"}])
+    name = _owner(aws_env, sid)
+    assert _turns(aws_env, sid, name)[-1]["outcome"] == "wait_for_tools"
+    tool_wait_handler({"session_id": sid, "task_token": "token-1"}, FakeLambdaContext())
+    tool_use = next(e for e in iter_all(aws_env.deps.runtime.events, sid) if e.type == "agent.tool_use")
+    result: dict[str, object] = {"tool_use_id": tool_use.id, "content": [{"type": "text", "text": "ok"}]}
+    aws_env.deps.runtime.events.append(sid, [NewEvent(new_id("event"), "user.tool_result", result)])
+    release_tool_wait(aws_env.deps.runtime.resources, aws_env.sfn, sid)
+    assert _turns(aws_env, sid, name)[-1]["outcome"] == "parked"
+    # Then no custom metric was published (outcomes are in the log lines, invocations in Lambda's own metrics)
+    assert published == []
+    # And a model error that the run backs off from is one
+    aws_env.model.push({"error": {"status": 529, "type": "overloaded_error", "message": "busy"}}, "recovered")
+    _send(aws_env, sid, "again")
+    outs = _turns(aws_env, sid, _owner(aws_env, sid), stop=("retry_after",))
+    assert outs[-1]["outcome"] == "retry_after"
+    assert published == ["ModelTurn_retry_after"]
 
 
 def _bash_result_later(env: AwsEnv, sid: str, delay: float) -> threading.Thread:
