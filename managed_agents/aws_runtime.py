@@ -95,6 +95,10 @@ if TYPE_CHECKING:
     from managed_agents.services.webhooks import WebhookDeliverer
 
 SECRET_MAX_AGE_SECONDS = 300
+# Folded session states a warm ModelTurn container keeps (harness/state_cache.py). A long session's state holds its
+# whole conversation (megabytes with large tool results), and the function has 192 MB (stacks/config.py): a few,
+# enough for the sessions whose turns come back to one container.
+LAMBDA_STATE_CACHE_SESSIONS = 8
 
 
 @dataclass
@@ -340,8 +344,9 @@ class AwsDeps:
                 rt.notifier,
                 hands=hands,
                 mcp=self.mcp,
-                # a warm container's next ModelTurn of a session reads only the events logged since its last one
-                states=StateCache(),
+                # a warm container's next ModelTurn of a session reads only the events logged since its last one;
+                # a few sessions' states, not the embedded server's 1024: ModelTurn runs in 192 MB
+                states=StateCache(max_sessions=LAMBDA_STATE_CACHE_SESSIONS),
                 files=rt.files.read if rt.files is not None else None,
                 # a session's child threads run in executions of their own (harness/threads.py)
                 wake=rt.sessions.svc.orchestrator.wake if rt.sessions.svc.orchestrator is not None else None,

@@ -23,8 +23,8 @@ Every setting has a default here, so `python app.py` synthesizes with no context
 | `apiTimeoutSeconds` | `900` | integration timeout of the streamed (SSE) API responses |
 | `apiExecutionLogging` | `true` | API Gateway execution logs (ERROR level; creates the account-level CloudWatch role) |
 | `wafWebAclArn` | none | a regional WAFv2 web ACL to associate with the API stage |
-| `apiMemoryMb`, `modelTurnMemoryMb`, `functionMemoryMb` | `512`, `256`, `256` | Lambda memory sizes (peaks |
-| | | measured: API ~78 MB, ModelTurn ~125 MB, the others <= 70 MB; memory also sets the CPU share) |
+| `apiMemoryMb`, `modelTurnMemoryMb`, `functionMemoryMb` | `512`, `192`, `256` | Lambda memory sizes (peaks |
+| | | measured: API ~85 MB, ModelTurn ~128 MB, the others <= 70 MB; memory also sets the CPU share) |
 | `streamMemoryMb` | `128` | memory of the event-stream Lambda (`GET .../events/stream`, peak ~78 MB): an open |
 | | | stream is billed for its whole duration while it mostly waits between log reads |
 | `modelTurnTimeoutSeconds` | `900` | ModelTurn Lambda timeout (one model request may stream for minutes) |
@@ -173,7 +173,9 @@ class PlatformConfig:
     waf_web_acl_arn: str | None = None
     api_memory_mb: int = 512
     stream_memory_mb: int = 128
-    model_turn_memory_mb: int = 256
+    # ModelTurn mostly waits for the model's stream: its peak (bench/lambda_cold_path.py, ~128 MB) with half again of
+    # headroom for the folded states it keeps (aws_runtime.LAMBDA_STATE_CACHE_SESSIONS)
+    model_turn_memory_mb: int = 192
     function_memory_mb: int = 256
     model_turn_timeout_seconds: int = 900
     max_turns_per_execution: int = 50

@@ -18,6 +18,7 @@ from functions.model_turn.handler import report_failure as report_failure_handle
 from functions.tool_wait.handler import handler as tool_wait_handler
 from managed_agents.adapters.aws.step_functions_orchestrator import EXECUTION, WAKE_PENDING
 from managed_agents.adapters.aws.tool_wait import TOKEN_FIELD, release_tool_wait
+from managed_agents.aws_runtime import LAMBDA_STATE_CACHE_SESSIONS
 from managed_agents.domain.events import NewEvent
 from managed_agents.domain.ids import new_id
 from managed_agents.observability import metrics
@@ -269,6 +270,13 @@ def test_only_model_errors_publish_a_custom_metric(aws_env: AwsEnv, monkeypatch:
     outs = _turns(aws_env, sid, _owner(aws_env, sid), stop=("retry_after",))
     assert outs[-1]["outcome"] == "retry_after"
     assert published == ["ModelTurn_retry_after"]
+
+
+def test_a_model_turn_container_keeps_the_states_of_a_few_sessions_only(aws_env: AwsEnv) -> None:
+    # Given the deps a ModelTurn container builds (the function has 192 MB, stacks/config.py)
+    states = aws_env.deps.harness.states
+    # Then its cache of folded session states holds a few sessions, not the embedded server's 1024
+    assert states is not None and states.max_sessions == LAMBDA_STATE_CACHE_SESSIONS <= 16
 
 
 def _bash_result_later(env: AwsEnv, sid: str, delay: float) -> threading.Thread:

@@ -576,6 +576,14 @@ def test_events_and_schedules_start_sessions_through_the_triggers_alias(default_
     assert set(trust["Condition"]) == {"StringEquals", "ArnLike"}
 
 
+# ------------------------------------------------------------------------------------------------------- memory sizes
+def test_model_turn_is_sized_from_its_measured_peak(default_synth: Synth) -> None:
+    # Given ModelTurn, which mostly waits for the model's stream (its peak RSS: ~128 MB, bench/lambda_cold_path.py)
+    props = _function(default_synth, MODEL_TURN)[1]["Properties"]
+    # Then it has that with half again of headroom, not the API's size (GB-seconds of waiting are its cost)
+    assert props["MemorySize"] == 192 < _function(default_synth, API)[1]["Properties"]["MemorySize"]
+
+
 # ----------------------------------------------------------------------------------------------------- event streams
 def test_event_streams_have_their_own_small_read_only_function(default_synth: Synth) -> None:
     # Given the event-stream function and the API's resources
