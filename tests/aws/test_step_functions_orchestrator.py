@@ -77,6 +77,12 @@ def test_duplicate_wakes_collapse_into_one_execution(aws_env: AwsEnv) -> None:
     assert execution["name"] == f"{rec.id}-0-1" and execution["status"] == "RUNNING"
     doc = _doc(aws_env, rec.id)
     assert doc[EXECUTION] == execution["name"] and doc[WAKE_PENDING] is True
+    # And only the first of them wrote the flag: a wake that finds it set writes nothing (a run's every tool result
+    # wakes it)
+    written = aws_env.deps.runtime.resources.get_by_id("session", rec.id)
+    orch.wake(rec.id)
+    again = aws_env.deps.runtime.resources.get_by_id("session", rec.id)
+    assert written is not None and again is not None and again.rev == written.rev == rec.rev + 2
     described = aws_env.sfn.describe_execution(executionArn=execution["executionArn"])
     assert described["input"] == f'{{"session_id":"{rec.id}","turns":0,"execution":"{execution["name"]}"}}'
 

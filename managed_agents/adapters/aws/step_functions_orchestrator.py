@@ -13,7 +13,8 @@ execution owns it and is still RUNNING, sets `_wake_pending`. When the ModelTurn
 execution because the session parked, it calls `finish_run`: a pending wake clears the flag and runs another
 turn, otherwise `_execution` is released. Both sides write the same record under a revision check, so either the
 wake lands first (the run goes on) or the release does (the wake starts a new execution): no wake is lost and no
-two executions drive one session. Duplicate wakes collapse into one pending flag.
+two executions drive one session. Duplicate wakes collapse into one pending flag: a wake that finds it set (a run's
+every tool result wakes it) writes nothing, since the owner clears it only after that read.
 
 A run that continues as a new execution (the history limit, `maxTurnsPerExecution`) hands the run over before it
 ends: its last ModelTurn claims a new name for the continuation (`hand_over_run`, which also records the
@@ -223,6 +224,10 @@ class StepFunctionsOrchestrator:
             and owner != stopped
             and self._running(owner, predecessor=predecessor if isinstance(predecessor, str) else None)
         )
+        if owner_running and rec.doc.get(WAKE_PENDING):
+            # Already marked (every tool result of a run wakes it): the owner takes that mark after this read, so its
+            # next step reads what was logged before the wake (or, failing, ReportFailure wakes anew). No write.
+            return
         last_seq = self.events.last_seq(session_id)
         claimed: str | None = None
 
