@@ -351,6 +351,17 @@ def read_wire(
     return [(e.seq, json.dumps(e.wire(), separators=(",", ":"), ensure_ascii=False)) for e in rows]
 
 
+def read_wire_tail(store: EventStore, session_id: str, *, after_seq: int, limit: int) -> list[tuple[int, str]]:
+    """`read_wire` of what follows `after_seq`, for a reader that polls the end of the log again and again (an event
+    stream). An adapter with a cheaper read that may lag a moment behind the newest appends but never skips an event
+    implements `read_tail` (DynamoDB: an eventually consistent Query); the others answer with `read_wire`."""
+    tail = getattr(store, "read_tail", None)
+    if tail is None:
+        return read_wire(store, session_id, after_seq=after_seq, limit=limit)
+    rows: list[StoredEvent] = tail(session_id, after_seq=after_seq, limit=limit)
+    return [(e.seq, json.dumps(e.wire(), separators=(",", ":"), ensure_ascii=False)) for e in rows]
+
+
 def iter_all(store: EventStore, session_id: str, *, after_seq: int = 0, page: int = 1000) -> Iterator[StoredEvent]:
     """Every event of a session (after `after_seq`) in order, a page at a time."""
     after = after_seq

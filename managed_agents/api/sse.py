@@ -21,7 +21,7 @@ from anyio import to_thread
 
 from managed_agents.domain.errors import ApiError
 from managed_agents.domain.events import JsonObject
-from managed_agents.ports import EventStore, Subscription, read_wire
+from managed_agents.ports import EventStore, Subscription, read_wire_tail
 
 log = logging.getLogger("managed_agents.sse")
 PING = b"event: ping\ndata: {}\n\n"
@@ -43,9 +43,9 @@ _TYPE_MARK = '","type":"'
 def _read(store: EventStore, session_id: str, after_seq: int, page: int) -> list[_Logged]:
     """The next events as the log's own wire JSON (`read_wire`: SQLite splices its stored text), neither decoded
     nor encoded again; id and type are cut from the text's head, `{"id":"<id>","type":"<type>",` (ids and types
-    never hold a quote)."""
+    never hold a quote). A tail read (`read_wire_tail`): one that lags is caught up by the next poll."""
     out: list[_Logged] = []
-    for seq, text in read_wire(store, session_id, after_seq=after_seq, limit=page):
+    for seq, text in read_wire_tail(store, session_id, after_seq=after_seq, limit=page):
         id_, _, rest = text[7:].partition(_TYPE_MARK)
         out.append(_Logged(seq, id_, rest[: rest.index('"')], text))
     return out

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import boto3
 import pytest
@@ -305,3 +307,60 @@ def test_aws_failures_become_service_unavailable(dynamodb_event_store: DynamoDbE
         store.append(sid, [_ev()])
     with pytest.raises(ServiceUnavailable):
         store.get(sid, "sevt_x")
+
+
+class _Replica:
+    """The store's DynamoDB client, with the eventually consistent Queries answered from a replica that `lag` edits
+    (drops items it has not seen yet)."""
+
+    def __init__(self, client: object) -> None:
+        self.client = client
+        self.lag: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] = lambda items: items
+        self.consistent: list[bool] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)
+
+    def query(self, **kwargs: Any) -> Any:
+        out = self.client.query(**kwargs)  # type: ignore[attr-defined]
+        self.consistent.append(bool(kwargs.get("ConsistentRead")))
+        if not kwargs.get("ConsistentRead"):
+            out["Items"] = self.lag(out["Items"])
+        return out
+
+
+def test_a_tail_read_may_lag_behind_the_newest_events_but_never_skips_one(
+    dynamodb_event_store: DynamoDbEventStore,
+) -> None:
+    # Given a log of five events, and a reader whose eventually consistent reads go to a replica
+    sid = _session()
+    dynamodb_event_store.append(sid, [_ev(n=n) for n in range(1, 6)])
+    replica = _Replica(dynamodb_event_store.dynamodb)
+    tail = DynamoDbEventStore(
+        table_name=dynamodb_event_store.table_name,
+        bucket_name=dynamodb_event_store.bucket_name,
+        dynamodb_client=replica,  # type: ignore[arg-type]
+        s3_client=dynamodb_event_store.s3,
+    )
+
+    def seqs_read(after: int) -> tuple[list[int], list[bool]]:
+        replica.consistent.clear()
+        events = tail.read_tail(sid, after_seq=after)
+        assert events == dynamodb_event_store.read(sid, after_seq=after)[: len(events)]
+        return [e.seq for e in events], list(replica.consistent)
+
+    def without(*missing: int) -> Callable[[list[dict[str, Any]]], list[dict[str, Any]]]:
+        return lambda items: [i for i in items if int(i[SK]["N"]) not in missing]
+
+    # When the replica has every event: one eventually consistent Query (half the units of a consistent one)
+    assert seqs_read(2) == ([3, 4, 5], [False])
+    # When it has not seen the newest yet: what it has, in order (the stream's next poll reads the rest)
+    replica.lag = without(5)
+    assert seqs_read(2) == ([3, 4], [False])
+    replica.lag = without(3, 4, 5)
+    assert seqs_read(2) == ([], [False])
+    # When it has a later event but not an earlier one (or not the next): the consistent read answers, nothing skipped
+    replica.lag = without(4)
+    assert seqs_read(2) == ([3, 4, 5], [False, True])
+    replica.lag = without(3)
+    assert seqs_read(2) == ([3, 4, 5], [False, True])

@@ -282,6 +282,31 @@ class DynamoDbEventStore:
         types: Sequence[str] | None = None,
         processed: TimeRange | None = None,
     ) -> list[StoredEvent]:
+        items = self._read_items(session_id, after_seq, before_seq, limit, order, types, processed, consistent=True)
+        return [self._event(session_id, item) for item in items]
+
+    def read_tail(self, session_id: str, *, after_seq: int, limit: int = 1000) -> list[StoredEvent]:
+        """What follows `after_seq`, for a reader that polls the end of the log (an event stream, an inline tool
+        wait): an eventually consistent Query, half the read units of `read`'s. It may lag a moment behind the newest
+        appends, which the next poll reads; it is used only when it cannot have skipped one, i.e. when its events
+        are after_seq + 1, + 2, ... (the sequence is gapless). Anything else is answered by the consistent `read`."""
+        items = self._read_items(session_id, after_seq, None, limit, "asc", None, None, consistent=False)
+        if [int(item[SK]["N"]) for item in items] != list(range(after_seq + 1, after_seq + 1 + len(items))):
+            return self.read(session_id, after_seq=after_seq, limit=limit)
+        return [self._event(session_id, item) for item in items]
+
+    def _read_items(
+        self,
+        session_id: str,
+        after_seq: int,
+        before_seq: int | None,
+        limit: int,
+        order: Order,
+        types: Sequence[str] | None,
+        processed: TimeRange | None,
+        *,
+        consistent: bool,
+    ) -> list[_Item]:
         lo = max(after_seq + 1, 1)
         hi = MAX_SEQ if before_seq is None else before_seq - 1
         if limit <= 0 or lo > hi:
@@ -318,12 +343,12 @@ class DynamoDbEventStore:
             remaining = limit - len(items)
             # Limit counts items evaluated before the filter: without one, a page is exactly one Query (unless it
             # passes 1 MB); with one, read ahead a little so selective filters take fewer round trips.
-            page = self._query(Limit=max(remaining, 100) if filters else remaining, **kwargs)
+            page = self._query(Limit=max(remaining, 100) if filters else remaining, consistent=consistent, **kwargs)
             items.extend(page["Items"])
             if "LastEvaluatedKey" not in page:
                 break
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-        return [self._event(session_id, item) for item in items[:limit]]
+        return items[:limit]
 
     def get(self, session_id: str, event_id: str) -> StoredEvent | None:
         with _translated("get"):
@@ -549,11 +574,11 @@ class DynamoDbEventStore:
 
     # -- reads and deletes ---------------------------------------------------------------------------------------
 
-    def _query(self, **kwargs: Any) -> QueryOutputTypeDef:
+    def _query(self, *, consistent: bool = True, **kwargs: Any) -> QueryOutputTypeDef:
         with self._lock:
             self.query_calls += 1
         with _translated("query"):
-            return self.dynamodb.query(TableName=self.table_name, ConsistentRead=True, **kwargs)
+            return self.dynamodb.query(TableName=self.table_name, ConsistentRead=consistent, **kwargs)
 
     def _event(self, session_id: str, item: _Item) -> StoredEvent:
         payload: JsonObject

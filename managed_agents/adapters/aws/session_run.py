@@ -151,12 +151,14 @@ def model_turn(
 
 def logged_after(events: EventStore, session_id: str, seq: int, cancel: CancelToken, seconds: float) -> bool:
     """Whether anything is logged after `seq` within `seconds` (a tool result, an interrupt, a message): the next
-    step then decides again in this invocation. False on timeout or when the run is lost (`cancel`)."""
+    step then decides again in this invocation. False on timeout or when the run is lost (`cancel`). Each look is a
+    tail read where the store has one (DynamoDB: eventually consistent, half the units; a lag costs one poll)."""
+    tail = getattr(events, "read_tail", None)
     deadline = time.monotonic() + seconds
     while (left := deadline - time.monotonic()) > 0:
         if cancel.wait(min(INLINE_POLL_SECONDS, left)):
             return False
-        if events.last_seq(session_id) > seq:
+        if tail(session_id, after_seq=seq, limit=1) if tail is not None else events.last_seq(session_id) > seq:
             return True
     return False
 
