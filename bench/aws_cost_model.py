@@ -15,7 +15,8 @@ DynamoDB calls and request units computed from item sizes (moto's ConsumedCapaci
 the DynamoDB rules: writes ceil(max(old, new) / 1 KB) per item and per GSI holding it, reads ceil(bytes / 4 KB) per
 request, halved when eventually consistent, doubled in transactions; a failed condition still costs the write);
 S3 puts; bytes stored; API requests by route, split into the worker's (time-driven: heartbeats, polls) and per-turn
-ones; Powertools log bytes.
+ones; Powertools log bytes; the events-table stream records the webhook relay's filter passes (one relay invocation
+each) and the relay's time over them.
 
 Priced per deployment rather than per session (`idle_month`): what a deployment costs with no session at all, the KMS
 key, the two secrets and one per vault credential, SnapStart's snapshot cache of each SnapStart function (billed per
@@ -510,6 +511,8 @@ class Run:
     snap_start: set[str] = field(default_factory=set)  # functions with SnapStart (from the template)
     metric_names: set[str] = field(default_factory=set)  # custom metrics the handlers published in the window
     event_bytes_per_turn: float = 0.0
+    relayed: int = 0  # events-table stream records that passed the webhook relay's filter in the window
+    relay_seconds: float = 0.0  # the relay handler's time over them
 
 
 @contextmanager
@@ -571,6 +574,8 @@ def functions_by_role(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
         "functions.mcp_proxy.handler.handler": "McpProxy",
         "functions.triggers.handler.handler": "Triggers",
         "functions.reaper.handler.handler": "Reaper",
+        "functions.webhooks.handler.relay": "WebhookRelay",
+        "functions.webhooks.handler.deliver": "WebhookDeliver",
     }
     out: dict[str, dict[str, Any]] = {}
     for res in template["Resources"].values():
@@ -615,6 +620,7 @@ def measure(messages: int, tool_turns: int) -> Run:
         platform.say(sid, "warm up")
         platform.wait_idle(sid, 1, timeout=180)
         platform.settled(1, timeout=120)
+        platform.pump_webhooks()  # the warm-up's stream records
         seen = {e["executionArn"] for e in platform.executions()}
         events_before = len(platform.events(sid))
         streams_before = meter.open_streams
@@ -625,6 +631,11 @@ def measure(messages: int, tool_turns: int) -> Run:
             platform.wait_idle(sid, n + 1, timeout=180)
         executions = platform.settled(len(seen) + 1, timeout=120)
         wall = time.perf_counter() - t0
+        # The webhook relay (functions/webhooks): Lambda polls the events table's stream (free for a trigger) and
+        # invokes it with the records its filter passes; moto runs no event source mapping, the platform plays it.
+        t_relay = time.perf_counter()
+        relayed, _ = platform.pump_webhooks()
+        relay_seconds = time.perf_counter() - t_relay
         window = minus(meter.snapshot(), before)
         new = [e for e in executions if e["executionArn"] not in seen]
         transitions = sum(len(platform.states(e["executionArn"])) for e in new)
@@ -647,6 +658,8 @@ def measure(messages: int, tool_turns: int) -> Run:
             snap_start=snap_start_functions(synth.template),
             metric_names=set(meter.metric_names),
             sse_max_seconds=ServerSettings().sse_max_seconds or 840.0,
+            relayed=relayed,
+            relay_seconds=relay_seconds,
         )
 
 
@@ -699,6 +712,10 @@ def cost_hour(
         secs = seconds * per_turn + (TURNS_PER_HOUR * model_seconds if fn == "ModelTurn" else 0.0)  # 1 model call/turn
         gb_s += secs * memory.get(fn, 1024) / 1024
         task_requests += calls_h
+    # The webhook relay: one invocation per record its filter passes (no batching window: the records of a session's
+    # status changes come seconds apart), the handler's time over them; no endpoint in the reference, no delivery.
+    task_requests += run.relayed * per_turn
+    gb_s += run.relay_seconds * per_turn * memory.get("WebhookRelay", 256) / 1024
     # API requests (API Gateway + the API Lambda): per-turn routes scale with turns, the worker's heartbeats/polls
     # with time; the bench's own client requests are replaced by the reference client's.
     api: Counter[str] = w["api_requests"]
@@ -874,6 +891,7 @@ def main() -> None:
         executions=run.executions,
         state_transitions=round(run.transitions / turns, 2),
         lambda_invocations={k: round(v / turns, 2) for k, v in sorted(w["lambda_calls"].items())},
+        webhook_relay_invocations=round(run.relayed / turns, 2),
         lambda_handler_ms={
             k: round(v / max(1, w["lambda_calls"][k]) * 1000, 1) for k, v in sorted(w["lambda_seconds"].items())
         },
