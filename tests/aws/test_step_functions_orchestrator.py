@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -32,6 +30,7 @@ from managed_agents.domain.errors import ServiceUnavailable
 from managed_agents.ports import Record
 from managed_agents.services.records import mutate
 from tests.aws.conftest import AwsEnv
+from tests.own_loop import run_on_own_loop
 
 
 def _session(env: AwsEnv) -> Record:
@@ -298,8 +297,6 @@ def test_polling_subscriptions_wake_up_at_the_poll_interval() -> None:
         sub.close()
         return time.monotonic() - start
 
-    # its own thread: a test that ran before in this process may have left a loop set as running on this one
-    with ThreadPoolExecutor(1) as pool:
-        assert pool.submit(asyncio.run, measure()).result(timeout=60) < 5.0
+    assert run_on_own_loop(measure()) < 5.0
     with pytest.raises(ValueError, match="poll_seconds"):
         PollingNotifier(poll_seconds=0)

@@ -124,10 +124,12 @@ def test_skill_upload_rules_answer_precise_400s(
 ) -> None:
     _needs_blobs(server)
     if says.startswith("at most 8388608") and server.backend == "aws":
-        # the API Lambda takes at most 6 MB per request: a larger upload is a readable 413 before the skill rules
+        # the API Lambda takes at most 6 MB per request: a larger upload is a readable 413 before the skill rules,
+        # naming the upload-URL flow (whose complete step applies the same rules: test_a_skill_over_the_deployments_...)
         with pytest.raises(anthropic.ContentTooLargeError) as big:
             client.beta.skills.create(files=files)
-        assert "accepts at most" in _error(big.value)["message"]
+        message = _error(big.value)["message"]
+        assert "takes at most 6,000,000 bytes" in message and "POST /v1/skills/uploads" in message, message
         return
     with pytest.raises(anthropic.BadRequestError) as info:
         client.beta.skills.create(files=files)

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
-
 from managed_agents.adapters.local.notifier import LocalNotifier
 from managed_agents.domain.events import JsonObject
+from tests.own_loop import run_on_own_loop
 
 
 def _start(type_: str, id_: str) -> JsonObject:
@@ -53,6 +51,4 @@ def test_previews_follow_the_opt_in_and_one_open_message_at_a_time() -> None:
         messages.close()
         assert n.wants_previews("s1") == frozenset()
 
-    # (own thread and loop: a session-wide event loop of other tests may be running in this thread)
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        pool.submit(asyncio.run, run()).result()
+    run_on_own_loop(run())

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from concurrent.futures import ThreadPoolExecutor
 
 from managed_agents.adapters.local.notifier import _LocalSubscription
 from managed_agents.adapters.local.workers import OWNER, Hub, HubLink, HubNotifier
 from tests.e2e.conftest import wait_until
+from tests.own_loop import run_on_own_loop
 
 
 def _linked(hub: Hub, count: int) -> list[HubLink]:
@@ -45,10 +45,7 @@ def test_a_publish_wakes_the_other_workers_streams_of_that_session_only(monkeypa
             for sub in [target, *others]:
                 sub.close()
 
-        # its own thread: a test that ran before in this process may have left a loop set as running on this one
-        # (Playwright's sync API does), and asyncio.run refuses to start beside it
-        with ThreadPoolExecutor(1) as pool:
-            pool.submit(asyncio.run, scenario()).result(timeout=30)
+        run_on_own_loop(scenario(), timeout=30)
     finally:
         hub.close()
 

@@ -4,7 +4,6 @@ sends what a tool call wrote under its outputs before the call's result goes (ho
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import json
@@ -18,6 +17,7 @@ from anthropic.lib.tools.agent_toolset import AgentToolContext
 
 from managed_agents.sandbox.entrypoint import InputsSync, hooked_toolset
 from tests.e2e.loopback_http import serve
+from tests.own_loop import run_on_own_loop
 
 SECRET = base64.urlsafe_b64encode(json.dumps({"sessions_token": "wt-1"}).encode()).decode().rstrip("=")
 BYTES = {"r_new": b"new bytes\n", "r_blocked": b"blocked\n", "r_bad": b"tampered"}
@@ -76,7 +76,7 @@ def test_added_files_are_placed_read_only_once_and_what_cannot_be_placed_is_repo
             {"ANTHROPIC_BASE_URL": url, "ANTHROPIC_SESSION_ID": "s1", "ANTHROPIC_WORK_SECRET": SECRET}, str(tmp_path)
         )
         # When a tool call is about to run
-        asyncio.run(sync.before_tool())
+        run_on_own_loop(sync.before_tool())
         # Then the added file is at its mount path, read-only; the init container's file was left alone
         placed = tmp_path / "mnt/session/uploads/file_new"
         assert placed.read_bytes() == b"new bytes\n" and placed.stat().st_mode & 0o777 == 0o444
@@ -90,14 +90,14 @@ def test_added_files_are_placed_read_only_once_and_what_cannot_be_placed_is_repo
         assert "next sandbox" in error["message"]
         # When the next tool call comes: the list is read again (not all placed), and the mismatched file tried again
         Platform.seen.clear()
-        asyncio.run(sync.before_tool())
+        run_on_own_loop(sync.before_tool())
         assert Platform.seen == ["/v1/sessions/s1/inputs -", "/v1/sessions/s1/inputs/r_bad -"]
         assert len(Platform.errors) == 1
         # When that resource is gone and the list changed: it is read once, then unchanged lists cost a 304 only
         Platform.files, Platform.etag = Platform.files[:3], '"v2"'
         Platform.seen.clear()
-        asyncio.run(sync.before_tool())
-        asyncio.run(sync.before_tool())
+        run_on_own_loop(sync.before_tool())
+        run_on_own_loop(sync.before_tool())
     assert Platform.seen == ["/v1/sessions/s1/inputs -", '/v1/sessions/s1/inputs "v2"']
 
 
@@ -121,7 +121,7 @@ def test_each_official_tool_call_runs_between_the_inputs_pass_and_the_outputs_pa
             with pytest.raises(ToolError, match="no such file"):
                 await tools["read"].call({"file_path": str(tmp_path / "missing.txt")})
 
-    asyncio.run(run())
+    run_on_own_loop(run())
     # Then each call was preceded by the inputs pass and followed by the outputs pass, which saw what it wrote
     assert order == ["inputs", "outputs (report written: True)", "inputs", "outputs (report written: True)"]
     assert target.read_text() == "done\n"

@@ -10,8 +10,7 @@ byte for byte what `events.list` reads.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +23,11 @@ from managed_agents.api.sse import event_stream
 from managed_agents.domain.events import NewEvent
 from managed_agents.domain.ids import new_id
 from managed_agents.ports import read_wire
+from tests.own_loop import run_on_own_loop
 
 
-def _run(coro: Callable[[], Awaitable[None]]) -> None:
-    # (own thread and loop: a session-wide event loop of other tests may be running in this thread)
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        pool.submit(asyncio.run, coro()).result()
+def _run(coro: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    run_on_own_loop(coro())
 
 
 def _events(n: int, text: str = "x") -> list[NewEvent]:
