@@ -367,9 +367,12 @@ def build_local_runtime(
     event_store.outbox_events = outboxed
     deliverer = rt.deliverer if owner else None
     if deliverer is not None:  # once the append committed, the deliverer need not wait for its next look
-        # (woken only for rows the append wrote: with no endpoint enabled, a turn costs the deliverer no pass)
+        # (woken only for rows the append wrote: with no endpoint enabled, a turn costs the deliverer no pass; the
+        # append's own `outboxed` probed for endpoints already, so this looks at what it found and reads nothing)
         cast(PublishingEventStore, rt.events).observers.append(
-            lambda sid, stored: deliverer.wake() if any(outboxed(e) for e in stored) else None
+            lambda sid, stored: (
+                deliverer.wake() if webhooks.enabled_seen and any(outbox_events(e) for e in stored) else None
+            )
         )
     if start_orchestrator:
         assert provisioner is not None and rt.work is not None

@@ -247,6 +247,12 @@ class WebhookService:
             self._any_enabled = bool(self.svc.resources.find(ENDPOINT.name, "state", ["enabled"]))
         return self._any_enabled
 
+    @property
+    def enabled_seen(self) -> bool:
+        """What `any_enabled` last found, without reading: true once an append of this process found an endpoint
+        (and so could write outbox rows), since it is then kept."""
+        return bool(self._any_enabled)
+
     # -- endpoints -------------------------------------------------------------------------------------------
 
     @staticmethod
