@@ -8,10 +8,19 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from managed_agents.adapters.local.sqlite_store import SqliteDatabase, WriteLock
 from managed_agents.domain.deadline import deadline
+
+
+def _until(condition: Callable[[], object], timeout: float = 10.0) -> None:
+    """Bounded polling for a thread to reach its wait (a fixed sleep raced a loaded machine's scheduler)."""
+    ends = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < ends, "the threads did not reach their waits"
+        time.sleep(0.005)
 
 
 def test_a_requests_write_goes_before_background_writes_already_waiting(tmp_path: Path) -> None:
@@ -32,17 +41,18 @@ def test_a_requests_write_goes_before_background_writes_already_waiting(tmp_path
                 order.append(name)
 
     # Given a background write in progress and two more background writes waiting behind it
+    lock = db._write_lock
     threads = [threading.Thread(target=holder)]
     threads[0].start()
-    time.sleep(0.1)
-    for name in ("harness 1", "harness 2"):
+    _until(lambda: lock._held)
+    for n, name in enumerate(("harness 1", "harness 2"), start=1):
         threads.append(threading.Thread(target=writer, args=(name, False)))
         threads[-1].start()
-    time.sleep(0.2)
+        _until(lambda n=n: len(lock._background_turn._waiters) == n)  # (waiting, in this order)
     # When a request's write arrives, then the write in progress ends
     threads.append(threading.Thread(target=writer, args=("send", True)))
     threads[-1].start()
-    time.sleep(0.2)
+    _until(lambda: len(lock._urgent_turn._waiters) == 1)
     release.set()
     for t in threads:
         t.join(10)
@@ -63,7 +73,7 @@ def test_a_request_that_gives_up_passes_its_turn_on() -> None:
     # Given a background writer waiting behind the holder, and a request's writer that waits 0.2 s at most
     waiter = threading.Thread(target=background)
     waiter.start()
-    time.sleep(0.1)
+    _until(lambda: len(lock._background_turn._waiters) == 1)
     assert not lock.acquire(timeout=0.2, urgent=True)  # it gave up: the holder kept the lock
     # When the holder lets go
     lock.release()
