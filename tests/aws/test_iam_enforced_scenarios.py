@@ -42,7 +42,9 @@ from tests.aws.test_triggers_handler import delivered_event, documented_json
 from tests.e2e.conftest import wait_until
 from tests.infra.conftest import Synth
 
-pytestmark = pytest.mark.slow
+# The module fixture runs every scenario (~3 min alone) inside the first test's timeout; on a loaded machine that
+# took over the suite's 300 s, so the block failed in whichever scenario it was running. Each test here gets 20 min.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
 VARIANT = {"maxTurnsPerExecution": 1}
 ENV = {
