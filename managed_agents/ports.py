@@ -29,6 +29,9 @@ class RecordSync:
     id: str
     change: Callable[[Record, Sequence[StoredEvent]], None]
     written: Record | None = None
+    # resource webhook events written in the same transaction (a session's `session.created` with its initial
+    # events: services/sessions.py); only when the record is there
+    outbox: Sequence[OutboxEntry] = ()
 
 
 class EventStore(Protocol):

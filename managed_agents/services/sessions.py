@@ -341,14 +341,31 @@ class SessionService:
         if deployment_id is not None:
             attrs["deployment_id"] = deployment_id
         rec = Record("session", ws, sid, doc, now, attrs=attrs)
-        index_session(self.svc.resources, rec)
-        self.svc.insert(rec, "created")
-        if params.initial_events:
+        if not params.initial_events:
+            index_session(self.svc.resources, rec)
+            self.svc.insert(rec, "created")
+        else:
+            # A create that fails sends no webhook (and a successful one exactly session.created): the initial events
+            # are checked before anything is stored, and the store that can (SQLite) records session.created in the
+            # append's transaction, so a failed or cut-off append leaves no event of a session that never was.
+            initial: list[EventParams] = list(params.initial_events)
+            checked = self._user_batch(rec, SessionState(), initial, None)
+            created: list[OutboxEntry] = []
+            if getattr(self.events, "atomic_record_sync", False):
+                created = self.svc.events(ws, "session.created", sid)
+            index_session(self.svc.resources, rec)
+            if created:
+                self.svc.resources.insert(rec)
+            else:
+                self.svc.insert(rec, "created")
             try:
-                self._append_user_events(rec, SessionState(), list(params.initial_events), None)
+                self._append_batch(rec, SessionState(), initial, checked, outbox=created)
             except Exception:
                 if self.events.last_seq(sid) == 0:  # the create failed as a whole: no half-made session is left
-                    self.svc.delete(rec)  # (and session.deleted follows the session.created a receiver got)
+                    if created:
+                        self.svc.resources.delete("session", ws, sid)  # (no receiver heard of it)
+                    else:
+                        self.svc.delete(rec)  # (session.deleted follows the session.created a receiver got)
                 raise
             rec = self.record(ws, sid)
         for hook in self.created_hooks:
@@ -582,6 +599,18 @@ class SessionService:
         p: Principal | None,
         digest: str | None = None,
     ) -> list[StoredEvent]:
+        return self._append_batch(rec, st, events, self._user_batch(rec, st, events, p, digest))
+
+    def _user_batch(
+        self,
+        rec: Record,
+        st: SessionState,
+        events: list[EventParams],
+        p: Principal | None,
+        digest: str | None = None,
+    ) -> tuple[list[NewEvent], dict[str, str]]:
+        """Check the events against the session's state and build what is logged (nothing is written), with the
+        child threads' calls they answer (call id -> thread id)."""
         sid = rec.id
         answered: set[str] = set()
         routed: dict[str, str] = {}
@@ -619,6 +648,21 @@ class SessionService:
         if p is not None and digest is not None:  # what a retry of this send recognises it by (_logged_send)
             sent: JsonObject = {"by": p.key_id, "hash": digest, "batch": batch[0].id}
             batch = [NewEvent(e.id, e.type, e.payload, {**(e.internal or {}), "sent": sent}) for e in batch]
+        return batch, routed
+
+    def _append_batch(
+        self,
+        rec: Record,
+        st: SessionState,
+        events: list[EventParams],
+        checked: tuple[list[NewEvent], dict[str, str]],
+        *,
+        outbox: Sequence[OutboxEntry] = (),
+    ) -> list[StoredEvent]:
+        """Append what `_user_batch` checked, marking the session running with it. `outbox`: resource webhook events
+        the append records in its transaction (only with a store of `atomic_record_sync`)."""
+        sid = rec.id
+        batch, routed = checked
         marked = rec.doc["status"] not in ACTIVE
 
         def mark(r: Record) -> None:
@@ -628,7 +672,7 @@ class SessionService:
 
         sync: RecordSync | None = None
         if marked and getattr(self.events, "atomic_record_sync", False):
-            sync = RecordSync(rec.kind, rec.workspace_id, rec.id, lambda r, _stored: mark(r))
+            sync = RecordSync(rec.kind, rec.workspace_id, rec.id, lambda r, _stored: mark(r), outbox=list(outbox))
             marked = False  # nothing is marked unless the events are logged with it
         elif marked:
             rec = mutate(self.svc.resources, rec, mark)
@@ -637,6 +681,8 @@ class SessionService:
         except Exception:
             self._after_failed_append(rec, st.last_seq, marked)
             raise
+        if sync is not None:
+            self.svc.recorded(sync.outbox)
         orch = self.svc.orchestrator
         if orch is not None:
             interrupts = [e for e in stored if e.type == "user.interrupt"]

@@ -11,12 +11,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import anthropic
 import pytest
 
 from tests.aws.platform import Platform, aws_platform
 from tests.e2e.conftest import wait_until
 from tests.e2e.loopback_http import serve
-from tests.e2e.test_webhooks_delivery import Receiver
+from tests.e2e.test_webhooks_delivery import MISSING_FILE, Receiver
 from tests.infra.conftest import Synth
 
 pytestmark = pytest.mark.slow
@@ -150,6 +151,8 @@ def test_resource_and_session_events_reach_the_receiver_through_the_stream(platf
         agent = client.beta.agents.create(name="a", model="claude-sonnet-4-6")
         client.beta.agents.update(agent.id, version=agent.version, name="b")
         env = client.beta.environments.create(name="gone", config={"type": "cloud"})
+        with pytest.raises(anthropic.BadRequestError, match="file"):  # (a create that fails sends nothing)
+            client.beta.sessions.create(agent=agent.id, environment_id=env.id, initial_events=MISSING_FILE)  # type: ignore[arg-type]
         sid = client.beta.sessions.create(agent=agent.id, environment_id=env.id).id
         client.beta.sessions.archive(sid)
         client.beta.agents.archive(agent.id)

@@ -16,15 +16,23 @@ from typing import Any
 import anthropic
 import pytest
 
+from managed_agents.domain.errors import ServiceUnavailable
 from managed_agents.settings import ServerSettings
 from managed_agents.testing.scripted_model import ScriptedModelServer
 from managed_agents.wiring import DB_FILE
-from tests.e2e.conftest import embedded_only, sandbox_isolation, wait_idle, wait_until
+from tests.e2e.conftest import Server, embedded_only, sandbox_isolation, wait_idle, wait_until
 from tests.e2e.loopback_http import serve
 from tests.e2e.sandbox_support import tool_step
 
 pytestmark = embedded_only("the e2e AWS leg runs no webhook functions: tests/aws/test_webhook_delivery_on_moto.py")
 HELLO = [{"type": "user.message", "content": [{"type": "text", "text": "hi"}]}]
+# an initial event a create refuses: a file block naming no file of the workspace
+MISSING_FILE = [
+    {
+        "type": "user.message",
+        "content": [{"type": "document", "source": {"type": "file", "file_id": "file_011CNha8iCJcU1wXNR6q4V8w"}}],
+    }
+]
 
 
 @dataclass
@@ -384,3 +392,43 @@ def test_signing_secrets_are_kept_encrypted_not_in_the_database(
     kept = sorted((data / "secrets").iterdir())
     client.beta.organization.webhooks.delete(endpoint.id)
     assert len(sorted((data / "secrets").iterdir())) == len(kept) - 1
+
+
+def test_a_failed_session_create_sends_no_webhook(
+    server: Server, client: anthropic.Anthropic, model_server: ScriptedModelServer, receiver: tuple[Receiver, str]
+) -> None:
+    r, url = receiver
+    endpoint = client.beta.organization.webhooks.create(
+        url=url,
+        enabled_events=["session.created", "session.deleted", "agent.created"],  # type: ignore[list-item]
+    )
+    agent = client.beta.agents.create(name="a", model="claude-sonnet-4-6")
+    env = client.beta.environments.create(name="e", config={"type": "cloud"})
+    # Given a create whose initial event is refused (a file block naming no file of the workspace)
+    with pytest.raises(anthropic.BadRequestError, match="file"):
+        client.beta.sessions.create(agent=agent.id, environment_id=env.id, initial_events=MISSING_FILE)  # type: ignore[arg-type]
+    # And a create whose initial events' append fails in the store (after the record was written)
+    events = server.rt.sessions.events
+    real_append = events.append
+
+    def failing_append(*args: Any, **kwargs: Any) -> Any:
+        raise ServiceUnavailable("the event store is down")
+
+    events.append = failing_append  # type: ignore[method-assign]
+    try:
+        with pytest.raises(anthropic.APIStatusError) as failed:
+            client.beta.sessions.create(agent=agent.id, environment_id=env.id, initial_events=HELLO)  # type: ignore[arg-type]
+        assert failed.value.status_code == 503
+    finally:
+        events.append = real_append  # type: ignore[method-assign]
+    # When a create with initial events succeeds, then a last event marks the end of what was sent
+    model_server.push({"content": [{"type": "text", "text": "hello"}]})
+    ok = client.beta.sessions.create(agent=agent.id, environment_id=env.id, initial_events=HELLO)  # type: ignore[arg-type]
+    wait_idle(client, ok.id, timeout=30)
+    last = client.beta.agents.create(name="last", model="claude-sonnet-4-6")
+    got = wait_until(lambda: any(last.id in body for _, body in r.delivered()) and r.delivered(), timeout=20)
+    # Then the failed creates left no session and sent nothing; the successful one sent exactly session.created
+    events_seen = [client.beta.webhooks.unwrap(body, headers=h, key=endpoint.signing_secret) for h, body in got]
+    seen = sorted((e.data.type, e.data.id) for e in events_seen if e.data.type.startswith("session."))
+    assert seen == [("session.created", ok.id)]
+    assert [s.id for s in client.beta.sessions.list()] == [ok.id]

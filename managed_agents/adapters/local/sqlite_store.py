@@ -410,6 +410,7 @@ def _sync_record(conn: sqlite3.Connection, sync: RecordSync, stored: list[Stored
     sync.change(rec, stored)
     rec.rev += 1
     _replace_row(conn, rec, rec.rev - 1)
+    _insert_outbox(conn, sync.outbox)
     return rec
 
 
@@ -508,15 +509,7 @@ class SqliteResourceStore:
                 )
                 if cur.rowcount != 1:
                     raise StaleRevision(f"{kind} {id_} is gone")
-            if outbox:
-                conn.executemany(
-                    "INSERT INTO outbox (session_id, event_id, type, created_at, workspace_id, data)"
-                    " VALUES (?,?,?,?,?,?)",
-                    [
-                        (e.session_id, e.event_id, e.type, rfc3339(e.created_at), e.workspace_id, _outbox_data(e))
-                        for e in outbox
-                    ],
-                )
+            _insert_outbox(conn, outbox)
 
     def list_records(self, kind: str, workspace_id: str, query: ListQuery) -> tuple[list[Record], bool]:
         params: list[object] = [kind, workspace_id]
@@ -584,6 +577,18 @@ class SqliteResourceStore:
 
 def _outbox_data(entry: OutboxEntry) -> str | None:
     return _dumps(dict(entry.data)) if entry.data else None
+
+
+def _insert_outbox(conn: sqlite3.Connection, outbox: Sequence[OutboxEntry]) -> None:
+    """Write resource webhook events' outbox rows inside the caller's transaction."""
+    if outbox:
+        conn.executemany(
+            "INSERT INTO outbox (session_id, event_id, type, created_at, workspace_id, data) VALUES (?,?,?,?,?,?)",
+            [
+                (e.session_id, e.event_id, e.type, rfc3339(e.created_at), e.workspace_id, _outbox_data(e))
+                for e in outbox
+            ],
+        )
 
 
 class SqliteOutbox:
