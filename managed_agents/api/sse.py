@@ -7,6 +7,10 @@ clients. The stream ends cleanly after `sse_max_seconds` (API Gateway cuts strea
 
 A stream re-checks its credential about once per ping interval (`recheck`, one key lookup): a key revoked, or a
 work item stopped, while its stream is open ends the stream with an `event: error` (authentication_error).
+
+A session deleted while its stream is open ends the stream with `session.deleted`: the notifier says so where it can
+(embedded), else a record read finds it, at most once per `DELETED_CHECK_SECONDS` (AWS: a stream re-reads the log's
+tail every 0.5 s, and a record read after each empty one was half of what an open stream reads).
 """
 
 from __future__ import annotations
@@ -28,6 +32,9 @@ PING = b"event: ping\ndata: {}\n\n"
 CLOSING_TYPES = frozenset({"session.deleted", "session.status_terminated"})
 PREVIEWED_TYPES = frozenset({"agent.message", "agent.thinking"})
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+# How often a stream whose log brings nothing new looks at the session's record for a deletion its notifier cannot
+# tell (AWS); a stream answered from memory (embedded) looks once per ping interval.
+DELETED_CHECK_SECONDS = 2.0
 
 
 class _Logged(NamedTuple):
@@ -136,9 +143,10 @@ async def event_stream(
                 yield frame(deleted_event())
                 return
             # A session deleted without its notice reaching this process (a lost hub line, or another Lambda on
-            # AWS): found by a record read after a store read that brought nothing, or, when the pass was answered
-            # from memory (nothing new is known, an idle stream), at most once per ping interval.
-            if not events and (known is None or time.monotonic() - last_found >= ping_seconds):
+            # AWS): found by a record read after a pass that brought nothing, at most once per DELETED_CHECK_SECONDS
+            # after a store read, or once per ping interval when the pass was answered from memory (an idle stream).
+            every = DELETED_CHECK_SECONDS if known is None else ping_seconds
+            if not events and time.monotonic() - last_found >= every:
                 if not await still_exists():
                     yield frame(deleted_event())
                     return

@@ -185,3 +185,73 @@ def test_a_stream_waits_on_its_subscription_without_a_task_of_its_own() -> None:
         assert not sub.deleted
 
     _run(run)
+
+
+def test_an_idle_aws_stream_reads_the_session_record_once_per_check_interval_not_after_each_poll(
+    tmp_path: Path,
+) -> None:
+    async def run() -> None:
+        # Given an AWS stream (the polling notifier: every pass reads the store) on a session with nothing new
+        inner = CountingStore(SqliteDatabase(tmp_path / "db"))
+        inner.append("sesn_a", _events(1))
+        exists_checks = 0
+
+        async def still_exists() -> bool:
+            nonlocal exists_checks
+            exists_checks += 1
+            return True
+
+        stream = event_stream(
+            store=inner,
+            session_id="sesn_a",
+            subscription=PollingNotifier(poll_seconds=0.01).subscribe("sesn_a"),
+            after_seq=1,
+            ping_seconds=60,
+            max_seconds=0,
+            deleted_event=lambda: {},
+            still_exists=still_exists,
+            error_body=lambda exc: {},
+        )
+        pending = asyncio.ensure_future(anext(stream))
+        # When it polls the log 30 times, well within one DELETED_CHECK_SECONDS (2 s)
+        while inner.wire_reads < 30:
+            await asyncio.sleep(0.01)
+        # Then it looked at the session's record at most once (it did after each of the 30 empty polls)
+        assert exists_checks <= 1
+        pending.cancel()
+        await asyncio.gather(pending, return_exceptions=True)
+
+    _run(run)
+
+
+def test_a_session_deleted_under_an_aws_stream_still_ends_it_with_session_deleted(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    import managed_agents.api.sse as sse
+
+    async def run() -> None:
+        # Given an AWS stream on a session, and the session then deleted (its record gone)
+        monkeypatch.setattr(sse, "DELETED_CHECK_SECONDS", 0.05)
+        inner = CountingStore(SqliteDatabase(tmp_path / "db"))
+        inner.append("sesn_a", _events(1))
+
+        async def still_exists() -> bool:
+            return False
+
+        stream = event_stream(
+            store=inner,
+            session_id="sesn_a",
+            subscription=PollingNotifier(poll_seconds=0.01).subscribe("sesn_a"),
+            after_seq=1,
+            ping_seconds=60,
+            max_seconds=0,
+            deleted_event=lambda: {"id": "sevt_x", "type": "session.deleted"},
+            still_exists=still_exists,
+            error_body=lambda exc: {},
+        )
+        # Then the stream ends with the session.deleted event
+        sent = await asyncio.wait_for(anext(stream), 10)
+        assert b"event: session.deleted" in sent
+        assert [chunk async for chunk in stream] == []
+
+    _run(run)
