@@ -150,6 +150,21 @@ def _short(frame: str) -> str:
     return frame
 
 
+# A server starts in a few seconds on a quiet machine and took ~52 s with --workers 2 at load 25: readiness is its own
+# word (below), and this bound only catches a server that hangs without exiting.
+START_SECONDS = 900.0
+READY_LINE = b"Serving on http://"  # `serve` prints it once it listens, with --workers N once every worker serves
+
+
+def _ready(log: Path, url: str) -> bool:
+    """The server said it serves (every worker of `--workers N`: /health alone answers once the first one does)."""
+    try:
+        said = READY_LINE in log.read_bytes()
+    except OSError:
+        return False
+    return said and _healthy(f"{url}/health")
+
+
 def _healthy(url: str) -> bool:
     try:
         return httpx2.get(url, timeout=1).status_code == 200
@@ -197,7 +212,7 @@ def served(
                 root / "model.log",
             )
         )
-        wait_until(lambda: _healthy(f"{model_url}/health") or model.poll() is not None, timeout=60)
+        wait_until(lambda: _healthy(f"{model_url}/health") or model.poll() is not None, timeout=START_SECONDS)
         data_dir = root / "data"
         server_env = {
             **env,
@@ -231,7 +246,7 @@ def served(
         )
         url = f"http://127.0.0.1:{port}"
         try:
-            wait_until(lambda: _healthy(f"{url}/health") or server.poll() is not None, timeout=60)
+            wait_until(lambda: _ready(root / "server.log", url) or server.poll() is not None, timeout=START_SECONDS)
             if server.poll() is not None or model.poll() is not None:
                 raise RuntimeError("a benchmark process exited early:\n" + _tail(root))
         except TimeoutError as exc:

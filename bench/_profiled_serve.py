@@ -270,10 +270,20 @@ class _Timing:
             now = time.perf_counter()
             self.lags.append((now, now - t - self.probe))
 
+    @staticmethod
+    def _since(marks: collections.deque[tuple[float, float]], at: float) -> list[float]:
+        """The values recorded since `at`, newest first. A gc callback appends from whichever thread collects, maybe
+        while this iterates (a RuntimeError: deque mutated): it just iterates again."""
+        while True:
+            try:
+                return [v for _, v in itertools.takewhile(lambda s: s[0] >= at, reversed(marks))]
+            except RuntimeError:
+                continue
+
     def header(self, m: dict[str, float]) -> str:
         arrived = m["arrived"] or m["app"]
-        lag = max((lag for _, lag in itertools.takewhile(lambda s: s[0] >= arrived, reversed(self.lags))), default=0.0)
-        gcs = [d for _, d in itertools.takewhile(lambda s: s[0] >= arrived, reversed(self.gcs))]
+        lag = max(self._since(self.lags, arrived), default=0.0)
+        gcs = self._since(self.gcs, arrived)
         ms = {
             "total": m["done"] - arrived,
             "queued": m["app"] - arrived,
