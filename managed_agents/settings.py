@@ -48,6 +48,12 @@ class ServerSettings(HarnessSettings):
     sse_ping_seconds: float = Field(15.0, gt=0, description="keep-alive interval of event streams")
     sse_max_seconds: float = Field(0.0, ge=0, description="close streams cleanly after this long (0 = never)")
     max_concurrent_sessions: int = Field(256, ge=1, description="harness worker threads of the embedded runtime")
+    request_priority_seconds: float = Field(
+        1.0,
+        ge=0,
+        description="embedded runtime: how long a harness step or an event stream's write waits at most while the"
+        " server answers requests (requests first under a burst; 0 = no wait)",
+    )
     log_level: str = Field("INFO")
     # the API's door (api/edge.py, api/server.py): limits checked before a request reaches its handler
     max_request_body_bytes: int = Field(

@@ -56,6 +56,7 @@ from managed_agents.settings import ServerSettings
 
 if TYPE_CHECKING:  # the embedded adapters load in build_local_runtime: AWS Lambdas import `Runtime` from here
     from managed_agents.adapters.local.in_process_orchestrator import InProcessOrchestrator
+    from managed_agents.adapters.local.request_priority import RequestPriority
     from managed_agents.adapters.local.run_lease import SqliteRunLeases
     from managed_agents.adapters.local.subprocess_sandbox import SubprocessSandboxProvisioner
     from managed_agents.adapters.local.workers import WorkerRole
@@ -401,6 +402,7 @@ def build_local_runtime(
             max_workers=settings.max_concurrent_sessions,
             on_error=harness_failure_reporter(rt.events, resources, clock),
             leases=leases,
+            yield_to=request_priority(settings).wait,
         )
         rt.sessions.svc.orchestrator = rt.orchestrator
         deps.wake = rt.orchestrator.wake  # a session's child threads (harness/threads.py)
@@ -415,6 +417,14 @@ def build_local_runtime(
         if deliverer is not None:
             deliverer.start()
     return rt
+
+
+def request_priority(settings: ServerSettings) -> RequestPriority:
+    """The process's request priority (adapters/local/request_priority.py), bounded by the settings' wait."""
+    from managed_agents.adapters.local.request_priority import PRIORITY
+
+    PRIORITY.max_wait = settings.request_priority_seconds
+    return PRIORITY
 
 
 def local_provisioner(settings: ServerSettings) -> SubprocessSandboxProvisioner:

@@ -20,6 +20,7 @@ import h11
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from managed_agents.adapters.local.request_priority import PRIORITY
 from managed_agents.domain.ids import new_id
 from managed_agents.settings import ServerSettings
 
@@ -34,6 +35,7 @@ class EdgeH11Protocol(H11Protocol):
         super().__init__(*args, **kwargs)
         self._head_timer: asyncio.TimerHandle | None = None
         self._head_bytes = 0
+        self._counted: object = None  # the request cycle last counted into PRIORITY
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -41,6 +43,8 @@ class EdgeH11Protocol(H11Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
+        if self.cycle is not None:  # a request whose client left before its response started
+            answered(self.cycle.scope)
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -53,6 +57,12 @@ class EdgeH11Protocol(H11Protocol):
         if self.cycle is not None and not self.cycle.response_complete:  # the head is in: the app takes over
             self._disarm()
             self._head_bytes = 0
+            if self.cycle is not self._counted:  # a new request: background work waits until it is answered
+                self._counted = self.cycle
+                scope: dict[str, Any] = self.cycle.scope  # type: ignore[assignment]
+                if PRIORITY.counts(scope["path"]):
+                    PRIORITY.enter()
+                    scope[_COUNTED] = True
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
@@ -96,6 +106,37 @@ class EdgeH11Protocol(H11Protocol):
             self.transport.close()
 
 
+_COUNTED = "managed_agents.priority"  # scope key: the request is counted in PRIORITY until its response starts
+
+
+def answered(scope: Any) -> None:
+    """The request's response started (or never will): it no longer holds background work back. Once per request."""
+    if scope.pop(_COUNTED, False):
+        PRIORITY.leave()
+
+
+def prioritized(app: Any) -> Any:
+    """The app, with each request counted in PRIORITY (adapters/local/request_priority.py) until its response
+    starts: an event stream counts while its handler checks it, not while it streams."""
+
+    async def wrapper(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or _COUNTED not in scope:
+            await app(scope, receive, send)
+            return
+
+        async def send_started(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                answered(scope)
+            await send(message)
+
+        try:
+            await app(scope, receive, send_started)
+        finally:
+            answered(scope)
+
+    return wrapper
+
+
 def freeze_heap() -> None:
     """Put every object alive now out of the garbage collector's sight (`gc.freeze`), once a server process has
     built what it keeps (its modules, runtime and app: ~250,000 objects).
@@ -123,4 +164,4 @@ def uvicorn_config(app: Any, *, host: str, port: int, settings: ServerSettings, 
         "h11_max_incomplete_event_size": settings.max_header_bytes,
         **kwargs,
     }
-    return uvicorn.Config(app, host=host, port=port, http=protocol, **options)
+    return uvicorn.Config(prioritized(app), host=host, port=port, http=protocol, **options)

@@ -93,7 +93,10 @@ async def event_stream(
     error_body: Callable[[Exception], dict[str, Any]],
     recheck: Callable[[], Awaitable[None]] | None = None,
     page: int = 500,
+    yield_to: Callable[[], Awaitable[None]] | None = None,
 ) -> AsyncIterator[bytes]:
+    """`yield_to`: awaited once the stream is woken, before it reads and writes (the embedded server's requests
+    first: adapters/local/request_priority.py)."""
     started = last_sent = last_check = last_found = time.monotonic()
     # the embedded notifier's tail (adapters/local/notifier.py): events appended in this process, from memory
     from_memory = getattr(subscription, "logged_after", None)
@@ -159,6 +162,8 @@ async def event_stream(
             if max_seconds:
                 wait = min(wait, max_seconds - (now - started))
             await subscription.wait(max(0.0, wait))
+            if yield_to is not None:
+                await yield_to()
     except ApiError as exc:  # the stream is already 200: report in-band (a revoked key, a deleted session)
         yield error_frame(error_body(exc))
     except Exception as exc:

@@ -85,9 +85,12 @@ class InProcessOrchestrator:
         max_workers: int = 256,
         on_error: Callable[[str, BaseException], None],
         leases: SqliteRunLeases | None = None,
+        yield_to: Callable[[], object] | None = None,
     ):
         self.deps = deps
         self.leases = leases
+        # before each step (the lease's acquisition included): the server's requests first (request_priority.py)
+        self.yield_to = yield_to or (lambda: None)
         self.interrupt_hooks: list[Callable[[str], object]] = []
         self._executor = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="harness")
         self._lock = threading.Lock()
@@ -157,6 +160,7 @@ class InProcessOrchestrator:
         self._executor.shutdown(wait=True, cancel_futures=True)
 
     def _drive(self, session_id: str, run: _Run) -> None:
+        self.yield_to()
         lease = None
         if self.leases is not None:
             lease = self._acquire(session_id, run)
@@ -192,6 +196,7 @@ class InProcessOrchestrator:
     def _loop(self, session_id: str, run: _Run, lease: Lease | None) -> None:
         while True:
             try:
+                self.yield_to()
                 outcome: Outcome = advance(session_id, self.deps, run.token)
             except Exception as exc:
                 log.exception("harness failed", extra={"session_id": session_id})

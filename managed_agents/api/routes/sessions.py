@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import Depends, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
+from managed_agents.adapters.local.request_priority import PRIORITY
 from managed_agents.api import betas
 from managed_agents.api.deps import (
     EventLimit,
@@ -245,6 +246,7 @@ async def open_event_stream(
         still_exists=still_exists,
         error_body=error_body,
         recheck=recheck,
+        yield_to=PRIORITY.wait_async,
     )
     headers = {"cache-control": "no-cache", "x-accel-buffering": "no"}
     return StreamingResponse(body, media_type="text/event-stream", headers=headers)
