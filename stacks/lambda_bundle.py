@@ -13,8 +13,9 @@ The dependencies are cached by content hash in `.build/lambda-deps/` (the lock, 
 the platform, and whether bytecode was compiled): a synth whose lock did not change links them from there in well
 under a second, and only the application code is copied and compiled again.
 
-Needs `uv` (the app runs under `uv run`), and for the bytecode an interpreter of the runtime's Python version
-(`find_interpreter`: uv-managed, on PATH, pyenv's, or one uv downloads). Without one, the bundle ships sources only
+Needs `uv` (the one running the app: `$UV`, else PATH), and for the bytecode an interpreter of the runtime's Python
+version (`find_interpreter`: uv-managed, on PATH, pyenv's, or one uv downloads). Without one, the bundle ships
+sources only
 and says so on stderr: every cold start then compiles what it imports (about twice the import time,
 bench/lambda_cold_path.py), which SnapStart functions pay once per version, at publish.
 """
@@ -52,11 +53,13 @@ def _say(message: str) -> None:
 
 
 def _uv() -> str:
-    found = shutil.which("uv")
+    """The uv that runs the app (`uv run` says which in `$UV`; scripts/uv may have put it outside PATH), else PATH's."""
+    ran = os.environ.get("UV")
+    found = ran if ran and os.access(ran, os.X_OK) else shutil.which("uv")
     if found is None:
         raise BundlingError(
-            "uv is not on PATH: install it (https://docs.astral.sh/uv/, or `pip install uv`) and run the app through "
-            "`uv run` (cdk.json does)"
+            "uv not found: run the app through `scripts/uv run` (cdk.json does; it installs uv when missing) or put "
+            "uv on PATH (https://docs.astral.sh/uv/)"
         )
     return found
 
