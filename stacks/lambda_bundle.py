@@ -15,8 +15,7 @@ under a second, and only the application code is copied and compiled again.
 
 Needs `uv` (the one running the app: `$UV`, else PATH), and for the bytecode an interpreter of the runtime's Python
 version (`find_interpreter`: uv-managed, on PATH, pyenv's, or one uv downloads). Without one, the bundle ships
-sources only
-and says so on stderr: every cold start then compiles what it imports (about twice the import time,
+sources only and says so on stderr: every cold start then compiles what it imports (about twice the import time,
 bench/lambda_cold_path.py), which SnapStart functions pay once per version, at publish.
 """
 
