@@ -128,6 +128,7 @@ class Runtime:
             while not self._reaper_stop.wait(self.settings.deployment_tick_seconds):
                 try:
                     deployments.run_due()
+                    deployments.finish_pending_runs()  # fires cut off after their claim (another worker's)
                 except Exception:
                     log.exception("deployment scheduler failed")
 
@@ -147,6 +148,9 @@ class Runtime:
         stuck = self.resources.find("session", "status", ["running", "rescheduling"])
         for rec in stuck:
             self.orchestrator.take_over(rec.id)
+        # deployment runs claimed by a fire that was cut off (a finish racing a fire still in flight in another
+        # worker is safe: services/deployments.py, "A fire cut off after its claim")
+        self.deployments.finish_pending_runs(grace_seconds=0)
         return len(stuck)
 
     def close(self) -> None:

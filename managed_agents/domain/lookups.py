@@ -28,7 +28,7 @@ LOOKUPS: Mapping[str, tuple[str, ...]] = {
     # services/deployments.py: the embedded scheduler's scheduled deployments; a deployment's runs
     # and (AWS) the deployments whose external schedule has not followed their last write yet
     "deployment": ("agent_id", "scheduled", "schedule_sync"),
-    "deployment_run": ("deployment_id",),
+    "deployment_run": ("deployment_id", "pending"),  # a deployment's runs; the runs claimed and not finished
     # services/webhooks.py: an endpoint's delivery log, the deliverer's pending deliveries
     "webhook_delivery": ("endpoint_id", "state"),
     "memory_store_session": ("store_id",),  # the sessions that have a store
@@ -42,6 +42,7 @@ SPARSE_LOOKUPS: Mapping[tuple[str, str], frozenset[str | int]] = {
     ("work", "state"): frozenset({"queued", "starting", "active", "stopping"}),
     ("deployment", "scheduled"): frozenset({"yes"}),  # active, scheduled and not archived
     ("deployment", "schedule_sync"): frozenset({"pending"}),
+    ("deployment_run", "pending"): frozenset({"yes"}),
     ("webhook_delivery", "state"): frozenset({"pending"}),
 }
 

@@ -25,6 +25,13 @@ Decisions where the SDK is silent ([inferred]):
 * **Jitter**: each fire starts a stable per-deployment offset after its cron instant (at most
   `deployment_max_jitter_seconds`, and a tenth of the schedule's period); `upcoming_runs_at` lists the times the
   runs will start, jitter included; `scheduled_at` is the cron instant itself.
+* **A fire cut off after its claim** (a crash, a killed request) is finished by `finish_pending_runs`: the claimed
+  run is in the sparse lookup `pending: yes` until its outcome is recorded, and a finish is the same fire again (the
+  run's session id is derived from the run id, so a finish racing the first fire still makes one session and one
+  outcome, and `deployment_run.succeeded|failed` is caused only by the write that records the outcome). Embedded:
+  every claimed run when the server starts (`Runtime.recover`), and at each scheduler pass those claimed more than
+  `PENDING_RUN_GRACE_SECONDS` ago (a worker of several that restarted). A scheduled tick is also re-fired by its
+  scheduler.
 * `last_run_at` is the creation time of the latest scheduled run (success or error); manual runs leave it.
 * Archived deployments report `status: "active"` (SDK docstring), have no upcoming runs, and cannot run.
 * **Schedule sync (AWS)**: the store is the truth and the external schedule (EventBridge Scheduler) follows it. A
@@ -99,6 +106,8 @@ _RUN_ERRORS = {
 INITIAL_EVENTS: TypeAdapter[list[DeploymentInitialEventParams]] = TypeAdapter(list[DeploymentInitialEventParams])
 log = logging.getLogger("managed_agents.deployments")
 SYNC_ATTR, SYNC_PENDING = "schedule_sync", "pending"
+PENDING_ATTR, PENDING_YES = "pending", "yes"  # a run claimed and not finished (sparse lookup)
+PENDING_RUN_GRACE_SECONDS = 60.0  # a claimed run younger than this may still be finishing in its own request
 
 
 @dataclass(frozen=True)
@@ -429,7 +438,11 @@ class DeploymentService:
             "trigger_context": trigger,
             "_pending": True,
         }
-        attrs: dict[str, str | int | None] = {"deployment_id": rec.id, "trigger_type": str(trigger["type"])}
+        attrs: dict[str, str | int | None] = {
+            "deployment_id": rec.id,
+            "trigger_type": str(trigger["type"]),
+            PENDING_ATTR: PENDING_YES,
+        }
         try:
             claim = self.runs.insert(ws, fields, attrs=attrs, id_=run_id, event="started")
         except Conflict:
@@ -454,6 +467,7 @@ class DeploymentService:
                 r.doc.update(outcome)
                 r.doc.pop("_pending", None)
                 r.attrs["has_error"] = "true" if outcome["error"] else "false"
+                r.attrs.pop(PENDING_ATTR, None)
 
         run = self.runs.change(claim, record, event=_run_ended)
         error = cast(JsonObject | None, run.doc.get("error"))
@@ -463,6 +477,38 @@ class DeploymentService:
         for hook in self.fire_hooks:
             hook(out)
         return out
+
+    def finish_pending_runs(self, grace_seconds: float = PENDING_RUN_GRACE_SECONDS) -> int:
+        """Finish the runs whose fire stopped between its claim and its outcome (module docstring, "A fire cut off
+        after its claim") and were claimed at least `grace_seconds` ago; the number finished."""
+        now = self.svc.clock.now()
+        finished = 0
+        for run in self.svc.resources.find(RUN.name, PENDING_ATTR, [PENDING_YES]):
+            if not run.doc.get("_pending") or (now - run.created_at).total_seconds() < grace_seconds:
+                continue
+            try:
+                self._finish(run)
+                finished += 1
+            except Exception:
+                log.exception("a cut-off deployment run could not be finished", extra={"run_id": run.id})
+        return finished
+
+    def _finish(self, run: Record) -> None:
+        dep = self.svc.resources.get(DEPLOYMENT.name, run.workspace_id, str(run.doc["deployment_id"]))
+        if dep is None:  # (deployments are archived, never deleted: a store edited by hand)
+
+            def gone(r: Record) -> None:
+                if r.doc.get("_pending"):
+                    r.doc.pop("_pending", None)
+                    r.doc["error"] = {"type": "unknown_error", "message": "the deployment is gone"}
+                    r.attrs["has_error"] = "true"
+                    r.attrs.pop(PENDING_ATTR, None)
+
+            self.runs.change(run, gone, event=_run_ended)
+            return
+        trigger = cast(JsonObject, run.doc.get("trigger_context") or {})
+        scheduled = trigger.get("scheduled_at") if trigger.get("type") == "schedule" else None
+        self._fire(dep, parse_rfc3339(str(scheduled)) if scheduled else None, run_id=run.id)
 
     def _after_scheduled_run(self, ws: str, deployment_id: str, run: Record, error: JsonObject | None) -> None:
         current = self.svc.resources.get(DEPLOYMENT.name, ws, deployment_id)

@@ -16,7 +16,7 @@ from managed_agents.testing.loopback import free_port
 from managed_agents.testing.scripted_model import ScriptedModelServer
 from tests.e2e.conftest import wait_idle, wait_until
 from tests.e2e.loopback_http import serve
-from tests.e2e.serve_process import ServeProcess
+from tests.e2e.serve_process import REPO, ServeProcess
 from tests.e2e.test_webhooks_delivery import Receiver, _say, _session
 
 
@@ -50,3 +50,83 @@ def test_kill9_between_the_event_and_its_delivery_loses_nothing(tmp_path: Path) 
             assert payload["data"] == {**payload["data"], "type": "session.status_idled", "id": sid}
         finally:
             second.stop()
+
+
+ONE = ("--workers", "1")  # (with several, the supervisor outlives a killed worker: tests/e2e/test_fault_workers.py)
+KILL_IN_RUN = """
+import os, signal
+from managed_agents.services import deployments
+
+_start = deployments.DeploymentService._start_session
+_at = os.environ["TEST_KILL_IN_RUN"]
+
+
+def _start_session(self, ws, doc, session_id):
+    if _at == "claimed":
+        os.kill(os.getpid(), signal.SIGKILL)  # the run is claimed (deployment_run.started), no session yet
+    created = _start(self, ws, doc, session_id)
+    os.kill(os.getpid(), signal.SIGKILL)  # the session is created, the run's outcome not recorded
+    return created
+
+
+deployments.DeploymentService._start_session = _start_session
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kill_at", ["claimed", "session_created"])
+def test_kill9_during_a_manual_deployment_run_then_restart_finishes_it_once(tmp_path: Path, kill_at: str) -> None:
+    r = Receiver()
+    wanted = ["deployment_run.started", "deployment_run.succeeded", "deployment_run.failed", "session.created"]
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(KILL_IN_RUN)
+    env = {"MANAGED_AGENTS_WEBHOOK_POLL_SECONDS": "0.05"}
+    killing = {**env, "PYTHONPATH": f"{hook}:{REPO}", "TEST_KILL_IN_RUN": kill_at}
+    with ScriptedModelServer(fallback="echo") as model, serve(r.handler()) as base:
+        data_dir, port = tmp_path / "data", free_port()
+        # Given a server that dies (SIGKILL) inside a manual deployment run, at `kill_at`
+        first = ServeProcess(data_dir, port, model.base_url, tmp_path / "serve.log", args=ONE, env=killing)
+        try:
+            admin_key = (data_dir / "admin.key").read_text().strip()
+            client = anthropic.Anthropic(base_url=first.url, api_key=admin_key, max_retries=0)
+            endpoint = client.beta.organization.webhooks.create(url=base + "/hooks", enabled_events=wanted)  # type: ignore[arg-type]
+            agent = client.beta.agents.create(name="a", model="claude-sonnet-4-6")
+            env_id = client.beta.environments.create(name="e", config={"type": "cloud"}).id
+            dep = client.beta.deployments.create(
+                agent=agent.id,
+                environment_id=env_id,
+                name="d",
+                initial_events=[{"type": "user.message", "content": [{"type": "text", "text": "nightly"}]}],
+            )
+            with pytest.raises(anthropic.APIConnectionError):
+                client.beta.deployments.run(dep.id)
+            wait_until(lambda: first.proc.poll() is not None, timeout=30)
+            assert first.proc.returncode == -9, "the server was not killed inside the run"
+        finally:
+            first.stop()
+        # When the server is restarted on the same data dir
+        second = ServeProcess(data_dir, port, model.base_url, tmp_path / "serve.log", args=ONE, env=env)
+        try:
+            # Then the run is finished: one run, with one session, which runs its initial message
+            (run,) = wait_until(
+                lambda: [x for x in client.beta.deployment_runs.list(deployment_id=dep.id) if x.session_id], 60
+            )
+            assert run.error is None and len(list(client.beta.deployment_runs.list(deployment_id=dep.id))) == 1
+            wait_idle(client, run.session_id, timeout=60)
+            assert [s.id for s in client.beta.sessions.list()] == [run.session_id]
+            # And its webhooks arrive: started, the session's created, succeeded, each one event
+            got = wait_until(lambda: len({json.loads(b)["id"] for _, b in r.delivered()}) >= 3 and r.delivered(), 60)
+        finally:
+            second.stop()
+    # (at least once: a delivery the first server made and had not recorded is made again; receivers deduplicate on
+    # the payload id, the same at every attempt)
+    events = [client.beta.webhooks.unwrap(body, headers=h, key=endpoint.signing_secret) for h, body in got]
+    distinct = {e.id: e for e in events}.values()
+    assert sorted((e.data.type, e.data.id) for e in distinct) == sorted(
+        [
+            ("deployment_run.started", run.id),
+            ("deployment_run.succeeded", run.id),
+            ("session.created", run.session_id),
+        ]
+    )
