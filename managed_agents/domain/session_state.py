@@ -28,6 +28,7 @@ from typing import Literal, cast
 
 from managed_agents.domain.events import STATUS_BY_EVENT, THREAD_STATUS_BY_EVENT, JsonObject, StoredEvent
 from managed_agents.domain.outcomes import DEFAULT_MAX_ITERATIONS, Outcome, brief, feedback
+from managed_agents.domain.threads import answered_through_session
 
 ToolKind = Literal["builtin", "custom", "mcp", "server", "thread"]
 # the answers a user (or a sandbox worker) gives a child thread's calls through the session (harness/threads.py)
@@ -141,6 +142,11 @@ class SessionState:
     interrupt_event: StoredEvent | None = None  # the session's own interrupt being handled (interrupt_seq's)
     # child threads stopped at the session's budget (their `session.thread_status_idle` copies: harness/budget.py)
     threads_at_budget: set[str] = field(default_factory=set)
+    # a child thread's log (it opens with the message its coordinator sent): its own events that are copied to its
+    # session's log (status changes, calls answered through the session), until a step made sure the copies are
+    # there (harness/threads.py `copy_to_session`: a copy lost to a crash after the child's write is made again)
+    thread_log: bool = False
+    uncopied: list[StoredEvent] = field(default_factory=list)
 
     @property
     def unresolved(self) -> list[ToolCall]:
@@ -178,6 +184,10 @@ def fold(events: Iterable[StoredEvent], state: SessionState | None = None) -> Se
 
 def _apply(st: SessionState, ev: StoredEvent) -> None:
     t, p, internal = ev.type, ev.payload, ev.internal or {}
+    if st.thread_log and (
+        (internal.get("own") and t in THREAD_STATUS_BY_EVENT) or answered_through_session(t, p, internal)
+    ):
+        st.uncopied.append(ev)
     if t in ("user.message", "system.message", "user.define_outcome"):
         st.last_input_seq = ev.seq
     if t == "user.define_outcome":
@@ -282,6 +292,7 @@ def _apply(st: SessionState, ev: StoredEvent) -> None:
             if c is not None and not c.resolved:
                 c.resolve(cast(list[JsonObject], p.get("content") or []), bool(internal.get("is_error")))
         else:  # the message that opens a child thread: its input
+            st.thread_log = True
             st.last_input_seq = ev.seq
             st.pending.extend(_message_content(cast(list[JsonObject], p.get("content") or [])))
     elif t == "user.tool_confirmation":

@@ -52,3 +52,18 @@ def thread_agent(agent: JsonObject) -> JsonObject:
     out = {k: agent.get(k) for k in THREAD_AGENT_FIELDS}
     out["type"] = "agent"
     return out
+
+
+def answered_through_session(type_: str, payload: JsonObject, internal: JsonObject | None) -> bool:
+    """A child's call that the session's side answers: a custom tool, an ask-gated call, a sandbox tool (the session's
+    worker runs it)."""
+    if type_ == "agent.custom_tool_use":
+        return True
+    if type_ == "agent.mcp_tool_use":
+        return payload.get("evaluated_permission") == "ask"
+    if type_ == "agent.tool_use":
+        kind = (internal or {}).get("kind")
+        return payload.get("evaluated_permission") == "ask" or (
+            kind == "builtin" and payload.get("evaluated_permission") == "allow"
+        )
+    return False

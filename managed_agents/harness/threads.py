@@ -20,16 +20,17 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import cast
 
 from managed_agents.domain.errors import Conflict, DuplicateEvent
-from managed_agents.domain.events import STATUS_BY_EVENT, JsonObject, NewEvent, StoredEvent
+from managed_agents.domain.events import STATUS_BY_EVENT, THREAD_STATUS_BY_EVENT, JsonObject, NewEvent, StoredEvent
 from managed_agents.domain.ids import deterministic_event_id
 from managed_agents.domain.session_state import SessionState, ToolCall
 from managed_agents.domain.threads import (
     KIND,
     answer_id,
+    answered_through_session,
     child_thread_id,
     is_thread_id,
     primary_thread_id,
@@ -313,19 +314,42 @@ def run_record(resources: ResourceStore, run_id: str) -> Record | None:
     return resources.get_by_id(KIND if is_thread_id(run_id) else "session", run_id)
 
 
-def answered_through_session(type_: str, payload: JsonObject, internal: JsonObject | None) -> bool:
-    """A child's call that the session's side answers: a custom tool, an ask-gated call, a sandbox tool (the session's
-    worker runs it)."""
-    if type_ == "agent.custom_tool_use":
-        return True
-    if type_ == "agent.mcp_tool_use":
-        return payload.get("evaluated_permission") == "ask"
-    if type_ == "agent.tool_use":
-        kind = (internal or {}).get("kind")
-        return payload.get("evaluated_permission") == "ask" or (
-            kind == "builtin" and payload.get("evaluated_permission") == "allow"
-        )
-    return False
+def copies(session_id: str, thread_id: str, events: Iterable[NewEvent | StoredEvent]) -> list[NewEvent]:
+    """What a child's own events put on its session's log: its status changes (ids derived from the child's) and its
+    calls that the session's client or sandbox answers (same ids, marked with the thread: the answer is sent to the
+    session and routed by id; api-reference §3.3: "cross-posted subagent requests carry session_thread_id")."""
+    out: list[NewEvent] = []
+    for e in events:
+        if e.type in THREAD_STATUS_BY_EVENT:
+            out.append(NewEvent(deterministic_event_id(session_id, f"x@{e.id}"), e.type, e.payload, None))
+        elif answered_through_session(e.type, e.payload, e.internal):
+            payload = {**e.payload, "session_thread_id": thread_id}
+            out.append(NewEvent(e.id, e.type, payload, {"thread": thread_id}))
+    return out
+
+
+def copy_to_session(events: EventStore, session_id: str, thread_id: str, st: SessionState) -> bool:
+    """Make sure the copies of a child's own events (`st.uncopied`, from its fold) are on its session's log; True when
+    one was missing and is made now (a crash came between the child's write and the copy's).
+
+    The copies are made in the order of the child's writes, each batch's at once (`_Turn.append`), and every step of
+    the child runs this before it writes anything: so when the latest copy is there, all are, and only the copies
+    after the last one found are looked at (one read after a restart, none while a step's state is cached)."""
+    missing: list[NewEvent] = []
+    for ev in reversed(st.uncopied):
+        (copy,) = copies(session_id, thread_id, [ev])
+        if events.get(session_id, copy.id) is not None:
+            break
+        missing.append(copy)
+    st.uncopied.clear()
+    made = False
+    for copy in reversed(missing):
+        try:
+            events.append(session_id, [copy])
+            made = True
+        except DuplicateEvent:
+            pass  # copied meanwhile
+    return made
 
 
 def awaited(st: SessionState) -> list[tuple[str, str]]:

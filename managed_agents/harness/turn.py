@@ -215,12 +215,12 @@ class _Turn:
         except DuplicateEvent:
             log.info("batch already in the log", extra={"session_id": self.sid, "key": key})
             stored = []
+        if stored and not folded:
+            self.fold_in(stored)
         if self.thread:
             self._cross_post(batch, key, usage_copies)
         if not stored:
             return []
-        if not folded:
-            self.fold_in(stored)
         if sync is not None and sync.written is not None:
             self.rec = sync.written
         elif synced and stored and sync is None:
@@ -239,26 +239,20 @@ class _Turn:
         return out
 
     def _cross_post(self, batch: Sequence[NewEvent], key: str, usage: Sequence[Entry] = ()) -> None:
-        """A child's status changes also go to its session's log (idempotent: ids derived from the child's), and its
-        tool calls that the session's client or sandbox answers, under their own ids, marked with the thread: a
-        confirmation, a custom tool's result or a sandbox worker's result is sent to the session and routed by id
-        (api-reference §3.3: "cross-posted subagent requests carry session_thread_id"). Its `session.usage`
-        snapshots (the session's figures: harness/budget.py) go to the session's log only."""
+        """A child's copies of its batch on its session's log (threads.copies), in one write; its `session.usage`
+        snapshots (the session's figures: harness/budget.py) go to the session's log only. Every copy this step's
+        fold was waiting for is then there (a re-run's copies too: the step began with threads.copy_to_session)."""
         copies: list[NewEvent] = [
             NewEvent(deterministic_event_id(self.session_id, f"u@{self.sid}:{key}", i), type_, payload, internal)
             for i, (type_, payload, internal) in enumerate(usage)
         ]
-        for e in batch:
-            if e.type in THREAD_STATUS_BY_EVENT:
-                copies.append(NewEvent(deterministic_event_id(self.session_id, f"x@{e.id}"), e.type, e.payload, None))
-            elif threads.answered_through_session(e.type, e.payload, e.internal):
-                payload = {**e.payload, "session_thread_id": self.sid}
-                copies.append(NewEvent(e.id, e.type, payload, {"thread": self.sid}))
+        copies += threads.copies(self.session_id, self.sid, batch)
         if copies:
             try:
                 self.deps.events.append(self.session_id, copies)
             except DuplicateEvent:
                 pass
+        self.state.uncopied.clear()
 
     @property
     def session_id(self) -> str:
@@ -325,6 +319,10 @@ def _copies(turn: _Turn) -> None:
     answers its session got for its calls; a session copies its interrupts of one child into that child's log."""
     deps, st = turn.deps, turn.state
     if turn.thread:
+        # first the copies of its own events a crash may have cut off (a call the user must answer, a stop at the
+        # budget): the session learns of them when woken
+        if threads.copy_to_session(deps.events, turn.session_id, turn.sid, st) and deps.wake is not None:
+            deps.wake(turn.session_id)
         turn.fold_in(threads.pull_answers(deps.events, turn.session_id, turn.sid, st))
         return
     for tid, interrupt in list(st.thread_interrupts.items()):

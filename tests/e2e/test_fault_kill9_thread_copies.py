@@ -1,7 +1,8 @@
-"""What crosses from a session's log into a child thread's survives `kill -9` between the two writes (harness/
+"""What crosses between a session's log and a child thread's survives `kill -9` between the two writes (harness/
 threads.py): the server is killed at the very append that copies an interrupt, or a user's answer, into the child's
-log (a `sitecustomize` in the first server process SIGKILLs it there), then restarted on the same data dir; the copy
-is made after the restart, once, and every thread finishes."""
+log, or a child's call or status change into the session's (a `sitecustomize` in the first server process SIGKILLs
+it there), then restarted on the same data dir; the copy is made after the restart, once, and every thread
+finishes."""
 
 from __future__ import annotations
 
@@ -24,11 +25,16 @@ from managed_agents.adapters.local import sqlite_store
 
 _append = sqlite_store.SqliteEventStore.append
 _kill_type = os.environ["TEST_KILL_AT_THREAD_COPY"]
+_into_thread = os.environ["TEST_KILL_COPY_INTO"] == "thread"
 
 
 def append(self, session_id, events, **kw):
-    if session_id.startswith("sthr_") and any(e.type == _kill_type for e in events):
+    if _into_thread and session_id.startswith("sthr_") and any(e.type == _kill_type for e in events):
         os.kill(os.getpid(), signal.SIGKILL)  # after the session's write, before the child's copy
+    if not _into_thread and not session_id.startswith("sthr_") and any(
+        e.type == _kill_type and "session_thread_id" in e.payload for e in events
+    ):
+        os.kill(os.getpid(), signal.SIGKILL)  # after the child's write, before the session's copy
     return _append(self, session_id, events, **kw)
 
 
@@ -51,16 +57,20 @@ def _delegate(agent: str, message: str) -> dict[str, Any]:
 
 
 class Crash:
-    """A server that dies (SIGKILL) when it copies an event of `kill_type` into a child thread's log, then a
-    restarted one on the same data dir."""
+    """A server that dies (SIGKILL) when it copies an event of `kill_type` between a session's log and a child
+    thread's, then a restarted one on the same data dir."""
 
-    def __init__(self, tmp_path: Path, model: ScriptedModelServer, kill_type: str) -> None:
+    def __init__(self, tmp_path: Path, model: ScriptedModelServer, kill_type: str, into: str = "thread") -> None:
         self.tmp_path, self.model = tmp_path, model
         self.data_dir, self.port = tmp_path / "data", free_port()
         hook = tmp_path / "hook"
         hook.mkdir()
         (hook / "sitecustomize.py").write_text(KILL_AT_COPY)
-        env = {"PYTHONPATH": f"{hook}:{Path(__file__).resolve().parents[2]}", "TEST_KILL_AT_THREAD_COPY": kill_type}
+        env = {
+            "PYTHONPATH": f"{hook}:{Path(__file__).resolve().parents[2]}",
+            "TEST_KILL_AT_THREAD_COPY": kill_type,
+            "TEST_KILL_COPY_INTO": into,
+        }
         self.procs = [self._serve(env)]
         admin_key = (self.data_dir / "admin.key").read_text().strip()
         self.client = anthropic.Anthropic(base_url=self.procs[0].url, api_key=admin_key, max_retries=0)
@@ -70,12 +80,12 @@ class Crash:
         return ServeProcess(self.data_dir, self.port, self.model.base_url, log, args=("--workers", "1"), env=env)
 
     def send_and_die(self, sid: str, event: Any) -> None:
-        """Send `event`; the server dies copying it (or what it causes) into a child's log; restart it."""
+        """Send `event`; the server dies copying it (or what it causes) between the logs; restart it."""
         try:
             self.client.beta.sessions.events.send(sid, events=[event])
         except anthropic.APIConnectionError:
             pass  # killed before it answered (the session's write was made: the send had logged it)
-        wait_until(lambda: self.procs[0].proc.poll() is not None, timeout=30)
+        wait_until(lambda: self.procs[0].proc.poll() is not None, timeout=60)
         assert self.procs[0].proc.returncode == -9, "the server was not killed at the copy"
         self.procs.append(self._serve())
 
@@ -220,4 +230,75 @@ def test_kill9_while_copying_a_custom_tool_result_into_the_child_then_restart_de
     assert [e.content[0].text for e in events if e.type == "agent.message"] == ["Cleanup is TICKET-7."]
     assert [e.type for e in events].count("user.custom_tool_result") == 1
     assert own.count("user.custom_tool_result") == 1 and own[-1] == "agent.thread_message_sent"
+    model.assert_complete()
+
+
+@pytest.mark.slow
+def test_kill9_while_copying_a_childs_custom_tool_call_to_the_session_then_restart_still_asks_the_user(
+    tmp_path: Path, model: ScriptedModelServer
+) -> None:
+    # Given a child whose model calls a custom tool (answered by the session's client)
+    model.push(
+        {"match": "clean up", "content": [_delegate("flights", "clean the disk")]},
+        {"match": "clean the disk", "content": [{"type": "tool_use", "name": "ticket", "input": {"title": "disk"}}]},
+        {"match": "TICKET-7 filed", "content": [{"type": "text", "text": "opened TICKET-7"}]},
+        {"match": "opened TICKET-7", "content": [{"type": "text", "text": "Cleanup is TICKET-7."}]},
+    )
+    crash = Crash(tmp_path, model, "agent.custom_tool_use", into="session")
+    try:
+        client = crash.client
+        sid = _coordinator(client, TICKET)
+        # When the server dies after the child logged the call, before the session's copy of it
+        crash.send_and_die(sid, _msg("clean up"))
+        client = crash.client
+        # Then after the restart the session still asks its user for the call (it was copied once)
+        events = _idle_with(client, sid, 1)
+        _, (child,) = _threads(client, sid)
+        customs = [e for e in events if e.type == "agent.custom_tool_use"]
+        assert [(e.session_thread_id, e.name) for e in customs] == [(child.id, "ticket")]
+        assert events[-1].stop_reason.type == "requires_action"
+        assert events[-1].stop_reason.event_ids == [customs[0].id]
+        # And the answer reaches the child, which answers the coordinator
+        result = {
+            "type": "user.custom_tool_result",
+            "custom_tool_use_id": customs[0].id,
+            "content": [{"type": "text", "text": "TICKET-7 filed"}],
+        }
+        client.beta.sessions.events.send(sid, events=[result])  # type: ignore[list-item]
+        events = _idle_with(client, sid, 2)
+    finally:
+        crash.stop()
+    assert [e.content[0].text for e in events if e.type == "agent.message"] == ["Cleanup is TICKET-7."]
+    assert [e.type for e in events].count("agent.custom_tool_use") == 1
+    model.assert_complete()
+
+
+@pytest.mark.slow
+def test_kill9_while_copying_a_childs_status_change_to_the_session_then_restart_copies_it_once(
+    tmp_path: Path, model: ScriptedModelServer
+) -> None:
+    # Given a child that answers at once
+    model.push(
+        {"match": "book it", "content": [_delegate("flights", "find a flight")]},
+        {"match": "find a flight", "content": [{"type": "text", "text": "AF 123"}]},
+        {"match": "AF 123", "content": [{"type": "text", "text": "Booked AF 123."}]},
+    )
+    crash = Crash(tmp_path, model, "session.thread_status_idle", into="session")
+    try:
+        client = crash.client
+        sid = _coordinator(client)
+        # When the server dies after the child logged its idle status, before the session's copy of it
+        crash.send_and_die(sid, _msg("book it"))
+        client = crash.client
+        # Then after the restart the session's log has each status change of the child once, in its order
+        events = _idle_with(client, sid, 1)
+        _, (child,) = _threads(client, sid)
+        own = list(client.beta.sessions.threads.events.list(child.id, session_id=sid))
+    finally:
+        crash.stop()
+    copied = [e for e in events if e.type.startswith("session.thread_status_")]
+    statuses = [e for e in own if e.type.startswith("session.thread_status_")]
+    assert [(e.type, e.session_thread_id) for e in copied] == [(e.type, child.id) for e in statuses]
+    assert [e.type for e in statuses] == ["session.thread_status_running", "session.thread_status_idle"]
+    assert [e.content[0].text for e in events if e.type == "agent.message"] == ["Booked AF 123."]
     model.assert_complete()

@@ -5,10 +5,13 @@ copies on the session's log do not."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
-from managed_agents.domain.events import JsonObject, StoredEvent
+from managed_agents.adapters.local.sqlite_store import SqliteDatabase, SqliteEventStore
+from managed_agents.domain.events import JsonObject, NewEvent, StoredEvent
 from managed_agents.domain.session_state import fold
 from managed_agents.harness import step, threads
+from managed_agents.ports import iter_all
 
 Entry = tuple[str, JsonObject, JsonObject | None]
 NOW = datetime.now(UTC)
@@ -107,3 +110,51 @@ def test_a_child_stopped_at_the_budget_stops_the_session_until_it_runs_again() -
     # And the stop of a thread this call does not wait on does not stop the session
     other = ("session.thread_created", {"session_thread_id": "sthr_y", "agent_name": "flights"}, {"call": "sevt_4"})
     assert isinstance(_decide(USER, RUNNING, START, SENT, END, other, budget_stop), step.WaitForThreads)
+
+
+def test_a_childs_copies_lost_after_its_write_are_made_again_in_order_and_only_the_last_is_read(
+    tmp_path: Path,
+) -> None:
+    # Given a child's log: its opening message, its own status changes and a custom tool call (copied to its session)
+    store = SqliteEventStore(SqliteDatabase(tmp_path / "db"))
+    own = {"own": True}
+    child = store.append(
+        "sthr_x",
+        [
+            NewEvent("sevt_1", "agent.thread_message_received", {"content": []}, None),
+            NewEvent("sevt_2", "session.thread_status_running", {"session_thread_id": "sthr_x"}, own),
+            NewEvent("sevt_3", "agent.custom_tool_use", {"name": "ticket", "input": {}}, {"kind": "custom"}),
+            NewEvent("sevt_4", "agent.message", {"content": []}, None),
+            NewEvent("sevt_5", "session.thread_status_idle", {"session_thread_id": "sthr_x"}, own),
+        ],
+    )
+    st = fold(child)
+    assert [e.id for e in st.uncopied] == ["sevt_2", "sevt_3", "sevt_5"]
+    # And the session's log got the first copy only (a crash came before the others)
+    store.append("sesn_a", threads.copies("sesn_a", "sthr_x", child[1:2]))
+    reads: list[str] = []
+    get = store.get
+
+    def counted(session_id: str, event_id: str) -> StoredEvent | None:
+        reads.append(event_id)
+        return get(session_id, event_id)
+
+    store.get = counted  # type: ignore[method-assign]
+    # When the child's next step makes sure of its copies
+    assert threads.copy_to_session(store, "sesn_a", "sthr_x", st)
+    # Then the missing ones are made, in the child's order, after reading back to the first one found
+    logged = list(iter_all(store, "sesn_a"))
+    assert [e.type for e in logged] == [
+        "session.thread_status_running",
+        "agent.custom_tool_use",
+        "session.thread_status_idle",
+    ]
+    assert logged[1].id == "sevt_3" and logged[1].payload["session_thread_id"] == "sthr_x"
+    assert len(reads) == 3 and st.uncopied == []
+    # And once they are there, a fold from the start reads the last copy only and writes nothing
+    reads.clear()
+    again = fold(child)
+    assert not threads.copy_to_session(store, "sesn_a", "sthr_x", again) and len(reads) == 1
+    assert len(list(iter_all(store, "sesn_a"))) == 3
+    # And a session's own log collects nothing to copy
+    assert fold(logged).uncopied == []
