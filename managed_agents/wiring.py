@@ -342,6 +342,7 @@ def build_local_runtime(
         ),
     )
     rt.provisioner, rt.secrets, rt.mcp_proxy = provisioner, secrets, mcp_proxy
+    mcp_proxy.resolver.webhooks = rt.sessions.svc  # a failed OAuth refresh: vault_credential.refresh_failed
     if provisioner is not None and rt.session_resources is not None:  # resources in place before the worker starts
         materializer = Materializer(resources, rt.events, rt.files)
         provisioner.materialize = materializer.prepare

@@ -8,6 +8,7 @@ missing vaults are skipped. The first match wins.
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -18,13 +19,22 @@ import httpx
 
 from managed_agents.domain.clock import Clock, parse_rfc3339, rfc3339
 from managed_agents.domain.events import JsonObject
-from managed_agents.ports import ListQuery, Record, ResourceStore, SecretStore
+from managed_agents.ports import ListQuery, OutboxEntry, Record, ResourceStore, SecretStore
+from managed_agents.services.common import Services
 from managed_agents.services.records import mutate
-from managed_agents.services.vaults import CREDENTIAL, MCP_AUTH_TYPES, VAULT, normalize_server_url
+from managed_agents.services.vaults import (
+    CREDENTIAL,
+    MCP_AUTH_TYPES,
+    REFRESH_FAILED,
+    VAULT,
+    credential_data,
+    normalize_server_url,
+)
 
 REDACTED = "[redacted]"
 MAX_CAPTURED_BODY = 2048
 _SECRET_KEYS = ("token", "secret", "password", "assertion", "code")
+log = logging.getLogger("managed_agents.mcp_proxy")
 
 
 @dataclass
@@ -113,6 +123,8 @@ class CredentialResolver:
     secrets: SecretStore
     clock: Clock
     refresh_timeout: float = 15.0
+    # where a failed refresh records `vault_credential.refresh_failed` (Services.events; None: no webhooks)
+    webhooks: Services | None = None
     _locks: dict[str, threading.Lock] = field(default_factory=dict)
     _locks_guard: threading.Lock = field(default_factory=threading.Lock)
 
@@ -176,7 +188,11 @@ class CredentialResolver:
             if current.token != used and not current.expiring(self.clock.now(), timedelta(0)):
                 return current
             assert current.refresh is not None
-            tokens = self._exchange(current)
+            try:
+                tokens = self._exchange(current)
+            except RefreshFailed:
+                self._failed(rec)
+                raise
             new_secret = dict(current.secret)
             new_secret["access_token"] = str(tokens["access_token"])
             if isinstance(tokens.get("refresh_token"), str) and tokens["refresh_token"]:
@@ -192,6 +208,7 @@ class CredentialResolver:
 
             def change(r: Record) -> None:
                 cast(JsonObject, r.doc["auth"])["expires_at"] = expires_at
+                r.doc.pop(REFRESH_FAILED, None)  # (the next failure is reported again)
 
             try:
                 after = mutate(self.resources, rec, change)
@@ -204,6 +221,33 @@ class CredentialResolver:
             if refreshed is None:
                 raise RefreshFailed("failed", f"{cred.describe()} was archived or deleted")
             return refreshed
+
+    def _failed(self, rec: Record) -> None:
+        """Mark the credential's refresh failed, with `vault_credential.refresh_failed` in the same write: once per
+        failure episode (until a refresh succeeds), not at every call that tries again. A failure to record it is
+        logged: the caller reports the refresh's own failure."""
+        if rec.doc.get(REFRESH_FAILED):
+            return
+        svc = self.webhooks
+        recorded: list[OutboxEntry] = []
+
+        def change(r: Record) -> None:
+            r.doc[REFRESH_FAILED] = rfc3339(self.clock.now())
+
+        def events(before: Record, after: Record) -> list[OutboxEntry]:
+            recorded[:] = []
+            if svc is not None and not before.doc.get(REFRESH_FAILED) and not before.archived:
+                type_ = "vault_credential.refresh_failed"
+                recorded[:] = svc.events(after.workspace_id, type_, after.id, credential_data(after))
+            return recorded
+
+        try:
+            mutate(self.resources, rec, change, events=events)
+        except Exception:
+            log.exception("could not record a failed refresh of credential %s", rec.id)
+            return
+        if svc is not None:
+            svc.recorded(recorded)
 
     def _exchange(self, cred: ResolvedCredential) -> JsonObject:
         refresh = cast(JsonObject, cred.refresh)

@@ -107,6 +107,16 @@ def merge_secret(secrets: SecretStore, name: str, patch: SecretPatch) -> bool:
     return True
 
 
+# an mcp_oauth credential's refreshes have failed since then (mcp_proxy/credentials.py; vault_credential.refresh_failed
+# was sent once for it); cleared by a refresh that succeeds and by new tokens
+REFRESH_FAILED = "_refresh_failed_at"
+
+
+def credential_data(rec: Record) -> dict[str, str]:
+    """What a credential's webhook payloads carry besides its id: its vault."""
+    return {"vault_id": str(rec.attrs["vault_id"])}
+
+
 def secret_name(vault_id: str, credential_id: str) -> str:
     return f"vaults/{vault_id}/{credential_id}"
 
@@ -208,7 +218,7 @@ class VaultService:
         self.svc = svc
         self.vaults = Collection(svc, VAULT)
         # (a credential's webhook events name its vault: api-reference §2.11)
-        self.credentials = Collection(svc, CREDENTIAL, event_data=lambda rec: {"vault_id": str(rec.attrs["vault_id"])})
+        self.credentials = Collection(svc, CREDENTIAL, event_data=credential_data)
         self.secrets = secrets
         self.prober = prober
         self.credential_secrets = credential_secrets
@@ -405,6 +415,7 @@ class VaultService:
         def edit(r: Record) -> None:
             if new_auth is not None:
                 r.doc["auth"] = new_auth
+                r.doc.pop(REFRESH_FAILED, None)  # new tokens: a failure of theirs is reported again
             assign(r.doc, params, ("display_name",))
             assign_metadata(r.doc, params, null_clears=False)
 

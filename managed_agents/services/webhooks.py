@@ -109,15 +109,15 @@ _RESOURCE_EVENTS = {
 }
 EVENT_TYPES = frozenset(f"{kind}.{name}" for kind, names in _RESOURCE_EVENTS.items() for name in names)
 # Recorded by the services' writes, in their transactions (`WebhookService.entries`, Services.events): the agent,
-# environment, deployment, deployment run, memory store, vault and vault credential events, and a session's created,
-# archived and deleted. Not emitted: agent.deleted (agents are archived, never deleted), vault_credential.
-# refresh_failed, session.pending/running/idled (no session status is "pending"; the status events are
-# session.status_*), and the organization-level external_key.*, external_storage.* and user_profile.*.
+# environment, deployment, deployment run, memory store, vault and vault credential events (refresh_failed: by the
+# MCP proxy, mcp_proxy/credentials.py), and a session's created, archived and deleted. Not emitted: agent.deleted
+# (agents are archived, never deleted), session.pending/running/idled (no session status is "pending"; the status
+# events are session.status_*), and the organization-level external_key.*, external_storage.* and user_profile.*.
 RESOURCE_EVENT_TYPES = frozenset(
     t
     for t in EVENT_TYPES
     if t.split(".")[0] in ("agent", "environment", "deployment", "deployment_run", "memory_store", "vault")
-    or t in ("vault_credential.created", "vault_credential.archived", "vault_credential.deleted")
+    or t.startswith("vault_credential.")
     or t in ("session.created", "session.archived", "session.deleted")
 )
 log = logging.getLogger("managed_agents.webhooks")

@@ -17,7 +17,9 @@ import anthropic
 import pytest
 
 from managed_agents.domain.errors import ServiceUnavailable
+from managed_agents.mcp_proxy.credentials import RefreshFailed
 from managed_agents.settings import ServerSettings
+from managed_agents.testing.mcp_servers import McpTestServer, OAuthIssuer
 from managed_agents.testing.scripted_model import ScriptedModelServer
 from managed_agents.wiring import DB_FILE
 from tests.e2e.conftest import Server, embedded_only, sandbox_isolation, wait_idle, wait_until
@@ -432,3 +434,60 @@ def test_a_failed_session_create_sends_no_webhook(
     seen = sorted((e.data.type, e.data.id) for e in events_seen if e.data.type.startswith("session."))
     assert seen == [("session.created", ok.id)]
     assert [s.id for s in client.beta.sessions.list()] == [ok.id]
+
+
+def test_a_failed_oauth_refresh_sends_refresh_failed_once_per_failure(
+    server: Server, client: anthropic.Anthropic, model_server: ScriptedModelServer, receiver: tuple[Receiver, str]
+) -> None:
+    r, url = receiver
+    endpoint = client.beta.organization.webhooks.create(
+        url=url,
+        enabled_events=["vault_credential.refresh_failed", "agent.created"],  # type: ignore[list-item]
+    )
+    issuer = OAuthIssuer(access_ttl=3600)
+    with McpTestServer(oauth=issuer) as srv:
+        # Given a session whose MCP credential's access token expired and whose refresh token was revoked
+        access, refresh = issuer.issue()
+        vault = client.beta.vaults.create(display_name="o")
+        cred = client.beta.vaults.credentials.create(
+            vault.id,
+            auth={
+                "type": "mcp_oauth",
+                "access_token": access,
+                "mcp_server_url": srv.url,
+                "refresh": {
+                    "client_id": issuer.client_id,
+                    "refresh_token": refresh,
+                    "token_endpoint": srv.token_endpoint,
+                    "token_endpoint_auth": {"type": "client_secret_basic", "client_secret": issuer.client_secret},
+                },
+            },
+        )
+        agent = client.beta.agents.create(
+            name="a",
+            model="claude-sonnet-4-6",
+            mcp_servers=[{"type": "url", "name": "tools", "url": srv.url}],
+            tools=[{"type": "mcp_toolset", "mcp_server_name": "tools"}],
+        )
+        env = client.beta.environments.create(name="e", config={"type": "cloud"})
+        sid = client.beta.sessions.create(agent=agent.id, environment_id=env.id, vault_ids=[vault.id]).id
+        issuer.expire_all()
+        issuer.revoke_refresh_tokens()
+        # When a turn finds the token dead and fails to refresh it, and the proxy tries again later
+        model_server.push("no tools today")
+        _say(client, sid)
+        wait_idle(client, sid, timeout=30)
+        resolver = server.rt.mcp_proxy.resolver  # type: ignore[union-attr]
+        session = server.rt.resources.get_by_id("session", sid)
+        assert session is not None
+        again = resolver.find(session.workspace_id, [vault.id], srv.url)
+        assert again is not None
+        with pytest.raises(RefreshFailed):
+            resolver.refresh(again)
+        assert issuer.refused_refreshes == 2
+        last = client.beta.agents.create(name="last", model="claude-sonnet-4-6")
+        got = wait_until(lambda: any(last.id in body for _, body in r.delivered()) and r.delivered(), timeout=20)
+    # Then one vault_credential.refresh_failed arrived (the failure, not each attempt), naming the credential's vault
+    events = [client.beta.webhooks.unwrap(body, headers=h, key=endpoint.signing_secret) for h, body in got]
+    failed = [e.data for e in events if e.data.type == "vault_credential.refresh_failed"]
+    assert [(d.id, d.vault_id) for d in failed] == [(cred.id, vault.id)]  # type: ignore[union-attr]
