@@ -52,7 +52,7 @@ from stacks.constructs.session_loop import SessionLoop, executions_arn, state_ma
 from stacks.constructs.triggers import Triggers
 from stacks.constructs.webhooks import DELIVER_TIMEOUT, Webhooks
 from stacks.constructs.work_reaper import WorkReaper
-from stacks.nag import acknowledge
+from stacks.nag import acknowledge, arn_finding
 
 
 class ManagedAgentsStack(Stack):
@@ -388,10 +388,7 @@ class ManagedAgentsStack(Stack):
     def _acknowledge_wildcards(self) -> None:
         spill_objects = f"Resource::<{self._lid(self.data.spill_bucket)}.Arn>/*"
         resources_index = f"Resource::<{self._lid(self.data.resources_table)}.Arn>/index/*"
-        vault_secrets = (
-            f"Resource::arn:<AWS::Partition>:secretsmanager:<AWS::Region>:<AWS::AccountId>:secret:"
-            f"{self.secrets.vault_prefix}*"
-        )
+        vault_secrets = arn_finding(self, "secretsmanager", f"secret:{self.secrets.vault_prefix}*")
         task_response = (
             "states:SendTaskSuccess supports no resource-level permissions (IAM accepts only `*` for it); the task "
             "token in the call is the capability."
@@ -408,14 +405,8 @@ class ManagedAgentsStack(Stack):
             f"Session-run executions are created at run time; the statement names the executions of the one state "
             f"machine {self.session_loop.state_machine.node.id} only."
         )
-        executions_finding = (
-            f"Resource::arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:"
-            f"{self.config.prefix}-session-run:*"
-        )
-        tasks_finding = (
-            f"Resource::arn:<AWS::Partition>:ecs:<AWS::Region>:<AWS::AccountId>:task/"
-            f"<{self._lid(self.sandbox.cluster)}>/*"
-        )
+        executions_finding = arn_finding(self, "states", f"execution:{self.config.prefix}-session-run:*")
+        tasks_finding = arn_finding(self, "ecs", f"task/<{self._lid(self.sandbox.cluster)}>/*")
         index = (
             "Query on the resources table's own secondary indexes (by_time, lookup1..3): the statement covers that "
             "one table's indexes only, and Query is its only action."
@@ -466,10 +457,7 @@ class ManagedAgentsStack(Stack):
             "Deployment schedules are created at run time, one per scheduled deployment and named after it; the "
             "statement covers the schedules of the platform's own schedule group only."
         )
-        schedules_finding = (
-            f"Resource::arn:<AWS::Partition>:scheduler:<AWS::Region>:<AWS::AccountId>:schedule/"
-            f"{self.triggers.schedule_group.name}/*"
-        )
+        schedules_finding = arn_finding(self, "scheduler", f"schedule/{self.triggers.schedule_group.name}/*")
         for fn in (self.api.function, self.triggers_function, self.reaper):
             acknowledge(fn.role, "AwsSolutions-IAM5", schedules, schedules_finding)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import Acknowledgment, App, Validations
+from aws_cdk import Acknowledgment, App, Stack, Token, Validations
 from cdk_nag import AwsSolutionsChecks
 from constructs import IConstruct
 
@@ -26,3 +26,14 @@ def acknowledge(construct: IConstruct, rule: str, reason: str, *findings: str) -
         return
     ids = [f"{rule}[{finding}]" for finding in findings] if findings else [rule]
     Validations.of(construct).acknowledge(*(Acknowledgment(id=i, reason=reason) for i in ids))
+
+
+def arn_finding(scope: IConstruct, service: str, resource: str) -> str:
+    """The IAM5 finding of the wildcard resource `arn:<partition>:service:<region>:<account>:resource` in `scope`'s
+    stack, named as cdk-nag names it: region and account as tokens on an environment-agnostic stack, as written on a
+    stack with an account and region (every `cdk deploy` with credentials: the CDK CLI sets CDK_DEFAULT_ACCOUNT,
+    and app.py gives the stack that environment)."""
+    stack = Stack.of(scope)
+    region = "<AWS::Region>" if Token.is_unresolved(stack.region) else stack.region
+    account = "<AWS::AccountId>" if Token.is_unresolved(stack.account) else stack.account
+    return f"Resource::arn:<AWS::Partition>:{service}:{region}:{account}:{resource}"
