@@ -17,8 +17,8 @@ Prints: send latency p50/p99/max as the sender saw it (goal p99 <= 300 ms) and a
 (`server_side_ms`, from its `x-bench-timing` header: total, queued before the handler ran, in the handler before,
 in and after the service call, the event loop's worst lag meanwhile), send errors, events lost (listed but not
 streamed, per stream) and duplicated (streamed twice), the server's CPU seconds during the sends and per turn, the
-clients' and the model's CPU, the server's RSS before and after and its peak (VmHWM; summed over the workers),
-the load average before and after.
+clients' and the model's CPU, the server's CPU per send until each round's last answer, the server's RSS before
+and after and its peak (VmHWM; summed over the workers), the load average before and after.
 Options: --streams N --sends N --sessions M --rounds R --latency-ms MS --workers N --profile py-spy|sample|cprofile.
 """
 
@@ -198,9 +198,12 @@ async def main_async(args: argparse.Namespace) -> None:
             errors: list[str] = []
             server: list[dict[str, float]] = []
             connect_s: list[float] = []
+            answered_cpu = 0.0  # the server's CPU from each round's first send to its last answer
             for r in range(args.rounds):
                 sends = [(sessions[i % len(sessions)], f"round {r} send {i}") for i in range(args.sends)]
+                round_cpu = s.cpu()["server"]
                 answer = await sender.round(s, sends)
+                answered_cpu += s.cpu()["server"] - round_cpu
                 latencies += answer["latencies"]
                 errors += answer["errors"]
                 server += answer["server"]
@@ -258,6 +261,9 @@ async def main_async(args: argparse.Namespace) -> None:
         wall_s=round(wall, 3),
         server_cpu_s=round(cpu1["server"] - cpu0["server"], 2),
         server_cpu_ms_per_turn=round((cpu1["server"] - cpu0["server"]) * 1000 / turns, 2),
+        # what a send costs while the round is answered (turns and stream writes wait for it, request_priority.py):
+        # the figure that bounds p99 on a given number of cores, whatever the machine's load
+        server_cpu_ms_per_send_answered=round(answered_cpu * 1000 / turns, 2),
         model_cpu_s=round(cpu1["model"] - cpu0["model"], 2),
         streams_client_cpu_s=round(cpu1["clients"] - cpu0["clients"], 2),
         sender_cpu_s=round(sender_cpu, 2),
