@@ -324,7 +324,7 @@ def build_local_runtime(
             resources=resources,
             events=event_store,
             outbox=SqliteOutbox(db),
-            notifier=LocalNotifier() if worker is None else HubNotifier(worker.link),
+            notifier=LocalNotifier() if worker is None else HubNotifier(worker.link, worker.index),
             clock=clock,
             blobs=DirectoryBlobStore(data_dir / BLOB_DIR),
             work=WorkSettings(

@@ -308,3 +308,38 @@ def test_two_processes_appending_to_one_session_keep_its_sequence_gapless(tmp_pa
     assert [e.seq for e in events] == list(range(1, 2 * per + 1))
     for w in range(2):
         assert [e.payload["i"] for e in events if e.payload["writer"] == w] == list(range(per))
+
+
+def test_a_stream_on_one_worker_gets_the_previews_of_a_turn_running_on_the_other(serve: Any, tmp_path: Path) -> None:
+    long = "The quick brown fox jumps over the lazy dog, three times over, to make several deltas."
+    with ScriptedModelServer([{"content": [{"type": "text", "text": long}], "chunk_delay_ms": 15}]) as model:
+        proc = serve(model)
+        key = admin_key(proc, tmp_path)
+        # Given a stream asking for message previews on worker 0, and a client on worker 1
+        w0, w1 = pinned(proc.url, key, "0"), pinned(proc.url, key, "1")
+        sid = new_session(w0)
+        streamed: list[Any] = []
+        opened = threading.Event()
+
+        def read() -> None:
+            with w0.beta.sessions.events.stream(sid, event_deltas=["agent.message"]) as stream:  # type: ignore[arg-type]
+                opened.set()
+                for event in stream:
+                    streamed.append(event)
+                    if event.type == "session.status_idle":
+                        return
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        opened.wait(30)
+        # When the message is sent through worker 1 (the turn, and its model request, run there)
+        wait_until(lambda: send(w1, sid, "hi") == "1", timeout=1)  # (the stream's wish reached worker 1 by now)
+        reader.join(60)
+    # Then worker 0's stream got the message's preview before its final event, and the whole turn
+    message = next(e for e in streamed if e.type == "agent.message")
+    starts = [e for e in streamed if e.type == "event_start"]
+    assert [s.event.id for s in starts] == [message.id]
+    deltas = [e for e in streamed if e.type == "event_delta"]
+    assert deltas and all(d.event_id == message.id for d in deltas)
+    assert streamed.index(starts[0]) < streamed.index(message)
+    assert [e.type for e in streamed if e.type not in ("event_start", "event_delta")] == TURN

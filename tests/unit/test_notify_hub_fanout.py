@@ -66,3 +66,43 @@ def test_sandbox_operations_reach_the_owner_only() -> None:
         assert got == {0: ['{"op":"dispose","session_id":"sesn_a"}'], 1: [], 2: []}
     finally:
         hub.close()
+
+
+def test_previews_reach_another_workers_stream_only_while_it_wants_them() -> None:
+    hub = Hub()
+    hub.start()
+    try:
+        links = _linked(hub, 2)
+        running, streaming = HubNotifier(links[0], 0), HubNotifier(links[1], 1)
+        start = {"type": "event_start", "event": {"type": "agent.message", "id": "sevt_1"}}
+        delta = {"type": "event_delta", "event_id": "sevt_1", "delta": {"type": "content_delta", "index": 0}}
+
+        async def scenario() -> None:
+            # Given worker 1 has a stream of X wanting message previews (and one of Y wanting none)
+            sub = streaming.subscribe("sesn_x", previews=frozenset({"agent.message"}))
+            streaming.subscribe("sesn_y")
+            # Then worker 0, which runs X's model request, knows it: its turn makes previews
+            await asyncio.to_thread(wait_until, lambda: running.wants_previews("sesn_x") == {"agent.message"}, 10)
+            assert running.wants_previews("sesn_y") == frozenset()
+            # When worker 0 publishes previews of X, worker 1's stream gets them, in order
+            running.publish_preview("sesn_x", start)
+            running.publish_preview("sesn_x", delta)
+            taken: list[object] = []
+            while len(taken) < 2:
+                await asyncio.wait_for(sub.event.wait(), 10)
+                sub.event.clear()
+                taken += sub.take_previews()
+            assert taken == [start, delta]
+            # When that stream closes, worker 0 no longer makes previews of X for it
+            sub.close()
+            await asyncio.to_thread(wait_until, lambda: running.wants_previews("sesn_x") == frozenset(), 10)
+
+        run_on_own_loop(scenario(), timeout=30)
+        # And a worker heard to (re)start wants nothing until it says so (its streams died with it)
+        streaming._say_wants = lambda session_id: None  # type: ignore[method-assign]
+        running._remote_wants("1 sesn_z agent.message")
+        assert running.wants_previews("sesn_z") == {"agent.message"}
+        links[0].handlers["r"]("1")
+        assert running.wants_previews("sesn_z") == frozenset()
+    finally:
+        hub.close()

@@ -24,7 +24,8 @@ What keeps them one server:
   it through the hub: `RemoteSandboxes`), the work reaper, the deployment scheduler and the webhook deliverer.
   When it dies its sandboxes die with it (bubblewrap's --die-with-parent / the entrypoint's supervisor); the
   supervisor restarts it, and its start-up `recover()` replaces their work items, as a whole-server restart does.
-  Previews (`event_deltas[]`) reach the streams of the process running the model request only (ports.EventNotifier).
+  Previews (`event_deltas[]`) cross the hub only to the workers whose streams of that session want them
+  (`HubNotifier`), so a stream sees them whichever worker runs the model request.
 
 If the supervisor dies (even SIGKILL) the workers die with it (PR_SET_PDEATHSIG), so a crashed server is one crash,
 recovered by the next start exactly as before. The processes themselves are started in `api/workers.py`.
@@ -43,7 +44,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from managed_agents.adapters.local.notifier import LocalNotifier
+from managed_agents.adapters.local.notifier import LocalNotifier, _LocalSubscription
+from managed_agents.domain.events import JsonObject
 from managed_agents.ports import SandboxExited, SandboxLaunch
 
 if TYPE_CHECKING:
@@ -108,13 +110,30 @@ class HubLink:
 
 class HubNotifier(LocalNotifier):
     """The in-process notifier, plus: each append published here goes to the hub, and the hub's lines from the
-    other workers wake this process's streams (the same per-session lookup as a local append)."""
+    other workers wake this process's streams (the same per-session lookup as a local append).
 
-    def __init__(self, link: HubLink) -> None:
+    Previews cross too, only where a stream wants them: a worker says which preview types its streams of a session
+    want whenever that changes (`w <worker> <session> <types>`, empty: none any more), and the worker running that
+    session's model request sends its previews (`v <session> <json>`) only while another worker wants some. A
+    worker that (re)starts has no streams: its word is dropped and the others say theirs again."""
+
+    def __init__(self, link: HubLink, index: int = OWNER) -> None:
         super().__init__()
         self.link = link
+        self.index = index
+        self._said: dict[str, frozenset[str]] = {}  # session -> the preview types this worker last said it wants
+        self._remote: dict[str, dict[int, frozenset[str]]] = {}  # session -> worker -> the types it wants
         link.handlers["p"] = self._remote_publish
         link.handlers["d"] = self._remote_deleted
+        link.handlers["w"] = self._remote_wants
+        link.handlers["v"] = self._remote_preview
+        ready = link.handlers["r"]
+
+        def ready_line(rest: str) -> None:
+            ready(rest)
+            self._restarted(rest)
+
+        link.handlers["r"] = ready_line
 
     def _announce(self, session_id: str, seq: int) -> None:
         super()._announce(session_id, seq)
@@ -123,6 +142,68 @@ class HubNotifier(LocalNotifier):
     def publish_deleted(self, session_id: str) -> None:
         self._wake(session_id, deleted=True)
         self.link.send(f"d {session_id}")
+
+    def _add(self, sub: _LocalSubscription) -> _LocalSubscription:
+        super()._add(sub)
+        if sub.previews:
+            self._say_wants(sub.session_id)
+        return sub
+
+    def _remove(self, sub: _LocalSubscription) -> None:
+        super()._remove(sub)
+        if sub.previews:
+            self._say_wants(sub.session_id)
+
+    def _say_wants(self, session_id: str) -> None:
+        wanted = super().wants_previews(session_id)
+        with self._lock:
+            if self._said.get(session_id, frozenset()) == wanted:
+                return
+            if wanted:
+                self._said[session_id] = wanted
+            else:
+                self._said.pop(session_id, None)
+        self.link.send(f"w {self.index} {session_id} {','.join(sorted(wanted))}")
+
+    def wants_previews(self, session_id: str) -> frozenset[str]:
+        wanted = super().wants_previews(session_id)
+        with self._lock:
+            for types in self._remote.get(session_id, {}).values():
+                wanted |= types
+        return wanted
+
+    def publish_preview(self, session_id: str, preview: JsonObject) -> None:
+        super().publish_preview(session_id, preview)
+        if self._remote.get(session_id):
+            self.link.send(f"v {session_id} {json.dumps(preview, separators=(',', ':'))}")
+
+    def _remote_wants(self, rest: str) -> None:
+        index, session_id, types = [*rest.split(" ", 2), "", ""][:3]
+        wanted = frozenset(t for t in types.split(",") if t)
+        with self._lock:
+            workers = self._remote.setdefault(session_id, {})
+            if wanted:
+                workers[int(index)] = wanted
+            else:
+                workers.pop(int(index), None)
+                if not workers:
+                    del self._remote[session_id]
+
+    def _remote_preview(self, rest: str) -> None:
+        session_id, _, data = rest.partition(" ")
+        LocalNotifier.publish_preview(self, session_id, json.loads(data))
+
+    def _restarted(self, rest: str) -> None:
+        """Worker `rest` (re)started: it wants nothing yet, and knows nothing of what this one wants."""
+        if not rest.isdigit() or int(rest) == self.index:
+            return
+        with self._lock:
+            for workers in self._remote.values():
+                workers.pop(int(rest), None)
+            self._remote = {sid: workers for sid, workers in self._remote.items() if workers}
+            said = dict(self._said)
+        for session_id, wanted in said.items():
+            self.link.send(f"w {self.index} {session_id} {','.join(sorted(wanted))}")
 
     def _remote_publish(self, rest: str) -> None:
         session_id, _, seq = rest.partition(" ")
