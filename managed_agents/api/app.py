@@ -55,6 +55,7 @@ def create_app(rt: Runtime) -> FastAPI:
         deployments.router,
         deployments.runs_router,
         webhooks.router,
+        webhooks.organization_router,
         materials.router,
         materials.outputs_router,
         materials.inputs_router,

@@ -1,10 +1,10 @@
 """Webhooks: endpoints, an outbox, signed delivery with retries (api-reference §2.11; architecture: "Running
 without a client").
 
-**Endpoints** are served at `/v1/organizations/webhooks` in the shape of the SDK's organization webhooks
-(`client.beta.organizations.webhooks`: create, retrieve, update, list, delete, regenerate_signing_secret), scoped to
-the caller's workspace ([inferred]: hosted configures workspace webhooks in its console and has no API for them; this
-server has no organization level, so the SDK's own endpoint API serves). `enabled_events` takes the reference's
+**Endpoints** are served at `/v1/webhooks` (ours) and `/v1/organizations/webhooks` (where the SDK's
+`client.beta.organization.webhooks` calls: create, retrieve, update, list, delete, regenerate_signing_secret), in the
+shape of the SDK's organization endpoints, scoped to the caller's workspace ([inferred]: hosted configures workspace
+webhooks in its console and has no API for them; api/routes/webhooks.py says why two paths). `enabled_events` takes the reference's
 session, agent, environment, deployment, vault... event types as well as the SDK's organization ones. The signing
 secret (`whsec_...`) is returned by create and regenerate only. Our addition: `GET .../{id}/deliveries`, the
 delivery log (each delivery's attempts, status codes and latency).

@@ -22,7 +22,7 @@ from managed_agents.settings import ServerSettings
 from managed_agents.testing.mcp_servers import McpTestServer, OAuthIssuer
 from managed_agents.testing.scripted_model import ScriptedModelServer
 from managed_agents.wiring import DB_FILE
-from tests.e2e.conftest import Server, embedded_only, sandbox_isolation, wait_idle, wait_until
+from tests.e2e.conftest import Server, embedded_only, sandbox_isolation, strict_client, wait_idle, wait_until
 from tests.e2e.loopback_http import serve
 from tests.e2e.sandbox_support import tool_step
 
@@ -491,3 +491,52 @@ def test_a_failed_oauth_refresh_sends_refresh_failed_once_per_failure(
     events = [client.beta.webhooks.unwrap(body, headers=h, key=endpoint.signing_secret) for h, body in got]
     failed = [e.data for e in events if e.data.type == "vault_credential.refresh_failed"]
     assert [(d.id, d.vault_id) for d in failed] == [(cred.id, vault.id)]  # type: ignore[union-attr]
+
+
+def test_workspace_endpoints_at_v1_webhooks_are_strict_clean_and_the_organization_path_is_not(
+    server: Server, receiver: tuple[Receiver, str]
+) -> None:
+    r, url = receiver
+    strict = strict_client(server)
+    headers = {"anthropic-beta": "webhooks-2026-10-07"}
+    # Given the SDK's organization endpoint API with strict validation: its types allow organization events only,
+    # so an endpoint with session events fails the SDK's own check (the endpoint is still made)
+    with pytest.raises(anthropic.APIResponseValidationError):
+        strict.beta.organization.webhooks.create(url=url, enabled_events=["session.created"])  # type: ignore[list-item]
+    # When workspace endpoints are managed at our path, /v1/webhooks, through the same strict client
+    made: Any = strict.post(
+        "/v1/webhooks",
+        body={"url": url, "enabled_events": ["agent.created"], "name": "ours"},
+        cast_to=object,
+        options={"headers": headers},
+    )
+    eid = made["id"]
+    assert made["signing_secret"].startswith("whsec_") and made["enabled_events"] == ["agent.created"]
+    got: Any = strict.get(f"/v1/webhooks/{eid}", cast_to=object, options={"headers": headers})
+    assert "signing_secret" not in got and got["name"] == "ours"
+    listed: Any = strict.get("/v1/webhooks", cast_to=object, options={"headers": headers})
+    assert {e["id"] for e in listed["data"]} >= {eid}
+    updated: Any = strict.post(
+        f"/v1/webhooks/{eid}",
+        body={"enabled_events": ["agent.created", "session.created"]},
+        cast_to=object,
+        options={"headers": headers},
+    )
+    assert updated["enabled_events"] == ["agent.created", "session.created"]
+    # Then deliveries are signed with its secret, and its delivery log is there too
+    agent = strict.beta.agents.create(name="a", model="claude-sonnet-4-6")
+    ((h, body),) = wait_until(lambda: [d for d in r.delivered() if agent.id in d[1]], timeout=20)
+    assert strict.beta.webhooks.unwrap(body, headers=h, key=made["signing_secret"]).data.id == agent.id
+    log: Any = wait_until(
+        lambda: strict.get(f"/v1/webhooks/{eid}/deliveries", cast_to=object, options={"headers": headers})["data"],
+        timeout=20,
+    )
+    assert log[0]["state"] in ("pending", "delivered")
+    # And the organization path is the same API on the same records (for the clients that used it)
+    assert strict.get(f"/v1/organizations/webhooks/{eid}", cast_to=object, options={"headers": headers})["id"] == eid
+    secret: Any = strict.post(
+        f"/v1/webhooks/{eid}/regenerate_signing_secret", cast_to=object, options={"headers": headers}
+    )
+    assert secret["signing_secret"].startswith("whsec_")
+    deleted: Any = strict.delete(f"/v1/webhooks/{eid}", cast_to=object, options={"headers": headers})
+    assert deleted["id"] == eid
