@@ -14,14 +14,13 @@ could do neither: it blocks in `messages.stream(...).__enter__` until the header
 request used to be sent late, after the next turn's request, or to keep its connection open until the model
 answered.) Without a token (a task Lambda) the request runs on the calling thread with the sync client.
 
-The loop's requests are spread over up to `POOL_SHARDS` async clients, each with its own connection pool:
-httpcore re-checks every idle connection of a pool (a socket probe and a getpeername each) whenever a request is
-added or removed, so one pool shared by a hundred streaming sessions spent about a quarter of the server's CPU in
-that scan (bench/concurrent_sessions.py --profile sample); with 8 clients for a hundred sessions the scan was still
-~6% of it. A request takes the least busy client, and a client is made only when every one made so far has a
-request in flight, so each pool holds about one connection: a Lambda, one request at a time, makes one. The clients
-share one TLS context (`httpx2.create_ssl_context()`, what each client would have made for itself): loading the CA
-bundle costs ~30 ms of CPU per context, which made every new client that dear.
+The loop's requests go through one async client whose transport is `adapters/lean_http.py`'s HTTP/1.1 on asyncio
+protocols, not httpcore: httpcore re-checked every idle connection of its pool (a socket probe and a getpeername each)
+whenever a request was added or removed, wrapped every socket read in an anyio cancel scope and ran h11's state
+machine, ~1.3 ms of CPU per request with a hundred sessions streaming (bench/model_adapter_cpu.py). (It used to be
+spread over up to 64 clients, each with its own pool, to keep that scan short.) With an HTTP proxy in the environment
+the client is the SDK's default one, so proxies work as the SDK makes them work. The TLS context is made once
+(`httpx2.create_ssl_context()`, what the client would have made): loading the CA bundle costs ~30 ms of CPU.
 
 The SDK builds and sends the request (base URL, credentials from the arguments, the environment or a profile,
 `ANTHROPIC_CUSTOM_HEADERS`, its status errors), but the response's event stream is read here (`_StreamReader`):
@@ -40,6 +39,7 @@ import contextlib
 import json
 import ssl
 import threading
+import urllib.request
 import weakref
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from typing import Any, TypeVar, cast
@@ -47,6 +47,7 @@ from typing import Any, TypeVar, cast
 import anthropic
 import httpx2
 
+from managed_agents.adapters.lean_http import LeanAsyncTransport
 from managed_agents.domain.events import JsonObject
 from managed_agents.ports import (
     Cancelled,
@@ -87,7 +88,6 @@ def _kind_for_status(status: int, error_type: str | None) -> ModelErrorKind:
 
 
 T = TypeVar("T")
-POOL_SHARDS = 64
 
 
 def _api_message(exc: anthropic.APIStatusError) -> tuple[str | None, str]:
@@ -357,11 +357,11 @@ class AnthropicMessagesModel:
         client: anthropic.Anthropic | None = None,
     ) -> None:
         self._client = client
-        self._async_clients: dict[anthropic.AsyncAnthropic, int] = {}  # client -> requests in flight
+        self._async_client: anthropic.AsyncAnthropic | None = None
         self._runner: _LoopThread | None = None
         self._options = {"api_key": api_key, "base_url": base_url, "timeout": timeout}
         self._lock = threading.Lock()
-        self._tls: ssl.SSLContext | None = None  # shared by the async clients (see the module's docstring)
+        self._tls: ssl.SSLContext | None = None  # made once (see the module's docstring)
 
     def _client_options(self) -> dict[str, Any]:
         return {
@@ -379,34 +379,27 @@ class AnthropicMessagesModel:
             return self._client
 
     def _async(self) -> tuple[_LoopThread, anthropic.AsyncAnthropic]:
-        """The loop and the client for one request (the caller gives the client back with `_done`)."""
+        """The loop and the client for the async requests (made with the first one)."""
         with self._lock:
-            if self._runner is None:
+            if self._runner is None or self._async_client is None:
                 self._runner = _LoopThread()
-                self._async_clients = {}
                 weakref.finalize(self, self._runner.stop)  # no thread outlives a model nobody closed
-            clients = self._async_clients
-            client = min(clients, key=clients.__getitem__, default=None)
-            if client is None or (clients[client] and len(clients) < POOL_SHARDS):
                 if self._tls is None:
                     self._tls = httpx2.create_ssl_context()
-                http_client = anthropic.DefaultAsyncHttpxClient(
-                    verify=self._tls, timeout=cast(float, self._options["timeout"])
-                )
-                client = anthropic.AsyncAnthropic(**self._client_options(), http_client=http_client)
-                clients[client] = 0
-            clients[client] += 1
-            return self._runner, client
-
-    def _done(self, client: anthropic.AsyncAnthropic) -> None:
-        with self._lock:
-            if client in self._async_clients:  # not if the model was closed meanwhile
-                self._async_clients[client] -= 1
+                timeout = cast(float, self._options["timeout"])
+                if urllib.request.getproxies():  # the SDK's client routes through the proxies as it does
+                    http_client = anthropic.DefaultAsyncHttpxClient(verify=self._tls, timeout=timeout)
+                else:
+                    http_client = anthropic.DefaultAsyncHttpxClient(
+                        transport=LeanAsyncTransport(self._tls), timeout=timeout
+                    )
+                self._async_client = anthropic.AsyncAnthropic(**self._client_options(), http_client=http_client)
+            return self._runner, self._async_client
 
     def close(self) -> None:
         """Stop the request loop thread, if one was started (idempotent; a later request starts a new one)."""
         with self._lock:
-            runner, self._runner, self._async_clients = self._runner, None, {}
+            runner, self._runner, self._async_client = self._runner, None, None
         if runner is not None:
             runner.stop()
 
@@ -424,8 +417,6 @@ class AnthropicMessagesModel:
             return future.result()
         except concurrent.futures.CancelledError:
             raise Cancelled() from None
-        finally:
-            self._done(client)
 
     async def _astream_message(
         self, client: anthropic.AsyncAnthropic, request: JsonObject, on_event: StreamListener | None
