@@ -75,7 +75,8 @@ class Data(Construct):
             index_name=resource_store.LIST_INDEX,
             partition_key=dynamodb.Attribute(name=resource_store.LIST_PK, type=string),
             sort_key=dynamodb.Attribute(name=resource_store.LIST_SK, type=string),
-            projection_type=dynamodb.ProjectionType.ALL,
+            projection_type=dynamodb.ProjectionType.INCLUDE,
+            non_key_attributes=list(resource_store.LIST_INCLUDES),
         )
         for slot in range(1, resource_store.LOOKUP_SLOTS + 1):
             self.resources_table.add_global_secondary_index(
@@ -190,11 +191,11 @@ class Data(Construct):
         write: Collection[ResourceWrite] = (),
         reads: Collection[ResourceRead] = ("get", "list", "find"),
     ) -> None:
-        """Resources table access: the reads named (get = GetItem by id; list = Query of the by_time index; find =
-        Query of the lookup indexes and BatchGetItem of what they find; all three unless said) and the writes named:
-        put (insert), update (replace), delete."""
+        """Resources table access: the reads named (get = GetItem by id; list = Query of the by_time index and
+        BatchGetItem of its rows; find = Query of the lookup indexes and BatchGetItem of what they find; all three
+        unless said) and the writes named: put (insert), update (replace), delete."""
         actions = ["dynamodb:GetItem"] if "get" in reads else []
-        actions += ["dynamodb:BatchGetItem"] if "find" in reads else []
+        actions += ["dynamodb:BatchGetItem"] if {"list", "find"} & set(reads) else []  # (a list reads its rows)
         queries = bool({"list", "find"} & set(reads))
         actions += ["dynamodb:Query"] if queries else []
         actions += [_RESOURCE_WRITES[w] for w in sorted(write)]

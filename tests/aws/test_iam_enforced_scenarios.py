@@ -57,8 +57,6 @@ ENV = {
 }
 # Granted and needed, on paths these scenarios do not take: each says which path, and where it is tested.
 NOT_EXERCISED: dict[tuple[str, str], str] = {
-    ("McpProxy", "dynamodb:BatchGetItem"): "resources read includes a find through a lookup index (Query, then "
-    "BatchGetItem of the hits); the proxy's calls here read by id and list by time only",
     ("ToolWait", "dynamodb:BatchGetItem"): "resources read includes a find through a lookup index; ToolWait's calls "
     "read the session by id only",
     ("McpProxy", "dynamodb:UpdateItem"): "an mcp_oauth refresh records the token's new expiry on the credential "

@@ -47,7 +47,7 @@ def _rec(kind: str, ws: str, i: int = 0, **attrs: str | int | None) -> Record:
     return Record(kind, ws, rid, {"id": rid}, T0 + timedelta(seconds=i), attrs=attrs)
 
 
-def test_an_unfiltered_page_is_one_query_and_nothing_scans(
+def test_an_unfiltered_page_is_one_query_and_one_batch_read_and_nothing_scans(
     dynamodb_resource_store: DynamoDbResourceStore, calls: list[str]
 ) -> None:
     # Given 30 environments
@@ -60,8 +60,8 @@ def test_an_unfiltered_page_is_one_query_and_nothing_scans(
     for _ in range(3):
         rows, _more = store.list_records("environment", ws, q)
         q = ListQuery(limit=10, include_archived=True, cursor=(rfc3339(rows[-1].created_at), rows[-1].id))
-    # Then each page took exactly one Query
-    assert calls == ["Query", "Query", "Query"]
+    # Then each page took exactly one Query of the index and one consistent read of its rows
+    assert calls == ["Query", "BatchGetItem"] * 3
 
 
 def test_every_port_call_is_a_key_read_a_conditional_write_or_a_query(
@@ -79,8 +79,61 @@ def test_every_port_call_is_a_key_read_a_conditional_write_or_a_query(
     store.delete("session", ws, rec.id)
     assert set(calls) <= {"PutItem", "GetItem", "UpdateItem", "DeleteItem", "Query", "BatchGetItem"}
     assert "Scan" not in calls
-    # a lookup list: one Query on the lookup index plus one consistent BatchGetItem of its hits
-    assert calls.count("BatchGetItem") == 2
+    # every list and find: one Query on an index plus one consistent BatchGetItem of its hits
+    assert calls.count("BatchGetItem") == 3
+
+
+def test_the_time_index_holds_what_lists_filter_on_and_no_document(
+    dynamodb_resource_store: DynamoDbResourceStore,
+) -> None:
+    """A write of a record's document alone does not rewrite its entry in the by_time index (with the document
+    projected, every session update cost DynamoDB as much again as the item's own write)."""
+    store, ws = dynamodb_resource_store, "wrkspc_p"
+    rec = _rec("session", ws, status="idle")
+    rec.doc["usage"] = {"input_tokens": 1}
+    store.insert(rec)
+    entries = store.dynamodb.query(
+        TableName=store.table_name,
+        IndexName="by_time",
+        KeyConditionExpression="list_pk = :pk",
+        ExpressionAttributeValues={":pk": {"S": f"session#{ws}"}},
+    )["Items"]
+    assert len(entries) == 1
+    assert set(entries[0]) == {PK, "list_pk", "list_sk", "archived", "attrs"}
+
+
+def test_a_filtered_list_reads_only_the_rows_its_index_entries_match(
+    dynamodb_resource_store: DynamoDbResourceStore,
+) -> None:
+    # Given 28 archived environments and 4 live ones among them
+    store, ws = dynamodb_resource_store, "wrkspc_f"
+    live = set()
+    for i in range(32):
+        rec = _rec("environment", ws, i, state="x" if i % 8 else "y")
+        rec.archived = i % 8 != 0
+        store.insert(rec)
+        if not rec.archived:
+            live.add(rec.id)
+    read: list[int] = []
+
+    def record(params: dict[str, Any], **_: Any) -> None:
+        read.extend(len(t["Keys"]) for t in params["RequestItems"].values())
+
+    events = store.dynamodb.meta.events
+    events.register("provide-client-params.dynamodb.BatchGetItem", record)
+    try:
+        # When the live ones are listed two at a time (archived ones filtered out), then filtered on an attribute
+        first, more = store.list_records("environment", ws, ListQuery(limit=2))
+        second, more2 = store.list_records(
+            "environment", ws, ListQuery(limit=2, cursor=(rfc3339(first[-1].created_at), first[-1].id))
+        )
+        only_y, _ = store.list_records("environment", ws, ListQuery(limit=10, equals={"state": "y"}))
+    finally:
+        events.unregister("provide-client-params.dynamodb.BatchGetItem", record)
+    # Then the pages hold the live rows, newest first, and only those rows (and one to tell "more") were read
+    assert {r.id for r in first + second} == live and more and not more2
+    assert {r.id for r in only_y} == live
+    assert read == [3, 2, 4]
 
 
 def test_find_on_an_attribute_without_an_index_is_refused(dynamodb_resource_store: DynamoDbResourceStore) -> None:

@@ -315,8 +315,10 @@ def _captured_create_table(create: Any) -> dict[str, Any]:
 
 
 def _normalized(table: dict[str, Any]) -> dict[str, Any]:
-    def gsi(g: dict[str, Any]) -> tuple[str, str, str]:
-        return (g["IndexName"], json.dumps(g["KeySchema"], sort_keys=True), g["Projection"]["ProjectionType"])
+    def gsi(g: dict[str, Any]) -> tuple[str, str, str, list[str]]:
+        projection = g["Projection"]
+        keys = json.dumps(g["KeySchema"], sort_keys=True)
+        return (g["IndexName"], keys, projection["ProjectionType"], sorted(projection.get("NonKeyAttributes", [])))
 
     return {
         "keys": table["KeySchema"],

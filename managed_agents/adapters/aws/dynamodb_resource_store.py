@@ -14,10 +14,14 @@ that are not "by id" each have an index whose partition holds exactly the rows t
   (an existing id is `Conflict`, as the SQLite adapter's primary key makes it); `replace` is an UpdateItem
   conditioned on the workspace and `rev = expected_rev` (else `StaleRevision`), and leaves `created_at`,
   `workspace_id` and the list keys alone, as the SQLite UPDATE does; `delete` is conditioned on the workspace.
-* GSI `by_time` (projection ALL): partition `list_pk` = `"{kind}#{workspace_id}"`, sort `list_sk` =
-  `"{created_at}#{id}"`. Because the timestamp is fixed-width, string order on `list_sk` is the (created_at, id)
-  order the SQLite index gives, so the keyset cursor, `created_at` ranges and asc/desc become one key condition
-  on `list_sk`, and an unfiltered page of `limit` rows is one Query of `limit + 1` items.
+* GSI `by_time` (projection INCLUDE `archived`, `attrs`): partition `list_pk` = `"{kind}#{workspace_id}"`, sort
+  `list_sk` = `"{created_at}#{id}"`. Because the timestamp is fixed-width, string order on `list_sk` is the
+  (created_at, id) order the SQLite index gives, so the keyset cursor, `created_at` ranges and asc/desc become one
+  key condition on `list_sk`; a page is one Query of the index entries (read ahead when filtered: the entries carry
+  what the filters look at) and a consistent BatchGetItem of the `limit + 1` rows that match. The index holds no
+  document: a record's update rewrites its entry only when its `archived` or `attrs` change (a session's status),
+  not on every write of the document (which cost as much again as the item's own write: about half of what a
+  session costs in DynamoDB writes).
 * GSIs `lookup1..4` (projection KEYS_ONLY, sort key `scope_sk` = `"{workspace_id}#{created_at}#{id}"`):
   partition `lk{n}` = `"{kind}#{attr}#{s:|n:}{value}"` for the n-th attribute `domain/lookups.py` declares for the kind
   (session status, agent and environment ids, API and environment key hashes, the agent of a version, a work
@@ -36,12 +40,13 @@ rows read, in Python with SQLite's typed equality, reading ahead when they are p
 correctness. `find` on an attribute that `LOOKUPS` does not declare raises ValueError: it would need a Scan.
 
 GSIs are eventually consistent: a list or find issued right after a write may miss it for a moment (the rows it
-returns are re-read consistently, so they are never staler than the index says). Where that would refuse a request,
-`find` does not use an index: the attributes in `DIRECT_LOOKUPS` (an API key's and an environment key's hash, which a
-client sends right after the key was created) also get an item of their own, `pk` = `"{kind}_{attr}#{value}"` (e.g.
-`api_key_hash#<sha256>`) holding the record's key in `target`, written in the same transaction as the record (insert,
-replace) and deleted with it; `find` reads those items and the records with consistent reads (BatchGetItem). A record
-written before these items existed has none: `find` then queries the lookup index as before (eventually consistent).
+returns are re-read consistently and filtered again, so they are never staler than the index says). Where that
+would refuse a request, `find` does not use an index: the attributes in `DIRECT_LOOKUPS` (an API key's and an
+environment key's hash, which a client sends right after the key was created) also get an item of their own, `pk` =
+`"{kind}_{attr}#{value}"` (e.g. `api_key_hash#<sha256>`) holding the record's key in `target`, written in the same
+transaction as the record (insert, replace) and deleted with it; `find` reads those items and the records with
+consistent reads (BatchGetItem). A record written before these items existed has none: `find` then queries the
+lookup index as before (eventually consistent).
 
 Low-cardinality lookups (`session` `status`) put many items in one index partition; shard the value if its write
 rate ever needs it.
@@ -89,6 +94,7 @@ DIRECT_TARGET = "target"
 COMPRESS_ABOVE_BYTES = 32_000
 MAX_ITEM_BYTES = 390_000  # DynamoDB's 400 KB item limit, less room for the keys and attribute names
 
+LIST_INCLUDES = ("archived", "attrs")  # what the by_time index projects besides the keys: what list filters look at
 _UPPER = "$"  # sorts right after "#", the separator: every key "{x}#..." is < "{x}$"
 _BATCH_GET_MAX = 100
 _READ_AHEAD = 100
@@ -147,7 +153,7 @@ def create_resources_table(client: DynamoDBClient, table_name: str) -> None:
                     {"AttributeName": LIST_PK, "KeyType": "HASH"},
                     {"AttributeName": LIST_SK, "KeyType": "RANGE"},
                 ],
-                "Projection": {"ProjectionType": "ALL"},
+                "Projection": {"ProjectionType": "INCLUDE", "NonKeyAttributes": list(LIST_INCLUDES)},
             },
             *lookups,  # type: ignore[list-item]
         ],
@@ -190,6 +196,14 @@ def _matches(rec: Record, query: ListQuery) -> bool:
         if not any(_same(stored, v) for v in values):
             return False
     return True
+
+
+def _entry_matches(entry: Mapping[str, Any], query: ListQuery) -> bool:
+    """`_matches` on a by_time index entry: its projected `archived` and `attrs` (the row read after is checked
+    again: the index may lag)."""
+    archived = bool(entry.get("archived", {}).get("BOOL", False))
+    attrs = json.loads(entry["attrs"]["S"]) if "attrs" in entry else {}
+    return _matches(Record("", "", "", {}, datetime.min.replace(tzinfo=UTC), archived=archived, attrs=attrs), query)
 
 
 @contextmanager
@@ -502,11 +516,14 @@ class DynamoDbResourceStore:
             limit = max(remaining, _READ_AHEAD) if filtered else remaining
             page = self._query(Limit=min(limit, _BATCH_GET_MAX) if slot is not None else limit, **kwargs)
             items = [i for i in page["Items"] if i[sk_name]["S"] not in exclusive]
-            if slot is None:
-                rows = [self._record(i) for i in items]
+            if slot is None:  # the entries carry what the filters look at: read only the rows that match
+                keys = [i[PK]["S"] for i in items if _entry_matches(i, query)]
+                while keys and len(out) < wanted:
+                    chunk, keys = keys[: wanted - len(out)], keys[wanted - len(out) :]
+                    out.extend(r for r in self._batch_get(chunk) if _matches(r, query))
             else:
                 rows = [r for r in self._batch_get([i[PK]["S"] for i in items]) if r.workspace_id == workspace_id]
-            out.extend(r for r in rows if _matches(r, query))
+                out.extend(r for r in rows if _matches(r, query))
             if "LastEvaluatedKey" not in page:
                 break
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
