@@ -433,8 +433,9 @@ def route_of(path: str) -> str:
 
 
 def install_api_meter(monkeypatch: Any, meter: Meter) -> None:
-    """Count the API's requests by route and caller (the sandbox worker: AsyncAnthropic; the bench: Anthropic), and
-    time the ones that are not event streams; DynamoDB units spent inside a stream are tagged `stream`."""
+    """Count the API's requests by route and caller (the sandbox: its worker, AsyncAnthropic, and the entrypoint's
+    file-resource checks; the bench: Anthropic), and time the ones that are not event streams; DynamoDB units spent
+    inside a stream are tagged `stream`."""
     from fastapi.routing import APIRouter
     from starlette.routing import Router
 
@@ -448,8 +449,10 @@ def metered(dispatch: Callable[..., Any], meter: Meter) -> Callable[..., Any]:
             await dispatch(self, scope, receive, send)
             return
         agent = dict(scope["headers"]).get(b"user-agent", b"").decode()
-        who = "worker" if agent.startswith("AsyncAnthropic") else "client"
         route = route_of(scope["path"])
+        # the sandbox's own requests (urllib): the file-resource check before each tool call (`/inputs`)
+        sandbox = "/inputs" in route
+        who = "worker" if agent.startswith("AsyncAnthropic") or sandbox else "client"
         stream = route.endswith("/stream")
         # DynamoDB units by origin: the event streams, the worker's calls, the client's sends, and the bench's own
         # polling of events.list (`client GET`, not part of the workload: the reference client streams)
