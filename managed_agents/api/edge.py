@@ -11,9 +11,10 @@ once when `Content-Length` says so) and within `body_timeout_seconds` (400 `requ
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Coroutine
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast
 
 import anyio
@@ -48,6 +49,13 @@ PRINCIPAL = "principal"  # request.state attribute
 # was lost gets the first attempt's response instead of creating a second resource (services/idempotency.py).
 REPLAYS_RETRIES = "x-replays-retries"
 REPLAYS_RETRIES_EXTRA = {REPLAYS_RETRIES: True}
+# A route whose response carries a secret (a webhook endpoint's `signing_secret`): `openapi_extra={SECRET_FIELD:
+# field}`, with `field` in SECRET_REFILLS. The secret is never kept in the replay record (which lives up to 24 hours):
+# the record's body is stored without the field, and a replay reads the secret again from where its resource keeps it
+# (`SECRET_REFILLS[field](request, principal, body)` -> the body to answer, run in a worker thread; its errors answer
+# the replay).
+SECRET_FIELD = "x-secret-field"
+SECRET_REFILLS: dict[str, Callable[[Request, Principal, dict[str, Any]], dict[str, Any]]] = {}
 # A route's own body cap: `@router.post(..., openapi_extra={MAX_BODY_EXTRA: n})` (a file upload's, say). It shows in
 # the OpenAPI document too. (Not FastAPI's `max_body_size=`: Starlette's limiter behind it replaces any response to
 # an oversized request with a plain-text 413, outside the error envelope.)
@@ -222,7 +230,12 @@ class EdgeRoute(APIRoute):
             outcome = await call(service.begin, p.workspace_id, key, print_)
         else:
             outcome = await call(service.begin_create, p.workspace_id, p.key_id, print_, retried=sdk_retry(request))
+        secret = (self.openapi_extra or {}).get(SECRET_FIELD)
         if isinstance(outcome, StoredResponse):
+            if secret and outcome.body is not None:
+                refill = SECRET_REFILLS[secret]
+                body_back = await call(refill, request, p, json.loads(outcome.body))
+                outcome = replace(outcome, body=json.dumps(body_back))
             return _replayed(outcome, key is not None)
         # Settling the claim is not cut short by the request's deadline nor by a client that went away: the work is
         # done (or failed), and a claim left pending would turn the client's retry into a 409 for minutes.
@@ -235,6 +248,8 @@ class EdgeRoute(APIRoute):
         with anyio.CancelScope(shield=True):
             if 200 <= response.status_code < 300 and isinstance(response.body, bytes):
                 text, req_id = response.body.decode(), request_id(request)
+                if secret:  # kept without its secret (SECRET_FIELD)
+                    text = json.dumps({k: v for k, v in json.loads(text).items() if k != secret})
                 await to_thread.run_sync(service.complete, outcome, response.status_code, text, req_id)
             else:
                 await to_thread.run_sync(service.release, outcome)

@@ -4,9 +4,10 @@ without a client").
 **Endpoints** are served at `/v1/webhooks` (ours) and `/v1/organizations/webhooks` (where the SDK's
 `client.beta.organization.webhooks` calls: create, retrieve, update, list, delete, regenerate_signing_secret), in the
 shape of the SDK's organization endpoints, scoped to the caller's workspace ([inferred]: hosted configures workspace
-webhooks in its console and has no API for them; api/routes/webhooks.py says why two paths). `enabled_events` takes the reference's
-session, agent, environment, deployment, vault... event types as well as the SDK's organization ones. The signing
-secret (`whsec_...`) is returned by create and regenerate only. Our addition: `GET .../{id}/deliveries`, the
+webhooks in its console and has no API for them; api/routes/webhooks.py says why two paths). `enabled_events` takes
+the reference's session, agent, environment, deployment, vault... event types as well as the SDK's organization ones.
+The signing secret (`whsec_...`) is returned by create and regenerate only (their idempotent replays read it again:
+the replay record keeps no secret, api/edge.py `SECRET_FIELD`). Our addition: `GET .../{id}/deliveries`, the
 delivery log (each delivery's attempts, status codes and latency).
 
 **Payloads** are the reference's thin events, signed with Standard Webhooks (`webhook-id`, `webhook-timestamp`,
@@ -306,6 +307,10 @@ class WebhookService:
         if not stored or not stored.get("signing_secret"):
             raise SecretStoreError(f"webhook endpoint {endpoint.id}: its signing secret {name!r} is not stored")
         return stored["signing_secret"]
+
+    def current_secret(self, ws: str, endpoint_id: str) -> str:
+        """The endpoint's signing secret now (an idempotent replay of its create or regenerate: api/edge.py)."""
+        return self.signing_secret(self.endpoints.record(ws, endpoint_id))
 
     def get(self, ws: str, endpoint_id: str) -> JsonObject:
         return self.endpoints.get(ws, endpoint_id)

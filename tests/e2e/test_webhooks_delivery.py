@@ -377,13 +377,38 @@ def test_signing_secrets_are_kept_encrypted_not_in_the_database(
         raw = secret.removeprefix("whsec_").encode()
         return any(raw in p.read_bytes() for p in data.glob(f"{DB_FILE}*"))
 
-    # Given an endpoint whose secret was regenerated
-    endpoint = client.beta.organization.webhooks.create(url=url, enabled_events=["agent.created"])  # type: ignore[list-item]
+    # Given an endpoint created and its secret regenerated, each with an Idempotency-Key (whose replay record keeps
+    # the response 24 hours), and each request sent again with its key
+    once = {"Idempotency-Key": "create-it"}
+    endpoint = client.beta.organization.webhooks.create(
+        url=url,
+        enabled_events=["agent.created"],  # type: ignore[list-item]
+        extra_headers=once,
+    )
     first = endpoint.signing_secret
-    second = client.beta.organization.webhooks.regenerate_signing_secret(endpoint.id).signing_secret
-    # Then the current secret is not in the database's files (the encrypted secret store holds it). (The first is:
-    # the create's response, with its secret, is kept 15 minutes to answer an SDK retry: services/idempotency.py.)
-    assert first != second and not stored_in_database(second)
+    replayed = client.beta.organization.webhooks.create(
+        url=url,
+        enabled_events=["agent.created"],  # type: ignore[list-item]
+        extra_headers=once,
+    )
+    assert (replayed.id, replayed.signing_secret) == (endpoint.id, first)  # (a replay: the same endpoint)
+    again = {"Idempotency-Key": "regenerate-it"}
+    regenerate = client.beta.organization.webhooks.regenerate_signing_secret
+    second = regenerate(endpoint.id, extra_headers=again).signing_secret
+    assert regenerate(endpoint.id, extra_headers=again).signing_secret == second
+    # Then no secret is in the database's files: the encrypted secret store holds the current one, and the replay
+    # records keep their responses without it (a replay reads the current secret again)
+    assert first != second and not stored_in_database(second) and not stored_in_database(first)
+    assert len(list(client.beta.organization.webhooks.list())) == 1
+    # And a replay of the create after the regenerate answers the secret that is valid now
+    assert (
+        client.beta.organization.webhooks.create(
+            url=url,
+            enabled_events=["agent.created"],  # type: ignore[list-item]
+            extra_headers=once,
+        ).signing_secret
+        == second
+    )
     # And a delivery is signed with the current secret, not the old one
     agent = client.beta.agents.create(name="a", model="claude-sonnet-4-6")
     ((headers, body),) = wait_until(lambda: r.delivered(), timeout=20)

@@ -11,13 +11,13 @@ pages): it is the same API on the same records."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request
 
 from managed_agents.api import betas
 from managed_agents.api.deps import call, principal, runtime
-from managed_agents.api.edge import REPLAYS_RETRIES_EXTRA, edge_router
+from managed_agents.api.edge import REPLAYS_RETRIES_EXTRA, SECRET_FIELD, SECRET_REFILLS, edge_router
 from managed_agents.domain.events import JsonObject
 from managed_agents.services.common import page_query
 from managed_agents.services.keys import Principal
@@ -26,11 +26,21 @@ from managed_agents.wire.webhooks import WebhookEndpointCreateParams, WebhookEnd
 Auth = Annotated[Principal, Depends(principal)]
 
 
+def _signing_secret_again(request: Request, p: Principal, body: dict[str, Any]) -> dict[str, Any]:
+    """A replayed create or regenerate (api/edge.py SECRET_FIELD): the endpoint's signing secret as it is now (the
+    replay record keeps none); NotFound when the endpoint was deleted since."""
+    endpoint_id = str(body.get("id") or request.path_params["webhook_endpoint_id"])
+    return {**body, "signing_secret": runtime(request).webhooks.current_secret(p.workspace_id, endpoint_id)}
+
+
+SECRET_REFILLS["signing_secret"] = _signing_secret_again
+
+
 def _router(prefix: str) -> APIRouter:
     """The endpoint API at `prefix` (module docstring: two paths, one API)."""
     router = edge_router(prefix, tags=["webhooks"], beta=betas.WEBHOOKS_API)
 
-    @router.post("", openapi_extra=REPLAYS_RETRIES_EXTRA)
+    @router.post("", openapi_extra={**REPLAYS_RETRIES_EXTRA, SECRET_FIELD: "signing_secret"})
     async def create_webhook_endpoint(body: WebhookEndpointCreateParams, request: Request, p: Auth) -> JsonObject:
         return await call(runtime(request).webhooks.create, p.workspace_id, body)
 
@@ -66,7 +76,7 @@ def _router(prefix: str) -> APIRouter:
     async def delete_webhook_endpoint(webhook_endpoint_id: str, request: Request, p: Auth) -> JsonObject:
         return await call(runtime(request).webhooks.delete, p.workspace_id, webhook_endpoint_id)
 
-    @router.post("/{webhook_endpoint_id}/regenerate_signing_secret")
+    @router.post("/{webhook_endpoint_id}/regenerate_signing_secret", openapi_extra={SECRET_FIELD: "signing_secret"})
     async def regenerate_webhook_signing_secret(webhook_endpoint_id: str, request: Request, p: Auth) -> JsonObject:
         return await call(runtime(request).webhooks.regenerate_secret, p.workspace_id, webhook_endpoint_id)
 
