@@ -91,12 +91,26 @@ class Usage:
     output_tokens: int = 0
     cache_read_input_tokens: int = 0
     cache_creation_input_tokens: int = 0
+    # server tools the platform ran (web_search, web_fetch: harness/web.py), the wire's `usage.server_tool_use`
+    web_search_requests: int = 0
+    web_fetch_requests: int = 0
 
     def add(self, usage: JsonObject) -> None:
+        """Add a usage: a model request's, another Usage's fields, or a record's cached (wire-shaped) one."""
         self.input_tokens += _int(usage.get("input_tokens"))
         self.output_tokens += _int(usage.get("output_tokens"))
         self.cache_read_input_tokens += _int(usage.get("cache_read_input_tokens"))
         self.cache_creation_input_tokens += _int(usage.get("cache_creation_input_tokens"))
+        server = usage.get("server_tool_use")
+        tools = cast(JsonObject, server) if isinstance(server, dict) else usage
+        self.web_search_requests += _int(tools.get("web_search_requests"))
+        self.web_fetch_requests += _int(tools.get("web_fetch_requests"))
+
+    def count_server_tool(self, name: str) -> None:
+        if name == "web_search":
+            self.web_search_requests += 1
+        elif name == "web_fetch":
+            self.web_fetch_requests += 1
 
 
 @dataclass
@@ -120,6 +134,9 @@ class SessionState:
     measuring_compaction: bool = False  # a compaction's first request has not ended yet
     running_since: datetime | None = None
     active_seconds: float = 0.0
+    first_input_at: datetime | None = None  # the first client input that asked for a turn
+    # how long the session took to begin running: from its first input to its first `running` (None: not yet)
+    startup_seconds: float | None = None
     # budgets (harness/budget.py): the list cost of the priced requests (minor units, exact), requests with usage
     # that had no list price, the cost of the latest request (what the next one is projected to cost)
     list_cost: Decimal = Decimal(0)
@@ -190,6 +207,8 @@ def _apply(st: SessionState, ev: StoredEvent) -> None:
         st.uncopied.append(ev)
     if t in ("user.message", "system.message", "user.define_outcome"):
         st.last_input_seq = ev.seq
+        if st.first_input_at is None:
+            st.first_input_at = ev.processed_at
     if t == "user.define_outcome":
         rubric = cast(JsonObject, p.get("rubric") or {})
         text = str(internal.get("rubric_text") or rubric.get("content") or "")
@@ -307,6 +326,8 @@ def _apply(st: SessionState, ev: StoredEvent) -> None:
         c = st.call(str(ref))
         if c is not None and not c.resolved:
             c.resolve(cast(list[JsonObject], p.get("content") or []), bool(p.get("is_error")))
+            if c.kind == "server" and t == "agent.tool_result":  # the platform ran it (RunPlatformTools)
+                st.usage.count_server_tool(c.name)
     elif t == "user.interrupt" and internal.get("thread"):  # one child thread's: copied to it
         st.thread_interrupts[str(internal["thread"])] = ev
     elif t == "user.interrupt":
@@ -346,6 +367,8 @@ def _apply(st: SessionState, ev: StoredEvent) -> None:
         new_status = STATUS_BY_EVENT.get(t) or THREAD_STATUS_BY_EVENT[t]
         if new_status == "running" and st.running_since is None:
             st.running_since = ev.processed_at
+        if new_status == "running" and st.startup_seconds is None and st.first_input_at is not None:
+            st.startup_seconds = max(0.0, (ev.processed_at - st.first_input_at).total_seconds())
         elif new_status in ("idle", "terminated") and st.running_since is not None:
             st.active_seconds += (ev.processed_at - st.running_since).total_seconds()
             st.running_since = None

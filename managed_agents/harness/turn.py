@@ -275,10 +275,13 @@ class _Turn:
             "output_tokens": u.output_tokens,
             "cache_read_input_tokens": u.cache_read_input_tokens,
             "cache_creation": {"ephemeral_5m_input_tokens": u.cache_creation_input_tokens},
+            "server_tool_use": budgets.server_tool_use(u),
         }
         tracked = not st.unpriced_requests and prices.price_for(self.ledger.model) is not None
         r.doc["_list_cost"] = str(st.list_cost) if tracked else None
         r.doc["_active_seconds"] = st.active_seconds
+        if st.startup_seconds is not None and not self.thread:  # (a child thread starts at once: its figure is 0)
+            r.doc["_startup_seconds"] = st.startup_seconds
         r.doc["outcome_evaluations"] = [o.render() for o in st.outcomes]
         r.doc["_running_since"] = rfc3339(st.running_since) if st.running_since else None
         r.doc["_stop"] = st.last_stop if st.status == "idle" else None  # (a child stopped at its session's budget)

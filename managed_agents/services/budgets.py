@@ -69,7 +69,12 @@ def usage_json(total: Usage) -> JsonObject:
             "ephemeral_5m_input_tokens": total.cache_creation_input_tokens,
             "ephemeral_1h_input_tokens": 0,
         },
+        "server_tool_use": server_tool_use(total),
     }
+
+
+def server_tool_use(total: Usage) -> JsonObject:
+    return {"web_search_requests": total.web_search_requests, "web_fetch_requests": total.web_fetch_requests}
 
 
 def child_records(resources: ResourceStore, workspace_id: str, session_id: str) -> list[Record]:

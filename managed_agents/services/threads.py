@@ -46,7 +46,9 @@ def _stats(doc: JsonObject, now: datetime) -> JsonObject:
     return {
         "active_seconds": round(active, 3),
         "duration_seconds": round((now - created).total_seconds(), 3),
-        "startup_seconds": 0.0,
+        # the primary thread's is the session's (the harness caches it: from its first input to its first running);
+        # a child thread's is 0 ("child threads start immediately", the SDK's SessionThreadStats)
+        "startup_seconds": round(float(cast(float, doc.get("_startup_seconds") or 0.0)), 3),
     }
 
 

@@ -54,7 +54,11 @@ def test_a_session_has_a_primary_thread_whose_events_are_the_session_log(
     # And the thread reports the session's status and usage
     again = client.beta.sessions.threads.retrieve(primary.id, session_id=sid)
     assert again.status == "idle" and again.usage is not None and again.usage.output_tokens
-    assert again.stats is not None and again.stats.startup_seconds == 0
+    # (its startup is the session's: from the first message to the first running)
+    first = next(e for e in session_events if e.type == "user.message").processed_at
+    began = next(e for e in session_events if e.type == "session.status_running").processed_at
+    assert again.stats is not None and again.stats.startup_seconds is not None and began > first
+    assert abs(again.stats.startup_seconds - (began - first).total_seconds()) < 0.002
     assert [t.id for t in client.beta.sessions.threads.list(sid, statuses=["idle"])] == [primary.id]
     assert list(client.beta.sessions.threads.list(sid, statuses=["running"])) == []
 
@@ -152,6 +156,7 @@ def test_a_coordinator_delegates_to_two_subagents_in_parallel(
         child = threads_[tid]
         assert child.parent_thread_id == primary.id and child.status == "idle" and child.agent.type == "agent"
         assert child.usage is not None and child.usage.output_tokens
+        assert child.stats is not None and child.stats.startup_seconds == 0  # (child threads start immediately)
         own = list(client.beta.sessions.threads.events.list(tid, session_id=sid))
         assert [e.type for e in own] == [
             "agent.thread_message_received",

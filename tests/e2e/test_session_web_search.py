@@ -14,7 +14,7 @@ import pytest
 
 from managed_agents.settings import ServerSettings
 from managed_agents.testing.scripted_model import ScriptedModelServer
-from tests.e2e.conftest import wait_idle
+from tests.e2e.conftest import Server, wait_idle
 from tests.e2e.loopback_http import serve
 
 QUERIES: list[dict[str, list[str]]] = []
@@ -77,3 +77,47 @@ def test_web_search_is_offered_and_answered_by_the_provider_with_domain_filters(
     assert "Managed Agents docs" in text and "https://docs.example.com/agents" in text and "How agents work." in text
     assert "spam.example.net" not in text
     assert events[-1].stop_reason.type == "end_turn"
+
+
+def test_the_sessions_server_tool_use_counts_its_child_threads_searches(
+    server: Server, model_server: ScriptedModelServer
+) -> None:
+    client = server.client(_strict_response_validation=True)
+    # Given a coordinator and its subagent, both with web_search
+    toolset = {"type": "agent_toolset_20260401", "configs": [{"name": "web_search"}]}
+    flights = client.beta.agents.create(name="flights", model="claude-sonnet-4-6", tools=[toolset])  # type: ignore[list-item]
+    lead = client.beta.agents.create(
+        name="lead",
+        model="claude-sonnet-4-6",
+        tools=[toolset],  # type: ignore[list-item]
+        multiagent={"type": "coordinator", "agents": [flights.id]},
+    )
+    env = client.beta.environments.create(name="e", config={"type": "self_hosted"})
+    sid = client.beta.sessions.create(agent=lead.id, environment_id=env.id).id
+    search = {"type": "tool_use", "name": "web_search", "input": {"query": "flights"}}
+    model_server.push(
+        {"match": "plan a trip", "content": [search]},
+        {"match": "Managed Agents docs", "content": [_delegate_flights("find flights")]},
+        {"match": "find flights", "content": [search]},
+        {"match": "Managed Agents docs", "content": [{"type": "text", "text": "AF 123"}]},
+        {"match": "AF 123", "content": [{"type": "text", "text": "Trip planned."}]},
+    )
+    # When each searches once
+    client.beta.sessions.events.send(
+        sid, events=[{"type": "user.message", "content": [{"type": "text", "text": "plan a trip"}]}]
+    )
+    events = wait_idle(client, sid, timeout=60)
+    assert [e.content[0].text for e in events if e.type == "agent.message"] == ["Trip planned."]
+    # Then the session's usage counts both searches; each thread's its own
+    usage = client.beta.sessions.retrieve(sid).usage
+    assert usage.server_tool_use is not None and usage.server_tool_use.web_search_requests == 2
+    assert usage.server_tool_use.web_fetch_requests == 0
+    threads = {t.parent_thread_id is None: t for t in client.beta.sessions.threads.list(sid)}
+    for thread in threads.values():
+        assert thread.usage is not None and thread.usage.server_tool_use is not None
+        assert thread.usage.server_tool_use.web_search_requests == 1
+    model_server.assert_complete()
+
+
+def _delegate_flights(message: str) -> dict[str, Any]:
+    return {"type": "tool_use", "name": "delegate_to_flights", "input": {"message": message}}
