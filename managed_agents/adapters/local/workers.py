@@ -127,10 +127,11 @@ class HubNotifier(LocalNotifier):
         link.handlers["d"] = self._remote_deleted
         link.handlers["w"] = self._remote_wants
         link.handlers["v"] = self._remote_preview
-        ready = link.handlers["r"]
+        ready = link.handlers.get("r")
 
         def ready_line(rest: str) -> None:
-            ready(rest)
+            if ready is not None:
+                ready(rest)
             self._restarted(rest)
 
         link.handlers["r"] = ready_line
