@@ -42,11 +42,13 @@ def create_app(rt: Runtime) -> FastAPI:
     app.state.runtime = rt
     install_error_handlers(app)
     app.add_middleware(RequestIdMiddleware)
+    # sessions first: a request is matched against each router in turn (each scanning its routes), and event sends and
+    # streams are most of a busy server's requests (no two routers here share a path, so the order changes nothing else)
     built = (
+        sessions.router,
         agents.router,
         environments.router,
         session_resources.router,
-        sessions.router,
         threads.router,
         work.router,
         work.keys_router,

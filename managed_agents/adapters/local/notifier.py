@@ -126,6 +126,26 @@ class _LocalSubscription:
         self.owner._remove(self)
 
 
+def wake_all(subs: Sequence[_LocalSubscription], deleted: bool = False) -> None:
+    """`notify` each subscription, with one call into each event loop for all of them (a session's streams share the
+    server's loop): one wake-up of the loop per append, not one per stream."""
+    if len(subs) == 1:
+        subs[0].notify(deleted)
+        return
+    by_loop: dict[asyncio.AbstractEventLoop, list[_LocalSubscription]] = {}
+    for sub in subs:
+        by_loop.setdefault(sub.loop, []).append(sub)
+    for loop, group in by_loop.items():
+        with suppress(RuntimeError):  # loop already closed
+            loop.call_soon_threadsafe(_set_all, group, deleted)
+
+
+def _set_all(subs: list[_LocalSubscription], deleted: bool) -> None:
+    for sub in subs:
+        sub.deleted = sub.deleted or deleted
+        sub.event.set()
+
+
 class LocalNotifier:
     sees_every_append = True  # every append to the store is published here (module docstring)
 
@@ -180,8 +200,7 @@ class LocalNotifier:
     def _announce(self, session_id: str, seq: int) -> None:
         """An append here reached `seq`: wake this process's streams of the session."""
         self._advance(session_id, seq)
-        for sub in self._targets(session_id):
-            sub.notify()
+        wake_all(self._targets(session_id))
 
     def _advance(self, session_id: str, seq: int) -> None:
         """The session's log reaches at least `seq` (an append here, or another worker's)."""
@@ -191,8 +210,7 @@ class LocalNotifier:
                 tail.latest = seq
 
     def publish_deleted(self, session_id: str) -> None:
-        for sub in self._targets(session_id):
-            sub.notify(deleted=True)
+        wake_all(self._targets(session_id), deleted=True)
 
     def wants_previews(self, session_id: str) -> frozenset[str]:
         wanted: frozenset[str] = frozenset()

@@ -44,7 +44,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from managed_agents.adapters.local.notifier import LocalNotifier, _LocalSubscription
+from managed_agents.adapters.local.notifier import LocalNotifier, _LocalSubscription, wake_all
 from managed_agents.domain.events import JsonObject
 from managed_agents.ports import SandboxExited, SandboxLaunch
 
@@ -217,8 +217,7 @@ class HubNotifier(LocalNotifier):
 
     def _wake(self, session_id: str, *, deleted: bool = False) -> None:
         """This process's streams of the session (LocalNotifier's per-session lookup: other sessions cost nothing)."""
-        for sub in self._targets(session_id):
-            sub.notify(deleted)
+        wake_all(self._targets(session_id), deleted)
 
 
 class RemoteSandboxes:
