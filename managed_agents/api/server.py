@@ -57,12 +57,15 @@ class EdgeH11Protocol(H11Protocol):
         if self.cycle is not None and not self.cycle.response_complete:  # the head is in: the app takes over
             self._disarm()
             self._head_bytes = 0
-            if self.cycle is not self._counted:  # a new request: background work waits until it is answered
-                self._counted = self.cycle
-                scope: dict[str, Any] = self.cycle.scope  # type: ignore[assignment]
-                if PRIORITY.counts(scope["path"]):
-                    PRIORITY.enter()
-                    scope[_COUNTED] = True
+        cycle = self.cycle
+        # a request whole (its body too: an upload arriving slowly holds nothing back) and not answered yet: background
+        # work waits until its response starts (adapters/local/request_priority.py)
+        if cycle is not None and cycle is not self._counted and not cycle.more_body and not cycle.response_started:
+            self._counted = cycle
+            scope: dict[str, Any] = cycle.scope  # type: ignore[assignment]
+            if PRIORITY.counts(scope["path"]):
+                PRIORITY.enter()
+                scope[_COUNTED] = True
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
@@ -116,11 +119,12 @@ def answered(scope: Any) -> None:
 
 
 def prioritized(app: Any) -> Any:
-    """The app, with each request counted in PRIORITY (adapters/local/request_priority.py) until its response
-    starts: an event stream counts while its handler checks it, not while it streams."""
+    """The app, with each request counted in PRIORITY (adapters/local/request_priority.py, from the moment the whole
+    request is in: EdgeH11Protocol) until its response starts: an event stream counts while its handler checks it,
+    not while it streams."""
 
     async def wrapper(scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or _COUNTED not in scope:
+        if scope["type"] != "http":  # (a request may be counted after its handler started: when its body is in)
             await app(scope, receive, send)
             return
 

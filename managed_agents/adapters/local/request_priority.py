@@ -4,10 +4,11 @@ are being answered, for a bounded time.
 One process has one event loop and one GIL. Under a burst (400 event sends at once) every harness thread that a send
 woke, and every stream that a send's append woke, competes with the requests still queued for the GIL and the loop:
 the last send then waits for most of the turns and fan-out the earlier ones started (bench/mixed_load.py). Here the
-embedded server counts the requests it is answering (from the request head's arrival until the response starts:
-`server.EdgeH11Protocol` and `server.prioritized`); a harness run waits before each step, and a stream before each
-write, until that count is 0 or `max_wait` passed. The bound keeps turns and streams moving under a steady load, and
-it breaks any wait of a request on background work (a request never waits for a stream).
+embedded server counts the requests it is answering, from the moment a whole request (body included: an upload
+still arriving holds nothing back) has arrived until its response starts (`server.EdgeH11Protocol`,
+`server.prioritized`); a harness run waits before each step, and a stream before each write, until that count is 0
+or `max_wait` passed. The bound keeps turns and streams moving under a steady load, and it breaks any wait of a
+request on background work (a request never waits for a stream).
 
 A request whose handler waits by design (a work-queue long poll, `block_ms`) does not count (`counts`), else every
 harness step would wait out the bound while a sandbox worker polls. The count is per process: a process's requests
