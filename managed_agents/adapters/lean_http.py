@@ -8,7 +8,8 @@ cancel scope per socket read and h11's event machinery. Here a connection is an 
 with the bytes that arrive and with the peer's close, so an idle connection's state is known without asking the
 socket, and the read timeout is one timer per request that looks at when data last arrived.
 
-What it does: HTTP/1.1 over TCP or TLS (the client's SSL context, SNI, ALPN as that context says), a request body
+What it does: HTTP/1.1 over TCP or TLS (the client's SSL context; SNI and the certificate checked against the host, or
+the request's `sni_hostname` extension; ALPN as that context says), a request body
 of bytes (sent with its Content-Length), responses with a Content-Length, chunked or ending at the connection's close;
 1xx interim responses skipped; keep-alive (a connection whose response was read to its end goes back to the pool,
 unless either side said `Connection: close`; idle ones older than `keepalive_expiry` are closed). A reused
@@ -342,11 +343,11 @@ class LeanAsyncTransport(httpx2.AsyncBaseTransport):
         conn = _Connection(loop)
         hostname = host.decode("ascii")
         tls = self._ssl if scheme == b"https" else None
+        # the name TLS checks and sends: the SDK names one for a host with underscores (`sni_hostname`), as httpcore did
+        sni = str(request.extensions.get("sni_hostname") or hostname) if tls is not None else None
         try:
             async with asyncio.timeout(timeouts.get("connect")):
-                await loop.create_connection(
-                    lambda: conn, hostname, port, ssl=tls, server_hostname=hostname if tls is not None else None
-                )
+                await loop.create_connection(lambda: conn, hostname, port, ssl=tls, server_hostname=sni)
         except TimeoutError:
             conn.abort()
             raise httpx2.ConnectTimeout(f"connecting to {hostname}:{port} timed out", request=request) from None

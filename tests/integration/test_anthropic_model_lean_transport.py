@@ -7,17 +7,22 @@ from __future__ import annotations
 import json
 import queue
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx2
 import pytest
 
 from managed_agents.adapters.anthropic_model import AnthropicMessagesModel
+from managed_agents.adapters.lean_http import LeanAsyncTransport
 from managed_agents.adapters.local.in_process_orchestrator import ThreadCancelToken
 from managed_agents.ports import ModelError
+from tests.own_loop import run_on_own_loop
 
 REQUEST = {"model": "claude-sonnet-4-6", "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]}
 
@@ -228,3 +233,72 @@ def test_a_new_connection_closed_before_answering_is_a_retryable_connection_erro
         model.stream_message(dict(REQUEST), cancel=ThreadCancelToken())
     assert failure.value.kind == "connection" and failure.value.retryable
     assert len(endpoint.requests) == 1
+
+
+def _self_signed(name: str, directory: Path) -> tuple[Path, Path]:
+    """A certificate for DNS name `name` and its key, as PEM files."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return cert_path, key_path
+
+
+def test_tls_checks_and_sends_the_name_the_sdk_gives_for_the_host(tmp_path: Path) -> None:
+    """The SDK names the TLS server name of a host with underscores in the request's `sni_hostname` extension (an
+    underscore is not valid in one): the connection is made to the URL's host and verified against that name."""
+    cert, key = _self_signed("model-gateway", tmp_path)
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+    names: list[str | None] = []
+    server_ctx.sni_callback = lambda _sock, name, _ctx: names.append(name)  # type: ignore[assignment,misc,return-value]
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+
+    def serve() -> None:
+        raw, _ = listener.accept()
+        with server_ctx.wrap_socket(raw, server_side=True) as conn:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+
+    threading.Thread(target=serve, daemon=True).start()
+    client_ctx = ssl.create_default_context(cafile=str(cert))
+
+    async def fetch() -> tuple[int, bytes]:
+        async with httpx2.AsyncClient(transport=LeanAsyncTransport(client_ctx)) as client:
+            request = client.build_request(
+                "GET", f"https://127.0.0.1:{port}/health", extensions={"sni_hostname": "model-gateway"}
+            )
+            response = await client.send(request)
+            return response.status_code, response.content
+
+    try:
+        assert run_on_own_loop(fetch(), timeout=30) == (200, b"ok")
+    finally:
+        listener.close()
+    assert names == ["model-gateway"]
