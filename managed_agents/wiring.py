@@ -405,7 +405,10 @@ def build_local_runtime(
         rt.orchestrator = InProcessOrchestrator(
             deps,
             max_workers=settings.max_concurrent_sessions,
-            on_error=harness_failure_reporter(rt.events, resources, clock),
+            # (a failed child thread's session is woken through `deps.wake`, set below)
+            on_error=harness_failure_reporter(
+                rt.events, resources, clock, wake=lambda sid: deps.wake and deps.wake(sid)
+            ),
             leases=leases,
             yield_to=request_priority(settings).wait,
         )

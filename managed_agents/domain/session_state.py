@@ -164,6 +164,7 @@ class SessionState:
     # there (harness/threads.py `copy_to_session`: a copy lost to a crash after the child's write is made again)
     thread_log: bool = False
     uncopied: list[StoredEvent] = field(default_factory=list)
+    replied: bool = False  # a child thread that sent its answer to its coordinator (it never runs again)
 
     @property
     def unresolved(self) -> list[ToolCall]:
@@ -301,6 +302,8 @@ def _apply(st: SessionState, ev: StoredEvent) -> None:
                 logged_at=ev.processed_at,
             )
         )
+    elif t == "agent.thread_message_sent" and st.thread_log:  # a child's answer to its coordinator: it is done
+        st.replied = True
     elif t == "session.thread_created":
         c = st.call(str(internal.get("call")))
         if c is not None:

@@ -20,7 +20,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import cast
 
 from managed_agents.domain.errors import Conflict, DuplicateEvent
@@ -36,6 +36,7 @@ from managed_agents.domain.threads import (
     primary_thread_id,
     thread_agent,
 )
+from managed_agents.harness.event_batches import Entry
 from managed_agents.ports import EventStore, Record, ResourceStore
 
 PREFIX = "delegate_to_"
@@ -312,6 +313,18 @@ def answer(sid: str, call: ToolCall, message: str) -> tuple[str, JsonObject, Jso
 def run_record(resources: ResourceStore, run_id: str) -> Record | None:
     """What an orchestrator runs: a session, or a child thread of one (ids `sthr_...`; one run each)."""
     return resources.get_by_id(KIND if is_thread_id(run_id) else "session", run_id)
+
+
+def as_thread_events(thread_id: str, agent_name: object, events: Sequence[Entry]) -> list[Entry]:
+    """A child thread logs its status changes as `session.thread_status_*`, named, marked as its own for the fold."""
+    out: list[Entry] = []
+    for type_, payload, internal in events:
+        if type_ in THREAD_STATUS:
+            named = {"session_thread_id": thread_id, "agent_name": agent_name, **payload}
+            out.append((THREAD_STATUS[type_], named, {**(internal or {}), "own": True}))
+        else:
+            out.append((type_, payload, internal))
+    return out
 
 
 def copies(session_id: str, thread_id: str, events: Iterable[NewEvent | StoredEvent]) -> list[NewEvent]:

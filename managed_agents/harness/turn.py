@@ -228,15 +228,7 @@ class _Turn:
         return stored
 
     def _as_thread(self, events: Sequence[Entry]) -> list[Entry]:
-        """A child thread logs its status changes as `session.thread_status_*` (marked as its own for the fold)."""
-        out: list[Entry] = []
-        for type_, payload, internal in events:
-            if type_ in threads.THREAD_STATUS:
-                named = {"session_thread_id": self.sid, "agent_name": self.agent.get("name"), **payload}
-                out.append((threads.THREAD_STATUS[type_], named, {**(internal or {}), "own": True}))
-            else:
-                out.append((type_, payload, internal))
-        return out
+        return threads.as_thread_events(self.sid, self.agent.get("name"), events)
 
     def _cross_post(self, batch: Sequence[NewEvent], key: str, usage: Sequence[Entry] = ()) -> None:
         """A child's copies of its batch on its session's log (threads.copies), in one write; its `session.usage`
@@ -349,6 +341,8 @@ def _step(turn: _Turn, cancel: CancelToken | None) -> Outcome:
     deps = turn.deps
     _copies(turn)
     st = turn.state
+    if turn.thread and st.replied:  # (woken after its failure was reported with input still unsent: harness/failures)
+        return Parked("replied")
     tool_timeout = timedelta(seconds=deps.settings.tool_timeout_seconds)
     action = step.decide(st, now=deps.clock.now(), tool_timeout=tool_timeout)
 

@@ -179,9 +179,11 @@ def report_failure(req: ReportFailureInput, deps: AwsDeps) -> bool:
         kind = str(cause.get("errorType") or kind)
         detail = str(cause["errorMessage"])
     rt = deps.runtime
-    appended = report_session_failure(rt.events, rt.resources, rt.clock, req.session_id, failure_message(kind, detail))
-    # Release the run before the execution fails: a wake that arrived during the failed turn starts a new execution.
     orchestrator = rt.sessions.svc.orchestrator
+    wake = orchestrator.wake if orchestrator is not None else None  # (a failed child thread's session reads its answer)
+    message = failure_message(kind, detail)
+    appended = report_session_failure(rt.events, rt.resources, rt.clock, req.session_id, message, wake)
+    # Release the run before the execution fails: a wake that arrived during the failed turn starts a new execution.
     if release_failed_run(rt.resources, req.session_id, req.execution) and orchestrator is not None:
         orchestrator.wake(req.session_id)
     return appended
