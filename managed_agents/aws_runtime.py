@@ -211,6 +211,7 @@ def build_aws_runtime(
         ),
     )
     rt.secrets = vault_secrets
+    rt.sessions.states = StateCache(max_sessions=LAMBDA_STATE_CACHE_SESSIONS)  # a tool result reads the log's tail
     if settings.event_bus_name:  # lifecycle events on the bus, put by whichever function appended them
         from managed_agents.adapters.aws.eventbridge_lifecycle import EventBridgeLifecyclePublisher
 

@@ -42,6 +42,7 @@ from managed_agents.domain.outcomes import DEFAULT_MAX_ITERATIONS
 from managed_agents.domain.session_state import SessionState, ToolCall, fold
 from managed_agents.domain.threads import KIND as THREAD_KIND
 from managed_agents.domain.threads import SESSION_AGENT_FIELDS, answer_id, primary_thread_id
+from managed_agents.harness.state_cache import StateCache
 from managed_agents.ports import (
     EventNotifier,
     EventStore,
@@ -221,6 +222,9 @@ class SessionService:
         self.vaults: VaultService | None = None  # set by wiring: vault_ids are checked at create
         self.files: FileService | None = None  # set by wiring: file rubrics of outcomes are read from it
         self.session_resources: SessionResourceService | None = None  # set by wiring: `resources` at create
+        # folded states kept between sends (AWS API: a tool result is checked against the state of the whole log;
+        # kept, a send reads only the events logged since the last one). None: every such send folds the whole log.
+        self.states: StateCache | None = None
         self.ended_hooks: list[Callable[[str], object]] = []  # called with the id of a deleted/archived session
         self.created_hooks: list[Callable[[str], object]] = []  # called with the id of a new session
 
@@ -550,8 +554,18 @@ class SessionService:
             raise Conflict(f"session {sid!r} is terminated and accepts no new events")
         # the folded log only for the events checked against it (a tool result, a confirmation, an outcome): a plain
         # user.message needs only where the log ends
-        st = self.state(sid) if any(isinstance(e, STATEFUL_PARAMS) for e in events) else self._log_end(sid)
-        stored = self._append_user_events(rec, st, list(events), p, digest)
+        if not any(isinstance(e, STATEFUL_PARAMS) for e in events):
+            stored = self._append_user_events(rec, self._log_end(sid), list(events), p, digest)
+        elif self.states is None:
+            stored = self._append_user_events(rec, self.state(sid), list(events), p, digest)
+        else:
+            # The send only reads the state: it goes back as it was taken, a fold of a prefix of the log (taking it
+            # again reads what follows), whatever the append did. Taken, it is this send's alone.
+            st = self.states.take(self.events, sid)
+            try:
+                stored = self._append_user_events(rec, st, list(events), p, digest)
+            finally:
+                self.states.put(sid, st)
         return _echo(stored, events)
 
     def _file_rubric(self, ws: str, file_id: str, where: str) -> str:

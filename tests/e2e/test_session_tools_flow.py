@@ -68,17 +68,17 @@ def test_custom_tool_round_trip(client: anthropic.Anthropic, model_server: Scrip
     # And the model was offered the tool
     assert [t["name"] for t in model_server.requests[0]["body"]["tools"]] == ["get_weather"]
     # When the client sends the result
-    client.beta.sessions.events.send(
-        sid,
-        events=[
-            {
-                "type": "user.custom_tool_result",
-                "custom_tool_use_id": use.id,
-                "content": [{"type": "text", "text": "sunny, 21C"}],
-            }
-        ],
-    )
+    result: Any = {
+        "type": "user.custom_tool_result",
+        "custom_tool_use_id": use.id,
+        "content": [{"type": "text", "text": "sunny, 21C"}],
+    }
+    client.beta.sessions.events.send(sid, events=[result])
     events = wait_idle(client, sid, count=2)
+    # And sends it again: refused, the call is answered (AWS keeps the state a send checked against between sends:
+    # the next one reads what was logged since)
+    with pytest.raises(anthropic.BadRequestError):
+        client.beta.sessions.events.send(sid, events=[result])
     # Then the model gets a tool_result for its own tool_use id with the content
     results = _tool_results(model_server.requests[1]["body"])
     assert len(results) == 1
