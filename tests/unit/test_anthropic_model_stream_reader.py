@@ -453,3 +453,34 @@ def test_an_event_the_stream_ends_in_is_dropped_so_the_stream_is_cut_short() -> 
         model.stream_message(dict(REQUEST))
     # Then it is a stream cut short, as with the SDK (which dropped the unterminated event too)
     assert info.value.kind == "connection" and "no message_stop" in info.value.message
+
+
+def test_the_request_body_is_encoded_as_the_sdk_encodes_it() -> None:
+    """The adapter hands the SDK a ready body (`content=`) where the SDK takes one: the bytes must be the ones the
+    SDK's own encoder makes of the same request (non-ASCII text kept as is, compact separators, `stream: true`)."""
+    from anthropic._utils._json import openapi_dumps
+
+    from managed_agents.adapters import anthropic_model
+
+    request = {
+        "model": "claude-sonnet-4-6",
+        "max_tokens": 64,
+        "system": [{"type": "text", "text": "Réponds en français — « vite »"}],
+        "messages": [
+            {"role": "user", "content": [{"type": "text", "text": "ls 🗂"}]},
+            {
+                "role": "assistant",
+                "content": [
+                    {"type": "tool_use", "id": "toolu_1", "name": "bash", "input": {"command": "ls", "n": 1.5}}
+                ],
+            },
+            {
+                "role": "user",
+                "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "a\nb", "is_error": False}],
+            },
+        ],
+        "tools": [{"name": "bash", "input_schema": {"type": "object", "properties": {}}}],
+    }
+    body = anthropic_model._body(request)
+    expected = openapi_dumps({**request, "stream": True})
+    assert body == ({"content": expected} if anthropic_model._TAKES_CONTENT else {"body": {**request, "stream": True}})
