@@ -17,6 +17,7 @@ Environment (set by the CDK stack on the API and task Lambdas):
 | `MANAGED_AGENTS_ADMIN_KEY_SECRET_ARN` | API Lambda: the admin key secret, registered on the first request |
 | `MANAGED_AGENTS_MCP_PROXY_FUNCTION` | the MCP proxy Lambda; set: MCP toolsets work and vault secrets can be written |
 | `MANAGED_AGENTS_VAULT_SECRET_PREFIX` | Secrets Manager prefix of vault secrets; set: the vault API is served |
+| `MANAGED_AGENTS_WEBHOOK_SECRET_PREFIX` | Secrets Manager prefix of webhook signing secrets (API, deliverer) |
 
 plus the sandbox variables and every `MANAGED_AGENTS_*` harness and server setting: all of them are declared in
 `managed_agents/settings.py` (`AwsSettings`); the names are re-exported here for stacks/config.py.
@@ -167,6 +168,13 @@ def build_aws_runtime(
 
         vault_secrets = SecretsManagerSecretStore(prefix=settings.vault_secret_prefix, client=clients.secretsmanager)
         gateway = mcp_gateway(settings, clients)
+    webhook_secrets = None
+    if settings.webhook_secret_prefix:  # (the account's Secrets Manager key: stacks/constructs/secrets.py)
+        from managed_agents.adapters.aws.secrets_manager_store import SecretsManagerSecretStore  # imports boto3
+
+        webhook_secrets = SecretsManagerSecretStore(
+            prefix=settings.webhook_secret_prefix, client=clients.secretsmanager
+        )
     schedules = None
     if settings.deployment_schedule_group:
         from managed_agents.adapters.aws.scheduler_deployment_schedules import SchedulerDeploymentSchedules
@@ -202,6 +210,7 @@ def build_aws_runtime(
             # Speculative hands and stop-on-delete need a provisioner; without one, the ModelTurn Lambda provisions.
             speculative_hands=provisioner is not None,
             vault_secrets=vault_secrets,
+            webhook_secrets=webhook_secrets,
             credential_secrets=gateway or _NoMcpProxy(),
             prober=gateway,
             # the sandbox task's init container puts session resources in place (sandbox/materials.py)

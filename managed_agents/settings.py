@@ -158,6 +158,7 @@ VAULT_SECRET_PREFIX_ENV = f"{ENV_PREFIX}VAULT_SECRET_PREFIX"
 VAULT_KMS_KEY_ARN_ENV = f"{ENV_PREFIX}VAULT_KMS_KEY_ARN"
 EVENT_BUS_NAME_ENV = f"{ENV_PREFIX}EVENT_BUS_NAME"
 WEBHOOK_QUEUE_URL_ENV = f"{ENV_PREFIX}WEBHOOK_QUEUE_URL"
+WEBHOOK_SECRET_PREFIX_ENV = f"{ENV_PREFIX}WEBHOOK_SECRET_PREFIX"
 DEPLOYMENT_SCHEDULE_GROUP_ENV = f"{ENV_PREFIX}DEPLOYMENT_SCHEDULE_GROUP"
 DEPLOYMENT_SCHEDULE_ROLE_ARN_ENV = f"{ENV_PREFIX}DEPLOYMENT_SCHEDULE_ROLE_ARN"
 DEPLOYMENT_SCHEDULE_TARGET_ARN_ENV = f"{ENV_PREFIX}DEPLOYMENT_SCHEDULE_TARGET_ARN"
@@ -237,6 +238,10 @@ class AwsSettings(ServerSettings):
     )
     vault_secret_prefix: str | None = Field(
         None, description="Secrets Manager name prefix of vault credential secrets (unset: no vaults)"
+    )
+    webhook_secret_prefix: str | None = Field(
+        None,
+        description="Secrets Manager name prefix of webhook signing secrets (unset: kept in the endpoint's record)",
     )
 
 

@@ -192,6 +192,7 @@ class ManagedAgentsStack(Stack):
                 names.ENV_STATE_MACHINE_ARN: sm_arn,
                 names.ENV_ADMIN_KEY_SECRET_ARN: self.secrets.admin_key.secret_arn,
                 names.ENV_VAULT_SECRET_PREFIX: self.secrets.vault_prefix,
+                names.ENV_WEBHOOK_SECRET_PREFIX: self.secrets.webhook_prefix,
                 # Writing a vault secret needs the vault key's decrypt and merging an update reads the stored secret:
                 # only the MCP proxy may do either, so the API writes through it (and deletes by itself).
                 names.ENV_MCP_PROXY_FUNCTION: self.mcp_proxy.alias.function_arn,
@@ -211,6 +212,7 @@ class ManagedAgentsStack(Stack):
         self.data.grant_files(api_role, read=True, write=True, delete=True)  # files, skills, outputs: the APIs
         self._grant_read_secret(api_role, self.secrets.admin_key.secret_arn, "ReadAdminKey")
         self.secrets.allow_vault_remover(api_role)
+        self.secrets.allow_webhook_secrets(api_role, write=True)
         self.mcp_proxy.grant_invoke(api_role)
         self._grant_wake(api_role, sm_arn)
         api_role.add_to_principal_policy(
@@ -313,6 +315,9 @@ class ManagedAgentsStack(Stack):
         )
         for fn in (self.webhook_relay, self.webhook_deliver):
             fn.add_environment(names.ENV_WEBHOOK_QUEUE_URL, self.webhooks.queue.queue_url)
+        # the deliverer signs with the endpoints' secrets (stacks/constructs/secrets.py)
+        self.webhook_deliver.add_environment(names.ENV_WEBHOOK_SECRET_PREFIX, self.secrets.webhook_prefix)
+        self.secrets.allow_webhook_secrets(self.webhook_deliver.role, write=False)
 
     def _deployment_schedules(self) -> None:
         """One EventBridge Scheduler schedule per scheduled deployment, in the triggers' schedule group, invoking the
@@ -436,6 +441,13 @@ class ManagedAgentsStack(Stack):
             acknowledge(fn.role, "AwsSolutions-IAM5", task_response, "Resource::*")
         for fn in (self.api.function, self.mcp_proxy):  # (ModelTurn's statement on the prefix is a Deny)
             acknowledge(fn.role, "AwsSolutions-IAM5", vault, vault_secrets)
+        webhook_secrets = arn_finding(self, "secretsmanager", f"secret:{self.secrets.webhook_prefix}*")
+        webhook = (
+            "Webhook signing secrets are created per endpoint at run time under the webhook name prefix; the "
+            "statement covers that prefix only."
+        )
+        for fn in (self.api.function, self.webhook_deliver):
+            acknowledge(fn.role, "AwsSolutions-IAM5", webhook, webhook_secrets)
         for fn in (self.api.function, self.reaper, self.report_failure, self.model_turn):
             acknowledge(fn.role, "AwsSolutions-IAM5", executions, executions_finding)
         acknowledge(

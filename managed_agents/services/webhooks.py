@@ -13,9 +13,9 @@ delivery log (each delivery's attempts, status codes and latency).
 **Payloads** are the reference's thin events, signed with Standard Webhooks (`webhook-id`, `webhook-timestamp`,
 `webhook-signature`), so `client.beta.webhooks.unwrap(body, headers=..., key=secret)` verifies them. The payload
 `id` is the same for every endpoint and every retry of one event (receivers deduplicate on it); `organization_id`
-is this server's fixed `ORGANIZATION_ID` (it has no organizations). Signing secrets are kept as vault credentials'
-are: embedded, in the encrypted secret store (the record holds its name); on AWS, in the endpoint record (the
-resources table is encrypted at rest; the webhook functions are not granted the vault key).
+is this server's fixed `ORGANIZATION_ID` (it has no organizations). Signing secrets are kept in a secret store, the
+record holding their name: embedded, the encrypted file store; on AWS, Secrets Manager under the webhook prefix
+(stacks/constructs/secrets.py; not the vault key, which only the MCP proxy may use).
 
 **Which events** (today): the session status changes of the log, as they are appended: `session.status_run_started`,
 `session.status_idled` (and `session.requires_action` or `session.budget_reached` when the idle's stop reason is
@@ -75,7 +75,7 @@ DELIVERY = Kind("webhook_delivery", lambda: "whdl_01" + new_ulid(), noun="webhoo
 ORGANIZATION_ID = "org_self_hosted"
 PENDING = "pending"
 MAX_ENDPOINTS = 32
-SECRET_KEY = "_signing_secret"  # the signing secret in the record (no secret store: AWS, and records from before)
+SECRET_KEY = "_signing_secret"  # the signing secret in the record (no secret store, and records from before)
 SECRET_NAME_KEY = "_signing_secret_name"  # where the secret store keeps it (embedded: the encrypted file store)
 _RESOURCE_EVENTS = {
     "agent": ("created", "updated", "archived", "deleted"),

@@ -16,6 +16,11 @@ value: new credentials' secrets and updates for the API, rotated OAuth tokens fo
 
 Secrets are per credential and created at run time, so a per-secret resource policy cannot be declared in
 CloudFormation; the key policy is the resource policy that covers all of them.
+
+Webhook signing secrets are Secrets Manager secrets created at run time under `{prefix}/webhook/` (one per endpoint,
+encrypted with the account's Secrets Manager key, `aws/secretsmanager`): the API writes, reads (an idempotent replay
+of a create answers the secret again) and deletes them; the webhook deliverer only reads them (it signs with them).
+No other role is granted them.
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ class Secrets(Construct):
         super().__init__(scope, id_)
         removal = config.removal
         self.vault_prefix = f"{config.prefix}/vault/"
+        self.webhook_prefix = f"{config.prefix}/webhook/"
         self.model_key = secretsmanager.Secret(
             self,
             "ModelApiKey",
@@ -108,6 +114,12 @@ class Secrets(Construct):
             service="secretsmanager",
             resource="secret",
             resource_name=f"{self.vault_prefix}*",
+            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+        )
+        self.webhook_secrets_arn = stack.format_arn(
+            service="secretsmanager",
+            resource="secret",
+            resource_name=f"{self.webhook_prefix}*",
             arn_format=ArnFormat.COLON_RESOURCE_NAME,
         )
         self._via_secrets_manager = {"StringEquals": {"kms:ViaService": f"secretsmanager.{Aws.REGION}.amazonaws.com"}}
@@ -186,4 +198,19 @@ class Secrets(Construct):
                 actions=["secretsmanager:GetSecretValue"],
                 resources=[self.vault_secrets_arn],
             )
+        )
+
+    def allow_webhook_secrets(self, role: iam.IRole, *, write: bool) -> None:
+        """Webhook signing secrets (module docstring): `write`, the API (create, rotate, read, delete); else the
+        deliverer (read)."""
+        actions = ["secretsmanager:GetSecretValue"]
+        if write:
+            actions += [
+                "secretsmanager:CreateSecret",
+                "secretsmanager:PutSecretValue",
+                "secretsmanager:DeleteSecret",
+                "secretsmanager:DescribeSecret",
+            ]
+        role.add_to_principal_policy(
+            iam.PolicyStatement(sid="WebhookSigningSecrets", actions=actions, resources=[self.webhook_secrets_arn])
         )

@@ -90,6 +90,7 @@ from managed_agents.settings import (
     VAULT_KMS_KEY_ARN_ENV,
     VAULT_SECRET_PREFIX_ENV,
     WEBHOOK_QUEUE_URL_ENV,
+    WEBHOOK_SECRET_PREFIX_ENV,
 )
 from managed_agents.testing.loopback import UvicornThread, free_port
 from managed_agents.testing.scripted_model import ScriptedModelServer
@@ -722,6 +723,7 @@ def _platform(
             SANDBOX_SECURITY_GROUP_ENV: group,
             MCP_PROXY_FUNCTION_ENV: f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:McpProxy",
             VAULT_SECRET_PREFIX_ENV: f"ma-{suffix}/vault/",
+            WEBHOOK_SECRET_PREFIX_ENV: f"ma-{suffix}/webhook/",
             VAULT_KMS_KEY_ARN_ENV: vault_key,
             EVENT_BUS_NAME_ENV: f"bus-{suffix}",
             DEPLOYMENT_SCHEDULE_GROUP_ENV: f"schedules-{suffix}",

@@ -14,6 +14,7 @@ from typing import Any
 import anthropic
 import pytest
 
+from managed_agents.services.webhooks import SECRET_KEY, SECRET_NAME_KEY
 from tests.aws.platform import Platform, aws_platform
 from tests.e2e.conftest import wait_until
 from tests.e2e.loopback_http import serve
@@ -62,6 +63,10 @@ def test_a_session_turn_reaches_the_receiver_signed_through_stream_queue_and_lam
             url=base + "/hooks",
             enabled_events=["session.status_idled", "session.status_run_started"],  # type: ignore[list-item]
         )
+        # (its signing secret is kept in Secrets Manager, written by the API function: not in the record)
+        assert platform.runtime is not None
+        record = platform.runtime.resources.get_by_id("webhook_endpoint", endpoint.id)
+        assert record is not None and SECRET_KEY not in record.doc and record.doc[SECRET_NAME_KEY]
         # When a session runs a turn, and the stream and the queue are polled as Lambda would
         platform.model.push("Hello")
         sid = platform.session([])

@@ -11,7 +11,7 @@ from aws_cdk.assertions import Match, Template
 
 from managed_agents.adapters.aws.dynamodb_event_store import TTL_ATTRIBUTE, WEBHOOK_TYPE
 from managed_agents.services.webhooks import OUTBOX_SOURCE_TYPES, RESOURCE_EVENT_TYPES
-from managed_agents.settings import WEBHOOK_QUEUE_URL_ENV
+from managed_agents.settings import WEBHOOK_QUEUE_URL_ENV, WEBHOOK_SECRET_PREFIX_ENV
 from stacks.asl import logical_id
 from stacks.constructs.webhooks import DELIVER_BATCH, MAX_RECEIVES
 from tests.infra.conftest import Synth
@@ -112,3 +112,30 @@ def test_both_functions_know_the_queue_and_may_only_send_to_it(default_synth: Sy
                 },
             },
         )
+
+
+def test_signing_secrets_are_in_secrets_manager_for_the_api_and_the_deliverer_only(default_synth: Synth) -> None:
+    resources = default_synth.template["Resources"]
+    granted: dict[str, list[str]] = {}
+    for name in ("Api/ApiFunction", "WebhookDeliver", "WebhookRelay", "McpProxy", "ModelTurn"):
+        fn = resources[_id(default_synth, f"{name}/Function/Resource")]
+        role = fn["Properties"]["Role"]["Fn::GetAtt"][0]
+        for res in resources.values():
+            if res["Type"] == "AWS::IAM::Policy" and {"Ref": role} in res["Properties"]["Roles"]:
+                for st in res["Properties"]["PolicyDocument"]["Statement"]:
+                    if st.get("Sid") == "WebhookSigningSecrets":
+                        actions = st["Action"]
+                        granted[name] = sorted([actions] if isinstance(actions, str) else actions)
+                        assert "webhook/*" in json.dumps(st["Resource"])
+        if name in ("Api/ApiFunction", "WebhookDeliver"):
+            assert fn["Properties"]["Environment"]["Variables"][WEBHOOK_SECRET_PREFIX_ENV] == "managed-agents/webhook/"
+    assert granted == {
+        "Api/ApiFunction": [
+            "secretsmanager:CreateSecret",
+            "secretsmanager:DeleteSecret",
+            "secretsmanager:DescribeSecret",
+            "secretsmanager:GetSecretValue",
+            "secretsmanager:PutSecretValue",
+        ],
+        "WebhookDeliver": ["secretsmanager:GetSecretValue"],
+    }
