@@ -22,6 +22,8 @@ from tests.infra.conftest import REPO_ROOT, Synth
 pytestmark = pytest.mark.slow
 
 VAULT_SECRETS = ":secret:managed-agents/vault/*"
+# webhook signing secrets (api/webhooks): the API creates, writes and reads them; not vault secrets, not the vault key
+WEBHOOK_SECRETS = ":secret:managed-agents/webhook/*"
 
 
 # ----------------------------------------------------------------------------------------------------------- helpers
@@ -239,8 +241,10 @@ def test_the_api_lambda_can_neither_read_nor_write_vault_secrets_nor_use_the_vau
             if st["Effect"] == "Allow" and f"secretsmanager:{action}" in _as_list(st["Action"])
             for r in _as_list(st["Resource"])
         ]
-        # (the one secret it reads is the admin key; it writes none)
-        assert allowed == ([admin_key] if action == "GetSecretValue" else []), (action, allowed)
+        # (the secrets it reads are the admin key and webhook signing secrets; it writes webhook signing secrets only)
+        others = [r for r in allowed if not r.endswith(WEBHOOK_SECRETS)]
+        assert others == ([admin_key] if action == "GetSecretValue" else []), (action, allowed)
+        assert not any("managed-agents/vault" in r for r in allowed), (action, allowed)
         assert any(
             st["Effect"] == "Deny"
             and f"secretsmanager:{action}" in _as_list(st["Action"])
