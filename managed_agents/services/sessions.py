@@ -546,7 +546,9 @@ class SessionService:
             logged = self._logged_send(sid, p, digest)
             if logged:
                 if rec.doc["status"] in ACTIVE and self.svc.orchestrator is not None:
-                    self.svc.orchestrator.wake(sid)  # the first attempt may have failed after its append: run it
+                    # the first attempt may have failed after its append: run it, and stop the run it interrupted
+                    answered = {e.id: str(t) for e in logged if e.type != "user.interrupt" and (t := _thread_of(e))}
+                    self._after_append(rec, logged, answered)
                 return _echo(logged, events)
         if rec.archived:
             raise InvalidRequest(f"session {sid!r} is archived and accepts no new events")
@@ -698,21 +700,28 @@ class SessionService:
             raise
         if sync is not None:
             self.svc.recorded(sync.outbox)
-        orch = self.svc.orchestrator
-        if orch is not None:
-            interrupts = [e for e in stored if e.type == "user.interrupt"]
-            if interrupts:
-                self._interrupt_threads(rec, interrupts)
-            if any(not (e.internal or {}).get("thread") for e in interrupts):
-                orch.interrupt(sid)
-            else:
-                orch.wake(sid)
-            for tid in sorted(set(routed.values())):  # the children answered copy their answers when advanced
-                orch.wake(tid)
+        self._after_append(rec, stored, routed)
         if self.work is not None and any(isinstance(e, UserMessageParams) for e in events):
             # inference never waits for the sandbox: hands are provisioned while the first turn runs
             self.work.ensure_for_session(sid, session=rec)
         return stored
+
+    def _after_append(self, rec: Record, stored: list[StoredEvent], routed: dict[str, str]) -> None:
+        """Run what a send logged: an interrupt stops the session's run (and its children's) and wakes a fresh one,
+        anything else wakes it; the child threads answered are woken too. Also what an SDK retry of a send does when
+        its first attempt logged the events and failed before this (each step is idempotent)."""
+        orch = self.svc.orchestrator
+        if orch is None:
+            return
+        interrupts = [e for e in stored if e.type == "user.interrupt"]
+        if interrupts:
+            self._interrupt_threads(rec, interrupts)
+        if any(not _thread_of(e) for e in interrupts):
+            orch.interrupt(rec.id)
+        else:
+            orch.wake(rec.id)
+        for tid in sorted(set(routed.values())):  # the children answered copy their answers when advanced
+            orch.wake(tid)
 
     def _after_failed_append(self, rec: Record, seen_seq: int, marked: bool) -> None:
         """An append failed after the session was marked running: never leave it `running` with nothing to run.
@@ -895,3 +904,8 @@ class SessionService:
 def _marking_deleted(before: Record, after: Record) -> str | None:
     """A delete's mark causes `session.deleted` (once: a retried delete finds the mark)."""
     return "deleted" if after.doc.get("_deleted") and not before.doc.get("_deleted") else None
+
+
+def _thread_of(ev: StoredEvent) -> object:
+    """The child thread a logged client event is for (an answer to its call, its own interrupt); None: the session's."""
+    return (ev.internal or {}).get("thread")

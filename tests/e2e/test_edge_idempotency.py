@@ -8,6 +8,7 @@ server answered.
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
@@ -15,7 +16,8 @@ import anthropic
 import httpx2
 import pytest
 
-from tests.e2e.conftest import Server, all_events, wait_idle
+from managed_agents.testing.scripted_model import ScriptedModelServer
+from tests.e2e.conftest import Server, all_events, wait_idle, wait_until
 
 MA = "managed-agents-2026-04-01"
 
@@ -164,3 +166,37 @@ def test_a_malformed_key_is_a_400(server: Server, value: str) -> None:
     headers = {"Authorization": f"Bearer {server.admin_key}", "anthropic-beta": MA, "Idempotency-Key": value}
     resp = httpx2.post(server.url + "/v1/agents", json={"name": "a", "model": "m"}, headers=headers, timeout=10)
     assert resp.status_code == 400 and "Idempotency-Key" in resp.json()["error"]["message"]
+
+
+def test_an_sdk_retry_of_an_interrupt_whose_first_attempt_failed_after_its_append_stops_the_turn(
+    server: Server, client: anthropic.Anthropic, model_server: ScriptedModelServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a model request that hangs, and an orchestrator whose first interrupt fails (after the interrupt was
+    # logged: the first attempt answers 500)
+    agent_id, env_id = _agent_env(client)
+    sid = client.beta.sessions.create(agent=agent_id, environment_id=env_id).id
+    model_server.push({"hang_ms": 20_000})
+    client.beta.sessions.events.send(sid, events=[_msg("think")])
+    wait_until(lambda: len(model_server.requests) == 1, timeout=30)
+    orch = server.rt.sessions.svc.orchestrator  # (both runtimes': the embedded one, Step Functions on AWS)
+    assert orch is not None
+    interrupt = orch.interrupt
+    failed: list[str] = []
+
+    def fail_once(session_id: str) -> None:
+        if not failed:
+            failed.append(session_id)
+            raise RuntimeError("the orchestrator failed after the append")
+        interrupt(session_id)
+
+    monkeypatch.setattr(orch, "interrupt", fail_once)
+    retrying = anthropic.Anthropic(base_url=server.url, api_key=server.admin_key, max_retries=2)
+    # When the SDK sends the interrupt (and retries the 500)
+    started = time.monotonic()
+    retrying.with_options(timeout=30).beta.sessions.events.send(sid, events=[{"type": "user.interrupt"}])
+    # Then the retry stopped the hanging turn: the session idles long before the hang would end, interrupted once
+    events = wait_idle(client, sid, timeout=15)
+    assert failed == [sid]
+    assert time.monotonic() - started < 15
+    assert [e.type for e in all_events(client, sid)].count("user.interrupt") == 1
+    assert "agent.message" not in [e.type for e in events]
