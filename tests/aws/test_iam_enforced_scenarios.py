@@ -19,6 +19,7 @@ granted action makes a scenario fail. Two of those removals are also run for rea
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import threading
@@ -96,6 +97,19 @@ class Runs:
     errors: dict[str, BaseException | None] = field(default_factory=dict)
     checks: list[Check] = field(default_factory=list)
     policies: dict[str, Any] = field(default_factory=dict)
+
+
+class _ErrorLog(logging.Handler):
+    """The errors the platform logged (an API's 500 logs its traceback, which the client never sees): a failed
+    scenario shows those logged while it ran, since a module fixture's captured log reaches no test's report."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.lines: list[str] = []
+        self.setFormatter(logging.Formatter("platform log: %(levelname)s %(name)s: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record)[-4000:])
 
 
 def _types(events: list[Any]) -> list[str]:
@@ -349,10 +363,16 @@ def runs(synth_variant: Callable[[dict[str, Any]], Synth], tmp_path_factory: pyt
     synth = synth_variant(VARIANT)
     out.policies = role_policies(synth.template)
 
+    logged = _ErrorLog()
+    logging.getLogger().addHandler(logged)
+
     def scenario(name: str, fn: Callable[[], Any]) -> Any:
+        start = len(logged.lines)
         try:
             result = fn()
-        except BaseException as exc:  # recorded for the scenario's own test
+        except BaseException as exc:  # recorded for the scenario's own test, with what the platform logged meanwhile
+            for line in logged.lines[start:][-5:]:
+                exc.add_note(line)
             out.errors[name] = exc
             return None
         out.errors[name] = None
@@ -386,6 +406,7 @@ def runs(synth_variant: Callable[[dict[str, Any]], Synth], tmp_path_factory: pyt
         scenario("webhooks", lambda: webhooks(platform))
         platform.settled(1)
         out.checks = list(iam.checks)
+    logging.getLogger().removeHandler(logged)
     yield out  # (the platform is gone: what the tests below look at is recorded)
 
 
