@@ -22,7 +22,8 @@ class RecordSync:
     The session record caches what its log says (status, usage, outcome evaluations): written with the events that
     change them, a reader never sees the log ahead of the record. `change` gets a copy of the record as it is inside
     the transaction and the events just stored; the store writes the copy (next revision) and keeps it in `written`.
-    A store whose `atomic_record_sync` is false ignores it: the caller then writes the record itself, after."""
+    A store whose `atomic_record_sync` is false ignores `change`: the caller then writes the record itself, after;
+    one whose `atomic_outbox` is true still records `outbox` in the append's transaction (DynamoDB)."""
 
     kind: str
     workspace_id: str
@@ -30,7 +31,7 @@ class RecordSync:
     change: Callable[[Record, Sequence[StoredEvent]], None]
     written: Record | None = None
     # resource webhook events written in the same transaction (a session's `session.created` with its initial
-    # events: services/sessions.py); only when the record is there
+    # events: services/sessions.py); with `atomic_record_sync`, only when the record is there
     outbox: Sequence[OutboxEntry] = ()
 
 

@@ -119,6 +119,11 @@ STATEFUL_PARAMS = (
 )
 
 
+def _records_outbox(events: EventStore) -> bool:
+    """Whether the store records a `RecordSync.outbox` in the append's transaction (ports.RecordSync)."""
+    return bool(getattr(events, "atomic_record_sync", False) or getattr(events, "atomic_outbox", False))
+
+
 def _usage_zero() -> JsonObject:
     return {
         "input_tokens": 0,
@@ -351,12 +356,13 @@ class SessionService:
             self.svc.insert(rec, "created")
         else:
             # A create that fails sends no webhook (and a successful one exactly session.created): the initial events
-            # are checked before anything is stored, and the store that can (SQLite) records session.created in the
-            # append's transaction, so a failed or cut-off append leaves no event of a session that never was.
+            # are checked before anything is stored, and session.created is recorded in the append's transaction
+            # (SQLite: an outbox row; DynamoDB: a webhook item in the events table, whose stream is the outbox), so a
+            # failed or cut-off append leaves no event of a session that never was.
             initial: list[EventParams] = list(params.initial_events)
             checked = self._user_batch(rec, SessionState(), initial, None)
             created: list[OutboxEntry] = []
-            if getattr(self.events, "atomic_record_sync", False):
+            if _records_outbox(self.events):
                 created = self.svc.events(ws, "session.created", sid)
             index_session(self.svc.resources, rec)
             if created:
@@ -677,7 +683,7 @@ class SessionService:
         outbox: Sequence[OutboxEntry] = (),
     ) -> list[StoredEvent]:
         """Append what `_user_batch` checked, marking the session running with it. `outbox`: resource webhook events
-        the append records in its transaction (only with a store of `atomic_record_sync`)."""
+        the append records in its transaction (only with a store that can: `_records_outbox`)."""
         sid = rec.id
         batch, routed = checked
         marked = rec.doc["status"] not in ACTIVE
@@ -693,6 +699,8 @@ class SessionService:
             marked = False  # nothing is marked unless the events are logged with it
         elif marked:
             rec = mutate(self.svc.resources, rec, mark)
+        if sync is None and outbox:  # (a store of `atomic_outbox`: the record was marked above, the outbox rides along)
+            sync = RecordSync(rec.kind, rec.workspace_id, rec.id, lambda _r, _stored: None, outbox=list(outbox))
         try:
             stored = self.events.append(sid, batch, sync=sync)
         except Exception:

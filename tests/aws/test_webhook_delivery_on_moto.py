@@ -13,12 +13,13 @@ from typing import Any
 
 import anthropic
 import pytest
+from botocore.exceptions import ClientError
 
 from managed_agents.services.webhooks import SECRET_KEY, SECRET_NAME_KEY
 from tests.aws.platform import Platform, aws_platform
 from tests.e2e.conftest import wait_until
 from tests.e2e.loopback_http import serve
-from tests.e2e.test_webhooks_delivery import MISSING_FILE, Receiver
+from tests.e2e.test_webhooks_delivery import HELLO, MISSING_FILE, Receiver
 from tests.infra.conftest import Synth
 
 pytestmark = pytest.mark.slow
@@ -189,3 +190,47 @@ def test_the_aws_default_refuses_loopback_targets() -> None:
     # Then a loopback target is refused
     with pytest.raises(Exception, match="non-public address"):
         check_target("http://127.0.0.1:9/hooks", WebhookSettings(allow_loopback=default))
+
+
+def test_a_session_create_whose_append_fails_in_dynamodb_sends_no_webhook(
+    platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = platform.client
+    r = Receiver()
+    before = {s.id for s in client.beta.sessions.list()}  # (the module's other tests' sessions)
+    with serve(r.handler()) as base:
+        endpoint = client.beta.organization.webhooks.create(
+            url=base + "/hooks",
+            enabled_events=["session.created", "session.deleted", "agent.created"],  # type: ignore[list-item]
+        )
+        agent = client.beta.agents.create(name="a", model="claude-sonnet-4-6")
+        env = client.beta.environments.create(name="e", config={"type": "cloud"})
+        # Given an events table whose transactions of initial user messages fail (after the record was written)
+        assert platform.runtime is not None
+        ddb = platform.runtime.events.inner.dynamodb  # type: ignore[attr-defined]
+        real = ddb.transact_write_items
+
+        def failing(**kwargs: Any) -> Any:
+            if any(
+                op.get("Put", {}).get("Item", {}).get("type") == {"S": "user.message"} for op in kwargs["TransactItems"]
+            ):
+                raise ClientError({"Error": {"Code": "InternalServerError", "Message": "down"}}, "TransactWriteItems")
+            return real(**kwargs)
+
+        monkeypatch.setattr(ddb, "transact_write_items", failing)
+        # When a create with initial events fails there
+        with pytest.raises(anthropic.APIStatusError) as failed:
+            client.beta.sessions.create(agent=agent.id, environment_id=env.id, initial_events=HELLO)  # type: ignore[arg-type]
+        assert failed.value.status_code == 503
+        monkeypatch.setattr(ddb, "transact_write_items", real)
+        # And one succeeds, then a last event marks the end of what was sent
+        platform.model.push("Hello")
+        ok = client.beta.sessions.create(agent=agent.id, environment_id=env.id, initial_events=HELLO)  # type: ignore[arg-type]
+        platform.wait_idle(ok.id)
+        last = client.beta.agents.create(name="last", model="claude-sonnet-4-6")
+        got = _pumped_until(platform, lambda: any(last.id in body for _, body in r.delivered()) and r.delivered())
+    # Then the failed create left no session and sent nothing; the successful one sent exactly session.created
+    events = [client.beta.webhooks.unwrap(body, headers=headers, key=endpoint.signing_secret) for headers, body in got]
+    seen = sorted((e.data.type, e.data.id) for e in events if e.data.type.startswith("session."))
+    assert [s for s in seen if s[1] not in before] == [("session.created", ok.id)]
+    assert [s.id for s in client.beta.sessions.list() if s.id not in before] == [ok.id]

@@ -1,5 +1,6 @@
 """The SQLite event store writes a record change in the append's own transaction (`EventStore.append(sync=)`), so a
-reader never sees the session's log ahead of its record; DynamoDB declares that it does not (the caller writes)."""
+reader never sees the session's log ahead of its record; DynamoDB declares that it does not (the caller writes), but
+records the sync's outbox (webhook items) in the append's transaction."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from managed_agents.adapters.aws.dynamodb_event_store import DynamoDbEventStore, webhook_entry
 from managed_agents.adapters.local.sqlite_store import SqliteDatabase, SqliteEventStore, SqliteResourceStore
 from managed_agents.domain.errors import DuplicateEvent
 from managed_agents.domain.events import NewEvent, StoredEvent
-from managed_agents.ports import Record, RecordSync
+from managed_agents.ports import OutboxEntry, Record, RecordSync
 from tests.contract.conftest import moto_event_store
 
 
@@ -85,3 +87,38 @@ def test_dynamodb_says_the_caller_writes_the_record(monkeypatch: pytest.MonkeyPa
         # When an append carries a change, the events are logged and the change is not applied
         assert [e.seq for e in store.append("s1", [NewEvent("e1", "x", {})], sync=sync)] == [1]
         assert not store.atomic_record_sync and sync.written is None
+
+
+def _webhook_items(store: DynamoDbEventStore) -> list[OutboxEntry]:
+    items = store.dynamodb.scan(TableName=store.table_name)["Items"]
+    return [e for e in (webhook_entry(i) for i in items) if e is not None]
+
+
+def _created(sid: str) -> OutboxEntry:
+    return OutboxEntry("", sid, f"revt_{sid}", "session.created", datetime.now(UTC), "ws")
+
+
+def test_dynamodb_records_the_outbox_in_the_appends_transaction(monkeypatch: pytest.MonkeyPatch) -> None:
+    with moto_event_store(monkeypatch) as store:
+        assert store.atomic_outbox
+        # Given an event already in the log
+        store.append("s1", [NewEvent("e1", "user.message", {})])
+        # When an append that carries session.created fails (a duplicate id cancels its transaction)
+        with pytest.raises(DuplicateEvent):
+            store.append(
+                "s1",
+                [NewEvent("e1", "user.message", {})],
+                sync=RecordSync("s", "ws", "s1", _count, outbox=[_created("s1")]),
+            )
+        # Then no webhook item was written
+        assert _webhook_items(store) == []
+        # When appends that carry one succeed (one of 2 events, one of 50, whose transaction has no room left)
+        for sid, n in (("s2", 2), ("s3", 50)):
+            batch = [NewEvent(f"{sid}-{i}", "user.message", {}) for i in range(n)]
+            sync = RecordSync("session", "ws", sid, _count, outbox=[_created(sid)])
+            assert [e.seq for e in store.append(sid, batch, sync=sync)] == list(range(1, n + 1))
+        # Then each session's created event is a webhook item (what the stream carries to the relay), once
+        assert sorted((e.type, e.session_id, e.event_id) for e in _webhook_items(store)) == [
+            ("session.created", "s2", "revt_s2"),
+            ("session.created", "s3", "revt_s3"),
+        ]

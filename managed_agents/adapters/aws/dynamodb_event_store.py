@@ -16,7 +16,8 @@ Table (on-demand billing), partition key `session_id` (S), sort key `seq` (N):
   them to the webhook relay beside the session events (adapters/aws/webhook_queue.py). One partition each.
 
 An append is one `TransactWriteItems` call: for every event a put of the event item conditioned on
-`attribute_not_exists(seq)` and a put of its guard item conditioned on `attribute_not_exists(session_id)`. The
+`attribute_not_exists(seq)` and a put of its guard item conditioned on `attribute_not_exists(session_id)`, and the
+webhook items of its `RecordSync.outbox` (a session create's `session.created`: `atomic_outbox`). The
 sequence numbers come from a consistent read of the partition's last seq; a writer that lost the race to another
 one (an event-item condition failed) re-reads the last seq and tries again, so the sequence stays gapless with
 any number of concurrent writers. A failed guard condition is a duplicate id: `DuplicateEvent`, nothing written.
@@ -29,6 +30,7 @@ first, while the inline payloads of a batch exceed `TRANSACTION_BUDGET_BYTES`.
 from __future__ import annotations
 
 import json
+import logging
 import random
 import threading
 import time
@@ -63,6 +65,7 @@ if TYPE_CHECKING:
 PK = "session_id"
 SK = "seq"
 GUARD_SEQ = 0
+MAX_TRANSACTION_ITEMS = 100  # DynamoDB's cap on TransactWriteItems
 MAX_EVENTS_PER_APPEND = 50  # two items per event, 100 items per transaction
 TRANSACTION_BUDGET_BYTES = 3_500_000  # of inline payload per transaction (DynamoDB caps a transaction at 4 MB)
 MAX_SEQ = 10**18
@@ -75,6 +78,7 @@ WEBHOOK_TYPE = "webhook_type"  # the attribute the relay's second stream filter 
 TTL_ATTRIBUTE = "expires_at"  # the table's TTL attribute: only webhook items have it
 WEBHOOK_ITEM_TTL_SECONDS = 7 * 24 * 3600  # (the stream keeps records 24 hours; the item is kept for a look after)
 
+log = logging.getLogger("managed_agents.events")
 _BATCH_WRITE_MAX = 24  # of 25, even so an event item and its guard always share a batch
 _BATCH_GET_MAX = 100
 _NAMES = {"#pk": PK, "#sk": SK}
@@ -228,9 +232,14 @@ class DynamoDbEventStore:
     # -- the port ------------------------------------------------------------------------------------------------
 
     # The session record lives in the resources table and is written by its own adapter after the append
-    # (`RecordSync` is ignored): putting it in this TransactWriteItems would need this adapter to encode resource
-    # items (lookup pointers included) and to retry on the record's revision too.
+    # (`RecordSync.change` is ignored): putting it in this TransactWriteItems would need this adapter to encode
+    # resource items (lookup pointers included) and to retry on the record's revision too.
     atomic_record_sync = False
+    # `RecordSync.outbox` is honoured: its webhook items (a session's `session.created` with its initial events) are
+    # put in the append's transaction, so a failed append records no webhook of a session that never was (at most
+    # MAX_TRANSACTION_ITEMS - 2 x events of them fit; the rest are written right after the append, and a crash
+    # between the two loses them).
+    atomic_outbox = True
 
     def append(
         self, session_id: str, events: Sequence[NewEvent], *, sync: RecordSync | None = None
@@ -248,6 +257,8 @@ class DynamoDbEventStore:
         ids = [e.id for e in events]
         if len(set(ids)) != len(ids):
             raise ValueError("an append cannot repeat an event id")
+        outbox = list(sync.outbox) if sync is not None else []
+        fits = max(MAX_TRANSACTION_ITEMS - 2 * len(events), 0)
         bodies = self._bodies(events)
         if any(b.spill for b in bodies):
             # Do not let a duplicate append overwrite the spilled payload of an event already in the log (only a
@@ -260,11 +271,13 @@ class DynamoDbEventStore:
             last = self.last_seq(session_id)
             now = self.clock.now()
             try:
-                self._transact(session_id, last, now, bodies)
+                self._transact(session_id, last, now, bodies, outbox[:fits])
             except _SeqConflict:
                 # Full jitter, so the writers that lost this round do not all come back together.
                 time.sleep(random.uniform(0, min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** min(attempt, 10))))
                 continue
+            if outbox[fits:]:
+                self._put_webhook_items(session_id, outbox[fits:])
             return [
                 StoredEvent(session_id, last + i + 1, e.id, e.type, now, dict(e.payload), e.internal)
                 for i, e in enumerate(events)
@@ -485,7 +498,24 @@ class DynamoDbEventStore:
         }
         return item, guard
 
-    def _transact(self, session_id: str, last: int, now: datetime, bodies: Sequence[_Body]) -> None:
+    def _put_webhook_items(self, session_id: str, outbox: Sequence[OutboxEntry]) -> None:
+        """The webhook items that did not fit in the append's transaction, after it (logged when they fail: the
+        events are in the log, so the append must not look failed)."""
+        try:
+            with _translated("webhook items"):
+                for entry in outbox:
+                    self.dynamodb.put_item(TableName=self.table_name, Item=webhook_item(entry))
+        except ServiceUnavailable:
+            log.exception("webhook items of an append were lost", extra={"session_id": session_id})
+
+    def _transact(
+        self,
+        session_id: str,
+        last: int,
+        now: datetime,
+        bodies: Sequence[_Body],
+        outbox: Sequence[OutboxEntry] = (),
+    ) -> None:
         processed_at = rfc3339(now)
         ops: list[TransactWriteItemTypeDef] = []
         for i, b in enumerate(bodies):
@@ -510,6 +540,8 @@ class DynamoDbEventStore:
                     }
                 }
             )
+        # (each webhook item has a partition of its own, named by a fresh event id: no condition)
+        ops += [{"Put": {"TableName": self.table_name, "Item": webhook_item(e)}} for e in outbox]
         try:
             # The token makes botocore's own retries of this call idempotent (a lost response is not a duplicate).
             self.dynamodb.transact_write_items(TransactItems=ops, ClientRequestToken=uuid.uuid4().hex)
@@ -523,6 +555,8 @@ class DynamoDbEventStore:
     def _cancelled(self, session_id: str, bodies: Sequence[_Body], exc: ClientError) -> None:
         """Turn a cancelled transaction into DuplicateEvent or _SeqConflict (or ServiceUnavailable)."""
         reasons = [r.get("Code", "None") for r in exc.response.get("CancellationReasons", [])]
+        if len(reasons) > 2 * len(bodies) and set(reasons[2 * len(bodies) :]) <= {"None"}:
+            reasons = reasons[: 2 * len(bodies)]  # (the webhook items': unconditional puts)
         if len(reasons) == 2 * len(bodies):
             duplicates = [b.event.id for i, b in enumerate(bodies) if reasons[2 * i + 1] == "ConditionalCheckFailed"]
             if duplicates:
