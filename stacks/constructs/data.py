@@ -152,8 +152,9 @@ class Data(Construct):
         """Event log access, by what the EventStore adapter (dynamodb_event_store.py) calls for it:
 
         * read: Query (a slice, the last seq) and GetItem (an event by id), and the spilled payloads (GetObject);
-        * append: Query (the next seq), PutItem (the transaction's puts of events and id guards) and BatchGetItem
-          (which ids of a conflicting append were written); `spill`: payloads over the item limit (PutObject);
+        * append: Query (the next seq), PutItem (a one-event append's conditional puts of its id guard and event, a
+          batch's transaction of them) and BatchGetItem (what a contested id guard points at, and whether its event
+          is there); `spill`: payloads over the item limit (PutObject);
         * delete: Query and BatchWriteItem (a deleted session's items), ListBucket and DeleteObject (its payloads).
         """
         actions: set[str] = set()

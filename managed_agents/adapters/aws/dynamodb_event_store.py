@@ -15,12 +15,30 @@ Table (on-demand billing), partition key `session_id` (S), sort key `seq` (N):
   resource's webhook event (`agent.created`, ...: ResourceStore.write_all's `outbox`), so the table's stream carries
   them to the webhook relay beside the session events (adapters/aws/webhook_queue.py). One partition each.
 
-An append is one `TransactWriteItems` call: for every event a put of the event item conditioned on
-`attribute_not_exists(seq)` and a put of its guard item conditioned on `attribute_not_exists(session_id)`, and the
-webhook items of its `RecordSync.outbox` (a session create's `session.created`: `atomic_outbox`). The
-sequence numbers come from a consistent read of the partition's last seq; a writer that lost the race to another
-one (an event-item condition failed) re-reads the last seq and tries again, so the sequence stays gapless with
-any number of concurrent writers. A failed guard condition is a duplicate id: `DuplicateEvent`, nothing written.
+An append of one event (the common case: a tool result, a message, a span) is two conditional PutItem calls, one
+write unit each where a transaction costs two per item: first the guard, conditioned on
+`attribute_not_exists(session_id)` and pointing at the seq the writer means to take (the partition's last seq, from
+a consistent read, + 1), then the event item at that seq, conditioned on `attribute_not_exists(seq)` and carrying
+the writer's random token (`w`). A guard may so point at a seq that does not hold its event (its writer lost the
+race for the seq or stopped between the two puts), and the rule that keeps an id at most once in the log is: a guard
+is moved off seq S (a put conditioned on `event_seq = S`) only by a writer that saw S hold another event, and the
+event is written only at the seq its guard points at. So:
+
+* the event put fails (another event took the seq): the writer reads the item there (consistently); if it is its own
+  event (same token: a retried call whose first response was lost) the append succeeded, if it is the same id under
+  another token a rival wrote it (DuplicateEvent), else it moves its guard to the new last seq + 1 and puts again;
+* the guard put fails (the id is taken): the writer reads the guard and the item at its seq; the id there is a
+  duplicate; an empty seq (its writer is about to write it, or stopped) is written by this writer (whichever of them
+  wins, the id is there once); another event there makes the guard an orphan, which it moves and follows.
+
+An append of more events, or of one with webhook items (below), is one `TransactWriteItems` call, all or nothing: for
+every event a put of the event item conditioned on `attribute_not_exists(seq)` and a put of its guard item conditioned
+on `attribute_not_exists(session_id)` (or, to take over an orphan guard left by a one-event append, on `event_seq = S`,
+S having been seen holding another event, or being the empty seq the transaction's first put takes). A writer that
+lost the race to another one (an event-item condition failed) re-reads the last seq and tries again, so the sequence
+stays gapless with any number of concurrent writers. A guard whose event is in the log is a duplicate id:
+`DuplicateEvent`, nothing written. The transaction also holds the webhook items of the append's `RecordSync.outbox`
+(a session create's `session.created`: `atomic_outbox`).
 
 Limits: a transaction holds at most 100 items, so an append takes at most `MAX_EVENTS_PER_APPEND` (50) events
 (ValueError above that; the harness appends small batches), and at most 4 MB, so events are also spilled, largest
@@ -79,6 +97,8 @@ TTL_ATTRIBUTE = "expires_at"  # the table's TTL attribute: only webhook items ha
 WEBHOOK_ITEM_TTL_SECONDS = 7 * 24 * 3600  # (the stream keeps records 24 hours; the item is kept for a look after)
 
 log = logging.getLogger("managed_agents.events")
+TOKEN_ATTRIBUTE = "w"  # a one-event append's random token on its event item (module docstring)
+
 _BATCH_WRITE_MAX = 24  # of 25, even so an event item and its guard always share a batch
 _BATCH_GET_MAX = 100
 _NAMES = {"#pk": PK, "#sk": SK}
@@ -187,6 +207,27 @@ class _SeqConflict(Exception):
     """Another writer took a sequence number first: re-read the last seq and retry."""
 
 
+@dataclass(frozen=True)
+class _Orphan:
+    """A guard whose seq does not hold its event: another event's (`seen_other`), or nothing yet."""
+
+    seq: int
+    seen_other: bool
+
+
+class _Contested(Exception):
+    """A guard of these ids was not what the transaction assumed (there, or moved): read what they say."""
+
+    def __init__(self, ids: list[str]) -> None:
+        super().__init__(ids)
+        self.ids = ids
+
+
+def _backoff(attempt: int) -> None:
+    # Full jitter, so the writers that lost a round do not all come back together.
+    time.sleep(random.uniform(0, min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** min(attempt, 10))))
+
+
 class DynamoDbEventStore:
     def __init__(
         self,
@@ -267,14 +308,19 @@ class DynamoDbEventStore:
             if existing:
                 raise DuplicateEvent(existing)
             self._write_spills(session_id, bodies)
+        if len(bodies) == 1 and not outbox:
+            return [self._append_one(session_id, bodies[0])]
+        takeover: dict[str, _Orphan] = {}  # orphan guards to take over, by event id
         for attempt in range(APPEND_ATTEMPTS):
             last = self.last_seq(session_id)
             now = self.clock.now()
             try:
-                self._transact(session_id, last, now, bodies, outbox[:fits])
+                self._transact(session_id, last, now, bodies, takeover, outbox[:fits])
+            except _Contested as contested:
+                takeover = self._takeovers(session_id, contested.ids, takeover)
+                continue
             except _SeqConflict:
-                # Full jitter, so the writers that lost this round do not all come back together.
-                time.sleep(random.uniform(0, min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** min(attempt, 10))))
+                _backoff(attempt)
                 continue
             if outbox[fits:]:
                 self._put_webhook_items(session_id, outbox[fits:])
@@ -514,12 +560,23 @@ class DynamoDbEventStore:
         last: int,
         now: datetime,
         bodies: Sequence[_Body],
+        takeover: Mapping[str, _Orphan],
         outbox: Sequence[OutboxEntry] = (),
     ) -> None:
+        for event_id, orphan in takeover.items():
+            # An orphan guard (module docstring) moves off a seq seen holding another event (event items are never
+            # overwritten, so it still does), or off the empty last seq + 1 that this transaction's first put takes
+            # in the same commit. A seq seen empty that is no longer the next one may hold the event now: look again.
+            if not orphan.seen_other and orphan.seq <= last:
+                raise _Contested([event_id])
+            if not orphan.seen_other and orphan.seq > last + 1:
+                raise _SeqConflict()  # (a stale last seq)
         processed_at = rfc3339(now)
         ops: list[TransactWriteItemTypeDef] = []
+        labels: list[tuple[str, str]] = []  # ("event" | "guard" | "webhook", event id) of each op
         for i, b in enumerate(bodies):
             item, guard = self._items(session_id, last + i + 1, b, processed_at)
+            event_id = b.event.id
             ops.append(
                 {
                     "Put": {
@@ -530,73 +587,229 @@ class DynamoDbEventStore:
                     }
                 }
             )
+            labels.append(("event", event_id))
+            if event_id not in takeover:
+                ops.append(
+                    {
+                        "Put": {
+                            "TableName": self.table_name,
+                            "Item": guard,
+                            "ConditionExpression": "attribute_not_exists(#pk)",
+                            "ExpressionAttributeNames": {"#pk": PK},
+                        }
+                    }
+                )
+                labels.append(("guard", event_id))
+                continue
             ops.append(
                 {
                     "Put": {
                         "TableName": self.table_name,
                         "Item": guard,
-                        "ConditionExpression": "attribute_not_exists(#pk)",
-                        "ExpressionAttributeNames": {"#pk": PK},
+                        "ConditionExpression": "#es = :s",
+                        "ExpressionAttributeNames": {"#es": "event_seq"},
+                        "ExpressionAttributeValues": {":s": {"N": str(takeover[event_id].seq)}},
                     }
                 }
             )
+            labels.append(("guard", event_id))
         # (each webhook item has a partition of its own, named by a fresh event id: no condition)
-        ops += [{"Put": {"TableName": self.table_name, "Item": webhook_item(e)}} for e in outbox]
+        for entry in outbox:
+            ops.append({"Put": {"TableName": self.table_name, "Item": webhook_item(entry)}})
+            labels.append(("webhook", entry.event_id))
         try:
             # The token makes botocore's own retries of this call idempotent (a lost response is not a duplicate).
             self.dynamodb.transact_write_items(TransactItems=ops, ClientRequestToken=uuid.uuid4().hex)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
                 raise ServiceUnavailable(f"event store append failed: {exc}") from exc
-            self._cancelled(session_id, bodies, exc)
+            self._cancelled(session_id, bodies, labels, exc)
         except (BotoConnectionError, HTTPClientError) as exc:
             raise ServiceUnavailable(f"event store append failed: {type(exc).__name__}") from exc
 
-    def _cancelled(self, session_id: str, bodies: Sequence[_Body], exc: ClientError) -> None:
-        """Turn a cancelled transaction into DuplicateEvent or _SeqConflict (or ServiceUnavailable)."""
+    def _cancelled(
+        self, session_id: str, bodies: Sequence[_Body], labels: Sequence[tuple[str, str]], exc: ClientError
+    ) -> None:
+        """Turn a cancelled transaction into _Contested (a guard is not what was assumed: its id may be a duplicate),
+        _SeqConflict, or ServiceUnavailable."""
         reasons = [r.get("Code", "None") for r in exc.response.get("CancellationReasons", [])]
-        if len(reasons) > 2 * len(bodies) and set(reasons[2 * len(bodies) :]) <= {"None"}:
-            reasons = reasons[: 2 * len(bodies)]  # (the webhook items': unconditional puts)
-        if len(reasons) == 2 * len(bodies):
-            duplicates = [b.event.id for i, b in enumerate(bodies) if reasons[2 * i + 1] == "ConditionalCheckFailed"]
-            if duplicates:
-                raise DuplicateEvent(duplicates)
+        ids = [b.event.id for b in bodies]
+        if len(reasons) == len(labels):
+            contested = [
+                event_id
+                for (kind, event_id), code in zip(labels, reasons, strict=True)
+                if kind == "guard" and code == "ConditionalCheckFailed"
+            ]
+            if contested:
+                raise _Contested(list(dict.fromkeys(contested)))
             retryable = {"None", "ConditionalCheckFailed", "TransactionConflict"}
             if all(code in retryable for code in reasons):
-                if any(code == "TransactionConflict" for code in reasons[1::2]):
+                if any(
+                    code == "TransactionConflict" and kind == "guard"
+                    for (kind, _), code in zip(labels, reasons, strict=True)
+                ):
                     # A concurrent transaction touched a guard: whether it committed decides.
-                    existing = self._existing_ids(session_id, [b.event.id for b in bodies])
+                    existing = self._existing_ids(session_id, ids)
                     if existing:
                         raise DuplicateEvent(existing)
                 raise _SeqConflict()
             raise ServiceUnavailable(f"event store append cancelled: {reasons}") from exc
         # No usable reasons: ask the guards which of the ids exist.
-        existing = self._existing_ids(session_id, [b.event.id for b in bodies])
+        existing = self._existing_ids(session_id, ids)
         if existing:
             raise DuplicateEvent(existing)
-        raise _SeqConflict()
+        raise _Contested(ids)
+
+    def _takeovers(self, session_id: str, ids: Sequence[str], takeover: Mapping[str, _Orphan]) -> dict[str, _Orphan]:
+        """What the guards of contested ids say: DuplicateEvent for those whose event is in the log; the orphan guards
+        (their seq empty or another event's) to take over in the next try."""
+        out = dict(takeover)
+        duplicates = []
+        for event_id, (seq, holder) in self._guards(session_id, ids).items():
+            if seq is None:
+                out.pop(event_id, None)  # (gone meanwhile: a plain guard put again)
+            elif holder == event_id:
+                duplicates.append(event_id)
+            else:
+                out[event_id] = _Orphan(seq, seen_other=holder is not None)
+        if duplicates:
+            raise DuplicateEvent(duplicates)
+        return out
+
+    # -- the one-event append ------------------------------------------------------------------------------------
+
+    def _append_one(self, session_id: str, body: _Body) -> StoredEvent:
+        """Two conditional puts instead of a transaction (half the write units): see the module docstring."""
+        event_id = body.event.id
+        token = uuid.uuid4().hex[:16]
+        seq = self.last_seq(session_id) + 1
+        if not self._put_guard(session_id, event_id, seq, expect=None):
+            seq = self._follow_guard(session_id, event_id)
+        for attempt in range(APPEND_ATTEMPTS):
+            now = self.clock.now()
+            holder = self._put_event(session_id, seq, body, now, token)
+            if holder is None:
+                return StoredEvent(
+                    session_id, seq, event_id, body.event.type, now, dict(body.event.payload), body.event.internal
+                )
+            if holder.get("id", {}).get("S") == event_id:
+                if holder.get(TOKEN_ATTRIBUTE, {}).get("S") == token:  # ours: a retried call's first try went through
+                    return self._event(session_id, holder)
+                raise DuplicateEvent([event_id])  # a rival wrote it (the same id, appended twice at once)
+            if holder:  # another event took the seq: move the guard on, if it is still where we put it
+                _backoff(attempt)
+                moved = self.last_seq(session_id) + 1
+                seq = (
+                    moved
+                    if self._put_guard(session_id, event_id, moved, expect=seq)
+                    else self._follow_guard(session_id, event_id)
+                )
+        raise ServiceUnavailable(f"event store append lost the race for the next seq {APPEND_ATTEMPTS} times")
+
+    def _put_guard(self, session_id: str, event_id: str, seq: int, *, expect: int | None) -> bool:
+        """Put the id's guard pointing at `seq`: a new one (expect None) or one that points at `expect`. False when
+        that condition failed."""
+        condition: dict[str, Any] = (
+            {"ConditionExpression": "attribute_not_exists(#k)", "ExpressionAttributeNames": {"#k": PK}}
+            if expect is None
+            else {
+                "ConditionExpression": "#k = :s",
+                "ExpressionAttributeNames": {"#k": "event_seq"},
+                "ExpressionAttributeValues": {":s": {"N": str(expect)}},
+            }
+        )
+        item: _Item = {
+            PK: {"S": guard_key(session_id, event_id)},
+            SK: {"N": str(GUARD_SEQ)},
+            "event_seq": {"N": str(seq)},
+        }
+        return self._conditional_put(item, condition)
+
+    def _put_event(self, session_id: str, seq: int, body: _Body, now: datetime, token: str) -> _Item | None:
+        """Put the event at `seq`, if free; None when written, else what holds the seq (consistent read; {} if
+        nothing: a delete took it meanwhile)."""
+        item, _ = self._items(session_id, seq, body, rfc3339(now))
+        item[TOKEN_ATTRIBUTE] = {"S": token}
+        condition = {"ConditionExpression": "attribute_not_exists(#k)", "ExpressionAttributeNames": {"#k": SK}}
+        if self._conditional_put(item, condition):
+            return None
+        found = self._get_items(
+            [{PK: {"S": session_id}, SK: {"N": str(seq)}}],
+            _EVENT_ATTRS + ", #w",
+            {**_EVENT_NAMES, "#w": TOKEN_ATTRIBUTE},
+        )
+        return found[0] if found else {}
+
+    def _follow_guard(self, session_id: str, event_id: str) -> int:
+        """The id's guard exists: the seq to write the event at (DuplicateEvent when the event is in the log)."""
+        for attempt in range(APPEND_ATTEMPTS):
+            seq, holder = self._guards(session_id, [event_id])[event_id]
+            if seq is None:  # gone meanwhile (a delete of the session): a new one
+                seq = self.last_seq(session_id) + 1
+                if self._put_guard(session_id, event_id, seq, expect=None):
+                    return seq
+            elif holder is None:
+                return seq  # (the last seq + 1: its writer is about to write it, or stopped; whichever of us wins)
+            elif holder == event_id:
+                raise DuplicateEvent([event_id])
+            else:  # an orphan: its seq holds another event
+                moved = self.last_seq(session_id) + 1
+                if self._put_guard(session_id, event_id, moved, expect=seq):
+                    return moved
+            _backoff(attempt)
+        raise ServiceUnavailable(f"event store append could not settle the guard of {event_id!r}")
+
+    def _conditional_put(self, item: _Item, condition: Mapping[str, Any]) -> bool:
+        try:
+            self.dynamodb.put_item(TableName=self.table_name, Item=item, **condition)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False
+            raise ServiceUnavailable(f"event store append failed: {exc.response.get('Error', {}).get('Code')}") from exc
+        except (BotoConnectionError, HTTPClientError) as exc:
+            raise ServiceUnavailable(f"event store append failed: {type(exc).__name__}") from exc
+        return True
+
+    # -- guards --------------------------------------------------------------------------------------------------
+
+    def _guards(self, session_id: str, ids: Sequence[str]) -> dict[str, tuple[int | None, str | None]]:
+        """Each id's guard seq (None: no guard) and the id of the event at that seq (None: nothing there), by
+        consistent reads."""
+        guards = self._get_items(
+            [{PK: {"S": guard_key(session_id, i)}, SK: {"N": str(GUARD_SEQ)}} for i in ids],
+            "#pk, #es",
+            {"#pk": PK, "#es": "event_seq"},
+        )
+        prefix = guard_key(session_id, "")
+        seqs = {g[PK]["S"][len(prefix) :]: int(g["event_seq"]["N"]) for g in guards if "event_seq" in g}
+        events = self._get_items(
+            [{PK: {"S": session_id}, SK: {"N": str(s)}} for s in sorted(set(seqs.values()))],
+            "#sk, #id",
+            {"#sk": SK, "#id": "id"},
+        )
+        at = {int(e[SK]["N"]): e["id"]["S"] for e in events}
+        return {i: (seqs.get(i), at.get(seqs[i]) if i in seqs else None) for i in ids}
 
     def _existing_ids(self, session_id: str, ids: Sequence[str]) -> list[str]:
-        """Which of ids the session's log holds, by consistent reads of their guard items."""
-        found: set[str] = set()
-        prefix = guard_key(session_id, "")
-        for start in range(0, len(ids), _BATCH_GET_MAX):
-            keys = [
-                {PK: {"S": guard_key(session_id, i)}, SK: {"N": str(GUARD_SEQ)}}
-                for i in ids[start : start + _BATCH_GET_MAX]
-            ]
+        """Which of ids the session's log holds: a guard whose seq holds its event (consistent reads)."""
+        return [i for i, (_, holder) in self._guards(session_id, ids).items() if holder == i]
+
+    def _get_items(self, keys: Sequence[_Item], projection: str, names: Mapping[str, str]) -> list[_Item]:
+        """Consistent BatchGetItem of keys (any number), unprocessed keys retried."""
+        found: list[_Item] = []
+        for start in range(0, len(keys), _BATCH_GET_MAX):
             request: dict[str, Any] = {
                 self.table_name: {
-                    "Keys": keys,
+                    "Keys": list(keys[start : start + _BATCH_GET_MAX]),
                     "ConsistentRead": True,
-                    "ProjectionExpression": "#pk",
-                    "ExpressionAttributeNames": {"#pk": PK},
+                    "ProjectionExpression": projection,
+                    "ExpressionAttributeNames": dict(names),
                 }
             }
             for attempt in range(10):
                 with _translated("append"):
                     out = self.dynamodb.batch_get_item(RequestItems=request)
-                found.update(item[PK]["S"][len(prefix) :] for item in out["Responses"].get(self.table_name, []))
+                found.extend(out["Responses"].get(self.table_name, []))
                 unprocessed = out.get("UnprocessedKeys") or {}
                 if not unprocessed:
                     break
@@ -604,7 +817,7 @@ class DynamoDbEventStore:
                 time.sleep(random.uniform(0, 0.01 * 2**attempt))
             else:
                 raise ServiceUnavailable("event store could not read the id guards")
-        return [i for i in ids if i in found]
+        return found
 
     # -- reads and deletes ---------------------------------------------------------------------------------------
 
