@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from managed_agents import __version__
 from managed_agents.api import console
 from managed_agents.api.errors import RequestIdMiddleware, install_error_handlers
+from managed_agents.api.hot_routes import HotRoutes
 from managed_agents.api.openapi import install_openapi
 from managed_agents.api.routes import (
     agents,
@@ -41,6 +42,7 @@ def create_app(rt: Runtime) -> FastAPI:
     )
     app.state.runtime = rt
     install_error_handlers(app)
+    app.add_middleware(HotRoutes)  # inside RequestIdMiddleware (the last added is the outermost)
     app.add_middleware(RequestIdMiddleware)
     # sessions first: a request is matched against each router in turn (each scanning its routes), and event sends and
     # streams are most of a busy server's requests (no two routers here share a path, so the order changes nothing else)

@@ -174,17 +174,22 @@ def validation_message(exc: RequestValidationError) -> tuple[str, list[dict[str,
     return f"{first['loc']}: {first['message']}{more}", items
 
 
+def api_error_response(request: Request, exc: ApiError) -> JSONResponse:
+    """The envelope of an ApiError (the app's handler, and routes answered outside the framework: api/hot_routes.py)."""
+    return error_response(
+        request,
+        exc.status,
+        exc.error_type,
+        exc.message,
+        details=exc.envelope_details(),
+        no_retry=not exc.retryable,
+    )
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
-        return error_response(
-            request,
-            exc.status,
-            exc.error_type,
-            exc.message,
-            details=exc.envelope_details(),
-            no_retry=not exc.retryable,
-        )
+        return api_error_response(request, exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
