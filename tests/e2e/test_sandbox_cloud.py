@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -214,6 +215,29 @@ def test_a_replacement_sandbox_runs_only_new_calls_never_the_answered_ones_again
     assert results[1].content[0].text.strip() == "one"
     assert (_workdir(server, sid) / "calls.txt").read_text().split() == ["one", "two"]
     assert server.rt.provisioner.pid(sid) not in (None, first_pid)
+
+
+def test_a_call_made_right_after_a_sandbox_stopped_gets_fresh_hands_even_when_the_exit_is_reported_late(
+    server: Server, client: anthropic.Anthropic, model_server: ScriptedModelServer
+) -> None:
+    # Given a cloud session whose sandbox ran one call, and a provisioner slow to report a sandbox's exit (its stop
+    # hooks take a while, as they do under CI load: the exit used to be reported after `stop` had returned)
+    assert server.rt.provisioner is not None
+    server.rt.provisioner.stopped_hooks.insert(0, lambda _sid: time.sleep(2))
+    sid = _cloud_session(client)
+    model_server.push(tool_step("toolu_one", "bash", {"command": "echo one >> calls.txt"}), "done once")
+    _say(client, sid, "first")
+    wait_idle(client, sid)
+    # When the sandbox is stopped between turns and the next turn makes a call at once
+    server.rt.provisioner.stop(sid, None)
+    model_server.push(tool_step("toolu_two", "bash", {"command": "cat calls.txt; echo two >> calls.txt"}), "done")
+    _say(client, sid, "second")
+    events = wait_idle(client, sid, timeout=60, count=2)
+    # Then the call ran once, in a fresh sandbox: it was not charged to the stopped one (and abandoned with an error)
+    results = sandbox_results(events, CLOUD_RESULT)
+    assert [r.is_error for r in results] == [False, False], [r.content[0].text for r in results]
+    assert results[1].content[0].text.strip() == "one"
+    assert (_workdir(server, sid) / "calls.txt").read_text().split() == ["one", "two"]
 
 
 def test_sandbox_that_never_starts_becomes_a_readable_session_error(

@@ -35,7 +35,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from managed_agents.ports import Materialize, Mount, SandboxExited, SandboxLaunch
@@ -44,6 +44,7 @@ log = logging.getLogger("managed_agents.sandbox")
 MEMORY_MOUNT = "/mnt/memory"  # services/memory_stores.MEMORY_MOUNT_ROOT
 ENTRYPOINT = Path(__file__).resolve().parents[2] / "sandbox" / "entrypoint.py"
 TAIL_BYTES = 4000
+EXIT_REPORT_SECONDS = 60.0  # how long `stop` waits for the watcher to report the exit it caused
 ISOLATIONS = ("auto", "bubblewrap", "none")
 REFUSED = (
     "cloud sandboxes are isolated with bubblewrap, which is not installed on this server: install it"
@@ -64,6 +65,9 @@ class _Sandbox:
     work_id: str
     proc: subprocess.Popen[bytes]
     log_path: Path
+    # Set once its watcher has reported the exit (on_exit: the work item is stopped, its calls answered)
+    reported: threading.Event = field(default_factory=threading.Event)
+    watcher: int = field(default_factory=threading.get_ident)  # the thread that started it, waits for it, reports
 
 
 def bubblewrap_path() -> str | None:
@@ -293,6 +297,12 @@ class SubprocessSandboxProvisioner:
 
     def _watch(self, session_id: str, box: _Sandbox, on_exit: SandboxExited) -> None:
         code = box.proc.wait()
+        try:
+            self._report(session_id, box, code, on_exit)
+        finally:
+            box.reported.set()
+
+    def _report(self, session_id: str, box: _Sandbox, code: int, on_exit: SandboxExited) -> None:
         with self._lock:
             if self._running.get(session_id) is box:
                 del self._running[session_id]
@@ -319,19 +329,23 @@ class SubprocessSandboxProvisioner:
     # -- stop ------------------------------------------------------------------------------------------------
 
     def stop(self, session_id: str, work_id: str | None) -> None:
+        """End the session's sandbox (only if it serves `work_id`, when given) and return once its exit is reported:
+        its work item is then stopped and the calls it may have been running are answered, so nothing that reads the
+        session afterwards (a new turn's call, a new sandbox) still takes the dead sandbox for a live one."""
         with self._lock:
             box = self._running.get(session_id)
             if box is None or (work_id is not None and box.work_id != work_id):
                 return
-        if box.proc.poll() is not None:
-            return
-        try:
-            os.killpg(box.proc.pid, signal.SIGTERM)
-            box.proc.wait(timeout=3)
-        except subprocess.TimeoutExpired:
-            os.killpg(box.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        if box.proc.poll() is None:
+            try:
+                os.killpg(box.proc.pid, signal.SIGTERM)
+                box.proc.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                os.killpg(box.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if threading.get_ident() != box.watcher and not box.reported.wait(EXIT_REPORT_SECONDS):
+            log.warning("sandbox exit not reported in time", extra={"session_id": session_id, "work_id": box.work_id})
 
     def dispose(self, session_id: str) -> None:
         self.stop(session_id, None)

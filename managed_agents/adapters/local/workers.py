@@ -34,6 +34,7 @@ recovered by the next start exactly as before. The processes themselves are star
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import queue
@@ -261,10 +262,12 @@ def serve_sandbox_ops(link: HubLink, provisioner: SubprocessSandboxProvisioner, 
                     work.fail(spec.work_id, f"The sandbox could not be started: {exc}")
 
             threading.Thread(target=launch, name=f"launch-{spec.work_id}", daemon=True).start()
-        elif op["op"] == "stop":
-            provisioner.stop(op["session_id"], op.get("work_id"))
+        elif op["op"] == "stop":  # (in a thread: a stop waits for the exit's report, which may log through the hub)
+            stop = functools.partial(provisioner.stop, op["session_id"], op.get("work_id"))
+            threading.Thread(target=stop, name=f"stop-{op['session_id']}", daemon=True).start()
         elif op["op"] == "dispose":
-            provisioner.dispose(op["session_id"])
+            dispose = functools.partial(provisioner.dispose, op["session_id"])
+            threading.Thread(target=dispose, name=f"dispose-{op['session_id']}", daemon=True).start()
 
     link.handlers["s"] = handle
 
