@@ -439,8 +439,21 @@ def install_api_meter(monkeypatch: Any, meter: Meter) -> None:
     from fastapi.routing import APIRouter
     from starlette.routing import Router
 
+    from managed_agents.api.hot_routes import HotRoutes
+
     for cls in (Router, APIRouter):  # FastAPI's router has its own `app`
         monkeypatch.setattr(cls, "app", metered(cls.app, meter))
+    # The event send is answered before the routers (api/hot_routes.py): metered where it is answered there (the
+    # sends it passes on reach the routers, metered above), so each request is counted once.
+    answer: Callable[..., Any] = HotRoutes._send_events
+
+    async def send_events(self: Any, route: Any, sid: str, scope: Any, receive: Any, send: Any, headers: Any) -> None:
+        async def dispatch(_app: Any, scope: Any, receive: Any, send: Any) -> None:
+            await answer(self, route, sid, scope, receive, send, headers)
+
+        await metered(dispatch, meter)(self, scope, receive, send)
+
+    monkeypatch.setattr(HotRoutes, "_send_events", send_events)
 
 
 def metered(dispatch: Callable[..., Any], meter: Meter) -> Callable[..., Any]:
