@@ -129,6 +129,7 @@ class SubprocessSandboxProvisioner:
         self.hidden = tuple(p.resolve() for p in hidden)
         self._lock = threading.Lock()
         self._running: dict[str, _Sandbox] = {}
+        self._launching: dict[str, threading.Lock] = {}  # per session: one launch at a time (stop, start, register)
         self._closing = False
         # Puts a session's resources in its stage before the worker starts (services/materialize.py; set by wiring)
         self.materialize: Materialize | None = None
@@ -187,7 +188,16 @@ class SubprocessSandboxProvisioner:
             raise RuntimeError(self.refusal)
         if self.start_delay_seconds:
             time.sleep(self.start_delay_seconds)
-        self.stop(spec.session_id, None)  # one sandbox per session
+        with self._lock:
+            launching = self._launching.setdefault(spec.session_id, threading.Lock())
+        # One sandbox per session: the previous one is stopped and the new one registered under the session's launch
+        # lock, so two launches at once cannot both start one (the one left unregistered would run on, beyond the
+        # reach of `stop`, and both would run the session's pending calls).
+        with launching:
+            self._launch_locked(spec, on_exit)
+
+    def _launch_locked(self, spec: SandboxLaunch, on_exit: SandboxExited) -> None:
+        self.stop(spec.session_id, None)
         workdir = self.workdir(spec.session_id)
         workdir.mkdir(parents=True, exist_ok=True)
         env = {
@@ -349,6 +359,8 @@ class SubprocessSandboxProvisioner:
 
     def dispose(self, session_id: str) -> None:
         self.stop(session_id, None)
+        with self._lock:
+            self._launching.pop(session_id, None)
         shutil.rmtree(self.workdir(session_id), ignore_errors=True)
         shutil.rmtree(self.stage(session_id), ignore_errors=True)
 
