@@ -124,6 +124,12 @@ class ServerSettings(HarnessSettings):
     deployment_catch_up_seconds: float = Field(
         86_400.0, ge=0, description="embedded: cron ticks missed while the server was down fire if at most this old"
     )
+    deployment_run_grace_seconds: float = Field(
+        60.0,
+        ge=0,
+        description="a deployment run claimed this long ago without its outcome (its fire was cut off) is finished by"
+        " the periodic pass (embedded: the scheduler; AWS: the reaper function, every minute)",
+    )
     webhook_allow_loopback: bool = Field(True, description="deliver webhooks to loopback addresses (local development)")
     webhook_allow_private: bool = Field(
         False, description="deliver webhooks to private, link-local and reserved addresses"

@@ -223,7 +223,11 @@ def compose(settings: ServerSettings, adapters: Adapters) -> Runtime:
     deployments = DeploymentService(
         svc,
         sessions,
-        ScheduleSettings(settings.deployment_max_jitter_seconds, settings.deployment_catch_up_seconds),
+        ScheduleSettings(
+            settings.deployment_max_jitter_seconds,
+            settings.deployment_catch_up_seconds,
+            settings.deployment_run_grace_seconds,
+        ),
     )
     deployments.schedules = a.deployment_schedules
     webhooks = WebhookService(

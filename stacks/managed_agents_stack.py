@@ -258,8 +258,10 @@ class ManagedAgentsStack(Stack):
             },
         )
         reaper_role = self.reaper.role
-        self.data.grant_events(reaper_role, read=True, append=True)  # error results and session.error: never spilled
-        self.data.grant_resources(reaper_role, write=["update"])
+        # error results and session.error; and the session (record, initial events) of a deployment run cut off after
+        # its claim, which the reaper finishes (DeploymentService.finish_pending_runs) as the trigger function would
+        self.data.grant_events(reaper_role, read=True, append=True, spill=True)
+        self.data.grant_resources(reaper_role, write=["put", "update"])
         self._grant_wake(reaper_role, sm_arn)
         self._grant_describe_runs(reaper_role)
         self._grant_task_response(reaper_role)

@@ -5,7 +5,9 @@ work-state index (a Query, never a Scan), stops the expired ones, answers their 
 error tool results, appends a retrying session.error and wakes the session, so the next tool call gets a fresh
 sandbox. The embedded runtime runs the same call on a thread (`Runtime.start_reaper`). Every step is conditional on
 the item's revision, so overlapping invocations reap an item once. The scheduled event's content is not used.
-Each run also syncs the deployment schedules a write left unsynced (`DeploymentService.reconcile_schedules`).
+Each run also syncs the deployment schedules a write left unsynced (`DeploymentService.reconcile_schedules`) and
+finishes the deployment runs whose fire was cut off after its claim (`DeploymentService.finish_pending_runs`: the
+embedded server does it when it starts again; on AWS no process restarts, so this periodic run is where it happens).
 """
 
 from __future__ import annotations
@@ -29,10 +31,18 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, int]:
     if reaped:  # (a metric published every minute, zero or not, would bill a custom metric all month)
         logger.warning("expired work items stopped", reaped=reaped)
         metrics.add_metric(name="WorkReaped", unit="Count", value=reaped)
-    synced = lambda_deps().runtime.deployments.reconcile_schedules()
+    deployments = lambda_deps().runtime.deployments
+    synced = deployments.reconcile_schedules()
     if synced:
         logger.warning("deployment schedules synced after a failed sync", synced=synced)
-    return {"reaped": reaped, **({"schedules_synced": synced} if synced else {})}
+    finished = deployments.finish_pending_runs()  # (claimed more than deployment_run_grace_seconds ago)
+    if finished:
+        logger.warning("deployment runs cut off after their claim finished", finished=finished)
+    return {
+        "reaped": reaped,
+        **({"schedules_synced": synced} if synced else {}),
+        **({"runs_finished": finished} if finished else {}),
+    }
 
 
 lambda_handler = handler

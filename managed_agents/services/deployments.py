@@ -30,8 +30,9 @@ Decisions where the SDK is silent ([inferred]):
   run's session id is derived from the run id, so a finish racing the first fire still makes one session and one
   outcome, and `deployment_run.succeeded|failed` is caused only by the write that records the outcome). Embedded:
   every claimed run when the server starts (`Runtime.recover`), and at each scheduler pass those claimed more than
-  `PENDING_RUN_GRACE_SECONDS` ago (a worker of several that restarted). A scheduled tick is also re-fired by its
-  scheduler.
+  `deployment_run_grace_seconds` (60) ago (a worker of several that restarted). AWS, where no process restarts:
+  the reaper function's run, every minute, finishes those claimed more than that ago (a manual run whose API call
+  was cut off; a scheduled one whose trigger's retries ran out). A scheduled tick is also re-fired by its scheduler.
 * `last_run_at` is the creation time of the latest scheduled run (success or error); manual runs leave it.
 * Archived deployments report `status: "active"` (SDK docstring), have no upcoming runs, and cannot run.
 * **Schedule sync (AWS)**: the store is the truth and the external schedule (EventBridge Scheduler) follows it. A
@@ -114,6 +115,7 @@ PENDING_RUN_GRACE_SECONDS = 60.0  # a claimed run younger than this may still be
 class ScheduleSettings:
     max_jitter_seconds: float = 10.0
     catch_up_seconds: float = 86_400.0
+    pending_run_grace_seconds: float = PENDING_RUN_GRACE_SECONDS  # (`finish_pending_runs`)
 
 
 class RunFailed(Exception):
@@ -478,9 +480,12 @@ class DeploymentService:
             hook(out)
         return out
 
-    def finish_pending_runs(self, grace_seconds: float = PENDING_RUN_GRACE_SECONDS) -> int:
+    def finish_pending_runs(self, grace_seconds: float | None = None) -> int:
         """Finish the runs whose fire stopped between its claim and its outcome (module docstring, "A fire cut off
-        after its claim") and were claimed at least `grace_seconds` ago; the number finished."""
+        after its claim") and were claimed at least `grace_seconds` ago (default: the settings'); the number
+        finished."""
+        if grace_seconds is None:
+            grace_seconds = self.settings.pending_run_grace_seconds
         now = self.svc.clock.now()
         finished = 0
         for run in self.svc.resources.find(RUN.name, PENDING_ATTR, [PENDING_YES]):

@@ -5,9 +5,9 @@ and what else exercises a granted action: a plain turn, payloads over the item l
 custom tool the client answers, bash in the sandbox task), an interrupt, a lost sandbox the reaper stops while a tool
 call waits on it, an archive and a delete (both stop the sandbox first), a vault credential used by an MCP tool
 (written, read, updated and deleted through the MCP proxy), the admin key bootstrap, a session started by the
-documented trigger event, and a turn that crashes (ReportFailure). The stack is the variant that continues as a new
-execution after every turn that runs again, and tool waits go to the ToolWait task, so every Lambda and the state
-machine's own role act.
+documented trigger event, a turn that crashes (ReportFailure), and a deployment run cut off after its claim (the
+reaper finishes it). The stack is the variant that continues as a new execution after every turn that runs again, and
+tool waits go to the ToolWait task, so every Lambda and the state machine's own role act.
 
 Every IAM check moto made is recorded. Then, for each principal and each action its synthesized role is granted
 (less what only AWS itself calls with it: iam.NOT_OUR_CALLS), the role's policy with that one action taken away is
@@ -35,9 +35,10 @@ import pytest
 
 import managed_agents.adapters.aws.session_run as session_run
 from managed_agents.adapters.aws.tool_wait import TOKEN_FIELD
+from managed_agents.services.deployments import DeploymentService
 from managed_agents.settings import ADMIN_KEY_SECRET_ARN_ENV, DEPLOYMENT_SCHEDULE_GROUP_ENV
 from managed_agents.testing.mcp_servers import McpTestServer
-from tests.aws.iam import Check, IamEnforcement, permits, role_policies
+from tests.aws.iam import Check, IamEnforcement, acting_as, permits, role_policies
 from tests.aws.platform import REGION, Platform, aws_platform
 from tests.aws.test_triggers_handler import delivered_event, documented_json
 from tests.e2e.conftest import wait_until
@@ -55,6 +56,7 @@ ENV = {
     "MANAGED_AGENTS_RETRY_BASE_SECONDS": "1",
     "MANAGED_AGENTS_WEBHOOK_ALLOW_LOOPBACK": "true",  # the webhook receiver is on loopback
     "MANAGED_AGENTS_WEBHOOK_RETRY_BASE_SECONDS": "1",
+    "MANAGED_AGENTS_DEPLOYMENT_RUN_GRACE_SECONDS": "0",  # the reaper finishes a cut-off run at its next run
 }
 # Granted and needed, on paths these scenarios do not take: each says which path, and where it is tested.
 NOT_EXERCISED: dict[tuple[str, str], str] = {
@@ -69,7 +71,6 @@ NOT_EXERCISED: dict[tuple[str, str], str] = {
     ("Reaper", "states:DescribeExecution"): "a reap whose session's run is gone (its execution stopped or failed "
     "without releasing the tool wait) wakes a new one; moto keeps a stopped execution's task token valid, so the "
     "platform cannot reach this branch (tests/aws/test_reaper_handler.py does, without IAM)",
-    ("Reaper", "states:StartExecution"): "as for states:DescribeExecution: the new run of a session whose run is gone",
     ("Api", "iam:PassRole"): "creating a deployment schedule passes the schedule role to Scheduler; moto's Scheduler "
     "checks no PassRole (tests/infra/test_deployment_schedules_wiring.py pins the statement)",
     ("Reaper", "iam:PassRole"): "a reconcile creates or updates a deployment schedule, passing the schedule role; "
@@ -403,6 +404,7 @@ def runs(synth_variant: Callable[[dict[str, Any]], Synth], tmp_path_factory: pyt
         scenario("trigger", lambda: trigger(platform))
         scenario("crashed turn", lambda: crashed_turn(platform, monkeypatch))
         scenario("deployment", lambda: deployment(platform))
+        scenario("cut-off run", lambda: cut_off_run(platform, monkeypatch))
         scenario("webhooks", lambda: webhooks(platform))
         platform.settled(1)
         out.checks = list(iam.checks)
@@ -474,6 +476,36 @@ def deployment(platform: Platform) -> None:
     client.beta.deployments.archive(dep.id)
 
 
+class _CutOff(BaseException):
+    """A function's process stopping where it stands (no `except Exception` sees it)."""
+
+
+def cut_off_run(platform: Platform, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A manual deployment run whose API call stopped after its claim is finished by the reaper: the session with its
+    initial message, over the item limit (the reaper spills it), and the run's outcome."""
+    client, rt = platform.client, platform.runtime
+    assert rt is not None
+    agent = client.beta.agents.create(name="c", model="claude-sonnet-4-6")
+    env = client.beta.environments.create(name="c", config={"type": "cloud"})
+    big = [{"type": "user.message", "content": [{"type": "text", "text": "D" * BIG}]}]
+    dep = client.beta.deployments.create(agent=agent.id, environment_id=env.id, name="c", initial_events=big)  # type: ignore[arg-type]
+    record = rt.resources.get_by_id("deployment", dep.id)
+    assert record is not None
+
+    def cut_off(*args: Any, **kwargs: Any) -> str:
+        raise _CutOff
+
+    with monkeypatch.context() as patched, acting_as("Api"):
+        patched.setattr(DeploymentService, "_start_session", cut_off)
+        with pytest.raises(_CutOff):
+            rt.deployments.run_now(record.workspace_id, dep.id)
+    platform.model.push("done")
+    platform.reap()  # (MANAGED_AGENTS_DEPLOYMENT_RUN_GRACE_SECONDS is 0 here)
+    (run,) = client.beta.deployment_runs.list(deployment_id=dep.id)
+    assert run.session_id is not None and run.error is None
+    platform.wait_idle(run.session_id)
+
+
 def webhooks(platform: Platform) -> None:
     """A webhook delivered through the stream, the relay, the queue and the deliverer; its first attempt fails, so
     the deliverer queues a retry."""
@@ -513,6 +545,7 @@ SCENARIOS = [
     "crashed turn",
     "late token",
     "deployment",
+    "cut-off run",
     "webhooks",
 ]
 
