@@ -257,6 +257,11 @@ class McpProxyLambdaSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
 
     resources_table: str = Field(min_length=3, description="DynamoDB resources table (sessions, vault credentials)")
+    events_table: str | None = Field(
+        None,
+        description="DynamoDB events table, where a failed OAuth refresh puts its vault_credential.refresh_failed"
+        " webhook item (the webhook outbox; unset: no webhook)",
+    )
     vault_secret_prefix: str = Field(min_length=1, description="Secrets Manager name prefix of vault secrets")
     vault_kms_key_arn: str | None = Field(None, description="the KMS key of vault secrets")
     mcp_call_timeout_seconds: float = Field(

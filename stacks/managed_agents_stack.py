@@ -90,6 +90,10 @@ class ManagedAgentsStack(Stack):
             },
         )
         self.data.grant_resources(self.mcp_proxy.role, write=["update"])  # an OAuth refresh's new expiry
+        # a failed refresh's vault_credential.refresh_failed: a webhook item in the events table (the outbox), put in
+        # the write that marks the credential
+        self.mcp_proxy.add_environment(names.ENV_EVENTS_TABLE, self.data.events_table.table_name)
+        self.data.grant_webhook_items(self.mcp_proxy.role)
         self.secrets.allow_vault_reader(self.mcp_proxy.role)
 
         # Provisioner: one Fargate sandbox task per session. Its fixed name lets the API know its ARN without a

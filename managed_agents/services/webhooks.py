@@ -59,12 +59,12 @@ from urllib.parse import urlsplit
 import httpx2
 from standardwebhooks.webhooks import Webhook
 
-from managed_agents.domain.clock import parse_rfc3339, rfc3339
+from managed_agents.domain.clock import Clock, parse_rfc3339, rfc3339
 from managed_agents.domain.errors import Conflict, InvalidRequest
 from managed_agents.domain.events import JsonObject, StoredEvent
 from managed_agents.domain.ids import PREFIXES, new_ulid
 from managed_agents.harness.web import FetchRefused, resolve_addresses
-from managed_agents.ports import ListQuery, Outbox, OutboxEntry, Record, SecretStore, SecretStoreError
+from managed_agents.ports import ListQuery, Outbox, OutboxEntry, Record, ResourceStore, SecretStore, SecretStoreError
 from managed_agents.services.common import Services
 from managed_agents.services.crud import Collection, Kind
 from managed_agents.services.records import mutate
@@ -388,6 +388,18 @@ class WebhookService:
         self.endpoints.record(ws, endpoint_id)
         query.equals["endpoint_id"] = endpoint_id
         return self.deliveries.list(ws, query)
+
+
+def resource_event_services(resources: ResourceStore, clock: Clock) -> Services:
+    """What a function that writes records without serving the API needs to record their resource webhook events
+    (the MCP proxy Lambda: a failed OAuth refresh's `vault_credential.refresh_failed`): every event is recorded, as in
+    the AWS API's runtime (`WebhookService.check_endpoints` off: a function's container cannot know of an endpoint
+    another one created), and the stream relay fans it out to the endpoints there are."""
+    svc = Services(resources, clock)
+    webhooks = WebhookService(svc)
+    webhooks.check_endpoints = False
+    svc.webhook_entries = webhooks.entries
+    return svc
 
 
 class WebhookDeliverer:

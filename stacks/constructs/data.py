@@ -185,6 +185,14 @@ class Data(Construct):
                 iam.PolicyStatement(actions=["s3:ListBucket"], resources=[self.spill_bucket.bucket_arn])
             )
 
+    def grant_webhook_items(self, grantee: iam.IGrantable) -> None:
+        """Putting the webhook items of resource events in the events table (PutItem, in the transaction of the
+        resource write that causes them: dynamodb_resource_store.write_all's `outbox`), for a function that appends
+        no event (the MCP proxy: `vault_credential.refresh_failed`)."""
+        grantee.grant_principal.add_to_principal_policy(
+            iam.PolicyStatement(actions=["dynamodb:PutItem"], resources=[self.events_table.table_arn])
+        )
+
     def grant_resources(
         self,
         grantee: iam.IGrantable,

@@ -77,6 +77,8 @@ NOT_EXERCISED: dict[tuple[str, str], str] = {
     "moto's Scheduler checks no PassRole",
     ("Triggers", "iam:PassRole"): "an auto-pause updates the deployment's schedule, passing its role again; moto's "
     "Scheduler checks no PassRole",
+    ("McpProxy", "dynamodb:PutItem"): "a failed mcp_oauth refresh puts its vault_credential.refresh_failed webhook "
+    "item in the events table (tests/aws/test_webhook_delivery_on_moto.py fails one, IAM enforced)",
     ("ModelTurn", "states:SendTaskSuccess"): "a child thread that finishes while its session waits in ToolWait for a "
     "sandbox tool result called in the same turn as the delegation releases that wait; the fan-out scenario "
     "delegates only",

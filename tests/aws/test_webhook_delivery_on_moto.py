@@ -16,6 +16,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from managed_agents.services.webhooks import SECRET_KEY, SECRET_NAME_KEY
+from managed_agents.testing.mcp_servers import McpTestServer, OAuthIssuer
 from tests.aws.platform import Platform, aws_platform
 from tests.e2e.conftest import wait_until
 from tests.e2e.loopback_http import serve
@@ -234,3 +235,54 @@ def test_a_session_create_whose_append_fails_in_dynamodb_sends_no_webhook(
     seen = sorted((e.data.type, e.data.id) for e in events if e.data.type.startswith("session."))
     assert [s for s in seen if s[1] not in before] == [("session.created", ok.id)]
     assert [s.id for s in client.beta.sessions.list() if s.id not in before] == [ok.id]
+
+
+def test_a_failed_oauth_refresh_in_the_mcp_proxy_lambda_sends_refresh_failed_once(platform: Platform) -> None:
+    client = platform.client
+    r = Receiver()
+    issuer = OAuthIssuer(access_ttl=3600)
+    with serve(r.handler()) as base, McpTestServer(oauth=issuer) as srv:
+        endpoint = client.beta.organization.webhooks.create(
+            url=base + "/hooks",
+            enabled_events=["vault_credential.refresh_failed", "agent.created"],  # type: ignore[list-item]
+        )
+        # Given a session whose MCP credential's access token expired and whose refresh token was revoked
+        access, refresh = issuer.issue()
+        vault = client.beta.vaults.create(display_name="o")
+        cred = client.beta.vaults.credentials.create(
+            vault.id,
+            auth={
+                "type": "mcp_oauth",
+                "access_token": access,
+                "mcp_server_url": srv.url,
+                "refresh": {
+                    "client_id": issuer.client_id,
+                    "refresh_token": refresh,
+                    "token_endpoint": srv.token_endpoint,
+                    "token_endpoint_auth": {"type": "client_secret_basic", "client_secret": issuer.client_secret},
+                },
+            },
+        )
+        agent = client.beta.agents.create(
+            name="a",
+            model="claude-sonnet-4-6",
+            mcp_servers=[{"type": "url", "name": "tools", "url": srv.url}],
+            tools=[{"type": "mcp_toolset", "mcp_server_name": "tools"}],
+        )
+        env = client.beta.environments.create(name="e", config={"type": "cloud"})
+        sid = client.beta.sessions.create(agent=agent.id, environment_id=env.id, vault_ids=[vault.id]).id
+        issuer.expire_all()
+        issuer.revoke_refresh_tokens()
+        # When two turns each find the token dead and the MCP proxy Lambda fails to refresh it
+        for turn in (1, 2):
+            platform.model.push("no tools today")
+            platform.say(sid, "hi")
+            platform.wait_idle(sid, count=turn)
+        assert issuer.refused_refreshes >= 2
+        # And the stream and the queue are polled until a last event
+        last = client.beta.agents.create(name="last", model="claude-sonnet-4-6")
+        got = _pumped_until(platform, lambda: any(last.id in body for _, body in r.delivered()) and r.delivered())
+    # Then one vault_credential.refresh_failed arrived (the failure, not each attempt), naming the credential's vault
+    events = [client.beta.webhooks.unwrap(body, headers=h, key=endpoint.signing_secret) for h, body in got]
+    failed = [e.data for e in events if e.data.type == "vault_credential.refresh_failed"]
+    assert [(d.id, d.vault_id) for d in failed] == [(cred.id, vault.id)]  # type: ignore[union-attr]

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from managed_agents.settings import MCP_PROXY_FUNCTION_ENV, VAULT_KMS_KEY_ARN_ENV, VAULT_SECRET_PREFIX_ENV
+from managed_agents.settings import (
+    EVENTS_TABLE_ENV,
+    MCP_PROXY_FUNCTION_ENV,
+    VAULT_KMS_KEY_ARN_ENV,
+    VAULT_SECRET_PREFIX_ENV,
+)
 from stacks.asl import logical_id
 from tests.infra.conftest import Synth
 from tests.infra.test_stack_security_invariants import (
@@ -66,7 +71,14 @@ def test_the_mcp_proxy_reads_and_rotates_vault_secrets_and_records_token_expiry(
     assert create["Condition"] == {"StringEquals": {"secretsmanager:KmsKeyArn": {"Fn::GetAtt": [key_lid, "Arn"]}}}
     for action in ("kms:GenerateDataKey", "kms:Decrypt"):
         assert _allows(statements, action, f"<{key_lid}.Arn>"), action
-    # And it may update the credential record (a refresh records the new expiry), on the resources table only
+    # And it may update the credential record (a refresh records the new expiry), on the resources table
     table = logical_id(default_synth.template, "Data/ResourcesTable/Resource")
     assert _allows(statements, "dynamodb:UpdateItem", f"<{table}.Arn>")
-    assert not any("Events" in _text(r) for st in statements for r in _as_list(st["Resource"]))
+    # And on the events table it may only put items (a failed refresh's vault_credential.refresh_failed webhook item,
+    # the outbox its environment names): it reads no session's log
+    events = logical_id(default_synth.template, "Data/EventsTable/Resource")
+    on_events = [st for st in statements if any("Events" in _text(r) for r in _as_list(st["Resource"]))]
+    assert [(_as_list(st["Action"]), _text(st["Resource"])) for st in on_events] == [
+        (["dynamodb:PutItem"], f"<{events}.Arn>")
+    ]
+    assert _text(env[EVENTS_TABLE_ENV]) == f"<{events}>"

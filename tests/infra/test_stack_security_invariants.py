@@ -390,13 +390,13 @@ def test_files_bucket_objects_are_for_the_api_and_model_turn_only(default_synth:
         api_role: {"s3:GetObject", "s3:PutObject", "s3:DeleteObject"},
         turn_role: {"s3:GetObject"},
     }
-    # And every function that composes the runtime names that one bucket (never another: an ungranted one fails
-    # loudly on access instead of silently reading a different bucket)
+    # And every function that composes the runtime (its event store names the spill bucket) names that one bucket
+    # (never another: an ungranted one fails loudly on access instead of silently reading a different bucket)
     functions = default_synth.resources("AWS::Lambda::Function").values()
     runtime_envs = [
         f["Properties"]["Environment"]["Variables"]
         for f in functions
-        if "MANAGED_AGENTS_EVENTS_TABLE" in f.get("Properties", {}).get("Environment", {}).get("Variables", {})
+        if "MANAGED_AGENTS_SPILL_BUCKET" in f.get("Properties", {}).get("Environment", {}).get("Variables", {})
     ]
     assert len(runtime_envs) >= 6
     assert [env.get("MANAGED_AGENTS_FILES_BUCKET") for env in runtime_envs] == [{"Ref": bucket_lid}] * len(runtime_envs)

@@ -37,6 +37,7 @@ from managed_agents.domain.errors import ApiError, NotFound
 from managed_agents.mcp_proxy import McpProxy, McpProxySettings
 from managed_agents.ports import CONNECTION_FAILED, McpProxyError, ResourceStore, SecretStoreError
 from managed_agents.services.vaults import CREDENTIAL
+from managed_agents.services.webhooks import resource_event_services
 from managed_agents.settings import McpProxyLambdaSettings
 
 if TYPE_CHECKING:
@@ -108,7 +109,11 @@ def build_mcp_proxy_lambda(
     clock: Clock | None = None,
 ) -> McpProxyLambda:
     """The container's proxy. Creates no connection: boto3 and MCP connections open on first use."""
-    resources = DynamoDbResourceStore(table_name=settings.resources_table, dynamodb_client=dynamodb_client)
+    # (a failed OAuth refresh records vault_credential.refresh_failed as a webhook item in the events table, in the
+    # write that marks the credential: the table's stream is the outbox the webhook relay reads)
+    resources = DynamoDbResourceStore(
+        table_name=settings.resources_table, dynamodb_client=dynamodb_client, outbox_table=settings.events_table
+    )
     secrets = SecretsManagerSecretStore(
         prefix=settings.vault_secret_prefix, client=secretsmanager_client, kms_key_id=settings.vault_kms_key_arn
     )
@@ -117,4 +122,7 @@ def build_mcp_proxy_lambda(
         idle_seconds=settings.mcp_idle_seconds,
         max_connections=settings.mcp_max_connections,
     )
-    return McpProxyLambda(McpProxy(resources, secrets, clock or SystemClock(), proxy_settings), resources)
+    proxy = McpProxy(resources, secrets, clock or SystemClock(), proxy_settings)
+    if settings.events_table:
+        proxy.resolver.webhooks = resource_event_services(resources, proxy.clock)
+    return McpProxyLambda(proxy, resources)
