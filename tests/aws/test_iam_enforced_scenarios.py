@@ -211,8 +211,9 @@ def tools(platform: Platform) -> str:
 def interrupt(platform: Platform) -> None:
     platform.model.push({"hang_ms": 20_000, "content": [{"type": "text", "text": "too late"}]})
     sid = platform.session([])
+    before = len(platform.model.requests)  # (the earlier scenarios' requests)
     platform.say(sid, "think hard")
-    wait_until(lambda: len(platform.model.requests) >= 1, 30, interval=0.05)
+    wait_until(lambda: len(platform.model.requests) > before, 30, interval=0.05)  # the hanging request is made
     platform.client.beta.sessions.events.send(sid, events=[{"type": "user.interrupt"}])
     events = platform.wait_idle(sid, timeout=30)
     assert "user.interrupt" in _types(events)
