@@ -37,6 +37,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
@@ -53,6 +54,7 @@ from moto.awslambda_simple.models import LambdaSimpleBackend
 from moto.core.botocore_stubber import BotocoreStubber
 from moto.ecs.models import EC2ContainerServiceBackend
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import state_task_service_sfn
+from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
 
 import functions.mcp_proxy.handler as mcp_proxy_handler
 import functions.provisioner.handler as provisioner_handler
@@ -557,6 +559,19 @@ def _patch_moto(
         return original(self, normalised_parameters=params, **kwargs)
 
     monkeypatch.setattr(state_task_service_sfn.StateTaskServiceSfn, "_eval_service_task", eval_service_task)
+
+    # moto sets an execution's evaluation environment on the execution's own thread, after StartExecution returned;
+    # a StopExecution in between fails inside moto (AttributeError: 'NoneType' object has no attribute 'set_stop'),
+    # which Step Functions never does: an interrupt sent right after a message hit it. The stop waits for the env.
+    worker_stop = ExecutionWorker.stop
+
+    def stop_when_started(self: Any, *args: Any, **kwargs: Any) -> Any:
+        deadline = time.monotonic() + 10
+        while getattr(self, "env", None) is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return worker_stop(self, *args, **kwargs)
+
+    monkeypatch.setattr(ExecutionWorker, "stop", stop_when_started)
 
     run_task = EC2ContainerServiceBackend.run_task
     stop_task = EC2ContainerServiceBackend.stop_task

@@ -50,6 +50,23 @@ def test_interrupt_cuts_a_hanging_model_request(client: anthropic.Anthropic, mod
     assert wait_until(lambda: client.beta.sessions.retrieve(sid).status == "idle", timeout=30)
 
 
+def test_an_interrupt_sent_right_after_the_message_stops_the_turn(
+    client: anthropic.Anthropic, model_server: ScriptedModelServer
+) -> None:
+    # Given sessions whose turn has just been started (its model request may not be sent yet; on AWS its execution
+    # may not have begun evaluating: a StopExecution then hit a moto race that answered 500, see tests/aws/platform.py)
+    for _ in range(5):
+        sid = _session(client)
+        model_server.push({"hang_ms": 20_000, "content": [{"type": "text", "text": "late"}], "match": "early"})
+        client.beta.sessions.events.send(sid, events=[_msg("early")])
+        # When the user interrupts at once
+        client.beta.sessions.events.send(sid, events=[{"type": "user.interrupt"}])
+        # Then the session idles without an answer
+        events = wait_idle(client, sid, timeout=30)
+        assert "user.interrupt" in [e.type for e in events]
+        assert "agent.message" not in [e.type for e in events]
+
+
 def test_message_after_interrupt_in_same_request_runs_a_new_turn(
     client: anthropic.Anthropic, model_server: ScriptedModelServer
 ) -> None:
