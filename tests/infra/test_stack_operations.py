@@ -82,7 +82,9 @@ def test_the_reaper_may_do_what_reaping_needs_and_nothing_more(default_synth: Sy
     allowed = {a for st in statements if st["Effect"] == "Allow" for a in _as_list(st["Action"])}
     # Then: reading the log (spilled payloads too) and appending small events, updating work items and sessions (no
     # Scan, no deletes), waking sessions, describing their runs, releasing tool waits, stopping sandboxes, and
-    # re-syncing the deployment schedules a failed sync left behind (services/deployments.py, "Schedule sync")
+    # re-syncing the deployment schedules a failed sync left behind (services/deployments.py, "Schedule sync"), and
+    # finishing a deployment run cut off after its claim (9ab9bed: its session's record, and an initial event over
+    # the item limit spilled to S3)
     assert allowed == {
         "logs:CreateLogStream",
         "logs:PutLogEvents",
@@ -94,6 +96,7 @@ def test_the_reaper_may_do_what_reaping_needs_and_nothing_more(default_synth: Sy
         "dynamodb:PutItem",
         "dynamodb:UpdateItem",
         "s3:GetObject",
+        "s3:PutObject",
         "states:StartExecution",
         "states:DescribeExecution",
         "states:SendTaskSuccess",
