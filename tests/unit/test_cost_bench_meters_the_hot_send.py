@@ -3,7 +3,6 @@ never reaches the routers the meter wraps, so the bench stopped counting the sen
 
 from __future__ import annotations
 
-import asyncio
 import sys
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,7 @@ from typing import Any
 import pytest
 
 from managed_agents.api.hot_routes import HotRoutes
+from tests.own_loop import run_on_own_loop
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 
@@ -35,7 +35,7 @@ def test_a_send_answered_by_the_hot_route_is_metered_once(monkeypatch: pytest.Mo
         "path": "/v1/sessions/sesn_011CZabcdefghijklmnop/events",
         "headers": [(b"user-agent", b"AsyncAnthropic/Python 0.99")],
     }
-    asyncio.run(HotRoutes._send_events(object(), None, "sesn_1", scope, None, None, None))
+    run_on_own_loop(HotRoutes._send_events(object(), None, "sesn_1", scope, None, None, None))
     # Then it was answered and counted once, as the worker's send
     assert answered == ["sesn_1"]
     assert meter.api_requests == {"worker POST /v1/sessions/{id}/events": 1}
