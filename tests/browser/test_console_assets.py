@@ -12,7 +12,7 @@ from tests.e2e.conftest import Server
 
 @pytest.fixture
 def http(server: Server) -> httpx2.Client:
-    return httpx2.Client(base_url=server.url, timeout=5, follow_redirects=False)
+    return httpx2.Client(base_url=server.url, timeout=30, follow_redirects=False)  # (a bound, not a timing: CI load)
 
 
 def test_console_redirects_to_its_directory(http: httpx2.Client) -> None:

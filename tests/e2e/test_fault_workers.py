@@ -176,11 +176,16 @@ def test_sends_to_one_session_through_both_workers_advance_it_one_step_at_a_time
             t.join(60)
         assert sorted(set(landed)) == ["0", "1"]
 
-        # Then every message is answered, by one worker at a time
+        # Then every message is answered, by one worker at a time. (Settled: idle after a model request that started
+        # once every message was logged. A message logged while a turn ends can see that turn's idle logged after it
+        # and the wake it sent start the next turn: an idle alone is not the end, CI once caught one in between.)
         def settled() -> list[Any] | None:
             evs = all_events(clients[1], sid)
-            answered = sum(1 for e in evs if e.type == "agent.message")
-            return evs if evs[-1].type == "session.status_idle" and answered >= 1 else None
+            starts = [i for i, e in enumerate(evs) if e.type == "span.model_request_start"]
+            users = [i for i, e in enumerate(evs) if e.type == "user.message"]
+            if evs[-1].type != "session.status_idle" or not starts or len(users) < 8 or max(users) > starts[-1]:
+                return None
+            return evs if any(e.type == "agent.message" for e in evs[starts[-1] :]) else None
 
         events: list[Any] = wait_until(settled, timeout=60, interval=0.1)
     assert_one_step_at_a_time(events)
