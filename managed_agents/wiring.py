@@ -247,8 +247,7 @@ def compose(settings: ServerSettings, adapters: Adapters) -> Runtime:
         svc.webhook_recorded = deliverer.wake
     if a.outbox is not None or a.stream_outbox:
         # resource events (agent.created, deployment.paused, ...): recorded by the writes that cause them
-        svc.webhook_entries = webhooks.entries
-        webhooks.check_endpoints = not a.stream_outbox
+        webhooks.record_resource_events(stream_outbox=a.stream_outbox)
     return Runtime(
         settings=settings,
         resources=a.resources,

@@ -227,6 +227,13 @@ class WebhookService:
         # container cannot know of an endpoint another one created: `any_enabled` is a per-process cache)
         self.check_endpoints = True
 
+    def record_resource_events(self, *, stream_outbox: bool) -> None:
+        """Have the services' writes record their resource webhook events (agent.created, ...) through `entries`.
+        `stream_outbox`: the outbox is a table's stream read by other processes (AWS), so every event is recorded,
+        since this process cannot know of an endpoint another one created."""
+        self.svc.webhook_entries = self.entries
+        self.check_endpoints = not stream_outbox
+
     def entries(
         self, ws: str, type_: str, resource_id: str, data: Mapping[str, str] | None = None
     ) -> list[OutboxEntry]:
@@ -396,9 +403,7 @@ def resource_event_services(resources: ResourceStore, clock: Clock) -> Services:
     the AWS API's runtime (`WebhookService.check_endpoints` off: a function's container cannot know of an endpoint
     another one created), and the stream relay fans it out to the endpoints there are."""
     svc = Services(resources, clock)
-    webhooks = WebhookService(svc)
-    webhooks.check_endpoints = False
-    svc.webhook_entries = webhooks.entries
+    WebhookService(svc).record_resource_events(stream_outbox=True)
     return svc
 
 
