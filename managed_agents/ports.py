@@ -39,12 +39,22 @@ class EventStore(Protocol):
     """Append-only per-session log with a gapless sequence starting at 1."""
 
     def append(
-        self, session_id: str, events: Sequence[NewEvent], *, sync: RecordSync | None = None
+        self,
+        session_id: str,
+        events: Sequence[NewEvent],
+        *,
+        sync: RecordSync | None = None,
+        expected_last_seq: int | None = None,
     ) -> list[StoredEvent]:
         """Append atomically, assigning the next sequence numbers and `processed_at`; with `sync` (and
         `atomic_record_sync`), also write that record change in the same transaction.
 
-        Raises DuplicateEvent, appending nothing, when any of the event ids is already in the session's log.
+        With `expected_last_seq`, append only if the log still ends at that seq (the batch then takes the seqs right
+        after it): a writer whose batch holds only given what it saw (the harness's idle that ends a turn) learns
+        that something was logged meanwhile. Raises LogMoved, appending nothing, when the log moved past it.
+
+        Raises DuplicateEvent, appending nothing, when any of the event ids is already in the session's log (checked
+        first: a re-run of a batch that was logged is a duplicate, whatever followed it).
         """
         ...
 

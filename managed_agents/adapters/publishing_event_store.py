@@ -27,9 +27,17 @@ class PublishingEventStore:
         self.observers: list[Callable[[str, list[StoredEvent]], object]] = []
 
     def append(
-        self, session_id: str, events: Sequence[NewEvent], *, sync: RecordSync | None = None
+        self,
+        session_id: str,
+        events: Sequence[NewEvent],
+        *,
+        sync: RecordSync | None = None,
+        expected_last_seq: int | None = None,
     ) -> list[StoredEvent]:
-        stored = self.inner.append(session_id, events, sync=sync)
+        if expected_last_seq is None:  # (adapters and test doubles that wrap this one need not know the keyword)
+            stored = self.inner.append(session_id, events, sync=sync)
+        else:
+            stored = self.inner.append(session_id, events, sync=sync, expected_last_seq=expected_last_seq)
         if stored:
             # with the events themselves where the notifier takes them (the embedded one: streams skip the store)
             publish_appended = getattr(self.notifier, "publish_appended", None)

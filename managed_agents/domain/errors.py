@@ -106,6 +106,15 @@ class DuplicateEvent(Exception):
         self.event_ids = event_ids
 
 
+class LogMoved(Exception):
+    """A conditional append (`EventStore.append(expected_last_seq=)`) found the log past the position its writer saw:
+    other events were logged meanwhile, and nothing was appended."""
+
+    def __init__(self, expected_last_seq: int) -> None:
+        super().__init__(f"the log moved past seq {expected_last_seq}")
+        self.expected_last_seq = expected_last_seq
+
+
 class StaleRevision(Exception):
     """A conditional resource write lost a race (optimistic concurrency on the stored revision)."""
 

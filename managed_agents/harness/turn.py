@@ -16,7 +16,7 @@ from typing import cast
 
 from managed_agents.domain import prices
 from managed_agents.domain.clock import Clock, parse_rfc3339, rfc3339
-from managed_agents.domain.errors import DuplicateEvent
+from managed_agents.domain.errors import DuplicateEvent, LogMoved
 from managed_agents.domain.events import (
     STATUS_BY_EVENT,
     THREAD_STATUS_BY_EVENT,
@@ -184,9 +184,15 @@ class _Turn:
         """The event type a sandbox call's result is logged as in this session (cloud: the agent's)."""
         return builtin_tool_result_type(self.rec.doc.get("_environment_type"))
 
-    def append(self, key: str, events: Sequence[Entry]) -> list[StoredEvent]:
+    def append(self, key: str, events: Sequence[Entry], *, at_end: bool = False) -> list[StoredEvent]:
         """Log a batch (deterministic ids: a re-run appends nothing) and fold it; when it changes what the session
-        record caches, the record is written in the same transaction where the store can (RecordSync)."""
+        record caches, the record is written in the same transaction where the store can (RecordSync).
+
+        `at_end`: only right after the end of the log this step's state folded (a conditional append). When others
+        logged events meanwhile, nothing is logged: they are folded into the state and LogMoved is raised. A state
+        that skipped events (`in_sequence` false) cannot vouch for the end of the log: LogMoved at once."""
+        if at_end and not self.in_sequence:
+            raise LogMoved(self.state.last_seq)
         events = budget.price(self.ledger, self.state, events, self.deps.clock.now())
         usage_copies: list[Entry] = []
         if self.thread:
@@ -211,10 +217,16 @@ class _Turn:
         if synced and getattr(self.deps.events, "atomic_record_sync", False):
             sync = RecordSync(self.rec.kind, self.rec.workspace_id, self.rec.id, change)
         try:
-            stored = self.deps.events.append(self.sid, batch, sync=sync)
+            if at_end:
+                stored = self.deps.events.append(self.sid, batch, sync=sync, expected_last_seq=self.state.last_seq)
+            else:
+                stored = self.deps.events.append(self.sid, batch, sync=sync)
         except DuplicateEvent:
             log.info("batch already in the log", extra={"session_id": self.sid, "key": key})
             stored = []
+        except LogMoved:
+            self.fold_in(list(iter_all(self.deps.events, self.sid, after_seq=self.state.last_seq)))
+            raise
         if stored and not folded:
             self.fold_in(stored)
         if self.thread:
@@ -226,6 +238,19 @@ class _Turn:
         elif synced and stored and sync is None:
             self.sync_record()
         return stored
+
+    def end_turn(self, key: str, events: Sequence[Entry]) -> list[StoredEvent]:
+        """Log a batch whose last entry is the idle that ends the turn because nothing is left to do, which holds only
+        while nothing else is logged: it goes right after the end of the log this step saw (`at_end`). When input
+        was logged meanwhile (a user.message sent as the turn ended), the batch is logged without its idle, after
+        that input, which the state now holds: the next step runs the turn it asks for, and a client never sees the
+        session idle with a message it has not answered."""
+        assert events and events[-1][0] == "session.status_idle", "end_turn: the batch must end with the idle"
+        try:
+            return self.append(key, events, at_end=True)
+        except LogMoved:
+            log.info("input logged as the turn ended: no idle", extra={"session_id": self.sid, "key": key})
+        return self.append(key, events[:-1]) if len(events) > 1 else []
 
     def _as_thread(self, events: Sequence[Entry]) -> list[Entry]:
         return threads.as_thread_events(self.sid, self.agent.get("name"), events)
@@ -353,7 +378,11 @@ def _step(turn: _Turn, cancel: CancelToken | None) -> Outcome:
             _wake_children(turn)
         return Parked(action.reason)
     if isinstance(action, step.GoIdle):
-        turn.append(f"idle@{st.last_seq}", [("session.status_idle", {"stop_reason": action.stop_reason}, None)])
+        idle: list[Entry] = [("session.status_idle", {"stop_reason": action.stop_reason}, None)]
+        if action.stop_reason.get("type") == "end_turn":
+            turn.end_turn(f"idle@{st.last_seq}", idle)
+        else:
+            turn.append(f"idle@{st.last_seq}", idle)
         if turn.thread and deps.wake is not None and action.stop_reason.get("type") == "requires_action":
             deps.wake(turn.session_id)  # the session waits on the user for the child's call (step.decide)
         return RunAgain()
@@ -525,7 +554,11 @@ def _run_model(turn: _Turn, action: step.RunModel, cancel: CancelToken | None) -
         start.extend(mcp_errors)
         start.append(("span.model_request_start", {}, compaction.MARK if compacting else None))
         resumed = turn.thread and st.budget_stop_seq is not None
-        turn.append(f"req{action.request_no}:start", start)
+        try:  # the request is built from this state: it starts only if nothing was logged since (a message would be
+            # logged before the start, as sent with it, and never be)
+            turn.append(f"req{action.request_no}:start", start, at_end=True)
+        except LogMoved:
+            return RunAgain()  # (the next step decides with what was logged)
         if st.inflight is None:  # someone else ran this request meanwhile
             return RunAgain()
         if resumed and deps.wake is not None:  # a child the budget stopped runs again: so does its session
@@ -563,9 +596,17 @@ def _run_model(turn: _Turn, action: step.RunModel, cancel: CancelToken | None) -
         return _model_failed(turn, action.request_no, start_id, exc, "Context compaction" if compacting else "Model")
     if compacting:
         turn.append(key, compaction.events(start_id, response))
+        return RunAgain()
+    batch = _response_events(turn, key, start_id, response)
+    if batch[-1][0] == "session.status_idle" and _stop_type(batch[-1]) == "end_turn":
+        turn.end_turn(key, batch)
     else:
-        turn.append(key, _response_events(turn, key, start_id, response))
+        turn.append(key, batch)
     return RunAgain()
+
+
+def _stop_type(entry: Entry) -> object:
+    return cast(JsonObject, entry[1].get("stop_reason") or {}).get("type")
 
 
 class _Previewer:

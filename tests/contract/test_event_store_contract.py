@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 
 from managed_agents.api import sse
-from managed_agents.domain.errors import DuplicateEvent
+from managed_agents.domain.errors import DuplicateEvent, LogMoved
 from managed_agents.domain.events import NewEvent, TimeRange
 from managed_agents.domain.ids import new_id
 from managed_agents.ports import EventStore, iter_all, read_wire
@@ -161,6 +161,72 @@ def test_the_event_streams_reader_cuts_id_and_type_from_the_wire_text(event_stor
     expected = event_store.read(sid, after_seq=1)
     assert [(e.seq, e.id, e.type) for e in got] == [(e.seq, e.id, e.type) for e in expected]
     assert [json.loads(e.wire) for e in got] == [e.wire() for e in expected]
+
+
+def test_a_conditional_append_lands_only_where_its_writer_saw_the_log_end(event_store: EventStore) -> None:
+    # Given a log of two events, read by a writer (the harness, as a turn ends)
+    sid = _session()
+    event_store.append(sid, [_ev(), _ev()])
+    seen = event_store.last_seq(sid)
+    # When another writer logs an event first (a user.message sent meanwhile)
+    event_store.append(sid, [_ev()])
+    # Then the writer's append on the end it saw, of one event or of several, appends nothing
+    for batch in ([_ev("session.status_idle")], [_ev("agent.message"), _ev("session.status_idle")]):
+        with pytest.raises(LogMoved):
+            event_store.append(sid, batch, expected_last_seq=seen)
+    assert event_store.last_seq(sid) == 3
+    # And on the end it sees now, it lands right after it, one event or several
+    one = event_store.append(sid, [_ev("agent.message")], expected_last_seq=3)
+    two = event_store.append(sid, [_ev("agent.message"), _ev("session.status_idle")], expected_last_seq=4)
+    assert [e.seq for e in one + two] == [4, 5, 6]
+    assert [e.seq for e in event_store.read(sid)] == [1, 2, 3, 4, 5, 6]
+    # And an empty log is expected at 0, not at any other seq
+    fresh = _session()
+    with pytest.raises(LogMoved):
+        event_store.append(fresh, [_ev()], expected_last_seq=1)
+    assert [e.seq for e in event_store.append(fresh, [_ev()], expected_last_seq=0)] == [1]
+
+
+def test_a_conditional_append_of_a_logged_batch_is_a_duplicate(event_store: EventStore) -> None:
+    # Given a batch in the log, with more logged after it (a re-run of a step whose batch a crash hid from it)
+    sid = _session()
+    batch = [_ev("agent.message"), _ev("session.status_idle")]
+    event_store.append(sid, batch)
+    event_store.append(sid, [_ev()])
+    # When it is appended again on the end of the log its first run saw
+    # Then it is a duplicate (checked before the end of the log), and nothing is appended
+    with pytest.raises(DuplicateEvent):
+        event_store.append(sid, batch, expected_last_seq=0)
+    assert event_store.last_seq(sid) == 3
+
+
+def test_racing_conditional_appends_on_one_end_land_once(event_store: EventStore) -> None:
+    # Given writers that all saw the log end at seq 1
+    sid = _session()
+    event_store.append(sid, [_ev()])
+    outcomes: list[str] = []
+    lock = threading.Lock()
+
+    def write(n: int) -> None:
+        try:
+            event_store.append(sid, [_ev(writer=n), _ev(writer=n)], expected_last_seq=1)
+            result = "appended"
+        except LogMoved:
+            result = "moved"
+        with lock:
+            outcomes.append(result)
+
+    # When they append on that end at once
+    threads = [threading.Thread(target=write, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    # Then exactly one batch landed, right after seq 1, and every other writer was told the log moved
+    assert sorted(outcomes) == ["appended"] + ["moved"] * 7
+    events = event_store.read(sid)
+    assert [e.seq for e in events] == [1, 2, 3]
+    assert events[1].payload["writer"] == events[2].payload["writer"]
 
 
 @pytest.mark.slow

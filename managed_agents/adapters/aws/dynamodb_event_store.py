@@ -63,7 +63,7 @@ from botocore.exceptions import ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from managed_agents.domain.clock import Clock, SystemClock, parse_rfc3339, rfc3339
-from managed_agents.domain.errors import DuplicateEvent, ServiceUnavailable
+from managed_agents.domain.errors import DuplicateEvent, LogMoved, ServiceUnavailable
 from managed_agents.domain.events import JsonObject, NewEvent, Order, StoredEvent, TimeRange
 from managed_agents.ports import OutboxEntry, RecordSync
 
@@ -283,9 +283,18 @@ class DynamoDbEventStore:
     atomic_outbox = True
 
     def append(
-        self, session_id: str, events: Sequence[NewEvent], *, sync: RecordSync | None = None
+        self,
+        session_id: str,
+        events: Sequence[NewEvent],
+        *,
+        sync: RecordSync | None = None,
+        expected_last_seq: int | None = None,
     ) -> list[StoredEvent]:
         """Append atomically with the next sequence numbers (see the module docstring for how).
+
+        With `expected_last_seq` the batch goes through the transaction (one event too) at the seqs after it, read
+        first as the unconditional append reads the last seq: LogMoved when the log does not end there, or when a
+        rival took the next seq before the transaction committed (its event-item conditions failed).
 
         Raises DuplicateEvent when an id is already in the session's log, ValueError for more than
         MAX_EVENTS_PER_APPEND events or an id repeated within the batch, ServiceUnavailable when AWS fails or the
@@ -308,11 +317,16 @@ class DynamoDbEventStore:
             if existing:
                 raise DuplicateEvent(existing)
             self._write_spills(session_id, bodies)
-        if len(bodies) == 1 and not outbox:
+        if len(bodies) == 1 and not outbox and expected_last_seq is None:
             return [self._append_one(session_id, bodies[0])]
         takeover: dict[str, _Orphan] = {}  # orphan guards to take over, by event id
         for attempt in range(APPEND_ATTEMPTS):
             last = self.last_seq(session_id)
+            if expected_last_seq is not None and last != expected_last_seq:
+                existing = self._existing_ids(session_id, ids)  # (a duplicate is reported first, as the port says)
+                if existing:
+                    raise DuplicateEvent(existing)
+                raise LogMoved(expected_last_seq)
             now = self.clock.now()
             try:
                 self._transact(session_id, last, now, bodies, takeover, outbox[:fits])
@@ -320,7 +334,7 @@ class DynamoDbEventStore:
                 takeover = self._takeovers(session_id, contested.ids, takeover)
                 continue
             except _SeqConflict:
-                _backoff(attempt)
+                _backoff(attempt)  # (a conditional append then finds the log moved, or tries the same seqs again)
                 continue
             if outbox[fits:]:
                 self._put_webhook_items(session_id, outbox[fits:])

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from managed_agents.domain import deadline
 from managed_agents.domain.clock import Clock, SystemClock, parse_rfc3339, rfc3339
-from managed_agents.domain.errors import Conflict, DuplicateEvent, ServiceUnavailable, StaleRevision
+from managed_agents.domain.errors import Conflict, DuplicateEvent, LogMoved, ServiceUnavailable, StaleRevision
 from managed_agents.domain.events import JsonObject, NewEvent, Order, StoredEvent, TimeRange
 from managed_agents.domain.lookups import lookup_attributes
 from managed_agents.ports import ListQuery, OutboxEntry, Record, RecordSync
@@ -237,7 +237,12 @@ class SqliteEventStore:
         self.guard: Callable[[sqlite3.Connection, str], None] | None = None
 
     def append(
-        self, session_id: str, events: Sequence[NewEvent], *, sync: RecordSync | None = None
+        self,
+        session_id: str,
+        events: Sequence[NewEvent],
+        *,
+        sync: RecordSync | None = None,
+        expected_last_seq: int | None = None,
     ) -> list[StoredEvent]:
         if not events:
             return []
@@ -254,6 +259,8 @@ class SqliteEventStore:
             (last,) = conn.execute(
                 "SELECT COALESCE(MAX(seq), 0) FROM events WHERE session_id = ?", (session_id,)
             ).fetchone()
+            if expected_last_seq is not None and last != expected_last_seq:
+                raise LogMoved(expected_last_seq)
             now = self.clock.now()
             stored = [
                 StoredEvent(session_id, last + i + 1, e.id, e.type, now, dict(e.payload), e.internal)
