@@ -239,18 +239,22 @@ class _Turn:
             self.sync_record()
         return stored
 
-    def end_turn(self, key: str, events: Sequence[Entry]) -> list[StoredEvent]:
+    def end_turn(self, key: str, events: Sequence[Entry]) -> bool:
         """Log a batch whose last entry is the idle that ends the turn because nothing is left to do, which holds only
         while nothing else is logged: it goes right after the end of the log this step saw (`at_end`). When input
         was logged meanwhile (a user.message sent as the turn ended), the batch is logged without its idle, after
         that input, which the state now holds: the next step runs the turn it asks for, and a client never sees the
-        session idle with a message it has not answered."""
+        session idle with a message it has not answered.
+
+        True when this call logged the batch with its idle: the state is then the fold of the whole log."""
         assert events and events[-1][0] == "session.status_idle", "end_turn: the batch must end with the idle"
         try:
-            return self.append(key, events, at_end=True)
+            return bool(self.append(key, events, at_end=True))
         except LogMoved:
             log.info("input logged as the turn ended: no idle", extra={"session_id": self.sid, "key": key})
-        return self.append(key, events[:-1]) if len(events) > 1 else []
+        if len(events) > 1:
+            self.append(key, events[:-1])
+        return False
 
     def _as_thread(self, events: Sequence[Entry]) -> list[Entry]:
         return threads.as_thread_events(self.sid, self.agent.get("name"), events)
@@ -372,17 +376,12 @@ def _step(turn: _Turn, cancel: CancelToken | None) -> Outcome:
     action = step.decide(st, now=deps.clock.now(), tool_timeout=tool_timeout)
 
     if isinstance(action, step.Park):
-        if turn.rec.doc.get("status") != st.status:
-            turn.sync_record()
-        if action.reason in ("requires_action", "budget_reached"):
-            _wake_children(turn)
-        return Parked(action.reason)
+        return _park(turn, action)
     if isinstance(action, step.GoIdle):
         idle: list[Entry] = [("session.status_idle", {"stop_reason": action.stop_reason}, None)]
         if action.stop_reason.get("type") == "end_turn":
-            turn.end_turn(f"idle@{st.last_seq}", idle)
-        else:
-            turn.append(f"idle@{st.last_seq}", idle)
+            return _settle(turn) if turn.end_turn(f"idle@{st.last_seq}", idle) else RunAgain()
+        turn.append(f"idle@{st.last_seq}", idle)
         if turn.thread and deps.wake is not None and action.stop_reason.get("type") == "requires_action":
             deps.wake(turn.session_id)  # the session waits on the user for the child's call (step.decide)
         return RunAgain()
@@ -419,6 +418,27 @@ def _step(turn: _Turn, cancel: CancelToken | None) -> Outcome:
     if isinstance(action, step.Evaluate):
         return outcomes.evaluate(turn, action.rerun, cancel)
     return _run_model(turn, action, cancel)
+
+
+def _park(turn: _Turn, action: step.Park) -> Outcome:
+    if turn.rec.doc.get("status") != turn.state.status:
+        turn.sync_record()
+    if action.reason in ("requires_action", "budget_reached"):
+        _wake_children(turn)
+    return Parked(action.reason)
+
+
+def _settle(turn: _Turn) -> Outcome:
+    """After the batch that ended the turn, logged right after the end of the log this step saw (`_Turn.end_turn`):
+    the state is the whole log, so what the next step would decide is known here. A park is returned at once: the
+    step that only decided it read the session record and the log again, folded and parked (one per turn). Anything
+    logged after the idle woke the run (the embedded orchestrator's dirty mark, AWS's pending wake), which then runs
+    once more. A child thread's runs keep that step (its copies between logs are made at the start of each)."""
+    if turn.thread:
+        return RunAgain()
+    tool_timeout = timedelta(seconds=turn.deps.settings.tool_timeout_seconds)
+    action = step.decide(turn.state, now=turn.deps.clock.now(), tool_timeout=tool_timeout)
+    return _park(turn, action) if isinstance(action, step.Park) else RunAgain()
 
 
 def _start_threads(turn: _Turn, action: step.StartThreads) -> Outcome:
@@ -599,9 +619,8 @@ def _run_model(turn: _Turn, action: step.RunModel, cancel: CancelToken | None) -
         return RunAgain()
     batch = _response_events(turn, key, start_id, response)
     if batch[-1][0] == "session.status_idle" and _stop_type(batch[-1]) == "end_turn":
-        turn.end_turn(key, batch)
-    else:
-        turn.append(key, batch)
+        return _settle(turn) if turn.end_turn(key, batch) else RunAgain()
+    turn.append(key, batch)
     return RunAgain()
 
 
