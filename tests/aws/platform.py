@@ -15,7 +15,8 @@
 - webhook delivery: the events table's stream and the delivery queue, which moto does not deliver to functions:
   `Platform.pump_webhooks()` plays the two event source mappings once (the stream records that pass the synthesized
   mapping's filter to functions/webhooks `relay`; the due queue messages to `deliver`, deleting those it did not
-  report as failed);
+  report as failed); a cancelled transaction leaves the stream as DynamoDB does (moto's rollback did not:
+  `keep_streams_through_cancelled_transactions`);
 - with `reap_every=seconds`, the EventBridge schedule rule of the work reaper (moto delivers no events): a thread
   that invokes functions/reaper's handler that often (the stack's rule: every minute);
 - IAM enforced (tests/aws/iam.py): each function's calls are signed by a moto role holding the actions of its
@@ -52,6 +53,7 @@ import pytest
 from moto import mock_aws
 from moto.awslambda_simple.models import LambdaSimpleBackend
 from moto.core.botocore_stubber import BotocoreStubber
+from moto.dynamodb.models import DynamoDBBackend
 from moto.ecs.models import EC2ContainerServiceBackend
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import state_task_service_sfn
 from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
@@ -518,9 +520,40 @@ class _InFlight:
             return self.cond.wait_for(lambda: self.count == 0, timeout)
 
 
+def keep_streams_through_cancelled_transactions(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cancelled TransactWriteItems leaves a table's stream as it was, as on DynamoDB (which emits no record for a
+    transaction that did not commit). moto applies the transaction's items one by one (a Put to a streamed table adds
+    its stream record) and, when one fails, rolls back by putting a deep copy of each table, taken before, in place of
+    the live one: the live shard, with the cancelled Put's record, goes with the replaced table, while the shard
+    iterators already handed out keep reading it. A reader then gets the record of a write that never happened and
+    none of the writes after (they go to the copy's shard). Here the live shard stays, without the cancelled
+    records, on the restored table."""
+    transact = DynamoDBBackend.transact_write_items
+
+    def transact_write_items(self: DynamoDBBackend, transact_items: list[dict[str, Any]]) -> None:
+        shards = {
+            name: (table.stream_shard, len(table.stream_shard.items))
+            for name, table in self.tables.items()
+            if table.stream_shard is not None
+        }
+        try:
+            transact(self, transact_items)
+        except Exception:
+            for name, (shard, length) in shards.items():
+                restored = self.tables.get(name)
+                if restored is not None and restored.stream_shard is not shard:
+                    del shard.items[length:]
+                    shard.table = restored
+                    restored.stream_shard = shard
+            raise
+
+    monkeypatch.setattr(DynamoDBBackend, "transact_write_items", transact_write_items)
+
+
 def _patch_moto(
     monkeypatch: pytest.MonkeyPatch, lock: MotoLock, sandboxes: Sandboxes, calls: list[str], inflight: _InFlight
 ) -> None:
+    keep_streams_through_cancelled_transactions(monkeypatch)
     handlers: dict[str, Callable[[dict[str, Any], Any], Any]] = {
         "ModelTurn": model_turn_handler,
         "ReportFailure": report_failure_handler,
