@@ -400,7 +400,7 @@ class DeploymentService:
         if existing is not None and not existing.doc.get("_pending"):
             return self.runs.render(existing.doc)
         self.items.check_live(rec, doing="run")
-        return self._fire(rec, None, run_id=run_id)
+        return self._fire(rec, None, run_id=run_id, claim=existing)
 
     def _find(self, deployment_id: str, ws: str | None) -> Record:
         rec = self.svc.resources.get_by_id(DEPLOYMENT.name, deployment_id)
@@ -418,13 +418,19 @@ class DeploymentService:
             return self.runs.render(existing.doc)
         if rec.archived or rec.doc["status"] != "active":
             return None
-        return self._fire(rec, scheduled_at)
+        return self._fire(rec, scheduled_at, claim=existing)
 
     @staticmethod
     def _scheduled_run_id(deployment_id: str, scheduled_at: datetime) -> str:
         return deterministic_id("deployment_run", deployment_id, rfc3339(scheduled_at))
 
-    def _fire(self, rec: Record, scheduled_at: datetime | None, *, run_id: str | None = None) -> JsonObject:
+    def _fire(
+        self, rec: Record, scheduled_at: datetime | None, *, run_id: str | None = None, claim: Record | None = None
+    ) -> JsonObject:
+        """One fire: claim the run (insert it, with `deployment_run.started`), create its session, record its
+        outcome. `claim`: the run is claimed already (a pending run read by the caller, `_finish` or a second delivery
+        of a tick), so it is not inserted again: that insert could only conflict, and its transaction would carry a
+        second `deployment_run.started` webhook item that only the store's rollback keeps from being delivered."""
         ws, doc = rec.workspace_id, rec.doc
         agent = cast(JsonObject, doc["agent"])
         trigger: JsonObject = (
@@ -445,15 +451,16 @@ class DeploymentService:
             "trigger_type": str(trigger["type"]),
             PENDING_ATTR: PENDING_YES,
         }
-        try:
-            claim = self.runs.insert(ws, fields, attrs=attrs, id_=run_id, event="started")
-        except Conflict:
-            found = self.svc.resources.get(RUN.name, ws, run_id)
-            if found is None:
-                raise
-            if not found.doc.get("_pending"):
-                return self.runs.render(found.doc)  # the tick was fired already: the same run
-            claim = found  # the first fire stopped before recording its outcome: finish it
+        if claim is None:
+            try:
+                claim = self.runs.insert(ws, fields, attrs=attrs, id_=run_id, event="started")
+            except Conflict:
+                found = self.svc.resources.get(RUN.name, ws, run_id)
+                if found is None:
+                    raise
+                if not found.doc.get("_pending"):
+                    return self.runs.render(found.doc)  # the tick was fired already: the same run
+                claim = found  # the first fire stopped before recording its outcome: finish it
         session_id = deterministic_id("session", "deployment_run", run_id)
         outcome: JsonObject
         try:
@@ -513,7 +520,7 @@ class DeploymentService:
             return
         trigger = cast(JsonObject, run.doc.get("trigger_context") or {})
         scheduled = trigger.get("scheduled_at") if trigger.get("type") == "schedule" else None
-        self._fire(dep, parse_rfc3339(str(scheduled)) if scheduled else None, run_id=run.id)
+        self._fire(dep, parse_rfc3339(str(scheduled)) if scheduled else None, run_id=run.id, claim=run)
 
     def _after_scheduled_run(self, ws: str, deployment_id: str, run: Record, error: JsonObject | None) -> None:
         current = self.svc.resources.get(DEPLOYMENT.name, ws, deployment_id)

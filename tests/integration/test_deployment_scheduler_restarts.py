@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,6 +21,7 @@ from managed_agents.settings import ServerSettings
 from managed_agents.wire.agents import AgentCreateParams
 from managed_agents.wire.deployments import DeploymentCreateParams
 from managed_agents.wire.environments import EnvironmentCreateParams
+from managed_agents.wire.webhooks import WebhookEndpointCreateParams
 from managed_agents.wiring import Runtime, build_local_runtime
 
 T0 = datetime(2027, 3, 1, 12, 0, 30, tzinfo=UTC)
@@ -147,4 +149,37 @@ def test_a_fire_cut_off_after_its_claim_is_finished_once(
     assert "_pending" not in runs[0]
     sessions = rt.resources.find("session", "deployment_id", [deployment_id])
     assert [s.id for s in sessions] == [runs[0]["session_id"]]
+    rt.close()
+
+
+def test_finishing_a_cut_off_fire_offers_no_second_started_webhook(
+    settings: ServerSettings, clock: Clock, deployment_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rt = open_runtime(settings, clock)
+    rt.webhooks.create(
+        WS, WebhookEndpointCreateParams(url="http://127.0.0.1:9/hooks", enabled_events=["deployment_run.started"])
+    )
+    # Given a fire of the 12:05 tick that claimed its run (deployment_run.started) and was cut off
+    real_start = rt.deployments._start_session
+    rt.deployments._start_session = lambda *a: (_ for _ in ()).throw(SystemExit("killed"))  # type: ignore[method-assign]
+    clock.at = T0 + timedelta(minutes=5)
+    with pytest.raises(SystemExit):
+        rt.deployments.run_due()
+    rt.deployments._start_session = real_start  # type: ignore[method-assign]
+    store = rt.deployments.svc.resources
+    offered: list[str] = []
+    write_all = store.write_all
+
+    def spy(**kwargs: Any) -> None:
+        offered.extend(e.type for e in kwargs.get("outbox", ()))
+        write_all(**kwargs)
+
+    monkeypatch.setattr(store, "write_all", spy)
+    # When the finisher (the embedded recovery, the reaper on AWS) finishes it, and a late delivery of the tick comes
+    assert rt.deployments.finish_pending_runs(grace_seconds=0) == 1
+    rt.deployments.fire_scheduled(deployment_id, T0 + timedelta(minutes=4, seconds=30))
+    # Then no write carries a second deployment_run.started (an insert of the claim again could only conflict; its
+    # transaction's webhook item was kept out by the store's rollback alone), and the outcome's is written once
+    assert offered.count("deployment_run.started") == 0
+    assert offered.count("deployment_run.succeeded") == 1
     rt.close()
