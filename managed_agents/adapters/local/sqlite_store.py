@@ -81,6 +81,11 @@ def _attr_sql(attr: str, params: list[object]) -> str:
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 BUSY_TIMEOUT_MS = 30_000
+# A write under a deadline needs SQLite's busy handler to give up before the deadline. A connection keeps the busy
+# timeout it was given while that is at most the time left and at most _BUSY_SLACK_MS below it; a new one is set
+# _BUSY_SLACK_MS / 2 below the time left, so the request writes that follow on the thread (their deadlines alike)
+# keep it: no PRAGMA per write. Without a deadline the connection gets BUSY_TIMEOUT_MS back (once).
+_BUSY_SLACK_MS = 1_000
 _RECORD_COLUMNS = "kind, id, workspace_id, created_at, rev, archived, attrs, doc, expires_at"
 _EXPIRY_INDEX = "CREATE INDEX IF NOT EXISTS resources_by_expiry ON resources (expires_at) WHERE expires_at IS NOT NULL"
 _BUSY = "the database is busy with another write and the request's deadline passed; nothing was done, retry"
@@ -165,7 +170,23 @@ class SqliteDatabase:
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             self._local.conn = conn
+            self._local.busy_ms = BUSY_TIMEOUT_MS
         return conn
+
+    def _bound_busy_wait(self, conn: sqlite3.Connection, left: float | None) -> None:
+        """Give the calling thread's connection a busy timeout that ends within `left` seconds (None: no deadline,
+        the default), running the PRAGMA only when the current one does not fit (see _BUSY_SLACK_MS)."""
+        current: int = self._local.busy_ms
+        if left is None:
+            wanted = BUSY_TIMEOUT_MS
+        else:
+            ms = int(left * 1000)
+            if ms - _BUSY_SLACK_MS <= current <= ms:
+                return
+            wanted = max(0, ms - _BUSY_SLACK_MS // 2)
+        if current != wanted:
+            conn.execute(f"PRAGMA busy_timeout={wanted}")
+            self._local.busy_ms = wanted
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -178,8 +199,7 @@ class SqliteDatabase:
         elif not self._write_lock.acquire(timeout=left, urgent=True):
             raise ServiceUnavailable(_BUSY)
         try:
-            if left is not None:
-                conn.execute(f"PRAGMA busy_timeout={int((deadline.remaining() or 0.0) * 1000)}")
+            self._bound_busy_wait(conn, None if left is None else deadline.remaining() or 0.0)
             try:
                 conn.execute("BEGIN IMMEDIATE")
             except sqlite3.OperationalError as exc:
@@ -187,8 +207,8 @@ class SqliteDatabase:
                     raise ServiceUnavailable(_BUSY) from exc
                 raise
             finally:
-                if left is not None:
-                    conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+                if self._local.busy_ms < _BUSY_SLACK_MS:  # (a deadline nearly out: the thread's reads do not keep it)
+                    self._bound_busy_wait(conn, None)
             try:
                 yield conn
             except BaseException:
