@@ -109,8 +109,40 @@ SANDBOX_IMAGE_GB = 0.2  # the sandbox image pulled at each sandbox start (compre
 SANDBOX_STARTS_PER_HOUR = 1.0  # the sandbox idles out after 5 minutes without work; the reference keeps it busy
 REAPER_BILLED_MS = 100  # the work reaper's billed duration per run (one Query of the live-work index)
 TIME_DRIVEN_ROUTES = ("heartbeat", "poll")  # the worker's lease heartbeats and empty work polls
+# The API function's duration per request, modelled from what the run measures of it rather than its wall time here
+# (which waits on moto's lock and the other handlers on a shared machine): the CPU time its code spends (the event
+# loop's steps and its threads, moto's own work taken out), run at Lambda's CPU share for the memory (one vCPU at
+# 1,769 MB), plus a round trip per AWS call it makes. CPU is measured on this machine, not on Graviton.
+LAMBDA_MB_PER_VCPU = 1769
+AWS_CALL_SECONDS = {"dynamodb": 0.005, "s3": 0.015}  # in-region round trips (typical p50); others:
+AWS_CALL_SECONDS_OTHER = 0.02  # Step Functions, Lambda Invoke, Secrets Manager, EventBridge
 
 _origin: contextvars.ContextVar[str] = contextvars.ContextVar("origin", default="task")
+
+
+@dataclass
+class RequestCpu:
+    """One API request (not an event stream): the CPU time it spent, and what of it was moto's or the meter's."""
+
+    route: str
+    cpu: float = 0.0  # thread CPU time of its loop steps and its worker-thread calls
+    moto: float = 0.0  # of which moto's backends served its AWS calls (AWS's work, not the function's)
+    meter: float = 0.0  # of which the meter's own reads (item sizes), less their moto part
+    calls: Counter[str] = field(default_factory=Counter)  # its AWS calls by service
+
+    def own_cpu(self) -> float:
+        return max(0.0, self.cpu - self.moto - self.meter)
+
+    def io_seconds(self) -> float:
+        return sum(n * AWS_CALL_SECONDS.get(svc, AWS_CALL_SECONDS_OTHER) for svc, n in self.calls.items())
+
+    def duration(self, memory_mb: int) -> float:
+        """Modelled billed duration at `memory_mb` (Lambda rounds up to the millisecond)."""
+        share = min(1.0, memory_mb / LAMBDA_MB_PER_VCPU)
+        return math.ceil((self.io_seconds() + self.own_cpu() / share) * 1000) / 1000
+
+
+_request_cpu: contextvars.ContextVar[RequestCpu | None] = contextvars.ContextVar("request_cpu", default=None)
 _uninstrumented = threading.local()
 
 
@@ -200,6 +232,7 @@ class Meter:
     log_bytes: int = 0
     open_streams: int = 0  # event streams open now
     metric_names: set[str] = field(default_factory=set)  # custom metrics published (Powertools add_metric)
+    request_cpu: list[RequestCpu] = field(default_factory=list)  # the API's non-stream requests, in order
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def snapshot(self) -> dict[str, Any]:
@@ -215,6 +248,7 @@ class Meter:
                 "api_requests": Counter(self.api_requests),
                 "api_seconds": self.api_seconds,
                 "log_bytes": self.log_bytes,
+                "request_cpu": len(self.request_cpu),  # (a position: the window's requests are the ones after it)
             }
 
 
@@ -257,6 +291,9 @@ class DynamoDbUnits:
             if getattr(_uninstrumented, "on", False):
                 return original(client, operation, params)
             service = client.meta.service_model.service_name
+            req = _request_cpu.get()
+            if req is not None:
+                req.calls[service] += 1
             with units.meter.lock:
                 units.meter.calls[f"{service}.{operation}"] += 1
                 if service == "s3" and operation == "PutObject":
@@ -276,9 +313,12 @@ class DynamoDbUnits:
 
         _uninstrumented.on = True
         token = PRINCIPAL.set(None)
+        req, t0 = _request_cpu.get(), time.thread_time()
         try:
             return raw(operation, params)
         finally:
+            if req is not None:
+                req.meter += time.thread_time() - t0
             PRINCIPAL.reset(token)
             _uninstrumented.on = False
 
@@ -432,6 +472,60 @@ def route_of(path: str) -> str:
     return "/".join(parts)
 
 
+def install_cpu_meter(monkeypatch: Any) -> None:
+    """Charge CPU time to the API request whose context runs it: each step of the event loop (asyncio handles carry
+    their task's context), each call the request sends to a worker thread (anyio's `to_thread.run_sync`, which the
+    API uses for every port call), and, to take it back out, what moto's backends spend serving its AWS calls."""
+    import asyncio.events
+
+    import anyio.to_thread
+    from moto.core.botocore_stubber import BotocoreStubber
+
+    handle_run: Callable[..., Any] = asyncio.events.Handle._run
+
+    def timed_handle(handle: Any) -> Any:
+        req = handle._context.get(_request_cpu) if handle._context is not None else None
+        if req is None:
+            return handle_run(handle)
+        t0 = time.thread_time()
+        try:
+            return handle_run(handle)
+        finally:
+            req.cpu += time.thread_time() - t0
+
+    monkeypatch.setattr(asyncio.events.Handle, "_run", timed_handle)
+    run_sync: Callable[..., Any] = anyio.to_thread.run_sync
+
+    async def timed_run_sync(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        req = _request_cpu.get()
+        if req is None:
+            return await run_sync(func, *args, **kwargs)
+
+        def timed(*a: Any) -> Any:
+            t0 = time.thread_time()
+            try:
+                return func(*a)
+            finally:
+                req.cpu += time.thread_time() - t0
+
+        return await run_sync(timed, *args, **kwargs)
+
+    monkeypatch.setattr(anyio.to_thread, "run_sync", timed_run_sync)
+    process_request: Callable[..., Any] = BotocoreStubber.process_request  # (after the platform's own patch)
+
+    def timed_moto(stubber: Any, request: Any) -> Any:
+        req = _request_cpu.get()
+        if req is None or getattr(_uninstrumented, "on", False):  # (the meter's reads count whole, as `meter`)
+            return process_request(stubber, request)
+        t0 = time.thread_time()
+        try:
+            return process_request(stubber, request)
+        finally:
+            req.moto += time.thread_time() - t0
+
+    monkeypatch.setattr(BotocoreStubber, "process_request", timed_moto)
+
+
 def install_api_meter(monkeypatch: Any, meter: Meter) -> None:
     """Count the API's requests by route and caller (the sandbox: its worker, AsyncAnthropic, and the entrypoint's
     file-resource checks; the bench: Anthropic), and time the ones that are not event streams; DynamoDB units spent
@@ -471,6 +565,9 @@ def metered(dispatch: Callable[..., Any], meter: Meter) -> Callable[..., Any]:
         # polling of events.list (`client GET`, not part of the workload: the reference client streams)
         origin = "stream" if stream else f"{who}-{'send' if scope['method'] != 'GET' else 'poll'}"
         token = _origin.set(origin)
+        name = f"{who} {scope['method']} {route}"
+        req = None if stream else RequestCpu(name)
+        cpu_token = _request_cpu.set(req)
         if stream:
             with meter.lock:
                 meter.open_streams += 1
@@ -479,11 +576,13 @@ def metered(dispatch: Callable[..., Any], meter: Meter) -> Callable[..., Any]:
             await dispatch(self, scope, receive, send)
         finally:
             _origin.reset(token)
+            _request_cpu.reset(cpu_token)
             with meter.lock:
                 meter.open_streams -= stream
-                meter.api_requests[f"{who} {scope['method']} {route}"] += 1
-                if not stream:
+                meter.api_requests[name] += 1
+                if req is not None:
                     meter.api_seconds += time.perf_counter() - t0
+                    meter.request_cpu.append(req)
 
     return app
 
@@ -529,6 +628,7 @@ class Run:
     event_bytes_per_turn: float = 0.0
     relayed: int = 0  # events-table stream records that passed the webhook relay's filter in the window
     relay_seconds: float = 0.0  # the relay handler's time over them
+    requests: list[RequestCpu] = field(default_factory=list)  # the API's non-stream requests of the window
 
 
 @contextmanager
@@ -563,6 +663,7 @@ def platform_run() -> Iterator[tuple[Any, Meter, Any]]:
             # the production stream poll interval (the test platform's is shorter), so stream reads per hour are real
             with aws_platform(synth, Path(tmp), env={STREAM_POLL_ENV: "0.5"}) as platform:
                 install_lambda_meter(mp, meter)
+                install_cpu_meter(mp)
                 yield platform, meter, synth
         finally:
             logging.getLogger(logger.name).removeHandler(handler)
@@ -653,6 +754,8 @@ def measure(messages: int, tool_turns: int) -> Run:
         relayed, _ = platform.pump_webhooks()
         relay_seconds = time.perf_counter() - t_relay
         window = minus(meter.snapshot(), before)
+        with meter.lock:
+            requests = list(meter.request_cpu[before["request_cpu"] :])
         new = [e for e in executions if e["executionArn"] not in seen]
         transitions = sum(len(platform.states(e["executionArn"])) for e in new)
         events = platform.events(sid)
@@ -676,6 +779,7 @@ def measure(messages: int, tool_turns: int) -> Run:
             sse_max_seconds=ServerSettings().sse_max_seconds or 840.0,
             relayed=relayed,
             relay_seconds=relay_seconds,
+            requests=requests,
         )
 
 
@@ -798,6 +902,7 @@ def cost_hour(
         "task_lambda_invocations": round(task_requests),
         "task_lambda_gb_seconds": round(gb_s, 1),
         "api_requests": round(requests_h),
+        "api_non_stream_requests": round(requests_h - open_streams * streams_h),
         "api_lambda_gb_seconds": round(api_gb_s, 1),
         "dynamodb_wru": round(wru_h),
         "dynamodb_rru": round(rru_h),
@@ -809,6 +914,48 @@ def cost_hour(
         "nat_gb": round(nat_gb_h, 3),
     }
     return cost, counts
+
+
+def api_function_model(run: Run, memory_mb: int, non_stream_requests_h: float) -> dict[str, Any]:
+    """The API function's non-stream requests at `memory_mb`, from the modelled duration of each request of the run
+    (RequestCpu.duration): mean and p99 per request, and what an hour of them costs (duration and request fee)."""
+    if not run.requests:
+        return {}
+    durations = sorted(r.duration(memory_mb) for r in run.requests)
+    mean = sum(durations) / len(durations)
+    p = PRICES
+    usd = non_stream_requests_h * (mean * memory_mb / 1024 * p["lambda_arm_per_gb_second"] + p["lambda_per_request"])
+    return {
+        "mean_ms": round(mean * 1000, 1),
+        "p50_ms": round(durations[len(durations) // 2] * 1000, 1),
+        "p99_ms": round(durations[min(len(durations) - 1, math.ceil(0.99 * len(durations)) - 1)] * 1000, 1),
+        "max_ms": round(durations[-1] * 1000, 1),
+        "usd_per_hour": round(usd, 5),
+    }
+
+
+def api_requests_measured(run: Run) -> dict[str, Any]:
+    """What the run measured of the API's non-stream requests: per request, CPU time (the function's own, moto's
+    taken out), AWS calls, and the wall time here; by route, the mean CPU."""
+    reqs = run.requests
+    if not reqs:
+        return {}
+    n = len(reqs)
+    by_route: dict[str, list[RequestCpu]] = defaultdict(list)
+    for r in reqs:
+        by_route[r.route].append(r)
+    return {
+        "requests": n,
+        "mean_cpu_ms": round(sum(r.own_cpu() for r in reqs) / n * 1000, 2),
+        "p99_cpu_ms": round(sorted(r.own_cpu() for r in reqs)[min(n - 1, math.ceil(0.99 * n) - 1)] * 1000, 2),
+        "mean_moto_cpu_ms": round(sum(r.moto for r in reqs) / n * 1000, 2),
+        "mean_aws_calls": round(sum(sum(r.calls.values()) for r in reqs) / n, 2),
+        "mean_io_ms_modelled": round(sum(r.io_seconds() for r in reqs) / n * 1000, 1),
+        "mean_wall_ms_here": round(run.window["api_seconds"] / n * 1000, 1),
+        "cpu_ms_by_route": {
+            k: round(sum(r.own_cpu() for r in v) / len(v) * 1000, 2) for k, v in sorted(by_route.items())
+        },
+    }
 
 
 def idle_month(
@@ -943,6 +1090,7 @@ def main() -> None:
         return round(sum(cost_hour(run, model_seconds=args.model_seconds, client=c, **kw)[0].values()), 4)
 
     spot_total = hour(spot_discount=spot)
+    api_mb = run.memory_mb.get("Api", 1024)
     what_if = {
         f"sandbox_on_fargate_spot_arm64_{spot:.0%}_off": spot_total,
         "container_insights_on": hour(container_insights=True),
@@ -986,6 +1134,26 @@ def main() -> None:
         spot_goal_usd=GOAL_SPOT,
         spot_meets_goal=spot_total <= GOAL_SPOT,
         total_usd_what_if=what_if,
+        api_function={
+            "measured": api_requests_measured(run),
+            "assumed_aws_call_seconds": {**AWS_CALL_SECONDS, "other": AWS_CALL_SECONDS_OTHER},
+            "wall_time_basis_usd_per_hour": round(
+                counts["api_non_stream_requests"]
+                * (
+                    run.window["api_seconds"]
+                    / max(1, sum(run.window["api_requests"].values()))  # (as cost_hour divides it)
+                    * api_mb
+                    / 1024
+                    * PRICES["lambda_arm_per_gb_second"]
+                    + PRICES["lambda_per_request"]
+                ),
+                5,
+            ),
+            **{
+                f"modelled_{mb}mb": api_function_model(run, mb, counts["api_non_stream_requests"])
+                for mb in sorted({128, 256, 512, 1024, api_mb})
+            },
+        },
         design_floor=design_floor(spot, model_seconds=args.model_seconds, stream_max_seconds=run.sse_max_seconds),
         hosted_usd=HOSTED_PER_HOUR,
         prices=PRICES,
