@@ -11,6 +11,12 @@ work item stopped, while its stream is open ends the stream with an `event: erro
 A session deleted while its stream is open ends the stream with `session.deleted`: the notifier says so where it can
 (embedded), else a record read finds it, at most once per `DELETED_CHECK_SECONDS` (AWS: a stream re-reads the log's
 tail every 0.5 s, and a record read after each empty one was half of what an open stream reads).
+
+A Fargate sandbox's worker stream may ask (`x-managed-agents-inputs: announce`, work tokens only) to be told what the
+session's file resources are as of each `agent.tool_use` it receives: the frame of each tool use carries an SSE
+comment line, `: managed-agents-inputs <etag>` (the ETag of `/v1/sessions/{id}/inputs`, read after the
+event was), which SSE clients ignore. The sandbox then skips the request before a tool call when nothing was added
+(sandbox/entrypoint.py InputsSync): one record read on the stream instead of one API request per tool call.
 """
 
 from __future__ import annotations
@@ -35,6 +41,8 @@ _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 # How often a stream whose log brings nothing new looks at the session's record for a deletion its notifier cannot
 # tell (AWS); a stream answered from memory (embedded) looks once per ping interval.
 DELETED_CHECK_SECONDS = 2.0
+INPUTS_HEADER = "x-managed-agents-inputs"  # = "announce": the comment below on a work token's stream
+INPUTS_COMMENT = ": managed-agents-inputs "
 
 
 class _Logged(NamedTuple):
@@ -94,9 +102,11 @@ async def event_stream(
     recheck: Callable[[], Awaitable[None]] | None = None,
     page: int = 500,
     yield_to: Callable[[], Awaitable[None]] | None = None,
+    inputs_etag: Callable[[], Awaitable[str | None]] | None = None,
 ) -> AsyncIterator[bytes]:
     """`yield_to`: awaited once the stream is woken, before it reads and writes (the embedded server's requests
-    first: adapters/local/request_priority.py)."""
+    first: adapters/local/request_priority.py). `inputs_etag`: the session's file resources as an ETag (None: not
+    known), announced in each `agent.tool_use` frame (read once per write, after its events were)."""
     started = last_sent = last_check = last_found = time.monotonic()
     # the embedded notifier's tail (adapters/local/notifier.py): events appended in this process, from memory
     from_memory = getattr(subscription, "logged_after", None)
@@ -123,7 +133,13 @@ async def event_stream(
             if events or previews:  # one write for everything read: a turn's events reach the client in one chunk
                 frames: list[bytes] = []
                 closing = False
+                inputs: bytes | None = None  # read once per write, at its first tool use
                 for ev in events:
+                    if inputs_etag is not None and ev.type == "agent.tool_use":
+                        if inputs is None:
+                            etag = await inputs_etag()
+                            inputs = f"{INPUTS_COMMENT}{etag}\n".encode() if etag is not None else b""
+                        frames.append(inputs)  # a comment line of the tool use's own frame
                     frames.append(_logged_frame(ev))
                     after_seq = ev.seq
                     if ev.type in PREVIEWED_TYPES:

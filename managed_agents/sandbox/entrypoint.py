@@ -40,7 +40,7 @@ import sys
 import threading
 import time
 import zlib
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -253,7 +253,16 @@ async def _serve(config: dict[str, str], workdir: str, idle: float) -> None:
     from anthropic import AsyncAnthropic
     from anthropic.lib.environments import EnvironmentWorker
 
-    client = AsyncAnthropic(base_url=config["ANTHROPIC_BASE_URL"], api_key=None, auth_token=None, max_retries=4)
+    inputs = None
+    if config.get("MANAGED_AGENTS_SANDBOX_INPUTS") == "1":
+        inputs = InputsSync(config, config.get("MANAGED_AGENTS_SANDBOX_ROOT") or "/")
+    client = AsyncAnthropic(
+        base_url=config["ANTHROPIC_BASE_URL"],
+        api_key=None,
+        auth_token=None,
+        max_retries=4,
+        http_client=inputs.http_client() if inputs is not None else None,
+    )
     # Memory stores are mounted at their absolute mount paths (/mnt/memory/<slug>): only where the sandbox has that
     # directory of its own (bubblewrap, the Fargate image); elsewhere the session runs without them.
     options: dict[str, Any] = {}  # (the worker's defaults otherwise: the official toolset, memory on)
@@ -261,9 +270,6 @@ async def _serve(config: dict[str, str], workdir: str, idle: float) -> None:
         options["memory_sync_interval"] = None
     outputs = config.get("MANAGED_AGENTS_SANDBOX_OUTPUTS") or ""
     sync = OutputsSync(config, outputs) if outputs else None
-    inputs = None
-    if config.get("MANAGED_AGENTS_SANDBOX_INPUTS") == "1":
-        inputs = InputsSync(config, config.get("MANAGED_AGENTS_SANDBOX_ROOT") or "/")
     if inputs is not None or sync is not None:
         before = inputs.before_tool if inputs is not None else None
         options["tools"] = hooked_toolset(before=before, after=sync.after_tool if sync is not None else None)
@@ -409,7 +415,13 @@ class InputsSync:
     writes as the sandbox user: the default mount paths (`/mnt/session/uploads`, sticky: what the init container put
     there stays) and `/workspace` take them; a mount path it cannot write is reported (`POST .../inputs/errors`: a
     readable `session.error`) and is in place from the next task on (its init container puts it there). A failed
-    request is tried again at the next tool call; concurrent calls wait for one pass (`hooked_toolset`)."""
+    request is tried again at the next tool call; concurrent calls wait for one pass (`hooked_toolset`).
+
+    The request is skipped when the worker's event stream said nothing was added: the worker's client
+    (`http_client()`) asks its stream to announce the inputs' ETag in each `agent.tool_use` frame (an SSE comment
+    line, which the SDK ignores; api/sse.py), and a call whose tool use came with the ETag of the files already placed
+    needs no request. A tool use without one (read from the history when the stream reconnected, or a server that does
+    not announce) is checked as before."""
 
     def __init__(self, config: dict[str, str], root: str) -> None:
         self.root = root
@@ -417,13 +429,55 @@ class InputsSync:
         self.token = sessions_token(config)
         self.placed: set[str] = set()  # resource ids in place (or reported)
         self.etag = ""  # of the last list whose files are all placed or reported: unchanged → 304, nothing to do
+        self.announced: str | None = None  # the ETag the stream gave with the latest tool use (None: not known)
         self._lock: asyncio.Lock | None = None
 
     async def before_tool(self) -> None:
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:
+            if self.etag and self.announced == self.etag:
+                return  # nothing added since the files were placed, as of the tool use being run
             await asyncio.to_thread(self.once)
+
+    def http_client(self) -> Any:
+        """The worker's HTTP client (the SDK's defaults): its event streams ask for the inputs' ETag and are read
+        through `announcements` before the SDK parses them."""
+        from anthropic import DefaultAsyncHttpxClient
+        from httpx2 import AsyncByteStream
+
+        inputs = self
+
+        class Announced(AsyncByteStream):  # (the type the SDK's HTTP library requires of a response stream)
+            def __init__(self, stream: Any) -> None:
+                self.stream = stream
+
+            def __aiter__(self) -> AsyncIterator[bytes]:
+                return read_announcements(self.stream, inputs)
+
+            async def aclose(self) -> None:
+                await self.stream.aclose()
+
+        async def on_request(request: Any) -> None:
+            if request.url.path.endswith("/events/stream"):
+                request.headers[INPUTS_HEADER] = "announce"
+
+        async def on_response(response: Any) -> None:
+            if response.request.url.path.endswith("/events/stream") and "content-encoding" not in response.headers:
+                self.announced = None  # a new stream: what the worker reads from the history was announced by none
+                response.stream = Announced(response.stream)
+
+        return DefaultAsyncHttpxClient(event_hooks={"request": [on_request], "response": [on_response]})
+
+    def announcements(self, line: bytes, pending: str | None) -> str | None:
+        """One line of the worker's event stream: returns the ETag announced in the frame so far."""
+        if line.startswith(INPUTS_COMMENT):
+            return line[len(INPUTS_COMMENT) :].decode(errors="replace").strip() or None
+        if line == b"event: agent.tool_use":
+            self.announced = pending  # (None: this tool use came without one)
+        elif not line:
+            return None  # the frame ended
+        return pending
 
     def _open(self, path: str, body: bytes | None = None, etag: str = "") -> Any:
         import urllib.request
@@ -509,6 +563,23 @@ class InputsSync:
         finally:
             if os.path.lexists(tmp):
                 os.unlink(tmp)
+
+
+INPUTS_HEADER = "x-managed-agents-inputs"  # as api/sse.py (this module imports nothing of the platform)
+INPUTS_COMMENT = b": managed-agents-inputs "
+_LONGEST_LINE = 512  # the lines looked for are short; a longer one (event data) is not kept
+
+
+async def read_announcements(chunks: AsyncIterator[bytes], inputs: InputsSync) -> AsyncIterator[bytes]:
+    """The worker's event stream, read line by line for the inputs' announcements before the SDK parses it."""
+    partial, pending = b"", None
+    async for chunk in chunks:
+        *lines, partial = (partial + chunk).split(b"\n")
+        for line in lines:
+            pending = inputs.announcements(line.rstrip(b"\r"), pending)
+        if len(partial) > _LONGEST_LINE:
+            partial = b"\0"  # (matches nothing: the rest of a long line)
+        yield chunk
 
 
 # -- the supervisor of an unisolated sandbox ---------------------------------------------------------------------

@@ -23,11 +23,12 @@ from managed_agents.api.deps import (
 )
 from managed_agents.api.edge import REPLAYS_RETRIES_EXTRA, credential, edge_router, sdk_retry
 from managed_agents.api.errors import envelope, request_id
-from managed_agents.api.sse import event_stream
+from managed_agents.api.sse import INPUTS_HEADER, event_stream
 from managed_agents.domain.errors import ApiError, InvalidRequest, NotFound
 from managed_agents.domain.events import JsonObject
 from managed_agents.services.common import check_limit, page_query
 from managed_agents.services.keys import Principal
+from managed_agents.services.materials import live_files_etag
 from managed_agents.services.sessions import decode_seq_cursor, encode_seq_cursor
 from managed_agents.wire.sessions import EventSendParams, SessionCreateParams, SessionUpdateParams
 
@@ -235,6 +236,15 @@ async def open_event_stream(
             return envelope(exc.error_type, exc.message, req_id, exc.envelope_details())
         return envelope("api_error", "the event stream failed; re-open it and re-list events", req_id)
 
+    inputs_etag = None
+    if p.kind == "work" and request.headers.get(INPUTS_HEADER) == "announce":  # a Fargate sandbox's worker
+
+        async def inputs_etag() -> str | None:
+            try:
+                return live_files_etag(await call(rt.sessions.check_access, p, session_id))
+            except ApiError:  # (deleted, or the item stopped: no comment, the sandbox asks and is told why)
+                return None
+
     body = event_stream(
         store=rt.events,
         session_id=log_id,
@@ -247,6 +257,7 @@ async def open_event_stream(
         error_body=error_body,
         recheck=recheck,
         yield_to=PRIORITY.wait_async,
+        inputs_etag=inputs_etag,
     )
     headers = {"cache-control": "no-cache", "x-accel-buffering": "no"}
     return StreamingResponse(body, media_type="text/event-stream", headers=headers)
