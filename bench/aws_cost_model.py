@@ -548,6 +548,20 @@ def install_api_meter(monkeypatch: Any, meter: Meter) -> None:
         await metered(dispatch, meter)(self, scope, receive, send)
 
     monkeypatch.setattr(HotRoutes, "_send_events", send_events)
+    # The session read a sandbox's worker stream makes to announce the inputs with a tool use (api/sse.py): per tool
+    # use, so counted per turn (`stream-inputs`), not with the stream's time-driven re-reads.
+    from managed_agents.api.routes import sessions as session_routes
+
+    announce: Callable[..., Any] = session_routes.announced_inputs_etag
+
+    async def announced(*args: Any) -> Any:
+        token = _origin.set("stream-inputs")
+        try:
+            return await announce(*args)
+        finally:
+            _origin.reset(token)
+
+    monkeypatch.setattr(session_routes, "announced_inputs_etag", announced)
 
 
 def metered(dispatch: Callable[..., Any], meter: Meter) -> Callable[..., Any]:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import json
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import Depends, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
@@ -31,6 +32,9 @@ from managed_agents.services.keys import Principal
 from managed_agents.services.materials import live_files_etag
 from managed_agents.services.sessions import decode_seq_cursor, encode_seq_cursor
 from managed_agents.wire.sessions import EventSendParams, SessionCreateParams, SessionUpdateParams
+
+if TYPE_CHECKING:
+    from managed_agents.wiring import Runtime
 
 router = edge_router("/v1/sessions", tags=["sessions"], beta=betas.SESSIONS_API)
 Auth = Annotated[Principal, Depends(principal)]
@@ -188,6 +192,16 @@ async def stream_events(
     return await open_event_stream(request, p, session_id, session_id, last_event_id)
 
 
+async def announced_inputs_etag(rt: Runtime, workspace_id: str, session_id: str) -> str | None:
+    """What a sandbox's `GET /v1/sessions/{id}/inputs` would answer as its ETag: one read of the session's record (the
+    stream's own recheck keeps the work token honest). None when the session is gone: no announcement, the sandbox
+    asks and is told why."""
+    try:
+        return live_files_etag(await call(rt.sessions.record, workspace_id, session_id))
+    except NotFound:
+        return None
+
+
 async def open_event_stream(
     request: Request, p: Principal, session_id: str, log_id: str, last_event_id: str | None
 ) -> StreamingResponse:
@@ -238,13 +252,7 @@ async def open_event_stream(
 
     inputs_etag = None
     if p.kind == "work" and request.headers.get(INPUTS_HEADER) == "announce":  # a Fargate sandbox's worker
-
-        async def inputs_etag() -> str | None:
-            try:
-                return live_files_etag(await call(rt.sessions.check_access, p, session_id))
-            except ApiError:  # (deleted, or the item stopped: no comment, the sandbox asks and is told why)
-                return None
-
+        inputs_etag = functools.partial(announced_inputs_etag, rt, p.workspace_id, session_id)
     body = event_stream(
         store=rt.events,
         session_id=log_id,
