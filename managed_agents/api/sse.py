@@ -10,7 +10,8 @@ work item stopped, while its stream is open ends the stream with an `event: erro
 
 A session deleted while its stream is open ends the stream with `session.deleted`: the notifier says so where it can
 (embedded), else a record read finds it, at most once per `DELETED_CHECK_SECONDS` (AWS: a stream re-reads the log's
-tail every 0.5 s, and a record read after each empty one was half of what an open stream reads).
+tail every 0.5 s, and a record read after each empty one was half of what an open stream reads; once per 2 s, still
+a fifth; once per 10 s, a deleted session's open streams end within 10 s of the delete).
 
 A Fargate sandbox's worker stream may ask (`x-managed-agents-inputs: announce`, work tokens only) to be told what the
 session's file resources are as of each `agent.tool_use` it receives: the frame of each tool use carries an SSE
@@ -40,7 +41,7 @@ PREVIEWED_TYPES = frozenset({"agent.message", "agent.thinking"})
 _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 # How often a stream whose log brings nothing new looks at the session's record for a deletion its notifier cannot
 # tell (AWS); a stream answered from memory (embedded) looks once per ping interval.
-DELETED_CHECK_SECONDS = 2.0
+DELETED_CHECK_SECONDS = 10.0
 INPUTS_HEADER = "x-managed-agents-inputs"  # = "announce": the comment below on a work token's stream
 INPUTS_COMMENT = ": managed-agents-inputs "
 
