@@ -2,10 +2,10 @@
 
 Counts, not timings, so they do not depend on the machine: one session, `--turns` turns of a plain user.message and
 a one-text-block answer, driven through the official SDK against the runtime in this process; every
-`SqliteDatabase.transaction` is counted (by the function that opened it), every session record written (in an
-append's transaction, `RecordSync`, or on its own, `ResourceStore.replace`), every `advance()` by its outcome, and
-every `PRAGMA busy_timeout` a connection ran. Counting starts after the session's stream is open and stops when the
-last turn's idle was streamed and the run parked.
+`SqliteDatabase.transaction` is counted (by the function that opened it), every session record written whole (in an
+append's transaction, `RecordSync`, or on its own, `ResourceStore.replace`) or patched in place (`RecordSync.fields`),
+every `advance()` by its outcome, and every `PRAGMA busy_timeout` a connection ran. Counting starts after the
+session's stream is open and stops when the last turn's idle was streamed and the run parked.
 
 BENCH_SERVER_SRC=<dir> counts the `managed_agents` package found in <dir> (a checkout of a baseline commit, e.g.
 `git archive <commit> managed_agents | tar -x -C <dir>`) instead of this checkout's, for a before/after.
@@ -68,8 +68,9 @@ def _instrument() -> None:
     sync_record = sqlite_store._sync_record
 
     def counted_sync(conn: Any, sync: Any, stored: Any) -> Any:
-        if counting:
-            counts[f"record_rewrites:{sync.kind}"] += 1
+        if counting:  # (a sync that says its fields is patched in place: not a rewrite of the whole record)
+            what = "record_patches" if getattr(sync, "fields", None) is not None else "record_rewrites"
+            counts[f"{what}:{sync.kind}"] += 1
         return sync_record(conn, sync, stored)
 
     sqlite_store._sync_record = counted_sync  # type: ignore[assignment]

@@ -14,6 +14,9 @@ from typing import BinaryIO, Literal, Protocol, runtime_checkable
 
 from managed_agents.domain.events import JsonObject, NewEvent, Order, StoredEvent, TimeRange
 
+# top-level fields of a record to set: its document's, its attributes' (RecordSync.fields)
+RecordFields = tuple[JsonObject, dict[str, str | int | None]]
+
 
 @dataclass
 class RecordSync:
@@ -23,13 +26,20 @@ class RecordSync:
     change them, a reader never sees the log ahead of the record. `change` gets a copy of the record as it is inside
     the transaction and the events just stored; the store writes the copy (next revision) and keeps it in `written`.
     A store whose `atomic_record_sync` is false ignores `change`: the caller then writes the record itself, after;
-    one whose `atomic_outbox` is true still records `outbox` in the append's transaction (DynamoDB)."""
+    one whose `atomic_outbox` is true still records `outbox` in the append's transaction (DynamoDB).
+
+    `fields`, when given, says what `change` does as top-level fields to set (document fields, attributes), from
+    the events just stored: a store that can (`patch_record_sync`, SQLite) sets them in place, in the same
+    transaction, without reading and rewriting the whole record (the session's agent snapshot, resources and
+    metadata are left as they are), and keeps the new revision in `patched_rev` (`written` stays None)."""
 
     kind: str
     workspace_id: str
     id: str
     change: Callable[[Record, Sequence[StoredEvent]], None]
     written: Record | None = None
+    fields: Callable[[Sequence[StoredEvent]], RecordFields] | None = None
+    patched_rev: int | None = None
     # resource webhook events written in the same transaction (a session's `session.created` with its initial
     # events: services/sessions.py); with `atomic_record_sync`, only when the record is there
     outbox: Sequence[OutboxEntry] = ()

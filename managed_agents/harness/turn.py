@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import cast
 
@@ -48,6 +48,7 @@ from managed_agents.ports import (
     ModelResponse,
     ModelUsage,
     Record,
+    RecordFields,
     RecordSync,
     ResourceStore,
     iter_all,
@@ -213,9 +214,17 @@ class _Turn:
             folded.append(stored)
             self._cache_state(r)
 
+        patched: list[RecordFields] = []
+
+        def fields(stored: Sequence[StoredEvent]) -> RecordFields:
+            self.fold_in(stored)
+            folded.append(stored)
+            patched.append(self._cached_fields())
+            return patched[-1]
+
         sync = None
         if synced and getattr(self.deps.events, "atomic_record_sync", False):
-            sync = RecordSync(self.rec.kind, self.rec.workspace_id, self.rec.id, change)
+            sync = RecordSync(self.rec.kind, self.rec.workspace_id, self.rec.id, change, fields=fields)
         try:
             if at_end:
                 stored = self.deps.events.append(self.sid, batch, sync=sync, expected_last_seq=self.state.last_seq)
@@ -235,6 +244,10 @@ class _Turn:
             return []
         if sync is not None and sync.written is not None:
             self.rec = sync.written
+        elif sync is not None and sync.patched_rev is not None:
+            # this step's copy gets the fields; its revision stays: a later write from it (mutate) re-reads first
+            doc, attrs = patched[-1]
+            self.rec = replace(self.rec, doc={**self.rec.doc, **doc}, attrs={**self.rec.attrs, **attrs})
         elif synced and stored and sync is None:
             self.sync_record()
         return stored
@@ -287,11 +300,15 @@ class _Turn:
 
     def _cache_state(self, r: Record) -> None:
         """Put the log-derived status, usage and stats on a copy of the session record (idempotent)."""
+        doc, attrs = self._cached_fields()
+        r.doc.update(doc)
+        r.attrs.update(attrs)
+
+    def _cached_fields(self) -> RecordFields:
+        """The session record's fields that cache what its log says (status, usage, stats), from the state."""
         st = self.state
         u = st.usage
-        r.doc["status"] = st.status
-        r.attrs["status"] = st.status
-        r.doc["usage"] = {
+        usage: JsonObject = {
             "input_tokens": u.input_tokens,
             "output_tokens": u.output_tokens,
             "cache_read_input_tokens": u.cache_read_input_tokens,
@@ -299,14 +316,19 @@ class _Turn:
             "server_tool_use": budgets.server_tool_use(u),
         }
         tracked = not st.unpriced_requests and prices.price_for(self.ledger.model) is not None
-        r.doc["_list_cost"] = str(st.list_cost) if tracked else None
-        r.doc["_active_seconds"] = st.active_seconds
+        doc: JsonObject = {
+            "status": st.status,
+            "usage": usage,
+            "_list_cost": str(st.list_cost) if tracked else None,
+            "_active_seconds": st.active_seconds,
+        }
         if st.startup_seconds is not None and not self.thread:  # (a child thread starts at once: its figure is 0)
-            r.doc["_startup_seconds"] = st.startup_seconds
-        r.doc["outcome_evaluations"] = [o.render() for o in st.outcomes]
-        r.doc["_running_since"] = rfc3339(st.running_since) if st.running_since else None
-        r.doc["_stop"] = st.last_stop if st.status == "idle" else None  # (a child stopped at its session's budget)
-        r.doc["updated_at"] = rfc3339(self.deps.clock.now())
+            doc["_startup_seconds"] = st.startup_seconds
+        doc["outcome_evaluations"] = [o.render() for o in st.outcomes]
+        doc["_running_since"] = rfc3339(st.running_since) if st.running_since else None
+        doc["_stop"] = st.last_stop if st.status == "idle" else None  # (a child stopped at its session's budget)
+        doc["updated_at"] = rfc3339(self.deps.clock.now())
+        return doc, {"status": st.status}
 
     def sync_record(self) -> None:
         """Cache the log-derived status, usage and stats on the session record, in a write of its own."""

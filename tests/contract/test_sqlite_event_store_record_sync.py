@@ -11,7 +11,12 @@ from pathlib import Path
 import pytest
 
 from managed_agents.adapters.aws.dynamodb_event_store import DynamoDbEventStore, webhook_entry
-from managed_agents.adapters.local.sqlite_store import SqliteDatabase, SqliteEventStore, SqliteResourceStore
+from managed_agents.adapters.local.sqlite_store import (
+    SqliteDatabase,
+    SqliteEventStore,
+    SqliteOutbox,
+    SqliteResourceStore,
+)
 from managed_agents.domain.errors import DuplicateEvent
 from managed_agents.domain.events import NewEvent, StoredEvent
 from managed_agents.ports import OutboxEntry, Record, RecordSync
@@ -122,3 +127,51 @@ def test_dynamodb_records_the_outbox_in_the_appends_transaction(monkeypatch: pyt
             ("session.created", "s2", "revt_s2"),
             ("session.created", "s3", "revt_s3"),
         ]
+
+
+def test_a_sync_that_says_its_fields_sets_them_in_place_and_keeps_the_rest(tmp_path: Path) -> None:
+    # Given a session record with fields the sync does not name (its agent snapshot, metadata), and a webhook entry
+    events, resources = _stores(tmp_path)
+    rec = resources.get("session", "ws", "s1")
+    assert rec is not None
+    rec.doc.update(agent={"name": "a", "tools": [{"type": "x"}]}, metadata={"k": "v"}, usage={"input_tokens": 1})
+    resources.replace(rec, expected_rev=1)
+    seen: list[list[int]] = []
+
+    def fields(stored: Sequence[StoredEvent]) -> tuple[dict[str, object], dict[str, str | int | None]]:
+        seen.append([e.seq for e in stored])
+        doc: dict[str, object] = {"status": "idle", "usage": {"input_tokens": 7, "nested": [1, "two"]}, "gone": None}
+        return doc, {"status": "idle"}
+
+    def whole(r: Record, stored: Sequence[StoredEvent]) -> None:  # pragma: no cover - a patching store never calls it
+        raise AssertionError("the whole record was read and rewritten")
+
+    entry = OutboxEntry("k1", "s1", "e1", "session.status_idled", datetime.now(UTC))
+    # When events are appended with the sync
+    sync = RecordSync("session", "ws", "s1", whole, fields=fields, outbox=[entry])
+    stored = events.append("s1", [NewEvent("e1", "session.status_idle", {})], sync=sync)
+    # Then the fields were computed from the stored events and set, the rest kept, at the next revision
+    after = resources.get("session", "ws", "s1")
+    assert after is not None and seen == [[e.seq for e in stored]] and events.patch_record_sync
+    assert after.rev == 3 and sync.patched_rev == 3 and sync.written is None
+    assert after.doc["usage"] == {"input_tokens": 7, "nested": [1, "two"]} and after.doc["gone"] is None
+    assert after.doc["agent"] == {"name": "a", "tools": [{"type": "x"}]} and after.doc["metadata"] == {"k": "v"}
+    assert after.doc["status"] == after.attrs["status"] == "idle"
+    assert [(e.event_id, e.type) for e in SqliteOutbox(events.db).pending()] == [("e1", "session.status_idled")]
+
+
+def test_a_patch_of_a_missing_record_is_skipped_and_a_failing_one_rolls_back(tmp_path: Path) -> None:
+    events, resources = _stores(tmp_path)
+    # Given a sync of a record that is not there: the events are appended, nothing else
+    gone = RecordSync("session", "ws", "gone", _count, fields=lambda stored: ({"status": "idle"}, {}))
+    assert [e.seq for e in events.append("gone", [NewEvent("e1", "x", {})], sync=gone)] == [1]
+    assert gone.patched_rev is None and gone.written is None
+
+    # And a sync whose fields cannot be computed appends nothing and changes nothing
+    def broken(stored: Sequence[StoredEvent]) -> tuple[dict[str, object], dict[str, str | int | None]]:
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        events.append("s1", [NewEvent("e2", "x", {})], sync=RecordSync("session", "ws", "s1", _count, fields=broken))
+    rec = resources.get("session", "ws", "s1")
+    assert events.last_seq("s1") == 0 and rec is not None and rec.rev == 1 and rec.doc == {"status": "idle"}

@@ -244,6 +244,7 @@ def _range_sql(column: str, rng: TimeRange | None, params: list[object]) -> str:
 
 class SqliteEventStore:
     atomic_record_sync = True  # `append(..., sync=)` writes the record in the append's transaction
+    patch_record_sync = True  # ... and a sync that says its `fields` sets just those, in place (json_set)
 
     def __init__(self, db: SqliteDatabase, clock: Clock | None = None) -> None:
         self.db = db
@@ -427,6 +428,9 @@ class SqliteEventStore:
 
 def _sync_record(conn: sqlite3.Connection, sync: RecordSync, stored: list[StoredEvent]) -> Record | None:
     """Apply `sync` to its record inside the caller's write transaction (no other writer can come between)."""
+    if sync.fields is not None:
+        _patch_record(conn, sync, stored)
+        return None
     row = conn.execute(
         f"SELECT {_RECORD_COLUMNS} FROM resources WHERE kind = ? AND id = ? AND workspace_id = ?",
         (sync.kind, sync.id, sync.workspace_id),
@@ -439,6 +443,33 @@ def _sync_record(conn: sqlite3.Connection, sync: RecordSync, stored: list[Stored
     _replace_row(conn, rec, rec.rev - 1)
     _insert_outbox(conn, sync.outbox)
     return rec
+
+
+def _patch_record(conn: sqlite3.Connection, sync: RecordSync, stored: list[StoredEvent]) -> None:
+    """Set the sync's `fields` in place (the next revision), with no read of the record and no rewrite of the rest
+    of its document: what a whole-record `change` would write, since the rest is left as it is. A record that is
+    not there is skipped (as `change` would be)."""
+    assert sync.fields is not None
+    doc, attrs = sync.fields(stored)
+    params: list[object] = []
+    sets = ["rev = rev + 1"]
+    for column, fields in (("doc", doc), ("attrs", attrs)):
+        if fields:
+            paths = []
+            for name, value in fields.items():
+                if not name.replace("_", "a").isalnum():
+                    raise ValueError(f"a record field to patch must be a plain name, got {name!r}")
+                paths.append("?, json(?)")
+                params += [f"$.{name}", _dumps(value)]
+            sets.append(f"{column} = json_set({column}, {', '.join(paths)})")
+    rows = conn.execute(
+        f"UPDATE resources SET {', '.join(sets)} WHERE kind = ? AND id = ? AND workspace_id = ? RETURNING rev",
+        (*params, sync.kind, sync.id, sync.workspace_id),
+    ).fetchall()
+    if not rows:
+        return
+    sync.patched_rev = int(rows[0][0])
+    _insert_outbox(conn, sync.outbox)
 
 
 def _replace_row(conn: sqlite3.Connection, new: Record, expected_rev: int) -> None:
