@@ -28,7 +28,11 @@ Decisions where the SDK is silent ([inferred]):
 * **A fire cut off after its claim** (a crash, a killed request) is finished by `finish_pending_runs`: the claimed
   run is in the sparse lookup `pending: yes` until its outcome is recorded, and a finish is the same fire again (the
   run's session id is derived from the run id, so a finish racing the first fire still makes one session and one
-  outcome, and `deployment_run.succeeded|failed` is caused only by the write that records the outcome). Embedded:
+  outcome, and `deployment_run.succeeded|failed` is caused only by the write that records the outcome). A fire cut
+  off between its session's insert and the append of the session's initial events left a session with no events:
+  the finish logs them (`SessionService.complete_create`: their ids derive from the session id, so nothing is logged
+  twice) and records the run succeeded; if the session got other events meanwhile, the run is recorded failed
+  (`unknown_error`, saying so). Embedded:
   every claimed run when the server starts (`Runtime.recover`), and at each scheduler pass those claimed more than
   `deployment_run_grace_seconds` (60) ago (a worker of several that restarted). AWS, where no process restarts:
   the reaper function's run, every minute, finishes those claimed more than that ago (a manual run whose API call
@@ -549,9 +553,15 @@ class DeploymentService:
             params = self.session_params(doc)
             created = self.sessions.create(ws, params, deployment_id=str(doc["id"]), session_id=session_id)
         except Conflict:
-            if self.svc.resources.get("session", ws, session_id) is not None:
-                return session_id  # a concurrent fire of the same tick created it
-            raise
+            if self.svc.resources.get("session", ws, session_id) is None:
+                raise
+            # a fire of the same run created it: a concurrent one, or one cut off before the session's initial
+            # events were logged, which are logged now (once: their ids are fixed)
+            try:
+                self.sessions.complete_create(ws, params, session_id)
+            except ApiError as exc:
+                raise RunFailed("unknown_error", f"the run's session was left incomplete: {exc}") from exc
+            return session_id
         except ApiError as exc:
             kind = _RUN_ERRORS.get(exc.error_code or "", "session_creation_rejected_error")
             raise RunFailed(kind, str(exc)) from exc

@@ -124,6 +124,11 @@ def _records_outbox(events: EventStore) -> bool:
     return bool(getattr(events, "atomic_record_sync", False) or getattr(events, "atomic_outbox", False))
 
 
+def initial_event_ids(session_id: str, count: int) -> list[str]:
+    """The ids of a session's initial events (its create's `initial_events`): derived from the session id."""
+    return [deterministic_event_id(session_id, "initial_events", i) for i in range(count)]
+
+
 def _usage_zero() -> JsonObject:
     return {
         "input_tokens": 0,
@@ -360,7 +365,7 @@ class SessionService:
             # (SQLite: an outbox row; DynamoDB: a webhook item in the events table, whose stream is the outbox), so a
             # failed or cut-off append leaves no event of a session that never was.
             initial: list[EventParams] = list(params.initial_events)
-            checked = self._user_batch(rec, SessionState(), initial, None)
+            checked = self._initial_batch(rec, initial)
             created: list[OutboxEntry] = []
             if _records_outbox(self.events):
                 created = self.svc.events(ws, "session.created", sid)
@@ -371,6 +376,8 @@ class SessionService:
                 self.svc.insert(rec, "created")
             try:
                 self._append_batch(rec, SessionState(), initial, checked, outbox=created)
+            except DuplicateEvent:
+                pass  # a completion of this create (`complete_create`) logged them meanwhile, with the same ids
             except Exception:
                 if self.events.last_seq(sid) == 0:  # the create failed as a whole: no half-made session is left
                     if created:
@@ -385,6 +392,43 @@ class SessionService:
             except Exception:  # the session exists; what a hook prepares is prepared again when needed
                 log.exception("a session create hook failed", extra={"session_id": sid})
         return self.render(rec)
+
+    def _initial_batch(self, rec: Record, initial: list[EventParams]) -> tuple[list[NewEvent], dict[str, str]]:
+        """The initial events as logged, with ids derived from the session id (`initial_event_ids`), so that a
+        create and its completion (`complete_create`) cannot both log them."""
+        batch, routed = self._user_batch(rec, SessionState(), initial, None)
+        ids = initial_event_ids(rec.id, len(batch))
+        return [NewEvent(i, e.type, e.payload, e.internal) for i, e in zip(ids, batch, strict=True)], routed
+
+    def complete_create(self, ws: str, params: SessionCreateParams, sid: str) -> JsonObject:
+        """Make sure a session created with a fixed id (a deployment run's) has its initial events, once: a create
+        cut off between the session's insert and the append of its initial events (a crash, a Lambda timeout) left
+        the session with none and no `session.created` webhook; they are appended now, with it, and the session is
+        woken. Their ids are the create's own (derived from the session id), so a completion racing the create, or
+        another completion, logs nothing twice: the second append is a DuplicateEvent. Conflict when the session
+        has other events but not its initial ones (someone wrote to it meanwhile): they are not added after those."""
+        rec = self.record(ws, sid)
+        initial: list[EventParams] = list(params.initial_events)
+        if not initial or self.events.get(sid, initial_event_ids(sid, 1)[0]) is not None:
+            return self.render(rec)  # nothing to log, or logged (by the create or an earlier completion)
+        if self.events.last_seq(sid) > 0:
+            raise Conflict(
+                f"session {sid!r} was created without its initial events, and other events were logged to it since"
+            )
+        checked = self._initial_batch(rec, initial)
+        # (a store without an atomic outbox recorded session.created with the session's insert)
+        created = self.svc.events(ws, "session.created", sid) if _records_outbox(self.events) else []
+        try:
+            self._append_batch(rec, SessionState(), initial, checked, outbox=created)
+        except DuplicateEvent:
+            return self.get(ws, sid)  # another completion (or the create) logged them meanwhile
+        log.warning("a session create cut off before its initial events was completed", extra={"session_id": sid})
+        for hook in self.created_hooks:
+            try:
+                hook(sid)
+            except Exception:
+                log.exception("a session create hook failed", extra={"session_id": sid})
+        return self.get(ws, sid)
 
     def render(self, rec: Record) -> JsonObject:
         """The session with its child threads' usage (one lookup, for a session that started threads only)."""

@@ -3,18 +3,21 @@ session and its outcome webhook (the embedded server finishes it when it starts 
 test_fault_kill9_webhooks.py).
 
 The cut-off is the API function's run stopping inside `DeploymentService._fire` (a Lambda timeout or a crash: no
-`except` runs), at the two points the embedded fault test kills the server: after the claim (deployment_run.started
-recorded, no session yet) and after the session (the run's outcome not recorded). IAM is enforced on every role.
+`except` runs), at the three points the embedded fault test kills the server: after the claim (deployment_run.started
+recorded, no session yet), after the session's insert (its initial events not logged: the finish logs them, once) and
+after the session (the run's outcome not recorded). IAM is enforced on every role.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from managed_agents.adapters.aws.dynamodb_event_store import DynamoDbEventStore
 from managed_agents.services.deployments import DeploymentService
 from tests.aws.iam import acting_as
 from tests.aws.platform import Platform, aws_platform
@@ -51,7 +54,7 @@ def _pumped_until(platform: Platform, done: Any, timeout: float = 60) -> Any:
     return wait_until(step, timeout, interval=0.2)
 
 
-@pytest.mark.parametrize("cut_at", ["claimed", "session_created"])
+@pytest.mark.parametrize("cut_at", ["claimed", "session_inserted", "session_created"])
 def test_a_manual_run_cut_off_after_its_claim_is_finished_once_by_the_reaper(
     platform: Platform, monkeypatch: pytest.MonkeyPatch, cut_at: str
 ) -> None:
@@ -79,7 +82,16 @@ def test_a_manual_run_cut_off_after_its_claim_is_finished_once_by_the_reaper(
             real_start(self, ws, doc, session_id)
             raise CutOff  # the session is created, the run's outcome not recorded
 
-        monkeypatch.setattr(DeploymentService, "_start_session", start_session)
+        def append(self: DynamoDbEventStore, session_id: str, events: Any, **kwargs: Any) -> Any:
+            if threading.current_thread() is threading.main_thread():  # (the fire's, not a running session's)
+                raise CutOff  # the session is inserted (and marked running), its initial events not logged
+            return real_append(self, session_id, events, **kwargs)
+
+        real_append = DynamoDbEventStore.append
+        if cut_at == "session_inserted":
+            monkeypatch.setattr(DynamoDbEventStore, "append", append)
+        else:
+            monkeypatch.setattr(DeploymentService, "_start_session", start_session)
         with pytest.raises(CutOff), acting_as("Api"):
             rt.deployments.run_now(record.workspace_id, dep.id)
         monkeypatch.undo()
@@ -106,6 +118,8 @@ def test_a_manual_run_cut_off_after_its_claim_is_finished_once_by_the_reaper(
         platform.wait_idle(run.session_id)
         session = client.beta.sessions.retrieve(run.session_id)
         assert session.deployment_id == dep.id
+        sent = [e for e in client.beta.sessions.events.list(run.session_id) if e.type == "user.message"]
+        assert [[b.text for b in e.content] for e in sent] == [["nightly"]]  # type: ignore[union-attr]
 
         # And its webhooks arrive through the stream and the queue: started, the session's created, succeeded
         # (the endpoint may also get the module's earlier runs' events, relayed after it was made: not counted)

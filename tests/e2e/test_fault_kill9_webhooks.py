@@ -55,10 +55,17 @@ def test_kill9_between_the_event_and_its_delivery_loses_nothing(tmp_path: Path) 
 ONE = ("--workers", "1")  # (with several, the supervisor outlives a killed worker: tests/e2e/test_fault_workers.py)
 KILL_IN_RUN = """
 import os, signal
-from managed_agents.services import deployments
+from managed_agents.services import deployments, sessions
 
 _start = deployments.DeploymentService._start_session
+_append = sessions.SessionService._append_batch
 _at = os.environ["TEST_KILL_IN_RUN"]
+
+
+def _append_batch(self, *args, **kwargs):
+    if _at == "session_inserted":
+        os.kill(os.getpid(), signal.SIGKILL)  # the session is inserted, its initial events not logged
+    return _append(self, *args, **kwargs)
 
 
 def _start_session(self, ws, doc, session_id):
@@ -70,11 +77,12 @@ def _start_session(self, ws, doc, session_id):
 
 
 deployments.DeploymentService._start_session = _start_session
+sessions.SessionService._append_batch = _append_batch
 """
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kill_at", ["claimed", "session_created"])
+@pytest.mark.parametrize("kill_at", ["claimed", "session_inserted", "session_created"])
 def test_kill9_during_a_manual_deployment_run_then_restart_finishes_it_once(tmp_path: Path, kill_at: str) -> None:
     r = Receiver()
     wanted = ["deployment_run.started", "deployment_run.succeeded", "deployment_run.failed", "session.created"]
@@ -115,6 +123,9 @@ def test_kill9_during_a_manual_deployment_run_then_restart_finishes_it_once(tmp_
             assert run.error is None and len(list(client.beta.deployment_runs.list(deployment_id=dep.id))) == 1
             wait_idle(client, run.session_id, timeout=60)
             assert [s.id for s in client.beta.sessions.list()] == [run.session_id]
+            # (its initial events once, cut off before them or not)
+            sent = [e for e in client.beta.sessions.events.list(run.session_id) if e.type == "user.message"]
+            assert [[b.text for b in e.content] for e in sent] == [["nightly"]]  # type: ignore[union-attr]
             # And its webhooks arrive: started, the session's created, succeeded, each one event
             got = wait_until(lambda: len({json.loads(b)["id"] for _, b in r.delivered()}) >= 3 and r.delivered(), 60)
         finally:

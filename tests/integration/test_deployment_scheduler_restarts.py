@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 
 from managed_agents.domain.clock import rfc3339
+from managed_agents.domain.events import NewEvent
+from managed_agents.domain.ids import new_id
 from managed_agents.ports import ListQuery
 from managed_agents.services.common import page_query
 from managed_agents.settings import ServerSettings
@@ -182,4 +184,74 @@ def test_finishing_a_cut_off_fire_offers_no_second_started_webhook(
     # transaction's webhook item was kept out by the store's rollback alone), and the outcome's is written once
     assert offered.count("deployment_run.started") == 0
     assert offered.count("deployment_run.succeeded") == 1
+    rt.close()
+
+
+class CutOff(BaseException):
+    """The process stopping where it stands (no `except Exception` sees it)."""
+
+
+def _cut_between_session_insert_and_initial_events(rt: Runtime, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
+    def append(*a: Any, **k: Any) -> Any:
+        raise CutOff
+
+    with monkeypatch.context() as m:
+        m.setattr(rt.events, "append", append)
+        clock.at = T0 + timedelta(minutes=5)
+        with pytest.raises(CutOff):
+            rt.deployments.run_due()
+
+
+def _user_texts(rt: Runtime, sid: str) -> list[tuple[str, str]]:
+    return [(e.id, e.payload["content"][0]["text"]) for e in rt.events.read(sid) if e.type == "user.message"]
+
+
+def test_a_fire_cut_off_before_its_sessions_initial_events_is_finished_with_them_once(
+    settings: ServerSettings, clock: Clock, deployment_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rt = open_runtime(settings, clock)
+    # Given a fire of the 12:05 tick that inserted its session and died before the session's initial events
+    _cut_between_session_insert_and_initial_events(rt, clock, monkeypatch)
+    (sid,) = [s.id for s in rt.resources.find("session", "deployment_id", [deployment_id])]
+    assert rt.events.last_seq(sid) == 0
+    rt.close()
+    # When the restarted server finishes the run (its recovery), and again (the scheduler's next passes)
+    rt = open_runtime(settings, clock)
+    assert rt.deployments.finish_pending_runs(grace_seconds=0) == 1
+    rt.deployments.finish_pending_runs(grace_seconds=0)
+    rt.deployments.run_due()
+    rt.deployments.fire_scheduled(deployment_id, T0 + timedelta(minutes=4, seconds=30))  # a late second tick
+    # Then the run succeeded with that session, which has its initial message, once, and is marked running
+    runs, _ = rt.deployments.list_runs(WS, ListQuery(limit=100), deployment_id=deployment_id)
+    assert [(r["session_id"], r["error"]) for r in runs] == [(sid, None)]
+    (logged,) = _user_texts(rt, sid)
+    assert logged[1] == "go"
+    assert rt.sessions.get(WS, sid)["status"] == "running"
+    # And a completion that raced it (it looked before the events were logged, and appends second) logs nothing twice
+    params = rt.deployments.session_params(rt.resources.get_by_id("deployment", deployment_id).doc)  # type: ignore[union-attr]
+    with monkeypatch.context() as m:
+        m.setattr(rt.events, "get", lambda *a: None)
+        m.setattr(rt.events, "last_seq", lambda *a: 0)
+        assert rt.sessions.complete_create(WS, params, sid)["id"] == sid
+    assert _user_texts(rt, sid) == [logged]
+    rt.close()
+
+
+def test_a_fire_cut_off_before_its_sessions_initial_events_fails_readably_if_the_session_got_other_events(
+    settings: ServerSettings, clock: Clock, deployment_id: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rt = open_runtime(settings, clock)
+    # Given a fire whose session was inserted without its initial events, and a client that sent the session an event
+    _cut_between_session_insert_and_initial_events(rt, clock, monkeypatch)
+    (sid,) = [s.id for s in rt.resources.find("session", "deployment_id", [deployment_id])]
+    rt.events.append(sid, [NewEvent(new_id("event"), "user.message", {"content": [{"type": "text", "text": "hi"}]})])
+    # When the run is finished
+    assert rt.deployments.finish_pending_runs(grace_seconds=0) == 1
+    # Then it is recorded failed, saying why, and the initial events are not logged after the client's
+    runs, _ = rt.deployments.list_runs(WS, ListQuery(limit=100), deployment_id=deployment_id)
+    assert [r["session_id"] for r in runs] == [None]
+    error = runs[0]["error"]
+    assert error["type"] == "unknown_error"  # type: ignore[index]
+    assert "without its initial events" in error["message"]  # type: ignore[index]
+    assert [t for _, t in _user_texts(rt, sid)] == ["hi"]
     rt.close()
