@@ -484,14 +484,16 @@ def install_cpu_meter(monkeypatch: Any) -> None:
     handle_run: Callable[..., Any] = asyncio.events.Handle._run
 
     def timed_handle(handle: Any) -> Any:
-        req = handle._context.get(_request_cpu) if handle._context is not None else None
-        if req is None:
+        context = handle._context
+        if context is None:
             return handle_run(handle)
         t0 = time.thread_time()
         try:
             return handle_run(handle)
         finally:
-            req.cpu += time.thread_time() - t0
+            req = context.get(_request_cpu)  # (after the step: the request's first step is the one that sets it)
+            if req is not None:
+                req.cpu += time.thread_time() - t0
 
     monkeypatch.setattr(asyncio.events.Handle, "_run", timed_handle)
     run_sync: Callable[..., Any] = anyio.to_thread.run_sync
