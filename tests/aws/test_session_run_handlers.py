@@ -65,6 +65,10 @@ def _send(env: AwsEnv, sid: str, text: str) -> None:
     rt.sessions.send(Principal(rec.workspace_id, "key-test"), sid, [event])
 
 
+# a model reply that calls a tool the agent does not have: logged with its error result, so the turn runs again
+_UNKNOWN_TOOL: dict[str, Any] = {"content": [{"type": "tool_use", "name": "not_a_tool", "input": {}}]}
+
+
 def _owner(env: AwsEnv, sid: str) -> str | None:
     rec = env.deps.runtime.resources.get_by_id("session", sid)
     assert rec is not None
@@ -136,8 +140,9 @@ def test_a_plain_turn_runs_to_parked_and_logs_in_dynamodb(aws_env: AwsEnv) -> No
 def test_steps_that_run_again_chain_in_one_invocation_while_a_model_request_fits(
     aws_env: AwsEnv, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Given a plain turn: the model request, then the step that idles the session, then the park
-    aws_env.model.push("one", "two", "three")
+    # Given turns of two steps each: the model calls a tool the agent does not have (its error result is logged
+    # with the call), then answers (a plain turn is one step: the step that logs the idle parks)
+    aws_env.model.push(_UNKNOWN_TOOL, "one", _UNKNOWN_TOOL, "two", _UNKNOWN_TOOL, "three")
     sid = _start_session(aws_env, "hi")
     name = _owner(aws_env, sid)
     # When ModelTurn has the stack's time (900 s): the whole turn is one invocation (one state transition)
@@ -366,10 +371,11 @@ def test_an_interrupt_during_an_inline_tool_wait_is_handled_at_once(
 def test_a_wake_during_the_run_turns_the_park_into_another_turn(
     aws_env: AwsEnv, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Given a session that ran one turn and a second user.message logged while the execution still owned the run
-    # (one step per invocation, so the message lands between the model request and the park)
+    # Given a session whose first step ran (a call of a tool the agent does not have, answered with an error) and a
+    # second user.message logged while the execution still owned the run (one step per invocation, so the message
+    # lands between the two model requests)
     monkeypatch.setattr(aws_env.deps.settings, "steps_per_model_turn", 1)
-    aws_env.model.push("first answer", "second answer")
+    aws_env.model.push(_UNKNOWN_TOOL, "first answer", "second answer")
     sid = _start_session(aws_env, "one")
     name = _owner(aws_env, sid)
     assert model_turn_handler({"session_id": sid, "turns": 0, "execution": name}, FakeLambdaContext())["outcome"] == (
@@ -384,10 +390,12 @@ def test_a_wake_during_the_run_turns_the_park_into_another_turn(
     assert len(aws_env.executions()) == 1
     # When the loop runs to its park
     outputs = _turns(aws_env, sid, name)
-    # Then both messages were answered by the one execution, and the run is released at the end
+    # Then the second message was answered by the one execution (in the request after the tool's result), and the
+    # run is released at the end
     assert outputs[-1]["outcome"] == "parked"
     assert len(aws_env.model.requests) == 2
-    assert _types(aws_env, sid).count("agent.message") == 2
+    assert "two" in str(aws_env.model.requests[1]["body"]["messages"][-1])
+    assert _types(aws_env, sid).count("agent.message") == 1
     assert _owner(aws_env, sid) is None
     assert len(aws_env.executions()) == 1
 
@@ -502,9 +510,9 @@ def test_a_turn_that_runs_again_at_the_turn_limit_hands_the_run_to_its_continuat
     aws_env: AwsEnv, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given a session whose run is owned by the execution the wake started, a definition with a limit of 1 turn,
-    # and one harness step per invocation (so the first one runs again)
+    # and one harness step per invocation (so the first one, a call of a tool the agent does not have, runs again)
     monkeypatch.setattr(aws_env.deps.settings, "steps_per_model_turn", 1)
-    aws_env.model.push("Hello")
+    aws_env.model.push(_UNKNOWN_TOOL, "Hello")
     sid = _start_session(aws_env, "hi")
     original = _owner(aws_env, sid)
     assert original is not None

@@ -238,9 +238,12 @@ def short_platform(
 
 
 def test_a_long_run_continues_as_a_new_execution(short_platform: Platform) -> None:
-    # Given a stack whose executions restart after every turn that runs again (maxTurnsPerExecution=1)
+    # Given a stack whose executions restart after every turn that runs again (maxTurnsPerExecution=1), and turns
+    # that run again once: the model first calls a tool the agent does not have (its error result is logged with the
+    # call), then answers (a plain turn is one step: the step that logs the idle parks)
     platform = short_platform
-    platform.model.push("first", "second")
+    unknown_tool = {"content": [{"type": "tool_use", "name": "not_a_tool", "input": {}}]}
+    platform.model.push(unknown_tool, "first", unknown_tool, "second")
     sid = platform.session([])
     # When two messages are answered
     platform.say(sid, "one")
