@@ -3,12 +3,36 @@
 from __future__ import annotations
 
 import os
+import threading
+from typing import Any
 
+import botocore.loaders
+import botocore.session
 import pytest
 
-# The synthesized CDK app, once per test session for every directory that needs it (tests/aws, tests/e2e). A test
-# module that imports these itself gets a fixture of its own, and synthesizes again.
+# The synthesized CDK app, once per test run for every directory that needs it (tests/aws, tests/e2e; shared by the
+# xdist workers, see tests/infra/conftest.py).
 from tests.infra.conftest import default_synth, synth_variant  # noqa: F401
+
+# One botocore data loader for the whole test process. moto gives every `mock_aws` block a fresh default boto3
+# session, and each new session parses the service models again (EC2's and ECS's are megabytes of JSON): per test on
+# the AWS leg that was about a third of setting up the moto platform (py-spy, tests/e2e/test_agents_api.py's AWS leg:
+# the file's CPU went down 14%). The loader caches what it read per
+# instance, and what it returns is read-only to botocore (one session's clients already share it), so sharing one
+# instance only stops the re-parsing. Production code makes one session per Lambda cold start and is untouched.
+_loaders: dict[Any, botocore.loaders.Loader] = {}
+_loaders_lock = threading.Lock()
+_create_loader = botocore.loaders.create_loader
+
+
+def _shared_loader(search_path_string: Any = None) -> botocore.loaders.Loader:
+    with _loaders_lock:
+        if search_path_string not in _loaders:
+            _loaders[search_path_string] = _create_loader(search_path_string)
+        return _loaders[search_path_string]
+
+
+botocore.session.create_loader = _shared_loader  # type: ignore[attr-defined]
 
 
 @pytest.fixture(autouse=True)
