@@ -49,6 +49,7 @@ from typing import Any
 
 import anthropic
 import boto3
+import moto.kms.models as moto_kms
 import pytest
 from moto import mock_aws
 from moto.awslambda_simple.models import LambdaSimpleBackend
@@ -550,10 +551,25 @@ def keep_streams_through_cancelled_transactions(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(DynamoDBBackend, "transact_write_items", transact_write_items)
 
 
+@functools.cache
+def _unused_private_key() -> Any:
+    return moto_kms.generate_private_key("RSA_2048")
+
+
 def _patch_moto(
     monkeypatch: pytest.MonkeyPatch, lock: MotoLock, sandboxes: Sandboxes, calls: list[str], inflight: _InFlight
 ) -> None:
     keep_streams_through_cancelled_transactions(monkeypatch)
+    # moto makes an RSA-2048 private key for every KMS key, a symmetric one too (where it is never used: encryption
+    # uses the key's material): ~0.1-0.3 s of CPU per platform for the vault key. Symmetric keys share one.
+    make_private_key = moto_kms.generate_private_key
+
+    def private_key(key_spec: str) -> Any:
+        if key_spec == "SYMMETRIC_DEFAULT":
+            return _unused_private_key()
+        return make_private_key(key_spec)
+
+    monkeypatch.setattr(moto_kms, "generate_private_key", private_key)
     handlers: dict[str, Callable[[dict[str, Any], Any], Any]] = {
         "ModelTurn": model_turn_handler,
         "ReportFailure": report_failure_handler,
