@@ -42,3 +42,43 @@ def _no_real_model(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("ANTHROPIC_API_KEY", "test-key-not-real")
     monkeypatch.setenv("ANTHROPIC_BASE_URL", "http://127.0.0.1:9")  # discard port: a test that forgets fails fast
     os.environ.pop("ANTHROPIC_AUTH_TOKEN", None)
+
+
+# The test files that take longest (seconds each from a `--junitxml` run of the suite on 3 xdist workers, 2026-12-07).
+# CI runs files whole on a worker (`--dist loadfile`) in collection order (`--no-loadscope-reorder`); xdist's default
+# order (most tests first) started these last, so a worker could spend the run's last minutes alone on one of them.
+# Longest first is the classic fix for that tail. Refresh the list from a run's junit times when it drifts; a file not
+# listed keeps its place after these.
+LONGEST_FILES = (
+    "tests/e2e/test_fault_kill9_thread_copies.py",  # 152
+    "tests/aws/test_iam_enforced_scenarios.py",  # 151 (one module fixture runs every scenario)
+    "tests/e2e/test_session_resources_fargate.py",  # 132
+    "tests/e2e/test_fault_workers.py",  # 127
+    "tests/infra/test_app_synth_checks.py",  # 118
+    "tests/e2e/test_sandbox_skills_and_memory.py",  # 104
+    "tests/e2e/test_sandbox_server_restart.py",  # 104
+    "tests/e2e/test_vaults_api.py",  # 102
+    "tests/aws/test_mcp_tools_in_the_session_run.py",  # 95
+    "tests/e2e/test_agents_api.py",  # 93
+    "tests/infra/test_lambda_bundle_imports.py",  # 78
+    "tests/e2e/test_fault_kill9_webhooks.py",  # 78
+    "tests/e2e/test_skills_api.py",  # 77
+    "tests/e2e/test_memory_stores_api.py",  # 73
+    "tests/e2e/test_session_interrupt_and_stream.py",  # 68
+    "tests/e2e/test_cli_serve_console.py",  # 67
+    "tests/e2e/test_session_mcp_flow.py",  # 67
+    "tests/aws/test_webhook_delivery_on_moto.py",  # 66
+    "tests/e2e/test_session_threads.py",  # 61
+    "tests/e2e/test_deployments_api.py",  # 61
+    "tests/e2e/test_fault_kill9_restart.py",  # 55
+    "tests/e2e/test_edge_idempotency.py",  # 55
+    "tests/infra/test_synth_with_an_account.py",  # 52
+    "tests/infra/test_session_run_asl_in_moto.py",  # 50
+    "tests/e2e/test_work_queue_api.py",  # 50
+    "tests/aws/test_state_machine_with_real_handlers.py",  # 47
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {path: i for i, path in enumerate(LONGEST_FILES)}
+    items.sort(key=lambda item: rank.get(item.nodeid.split("::", 1)[0], len(rank)))  # (stable: the rest as collected)
