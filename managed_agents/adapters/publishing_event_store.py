@@ -34,10 +34,7 @@ class PublishingEventStore:
         sync: RecordSync | None = None,
         expected_last_seq: int | None = None,
     ) -> list[StoredEvent]:
-        if expected_last_seq is None:  # (adapters and test doubles that wrap this one need not know the keyword)
-            stored = self.inner.append(session_id, events, sync=sync)
-        else:
-            stored = self.inner.append(session_id, events, sync=sync, expected_last_seq=expected_last_seq)
+        stored = self.inner.append(session_id, events, sync=sync, expected_last_seq=expected_last_seq)
         if stored:
             # with the events themselves where the notifier takes them (the embedded one: streams skip the store)
             publish_appended = getattr(self.notifier, "publish_appended", None)

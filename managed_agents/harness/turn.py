@@ -226,10 +226,8 @@ class _Turn:
         if synced and getattr(self.deps.events, "atomic_record_sync", False):
             sync = RecordSync(self.rec.kind, self.rec.workspace_id, self.rec.id, change, fields=fields)
         try:
-            if at_end:
-                stored = self.deps.events.append(self.sid, batch, sync=sync, expected_last_seq=self.state.last_seq)
-            else:
-                stored = self.deps.events.append(self.sid, batch, sync=sync)
+            expected = self.state.last_seq if at_end else None
+            stored = self.deps.events.append(self.sid, batch, sync=sync, expected_last_seq=expected)
         except DuplicateEvent:
             log.info("batch already in the log", extra={"session_id": self.sid, "key": key})
             stored = []
