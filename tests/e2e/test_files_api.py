@@ -126,22 +126,24 @@ def test_content_is_hashed(server: Server) -> None:
 
 def test_malformed_uploads_are_400s(server: Server) -> None:
     headers = {"Authorization": f"Bearer {server.admin_key}"}
-    resp = httpx2.post(server.url + "/v1/files", content=b"{}", headers={**headers, "content-type": "application/json"})
-    assert resp.status_code == 400 and resp.json()["error"]["type"] == "invalid_request_error"
-    resp = httpx2.post(server.url + "/v1/files", files={"other": ("a.txt", b"a")}, headers=headers)
-    assert resp.status_code == 400 and "file" in resp.json()["error"]["message"]
-    resp = httpx2.post(
-        server.url + "/v1/files",
-        files={"file": ("a.txt", b"a")},
-        data={"expires_in_seconds": "soon"},
-        headers=headers,
-    )
-    assert resp.status_code == 400 and "expires_in_seconds" in resp.json()["error"]["message"]
-    resp = httpx2.post(server.url + "/v1/files", files={"file": ("a.txt", b"a")}, data={"x": "1"}, headers=headers)
-    assert resp.status_code == 400
-    # no credential: 401 before any body is read
-    resp = httpx2.post(server.url + "/v1/files", files={"file": ("a.txt", b"a")})
-    assert resp.status_code == 401
+    with httpx2.Client(timeout=30) as http:  # not httpx's 5 s default: CI's machine is starved at times
+        json_type = {**headers, "content-type": "application/json"}
+        resp = http.post(server.url + "/v1/files", content=b"{}", headers=json_type)
+        assert resp.status_code == 400 and resp.json()["error"]["type"] == "invalid_request_error"
+        resp = http.post(server.url + "/v1/files", files={"other": ("a.txt", b"a")}, headers=headers)
+        assert resp.status_code == 400 and "file" in resp.json()["error"]["message"]
+        resp = http.post(
+            server.url + "/v1/files",
+            files={"file": ("a.txt", b"a")},
+            data={"expires_in_seconds": "soon"},
+            headers=headers,
+        )
+        assert resp.status_code == 400 and "expires_in_seconds" in resp.json()["error"]["message"]
+        resp = http.post(server.url + "/v1/files", files={"file": ("a.txt", b"a")}, data={"x": "1"}, headers=headers)
+        assert resp.status_code == 400
+        # no credential: 401 before any body is read
+        resp = http.post(server.url + "/v1/files", files={"file": ("a.txt", b"a")})
+        assert resp.status_code == 401
 
 
 def test_created_at_is_rfc3339(server: Server) -> None:

@@ -86,12 +86,14 @@ def test_empty_poll_is_http_200_with_json_null(server: Server, client: anthropic
         f"{server.url}/v1/environments/{env_id}/work/poll",
         params={"block_ms": 10},
         headers={"Authorization": f"Bearer {key}", "anthropic-beta": "managed-agents-2026-04-01"},
+        timeout=30,
     )
     assert resp.status_code == 200 and resp.text == "null"
     bad = httpx2.get(
         f"{server.url}/v1/environments/{env_id}/work/poll",
         params={"block_ms": 0},
         headers={"Authorization": f"Bearer {key}", "anthropic-beta": "managed-agents-2026-04-01"},
+        timeout=30,
     )
     assert bad.status_code == 400 and "block_ms" in bad.json()["error"]["message"]
 

@@ -68,7 +68,9 @@ def test_only_a_work_token_that_asks_is_told_the_inputs_etag_with_each_tool_use(
     for thread, _ in readers:
         thread.join(60)
     # Then only the asking work token's tool use frame carries the ETag its inputs request answers with
-    inputs = httpx2.get(f"{server.url}/v1/sessions/{sid}/inputs", headers={"Authorization": f"Bearer {token}"})
+    # (30 s, not httpx's 5 s default: CI's starved machine once took longer than 5 s to answer this in-process)
+    auth = {"Authorization": f"Bearer {token}"}
+    inputs = httpx2.get(f"{server.url}/v1/sessions/{sid}/inputs", headers=auth, timeout=30)
     assert inputs.status_code == 200, inputs.text
     comments: dict[str, Any] = {n: [ln for ln in lines if ln.startswith(":")] for n, lines in frames.items()}
     assert all("event: agent.tool_use" in lines for lines in frames.values()), frames
