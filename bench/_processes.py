@@ -225,15 +225,25 @@ def served(
             server_env["BENCH_TIMING"] = "1"
             server_env.setdefault("BENCH_PROFILE", "none")
             server_env["BENCH_PROFILE_OUT"] = str(root / "profile-none.txt")  # no profile; py-spy's is its own
+        # BENCH_SERVER_SRC (another checkout's code, for an A/B in one window) is honoured by `_profiled_serve.py`
+        # only: the plain `managed-agents` entry point runs whatever package this environment installed
+        other_src = bool(os.environ.get("BENCH_SERVER_SRC"))
         if profile == "py-spy":
             profile_out = Path(os.environ.get("BENCH_PROFILE_OUT", BENCH_DIR / "profile-py-spy.txt"))
-            args = [sys.executable, str(BENCH_DIR / "_profiled_serve.py")] if timing else _cli()
+            if timing or other_src:
+                server_env.setdefault("BENCH_PROFILE", "none")
+                server_env["BENCH_PROFILE_OUT"] = str(root / "profile-none.txt")  # py-spy writes its own
+                args = [sys.executable, str(BENCH_DIR / "_profiled_serve.py")]
+            else:
+                args = _cli()
         elif profile:
             profile_out = Path(os.environ.get("BENCH_PROFILE_OUT", BENCH_DIR / f"profile-{profile}.txt"))
             server_env["BENCH_PROFILE"] = profile
             server_env["BENCH_PROFILE_OUT"] = str(profile_out)
             args = [sys.executable, str(BENCH_DIR / "_profiled_serve.py")]
-        elif timing:
+        elif timing or other_src:
+            server_env.setdefault("BENCH_PROFILE", "none")
+            server_env["BENCH_PROFILE_OUT"] = str(root / "profile-none.txt")
             args = [sys.executable, str(BENCH_DIR / "_profiled_serve.py")]
         else:
             args = _cli()
