@@ -157,3 +157,113 @@ def test_a_stale_owner_stays_fenced_after_the_row_was_deleted_and_made_again(par
     with pytest.raises(LeaseLost):
         events.append(sid, [NewEvent(new_id("event"), "agent.message", {"n": 1})])
     assert events.read(sid) == []
+
+
+def _idle(stop: str = "end_turn") -> NewEvent:
+    return NewEvent(new_id("event"), "session.status_idle", {"stop_reason": {"type": stop}})
+
+
+def _leased_store(db: SqliteDatabase, *owners: SqliteRunLeases) -> SqliteEventStore:
+    """The event store as the embedded runtime wires it (wiring.py), for one or two "processes" sharing it."""
+    events = SqliteEventStore(db)
+    events.guard = lambda conn, sid: [o.guard(conn, sid) for o in owners] and None
+    events.before_commit = lambda conn, sid, stored: [o.let_go_at_idle(conn, sid, stored) for o in owners] and None
+    return events
+
+
+def _count_writes(db: SqliteDatabase) -> list[int]:
+    writes = [0]
+    inner = db.transaction
+
+    def counted():  # type: ignore[no-untyped-def]
+        writes[0] += 1
+        return inner()
+
+    db.transaction = counted  # type: ignore[method-assign]
+    return writes
+
+
+def test_the_idle_that_ends_a_turn_lets_go_of_the_lease_in_its_own_write(parts) -> None:  # type: ignore[no-untyped-def]
+    db, clock, a, b = parts
+    events = _leased_store(db, a, b)
+    sid = "sesn_" + uuid.uuid4().hex
+    lease = a.acquire(sid)
+    assert lease is not None
+    a.fence(lease)
+    writes = _count_writes(db)
+    # When a's run logs the idle that ends the turn
+    events.append(sid, [NewEvent(new_id("event"), "agent.message", {"n": 1})])
+    assert not a.let_go_in_step(lease)  # (a message alone keeps it)
+    events.append(sid, [NewEvent(new_id("event"), "span.model_request_end", {}), _idle()])
+    # Then that same write let go of the lease: no release of its own, nobody is due, and b takes it without a nudge
+    assert writes[0] == 2
+    assert a.let_go_in_step(lease) and not a.holds(sid)
+    assert sid not in b.due()
+    clock.t += 60  # (never due: nothing to look at later)
+    assert sid not in a.due()
+    taken = b.acquire(sid)
+    assert taken is not None and taken.wakes == lease.wakes
+    # And a's thread, still fenced with the old lease, writes nothing more once b holds it
+    with pytest.raises(LeaseLost):
+        events.append(sid, [NewEvent(new_id("event"), "agent.message", {"n": 2})])
+    # And a's heartbeat leaves b's row alone
+    assert a.renew() == []
+    assert _rows(db, sid) == 1 and b.holds(sid)
+
+
+def test_a_lease_let_go_at_an_idle_leaves_no_row_after_the_owners_heartbeat(parts) -> None:  # type: ignore[no-untyped-def]
+    db, _, a, b = parts
+    events = _leased_store(db, a, b)
+    sid = "sesn_" + uuid.uuid4().hex
+    lease = a.acquire(sid)
+    assert lease is not None
+    a.fence(lease)
+    events.append(sid, [_idle()])
+    assert a.let_go_in_step(lease)
+    # Given the row is still there (free) after the step
+    assert _rows(db, sid) == 1
+    # When a's heartbeat runs
+    assert a.renew() == []
+    # Then the row is gone: the table keeps holding the sessions in flight only
+    assert _rows(db, sid) == 0
+    # And the start-up clear drops such rows too (a process that died before its heartbeat)
+    other = "sesn_" + uuid.uuid4().hex
+    again = a.acquire(other)
+    assert again is not None
+    a.fence(again)
+    events.append(other, [_idle()])
+    assert b.clear() == 0 and _rows(db, other) == 0
+
+
+def test_the_idle_keeps_the_lease_when_a_wake_came_through_another_process(parts) -> None:  # type: ignore[no-untyped-def]
+    db, _, a, b = parts
+    events = _leased_store(db, a, b)
+    sid = "sesn_" + uuid.uuid4().hex
+    lease = a.acquire(sid)
+    assert lease is not None
+    a.fence(lease)
+    # Given b was woken for the session during a's turn (it nudged a)
+    assert b.acquire(sid) is None
+    # When a's run logs the idle
+    events.append(sid, [_idle()])
+    # Then a still holds the lease, and its release asks it to run once more (as before)
+    assert not a.let_go_in_step(lease) and a.holds(sid)
+    assert b.acquire(sid, nudge=False) is None
+    again = a.release(lease)
+    assert again is not None
+
+
+def test_only_the_idle_that_ends_the_turn_lets_go(parts) -> None:  # type: ignore[no-untyped-def]
+    db, _, a, b = parts
+    events = _leased_store(db, a, b)
+    sid = "sesn_" + uuid.uuid4().hex
+    lease = a.acquire(sid)
+    assert lease is not None
+    # An idle logged by a thread that runs no lease of the session (an API request) lets nothing go
+    events.append(sid, [_idle()])
+    assert not a.let_go_in_step(lease) and a.holds(sid)
+    # Nor does one the run logs for another reason (the step after it decides: its release says)
+    a.fence(lease)
+    events.append(sid, [_idle("requires_action")])
+    assert not a.let_go_in_step(lease) and a.holds(sid)
+    assert b.acquire(sid, nudge=False) is None

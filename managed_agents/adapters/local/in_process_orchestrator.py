@@ -194,17 +194,27 @@ class InProcessOrchestrator:
         return lease
 
     def _loop(self, session_id: str, run: _Run, lease: Lease | None) -> None:
+        let_go = False  # the last step let go of the lease with its idle (run_lease.py): another step acquires again
         while True:
+            if let_go:
+                lease, let_go = self._acquire(session_id, run), False
+                if lease is None:
+                    return
             try:
                 self.yield_to()
                 outcome: Outcome = advance(session_id, self.deps, run.token)
             except Exception as exc:
                 log.exception("harness failed", extra={"session_id": session_id})
-                self._on_error(session_id, exc)
+                try:
+                    self._on_error(session_id, exc)
+                except LeaseLost:  # (its report is fenced too: the new owner runs the session from the log)
+                    run.lost = True
                 outcome = Parked("error")
             except LeaseLost:  # a fenced append: another process took the session over
                 run.lost = True
                 outcome = Parked("lease lost")
+            if lease is not None and self.leases is not None:
+                let_go = self.leases.let_go_in_step(lease)
             if run.lost:  # another process runs the session now: it is not ours to release
                 log.warning("run lease lost: the session runs elsewhere", extra={"session_id": session_id})
                 with self._lock:
@@ -224,6 +234,7 @@ class InProcessOrchestrator:
             with self._lock:
                 if run.dirty and not self._closed:
                     run.dirty = False
+                    run.nudge = run.nudge or let_go  # (acquiring again: as after a release)
                     continue
                 if lease is None:
                     self._runs.pop(session_id, None)
@@ -237,6 +248,14 @@ class InProcessOrchestrator:
                 if self._closed
                 else None
             )
+            if let_go and wake_at is None:  # let go already, in the step's idle write
+                with self._lock:
+                    if not run.dirty or self._closed:
+                        self._runs.pop(session_id, None)
+                        return
+                    run.dirty, run.nudge = False, True
+                continue
+            let_go = False  # (a lease let go is still this process's until another acquires it: released here)
             again = self.leases.release(lease, wake_at=wake_at)
             if again is not None:  # a wake arrived through another process meanwhile: once more
                 lease = again

@@ -18,6 +18,14 @@ tool calls it waits for), so that timer survives the process that set it; a sess
 later (idle, waiting for the user, archived, deleted) has its row deleted, so the table holds the sessions in flight,
 not every session ever run.
 
+Letting go at the idle: the write that logs a turn's `session.status_idle` (end_turn) also lets go of the lease
+(`let_go_at_idle`, last inside that append's transaction, when no wake arrived through another process meanwhile):
+the row keeps its owner and token but no `expires_at`, which every process reads as free (`acquire` takes it, `due`
+skips it). The owner's thread keeps its fence until another process acquires the row, so the step's own end stays
+fenced as before; the orchestrator learns of it after the step (`let_go_in_step`) and, when it must run once more,
+acquires again. Such rows are deleted by the owner's next heartbeat (`renew`), and at the start of the whole server.
+One write per turn fewer than a release of its own (bench/turn_writes.py).
+
 Tokens come from one counter (`run_lease_tokens`), bumped by every acquisition of any session: a row deleted and
 made again never hands out a token an earlier acquisition had, so a fenced stale owner stays refused.
 """
@@ -31,10 +39,11 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from managed_agents.adapters.local.sqlite_store import SqliteDatabase
+from managed_agents.domain.events import StoredEvent
 
 log = logging.getLogger("managed_agents.leases")
 
@@ -93,6 +102,7 @@ class SqliteRunLeases:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._held: dict[str, int] = {}  # session id -> token, the leases this process holds
+        self._let_go: dict[str, int] = {}  # session id -> token, let go at an idle: rows the heartbeat deletes
         self._stop = threading.Event()
         for statement in SCHEMA.split(";"):
             if statement.strip():
@@ -185,16 +195,56 @@ class SqliteRunLeases:
         if row is None or row[0] != self.owner or row[1] != lease.token:
             raise LeaseLost(f"session {session_id}: run lease {lease.token} is no longer held by {self.owner}")
 
+    def let_go_at_idle(self, conn: sqlite3.Connection, session_id: str, stored: Sequence[StoredEvent]) -> None:
+        """Last inside an append's write transaction (SqliteEventStore.before_commit): when the calling thread's run
+        logs the idle that ends the session's turn, let go of the lease in that same write (module docstring), unless
+        a wake arrived through another process meanwhile (the release would run once more: it is left to it)."""
+        lease: Lease | None = getattr(self._local, "lease", None)
+        if lease is None or lease.session_id != session_id or not stored or stored[-1].type != "session.status_idle":
+            return
+        stop = stored[-1].payload.get("stop_reason")
+        if not isinstance(stop, dict) or stop.get("type") != "end_turn":
+            return
+        let_go = conn.execute(
+            "UPDATE run_leases SET expires_at = NULL WHERE session_id = ? AND owner = ? AND token = ? AND wakes = ?",
+            (session_id, self.owner, lease.token, lease.wakes),
+        ).rowcount
+        self._local.let_go = lease.token if let_go else None
+
+    def let_go_in_step(self, lease: Lease) -> bool:
+        """After a step run under `lease` on the calling thread: whether that step let go of it at its idle (then the
+        lease is no longer held: a step after it acquires again). Clears the mark."""
+        token = getattr(self._local, "let_go", None)
+        self._local.let_go = None
+        if token != lease.token:
+            return False
+        with self._lock:
+            if self._held.get(lease.session_id) == token:
+                del self._held[lease.session_id]
+            self._let_go[lease.session_id] = token
+        return True
+
     # -- heartbeat and takeover ---------------------------------------------------------------------------------
 
     def renew(self) -> list[str]:
-        """Extend every lease this process holds (one write); returns the sessions it found it had lost."""
+        """Extend every lease this process holds, and delete the rows of those it let go at an idle and nobody took
+        since (one write); returns the sessions it found it had lost."""
         with self._lock:
             held = dict(self._held)
-        if not held:
+            gone, self._let_go = self._let_go, {}
+        if not held and not gone:
             return []
         with self.db.transaction() as conn:
-            conn.execute("UPDATE run_leases SET expires_at = ? WHERE owner = ?", (self._now() + self.ttl, self.owner))
+            conn.executemany(
+                "DELETE FROM run_leases WHERE session_id = ? AND owner = ? AND token = ? AND expires_at IS NULL",
+                [(sid, self.owner, token) for sid, token in gone.items()],
+            )
+            if not held:
+                return []
+            conn.execute(  # (not the rows let go: they stay free)
+                "UPDATE run_leases SET expires_at = ? WHERE owner = ? AND expires_at IS NOT NULL",
+                (self._now() + self.ttl, self.owner),
+            )
             rows = conn.execute("SELECT session_id, token FROM run_leases WHERE owner = ?", (self.owner,))
             mine = {str(sid): int(token) for sid, token in rows}
         with self._lock:  # still held as it was (not released nor re-acquired meanwhile) and gone from the store
@@ -215,9 +265,9 @@ class SqliteRunLeases:
     def clear(self) -> int:
         """At the start of the whole server: every lease belongs to a process of the last run, which is gone."""
         with self.db.transaction() as conn:
+            # rows with nothing to look at later (let go at an idle, or released before releases deleted them): gone
+            conn.execute("DELETE FROM run_leases WHERE expires_at IS NULL")
             cur = conn.execute("UPDATE run_leases SET owner = NULL, expires_at = ? WHERE owner IS NOT NULL", (0.0,))
-            # rows released before releasing deleted them (nothing to look at later): gone too
-            conn.execute("DELETE FROM run_leases WHERE owner IS NULL AND expires_at IS NULL")
             return cur.rowcount
 
     def start(self, wake: Callable[[str], object], lost: Callable[[str], object]) -> None:

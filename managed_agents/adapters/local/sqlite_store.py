@@ -256,6 +256,9 @@ class SqliteEventStore:
         # checked first inside each append's transaction (adapters/local/run_lease.py: a process whose run lease
         # was taken over cannot append to that session); raises to refuse the append
         self.guard: Callable[[sqlite3.Connection, str], None] | None = None
+        # called last inside each append's transaction, with the events stored (adapters/local/run_lease.py: a run
+        # lets go of its lease with the idle that ends its turn, in that idle's own write)
+        self.before_commit: Callable[[sqlite3.Connection, str, Sequence[StoredEvent]], None] | None = None
 
     def append(
         self,
@@ -316,6 +319,8 @@ class SqliteEventStore:
                     )
             if sync is not None:
                 sync.written = _sync_record(conn, sync, stored)
+            if self.before_commit is not None:
+                self.before_commit(conn, session_id, stored)
         return stored
 
     def read(
