@@ -31,7 +31,9 @@ class RecordSync:
     `fields`, when given, says what `change` does as top-level fields to set (document fields, attributes), from
     the events just stored: a store that can (`patch_record_sync`, SQLite) sets them in place, in the same
     transaction, without reading and rewriting the whole record (the session's agent snapshot, resources and
-    metadata are left as they are), and keeps the new revision in `patched_rev` (`written` stays None)."""
+    metadata are left as they are), and keeps the new revision in `patched_rev` (`written` stays None). `unless`
+    (field, values): the patch sets nothing (the revision still moves, as a `change` that changed nothing) when the
+    record's document field has one of those values then, the condition `change` checks on its copy."""
 
     kind: str
     workspace_id: str
@@ -40,6 +42,7 @@ class RecordSync:
     written: Record | None = None
     fields: Callable[[Sequence[StoredEvent]], RecordFields] | None = None
     patched_rev: int | None = None
+    unless: tuple[str, tuple[str, ...]] | None = None
     # resource webhook events written in the same transaction (a session's `session.created` with its initial
     # events: services/sessions.py); with `atomic_record_sync`, only when the record is there
     outbox: Sequence[OutboxEntry] = ()

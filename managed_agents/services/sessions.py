@@ -739,7 +739,16 @@ class SessionService:
 
         sync: RecordSync | None = None
         if marked and getattr(self.events, "atomic_record_sync", False):
-            sync = RecordSync(rec.kind, rec.workspace_id, rec.id, lambda r, _stored: mark(r), outbox=list(outbox))
+            # (a store that patches in place sets the status alone, unless the record is active by then, as `mark`)
+            sync = RecordSync(
+                rec.kind,
+                rec.workspace_id,
+                rec.id,
+                lambda r, _stored: mark(r),
+                fields=lambda _stored: ({"status": "running"}, {"status": "running"}),
+                unless=("status", ACTIVE),
+                outbox=list(outbox),
+            )
             marked = False  # nothing is marked unless the events are logged with it
         elif marked:
             rec = mutate(self.svc.resources, rec, mark)

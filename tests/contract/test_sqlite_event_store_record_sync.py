@@ -175,3 +175,39 @@ def test_a_patch_of_a_missing_record_is_skipped_and_a_failing_one_rolls_back(tmp
         events.append("s1", [NewEvent("e2", "x", {})], sync=RecordSync("session", "ws", "s1", _count, fields=broken))
     rec = resources.get("session", "ws", "s1")
     assert events.last_seq("s1") == 0 and rec is not None and rec.rev == 1 and rec.doc == {"status": "idle"}
+
+
+def test_a_patch_unless_the_record_already_holds_a_value_sets_nothing_then(tmp_path: Path) -> None:
+    # Given an idle session record with an agent snapshot the patch does not name
+    events, resources = _stores(tmp_path)
+    rec = resources.get("session", "ws", "s1")
+    assert rec is not None
+    rec.doc["agent"] = {"name": "a"}
+    resources.replace(rec, expected_rev=1)
+    entry = OutboxEntry("k1", "s1", "e1", "session.status_run_started", datetime.now(UTC))
+
+    def running(stored: Sequence[StoredEvent]) -> tuple[dict[str, object], dict[str, str | int | None]]:
+        return {"status": "running"}, {"status": "running"}
+
+    def mark(status: str) -> RecordSync:
+        return RecordSync("session", "ws", "s1", _count, fields=running, unless=("status", ("running", status)))
+
+    # When a send marks it running unless it is active
+    first = mark("rescheduling")
+    events.append("s1", [NewEvent("e1", "user.message", {})], sync=first)
+    # Then it is marked in place (the rest kept), and the outbox entry recorded
+    after = resources.get("session", "ws", "s1")
+    assert after is not None and after.rev == 3 and first.patched_rev == 3
+    assert after.doc == {"status": "running", "agent": {"name": "a"}} and after.attrs["status"] == "running"
+    # And when the record is active by the time of the next such append (rescheduling: the harness's retry), the
+    # status is left as it is, while the revision still moves and the outbox entry is still recorded
+    after.doc["status"] = after.attrs["status"] = "rescheduling"
+    resources.replace(after, expected_rev=3)
+    second = RecordSync(
+        "session", "ws", "s1", _count, fields=running, unless=("status", ("running", "rescheduling")), outbox=[entry]
+    )
+    events.append("s1", [NewEvent("e2", "user.message", {})], sync=second)
+    kept = resources.get("session", "ws", "s1")
+    assert kept is not None and kept.rev == 5 and second.patched_rev == 5
+    assert kept.doc["status"] == kept.attrs["status"] == "rescheduling"
+    assert [e.event_id for e in SqliteOutbox(events.db).pending()] == ["e1"]

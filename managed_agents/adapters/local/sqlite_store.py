@@ -460,13 +460,21 @@ def _patch_record(conn: sqlite3.Connection, sync: RecordSync, stored: list[Store
     sets = ["rev = rev + 1"]
     for column, fields in (("doc", doc), ("attrs", attrs)):
         if fields:
+            if sync.unless is not None:  # (every SET reads the row as it was: the condition is on the old doc)
+                name, values = sync.unless
+                _plain(name)
+                params += values
             paths = []
             for name, value in fields.items():
-                if not name.replace("_", "a").isalnum():
-                    raise ValueError(f"a record field to patch must be a plain name, got {name!r}")
+                _plain(name)
                 paths.append("?, json(?)")
                 params += [f"$.{name}", _dumps(value)]
-            sets.append(f"{column} = json_set({column}, {', '.join(paths)})")
+            patched = f"json_set({column}, {', '.join(paths)})"
+            if sync.unless is not None:
+                marks = ",".join("?" * len(sync.unless[1]))
+                cond = f"json_extract(doc, '$.{sync.unless[0]}') IN ({marks})"
+                patched = f"CASE WHEN {cond} THEN {column} ELSE {patched} END"
+            sets.append(f"{column} = {patched}")
     rows = conn.execute(
         f"UPDATE resources SET {', '.join(sets)} WHERE kind = ? AND id = ? AND workspace_id = ? RETURNING rev",
         (*params, sync.kind, sync.id, sync.workspace_id),
@@ -475,6 +483,11 @@ def _patch_record(conn: sqlite3.Connection, sync: RecordSync, stored: list[Store
         return
     sync.patched_rev = int(rows[0][0])
     _insert_outbox(conn, sync.outbox)
+
+
+def _plain(name: str) -> None:
+    if not name.replace("_", "a").isalnum():
+        raise ValueError(f"a record field to patch must be a plain name, got {name!r}")
 
 
 def _replace_row(conn: sqlite3.Connection, new: Record, expected_rev: int) -> None:
