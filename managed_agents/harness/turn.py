@@ -453,9 +453,10 @@ def _settle(turn: _Turn) -> Outcome:
     the state is the whole log, so what the next step would decide is known here. A park is returned at once: the
     step that only decided it read the session record and the log again, folded and parked (one per turn). Anything
     logged after the idle woke the run (the embedded orchestrator's dirty mark, AWS's pending wake), which then runs
-    once more. A child thread's runs keep that step (its copies between logs are made at the start of each)."""
-    if turn.thread:
-        return RunAgain()
+    once more. A child thread parks here too, and `_after_step` sends its answer in this step: what the next step
+    would copy between logs first (`_copies`) is there already (its own copies were made with the batch, it waits on
+    no answer: the turn ended with no open call, and an interrupt copied into its log meanwhile would have kept the
+    idle out), so its coordinator is woken one step sooner."""
     tool_timeout = timedelta(seconds=turn.deps.settings.tool_timeout_seconds)
     action = step.decide(turn.state, now=turn.deps.clock.now(), tool_timeout=tool_timeout)
     return _park(turn, action) if isinstance(action, step.Park) else RunAgain()
@@ -481,7 +482,17 @@ def _start_threads(turn: _Turn, action: step.StartThreads) -> Outcome:
     if deps.wake is not None:
         for tid in started:
             deps.wake(tid)
-    return RunAgain()
+    if not turn.in_sequence or turn.state.status != "running":
+        return RunAgain()
+    # the step after would find every call's thread running and park (step.WaitForThreads) after waking them again,
+    # which costs each running child one more step when it parks: park here (anything logged meanwhile woke the run,
+    # which goes round once more: the orchestrator's dirty mark, AWS's finish_run)
+    tool_timeout = timedelta(seconds=deps.settings.tool_timeout_seconds)
+    if not isinstance(step.decide(turn.state, now=deps.clock.now(), tool_timeout=tool_timeout), step.WaitForThreads):
+        return RunAgain()
+    if turn.rec.doc.get("status") != turn.state.status:
+        turn.sync_record()
+    return Parked("threads")
 
 
 def _mark_has_threads(r: Record) -> None:
@@ -641,7 +652,19 @@ def _run_model(turn: _Turn, action: step.RunModel, cancel: CancelToken | None) -
     if batch[-1][0] == "session.status_idle" and _stop_type(batch[-1]) == "end_turn":
         return _settle(turn) if turn.end_turn(key, batch) else RunAgain()
     turn.append(key, batch)
-    return RunAgain()
+    return _delegate_now(turn)
+
+
+def _delegate_now(turn: _Turn) -> Outcome:
+    """After a response with delegation calls: start their threads in this step, not the next. The next step would
+    decide the same from the same log (this state is its fold while `in_sequence`), so a crash between the two writes
+    is the crash between two steps it replaces; the children's first requests start one step (a yield to the
+    server's requests, a record read, a fold) sooner. Anything else: the next step."""
+    if not turn.in_sequence or not any(c.kind == "thread" and not c.started for c in turn.state.unresolved):
+        return RunAgain()
+    tool_timeout = timedelta(seconds=turn.deps.settings.tool_timeout_seconds)
+    action = step.decide(turn.state, now=turn.deps.clock.now(), tool_timeout=tool_timeout)
+    return _start_threads(turn, action) if isinstance(action, step.StartThreads) else RunAgain()
 
 
 def _stop_type(entry: Entry) -> object:
