@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import ssl
 import threading
 from typing import Any
 
 import botocore.loaders
 import botocore.session
+import httpcore2
 import pytest
 
 # The synthesized CDK app, once per test run for every directory that needs it (tests/aws, tests/e2e; shared by the
@@ -33,6 +35,25 @@ def _shared_loader(search_path_string: Any = None) -> botocore.loaders.Loader:
 
 
 botocore.session.create_loader = _shared_loader  # type: ignore[attr-defined]
+
+# One default TLS context for the test process's HTTP clients. Every `anthropic.Anthropic(...)` builds an httpx client
+# whose transport loads the system's CA bundle into a new SSL context (~30 ms of CPU), and the tests make thousands of
+# clients (a few per e2e test, the AWS platform one more), though every one of them speaks plain HTTP to loopback: 4%
+# of the AWS leg's CPU (py-spy). Contexts are made to be shared; production code makes its clients once per process.
+_default_ssl_context = httpcore2.default_ssl_context
+_ssl_contexts: dict[bool, ssl.SSLContext] = {}
+
+
+def _shared_ssl_context(*, _trust_env: bool = True) -> ssl.SSLContext:
+    if _trust_env and (os.environ.get("SSL_CERT_FILE") or os.environ.get("SSL_CERT_DIR")):
+        return _default_ssl_context(_trust_env=_trust_env)
+    with _loaders_lock:
+        if _trust_env not in _ssl_contexts:
+            _ssl_contexts[_trust_env] = _default_ssl_context(_trust_env=_trust_env)
+        return _ssl_contexts[_trust_env]
+
+
+httpcore2.default_ssl_context = _shared_ssl_context
 
 
 @pytest.fixture(autouse=True)
