@@ -30,6 +30,7 @@ and restored afterwards; `env` overrides any of it (or adds `MANAGED_AGENTS_*` s
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import logging
@@ -57,7 +58,9 @@ from moto.core.botocore_stubber import BotocoreStubber
 from moto.dynamodb.models import DynamoDBBackend
 from moto.ecs.models import EC2ContainerServiceBackend
 from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import state_task_service_sfn
+from moto.stepfunctions.parser.asl.parse.asl_parser import AmazonStateLanguageParser
 from moto.stepfunctions.parser.backend.execution_worker import ExecutionWorker
+from moto.stepfunctions.parser.models import StepFunctionsParserBackend
 
 import functions.mcp_proxy.handler as mcp_proxy_handler
 import functions.provisioner.handler as provisioner_handler
@@ -551,6 +554,60 @@ def keep_streams_through_cancelled_transactions(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setattr(DynamoDBBackend, "transact_write_items", transact_write_items)
 
 
+_clients: dict[tuple[Any, ...], Any] = {}
+_clients_lock = threading.Lock()
+_session_client = boto3.session.Session.client
+
+
+def _shared_clients(monkeypatch: pytest.MonkeyPatch) -> None:
+    """One boto3 client per (service, region, options) for the test process, whichever platform asks. Creating a client
+    copies its session's event hooks and builds the client class (~10-15 ms of CPU each): the platform made 16 and its
+    handlers as many again per test (py-spy, the AWS leg of test_agents_api.py: 9% of the file's CPU). A client holds
+    no per-platform state: moto routes its calls to the backends of the `mock_aws` block running, the region comes from
+    the key, and IAM enforcement signs each call as the principal making it whatever credentials the client holds."""
+
+    def client(self: boto3.session.Session, service_name: str, region_name: str | None = None, **kwargs: Any) -> Any:
+        config = kwargs.get("config")
+        options = sorted(config._user_provided_options.items()) if config is not None else None
+        region = region_name or self.region_name or os.environ.get("AWS_DEFAULT_REGION")
+        rest = sorted((k, v) for k, v in kwargs.items() if k != "config" and v is not None)
+        key = (service_name, region, repr(options), repr(rest))
+        with _clients_lock:
+            if key not in _clients:
+                _clients[key] = _session_client(self, service_name, region_name=region, **kwargs)
+            return _clients[key]
+
+    monkeypatch.setattr(boto3.session.Session, "client", client)
+
+
+_valid_definitions: set[str] = set()
+_parsed_programs: dict[str, Any] = {}
+
+
+def _parsed_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """moto parses a state machine's definition with ANTLR at CreateStateMachine, to validate it, and again at the
+    start of every execution (~90 ms of CPU each for the session run's; a session test starts several executions, and
+    an interrupt's new run waits for it). Each definition is validated and parsed once per test process; an execution
+    evaluates a deep copy of the parsed program (~8 ms), as fresh as a new parse: the program's components keep state
+    while they run (a retrier's attempt count), so executions must not share one."""
+    validate = StepFunctionsParserBackend._validate_definition
+
+    def validated_once(definition: str) -> None:
+        if definition not in _valid_definitions:
+            validate(definition=definition)
+            _valid_definitions.add(definition)
+
+    def parsed_once(worker: ExecutionWorker) -> Any:
+        definition = worker._evaluation_details.state_machine_details.definition
+        program = _parsed_programs.get(definition)
+        if program is None:
+            program = _parsed_programs.setdefault(definition, AmazonStateLanguageParser.parse(definition)[0])
+        return copy.deepcopy(program)
+
+    monkeypatch.setattr(StepFunctionsParserBackend, "_validate_definition", staticmethod(validated_once))
+    monkeypatch.setattr(ExecutionWorker, "_get_evaluation_entrypoint", parsed_once)
+
+
 @functools.cache
 def _unused_private_key() -> Any:
     return moto_kms.generate_private_key("RSA_2048")
@@ -560,6 +617,8 @@ def _patch_moto(
     monkeypatch: pytest.MonkeyPatch, lock: MotoLock, sandboxes: Sandboxes, calls: list[str], inflight: _InFlight
 ) -> None:
     keep_streams_through_cancelled_transactions(monkeypatch)
+    _shared_clients(monkeypatch)
+    _parsed_once(monkeypatch)
     # moto makes an RSA-2048 private key for every KMS key, a symmetric one too (where it is never used: encryption
     # uses the key's material): ~0.1-0.3 s of CPU per platform for the vault key. Symmetric keys share one.
     make_private_key = moto_kms.generate_private_key
