@@ -41,16 +41,15 @@ botocore.session.create_loader = _shared_loader  # type: ignore[attr-defined]
 # clients (a few per e2e test, the AWS platform one more), though every one of them speaks plain HTTP to loopback: 4%
 # of the AWS leg's CPU (py-spy). Contexts are made to be shared; production code makes its clients once per process.
 _default_ssl_context = httpcore2.default_ssl_context
-_ssl_contexts: dict[bool, ssl.SSLContext] = {}
+_ssl_contexts: dict[tuple[bool, str | None, str | None], ssl.SSLContext] = {}
 
 
 def _shared_ssl_context(*, _trust_env: bool = True) -> ssl.SSLContext:
-    if _trust_env and (os.environ.get("SSL_CERT_FILE") or os.environ.get("SSL_CERT_DIR")):
-        return _default_ssl_context(_trust_env=_trust_env)
+    key = (_trust_env, os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))  # what it reads
     with _loaders_lock:
-        if _trust_env not in _ssl_contexts:
-            _ssl_contexts[_trust_env] = _default_ssl_context(_trust_env=_trust_env)
-        return _ssl_contexts[_trust_env]
+        if key not in _ssl_contexts:
+            _ssl_contexts[key] = _default_ssl_context(_trust_env=_trust_env)
+        return _ssl_contexts[key]
 
 
 httpcore2.default_ssl_context = _shared_ssl_context
