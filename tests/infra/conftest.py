@@ -131,3 +131,27 @@ def synth_variant(tmp_path_factory: pytest.TempPathFactory) -> Callable[[dict[st
         return cache[key]
 
     return build
+
+
+# Every non-default context setting the infra tests check, in one synth: a synth is ~25 s of CPU, and the settings are
+# independent (each test reads what its own setting changes), so one "everything set" variant stands for the ones
+# each test once made for itself (limited networking, destroy, Spot, Container Insights).
+CONTEXT_VARIANT: dict[str, Any] = {
+    "prefix": "acme-agents",
+    "sandboxNetworking": "limited",
+    "maxTurnsPerExecution": "7",  # -c values arrive as strings
+    "removalPolicy": "destroy",
+    "logRetentionDays": 7,
+    "sandboxCpu": 2048,
+    "sandboxMemoryMb": 4096,
+    "harness": {"max_tokens": 16000},
+    "anthropicBaseUrl": "https://llm.example.internal",
+    "toolHeartbeatSeconds": 120,
+    "sandboxSpot": "true",
+    "containerInsights": "true",
+}
+
+
+@pytest.fixture(scope="session")
+def context_variant(synth_variant: Callable[[dict[str, Any]], Synth]) -> Synth:
+    return synth_variant(CONTEXT_VARIANT)

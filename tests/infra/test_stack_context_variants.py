@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
-
 import pytest
 
 from stacks.asl import logical_id, state_machine_definition
@@ -12,23 +9,10 @@ from tests.infra.conftest import Synth
 
 pytestmark = pytest.mark.slow
 
-VARIANT = {
-    "prefix": "acme-agents",
-    "sandboxNetworking": "limited",
-    "maxTurnsPerExecution": "7",  # -c values arrive as strings
-    "removalPolicy": "destroy",
-    "logRetentionDays": 7,
-    "sandboxCpu": 2048,
-    "sandboxMemoryMb": 4096,
-    "harness": {"max_tokens": 16000},
-    "anthropicBaseUrl": "https://llm.example.internal",
-    "toolHeartbeatSeconds": 120,
-}
-
 
 @pytest.fixture(scope="module")
-def variant(synth_variant: Callable[[dict[str, Any]], Synth]) -> Synth:
-    return synth_variant(VARIANT)
+def variant(context_variant: Synth) -> Synth:
+    return context_variant
 
 
 def test_limited_networking_allows_only_https_egress(variant: Synth) -> None:

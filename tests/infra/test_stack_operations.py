@@ -5,7 +5,6 @@ delivers no scheduled event)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -173,10 +172,8 @@ def test_each_networking_policy_has_its_security_group_and_the_provisioner_knows
     assert env["MANAGED_AGENTS_SANDBOX_SECURITY_GROUP"] == {"Fn::GetAtt": [unrestricted_lid, "GroupId"]}
 
 
-def test_a_limited_deployment_gives_every_policy_the_limited_group(
-    synth_variant: Callable[[dict[str, Any]], Synth],
-) -> None:
-    variant = synth_variant({"sandboxNetworking": "limited"})
+def test_a_limited_deployment_gives_every_policy_the_limited_group(context_variant: Synth) -> None:
+    variant = context_variant  # (sandboxNetworking: limited)
     (sg_lid,) = variant.resources("AWS::EC2::SecurityGroup")
     env = _env(variant, PROVISIONER)
     assert env["MANAGED_AGENTS_SANDBOX_LIMITED_SECURITY_GROUP"] == {"Fn::GetAtt": [sg_lid, "GroupId"]}
@@ -227,12 +224,11 @@ def test_the_stack_sets_the_variables_the_lambda_code_reads() -> None:
 
 # ---------------------------------------------------------------------------------------------------- Fargate Spot
 def test_spot_sandboxes_are_opt_in_and_give_the_cluster_the_fargate_capacity_providers(
-    default_synth: Synth,
-    synth_variant: Callable[[dict[str, Any]], Synth],
+    default_synth: Synth, context_variant: Synth
 ) -> None:
     assert _env(default_synth, PROVISIONER)["MANAGED_AGENTS_SANDBOX_CAPACITY_PROVIDER"] == "FARGATE"
     assert default_synth.resources("AWS::ECS::ClusterCapacityProviderAssociations") == {}
-    spot = synth_variant({"sandboxSpot": "true"})
+    spot = context_variant  # (sandboxSpot: true)
     assert _env(spot, PROVISIONER)["MANAGED_AGENTS_SANDBOX_CAPACITY_PROVIDER"] == "FARGATE_SPOT"
     ((_, association),) = spot.resources("AWS::ECS::ClusterCapacityProviderAssociations").items()
     assert set(association["Properties"]["CapacityProviders"]) == {"FARGATE", "FARGATE_SPOT"}
@@ -245,9 +241,7 @@ def test_spot_sandboxes_are_opt_in_and_give_the_cluster_the_fargate_capacity_pro
         assert [i["source"]["platform"] for i in images] == [platform]
 
 
-def test_container_insights_is_a_setting_off_by_default(
-    default_synth: Synth, synth_variant: Callable[[dict[str, Any]], Synth]
-) -> None:
+def test_container_insights_is_a_setting_off_by_default(default_synth: Synth, context_variant: Synth) -> None:
     # (it bills custom metrics and log ingestion per running task: bench/aws_cost_model.py prices it)
     def setting(synth: Synth) -> list[Any]:
         clusters = synth.resources("AWS::ECS::Cluster").values()
@@ -255,4 +249,4 @@ def test_container_insights_is_a_setting_off_by_default(
         return [s["Value"] for s in settings if s["Name"] == "containerInsights"]
 
     assert setting(default_synth) == ["disabled"]
-    assert setting(synth_variant({"containerInsights": "true"})) == ["enabled"]
+    assert setting(context_variant) == ["enabled"]  # (containerInsights: true)

@@ -9,7 +9,6 @@ delete in a rollback either (their names are generated, so they never collide).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -66,8 +65,8 @@ def test_secrets_have_generated_names(default_synth: Synth) -> None:
     assert len(secrets) == 2 and all("Name" not in s["Properties"] for s in secrets.values())
 
 
-def test_a_destroy_stack_deletes_everything_it_holds(synth_variant: Callable[[dict[str, Any]], Synth]) -> None:
-    variant = synth_variant({"removalPolicy": "destroy"})
+def test_a_destroy_stack_deletes_everything_it_holds(context_variant: Synth) -> None:
+    variant = context_variant  # (removalPolicy: destroy)
     # Then nothing is retained (the API Gateway account role is CDK's, as above)
     retained = {
         lid: r["Type"] for lid, r in variant.template["Resources"].items() if r.get("DeletionPolicy") in RETAINING
