@@ -405,7 +405,7 @@ def build_local_runtime(
         )
         leases = rt.leases = SqliteRunLeases(db, ttl_seconds=settings.run_lease_seconds)
         event_store.guard = leases.guard
-        event_store.before_commit = leases.let_go_at_idle
+        event_store.before_commit = leases.settle
         rt.orchestrator = InProcessOrchestrator(
             deps,
             max_workers=settings.max_concurrent_sessions,

@@ -167,7 +167,7 @@ def _leased_store(db: SqliteDatabase, *owners: SqliteRunLeases) -> SqliteEventSt
     """The event store as the embedded runtime wires it (wiring.py), for one or two "processes" sharing it."""
     events = SqliteEventStore(db)
     events.guard = lambda conn, sid: [o.guard(conn, sid) for o in owners] and None
-    events.before_commit = lambda conn, sid, stored: [o.let_go_at_idle(conn, sid, stored) for o in owners] and None
+    events.before_commit = lambda conn, sid, stored: [o.settle(conn, sid, stored) for o in owners] and None
     return events
 
 
@@ -267,3 +267,72 @@ def test_only_the_idle_that_ends_the_turn_lets_go(parts) -> None:  # type: ignor
     events.append(sid, [_idle("requires_action")])
     assert not a.let_go_in_step(lease) and a.holds(sid)
     assert b.acquire(sid, nudge=False) is None
+
+
+def _message() -> NewEvent:
+    return NewEvent(new_id("event"), "user.message", {"content": [{"type": "text", "text": "hi"}]})
+
+
+def test_a_send_claims_a_free_lease_in_its_own_write_for_the_run_its_wake_starts(parts) -> None:  # type: ignore[no-untyped-def]
+    db, _, a, b = parts
+    events = _leased_store(db, a, b)
+    sid = "sesn_" + uuid.uuid4().hex
+    writes = _count_writes(db)
+    # When a send (a thread with no run's lease) logs input for a session nobody holds
+    events.append(sid, [_message()])
+    # Then that one write took the session's lease for a: its wake gets it, with no acquisition of its own
+    lease = a.take_claim(sid)
+    assert writes[0] == 1 and lease is not None and b.take_claim(sid) is None
+    assert a.take_claim(sid) is None  # (taken once)
+    a.adopt(lease)
+    assert a.holds(sid) and b.acquire(sid) is None  # b is woken meanwhile: it nudges a
+    # And the run writes under it, lets go at its idle, and the release asks it to run once more (b's nudge)
+    events.append(sid, [_idle()])
+    assert not a.let_go_in_step(lease)
+    assert a.release(lease) is not None
+
+
+def test_a_send_leaves_a_held_lease_alone_and_its_claim_expires_unrenewed(parts) -> None:  # type: ignore[no-untyped-def]
+    db, clock, a, b = parts
+    events = _leased_store(db, a, b)
+    sid = "sesn_" + uuid.uuid4().hex
+    held = b.acquire(sid)
+    assert held is not None
+    # Given b holds the session: a send through a claims nothing (its wake nudges b the usual way)
+    events.append(sid, [_message()])
+    assert a.take_claim(sid) is None and b.take_claim(sid) is None
+    assert b.release(held) is None
+    # When a send through a claims the free lease, but no run takes the claim
+    events.append(sid, [_message()])
+    other = "sesn_" + uuid.uuid4().hex
+    assert a.acquire(other) is not None  # (a holds something else: its heartbeat runs)
+    # Then a's heartbeat does not renew the claim: it expires and the session is due for any process
+    assert a.renew() == []
+    clock.t += 11
+    assert sid in b.due()
+    assert b.acquire(sid, nudge=False) is not None
+    # And the stale claim, taken late, is refused by its check
+    assert a.take_claim(sid) is None
+
+
+def test_a_claim_whose_write_rolled_back_is_refused(parts) -> None:  # type: ignore[no-untyped-def]
+    db, _, a, b = parts
+    events = _leased_store(db, a, b)
+    sid = "sesn_" + uuid.uuid4().hex
+    first = _message()
+    events.append(sid, [first])
+    assert a.take_claim(sid) is not None
+    db.query("DELETE FROM run_leases")
+    # When a send's write claims and then fails (here: a duplicate id, after the claim was made)
+    inner = events.before_commit
+    assert inner is not None
+
+    def claim_then_fail(conn, s, stored):  # type: ignore[no-untyped-def]
+        inner(conn, s, stored)
+        raise RuntimeError("commit failed")
+
+    events.before_commit = claim_then_fail
+    with pytest.raises(RuntimeError):
+        events.append(sid, [_message()])
+    # Then nothing of it is kept, and the claim it left on the thread is refused
+    assert _rows(db, sid) == 0 and a.take_claim(sid) is None

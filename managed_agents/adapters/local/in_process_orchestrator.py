@@ -75,6 +75,7 @@ class _Run:
     dirty: bool = False
     nudge: bool = True  # when another process holds the lease: ask it to run once more (False: a takeover scan)
     lost: bool = False  # the lease went to another process: stop after the current step
+    claimed: Lease | None = None  # the lease the wake's send claimed for this run (run_lease.py `claim`)
 
 
 class InProcessOrchestrator:
@@ -100,6 +101,9 @@ class InProcessOrchestrator:
         self._on_error = on_error
 
     def wake(self, session_id: str, *, nudge: bool = True) -> None:
+        # (a claim a run does not take, the session running here already or the process closing, expires unrenewed;
+        # this process's run acquires it again as its own)
+        claimed = self.leases.take_claim(session_id) if self.leases is not None else None
         with self._lock:
             if self._closed:
                 return
@@ -107,7 +111,7 @@ class InProcessOrchestrator:
             if run is not None:
                 run.dirty = True
                 return
-            run = self._runs[session_id] = _Run(nudge=nudge)
+            run = self._runs[session_id] = _Run(nudge=nudge, claimed=claimed)
         self._executor.submit(self._drive, session_id, run)
 
     def take_over(self, session_id: str) -> None:
@@ -162,7 +166,10 @@ class InProcessOrchestrator:
     def _drive(self, session_id: str, run: _Run) -> None:
         self.yield_to()
         lease = None
-        if self.leases is not None:
+        if self.leases is not None and run.claimed is not None:
+            lease, run.claimed = run.claimed, None
+            self.leases.adopt(lease)
+        elif self.leases is not None:
             lease = self._acquire(session_id, run)
             if lease is None:
                 return

@@ -26,6 +26,13 @@ fenced as before; the orchestrator learns of it after the step (`let_go_in_step`
 acquires again. Such rows are deleted by the owner's next heartbeat (`renew`), and at the start of the whole server.
 One write per turn fewer than a release of its own (bench/turn_writes.py).
 
+Claiming with the input: the write that logs a session's input from outside any run (a send: `user.*` events) also
+takes the session's lease for this process when no live process holds it (`claim`, in that append's transaction),
+and the wake that follows on the same thread hands it to the run it starts (`take_claim`, checked by one read;
+`adopt`), which then needs no acquisition of its own: one write per turn fewer again. A held lease is left alone:
+the wake then takes the usual way (a nudge of its owner, or this process's run goes round once more). A claim no run
+takes is not renewed: it expires, and a process's scan runs the session.
+
 Tokens come from one counter (`run_lease_tokens`), bumped by every acquisition of any session: a row deleted and
 made again never hands out a token an earlier acquisition had, so a fenced stale owner stays refused.
 """
@@ -195,10 +202,64 @@ class SqliteRunLeases:
         if row is None or row[0] != self.owner or row[1] != lease.token:
             raise LeaseLost(f"session {session_id}: run lease {lease.token} is no longer held by {self.owner}")
 
+    def settle(self, conn: sqlite3.Connection, session_id: str, stored: Sequence[StoredEvent]) -> None:
+        """Last inside each append's write transaction (SqliteEventStore.before_commit): a run's thread lets go at the
+        idle that ends its turn (`let_go_at_idle`); any other thread that logs user input claims the lease for the
+        run its wake starts (`claim`)."""
+        if getattr(self._local, "lease", None) is not None:
+            self.let_go_at_idle(conn, session_id, stored)
+        elif any(e.type.startswith("user.") for e in stored):
+            self.claim(conn, session_id)
+
+    def claim(self, conn: sqlite3.Connection, session_id: str) -> None:
+        """Inside the write that logs a session's input (a send), outside any run: take the session's lease for the
+        run the send's wake starts here, when no live process holds it (module docstring). The claim is the calling
+        thread's until that wake takes it (`take_claim`); a held lease is left alone (the wake nudges its owner, or
+        this process's run goes round once more)."""
+        now = self._now()
+        row = conn.execute(
+            "SELECT owner, token, expires_at, wakes FROM run_leases WHERE session_id = ?", (session_id,)
+        ).fetchone()
+        if row is None:
+            token, wakes = _next_token(conn), 0
+            conn.execute(
+                "INSERT INTO run_leases (session_id, owner, token, expires_at, wakes) VALUES (?,?,?,?,0)",
+                (session_id, self.owner, token, now + self.ttl),
+            )
+        else:
+            owner, _, expires_at, wakes = row
+            if owner is not None and expires_at is not None and expires_at > now:
+                return
+            token = _next_token(conn)
+            conn.execute(
+                "UPDATE run_leases SET owner = ?, token = ?, expires_at = ? WHERE session_id = ?",
+                (self.owner, token, now + self.ttl, session_id),
+            )
+        claims: dict[str, Lease] = self._local.__dict__.setdefault("claims", {})
+        claims[session_id] = Lease(session_id, token, int(wakes))
+
+    def take_claim(self, session_id: str) -> Lease | None:
+        """The lease an append of the calling thread claimed for the session (`claim`), if it still is this process's
+        as claimed (one read: a claim whose write did not commit, or that another acquisition replaced, is None)."""
+        claims: dict[str, Lease] | None = getattr(self._local, "claims", None)
+        lease = claims.pop(session_id, None) if claims else None
+        if lease is None:
+            return None
+        rows = self.db.query("SELECT owner, token FROM run_leases WHERE session_id = ?", (session_id,))
+        if not rows or rows[0][0] != self.owner or rows[0][1] != lease.token:
+            return None
+        return lease
+
+    def adopt(self, lease: Lease) -> None:
+        """A claimed lease taken by the run on the calling thread: held (the heartbeat renews it) and fenced."""
+        with self._lock:
+            self._held[lease.session_id] = lease.token
+        self.fence(lease)
+
     def let_go_at_idle(self, conn: sqlite3.Connection, session_id: str, stored: Sequence[StoredEvent]) -> None:
-        """Last inside an append's write transaction (SqliteEventStore.before_commit): when the calling thread's run
-        logs the idle that ends the session's turn, let go of the lease in that same write (module docstring), unless
-        a wake arrived through another process meanwhile (the release would run once more: it is left to it)."""
+        """Inside a run's append (`settle`): when the calling thread's run logs the idle that ends the session's turn,
+        let go of the lease in that same write (module docstring), unless a wake arrived through another process
+        meanwhile (the release would run once more: it is left to it)."""
         lease: Lease | None = getattr(self._local, "lease", None)
         if lease is None or lease.session_id != session_id or not stored or stored[-1].type != "session.status_idle":
             return
@@ -241,9 +302,12 @@ class SqliteRunLeases:
             )
             if not held:
                 return []
-            conn.execute(  # (not the rows let go: they stay free)
-                "UPDATE run_leases SET expires_at = ? WHERE owner = ? AND expires_at IS NOT NULL",
-                (self._now() + self.ttl, self.owner),
+            # the leases held, each as held (not the rows let go, nor those claimed by a send and not yet run: a
+            # claim no run took expires, and any process's scan then runs the session)
+            expires = self._now() + self.ttl
+            conn.executemany(
+                "UPDATE run_leases SET expires_at = ? WHERE session_id = ? AND owner = ? AND token = ?",
+                [(expires, sid, self.owner, token) for sid, token in held.items()],
             )
             rows = conn.execute("SELECT session_id, token FROM run_leases WHERE owner = ?", (self.owner,))
             mine = {str(sid): int(token) for sid, token in rows}
