@@ -26,17 +26,19 @@ def _msg(text: str) -> dict[str, Any]:
 
 
 def test_interrupt_cuts_a_hanging_model_request(client: anthropic.Anthropic, model_server: ScriptedModelServer) -> None:
-    # Given a model request that hangs for 5 s
+    # Given a model request that hangs for 60 s
     sid = _session(client)
-    model_server.push({"hang_ms": 5000})
+    model_server.push({"hang_ms": 60_000})
     client.beta.sessions.events.send(sid, events=[_msg("hi")])
     wait_until(lambda: any(e.type == "span.model_request_start" for e in all_events(client, sid)))
     # When the user interrupts
     started = time.monotonic()
     client.beta.sessions.events.send(sid, events=[{"type": "user.interrupt"}])
-    events = wait_idle(client, sid, timeout=2)
-    # Then the session is idle well before the hang would end, without an answer
-    assert time.monotonic() - started < 2
+    events = wait_idle(client, sid, timeout=30)
+    # Then the session is idle long before the hang would end (the request was cut, not waited out), without an
+    # answer. (The bound is loose on purpose: how soon is a latency, measured by benches; on CI's loaded machine the
+    # AWS leg's new execution took up to 4.6 s to start, ~1 s here.)
+    assert time.monotonic() - started < 30
     assert [e.type for e in events] == [
         "user.message",
         "session.status_running",
