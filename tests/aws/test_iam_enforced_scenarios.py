@@ -240,9 +240,15 @@ def lost_sandbox(platform: Platform, sid: str) -> None:
     (task_arn,) = [arn for arn, proc in platform.sandboxes.procs.items() if proc.poll() is None]
     platform.sandboxes.procs[task_arn].send_signal(signal.SIGKILL)
     time.sleep(5)  # the 4 s lease runs out without heartbeats (the reaper compares times: no polling can help)
-    platform.reap()
-    stopped = rt.resources.get_by_id("work", work.id)
-    assert stopped is not None and stopped.doc["state"] == "stopped"
+
+    def reaped() -> bool:
+        platform.reap()
+        stopped = rt.resources.get_by_id("work", work.id)
+        return stopped is not None and stopped.doc["state"] == "stopped"
+
+    # (a heartbeat the worker sent just before the kill can be handled later on a loaded machine and move the lease's
+    # end past this first run: the reaper's next runs stop the work then, as its schedule would)
+    wait_until(reaped, 30, interval=1)
     (task,) = platform.ecs().describe_tasks(cluster=platform.cluster, tasks=[task_arn])["tasks"]
     assert task["desiredStatus"] == "STOPPED"
     wait_until(lambda: "Recovered." in str(platform.events(sid)[-3:]), 90, interval=0.2)
