@@ -223,30 +223,21 @@ def served(
         profile_out: Path | None = None
         if timing:
             server_env["BENCH_TIMING"] = "1"
-            server_env.setdefault("BENCH_PROFILE", "none")
-            server_env["BENCH_PROFILE_OUT"] = str(root / "profile-none.txt")  # no profile; py-spy's is its own
         # BENCH_SERVER_SRC (another checkout's code, for an A/B in one window) is honoured by `_profiled_serve.py`
         # only: the plain `managed-agents` entry point runs whatever package this environment installed
         other_src = bool(os.environ.get("BENCH_SERVER_SRC"))
-        if profile == "py-spy":
-            profile_out = Path(os.environ.get("BENCH_PROFILE_OUT", BENCH_DIR / "profile-py-spy.txt"))
-            if timing or other_src:
-                server_env.setdefault("BENCH_PROFILE", "none")
-                server_env["BENCH_PROFILE_OUT"] = str(root / "profile-none.txt")  # py-spy writes its own
-                args = [sys.executable, str(BENCH_DIR / "_profiled_serve.py")]
-            else:
-                args = _cli()
-        elif profile:
+        in_process_profiler = bool(profile) and profile != "py-spy"  # (py-spy samples from outside: its own file)
+        if in_process_profiler:
             profile_out = Path(os.environ.get("BENCH_PROFILE_OUT", BENCH_DIR / f"profile-{profile}.txt"))
-            server_env["BENCH_PROFILE"] = profile
+            server_env["BENCH_PROFILE"] = str(profile)
             server_env["BENCH_PROFILE_OUT"] = str(profile_out)
-            args = [sys.executable, str(BENCH_DIR / "_profiled_serve.py")]
-        elif timing or other_src:
+        elif timing or other_src:  # `_profiled_serve.py` without a profiler
             server_env.setdefault("BENCH_PROFILE", "none")
             server_env["BENCH_PROFILE_OUT"] = str(root / "profile-none.txt")
-            args = [sys.executable, str(BENCH_DIR / "_profiled_serve.py")]
-        else:
-            args = _cli()
+        if profile == "py-spy":
+            profile_out = Path(os.environ.get("BENCH_PROFILE_OUT", BENCH_DIR / "profile-py-spy.txt"))
+        profiled_serve = in_process_profiler or timing or other_src
+        args = [sys.executable, str(BENCH_DIR / "_profiled_serve.py")] if profiled_serve else _cli()
         server = stack.enter_context(
             _process(
                 [*args, "serve", "--port", str(port), "--data-dir", str(data_dir), "--workers", str(workers)],
