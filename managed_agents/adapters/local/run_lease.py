@@ -48,6 +48,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from managed_agents.adapters.local.sqlite_store import SqliteDatabase
 from managed_agents.domain.events import StoredEvent
@@ -87,6 +88,14 @@ def process_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
+def _row(conn: sqlite3.Connection, session_id: str) -> tuple[Any, ...] | None:
+    """The session's lease row as (owner, token, expires_at, wakes), or None."""
+    row: tuple[Any, ...] | None = conn.execute(
+        "SELECT owner, token, expires_at, wakes FROM run_leases WHERE session_id = ?", (session_id,)
+    ).fetchone()
+    return row
+
+
 def _next_token(conn: sqlite3.Connection) -> int:
     """The next lease token (inside the acquiring transaction): never one handed out before, for any session."""
     (token,) = conn.execute("UPDATE run_lease_tokens SET last = last + 1 WHERE id = 1 RETURNING last").fetchone()
@@ -122,29 +131,15 @@ class SqliteRunLeases:
         that owner is told to run the session once more before it lets go)."""
         now = self._now()
         with self.db.transaction() as conn:
-            row = conn.execute(
-                "SELECT owner, token, expires_at, wakes FROM run_leases WHERE session_id = ?", (session_id,)
-            ).fetchone()
-            if row is None:
-                token = _next_token(conn)
-                conn.execute(
-                    "INSERT INTO run_leases (session_id, owner, token, expires_at, wakes) VALUES (?,?,?,?,0)",
-                    (session_id, self.owner, token, now + self.ttl),
-                )
-                lease = Lease(session_id, token, 0)
-            else:
-                owner, _, expires_at, wakes = row
+            row = _row(conn, session_id)
+            if row is not None:
+                owner, _, expires_at, _ = row
                 held_elsewhere = owner is not None and owner != self.owner and (expires_at or 0) > now
                 if held_elsewhere:
                     if nudge:
                         conn.execute("UPDATE run_leases SET wakes = wakes + 1 WHERE session_id = ?", (session_id,))
                     return None
-                token = _next_token(conn)
-                conn.execute(
-                    "UPDATE run_leases SET owner = ?, token = ?, expires_at = ? WHERE session_id = ?",
-                    (self.owner, token, now + self.ttl, session_id),
-                )
-                lease = Lease(session_id, token, wakes)
+            lease = self._take(conn, session_id, row, now)
         with self._lock:
             self._held[session_id] = lease.token
         return lease
@@ -217,26 +212,29 @@ class SqliteRunLeases:
         thread's until that wake takes it (`take_claim`); a held lease is left alone (the wake nudges its owner, or
         this process's run goes round once more)."""
         now = self._now()
-        row = conn.execute(
-            "SELECT owner, token, expires_at, wakes FROM run_leases WHERE session_id = ?", (session_id,)
-        ).fetchone()
+        row = _row(conn, session_id)
+        if row is not None:
+            owner, _, expires_at, _ = row
+            if owner is not None and expires_at is not None and expires_at > now:
+                return
+        claims: dict[str, Lease] = self._local.__dict__.setdefault("claims", {})
+        claims[session_id] = self._take(conn, session_id, row, now)
+
+    def _take(self, conn: sqlite3.Connection, session_id: str, row: tuple[Any, ...] | None, now: float) -> Lease:
+        """Inside a write transaction: the session's lease row (`row` as `_row` read it; None: none yet) made this
+        process's, with a new token and a fresh expiry."""
+        token = _next_token(conn)
         if row is None:
-            token, wakes = _next_token(conn), 0
             conn.execute(
                 "INSERT INTO run_leases (session_id, owner, token, expires_at, wakes) VALUES (?,?,?,?,0)",
                 (session_id, self.owner, token, now + self.ttl),
             )
-        else:
-            owner, _, expires_at, wakes = row
-            if owner is not None and expires_at is not None and expires_at > now:
-                return
-            token = _next_token(conn)
-            conn.execute(
-                "UPDATE run_leases SET owner = ?, token = ?, expires_at = ? WHERE session_id = ?",
-                (self.owner, token, now + self.ttl, session_id),
-            )
-        claims: dict[str, Lease] = self._local.__dict__.setdefault("claims", {})
-        claims[session_id] = Lease(session_id, token, int(wakes))
+            return Lease(session_id, token, 0)
+        conn.execute(
+            "UPDATE run_leases SET owner = ?, token = ?, expires_at = ? WHERE session_id = ?",
+            (self.owner, token, now + self.ttl, session_id),
+        )
+        return Lease(session_id, token, int(row[3]))
 
     def take_claim(self, session_id: str) -> Lease | None:
         """The lease an append of the calling thread claimed for the session (`claim`), if it still is this process's
