@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import random
 import socket
 import threading
 import time
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -13,11 +15,36 @@ import uvicorn
 from managed_agents.api.server import uvicorn_config
 from managed_agents.settings import ServerSettings
 
+_PICK = random.SystemRandom()  # not the module's generator: a test that seeds it would make workers pick alike
+
+
+def _ephemeral_ports() -> tuple[int, int]:
+    """The range the kernel takes client sockets' local ports from (Linux: ip_local_port_range)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 65535  # Linux's default low end up to the top: also covers BSD, macOS and Windows (49152-)
+
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A loopback port that is free now and outside the kernel's ephemeral range.
+
+    The server binds it a moment later (or in another process), so a port the kernel handed out (bind to port 0)
+    could meanwhile become the local end of one of the many client connections the tests make (boto3 to moto, httpx,
+    the SDK): uvicorn then failed with "address already in use" (seen on CI). Ports below the ephemeral range are
+    never given to client sockets; a random pick keeps parallel test processes apart."""
+    low, high = _ephemeral_ports()
+    ports = range(10000, low) if low > 11000 else range(high + 1, 65536)
+    for _ in range(200):
+        port = _PICK.choice(ports)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free loopback port in {ports.start}-{ports.stop - 1}")
 
 
 class UvicornThread:
