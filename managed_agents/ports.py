@@ -247,9 +247,16 @@ class Subscription(Protocol):
     """A stream reader's interest in one session. Subscribe before reading the log so no append is missed."""
 
     deleted: bool
+    ended: bool  # the server is shutting down: the stream ends cleanly (`end`)
 
     async def wait(self, seconds: float) -> None:
-        """Return when the log may have grown (or the session was deleted), or after `seconds`."""
+        """Return when the log may have grown (or the session was deleted, or the stream was ended), or after
+        `seconds`."""
+        ...
+
+    def end(self) -> None:
+        """The server is shutting down (called on the stream's event loop): the reader's `wait` returns at once and
+        the stream ends as at `sse_max_seconds`, so a graceful shutdown does not wait on open streams."""
         ...
 
     def take_previews(self) -> list[JsonObject]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+from collections.abc import Callable
 from typing import Any
 
 import h11
@@ -21,6 +22,7 @@ import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from managed_agents.adapters.local.request_priority import PRIORITY
+from managed_agents.api.sse import STREAM_END
 from managed_agents.domain.ids import new_id
 from managed_agents.settings import ServerSettings
 
@@ -66,6 +68,17 @@ class EdgeH11Protocol(H11Protocol):
             if PRIORITY.counts(scope["path"]):
                 PRIORITY.enter()
                 scope[_COUNTED] = True
+
+    def shutdown(self) -> None:
+        """A graceful shutdown begins (uvicorn): an event stream in flight is told to end (api/sse.py STREAM_END),
+        so it finishes its response cleanly and the connection closes, instead of holding the shutdown until
+        `timeout_graceful_shutdown` cancels it mid-chunk. Any other response in flight finishes as it would."""
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            end: Callable[[], None] | None = cycle.scope.get(STREAM_END)  # type: ignore[assignment]
+            if end is not None:
+                end()
+        super().shutdown()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()

@@ -8,6 +8,9 @@ clients. The stream ends cleanly after `sse_max_seconds` (API Gateway cuts strea
 A stream re-checks its credential about once per ping interval (`recheck`, one key lookup): a key revoked, or a
 work item stopped, while its stream is open ends the stream with an `event: error` (authentication_error).
 
+A graceful shutdown of the server ends its open streams at once, cleanly (STREAM_END), so that a restart neither
+waits on them nor cuts them mid-chunk.
+
 A session deleted while its stream is open ends the stream with `session.deleted`: the notifier says so where it can
 (embedded), else a record read finds it, at most once per `DELETED_CHECK_SECONDS` (AWS: a stream re-reads the log's
 tail every 0.5 s, and a record read after each empty one was half of what an open stream reads; once per 2 s, still
@@ -44,6 +47,10 @@ _encode = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 DELETED_CHECK_SECONDS = 10.0
 INPUTS_HEADER = "x-managed-agents-inputs"  # = "announce": the comment below on a work token's stream
 INPUTS_COMMENT = ": managed-agents-inputs "
+# The ASGI scope key under which a stream's handler leaves its subscription's `end`: the server's protocol calls it
+# when a graceful shutdown begins (api/server.py EdgeH11Protocol.shutdown), and the stream ends at once, cleanly, as
+# at `sse_max_seconds` (its client reconnects with Last-Event-ID, or re-lists, as after any end of a stream).
+STREAM_END = "managed_agents.stream_end"
 
 
 class _Logged(NamedTuple):
@@ -114,7 +121,7 @@ async def event_stream(
     read_store = True  # the first pass reads the store (a Last-Event-ID backlog, appends before the subscription)
     try:
         while True:
-            if max_seconds and time.monotonic() - started >= max_seconds:
+            if subscription.ended or (max_seconds and time.monotonic() - started >= max_seconds):
                 return
             if recheck is not None and time.monotonic() - last_check >= ping_seconds:
                 await recheck()  # raises ApiError when the credential no longer holds
@@ -179,6 +186,8 @@ async def event_stream(
             if max_seconds:
                 wait = min(wait, max_seconds - (now - started))
             await subscription.wait(max(0.0, wait))
+            if subscription.ended:
+                return
             if yield_to is not None:
                 await yield_to()
     except ApiError as exc:  # the stream is already 200: report in-band (a revoked key, a deleted session)

@@ -48,6 +48,7 @@ class _LocalSubscription:
         self.loop = asyncio.get_running_loop()
         self.event = asyncio.Event()
         self.deleted = False
+        self.ended = False
         self._lock = threading.Lock()
         self._queued: list[JsonObject] = []
         self._started: set[str] = set()
@@ -121,6 +122,10 @@ class _LocalSubscription:
             finally:
                 timer.cancel()
         self.event.clear()
+
+    def end(self) -> None:
+        self.ended = True
+        self.event.set()
 
     def close(self) -> None:
         self.owner._remove(self)

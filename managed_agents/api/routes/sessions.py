@@ -24,7 +24,7 @@ from managed_agents.api.deps import (
 )
 from managed_agents.api.edge import REPLAYS_RETRIES_EXTRA, credential, edge_router, sdk_retry
 from managed_agents.api.errors import envelope, request_id
-from managed_agents.api.sse import INPUTS_HEADER, event_stream
+from managed_agents.api.sse import INPUTS_HEADER, STREAM_END, event_stream
 from managed_agents.domain.errors import ApiError, InvalidRequest, NotFound
 from managed_agents.domain.events import JsonObject
 from managed_agents.services.common import check_limit, page_query
@@ -268,4 +268,5 @@ async def open_event_stream(
         inputs_etag=inputs_etag,
     )
     headers = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+    request.scope[STREAM_END] = subscription.end  # a graceful shutdown ends the stream (api/server.py)
     return StreamingResponse(body, media_type="text/event-stream", headers=headers)
