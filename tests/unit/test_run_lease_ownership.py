@@ -235,6 +235,26 @@ def test_a_lease_let_go_at_an_idle_leaves_no_row_after_the_owners_heartbeat(part
     assert b.clear() == 0 and _rows(db, other) == 0
 
 
+def test_a_heartbeat_between_the_idle_write_and_the_end_of_its_step_leaves_the_lease_free(parts) -> None:  # type: ignore[no-untyped-def]
+    db, clock, a, b = parts
+    events = _leased_store(db, a, b)
+    sid = "sesn_" + uuid.uuid4().hex
+    lease = a.acquire(sid)
+    assert lease is not None
+    a.fence(lease)
+    # Given a's run logged the idle that ends the turn (letting go of the lease in that write), and its thread has
+    # not yet learned so (let_go_in_step comes after the step)
+    events.append(sid, [_idle()])
+    # When a's heartbeat runs in between
+    assert a.renew() == []
+    # Then the lease stays free: the next input, logged through b, is claimed there at once, not left to wait for
+    # a lease a's heartbeat made live again with no run behind it (b's wake then nudged a, which had nothing to run)
+    assert a.let_go_in_step(lease)
+    clock.t += 1
+    events.append(sid, [_message()])
+    assert b.take_claim(sid) is not None
+
+
 def test_the_idle_keeps_the_lease_when_a_wake_came_through_another_process(parts) -> None:  # type: ignore[no-untyped-def]
     db, _, a, b = parts
     events = _leased_store(db, a, b)

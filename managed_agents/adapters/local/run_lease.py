@@ -301,10 +301,15 @@ class SqliteRunLeases:
             if not held:
                 return []
             # the leases held, each as held (not the rows let go, nor those claimed by a send and not yet run: a
-            # claim no run took expires, and any process's scan then runs the session)
+            # claim no run took expires, and any process's scan then runs the session). A lease whose step let go
+            # of it at the idle in a write that committed after `held` was read is still in `held` (its thread
+            # learns of it after the step: let_go_in_step) but free in the store (`expires_at IS NULL`): renewing
+            # it made it live again with no run behind it, and the next send's run, through another process, waited
+            # for it to expire (bench/concurrent_sessions.py --workers 2: 2-4 of 100 sessions stalled ~15 s)
             expires = self._now() + self.ttl
             conn.executemany(
-                "UPDATE run_leases SET expires_at = ? WHERE session_id = ? AND owner = ? AND token = ?",
+                "UPDATE run_leases SET expires_at = ? WHERE session_id = ? AND owner = ? AND token = ?"
+                " AND expires_at IS NOT NULL",
                 [(expires, sid, self.owner, token) for sid, token in held.items()],
             )
             rows = conn.execute("SELECT session_id, token FROM run_leases WHERE owner = ?", (self.owner,))
