@@ -121,7 +121,10 @@ def _types(events: list[Any]) -> list[str]:
 
 def fan_out(platform: Platform) -> None:
     """A coordinator delegates to two subagents at once: each child thread runs in an execution of its own, started
-    by the coordinator's ModelTurn; each child's last ModelTurn wakes the session's run with its answer."""
+    by the coordinator's ModelTurn; each child's last ModelTurn wakes the session's run with its answer. North
+    answers well before south: the session's step after north's answer, still waiting on south, wakes south while
+    south's model request runs (its execution is RUNNING, not parked in ToolWait), which is the ModelTurn's
+    DescribeExecution (with equal delays the two answers raced, and that call was made in some runs only)."""
     client = platform.client
     helpers = [client.beta.agents.create(name=n, model="claude-sonnet-4-6") for n in ("north", "south")]
     lead = client.beta.agents.create(
@@ -135,8 +138,8 @@ def fan_out(platform: Platform) -> None:
     ]
     platform.model.push(
         {"match": "survey both", "content": calls},
-        {"match": "survey the north", "content": [{"type": "text", "text": "north: calm"}], "delay_ms": 1500},
-        {"match": "survey the south", "content": [{"type": "text", "text": "south: windy"}], "delay_ms": 1500},
+        {"match": "survey the north", "content": [{"type": "text", "text": "north: calm"}], "delay_ms": 300},
+        {"match": "survey the south", "content": [{"type": "text", "text": "south: windy"}], "delay_ms": 4000},
         {"match": "north: calm", "content": [{"type": "text", "text": "calm north, windy south"}]},
     )
     platform.say(sid, "survey both")
