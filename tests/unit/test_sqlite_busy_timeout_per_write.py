@@ -1,6 +1,7 @@
 """A request's write bounds SQLite's busy wait by its deadline without two `PRAGMA busy_timeout` per write: the
-thread's connection keeps a bound that fits the deadlines of the writes that follow, and a write with no deadline
-gets the default wait back once."""
+writes' connection keeps a bound that fits the deadlines of the writes that follow; a write with no deadline keeps a
+bound within a second of the default wait (the writes share one connection: no PRAGMA back and forth between
+request writes and the harness's), and gets the default back once when the bound is shorter."""
 
 from __future__ import annotations
 
@@ -18,8 +19,12 @@ from managed_agents.domain.ids import new_id
 
 
 def _traced(db: SqliteDatabase) -> list[str]:
+    """The statements of the writes' connection from now on (made by an empty write if none ran yet)."""
+    with db.transaction():
+        pass
+    assert db._writer is not None
     statements: list[str] = []
-    db._conn().set_trace_callback(statements.append)
+    db._writer.conn.set_trace_callback(statements.append)
     return statements
 
 
@@ -43,11 +48,27 @@ def test_request_writes_set_the_busy_wait_once_and_background_writes_restore_it_
     # Then the busy wait was bounded once, below the time left
     (bound,) = _busy_pragmas(statements)
     assert int(bound.split("=")[1]) < 30_000
-    # And two writes with no deadline (the harness's) restore the default once
+    # And writes with no deadline (the harness's) between them keep it, and the next request write too
     _append(store)
     _append(store)
+    with deadline(30.0):
+        _append(store)
+    assert len(_busy_pragmas(statements)) == 1
+    assert store.last_seq("sesn_1") == 13
+
+
+def test_a_write_with_no_deadline_restores_the_default_once_after_a_short_bound(tmp_path: Path) -> None:
+    # Given a write under a 10 s deadline (a bound well below the default)
+    db = SqliteDatabase(tmp_path / "db.sqlite")
+    store = SqliteEventStore(db)
+    statements = _traced(db)
+    with deadline(10.0):
+        _append(store)
+    # When two writes with no deadline follow
+    _append(store)
+    _append(store)
+    # Then the first restored the default, once
     assert _busy_pragmas(statements)[1:] == [f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}"]
-    assert store.last_seq("sesn_1") == 12
 
 
 @pytest.mark.parametrize("seconds", [1.5, 0.3])
@@ -71,8 +92,10 @@ def test_a_write_under_a_deadline_still_gives_up_before_it_when_another_process_
         other.execute("ROLLBACK")
         other.close()
     assert store.last_seq("sesn_1") == 1
-    # And a nearly spent deadline does not leave the thread's reads and writes a short wait: the default is back
-    statements = _traced(db)
+    # And a nearly spent deadline does not leave the writes that follow a short wait: the default is back
+    assert db._writer is not None
+    statements: list[str] = []
+    db._writer.conn.set_trace_callback(statements.append)
     _append(store)
     assert _busy_pragmas(statements) in ([], [f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}"])
-    assert db._local.busy_ms == BUSY_TIMEOUT_MS
+    assert db._writer.busy_ms == BUSY_TIMEOUT_MS

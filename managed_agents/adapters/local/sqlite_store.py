@@ -83,8 +83,10 @@ _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 BUSY_TIMEOUT_MS = 30_000
 # A write under a deadline needs SQLite's busy handler to give up before the deadline. A connection keeps the busy
 # timeout it was given while that is at most the time left and at most _BUSY_SLACK_MS below it; a new one is set
-# _BUSY_SLACK_MS / 2 below the time left, so the request writes that follow on the thread (their deadlines alike)
-# keep it: no PRAGMA per write. Without a deadline the connection gets BUSY_TIMEOUT_MS back (once).
+# _BUSY_SLACK_MS / 2 below the time left, so the request writes that follow (their deadlines alike) keep it: no
+# PRAGMA per write. A write without a deadline (the harness's) keeps a timeout at most _BUSY_SLACK_MS below
+# BUSY_TIMEOUT_MS, else gets BUSY_TIMEOUT_MS back (once): request writes and harness writes share the connection
+# (SqliteDatabase), and under the default request deadline (30 s) neither then sets it again.
 _BUSY_SLACK_MS = 1_000
 _RECORD_COLUMNS = "kind, id, workspace_id, created_at, rev, archived, attrs, doc, expires_at"
 _EXPIRY_INDEX = "CREATE INDEX IF NOT EXISTS resources_by_expiry ON resources (expires_at) WHERE expires_at IS NOT NULL"
@@ -137,20 +139,41 @@ class WriteLock:
         (self._urgent_turn if self._urgent_waiting else self._background_turn).notify()
 
 
+class _Connection:
+    """A SQLite connection and the busy timeout it was last given (`SqliteDatabase._bound_busy_wait`)."""
+
+    __slots__ = ("busy_ms", "conn")
+
+    def __init__(self, path: str) -> None:
+        self.conn = sqlite3.connect(path, timeout=30.0, isolation_level=None, check_same_thread=False)
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=NORMAL")
+        self.conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        self.busy_ms = BUSY_TIMEOUT_MS
+
+
 class SqliteDatabase:
-    """One database file; a connection per thread (WAL lets readers run beside the single writer).
+    """One database file; a connection per thread for reads (WAL lets readers run beside the single writer), and one
+    connection for this process's write transactions, whichever thread runs them.
 
     Writers of this process queue on one lock (`WriteLock`: requests' writes first) before `BEGIN IMMEDIATE`.
     SQLite lets one writer in at a time anyway, and a writer that finds the database locked waits in SQLite's busy
     handler, which sleeps in steps of up to 100 ms: with a hundred sessions appending at once most of a turn's
     latency was those sleeps. The lock hands the write over the moment the previous transaction ends; the busy
     timeout still covers writers in other processes (the `keys` CLI beside a running server, other workers).
+
+    The writes share one connection (used by one thread at a time: the lock's holder) so that its page cache stays
+    warm: in WAL mode a connection drops its whole cache when it begins a transaction after another connection
+    committed, and with a connection per thread (a hundred harness threads, the request threads) nearly every write
+    transaction began by reading the tables' upper pages again from the file. A thread's reads inside its
+    transaction (`query`) go to the transaction's connection, as they did when both were the thread's own.
     """
 
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
         self._local = threading.local()
         self._write_lock = WriteLock()
+        self._writer: _Connection | None = None  # made by the first write; used only by the write lock's holder
         conn = self._conn()
         conn.executescript(_SCHEMA)
         columns = {str(row[1]) for row in conn.execute("PRAGMA table_info(resources)")}
@@ -162,22 +185,26 @@ class SqliteDatabase:
                 conn.execute(f"ALTER TABLE outbox ADD COLUMN {name} TEXT")
         conn.executescript(_LOOKUP_INDEXES + _EXPIRY_INDEX + ";")
 
-    def _conn(self) -> sqlite3.Connection:
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = sqlite3.connect(self.path, timeout=30.0, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
-            self._local.conn = conn
-            self._local.busy_ms = BUSY_TIMEOUT_MS
-        return conn
+    def _own(self) -> _Connection:
+        """The calling thread's own connection (its reads outside a write transaction)."""
+        own: _Connection | None = getattr(self._local, "own", None)
+        if own is None:
+            own = self._local.own = _Connection(self.path)
+        return own
 
-    def _bound_busy_wait(self, conn: sqlite3.Connection, left: float | None) -> None:
-        """Give the calling thread's connection a busy timeout that ends within `left` seconds (None: no deadline,
-        the default), running the PRAGMA only when the current one does not fit (see _BUSY_SLACK_MS)."""
-        current: int = self._local.busy_ms
+    def _conn(self) -> sqlite3.Connection:
+        """The connection the calling thread reads with: its transaction's while it runs one, else its own."""
+        tx: _Connection | None = getattr(self._local, "tx", None)
+        return (tx or self._own()).conn
+
+    @staticmethod
+    def _bound_busy_wait(c: _Connection, left: float | None) -> None:
+        """Give the connection a busy timeout that ends within `left` seconds (None: no deadline, the default),
+        running the PRAGMA only when the current one does not fit (see _BUSY_SLACK_MS)."""
+        current = c.busy_ms
         if left is None:
+            if current >= BUSY_TIMEOUT_MS - _BUSY_SLACK_MS:
+                return
             wanted = BUSY_TIMEOUT_MS
         else:
             ms = int(left * 1000)
@@ -185,21 +212,24 @@ class SqliteDatabase:
                 return
             wanted = max(0, ms - _BUSY_SLACK_MS // 2)
         if current != wanted:
-            conn.execute(f"PRAGMA busy_timeout={wanted}")
-            self._local.busy_ms = wanted
+            c.conn.execute(f"PRAGMA busy_timeout={wanted}")
+            c.busy_ms = wanted
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """A write transaction. Under a caller's deadline (domain/deadline.py: an API request) the wait for the
         write lock, this process's and SQLite's, is bounded by the time left: ServiceUnavailable, nothing done."""
-        conn = self._conn()
         left = deadline.remaining()
         if left is None:
             self._write_lock.acquire()
         elif not self._write_lock.acquire(timeout=left, urgent=True):
             raise ServiceUnavailable(_BUSY)
         try:
-            self._bound_busy_wait(conn, None if left is None else deadline.remaining() or 0.0)
+            if self._writer is None:
+                self._writer = _Connection(self.path)
+            writer = self._writer
+            conn = writer.conn
+            self._bound_busy_wait(writer, None if left is None else deadline.remaining() or 0.0)
             try:
                 conn.execute("BEGIN IMMEDIATE")
             except sqlite3.OperationalError as exc:
@@ -207,23 +237,30 @@ class SqliteDatabase:
                     raise ServiceUnavailable(_BUSY) from exc
                 raise
             finally:
-                if self._local.busy_ms < _BUSY_SLACK_MS:  # (a deadline nearly out: the thread's reads do not keep it)
-                    self._bound_busy_wait(conn, None)
+                if writer.busy_ms < _BUSY_SLACK_MS:  # (a deadline nearly out: the next writes do not keep it)
+                    self._bound_busy_wait(writer, None)
+            self._local.tx = writer
             try:
                 yield conn
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
+            finally:
+                self._local.tx = None
             conn.execute("COMMIT")
         finally:
             self._write_lock.release()
 
     def close(self) -> None:
-        """Close the calling thread's connection (a process about to fork: SQLite connections must not cross it)."""
-        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
+        """Close the calling thread's connection and the writes' (a process about to fork: SQLite connections must
+        not cross it). No write may be running."""
+        own: _Connection | None = getattr(self._local, "own", None)
+        if own is not None:
+            own.conn.close()
+            self._local.own = None
+        if self._writer is not None:
+            self._writer.conn.close()
+            self._writer = None
 
     def query(self, sql: str, params: Sequence[object] = ()) -> list[sqlite3.Row]:
         conn = self._conn()
