@@ -55,6 +55,8 @@ from managed_agents.services.work import WorkService, WorkSettings
 from managed_agents.settings import ServerSettings
 
 if TYPE_CHECKING:  # the embedded adapters load in build_local_runtime: AWS Lambdas import `Runtime` from here
+    import asyncio
+
     from managed_agents.adapters.local.in_process_orchestrator import InProcessOrchestrator
     from managed_agents.adapters.local.request_priority import RequestPriority
     from managed_agents.adapters.local.run_lease import SqliteRunLeases
@@ -97,6 +99,17 @@ class Runtime:
     deliverer: WebhookDeliverer | None = None  # None: no outbox (webhooks are stored, not delivered)
     leases: SqliteRunLeases | None = None  # embedded: per-session run leases (adapters/local/run_lease.py)
     _reaper_stop: threading.Event = field(default_factory=threading.Event)
+
+    def serve_model_requests_on(self, loop: asyncio.AbstractEventLoop, *, leaving: bool = False) -> None:
+        """The embedded server's loop starts (or, `leaving`, stops) serving: the harness's model requests run on it
+        (adapters/anthropic_model.py `run_requests_on`), when the model is the SDK adapter."""
+        if self.orchestrator is None:  # (an API Lambda: no harness here)
+            return
+        from managed_agents.adapters.anthropic_model import AnthropicMessagesModel
+
+        model = self.orchestrator.deps.model
+        if isinstance(model, AnthropicMessagesModel):
+            model.run_requests_on(loop, leaving=leaving)
 
     def set_api_url(self, url: str) -> None:
         """Where sandboxes call the API back (known once the server listens)."""

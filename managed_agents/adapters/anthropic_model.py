@@ -7,7 +7,10 @@ error, or before 2.12 httpx2's own), and a stream that ends before `message_stop
 partial message as if it were whole, or fail an assertion when even `message_start` was missing).
 
 A request that can be cancelled (the embedded orchestrator passes a cancel token) runs as an asyncio task on
-one event loop thread shared by every session of the process, through `AsyncAnthropic`. Cancelling the token
+one event loop shared by every session of the process, through `AsyncAnthropic`: the embedded server's own loop
+while it serves (`run_requests_on`, from the app's lifespan), else a loop on a thread of the adapter's own. (A second
+loop thread beside the server's contended with it for the GIL on every wake-up of either: the server's CPU per
+scripted turn was ~8% higher, bench/concurrent_sessions.py.) Cancelling the token
 cancels the task: a request not yet sent is never sent, and one in flight, even one still waiting for its
 response headers, has its connection closed, so the model endpoint sees the disconnect at once. (The sync client
 could do neither: it blocks in `messages.stream(...).__enter__` until the headers arrive, so an interrupted
@@ -348,6 +351,16 @@ class _LoopThread:
             self.loop.call_soon_threadsafe(self.loop.stop)
 
 
+class _OnLoop:
+    """Coroutines submitted from any thread to an event loop someone else runs (the embedded server's)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+
 class AnthropicMessagesModel:
     def __init__(
         self,
@@ -360,6 +373,8 @@ class AnthropicMessagesModel:
         self._client = client
         self._async_client: anthropic.AsyncAnthropic | None = None
         self._runner: _LoopThread | None = None
+        # the loop given by `run_requests_on` and its own client (a client's connections belong to one loop)
+        self._on_loop: tuple[_OnLoop, anthropic.AsyncAnthropic] | None = None
         self._options = {"api_key": api_key, "base_url": base_url, "timeout": timeout}
         self._lock = threading.Lock()
         self._tls: ssl.SSLContext | None = None  # made once (see the module's docstring)
@@ -379,28 +394,45 @@ class AnthropicMessagesModel:
                 self._client = anthropic.Anthropic(**self._client_options())
             return self._client
 
-    def _async(self) -> tuple[_LoopThread, anthropic.AsyncAnthropic]:
-        """The loop and the client for the async requests (made with the first one)."""
+    def run_requests_on(self, loop: asyncio.AbstractEventLoop | None, *, leaving: bool = False) -> None:
+        """Run the async requests that start from now on `loop` (the embedded server's, while it serves) instead of
+        the adapter's own loop thread. `leaving=True`: that loop stops serving; requests go back to the own thread
+        (unless another loop was given since). Requests already running stay on the loop they started on."""
         with self._lock:
+            current = self._on_loop[0].loop if self._on_loop is not None else None
+            if leaving:
+                if current is loop:
+                    self._on_loop = None
+            elif loop is not current:
+                self._on_loop = (_OnLoop(loop), self._new_async_client()) if loop is not None else None
+
+    def _async(self) -> tuple[_LoopThread | _OnLoop, anthropic.AsyncAnthropic]:
+        """The loop and the client for the async requests: the loop given by `run_requests_on` while it runs, else
+        the own loop thread (made with its first request)."""
+        with self._lock:
+            if self._on_loop is not None and not self._on_loop[0].loop.is_closed():
+                return self._on_loop
             if self._runner is None or self._async_client is None:
                 self._runner = _LoopThread()
                 weakref.finalize(self, self._runner.stop)  # no thread outlives a model nobody closed
-                if self._tls is None:
-                    self._tls = httpx2.create_ssl_context()
-                timeout = cast(float, self._options["timeout"])
-                if urllib.request.getproxies():  # the SDK's client routes through the proxies as it does
-                    http_client = anthropic.DefaultAsyncHttpxClient(verify=self._tls, timeout=timeout)
-                else:
-                    http_client = anthropic.DefaultAsyncHttpxClient(
-                        transport=LeanAsyncTransport(self._tls), timeout=timeout
-                    )
-                self._async_client = anthropic.AsyncAnthropic(**self._client_options(), http_client=http_client)
+                self._async_client = self._new_async_client()
             return self._runner, self._async_client
 
+    def _new_async_client(self) -> anthropic.AsyncAnthropic:
+        if self._tls is None:
+            self._tls = httpx2.create_ssl_context()
+        timeout = cast(float, self._options["timeout"])
+        if urllib.request.getproxies():  # the SDK's client routes through the proxies as it does
+            http_client = anthropic.DefaultAsyncHttpxClient(verify=self._tls, timeout=timeout)
+        else:
+            http_client = anthropic.DefaultAsyncHttpxClient(transport=LeanAsyncTransport(self._tls), timeout=timeout)
+        return anthropic.AsyncAnthropic(**self._client_options(), http_client=http_client)
+
     def close(self) -> None:
-        """Stop the request loop thread, if one was started (idempotent; a later request starts a new one)."""
+        """Stop the request loop thread, if one was started (idempotent; a later request starts a new one), and
+        forget a loop given by `run_requests_on`."""
         with self._lock:
-            runner, self._runner, self._async_client = self._runner, None, None
+            runner, self._runner, self._async_client, self._on_loop = self._runner, None, None, None
         if runner is not None:
             runner.stop()
 

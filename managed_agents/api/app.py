@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
@@ -33,12 +36,23 @@ if TYPE_CHECKING:
 
 
 def create_app(rt: Runtime) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # the harness's model requests run on the serving loop while it serves (adapters/anthropic_model.py)
+        loop = asyncio.get_running_loop()
+        rt.serve_model_requests_on(loop)
+        try:
+            yield
+        finally:
+            rt.serve_model_requests_on(loop, leaving=True)
+
     app = FastAPI(
         title="Managed Agents (self-hosted)",
         version=__version__,
         description="The Anthropic Managed Agents API, served by your own deployment.",
         docs_url="/docs",
         redoc_url=None,
+        lifespan=lifespan,
     )
     app.state.runtime = rt
     install_error_handlers(app)

@@ -6,6 +6,7 @@ waiting for response headers, the moment the sync SDK cannot be interrupted in.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
@@ -120,3 +121,81 @@ def test_requests_after_close_start_a_new_loop(endpoint: SilentEndpoint) -> None
         model.close()
     assert isinstance(first, ModelResponse) and isinstance(second, ModelResponse)
     assert [first.content[0]["text"], second.content[0]["text"]] == ["first", "second"]
+
+
+@pytest.fixture
+def server_loop() -> Iterator[asyncio.AbstractEventLoop]:
+    """An event loop running on a thread of its own, as the embedded server's does."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    yield loop
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(5)
+    loop.close()
+
+
+def _request_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name == "model-requests"]
+
+
+def test_a_request_on_the_servers_loop_is_cancelled_as_on_the_own_thread(
+    endpoint: SilentEndpoint, server_loop: asyncio.AbstractEventLoop
+) -> None:
+    # Given a model whose requests run on the server's loop, and a request the endpoint will never answer
+    model = AnthropicMessagesModel(api_key="test", base_url=f"http://127.0.0.1:{endpoint.port}", timeout=30)
+    model.run_requests_on(server_loop)
+    before = _request_threads()
+    token = ThreadCancelToken()
+    out: list[object] = []
+    caller = threading.Thread(target=_run, args=(model, token, out), daemon=True)
+    caller.start()
+    assert endpoint.received.wait(10)
+    # When the token is cancelled
+    token.cancel()
+    caller.join(2)
+    # Then the call returns Cancelled at once and the connection is closed, with no loop thread of the model's own
+    assert not caller.is_alive()
+    assert len(out) == 1 and isinstance(out[0], Cancelled)
+    assert endpoint.closed.wait(2)
+    assert _request_threads() == before
+    model.close()
+
+
+def test_requests_run_on_the_servers_loop_while_it_serves_then_on_the_own_thread(
+    server_loop: asyncio.AbstractEventLoop,
+) -> None:
+    from managed_agents.testing.scripted_model import ScriptedModelServer
+
+    seen: list[bool] = []
+
+    def on_event(_: object) -> None:  # called on the loop the request runs on
+        seen.append(threading.current_thread() is not threading.main_thread() and _loop_is(server_loop))
+
+    with ScriptedModelServer(["first", "second", "third"]) as server:
+        # Given a model given the server's loop
+        model = AnthropicMessagesModel(api_key="test", base_url=server.base_url, timeout=30)
+        model.run_requests_on(server_loop)
+        # When a request runs, Then it runs on that loop
+        first = model.stream_message(dict(REQUEST), cancel=ThreadCancelToken(), on_event=on_event)
+        assert seen and all(seen)
+        # When another loop leaves (not the one given), Then requests stay on the server's loop
+        model.run_requests_on(asyncio.new_event_loop(), leaving=True)
+        seen.clear()
+        second = model.stream_message(dict(REQUEST), cancel=ThreadCancelToken(), on_event=on_event)
+        assert seen and all(seen)
+        # When the server's loop leaves, Then the next request runs on the model's own loop thread
+        model.run_requests_on(server_loop, leaving=True)
+        seen.clear()
+        third = model.stream_message(dict(REQUEST), cancel=ThreadCancelToken(), on_event=on_event)
+        assert seen and not any(seen)
+        assert _request_threads()
+        model.close()
+    assert [r.content[0]["text"] for r in (first, second, third)] == ["first", "second", "third"]
+
+
+def _loop_is(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
