@@ -4,6 +4,7 @@ thread's reads inside its transaction still see what the transaction wrote."""
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from pathlib import Path
 
@@ -72,3 +73,36 @@ def test_close_closes_the_writes_connection_and_a_later_write_opens_another(tmp_
     # Then the write ran on a new connection
     assert db._writer is not None and db._writer is not first
     assert store.last_seq("sesn_1") == 2
+
+
+def test_a_commit_that_fails_leaves_the_shared_connection_ready_for_the_next_write(tmp_path: Path) -> None:
+    # Given a table with a deferred foreign key, checked on the writes' connection (a COMMIT that fails leaves
+    # SQLite's transaction open: here the deferred check refuses it)
+    db = SqliteDatabase(tmp_path / "db.sqlite")
+    with db.transaction() as conn:
+        conn.execute("CREATE TABLE parents (id INTEGER PRIMARY KEY)")
+        conn.execute("CREATE TABLE children (parent INTEGER REFERENCES parents (id) DEFERRABLE INITIALLY DEFERRED)")
+    assert db._writer is not None
+    db._writer.conn.execute("PRAGMA foreign_keys = ON")
+    # When a write's COMMIT fails
+    try:
+        with db.transaction() as conn:
+            conn.execute("INSERT INTO children VALUES (42)")
+    except sqlite3.IntegrityError:
+        pass
+    else:
+        raise AssertionError("the COMMIT should have failed on the deferred foreign key")
+    # Then nothing of it is stored, and the next write of any thread begins and commits
+    done: list[int] = []
+
+    def write() -> None:
+        with db.transaction() as conn:
+            conn.execute("INSERT INTO parents VALUES (1)")
+        done.append(1)
+
+    t = threading.Thread(target=write)
+    t.start()
+    t.join(10)
+    assert done == [1]
+    assert [tuple(r) for r in db.query("SELECT count(*) FROM children")] == [(0,)]
+    assert [tuple(r) for r in db.query("SELECT id FROM parents")] == [(1,)]

@@ -247,7 +247,14 @@ class SqliteDatabase:
                 raise
             finally:
                 self._local.tx = None
-            conn.execute("COMMIT")
+            try:
+                conn.execute("COMMIT")
+            except BaseException:
+                # A COMMIT that fails (a full disk, a deferred constraint) leaves the transaction open: on the one
+                # connection every write of the process shares, each later BEGIN would then fail.
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
         finally:
             self._write_lock.release()
 
