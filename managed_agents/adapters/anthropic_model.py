@@ -351,6 +351,25 @@ class _LoopThread:
             self.loop.call_soon_threadsafe(self.loop.stop)
 
 
+class _AsyncAnthropic(anthropic.AsyncAnthropic):
+    """The SDK's async client, with its join of the base URL and a request's path kept per path: `_prepare_url`
+    parsed the path and copied the base URL (~37 us) on every request, for the one path the adapter posts to. A
+    join is reused only with the base URL it was made from (assigning `base_url` makes a new one)."""
+
+    def _prepare_url(self, url: str) -> httpx2.URL:
+        joined: dict[str, tuple[httpx2.URL, httpx2.URL]] = self.__dict__.setdefault("_joined_urls", {})
+        base, known = joined.get(url, (None, None))
+        if known is not None and base is self.base_url:
+            return known
+        prepared = super()._prepare_url(url)
+        joined[url] = (self.base_url, prepared)
+        return prepared
+
+
+# the SDK's User-Agent names the client's class: the requests stay the SDK's own, byte for byte
+_AsyncAnthropic.__name__ = _AsyncAnthropic.__qualname__ = "AsyncAnthropic"
+
+
 class _OnLoop:
     """Coroutines submitted from any thread to an event loop someone else runs (the embedded server's)."""
 
@@ -426,7 +445,7 @@ class AnthropicMessagesModel:
             http_client = anthropic.DefaultAsyncHttpxClient(verify=self._tls, timeout=timeout)
         else:
             http_client = anthropic.DefaultAsyncHttpxClient(transport=LeanAsyncTransport(self._tls), timeout=timeout)
-        return anthropic.AsyncAnthropic(**self._client_options(), http_client=http_client)
+        return _AsyncAnthropic(**self._client_options(), http_client=http_client)
 
     def close(self) -> None:
         """Stop the request loop thread, if one was started (idempotent; a later request starts a new one), and
