@@ -125,6 +125,10 @@ class SessionState:
     consecutive_errors: int = 0
     last_error_retry: str | None = None  # retry_status.type of the latest session.error
     interrupt_seq: int | None = None  # a user.interrupt not yet answered by an idle/terminated status
+    # how many `pending` entries were logged before that interrupt: input the interrupt stops the turn for (no request
+    # took it yet); the stop moves them into the transcript, to go with the next user turn (input logged after the
+    # interrupt stays pending and runs a new turn)
+    pending_at_interrupt: int = 0
     idle_requires_action: tuple[str, ...] | None = None  # event ids of the current requires_action idle
     usage: Usage = field(default_factory=Usage)
     last_request_input_tokens: int = 0  # the context size of the last request (0: unknown, e.g. after compaction)
@@ -335,6 +339,7 @@ def _apply(st: SessionState, ev: StoredEvent) -> None:
         st.thread_interrupts[str(internal["thread"])] = ev
     elif t == "user.interrupt":
         st.interrupt_seq, st.interrupt_event = ev.seq, ev
+        st.pending_at_interrupt = len(st.pending)
         st.budget_stop_seq = None  # an interrupted session does not resume its turn when the budget is raised
     elif t == "session.usage":
         st.last_usage_at = ev.processed_at
@@ -377,10 +382,15 @@ def _apply(st: SessionState, ev: StoredEvent) -> None:
             st.running_since = None
         st.status = new_status
         if new_status in ("idle", "terminated"):
-            st.interrupt_seq, st.interrupt_event = None, None
+            # input the interrupt this stop answers came after (sent, then interrupted before any request took it):
+            # the turn it would have started is stopped; it goes with the next user turn, as the settled results do
+            stopped: list[JsonObject] = []
+            if st.interrupt_seq is not None:
+                stopped, st.pending = st.pending[: st.pending_at_interrupt], st.pending[st.pending_at_interrupt :]
+            st.interrupt_seq, st.interrupt_event, st.pending_at_interrupt = None, None, 0
             # calls settled by the stop itself (an interrupt's error results): the model is not asked again now;
             # their results go with the next user turn
-            _add_user_blocks(st, _take_settled_results(st))
+            _add_user_blocks(st, _take_settled_results(st) + stopped)
             # an idle session retries nothing: a pending retry (e.g. cut short by an interrupt) is dropped and the
             # next turn starts with a fresh attempt budget
             st.consecutive_errors = 0

@@ -57,16 +57,30 @@ def test_an_interrupt_sent_right_after_the_message_stops_the_turn(
 ) -> None:
     # Given sessions whose turn has just been started (its model request may not be sent yet; on AWS its execution
     # may not have begun evaluating: a StopExecution then hit a moto race that answered 500, see tests/aws/platform.py)
-    for _ in range(5):
+    sids = []
+    for i in range(5):
         sid = _session(client)
-        model_server.push({"hang_ms": 20_000, "content": [{"type": "text", "text": "late"}], "match": "early"})
-        client.beta.sessions.events.send(sid, events=[_msg("early")])
+        # (the reply to the follow-up below goes first: its request's user turn holds "early {i}" too)
+        model_server.push({"match": f"later {i}", "content": [{"type": "text", "text": f"ok {i}"}]})
+        model_server.push({"hang_ms": 20_000, "content": [{"type": "text", "text": "late"}], "match": f"early {i}"})
+        client.beta.sessions.events.send(sid, events=[_msg(f"early {i}")])
         # When the user interrupts at once
         client.beta.sessions.events.send(sid, events=[{"type": "user.interrupt"}])
         # Then the session idles without an answer
         events = wait_idle(client, sid, timeout=30)
         assert "user.interrupt" in [e.type for e in events]
         assert "agent.message" not in [e.type for e in events]
+        sids.append(sid)
+    # And it stays stopped: the interrupted message gets no turn of its own after that idle (it did when the interrupt
+    # came before any request took it: the session ran again, and its hanging request held the next message back);
+    # the next message gets the one answer, its request holding both messages
+    for i, sid in enumerate(sids):
+        client.beta.sessions.events.send(sid, events=[_msg(f"later {i}")])
+        events = wait_idle(client, sid, timeout=30, count=2)
+        assert [e.content[0].text for e in events if e.type == "agent.message"] == [f"ok {i}"], [e.type for e in events]
+        assert "session.error" not in [e.type for e in events]
+        asked = [json.dumps(r["body"]["messages"]) for r in model_server.requests if f"later {i}" in json.dumps(r)]
+        assert len(asked) == 1 and f"early {i}" in asked[0]
 
 
 def test_message_after_interrupt_in_same_request_runs_a_new_turn(
