@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from managed_agents.adapters.local.run_lease import LeaseLost, SqliteRunLeases
+from managed_agents.adapters.local.run_lease import Lease, LeaseLost, SqliteRunLeases
 from managed_agents.adapters.local.sqlite_store import SqliteDatabase, SqliteEventStore
 from managed_agents.domain.events import NewEvent
 from managed_agents.domain.ids import new_id
@@ -163,6 +163,15 @@ def _idle(stop: str = "end_turn") -> NewEvent:
     return NewEvent(new_id("event"), "session.status_idle", {"stop_reason": {"type": stop}})
 
 
+def _fenced(owner: SqliteRunLeases) -> tuple[str, Lease]:
+    """A new session whose lease `owner` holds, with the calling thread fenced under it (a run's thread)."""
+    sid = "sesn_" + uuid.uuid4().hex
+    lease = owner.acquire(sid)
+    assert lease is not None
+    owner.fence(lease)
+    return sid, lease
+
+
 def _leased_store(db: SqliteDatabase, *owners: SqliteRunLeases) -> SqliteEventStore:
     """The event store as the embedded runtime wires it (wiring.py), for one or two "processes" sharing it."""
     events = SqliteEventStore(db)
@@ -186,10 +195,7 @@ def _count_writes(db: SqliteDatabase) -> list[int]:
 def test_the_idle_that_ends_a_turn_lets_go_of_the_lease_in_its_own_write(parts) -> None:  # type: ignore[no-untyped-def]
     db, clock, a, b = parts
     events = _leased_store(db, a, b)
-    sid = "sesn_" + uuid.uuid4().hex
-    lease = a.acquire(sid)
-    assert lease is not None
-    a.fence(lease)
+    sid, lease = _fenced(a)
     writes = _count_writes(db)
     # When a's run logs the idle that ends the turn
     events.append(sid, [NewEvent(new_id("event"), "agent.message", {"n": 1})])
@@ -214,10 +220,7 @@ def test_the_idle_that_ends_a_turn_lets_go_of_the_lease_in_its_own_write(parts) 
 def test_a_lease_let_go_at_an_idle_leaves_no_row_after_the_owners_heartbeat(parts) -> None:  # type: ignore[no-untyped-def]
     db, _, a, b = parts
     events = _leased_store(db, a, b)
-    sid = "sesn_" + uuid.uuid4().hex
-    lease = a.acquire(sid)
-    assert lease is not None
-    a.fence(lease)
+    sid, lease = _fenced(a)
     events.append(sid, [_idle()])
     assert a.let_go_in_step(lease)
     # Given the row is still there (free) after the step
@@ -238,10 +241,7 @@ def test_a_lease_let_go_at_an_idle_leaves_no_row_after_the_owners_heartbeat(part
 def test_a_heartbeat_between_the_idle_write_and_the_end_of_its_step_leaves_the_lease_free(parts) -> None:  # type: ignore[no-untyped-def]
     db, clock, a, b = parts
     events = _leased_store(db, a, b)
-    sid = "sesn_" + uuid.uuid4().hex
-    lease = a.acquire(sid)
-    assert lease is not None
-    a.fence(lease)
+    sid, lease = _fenced(a)
     # Given a's run logged the idle that ends the turn (letting go of the lease in that write), and its thread has
     # not yet learned so (let_go_in_step comes after the step)
     events.append(sid, [_idle()])
@@ -258,10 +258,7 @@ def test_a_heartbeat_between_the_idle_write_and_the_end_of_its_step_leaves_the_l
 def test_the_idle_keeps_the_lease_when_a_wake_came_through_another_process(parts) -> None:  # type: ignore[no-untyped-def]
     db, _, a, b = parts
     events = _leased_store(db, a, b)
-    sid = "sesn_" + uuid.uuid4().hex
-    lease = a.acquire(sid)
-    assert lease is not None
-    a.fence(lease)
+    sid, lease = _fenced(a)
     # Given b was woken for the session during a's turn (it nudged a)
     assert b.acquire(sid) is None
     # When a's run logs the idle
