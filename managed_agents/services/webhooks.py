@@ -571,7 +571,18 @@ class WebhookDeliverer:
 
     def _attempt_guarded(self, rec: Record) -> None:
         try:
-            self.attempt(rec)
+            # The delivery as it is now: a pass reads the pending deliveries, then skips those in flight, so a pass
+            # that read one just before its attempt ended (recorded, then out of flight) held a stale copy and posted
+            # the event a second time (seen in CI: one event delivered twice). Finished or rescheduled since: not now.
+            # (On AWS, deliver_one reads the delivery itself right before its attempt.)
+            fresh = self.svc.resources.get(DELIVERY.name, rec.workspace_id, rec.id)
+            if (
+                fresh is None
+                or fresh.doc.get("state") != PENDING
+                or parse_rfc3339(str(fresh.doc["next_attempt_at"])) > self.svc.clock.now()
+            ):
+                return
+            self.attempt(fresh)
         except Exception:
             log.exception("webhook delivery attempt failed", extra={"delivery_id": rec.id})
         finally:

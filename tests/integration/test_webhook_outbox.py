@@ -111,3 +111,37 @@ def test_an_endpoint_created_by_another_process_is_seen_by_the_next_event(tmp_pa
     assert [e.type for e in outbox.pending()] == ["session.status_idled"]
     first.close()
     second.close()
+
+
+def test_a_pass_holding_a_delivery_read_before_its_attempt_ended_does_not_post_it_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    r = Receiver()
+    with serve(r.handler()) as url:
+        rt = open_runtime(tmp_path)
+        try:
+            sid = new_session(rt)
+            deliverer = rt.deliverer
+            assert deliverer is not None
+            rt.webhooks.create(WS, WebhookEndpointCreateParams(url=url, enabled_events=["session.status_idled"]))
+            rt.events.append(sid, [idle("sevt_idle1")])
+            deliverer.fan_out()
+            # Given a copy of the pending delivery read before its attempt (by another pass) ended and left flight
+            (stale,) = rt.resources.find("webhook_delivery", "state", ["pending"])
+            deliverer.run_once(wait=True)
+            assert len(r.delivered()) == 1
+            # When the next pass finds that stale copy among the pending deliveries (beside a new event's)
+            rt.events.append(sid, [idle("sevt_idle2")])
+            find = rt.resources.find
+            monkeypatch.setattr(rt.resources, "find", lambda *a, **kw: [stale, *find(*a, **kw)])
+            deliverer.run_once(wait=True)
+            # Then only the new event is posted: the first is not posted again, its delivery keeps its one attempt
+            ids = [h["webhook-id"] for h, _, _ in r.received]
+            assert len(ids) == 2 and len(set(ids)) == 2, ids
+            monkeypatch.undo()
+            assert [len(d.doc["attempts"]) for d in rt.resources.find("webhook_delivery", "state", ["delivered"])] == [
+                1,
+                1,
+            ]
+        finally:
+            rt.close()
