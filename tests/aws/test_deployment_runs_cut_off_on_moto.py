@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -28,7 +29,7 @@ from tests.infra.conftest import Synth
 
 pytestmark = pytest.mark.slow
 
-GRACE_SECONDS = 2.0
+GRACE_SECONDS = 5.0  # the first reap below normally runs well within it (a loaded machine may not: see there)
 ENV = {
     "MANAGED_AGENTS_WEBHOOK_ALLOW_LOOPBACK": "true",
     "MANAGED_AGENTS_DEPLOYMENT_RUN_GRACE_SECONDS": str(GRACE_SECONDS),
@@ -99,9 +100,12 @@ def test_a_manual_run_cut_off_after_its_claim_is_finished_once_by_the_reaper(
         assert claimed.session_id is None and claimed.error is None
         # When the reaper runs before the grace is over (the fire may still be finishing in its own function)
         platform.reap()
-        # Then the run is left alone
+        reaped_within = (datetime.now(UTC) - claimed.created_at).total_seconds()  # (at most: measured after it ran)
+        # Then the run is left alone (a loaded machine can take longer than the grace to get here, at load 8 it did:
+        # the reaper then rightly finishes it, and what follows checks that it does so once)
         (still,) = client.beta.deployment_runs.list(deployment_id=dep.id)
-        assert still.session_id is None and still.error is None
+        if reaped_within < GRACE_SECONDS:
+            assert still.session_id is None and still.error is None
         # When it runs after the grace, and again (overlapping schedules, the next minute)
         platform.model.push("done")
 
