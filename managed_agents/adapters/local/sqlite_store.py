@@ -242,19 +242,15 @@ class SqliteDatabase:
             self._local.tx = writer
             try:
                 yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            finally:
-                self._local.tx = None
-            try:
                 conn.execute("COMMIT")
             except BaseException:
-                # A COMMIT that fails (a full disk, a deferred constraint) leaves the transaction open: on the one
-                # connection every write of the process shares, each later BEGIN would then fail.
+                # (a COMMIT that fails, on a full disk or a deferred constraint, leaves the transaction open too: on
+                # the one connection every write of the process shares, each later BEGIN would then fail)
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
+            finally:
+                self._local.tx = None
         finally:
             self._write_lock.release()
 
