@@ -8,6 +8,7 @@ the same at event 100 and at event 100,000.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -16,6 +17,11 @@ from contextlib import contextmanager
 from dataclasses import replace as with_fields
 from datetime import UTC, datetime
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # (not POSIX: writers across processes wait in SQLite's busy handler alone)
+    fcntl = None  # type: ignore[assignment]
 
 from managed_agents.domain import deadline
 from managed_agents.domain.clock import Clock, SystemClock, parse_rfc3339, rfc3339
@@ -139,6 +145,72 @@ class WriteLock:
         (self._urgent_turn if self._urgent_waiting else self._background_turn).notify()
 
 
+class FileWriteLock:
+    """The database's writers across processes (`serve --workers N`, the `keys` CLI beside a server), one at a time:
+    an exclusive `flock` on a file beside the database, taken by the holder of this process's `WriteLock` before
+    `BEGIN IMMEDIATE` and given back after its COMMIT.
+
+    Without it a writer that found another process's transaction open waited in SQLite's busy handler, which polls
+    with sleeps of up to 100 ms (bench/mixed_load.py --workers 2: 2-3 s of such waits per run, the longest 230-630
+    ms). The kernel hands a lock over the moment it is given back: the longest wait fell to ~110 ms in two
+    instrumented pairs of runs (the sends' p99 there did not move: it is bound by the CPU). A writer without a
+    deadline (the harness's) blocks in the kernel; one under a request's deadline polls, every 0.25 ms at first and
+    at most every 2 ms, up to the deadline (flock has no timeout; a writer blocked in the kernel past its deadline
+    would break the 503 rule of api/edge.py). Polling is not fair: a process writing back to back can keep the lock
+    from a poller until its deadline, as SQLite's busy handler could. SQLite's busy timeout still covers a writer
+    that does not take this lock (an older build, the sqlite3 shell).
+
+    The file is opened per process (an open file description inherited across a fork would be the parent's lock,
+    not one of its own)."""
+
+    def __init__(self, db_path: str) -> None:
+        self.path = None if fcntl is None or db_path == ":memory:" or db_path.startswith("file:") else db_path + "-lock"
+        self._fd: tuple[int, int] | None = None  # (pid, fd): the file as this process opened it
+
+    def _file(self) -> int:
+        assert self.path is not None
+        pid = os.getpid()
+        if self._fd is None or self._fd[0] != pid:
+            self._fd = (pid, os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600))
+        return self._fd[1]
+
+    def acquire(self, timeout: float | None = None) -> bool:
+        """Take the lock (False: `timeout` seconds passed first, nothing taken)."""
+        if self.path is None:
+            return True
+        fd = self._file()
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            pass
+        if timeout is None:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            return True
+        ends, pause = time.monotonic() + timeout, 0.00025
+        while True:
+            left = ends - time.monotonic()
+            if left <= 0:
+                return False
+            time.sleep(min(pause, left))
+            pause = min(pause * 2, 0.002)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
+            except BlockingIOError:
+                continue
+
+    def release(self) -> None:
+        if self.path is not None:
+            fcntl.flock(self._file(), fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        """Close the file if this process opened it (a process about to fork)."""
+        if self._fd is not None and self._fd[0] == os.getpid():
+            os.close(self._fd[1])
+        self._fd = None
+
+
 class _Connection:
     """A SQLite connection and the busy timeout it was last given (`SqliteDatabase._bound_busy_wait`)."""
 
@@ -159,8 +231,9 @@ class SqliteDatabase:
     Writers of this process queue on one lock (`WriteLock`: requests' writes first) before `BEGIN IMMEDIATE`.
     SQLite lets one writer in at a time anyway, and a writer that finds the database locked waits in SQLite's busy
     handler, which sleeps in steps of up to 100 ms: with a hundred sessions appending at once most of a turn's
-    latency was those sleeps. The lock hands the write over the moment the previous transaction ends; the busy
-    timeout still covers writers in other processes (the `keys` CLI beside a running server, other workers).
+    latency was those sleeps. The lock hands the write over the moment the previous transaction ends; its holder
+    then takes `FileWriteLock`, the same hand-over between processes (other workers, the `keys` CLI beside a running
+    server), and the busy timeout covers what remains (a writer that takes neither).
 
     The writes share one connection (used by one thread at a time: the lock's holder) so that its page cache stays
     warm: in WAL mode a connection drops its whole cache when it begins a transaction after another connection
@@ -173,6 +246,7 @@ class SqliteDatabase:
         self.path = str(path)
         self._local = threading.local()
         self._write_lock = WriteLock()
+        self._file_lock = FileWriteLock(self.path)  # (other processes' writers)
         self._writer: _Connection | None = None  # made by the first write; used only by the write lock's holder
         conn = self._conn()
         conn.executescript(_SCHEMA)
@@ -218,41 +292,51 @@ class SqliteDatabase:
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """A write transaction. Under a caller's deadline (domain/deadline.py: an API request) the wait for the
-        write lock, this process's and SQLite's, is bounded by the time left: ServiceUnavailable, nothing done."""
+        write locks, this process's, the processes' and SQLite's, is bounded by the time left: ServiceUnavailable,
+        nothing done."""
         left = deadline.remaining()
         if left is None:
             self._write_lock.acquire()
         elif not self._write_lock.acquire(timeout=left, urgent=True):
             raise ServiceUnavailable(_BUSY)
         try:
-            if self._writer is None:
-                self._writer = _Connection(self.path)
-            writer = self._writer
-            conn = writer.conn
-            self._bound_busy_wait(writer, None if left is None else deadline.remaining() or 0.0)
+            if not self._file_lock.acquire(None if left is None else max(0.0, deadline.remaining() or 0.0)):
+                raise ServiceUnavailable(_BUSY)
             try:
-                conn.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:
-                if left is not None and "locked" in str(exc):
-                    raise ServiceUnavailable(_BUSY) from exc
-                raise
+                yield from self._transaction(left)
             finally:
-                if writer.busy_ms < _BUSY_SLACK_MS:  # (a deadline nearly out: the next writes do not keep it)
-                    self._bound_busy_wait(writer, None)
-            self._local.tx = writer
-            try:
-                yield conn
-                conn.execute("COMMIT")
-            except BaseException:
-                # (a COMMIT that fails, on a full disk or a deferred constraint, leaves the transaction open too: on
-                # the one connection every write of the process shares, each later BEGIN would then fail)
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-            finally:
-                self._local.tx = None
+                self._file_lock.release()
         finally:
             self._write_lock.release()
+
+    def _transaction(self, left: float | None) -> Iterator[sqlite3.Connection]:
+        """The transaction itself, both write locks held."""
+        if self._writer is None:
+            self._writer = _Connection(self.path)
+        writer = self._writer
+        conn = writer.conn
+        self._bound_busy_wait(writer, None if left is None else deadline.remaining() or 0.0)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if left is not None and "locked" in str(exc):
+                raise ServiceUnavailable(_BUSY) from exc
+            raise
+        finally:
+            if writer.busy_ms < _BUSY_SLACK_MS:  # (a deadline nearly out: the next writes do not keep it)
+                self._bound_busy_wait(writer, None)
+        self._local.tx = writer
+        try:
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException:
+            # (a COMMIT that fails, on a full disk or a deferred constraint, leaves the transaction open too: on
+            # the one connection every write of the process shares, each later BEGIN would then fail)
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        finally:
+            self._local.tx = None
 
     def close(self) -> None:
         """Close the calling thread's connection and the writes' (a process about to fork: SQLite connections must
@@ -264,6 +348,7 @@ class SqliteDatabase:
         if self._writer is not None:
             self._writer.conn.close()
             self._writer = None
+        self._file_lock.close()
 
     def query(self, sql: str, params: Sequence[object] = ()) -> list[sqlite3.Row]:
         conn = self._conn()
