@@ -236,7 +236,7 @@ class McpTestServer:
         self._sock.bind(("127.0.0.1", 0))
         self.port = int(self._sock.getsockname()[1])
         app = _Gate(self, self._mcp.streamable_http_app())
-        config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=1, lifespan="on")
+        config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=1, lifespan="on", loop="asyncio")
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True)
 

@@ -804,6 +804,7 @@ class ScriptedModelServer:
             access_log=False,
             lifespan="off",
             timeout_graceful_shutdown=1,
+            loop="asyncio",  # (as the server's: api/server.py uvicorn_config)
         )
         server = uvicorn.Server(config)
         thread = threading.Thread(
@@ -906,7 +907,7 @@ def serve(
         f"export ANTHROPIC_BASE_URL={url}",
         flush=True,
     )
-    config = uvicorn.Config(build_app(state), log_level="warning", access_log=False, lifespan="off")
+    config = uvicorn.Config(build_app(state), log_level="warning", access_log=False, lifespan="off", loop="asyncio")
     uvicorn.Server(config).run(sockets=[sock])
 
 
