@@ -14,7 +14,9 @@ made with the official AsyncAnthropic client straight to the same scripted model
 run. Its ratio is what this machine's cores allow the client and model processes alone; the platform's ratio
 cannot be below it. (On 2 cores the clients' own CPU per turn already bounds the wall time.)
 
-Prints: the wall-time ratio (goal <= 2), the direct floor ratio and ours over it (goal <= 1.5), errors, log problems,
+Prints: the wall-time ratio (goal <= 2), the direct floor ratio and ours over it (goal <= 1.5) with the lowest value
+the cores allow given the CPU the processes used (`ratio_over_floor_cpu_bound`: as measured, with the server at 3 ms
+per turn, with a server that costs nothing; the clients share the cores), errors, log problems,
 the server's CPU per turn (its process CPU time over the turns, goal <= 3 ms) and per-turn CPU of each process,
 events/s.
 Options: --sessions N --turns N --latency-ms N --profile py-spy|sample|cprofile (report: bench/profile-<mode>.txt),
@@ -131,6 +133,24 @@ def per_turn_ms(batch: dict[str, Any]) -> dict[str, float]:
     return {k: round(v * 1000 / batch["turns"], 2) for k, v in batch["cpu"].items()}
 
 
+def cpu_bounds(one: dict[str, Any], many: dict[str, Any], floor_ratio: float) -> dict[str, float]:
+    """The lowest ratio over the floor the cores allow, given the CPU the concurrent batch's processes used (server,
+    model and the clients, this process, all on this machine's cores): the batch cannot take less wall time than its
+    CPU over the cores. As measured, with the server at its goal (3 ms per turn) and with a server that costs nothing.
+    Above the goal (1.5), the goal cannot be met here whatever the server does, because of the clients' own CPU."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    others = sum(v for k, v in many["cpu"].items() if k != "server")
+
+    def over_floor(server_s: float) -> float:
+        return round((others + server_s) / cores / one["wall_s"] / floor_ratio, 3)
+
+    return {
+        "measured": over_floor(many["cpu"]["server"]),
+        "server_at_3ms_per_turn": over_floor(0.003 * many["turns"]),
+        "server_free": over_floor(0.0),
+    }
+
+
 async def main_async(args: argparse.Namespace) -> None:
     extra_env = {"BENCH_SWITCH_INTERVAL": str(args.switch_interval)} if args.switch_interval else {}
     profile = args.profile or ("none" if args.switch_interval else None)
@@ -155,6 +175,7 @@ async def main_async(args: argparse.Namespace) -> None:
         direct_floor_ratio=round(direct_many["wall_s"] / direct_one["wall_s"], 3),
         ratio_over_floor=round((many["wall_s"] / one["wall_s"]) / (direct_many["wall_s"] / direct_one["wall_s"]), 3),
         ratio_over_floor_goal="<= 1.5",
+        ratio_over_floor_cpu_bound=cpu_bounds(one, many, direct_many["wall_s"] / direct_one["wall_s"]),
         server_cpu_ms_per_turn=per_turn_ms(many)["server"],
         server_cpu_ms_per_turn_goal="<= 3",
         direct_cpu_ms_per_turn=per_turn_ms(direct_many),
