@@ -3,8 +3,9 @@
 `ResourceStore.find(kind, attr, values)` (any workspace) and list filters `equals={attr: value}` on these attributes
 are index reads in both adapters: the DynamoDB store gives each one a lookup GSI slot (the position in the tuple is
 the slot, `lookup1..4`: append new attributes, never reorder, since the slot is persisted in every item), and the
-SQLite store an expression index on `(kind, json_extract(attrs, '$.<attr>'))`. A new resource declares its lookups
-here, beside the others (style.md: "its store lookups declared where both store adapters read them").
+SQLite store a partial expression index on `json_extract(attrs, '$.<attr>') WHERE kind = '<kind>'`. A new resource
+declares its lookups here, beside the others (style.md: "its store lookups declared where both store adapters read
+them").
 """
 
 from __future__ import annotations

@@ -18,16 +18,11 @@ def _plan(db: SqliteDatabase, sql: str, params: list[object]) -> str:
     return " | ".join(str(row[-1]) for row in db.query("EXPLAIN QUERY PLAN " + sql, params))
 
 
-@pytest.mark.parametrize("attr", lookup_attributes())
-def test_each_looked_up_attribute_has_an_index_that_find_uses(tmp_path: Path, attr: str) -> None:
-    # Given a store with records of every kind that looks the attribute up
-    db = SqliteDatabase(tmp_path / "r.db")
-    store = SqliteResourceStore(db)
-    kinds = [kind for kind, attrs in LOOKUPS.items() if attr in attrs]
-    now = datetime.now(UTC)
-    for i in range(50):
-        store.insert(Record(kinds[0], "ws", f"id{i}", {"n": i}, now, attrs={attr: f"v{i}"}))
-    # When find runs, its plan is read through the same SQL it executes
+PAIRS = [(kind, attr) for kind, attrs in LOOKUPS.items() for attr in attrs]
+
+
+def _captured(db: SqliteDatabase) -> list[tuple[str, list[object]]]:
+    """The SQL and parameters of every query the database runs from now on."""
     captured: list[tuple[str, list[object]]] = []
     original = db.query
 
@@ -36,12 +31,46 @@ def test_each_looked_up_attribute_has_an_index_that_find_uses(tmp_path: Path, at
         return original(sql, params)  # type: ignore[arg-type]
 
     db.query = spy  # type: ignore[method-assign]
-    found = store.find(kinds[0], attr, ["v7"])
-    db.query = original  # type: ignore[method-assign]
-    # Then it found the record through the attribute's expression index
+    return captured
+
+
+@pytest.mark.parametrize(("kind", "attr"), PAIRS, ids=[f"{k}.{a}" for k, a in PAIRS])
+def test_each_looked_up_attribute_has_an_index_that_find_uses(tmp_path: Path, kind: str, attr: str) -> None:
+    # Given a store with records of the kind, and of another kind with the same attribute values
+    db = SqliteDatabase(tmp_path / "r.db")
+    store = SqliteResourceStore(db)
+    now = datetime.now(UTC)
+    for i in range(50):
+        store.insert(Record(kind, "ws", f"id{i}", {"n": i}, now, attrs={attr: f"v{i}"}))
+        store.insert(Record("other_kind", "ws", f"other{i}", {"n": i}, now, attrs={attr: f"v{i}"}))
+    captured = _captured(db)
+    # When find runs (its plan read through the SQL it executed), and a list filtered on the attribute
+    found = store.find(kind, attr, ["v7"])
+    ((sql, params),) = captured
+    q = ListQuery(limit=10, order="asc")
+    q.equals[attr] = "v8"
+    listed, _ = store.list_records(kind, "ws", q)
+    # Then find read the kind's index of the attribute, and each found its record, of its kind only
+    assert f"resources_find_{kind}_{attr}" in _plan(db, sql, params)
     assert [r.id for r in found] == ["id7"]
-    sql, params = captured[-1]
-    assert f"resources_lookup_{attr}" in _plan(db, sql, params)
+    assert [r.id for r in listed] == ["id8"]
+
+
+def test_a_database_with_the_indexes_of_before_opens_with_the_per_kind_ones_instead(tmp_path: Path) -> None:
+    # Given a database with the former lookup indexes, one per attribute led by the kind
+    path = tmp_path / "old.db"
+    SqliteDatabase(path)
+    conn = sqlite3.connect(path)
+    for attr in lookup_attributes():
+        conn.execute(f"CREATE INDEX resources_lookup_{attr} ON resources (kind, json_extract(attrs, '$.{attr}'))")
+    conn.commit()
+    conn.close()
+    # When the store opens it
+    db = SqliteDatabase(path)
+    # Then only the per-kind indexes are left (a write of a record's attrs maintains its kind's alone)
+    names = {str(r[0]) for r in db.query("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert not {n for n in names if n.startswith("resources_lookup_")}
+    assert {f"resources_find_{kind}_{attr}" for kind, attr in PAIRS} <= names
 
 
 def test_an_equals_filter_on_a_looked_up_attribute_still_filters_exactly(tmp_path: Path) -> None:

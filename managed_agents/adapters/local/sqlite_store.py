@@ -12,7 +12,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace as with_fields
 from datetime import UTC, datetime
@@ -27,7 +27,7 @@ from managed_agents.domain import deadline
 from managed_agents.domain.clock import Clock, SystemClock, parse_rfc3339, rfc3339
 from managed_agents.domain.errors import Conflict, DuplicateEvent, LogMoved, ServiceUnavailable, StaleRevision
 from managed_agents.domain.events import JsonObject, NewEvent, Order, StoredEvent, TimeRange
-from managed_agents.domain.lookups import lookup_attributes
+from managed_agents.domain.lookups import LOOKUPS, lookup_attributes
 from managed_agents.ports import ListQuery, OutboxEntry, Record, RecordSync
 
 _SCHEMA = """
@@ -67,14 +67,21 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 """
 
-# One expression index per looked-up attribute (domain/lookups.py), led by the kind: `find` and `equals` filters on
+# One partial expression index per looked-up (kind, attribute) (domain/lookups.py): `find` and `equals` filters on
 # them read the index instead of decoding every row's attrs (an API key lookup is one index probe). SQLite uses an
-# expression index only for the same expression, so queries on these attributes spell the JSON path literally.
+# expression index only for the same expression, and a partial index only where the query names its kind, so these
+# queries spell the JSON path and the kind literally. Partial, not one index per attribute led by the kind: a write
+# of a record's attrs (a session's status, twice a turn) maintains every index whose expression reads attrs and
+# whose WHERE holds for the row, i.e. its own kind's 4, not all 17 (a status patch: 0.25 -> 0.07 ms of CPU).
 _LOOKUP_ATTRS = frozenset(lookup_attributes())
+_LOOKUP_PAIRS = frozenset((kind, attr) for kind, attrs in LOOKUPS.items() for attr in attrs)
 _LOOKUP_INDEXES = "".join(
-    f"CREATE INDEX IF NOT EXISTS resources_lookup_{attr} ON resources (kind, json_extract(attrs, '$.{attr}'));\n"
-    for attr in sorted(_LOOKUP_ATTRS)
+    f"CREATE INDEX IF NOT EXISTS resources_find_{kind}_{attr} ON resources (json_extract(attrs, '$.{attr}'))"
+    f" WHERE kind = '{kind}';\n"
+    for kind, attr in sorted(_LOOKUP_PAIRS)
 )
+# the indexes of databases made before (one per attribute, led by the kind, maintained on every attrs write)
+_OLD_LOOKUP_INDEXES = "".join(f"DROP INDEX IF EXISTS resources_lookup_{attr};\n" for attr in sorted(_LOOKUP_ATTRS))
 
 
 def _attr_sql(attr: str, params: list[object]) -> str:
@@ -83,6 +90,16 @@ def _attr_sql(attr: str, params: list[object]) -> str:
         return f"json_extract(attrs, '$.{attr}')"
     params.append(f"$.{attr}")
     return "json_extract(attrs, ?)"
+
+
+def _kind_sql(kind: str, attrs: Iterable[str], params: list[object]) -> str:
+    """The SQL of `kind = <kind>`: the literal where the query filters on a looked-up attribute of the kind (its
+    partial index is used only then; bound, SQLite would prepare the statement again whenever the kind changes),
+    else bound."""
+    if kind.isidentifier() and any((kind, attr) in _LOOKUP_PAIRS for attr in attrs):
+        return f"kind = '{kind}'"
+    params.append(kind)
+    return "kind = ?"
 
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
@@ -257,7 +274,7 @@ class SqliteDatabase:
         for name in ("workspace_id", "data"):  # (a database made before resource events)
             if name not in outbox_columns:
                 conn.execute(f"ALTER TABLE outbox ADD COLUMN {name} TEXT")
-        conn.executescript(_LOOKUP_INDEXES + _EXPIRY_INDEX + ";")
+        conn.executescript(_OLD_LOOKUP_INDEXES + _LOOKUP_INDEXES + _EXPIRY_INDEX + ";")
 
     def _own(self) -> _Connection:
         """The calling thread's own connection (its reads outside a write transaction)."""
@@ -713,8 +730,10 @@ class SqliteResourceStore:
             _insert_outbox(conn, outbox)
 
     def list_records(self, kind: str, workspace_id: str, query: ListQuery) -> tuple[list[Record], bool]:
-        params: list[object] = [kind, workspace_id]
-        sql = f"SELECT {_RECORD_COLUMNS} FROM resources WHERE kind = ? AND workspace_id = ?"
+        params: list[object] = []
+        kind_sql = _kind_sql(kind, [*query.equals, *query.any_of], params)
+        params.append(workspace_id)
+        sql = f"SELECT {_RECORD_COLUMNS} FROM resources WHERE {kind_sql} AND workspace_id = ?"
         if not query.include_archived:
             sql += " AND archived = 0"
         sql += _range_sql("created_at", query.created, params)
@@ -737,10 +756,11 @@ class SqliteResourceStore:
     def find(self, kind: str, attr: str, values: Sequence[str]) -> list[Record]:
         if not values:
             return []
-        params: list[object] = [kind]
+        params: list[object] = []
+        kind_sql = _kind_sql(kind, [attr], params)
         where = _attr_sql(attr, params)
         rows = self.db.query(
-            f"SELECT {_RECORD_COLUMNS} FROM resources WHERE kind = ? AND {where} IN ({','.join('?' * len(values))})",
+            f"SELECT {_RECORD_COLUMNS} FROM resources WHERE {kind_sql} AND {where} IN ({','.join('?' * len(values))})",
             [*params, *values],
         )
         return [self._record(r) for r in rows]
