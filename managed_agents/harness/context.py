@@ -11,7 +11,6 @@ fixed when the session is created, so the prefix stays the same for every turn a
 
 from __future__ import annotations
 
-import copy
 from typing import cast
 
 from managed_agents.domain.events import JsonObject
@@ -77,19 +76,21 @@ def build_request(
     effort: str | None = None,
     context: str | None = None,
 ) -> JsonObject:
-    messages = copy.deepcopy(transcript)
+    # The request shares the transcript's messages and blocks (no copy of the whole conversation per turn: it grew
+    # with the session); only what gets a cache breakpoint is a new dict. Nothing may change the request's nested
+    # parts in place (file_blocks.py builds new messages).
+    messages = list(transcript)
     if messages:
         last = cast(list[JsonObject], messages[-1]["content"])
         if last:
-            last[-1] = {**last[-1], "cache_control": EPHEMERAL}
+            messages[-1] = {**messages[-1], "content": [*last[:-1], {**last[-1], "cache_control": EPHEMERAL}]}
     request: JsonObject = {"model": model_id(agent), "max_tokens": max_tokens, "messages": messages}
     system: list[JsonObject] = [{"type": "text", "text": t} for t in (agent.get("system"), context) if t]
     if system:
         system[-1]["cache_control"] = EPHEMERAL
         request["system"] = system
     if toolbox.definitions:
-        tools = copy.deepcopy(toolbox.definitions)
-        tools[-1] = {**tools[-1], "cache_control": EPHEMERAL}
+        tools = [*toolbox.definitions[:-1], {**toolbox.definitions[-1], "cache_control": EPHEMERAL}]
         request["tools"] = tools
     if effort:  # only an effort the user chose: not every model accepts the parameter
         request["output_config"] = {"effort": effort}

@@ -21,13 +21,16 @@ IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
 
 
 def inline_file_sources(request: JsonObject, workspace_id: str, load: FileLoader) -> JsonObject:
-    """The request with every file-sourced image/document block inlined (in place: `request` is the turn's copy)."""
+    """The request with every file-sourced image/document block inlined. Its messages are new dicts (the request
+    shares the transcript's: harness/context.py), its other parts are the request's."""
     cache: dict[str, tuple[str, bytes] | ApiError] = {}
+    messages: list[JsonObject] = []
     for message in cast(list[JsonObject], request.get("messages") or []):
         content = message.get("content")
         if isinstance(content, list):
-            message["content"] = [_block(b, workspace_id, load, cache) for b in cast(list[JsonObject], content)]
-    return request
+            message = {**message, "content": [_block(b, workspace_id, load, cache) for b in content]}
+        messages.append(message)
+    return {**request, "messages": messages}
 
 
 def _block(block: JsonObject, ws: str, load: FileLoader, cache: dict[str, tuple[str, bytes] | ApiError]) -> JsonObject:
