@@ -58,6 +58,25 @@ def tree_pids(pid: int) -> list[int]:
     return found
 
 
+def context_switches(pid: int) -> dict[str, int]:
+    """Context switches so far of a process and its live descendants, summed over their live threads: `voluntary`
+    (a thread blocked: a lock, the GIL, I/O) and `involuntary` (preempted). A count, not a timing: GIL hand-overs
+    between threads show in it whatever the machine's speed. (A thread that ended took its counts with it.)"""
+    total = {"voluntary": 0, "involuntary": 0}
+    for current in tree_pids(pid):
+        for status in Path(f"/proc/{current}/task").glob("*/status"):
+            try:
+                text = status.read_text()
+            except OSError:  # ended meanwhile
+                continue
+            for line in text.splitlines():
+                if line.startswith("voluntary_ctxt_switches:"):
+                    total["voluntary"] += int(line.split()[1])
+                elif line.startswith("nonvoluntary_ctxt_switches:"):
+                    total["involuntary"] += int(line.split()[1])
+    return total
+
+
 def tree_cpu_seconds(pid: int) -> float:
     """CPU of a process and its live descendants."""
     total = 0.0

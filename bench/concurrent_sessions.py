@@ -17,7 +17,8 @@ cannot be below it. (On 2 cores the clients' own CPU per turn already bounds the
 Prints: the wall-time ratio (goal <= 2), the direct floor ratio and ours over it (goal <= 1.5) with the lowest value
 the cores allow given the CPU the processes used (`ratio_over_floor_cpu_bound`: as measured, with the server at 3 ms
 per turn, with a server that costs nothing; the clients share the cores), errors, log problems,
-the server's CPU per turn (its process CPU time over the turns, goal <= 3 ms) and per-turn CPU of each process,
+the server's CPU per turn (its process CPU time over the turns, goal <= 3 ms) and context switches per turn (its
+threads', voluntary and involuntary: a count of GIL and lock hand-overs), per-turn CPU of each process,
 events/s.
 Options: --sessions N --turns N --latency-ms N --profile py-spy|sample|cprofile (report: bench/profile-<mode>.txt),
 --switch-interval S (the server's sys.setswitchinterval, to measure GIL hand-over effects), --workers N (the
@@ -36,7 +37,7 @@ from typing import Any
 
 import anthropic
 from _common import emit
-from _processes import Served, served
+from _processes import Served, context_switches, served
 
 
 @dataclass
@@ -92,11 +93,13 @@ async def run_batch(s: Served, n: int, turns: int) -> dict[str, Any]:
             SessionRun((await client.beta.sessions.create(agent=agent.id, environment_id=env.id)).id) for _ in range(n)
         ]
         s.profile_window(start=True)
+        switches0 = context_switches(s.server_pid)
         cpu0 = s.cpu()
         t0 = time.perf_counter()
         await asyncio.gather(*(drive(client, r, turns) for r in runs))
         wall = time.perf_counter() - t0
         cpu1 = s.cpu()
+        switches1 = context_switches(s.server_pid)
         s.profile_window(start=False)
         problems = [p for r in runs for p in await check(client, s, r, turns)]
     return {
@@ -105,6 +108,7 @@ async def run_batch(s: Served, n: int, turns: int) -> dict[str, Any]:
         "problems": problems,
         "events": sum(len(r.streamed) for r in runs),
         "cpu": {k: cpu1[k] - cpu0[k] for k in cpu0},
+        "switches": {k: switches1[k] - switches0[k] for k in switches0},
         "turns": n * turns,
     }
 
@@ -178,6 +182,7 @@ async def main_async(args: argparse.Namespace) -> None:
         ratio_over_floor_cpu_bound=cpu_bounds(one, many, direct_many["wall_s"] / direct_one["wall_s"]),
         server_cpu_ms_per_turn=per_turn_ms(many)["server"],
         server_cpu_ms_per_turn_goal="<= 3",
+        server_context_switches_per_turn={k: round(v / many["turns"], 1) for k, v in many["switches"].items()},
         direct_cpu_ms_per_turn=per_turn_ms(direct_many),
         errors=len(one["errors"]) + len(many["errors"]),
         error_samples=(one["errors"] + many["errors"])[:3],
