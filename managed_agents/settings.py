@@ -48,6 +48,16 @@ class ServerSettings(HarnessSettings):
     sse_ping_seconds: float = Field(15.0, gt=0, description="keep-alive interval of event streams")
     sse_max_seconds: float = Field(0.0, ge=0, description="close streams cleanly after this long (0 = never)")
     max_concurrent_sessions: int = Field(256, ge=1, description="harness worker threads of the embedded runtime")
+    step_slots: int = Field(
+        2,
+        ge=1,
+        description="embedded runtime: harness steps of a process that run at once between their waits on the model"
+        " or a tool (adapters/local/in_process_orchestrator.py StepSlots; the others wait their turn, at most"
+        " step_slot_wait_seconds)",
+    )
+    step_slot_wait_seconds: float = Field(
+        1.0, ge=0, description="how long a harness step waits at most for a step slot before it runs anyway"
+    )
     request_priority_seconds: float = Field(
         1.0,
         ge=0,

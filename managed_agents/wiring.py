@@ -428,6 +428,8 @@ def build_local_runtime(
             ),
             leases=leases,
             yield_to=request_priority(settings).wait,
+            step_slots=settings.step_slots,
+            step_slot_wait_seconds=settings.step_slot_wait_seconds,
         )
         rt.sessions.svc.orchestrator = rt.orchestrator
         deps.wake = rt.orchestrator.wake  # a session's child threads (harness/threads.py)

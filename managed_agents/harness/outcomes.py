@@ -182,7 +182,8 @@ def _grade(turn: _Turn, key: str, outcome: Outcome, request: JsonObject, cancel:
         beats = 0
         while True:
             try:
-                return future.result(timeout=interval)
+                with turn.deps.waiting():
+                    return future.result(timeout=interval)
             except FutureTimeout:
                 if (cancel is not None and cancel.cancelled) or turn.deps.events.last_seq(
                     turn.sid

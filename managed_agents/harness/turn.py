@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import cast
@@ -107,6 +108,9 @@ class HarnessDeps:
     files: FileLoader | None = None  # reads Files API files for image/document blocks (harness/file_blocks.py)
     cloud_memory: bool = True  # cloud sandboxes mount memory stores (False: unisolated embedded ones cannot)
     wake: Callable[[str], object] | None = None  # the orchestrator's wake: a session's child threads, and back
+    # around each wait of a step on something outside the process (a model request, an MCP call, a web fetch): the
+    # embedded orchestrator gives the step's slot back meanwhile (in_process_orchestrator.py StepSlots)
+    waiting: Callable[[], AbstractContextManager[object]] = nullcontext
 
 
 class _Turn:
@@ -168,7 +172,8 @@ class _Turn:
                 errors.append(("session.error", {"error": error.session_error()}, None))
                 continue
             try:
-                listed[server] = self.deps.mcp.list_tools(self.session_id, server)
+                with self.deps.waiting():
+                    listed[server] = self.deps.mcp.list_tools(self.session_id, server)
             except McpProxyError as exc:
                 errors.append(("session.error", {"error": exc.session_error()}, None))
         self.toolbox = Toolbox(
@@ -505,11 +510,13 @@ def _run_web_tool(turn: _Turn, call: ToolCall) -> tuple[list[JsonObject], bool]:
         provider = turn.deps.settings.web_search_url
         if not provider:
             return [{"type": "text", "text": "web_search is not available: no search provider is configured."}], True
-        return web.search(provider, str(call.input.get("query", "")), config)
+        with turn.deps.waiting():
+            return web.search(provider, str(call.input.get("query", "")), config)
     env = turn.deps.resources.get_by_id("environment", str(turn.rec.doc.get("environment_id")))
     env_config = cast(JsonObject, env.doc.get("config") or {}) if env is not None else {}
     policy = web.FetchPolicy.of(cast(JsonObject | None, env_config.get("networking")), config)
-    return web.fetch(str(call.input.get("url", "")), policy)
+    with turn.deps.waiting():
+        return web.fetch(str(call.input.get("url", "")), policy)
 
 
 def _run_platform_tools(turn: _Turn, action: step.RunPlatformTools) -> Outcome:
@@ -527,7 +534,8 @@ def _run_platform_tools(turn: _Turn, action: step.RunPlatformTools) -> Outcome:
             batch.append(tool_error(call.event_id, message, kind="mcp"))
             continue
         try:
-            result = turn.deps.mcp.call_tool(turn.session_id, call.server, call.name, call.input)
+            with turn.deps.waiting():
+                result = turn.deps.mcp.call_tool(turn.session_id, call.server, call.name, call.input)
         except McpProxyError as exc:
             batch.append(tool_error(call.event_id, exc.message, kind="mcp"))
             batch.append(("session.error", {"error": exc.session_error()}, None))
@@ -636,11 +644,12 @@ def _run_model(turn: _Turn, action: step.RunModel, cancel: CancelToken | None) -
             request = inline_file_sources(request, turn.rec.workspace_id, deps.files)
         wanted = deps.notifier.wants_previews(turn.sid) if deps.notifier is not None else frozenset()
     try:
-        if wanted:
-            previewer = _Previewer(turn, key, start_id, wanted)
-            response = deps.model.stream_message(request, cancel=cancel, on_event=previewer.on_event)
-        else:
-            response = deps.model.stream_message(request, cancel=cancel)
+        with deps.waiting():
+            if wanted:
+                previewer = _Previewer(turn, key, start_id, wanted)
+                response = deps.model.stream_message(request, cancel=cancel, on_event=previewer.on_event)
+            else:
+                response = deps.model.stream_message(request, cancel=cancel)
     except Cancelled:
         return RunAgain()
     except ModelError as exc:
