@@ -18,6 +18,7 @@ import pytest
 from managed_agents.adapters.anthropic_model import AnthropicMessagesModel
 from managed_agents.adapters.local.in_process_orchestrator import ThreadCancelToken
 from managed_agents.ports import Cancelled, ModelResponse
+from managed_agents.testing.loopback import loop_thread
 
 REQUEST = {"model": "claude-sonnet-4-6", "max_tokens": 16, "messages": [{"role": "user", "content": "hi"}]}
 
@@ -126,13 +127,8 @@ def test_requests_after_close_start_a_new_loop(endpoint: SilentEndpoint) -> None
 @pytest.fixture
 def server_loop() -> Iterator[asyncio.AbstractEventLoop]:
     """An event loop running on a thread of its own, as the embedded server's does."""
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    yield loop
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(5)
-    loop.close()
+    with loop_thread(asyncio.new_event_loop()) as loop:
+        yield loop
 
 
 def _request_threads() -> list[str]:

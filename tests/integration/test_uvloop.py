@@ -6,7 +6,6 @@ on, instead of uvicorn's "auto" choice."""
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Iterator
 
 import pytest
@@ -15,6 +14,7 @@ from managed_agents.adapters.anthropic_model import AnthropicMessagesModel
 from managed_agents.adapters.local.in_process_orchestrator import ThreadCancelToken
 from managed_agents.api.server import uvicorn_config
 from managed_agents.settings import ServerSettings
+from managed_agents.testing.loopback import loop_thread
 from managed_agents.testing.scripted_model import ScriptedModelServer
 
 uvloop = pytest.importorskip("uvloop")  # (the dev extra installs it where it builds: not on Windows)
@@ -25,13 +25,8 @@ REQUEST = {"model": "claude-sonnet-4-6", "max_tokens": 16, "messages": [{"role":
 @pytest.fixture
 def uvloop_loop() -> Iterator[asyncio.AbstractEventLoop]:
     """A uvloop loop running on a thread of its own, as the embedded server's loop does."""
-    loop = uvloop.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, daemon=True)
-    thread.start()
-    yield loop
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(5)
-    loop.close()
+    with loop_thread(uvloop.new_event_loop()) as loop:
+        yield loop
 
 
 def test_the_model_adapter_streams_a_message_on_a_uvloop_loop(uvloop_loop: asyncio.AbstractEventLoop) -> None:
