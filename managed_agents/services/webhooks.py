@@ -569,20 +569,24 @@ class WebhookDeliverer:
 
     # -- attempts --------------------------------------------------------------------------------------------
 
+    def pending(self, workspace_id: str, delivery_id: str) -> tuple[Record, float] | None:
+        """The delivery as stored now, if still pending, with the seconds until it is due (0: now); None when it
+        ended. Every attempt starts from this read (embedded `_attempt_guarded`, AWS `deliver_one`), never from a
+        copy read earlier: a pass that read a delivery just before another pass's attempt of it ended held a stale
+        copy and posted the event a second time (seen in CI: one event delivered twice)."""
+        rec = self.svc.resources.get(DELIVERY.name, workspace_id, delivery_id)
+        if rec is None or rec.doc.get("state") != PENDING:
+            return None
+        at = rec.doc.get("next_attempt_at")
+        wait = (parse_rfc3339(str(at)) - self.svc.clock.now()).total_seconds() if at else 0.0
+        return rec, max(wait, 0.0)
+
     def _attempt_guarded(self, rec: Record) -> None:
         try:
-            # The delivery as it is now: a pass reads the pending deliveries, then skips those in flight, so a pass
-            # that read one just before its attempt ended (recorded, then out of flight) held a stale copy and posted
-            # the event a second time (seen in CI: one event delivered twice). Finished or rescheduled since: not now.
-            # (On AWS, deliver_one reads the delivery itself right before its attempt.)
-            fresh = self.svc.resources.get(DELIVERY.name, rec.workspace_id, rec.id)
-            if (
-                fresh is None
-                or fresh.doc.get("state") != PENDING
-                or parse_rfc3339(str(fresh.doc["next_attempt_at"])) > self.svc.clock.now()
-            ):
+            found = self.pending(rec.workspace_id, rec.id)  # (finished or rescheduled since the pass read it: not now)
+            if found is None or found[1] > 0:
                 return
-            self.attempt(fresh)
+            self.attempt(found[0])
         except Exception:
             log.exception("webhook delivery attempt failed", extra={"delivery_id": rec.id})
         finally:

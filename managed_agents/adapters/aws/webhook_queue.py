@@ -32,14 +32,13 @@ import json
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from typing import Any, cast
 
 from managed_agents.adapters.aws.dynamodb_event_store import PK, SK, webhook_entry
 from managed_agents.domain.clock import parse_rfc3339
 from managed_agents.domain.events import JsonObject, StoredEvent
 from managed_agents.ports import OutboxEntry
-from managed_agents.services.webhooks import DELIVERY, PENDING, WebhookDeliverer, outbox_events
+from managed_agents.services.webhooks import WebhookDeliverer, outbox_events
 
 MAX_DELAY_SECONDS = 900  # SQS DelaySeconds cap
 log = logging.getLogger("managed_agents.webhooks")
@@ -121,21 +120,12 @@ def deliver(deliverer: WebhookDeliverer, queue: SqsWebhookQueue, messages: Seque
 
 def deliver_one(deliverer: WebhookDeliverer, workspace_id: str, delivery_id: str) -> float | None:
     """Attempt the delivery if it is due; the delay after which to look at it again (None: never, it ended)."""
-    resources, clock = deliverer.svc.resources, deliverer.svc.clock
-    rec = resources.get(DELIVERY.name, workspace_id, delivery_id)
-    if rec is None or rec.doc.get("state") != PENDING:
+    found = deliverer.pending(workspace_id, delivery_id)
+    if found is None:
         return None
-    due = _due(rec.doc)
-    if due is not None and due > clock.now():
-        return (due - clock.now()).total_seconds()
+    rec, wait = found
+    if wait > 0:
+        return wait
     deliverer.attempt(rec)
-    rec = resources.get(DELIVERY.name, workspace_id, delivery_id)
-    if rec is None or rec.doc.get("state") != PENDING:
-        return None
-    due = _due(rec.doc)
-    return max((due - clock.now()).total_seconds(), 0.0) if due is not None else 0.0
-
-
-def _due(doc: JsonObject) -> datetime | None:
-    at = doc.get("next_attempt_at")
-    return parse_rfc3339(str(at)) if at else None
+    found = deliverer.pending(workspace_id, delivery_id)
+    return None if found is None else found[1]
