@@ -32,6 +32,7 @@ from typing import Any
 import pytest
 
 from stacks.asl import render
+from stacks.lambda_bundle import _uv
 from tests.infra.conftest import Synth
 
 pytestmark = pytest.mark.slow
@@ -122,8 +123,7 @@ def twin(default_synth: Synth, tmp_path_factory: pytest.TempPathFactory) -> tupl
     bundle = bundle_dir(default_synth, function)
     dists = distributions(bundle)
     twin = tmp_path_factory.mktemp("bundle-twin")
-    uv = shutil.which("uv")
-    assert uv, "uv is on PATH wherever the stack synthesizes (the bundle needs it too)"
+    uv = _uv()  # the uv the stack's bundling used ($UV under `scripts/uv run`, where PATH may have none)
     pins = [f"{name}=={version}" for name, version in sorted(dists.items())]
     proc = subprocess.run(
         [
