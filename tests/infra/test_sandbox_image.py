@@ -13,7 +13,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 from stacks.constructs.sandbox import SANDBOX_IMAGE_EXCLUDE
-from stacks.lambda_bundle import REPO_ROOT
+from stacks.lambda_bundle import REPO_ROOT, _uv
 
 DOCKERFILE = REPO_ROOT / "sandbox_task" / "Dockerfile"
 
@@ -40,8 +40,7 @@ def test_the_locks_constraints_pin_the_sdk_version_the_tests_run_with(tmp_path: 
     # Given only what the image's lock stage copies
     for name in ("pyproject.toml", "uv.lock"):
         shutil.copy(REPO_ROOT / name, tmp_path / name)
-    uv = shutil.which("uv")
-    assert uv
+    uv = _uv()  # ($UV under `scripts/uv run`, where PATH may have none)
     # When its export runs there
     subprocess.run(
         [uv, "export", "--frozen", "--no-dev", "--no-emit-project", "--no-hashes", "--quiet", "-o", "c.txt"],
