@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import cast
+from typing import Protocol, cast
 
 from managed_agents.domain import prices
 from managed_agents.domain.clock import Clock, parse_rfc3339, rfc3339
@@ -93,6 +93,10 @@ ERROR_TYPES = {
 }
 
 
+class Hands(Protocol):
+    def __call__(self, session_id: str, *, calls: Sequence[str]) -> object: ...
+
+
 @dataclass
 class HarnessDeps:
     events: EventStore
@@ -101,8 +105,9 @@ class HarnessDeps:
     clock: Clock
     settings: HarnessSettings = field(default_factory=HarnessSettings)
     notifier: EventNotifier | None = None
-    # asks for hands (a live work item) for a session whose sandbox tool calls wait: work.ensure_for_session
-    hands: Callable[[str], object] | None = None
+    # asks for hands (a live work item) for a session whose sandbox tool calls (their ids) wait:
+    # work.ensure_for_session
+    hands: Hands | None = None
     mcp: McpGateway | None = None  # the MCP proxy: lists and calls the tools of the agent's MCP servers
     states: StateCache | None = None  # folded states between steps (None: every step folds the whole log)
     files: FileLoader | None = None  # reads Files API files for image/document blocks (harness/file_blocks.py)
@@ -413,8 +418,9 @@ def _step(turn: _Turn, cancel: CancelToken | None) -> Outcome:
     if isinstance(action, step.WaitForTools):
         if st.status != "running":
             turn.append(f"running@{st.last_seq}", [("session.status_running", {}, None)])
-        if deps.hands is not None and any(c.kind == "builtin" for c in st.unresolved):
-            deps.hands(turn.session_id)
+        builtin = [c.event_id for c in st.unresolved if c.kind == "builtin"]
+        if deps.hands is not None and builtin:
+            deps.hands(turn.session_id, calls=builtin)
         return WaitForTools(action.deadline, st.last_seq)
     if isinstance(action, step.TimeOutTools):
         batch: list[Entry] = []

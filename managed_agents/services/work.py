@@ -27,7 +27,7 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import cast
@@ -153,9 +153,15 @@ class WorkService:
 
     # -- creating work ---------------------------------------------------------------------------------------
 
-    def ensure_for_session(self, session_id: str, *, session: Record | None = None) -> Record | None:
+    def ensure_for_session(
+        self, session_id: str, *, session: Record | None = None, calls: Sequence[str] = ()
+    ) -> Record | None:
         """Make sure the session has a live work item if its agent has sandbox tools; idempotent, race-safe.
-        `session`: its record as the caller just read it (an event send), so it is not read again."""
+        `session`: its record as the caller just read it (an event send), so it is not read again. `calls`: the ids
+        of the sandbox calls the caller (the harness, from the log as its step read it) wants hands for; when no item
+        is live, the log is read again first, and none is made if every one of them has been answered meanwhile (a
+        failed item's `fail` answered them with its error after the step read the log: a launch for them would be
+        wasted, and its own failure a session.error about nothing)."""
         sess = session if session is not None else self.resources.get_by_id("session", session_id)
         if sess is None or sess.doc.get("_deleted") or sess.archived:
             return None
@@ -168,6 +174,9 @@ class WorkService:
         live = [w for w in items if w.attrs.get("state") in ("queued", "starting", "active")]
         if live:
             return live[0]
+        if calls and _all_answered(self.events, session_id, calls):
+            log.info("no work queued: its calls were answered", extra={"session_id": session_id})
+            return None
         # The id is derived from the session and its item count: two concurrent creators collide on insert.
         work_id = deterministic_id("work", session_id, str(len(items)))
         now = self._now()
@@ -189,6 +198,7 @@ class WorkService:
             "_platform": platform,
             "_handed_out_at": None,
             "_stop_reason": None,
+            "_for_calls": list(calls),
         }
         attrs: dict[str, str | int | None] = {
             "environment_id": str(sess.doc["environment_id"]),
@@ -524,6 +534,11 @@ class WorkService:
             if pending:  # a graceful stop (idle timeout) raced a new tool call: give the call fresh hands
                 self.ensure_for_session(session_id)
             return
+        if not pending and _superfluous(rec, state.calls):
+            # made for calls that another item's failure answered before this one could start (the harness asked
+            # for hands from a log read just before those answers): nothing of the session depended on it
+            log.warning("work for answered calls failed", extra={"work_id": rec.id, "reason": message})
+            return
         # every failure inside a session becomes a session.error, even when no call was waiting yet
         key = f"hands-lost@{rec.id}"
         text = f"{message} The tool call was abandoned; the next tool call gets a fresh sandbox."
@@ -572,6 +587,22 @@ class WorkService:
                 mutate(self.resources, rec, change)
         if dispose and self.provisioner is not None:
             self.provisioner.dispose(session_id)
+
+
+def _all_answered(events: EventStore, session_id: str, call_ids: Sequence[str]) -> bool:
+    """Whether every one of these calls is in the session's log with its result (a call not found there, such as a
+    child thread's, counts as unanswered)."""
+    calls = {c.event_id: c for c in fold(iter_all(events, session_id)).calls}
+    return all(i in calls and calls[i].resolved for i in call_ids)
+
+
+def _superfluous(rec: Record, calls: list[ToolCall]) -> bool:
+    """An item that never heartbeat, made for calls (`ensure_for_session(calls=...)`) all of which are answered."""
+    wanted = cast(list[str], rec.doc.get("_for_calls") or [])
+    if not wanted or rec.doc.get("latest_heartbeat_at"):
+        return False
+    resolved = {c.event_id for c in calls if c.resolved}
+    return all(i in resolved for i in wanted)
 
 
 def _set_state(r: Record, state: str) -> None:
