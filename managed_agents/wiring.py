@@ -98,6 +98,9 @@ class Runtime:
     memory_stores: MemoryStoreService | None = None
     deliverer: WebhookDeliverer | None = None  # None: no outbox (webhooks are stored, not delivered)
     leases: SqliteRunLeases | None = None  # embedded: per-session run leases (adapters/local/run_lease.py)
+    # plain sends made on the event loop when the store's write locks are free (api/edge.py call_on_loop): the
+    # embedded server, whose SQLite store raises WouldWait rather than wait there
+    sends_on_loop: bool = False
     _reaper_stop: threading.Event = field(default_factory=threading.Event)
 
     def serve_model_requests_on(self, loop: asyncio.AbstractEventLoop, *, leaving: bool = False) -> None:
@@ -358,6 +361,7 @@ def build_local_runtime(
         ),
     )
     rt.provisioner, rt.secrets, rt.mcp_proxy = provisioner, secrets, mcp_proxy
+    rt.sends_on_loop = True
     mcp_proxy.resolver.webhooks = rt.sessions.svc  # a failed OAuth refresh: vault_credential.refresh_failed
     if provisioner is not None and rt.session_resources is not None:  # resources in place before the worker starts
         materializer = Materializer(resources, rt.events, rt.files)

@@ -25,7 +25,7 @@ from starlette.types import Message
 
 from managed_agents.api import betas
 from managed_agents.api.errors import request_id
-from managed_agents.domain.deadline import deadline
+from managed_agents.domain.deadline import WouldWait, deadline, on_loop
 from managed_agents.domain.errors import (
     Conflict,
     GatewayTimeout,
@@ -72,6 +72,9 @@ LARGE_UPLOADS = "x-large-uploads"
 
 
 T = TypeVar("T")
+# How long a write made on the event loop (`call_on_loop`) waits for this process's other writers, whose
+# transactions are short and after which it goes first (sqlite_store.WriteLock), before it goes to a write thread
+LOOP_WRITE_WAIT_SECONDS = 0.005
 
 
 def runtime(request: Request) -> Runtime:
@@ -104,6 +107,25 @@ async def call(fn: Callable[..., T], *args: object, **kwargs: object) -> T:
     if budget is None:  # outside a request's door (streams after their handler returned, tests)
         return await to_thread.run_sync(lambda: fn(*args, **kwargs))
     return await (_write if budget.write else _read)(budget, lambda: fn(*args, **kwargs))
+
+
+async def call_on_loop(fn: Callable[..., T], *args: object, **kwargs: object) -> T:
+    """`call` for a short write (a plain event send) made on the event loop itself. Its first write waits at most
+    LOOP_WRITE_WAIT_SECONDS for this process's other writers and not at all for anyone else's lock (domain/deadline.py
+    `on_loop`); one that would wait longer is made again on a write thread as `call` makes it (the store raised
+    WouldWait before it wrote anything).
+
+    A write thread costs the send more than the write: the loop hands it over, the thread waits for the interpreter
+    lock beside the loop and the harness's threads, and hands the answer back. Only for calls whose work is bounded
+    and small (no fold of a log, no file read): everything else on the loop waits while it runs."""
+    budget = _BUDGET.get()
+    if budget is None or not budget.write:
+        return await call(fn, *args, **kwargs)
+    try:
+        with deadline(max(0.0, budget.deadline_at - anyio.current_time())), on_loop(LOOP_WRITE_WAIT_SECONDS):
+            return fn(*args, **kwargs)
+    except WouldWait:
+        return await _write(budget, lambda: fn(*args, **kwargs))
 
 
 async def read(fn: Callable[..., T], *args: object, **kwargs: object) -> T:

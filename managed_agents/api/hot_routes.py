@@ -27,12 +27,16 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from managed_agents.api import betas
-from managed_agents.api.edge import _BUDGET, EdgeRoute, _budget, authenticate, call, runtime, sdk_retry
+from managed_agents.api.edge import _BUDGET, EdgeRoute, _budget, authenticate, call, call_on_loop, runtime, sdk_retry
 from managed_agents.api.errors import api_error_response
 from managed_agents.api.routes import sessions as sessions_routes
 from managed_agents.domain.errors import ApiError
+from managed_agents.wire.sessions import UserInterruptParams, UserMessageParams
 
 SEND_ROUTE = "/v1/sessions/{session_id}/events"
+# what a send made on the loop may hold (edge.call_on_loop): events checked against where the log ends only, never
+# against its folded state (a tool result or a confirmation may fold the whole log)
+_LIGHT = (UserMessageParams, UserInterruptParams)
 _SEND_PATH = re.compile(r"/v1/sessions/([^/]+)/events")  # Starlette's `{name}` (str): one non-empty segment
 
 
@@ -80,8 +84,13 @@ class HotRoutes:
             request, body = await route._with_body(request)
             params = _params(route, body)
             if params is not None:
-                sessions = runtime(request).sessions
-                data = await call(sessions.send, p, session_id, params.events, retried=sdk_retry(request))
+                rt = runtime(request)
+                retried = sdk_retry(request)
+                # a first try of plain messages and interrupts: a bounded write, made on the loop (call_on_loop)
+                light = rt.sends_on_loop and not retried and all(isinstance(e, _LIGHT) for e in params.events)
+                data = await (call_on_loop if light else call)(
+                    rt.sessions.send, p, session_id, params.events, retried=retried
+                )
                 response = _json_response(route, {"data": data})
         except ApiError as exc:
             response = api_error_response(request, exc)

@@ -310,32 +310,44 @@ class SqliteDatabase:
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """A write transaction. Under a caller's deadline (domain/deadline.py: an API request) the wait for the
         write locks, this process's, the processes' and SQLite's, is bounded by the time left: ServiceUnavailable,
-        nothing done."""
+        nothing done. A call on the event loop (`deadline.on_loop`), before its first write commits, waits for this
+        process's lock briefly and for the processes' and SQLite's not at all: WouldWait, nothing done."""
         left = deadline.remaining()
-        if left is None:
+        bound = deadline.loop_bound()  # (a call on the event loop, before its first write: deadline.on_loop)
+        waits = bound is None
+        if bound is not None:
+            if not self._write_lock.acquire(timeout=bound, urgent=True):
+                raise deadline.WouldWait()
+        elif left is None:
             self._write_lock.acquire()
         elif not self._write_lock.acquire(timeout=left, urgent=True):
             raise ServiceUnavailable(_BUSY)
         try:
-            if not self._file_lock.acquire(None if left is None else max(0.0, deadline.remaining() or 0.0)):
-                raise ServiceUnavailable(_BUSY)
+            if not self._file_lock.acquire(
+                0 if not waits else None if left is None else max(0.0, deadline.remaining() or 0.0)
+            ):
+                raise ServiceUnavailable(_BUSY) if waits else deadline.WouldWait()
             try:
-                yield from self._transaction(left)
+                yield from self._transaction(left, waits)
             finally:
                 self._file_lock.release()
+            deadline.wrote()
         finally:
             self._write_lock.release()
 
-    def _transaction(self, left: float | None) -> Iterator[sqlite3.Connection]:
-        """The transaction itself, both write locks held."""
+    def _transaction(self, left: float | None, waits: bool = True) -> Iterator[sqlite3.Connection]:
+        """The transaction itself, both write locks held. `waits=False`: SQLite's busy handler does not wait either
+        (a writer that takes neither lock, such as a backup, holds the database): WouldWait."""
         if self._writer is None:
             self._writer = _Connection(self.path)
         writer = self._writer
         conn = writer.conn
-        self._bound_busy_wait(writer, None if left is None else deadline.remaining() or 0.0)
+        self._bound_busy_wait(writer, 0.0 if not waits else None if left is None else deadline.remaining() or 0.0)
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
+            if not waits and "locked" in str(exc):
+                raise deadline.WouldWait() from exc
             if left is not None and "locked" in str(exc):
                 raise ServiceUnavailable(_BUSY) from exc
             raise
