@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 from managed_agents.adapters.local.notifier import LocalNotifier
 from managed_agents.domain.events import JsonObject
 from tests.own_loop import run_on_own_loop
@@ -50,5 +52,31 @@ def test_previews_follow_the_opt_in_and_one_open_message_at_a_time() -> None:
         assert messages.take_previews() == [_start("agent.message", "m4")]
         messages.close()
         assert n.wants_previews("s1") == frozenset()
+
+    run_on_own_loop(run())
+
+
+def test_an_append_published_on_the_streams_loop_wakes_them_at_once_and_one_from_a_thread_through_the_loop() -> None:
+    async def run() -> None:
+        n = LocalNotifier()
+        one, two = n.subscribe("s1"), n.subscribe("s1")
+        # An append published on the loop the streams wait on (a send made on the loop): set before it returns,
+        # with no call through the loop's self-pipe
+        n.publish("s1", 1)
+        assert one.event.is_set() and two.event.is_set()
+        one.event.clear()
+        two.event.clear()
+        # One published from another thread (a harness step): set by the loop, once it runs
+        t = threading.Thread(target=n.publish, args=("s1", 2))
+        t.start()
+        t.join()
+        assert not one.event.is_set()
+        await one.wait(5)
+        await two.wait(5)
+        assert not one.event.is_set() and not two.event.is_set()  # (both woken, and cleared by their wait)
+        # A preview offered on the loop (the model request runs there) too
+        previews = n.subscribe("s2", previews=frozenset({"agent.message"}))
+        n.publish_preview("s2", _start("agent.message", "m1"))
+        assert previews.event.is_set()
 
     run_on_own_loop(run())

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 
@@ -56,12 +56,7 @@ class _LocalSubscription:
         self.tail: _Tail | None = None  # set by the notifier when it sees every append (module docstring)
 
     def notify(self, deleted: bool = False) -> None:
-        def _set() -> None:
-            self.deleted = self.deleted or deleted
-            self.event.set()
-
-        with suppress(RuntimeError):  # loop already closed
-            self.loop.call_soon_threadsafe(_set)
+        _call_on(self.loop, _set_all, [self], deleted)
 
     def offer_preview(self, preview: JsonObject) -> None:
         """Queue a preview if the reader wants it: starts of the opted-in types, deltas of starts it was given."""
@@ -141,8 +136,17 @@ def wake_all(subs: Sequence[_LocalSubscription], deleted: bool = False) -> None:
     for sub in subs:
         by_loop.setdefault(sub.loop, []).append(sub)
     for loop, group in by_loop.items():
-        with suppress(RuntimeError):  # loop already closed
-            loop.call_soon_threadsafe(_set_all, group, deleted)
+        _call_on(loop, _set_all, group, deleted)
+
+
+def _call_on(loop: asyncio.AbstractEventLoop, fn: Callable[..., object], *args: object) -> None:
+    """Run `fn` on `loop`: at once when called on it (an append by a send made on the loop, api/edge.py
+    call_on_loop: no wake-up of the loop through its self-pipe for what it is doing already), else scheduled."""
+    if asyncio._get_running_loop() is loop:
+        fn(*args)
+        return
+    with suppress(RuntimeError):  # loop already closed
+        loop.call_soon_threadsafe(fn, *args)
 
 
 def _set_all(subs: list[_LocalSubscription], deleted: bool) -> None:
