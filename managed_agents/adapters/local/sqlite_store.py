@@ -428,38 +428,37 @@ class SqliteEventStore:
         with self.db.transaction() as conn:
             if self.guard is not None:
                 self.guard(conn, session_id)
-            marks = ",".join("?" * len(ids))
-            dup = conn.execute(
-                f"SELECT id FROM events WHERE session_id = ? AND id IN ({marks})", (session_id, *ids)
-            ).fetchall()
-            if dup:
-                raise DuplicateEvent([row[0] for row in dup])
             (last,) = conn.execute(
                 "SELECT COALESCE(MAX(seq), 0) FROM events WHERE session_id = ?", (session_id,)
             ).fetchone()
             if expected_last_seq is not None and last != expected_last_seq:
+                _refuse_duplicates(conn, session_id, ids)  # (a batch logged already is a duplicate, moved or not)
                 raise LogMoved(expected_last_seq)
             now = self.clock.now()
             stored = [
                 StoredEvent(session_id, last + i + 1, e.id, e.type, now, dict(e.payload), e.internal)
                 for i, e in enumerate(events)
             ]
-            conn.executemany(
-                "INSERT INTO events (session_id, seq, id, type, processed_at, payload, internal)"
-                " VALUES (?,?,?,?,?,?,?)",
-                [
-                    (
-                        session_id,
-                        s.seq,
-                        s.id,
-                        s.type,
-                        rfc3339(now),
-                        _dumps(s.payload),
-                        None if s.internal is None else _dumps(s.internal),
-                    )
-                    for s in stored
-                ],
-            )
+            try:
+                conn.executemany(
+                    "INSERT INTO events (session_id, seq, id, type, processed_at, payload, internal)"
+                    " VALUES (?,?,?,?,?,?,?)",
+                    [
+                        (
+                            session_id,
+                            s.seq,
+                            s.id,
+                            s.type,
+                            rfc3339(now),
+                            _dumps(s.payload),
+                            None if s.internal is None else _dumps(s.internal),
+                        )
+                        for s in stored
+                    ],
+                )
+            except sqlite3.IntegrityError:  # the unique index on (session_id, id): the transaction is rolled back
+                _refuse_duplicates(conn, session_id, ids, up_to=last)  # (an id twice in the batch itself: raised)
+                raise
             if self.outbox_events is not None:
                 outboxed = [
                     (session_id, s.id, t, rfc3339(now), _dumps(dict(data)) if data else None)
@@ -583,6 +582,19 @@ class SqliteEventStore:
             payload=json.loads(str(payload)),
             internal=None if internal is None else json.loads(str(internal)),
         )
+
+
+def _refuse_duplicates(conn: sqlite3.Connection, session_id: str, ids: list[str], up_to: int | None = None) -> None:
+    """Raise DuplicateEvent if any of these event ids is in the session's log (`up_to`: at that seq or before, as
+    it was before the failed insert). Asked only when an append failed (its insert broke the unique index on
+    (session_id, id), or the log moved): a good append costs no read for it."""
+    marks = ",".join("?" * len(ids))
+    bound = "" if up_to is None else f" AND seq <= {int(up_to)}"
+    dup = conn.execute(
+        f"SELECT id FROM events WHERE session_id = ? AND id IN ({marks}){bound}", (session_id, *ids)
+    ).fetchall()
+    if dup:
+        raise DuplicateEvent([row[0] for row in dup])
 
 
 def _sync_record(conn: sqlite3.Connection, sync: RecordSync, stored: list[StoredEvent]) -> Record | None:
