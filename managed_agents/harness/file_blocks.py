@@ -21,14 +21,17 @@ IMAGE_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
 
 
 def inline_file_sources(request: JsonObject, workspace_id: str, load: FileLoader) -> JsonObject:
-    """The request with every file-sourced image/document block inlined. Its messages are new dicts (the request
-    shares the transcript's: harness/context.py), its other parts are the request's."""
+    """The request with every file-sourced image/document block inlined. A message with such a block is a new dict
+    (the request shares the transcript's: harness/context.py); the others are the transcript's own objects, as the
+    request's other parts are the request's (the model adapter keeps a message's encoding by its identity)."""
     cache: dict[str, tuple[str, bytes] | ApiError] = {}
     messages: list[JsonObject] = []
     for message in cast(list[JsonObject], request.get("messages") or []):
         content = message.get("content")
         if isinstance(content, list):
-            message = {**message, "content": [_block(b, workspace_id, load, cache) for b in content]}
+            blocks = [_block(b, workspace_id, load, cache) for b in content]
+            if any(new is not old for new, old in zip(blocks, content, strict=True)):
+                message = {**message, "content": blocks}
         messages.append(message)
     return {**request, "messages": messages}
 
@@ -36,7 +39,8 @@ def inline_file_sources(request: JsonObject, workspace_id: str, load: FileLoader
 def _block(block: JsonObject, ws: str, load: FileLoader, cache: dict[str, tuple[str, bytes] | ApiError]) -> JsonObject:
     nested = block.get("content")
     if block.get("type") == "tool_result" and isinstance(nested, list):
-        return {**block, "content": [_block(b, ws, load, cache) for b in cast(list[JsonObject], nested)]}
+        inner = [_block(b, ws, load, cache) for b in cast(list[JsonObject], nested)]
+        return {**block, "content": inner} if any(n is not o for n, o in zip(inner, nested, strict=True)) else block
     source = block.get("source")
     if block.get("type") not in ("image", "document") or not isinstance(source, dict) or source.get("type") != "file":
         return block
