@@ -44,9 +44,8 @@ def _refused_on_loop(d: SqliteDatabase) -> float:
     return time.monotonic() - started
 
 
-@pytest.fixture
-def holding(db: SqliteDatabase) -> Iterator[tuple[threading.Event, threading.Event]]:
-    """(held, release): another thread of this process in a write transaction until `release` is set."""
+def _hold(db: SqliteDatabase) -> tuple[threading.Event, threading.Event, threading.Thread]:
+    """(held, release, thread): another thread of this process in a write transaction until `release` is set."""
     release, held = threading.Event(), threading.Event()
 
     def holder() -> None:
@@ -56,6 +55,12 @@ def holding(db: SqliteDatabase) -> Iterator[tuple[threading.Event, threading.Eve
 
     t = threading.Thread(target=holder)
     t.start()
+    return held, release, t
+
+
+@pytest.fixture
+def holding(db: SqliteDatabase) -> Iterator[tuple[threading.Event, threading.Event]]:
+    held, release, t = _hold(db)
     yield held, release
     release.set()
     t.join(10)
@@ -123,19 +128,11 @@ def test_a_writer_that_takes_neither_lock_makes_it_would_wait_without_a_busy_wai
 
 
 def test_after_its_first_write_a_call_on_the_loop_waits_as_usual(db: SqliteDatabase) -> None:
-    release, held = threading.Event(), threading.Event()
-
-    def holder() -> None:
-        with db.transaction():
-            held.set()
-            release.wait(10)
-
     # Given a call on the loop whose first write committed
     with deadline(10), on_loop(BRIEF):
         _write(db, "first")
         # When another thread holds the lock at its second write, for longer than the bound
-        t = threading.Thread(target=holder)
-        t.start()
+        held, release, t = _hold(db)
         assert held.wait(10)
         threading.Timer(BRIEF * 4, release.set).start()
         _write(db, "second")  # (WouldWait here would leave the call half done)
