@@ -199,7 +199,8 @@ class ResourceStore(Protocol):
 
 class RevocationMarker(Protocol):
     """Tells every process of a deployment that a credential was revoked, so caches of checked credentials
-    (services/keys.py) drop what they hold at once. `version()` changes after every `mark()`, in any process."""
+    (services/keys.py) drop what they hold at once. `version()` changes after every `mark()`, in any process.
+    (The same kind of marker says that a webhook endpoint was ever enabled: services/webhooks.py `any_enabled`.)"""
 
     def mark(self) -> None: ...
 

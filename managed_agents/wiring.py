@@ -70,6 +70,7 @@ SANDBOX_DIR = "sandboxes"
 BLOB_DIR = "blobs"
 ADMIN_KEY_FILE = "admin.key"
 REVOCATIONS_FILE = "credentials.revoked"  # its length counts key revocations (adapters/local/revocation_marker.py)
+WEBHOOKS_MARKER_FILE = "webhooks.enabled"  # not empty once an endpoint was enabled here (services/webhooks.py)
 
 
 @dataclass
@@ -212,6 +213,9 @@ class Adapters:
     init_tokens: bool = False
     revocations: RevocationMarker | None = None  # None: authenticated keys are not cached (services/keys.py)
     webhook_secrets: SecretStore | None = None  # where signing secrets are kept; None: in the endpoint records
+    # marked before a webhook endpoint is enabled, in any process: `any_enabled` reads it, not the store, while none
+    # is (services/webhooks.py); None: the store is read
+    webhooks_marker: RevocationMarker | None = None
 
 
 def compose(settings: ServerSettings, adapters: Adapters) -> Runtime:
@@ -256,6 +260,7 @@ def compose(settings: ServerSettings, adapters: Adapters) -> Runtime:
             max_attempts=settings.webhook_max_attempts,
         ),
         secrets=a.webhook_secrets,
+        enabled_marker=a.webhooks_marker,
     )
     deliverer = None
     if a.outbox is not None:
@@ -358,6 +363,7 @@ def build_local_runtime(
             session_ended=(mcp_proxy.close_session,),
             revocations=FileRevocationMarker(data_dir / REVOCATIONS_FILE),
             webhook_secrets=secrets,  # (encrypted at rest, as vault credentials' secrets)
+            webhooks_marker=FileRevocationMarker(data_dir / WEBHOOKS_MARKER_FILE),
         ),
     )
     rt.provisioner, rt.secrets, rt.mcp_proxy = provisioner, secrets, mcp_proxy

@@ -64,7 +64,16 @@ from managed_agents.domain.errors import Conflict, InvalidRequest
 from managed_agents.domain.events import JsonObject, StoredEvent
 from managed_agents.domain.ids import PREFIXES, new_ulid
 from managed_agents.harness.web import FetchRefused, resolve_addresses
-from managed_agents.ports import ListQuery, Outbox, OutboxEntry, Record, ResourceStore, SecretStore, SecretStoreError
+from managed_agents.ports import (
+    ListQuery,
+    Outbox,
+    OutboxEntry,
+    Record,
+    ResourceStore,
+    RevocationMarker,
+    SecretStore,
+    SecretStoreError,
+)
 from managed_agents.services.common import Services
 from managed_agents.services.crud import Collection, Kind
 from managed_agents.services.records import mutate
@@ -214,10 +223,18 @@ def _endpoint_view(doc: JsonObject) -> JsonObject:
 
 class WebhookService:
     def __init__(
-        self, svc: Services, settings: WebhookSettings | None = None, *, secrets: SecretStore | None = None
+        self,
+        svc: Services,
+        settings: WebhookSettings | None = None,
+        *,
+        secrets: SecretStore | None = None,
+        enabled_marker: RevocationMarker | None = None,
     ) -> None:
-        """`secrets`: where signing secrets are kept (as vault credentials' are); None: in the endpoint record."""
+        """`secrets`: where signing secrets are kept (as vault credentials' are); None: in the endpoint record.
+        `enabled_marker`: marked before any process enables an endpoint (`any_enabled`)."""
         self.svc = svc
+        self.enabled_marker = enabled_marker
+        self._store_read = False  # `any_enabled` read the store once (a database made before the marker)
         self.settings = settings or WebhookSettings()
         self.secrets = secrets
         self.endpoints = Collection(svc, ENDPOINT, view=_endpoint_view)
@@ -250,10 +267,23 @@ class WebhookService:
         server without webhooks writes no webhook rows. Once true it is kept (an endpoint disabled or deleted leaves
         it on: rows for no subscriber are fanned out to nobody and dropped); while false it is read again at each
         ask (one index probe, asked only for an event that causes webhooks), since another process (`serve
-        --workers N`) may have created the first endpoint."""
+        --workers N`) may have created the first endpoint. With `enabled_marker` that read is a `stat` while the
+        marker says no endpoint was ever enabled here (each enabling marks it first, in whatever process), after one
+        read of the store (an endpoint enabled by a build from before the marker): the probe ran inside every
+        harness append that logs a status, twice per turn, holding the write lock."""
         if not self._any_enabled:
+            marker = self.enabled_marker
+            if marker is not None and self._store_read and marker.version() == 0:
+                return False
+            self._store_read = True
             self._any_enabled = bool(self.svc.resources.find(ENDPOINT.name, "state", ["enabled"]))
         return self._any_enabled
+
+    def _enabling(self) -> None:
+        """An endpoint is about to be enabled: mark it for every process first (`any_enabled`), so that none misses
+        an event logged after the endpoint is there."""
+        if self.enabled_marker is not None and self.enabled_marker.version() == 0:
+            self.enabled_marker.mark()
 
     @property
     def enabled_seen(self) -> bool:
@@ -285,6 +315,7 @@ class WebhookService:
             "disabled_reason": "",
             **self._keep_secret(endpoint_id, secret),
         }
+        self._enabling()
         try:
             doc = self.endpoints.create(ws, fields, attrs={"state": "enabled"}, id_=endpoint_id)
         except BaseException:
@@ -341,6 +372,8 @@ class WebhookService:
             edit(r.doc)
             r.attrs["state"] = str(r.doc["state"])
 
+        if params.state == "enabled":
+            self._enabling()
         updated = self.endpoints.change(self.endpoints.live(ws, endpoint_id), edit_record)
         if updated.doc["state"] == "enabled":
             self._any_enabled = True

@@ -4,6 +4,9 @@ A revocation appends a byte (an `O_APPEND` write of one byte is atomic), so the 
 a process that cached a credential when the length was N knows that a revocation happened since, by any process
 on the same data dir (the `keys revoke` CLI beside a running server, another worker of `serve --workers N`), as
 soon as it reads a longer file. A read is one `stat`, cheap enough for every request (services/keys.py).
+
+The same file kind, `webhooks.enabled`, is marked before an endpoint is enabled: while it is empty no process needs
+to look for enabled endpoints when it logs an event (services/webhooks.py `any_enabled`).
 """
 
 from __future__ import annotations
