@@ -1,11 +1,17 @@
 """Shared helpers of the benchmark scripts: our server in-process on loopback, a scripted model, JSON output.
 
 Run a benchmark as ``uv run python bench/<name>.py``; each prints JSON lines.
+
+BENCH_SERVER_SRC=<dir> measures the `managed_agents` package found in <dir> (a checkout of a baseline commit, e.g.
+`git archive <commit> managed_agents | tar -x -C <dir>`) instead of this checkout's, in the benches that run our
+server in this process (`stack`) as in those that serve it from another (`_profiled_serve.py`), so that an A/B in one
+time window compares two builds, not this checkout with itself.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import tempfile
 import time
@@ -15,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the checkout, installed or not
+# the checkout, installed or not (or a baseline's package: BENCH_SERVER_SRC, see the module docstring)
+sys.path.insert(0, os.environ.get("BENCH_SERVER_SRC") or str(Path(__file__).resolve().parents[1]))
 
 import anthropic
 
