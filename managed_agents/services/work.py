@@ -174,7 +174,7 @@ class WorkService:
         live = [w for w in items if w.attrs.get("state") in ("queued", "starting", "active")]
         if live:
             return live[0]
-        if calls and _all_answered(self.events, session_id, calls):
+        if calls and _all_answered(fold(iter_all(self.events, session_id)).calls, calls):
             log.info("no work queued: its calls were answered", extra={"session_id": session_id})
             return None
         # The id is derived from the session and its item count: two concurrent creators collide on insert.
@@ -589,20 +589,17 @@ class WorkService:
             self.provisioner.dispose(session_id)
 
 
-def _all_answered(events: EventStore, session_id: str, call_ids: Sequence[str]) -> bool:
-    """Whether every one of these calls is in the session's log with its result (a call not found there, such as a
-    child thread's, counts as unanswered)."""
-    calls = {c.event_id: c for c in fold(iter_all(events, session_id)).calls}
-    return all(i in calls and calls[i].resolved for i in call_ids)
+def _all_answered(calls: list[ToolCall], call_ids: Sequence[str]) -> bool:
+    """Whether every one of these calls is among `calls` (a session's, folded) with its result (a call not found
+    there, such as a child thread's, counts as unanswered)."""
+    resolved = {c.event_id for c in calls if c.resolved}
+    return all(i in resolved for i in call_ids)
 
 
 def _superfluous(rec: Record, calls: list[ToolCall]) -> bool:
     """An item that never heartbeat, made for calls (`ensure_for_session(calls=...)`) all of which are answered."""
     wanted = cast(list[str], rec.doc.get("_for_calls") or [])
-    if not wanted or rec.doc.get("latest_heartbeat_at"):
-        return False
-    resolved = {c.event_id for c in calls if c.resolved}
-    return all(i in resolved for i in wanted)
+    return bool(wanted) and not rec.doc.get("latest_heartbeat_at") and _all_answered(calls, wanted)
 
 
 def _set_state(r: Record, state: str) -> None:
