@@ -228,6 +228,15 @@ class FileWriteLock:
         self._fd = None
 
 
+def _wait_now(waits: bool, left: float | None) -> float | None:
+    """How long a writer holding this process's write lock may wait now for the next one (the processes' lock,
+    SQLite's): not at all on the event loop before its first write (`waits` false, deadline.on_loop), else what is
+    left of its deadline (None: it has none; `left` is what was left when it began)."""
+    if not waits:
+        return 0.0
+    return None if left is None else deadline.remaining() or 0.0
+
+
 class _Connection:
     """A SQLite connection and the busy timeout it was last given (`SqliteDatabase._bound_busy_wait`)."""
 
@@ -323,9 +332,7 @@ class SqliteDatabase:
         elif not self._write_lock.acquire(timeout=left, urgent=True):
             raise ServiceUnavailable(_BUSY)
         try:
-            if not self._file_lock.acquire(
-                0 if not waits else None if left is None else max(0.0, deadline.remaining() or 0.0)
-            ):
+            if not self._file_lock.acquire(_wait_now(waits, left)):
                 raise ServiceUnavailable(_BUSY) if waits else deadline.WouldWait()
             try:
                 yield from self._transaction(left, waits)
@@ -342,7 +349,7 @@ class SqliteDatabase:
             self._writer = _Connection(self.path)
         writer = self._writer
         conn = writer.conn
-        self._bound_busy_wait(writer, 0.0 if not waits else None if left is None else deadline.remaining() or 0.0)
+        self._bound_busy_wait(writer, _wait_now(waits, left))
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
@@ -589,9 +596,9 @@ def _refuse_duplicates(conn: sqlite3.Connection, session_id: str, ids: list[str]
     it was before the failed insert). Asked only when an append failed (its insert broke the unique index on
     (session_id, id), or the log moved): a good append costs no read for it."""
     marks = ",".join("?" * len(ids))
-    bound = "" if up_to is None else f" AND seq <= {int(up_to)}"
+    bound, params = ("", ()) if up_to is None else (" AND seq <= ?", (up_to,))
     dup = conn.execute(
-        f"SELECT id FROM events WHERE session_id = ? AND id IN ({marks}){bound}", (session_id, *ids)
+        f"SELECT id FROM events WHERE session_id = ? AND id IN ({marks}){bound}", (session_id, *ids, *params)
     ).fetchall()
     if dup:
         raise DuplicateEvent([row[0] for row in dup])
