@@ -28,19 +28,25 @@ def inline_file_sources(request: JsonObject, workspace_id: str, load: FileLoader
     messages: list[JsonObject] = []
     for message in cast(list[JsonObject], request.get("messages") or []):
         content = message.get("content")
-        if isinstance(content, list):
-            blocks = [_block(b, workspace_id, load, cache) for b in content]
-            if any(new is not old for new, old in zip(blocks, content, strict=True)):
-                message = {**message, "content": blocks}
+        if isinstance(content, list) and (inlined := _inlined(content, workspace_id, load, cache)) is not None:
+            message = {**message, "content": inlined}
         messages.append(message)
     return {**request, "messages": messages}
+
+
+def _inlined(
+    blocks: list[JsonObject], ws: str, load: FileLoader, cache: dict[str, tuple[str, bytes] | ApiError]
+) -> list[JsonObject] | None:
+    """The blocks with their files inlined, or None when none had one (the caller keeps its own object)."""
+    out = [_block(b, ws, load, cache) for b in blocks]
+    return out if any(new is not old for new, old in zip(out, blocks, strict=True)) else None
 
 
 def _block(block: JsonObject, ws: str, load: FileLoader, cache: dict[str, tuple[str, bytes] | ApiError]) -> JsonObject:
     nested = block.get("content")
     if block.get("type") == "tool_result" and isinstance(nested, list):
-        inner = [_block(b, ws, load, cache) for b in cast(list[JsonObject], nested)]
-        return {**block, "content": inner} if any(n is not o for n, o in zip(inner, nested, strict=True)) else block
+        inlined = _inlined(cast(list[JsonObject], nested), ws, load, cache)
+        return block if inlined is None else {**block, "content": inlined}
     source = block.get("source")
     if block.get("type") not in ("image", "document") or not isinstance(source, dict) or source.get("type") != "file":
         return block
