@@ -100,6 +100,10 @@ SECRET_MAX_AGE_SECONDS = 300
 # whole conversation (megabytes with large tool results), and the function has 192 MB (stacks/config.py): a few,
 # enough for the sessions whose turns come back to one container.
 LAMBDA_STATE_CACHE_SESSIONS = 8
+# Earlier messages' JSON a warm ModelTurn container keeps (adapters/anthropic_model.py `keep_encoded_messages`):
+# the embedded server's 16 MB would also keep up to that much of evicted sessions' messages alive in 192 MB; those
+# cached states' transcripts are what it can reuse
+LAMBDA_ENCODED_MESSAGES_BUDGET = 2 * 1024 * 1024
 
 
 @dataclass
@@ -366,8 +370,9 @@ class AwsDeps:
 
 def sdk_model(api_key: str | None, timeout: float) -> ModelClient:
     """The model on the official SDK (imports it: ModelTurn only), at ANTHROPIC_BASE_URL when set."""
-    from managed_agents.adapters.anthropic_model import AnthropicMessagesModel
+    from managed_agents.adapters.anthropic_model import AnthropicMessagesModel, keep_encoded_messages
 
+    keep_encoded_messages(LAMBDA_ENCODED_MESSAGES_BUDGET)
     return AnthropicMessagesModel(
         api_key=api_key, base_url=os.environ.get("ANTHROPIC_BASE_URL") or None, timeout=timeout
     )

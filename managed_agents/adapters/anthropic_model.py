@@ -571,13 +571,28 @@ class _EncodedMessages:
                 self._size -= len(old[1])
             self._kept[key] = (message, text)
             self._size += len(text)
-            while self._size > self.budget and self._kept:
-                _, (_, dropped) = self._kept.popitem(last=False)
-                self._size -= len(dropped)
+            self._evict()
         return text
+
+    def resize(self, budget: int) -> None:
+        with self._lock:
+            self.budget = budget
+            self._evict()
+
+    def _evict(self) -> None:
+        """Drop the least recently used beyond the budget (the lock held)."""
+        while self._size > self.budget and self._kept:
+            _, (_, dropped) = self._kept.popitem(last=False)
+            self._size -= len(dropped)
 
 
 _ENCODED_MESSAGES = _EncodedMessages(budget=16 * 1024 * 1024, largest=256 * 1024)
+
+
+def keep_encoded_messages(budget: int) -> None:
+    """How many characters of earlier messages' JSON this process keeps (`_EncodedMessages`: 16 MB unless told).
+    What it keeps also keeps those messages alive, so a runtime with little memory keeps less (aws_runtime.py)."""
+    _ENCODED_MESSAGES.resize(budget)
 
 
 def _request_error(exc: Exception) -> Exception:

@@ -67,3 +67,24 @@ def test_a_large_message_is_encoded_and_not_kept() -> None:
     text = kept.encode_list([large, small, _message(2)])
     assert [m for m, _ in kept._kept.values()] == [small]
     assert json.loads(text)[0] == large
+
+
+def test_a_smaller_budget_drops_the_least_recently_used_at_once() -> None:
+    kept = _EncodedMessages(budget=10_000, largest=1_000)
+    messages = [_message(i) for i in range(6)]
+    kept.encode_list(messages)
+    assert len(kept._kept) == 5
+    sizes = [len(json.dumps(m, separators=(",", ":"))) for m in messages]
+    kept.resize(sum(sizes[3:5]))
+    assert [m for m, _ in kept._kept.values()] == messages[3:5] and kept._size <= kept.budget
+
+
+def test_the_lambda_model_keeps_a_small_budget() -> None:
+    from managed_agents import aws_runtime
+
+    before = anthropic_model._ENCODED_MESSAGES.budget
+    try:
+        aws_runtime.sdk_model("key", 30)
+        assert anthropic_model._ENCODED_MESSAGES.budget == aws_runtime.LAMBDA_ENCODED_MESSAGES_BUDGET < before
+    finally:
+        anthropic_model.keep_encoded_messages(before)
